@@ -1,0 +1,194 @@
+"""The one exception tree of gpuenv.
+
+Every error the library raises on purpose is a :class:`GpuenvError`. The CLI's
+single error boundary turns it into an ``error:`` line, an optional ``hint:``
+line and :attr:`GpuenvError.exit_code`; anything else is a bug and keeps its
+traceback. Subclasses carry the data their message is made from, so callers
+(tests, the nox session, other tools) can act on it without parsing text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Exit codes of DESIGN.md.
+EXIT_OK = 0
+EXIT_STEP_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNSATISFIABLE = 3
+
+
+class GpuenvError(Exception):
+    """Root of every error gpuenv raises on purpose."""
+
+    exit_code: int = EXIT_STEP_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# -- bad input (exit 2) ------------------------------------------------------
+
+
+class InputError(GpuenvError):
+    """Bad input: arguments, a hardware file, an override."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class RecipeError(InputError):
+    """A recipe that cannot be used; names the file and, where known, the key."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        key: str | None,
+        problem: str,
+        *,
+        suggestion: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.problem = problem
+        self.suggestion = suggestion
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        message = where + problem
+        if suggestion:
+            message += f" (did you mean '{suggestion}'?)"
+        super().__init__(message, hint=hint)
+
+
+class HardwareFileError(InputError):
+    """A ``--hardware`` file that is not a probe's JSON."""
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(
+            f"{self.path}: {problem}",
+            hint="write one on the target machine with 'gpuenv probe --json > FILE'",
+        )
+
+
+# -- the machine cannot satisfy the recipe (exit 3) ---------------------------
+
+
+class UnsatisfiableError(GpuenvError):
+    """The recipe is fine but this machine (or the hardware asked for) cannot run it."""
+
+    exit_code = EXIT_UNSATISFIABLE
+
+
+class UnknownTorchError(UnsatisfiableError):
+    """A torch version the compatibility data does not know."""
+
+
+class NoVariantError(UnsatisfiableError):
+    """No PyTorch CUDA variant runs on these GPUs with this driver."""
+
+
+class ToolkitError(UnsatisfiableError):
+    """No CUDA toolkit on the build machine matches the planned variant."""
+
+    def __init__(self, message: str, *, needed: str, found: list[str], hint: str | None = None):
+        self.needed = needed
+        self.found = found
+        super().__init__(message, hint=hint)
+
+
+class ArchError(UnsatisfiableError):
+    """A GPU architecture that torch or the toolkit cannot build for."""
+
+
+class RequiredSkipError(UnsatisfiableError):
+    """An extension marked ``required = true`` that the plan would skip."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(
+            f"extension {name} is required but cannot be built here: {reason}",
+            hint="set required = false in the recipe to skip it instead",
+        )
+
+
+# -- probing (exit 1: the machine answered with an error) ---------------------
+
+
+class ProbeError(GpuenvError):
+    """NVML answered with an error that is not simply 'no GPU here'."""
+
+    def __init__(self, call: str, problem: str, *, code: int | None = None, hint: str | None = None):
+        self.call = call
+        self.problem = problem
+        self.code = code
+        super().__init__(f"NVML {call} failed: {problem}", hint=hint)
+
+
+# -- steps of setup (exit 1) -------------------------------------------------
+
+
+class StepError(GpuenvError):
+    """A step of setup failed (create env, install, build, verify)."""
+
+
+class CommandError(StepError):
+    """A subprocess exited non-zero."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        returncode: int,
+        *,
+        log_path: Path | None = None,
+        tail: str = "",
+        message: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.cmd = cmd
+        self.returncode = returncode
+        self.log_path = log_path
+        self.tail = tail
+        text = message or f"command failed with exit code {returncode}: {' '.join(cmd)}"
+        if tail:
+            text += "\n" + tail
+        if log_path is not None:
+            text += f"\nfull log: {log_path}"
+        super().__init__(text, hint=hint)
+
+
+class IndexUnreachableError(StepError):
+    """A package index the plan needs does not answer."""
+
+    def __init__(self, url: str, problem: str, *, hint: str | None = None) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"package index {url} cannot be reached: {problem}", hint=hint)
+
+
+class BuildError(StepError):
+    """An extension failed to build; the full output is in ``log_path``."""
+
+    def __init__(
+        self, name: str, log_path: Path | None, problem: str, *, tail: str = "", hint: str | None = None
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.problem = problem
+        self.tail = tail
+        text = f"building {name} failed: {problem}"
+        if tail:
+            text += "\n" + tail
+        if log_path is not None:
+            text += f"\nfull log: {log_path}"
+        super().__init__(text, hint=hint)
+
+
+class VerifyError(StepError):
+    """The environment does not hold what the plan said it would."""

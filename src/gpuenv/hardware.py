@@ -1,0 +1,252 @@
+"""What a machine has: the :class:`Hardware` record, its JSON form, and overrides.
+
+The JSON form is a contract (DESIGN.md): ``gpuenv probe --json`` writes it and
+``--hardware FILE`` reads it back. ``--gpu`` and ``--arch`` replace the GPUs of
+a probe so a GPU-less node can plan and build for the compute nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gpuenv.errors import HardwareFileError, InputError
+
+
+@dataclass(frozen=True, order=True)
+class ComputeCapability:
+    """A CUDA compute capability such as 9.0 (``sm_90``)."""
+
+    major: int
+    minor: int
+
+    @classmethod
+    def parse(cls, text: str) -> ComputeCapability:
+        """Parse "9.0", "9", "sm_90" or "90"; raise ValueError otherwise."""
+        raw = text.strip().lower()
+        raw = raw.removeprefix("sm_").removeprefix("compute_")
+        if "." in raw:
+            major_s, _, minor_s = raw.partition(".")
+        elif raw.isdigit() and len(raw) >= 2:
+            major_s, minor_s = raw[:-1], raw[-1]
+        else:
+            major_s, minor_s = raw, "0"
+        if not (major_s.isdigit() and minor_s.isdigit()) or len(minor_s) != 1:
+            raise ValueError(f"not a compute capability: {text!r} (expected e.g. 9.0 or 8.6)")
+        return cls(int(major_s), int(minor_s))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def sm(self) -> str:
+        """The nvcc spelling without dot: ``90``."""
+        return f"{self.major}{self.minor}"
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    uuid: str
+    compute_capability: str
+    memory_total_mib: int
+
+    @property
+    def cc(self) -> ComputeCapability:
+        return ComputeCapability.parse(self.compute_capability)
+
+
+@dataclass(frozen=True)
+class Toolkit:
+    """A CUDA toolkit on disk: its nvcc, release ("13.0") and root (``CUDA_HOME``)."""
+
+    nvcc: str
+    version: str
+    home: str = ""
+
+    @property
+    def root(self) -> str:
+        """The toolkit root: ``home`` if known, else two levels above nvcc."""
+        return self.home or os.path.dirname(os.path.dirname(self.nvcc))
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def version_tuple(self) -> tuple[int, int]:
+        major, _, minor = self.version.partition(".")
+        return int(major), int(minor or 0)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    driver_version: str | None
+    cuda_driver_version: str | None
+    gpus: tuple[Gpu, ...]
+    cpu_count: int
+    memory_total_mib: int
+    memory_available_mib: int
+    toolkits: tuple[Toolkit, ...] = ()
+    #: Where the GPU facts came from ("nvml", "file FILE", "--gpu H100", …); not in the JSON.
+    source: str = field(default="nvml", compare=False)
+
+    @property
+    def cuda_driver_tuple(self) -> tuple[int, int] | None:
+        if self.cuda_driver_version is None:
+            return None
+        major, _, minor = self.cuda_driver_version.partition(".")
+        return int(major), int(minor or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "driver_version": self.driver_version,
+            "cuda_driver_version": self.cuda_driver_version,
+            "gpus": [
+                {
+                    "index": g.index,
+                    "name": g.name,
+                    "uuid": g.uuid,
+                    "compute_capability": g.compute_capability,
+                    "memory_total_mib": g.memory_total_mib,
+                }
+                for g in self.gpus
+            ],
+            "cpu_count": self.cpu_count,
+            "memory_total_mib": self.memory_total_mib,
+            "memory_available_mib": self.memory_available_mib,
+            "toolkits": [{"nvcc": t.nvcc, "version": t.version, "home": t.root} for t in self.toolkits],
+        }
+
+    def with_host(self, host: Hardware) -> Hardware:
+        """These GPU and driver facts, with ``host``'s CPUs, memory and toolkits.
+
+        Used by ``setup``: the GPUs may be described from elsewhere, but the
+        build runs here, with this machine's compilers and memory.
+        """
+        return replace(
+            self,
+            cpu_count=host.cpu_count,
+            memory_total_mib=host.memory_total_mib,
+            memory_available_mib=host.memory_available_mib,
+            toolkits=host.toolkits,
+        )
+
+
+def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
+    """Build :class:`Hardware` from the JSON contract; raise HardwareFileError if malformed."""
+
+    def fail(problem: str) -> HardwareFileError:
+        return HardwareFileError(origin, problem)
+
+    if not isinstance(data, Mapping):
+        raise fail("expected a JSON object as written by 'gpuenv probe --json'")
+    required = ("driver_version", "cuda_driver_version", "gpus", "cpu_count",
+                "memory_total_mib", "memory_available_mib")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise fail(f"missing key(s): {', '.join(missing)}")
+
+    def opt_str(key: str) -> str | None:
+        value = data[key]
+        if value is not None and not isinstance(value, str):
+            raise fail(f"{key}: expected a string or null, got {value!r}")
+        return value
+
+    def count(container: Mapping[str, Any], key: str, where: str) -> int:
+        value = container.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise fail(f"{where}{key}: expected a non-negative integer, got {value!r}")
+        return value
+
+    cuda = opt_str("cuda_driver_version")
+    if cuda is not None:
+        try:
+            ComputeCapability.parse(cuda)  # same "M.m" shape
+        except ValueError:
+            raise fail(f"cuda_driver_version: expected e.g. \"12.4\", got {cuda!r}") from None
+
+    raw_gpus = data["gpus"]
+    if not isinstance(raw_gpus, list):
+        raise fail("gpus: expected a list")
+    gpus = []
+    for i, raw in enumerate(raw_gpus):
+        where = f"gpus[{i}]."
+        if not isinstance(raw, Mapping):
+            raise fail(f"gpus[{i}]: expected an object")
+        cc_text = raw.get("compute_capability")
+        if not isinstance(cc_text, str):
+            raise fail(f"{where}compute_capability: expected a string such as \"9.0\"")
+        try:
+            cc = ComputeCapability.parse(cc_text)
+        except ValueError as exc:
+            raise fail(f"{where}compute_capability: {exc}") from None
+        gpus.append(
+            Gpu(
+                index=count(raw, "index", where) if "index" in raw else i,
+                name=str(raw.get("name", f"GPU {i}")),
+                uuid=str(raw.get("uuid", "")),
+                compute_capability=str(cc),
+                memory_total_mib=count(raw, "memory_total_mib", where) if "memory_total_mib" in raw else 0,
+            )
+        )
+
+    raw_toolkits = data.get("toolkits", [])
+    if not isinstance(raw_toolkits, list):
+        raise fail("toolkits: expected a list")
+    toolkits = []
+    for i, raw in enumerate(raw_toolkits):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("nvcc"), str) or not isinstance(
+            raw.get("version"), str
+        ):
+            raise fail(f"toolkits[{i}]: expected {{\"nvcc\": PATH, \"version\": \"12.1\"}}")
+        toolkits.append(Toolkit(nvcc=raw["nvcc"], version=raw["version"], home=str(raw.get("home", ""))))
+
+    return Hardware(
+        driver_version=opt_str("driver_version"),
+        cuda_driver_version=cuda,
+        gpus=tuple(gpus),
+        cpu_count=count(data, "cpu_count", ""),
+        memory_total_mib=count(data, "memory_total_mib", ""),
+        memory_available_mib=count(data, "memory_available_mib", ""),
+        toolkits=tuple(toolkits),
+        source=f"file {origin}",
+    )
+
+
+def load_hardware_file(path: Path | str) -> Hardware:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HardwareFileError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HardwareFileError(path, f"not valid JSON: {exc}") from None
+    return hardware_from_json(data, origin=str(path))
+
+
+def with_arch_override(hardware: Hardware, archs: str) -> Hardware:
+    """Replace the GPUs with one synthetic GPU per compute capability in ``archs`` ("9.0,8.0")."""
+    ccs = []
+    for part in archs.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        try:
+            ccs.append(ComputeCapability.parse(part))
+        except ValueError as exc:
+            raise InputError(f"--arch: {exc}", hint="give compute capabilities such as --arch 8.0,9.0") from None
+    if not ccs:
+        raise InputError("--arch: no compute capability given", hint="e.g. --arch 9.0 or --arch 8.0,9.0")
+    gpus = tuple(
+        Gpu(index=i, name=f"sm_{cc.sm}", uuid="", compute_capability=str(cc), memory_total_mib=0)
+        for i, cc in enumerate(sorted(set(ccs)))
+    )
+    return replace(hardware, gpus=gpus, driver_version=None, cuda_driver_version=None,
+                   source=f"--arch {archs}")
