@@ -241,7 +241,7 @@ def with_arch_override(hardware: Hardware, archs: str) -> Hardware:
         try:
             ccs.append(ComputeCapability.parse(part))
         except ValueError as exc:
-            raise InputError(f"--arch: {exc}", hint="give compute capabilities such as --arch 8.0,9.0") from None
+            raise InputError(f"--arch: {exc}", hint="e.g. --arch 9.0 or --arch 8.0,9.0") from None
     if not ccs:
         raise InputError("--arch: no compute capability given", hint="e.g. --arch 9.0 or --arch 8.0,9.0")
     gpus = tuple(

@@ -1,0 +1,342 @@
+"""The compatibility knowledge, read lazily from the data files in ``gpuenv/data``.
+
+torch.toml (releases, variants, wheel archs), cuda.toml (driver minimums, nvcc
+and torch arch support), gpus.toml (``--gpu`` names) and extensions.toml (the
+catalog of build knobs). Nothing is read at import; each file is parsed once,
+on first use, into the typed records below.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from gpuenv.hardware import ComputeCapability
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@functools.cache
+def _data(name: str) -> dict[str, Any]:
+    text = resources.files("gpuenv").joinpath("data").joinpath(name).read_text(encoding="utf-8")
+    data: dict[str, Any] = tomllib.loads(text)
+    return data
+
+
+# -- variants ------------------------------------------------------------------
+
+_VARIANT_RE = re.compile(r"^cu(\d{2,3})$")
+
+
+def normalize_variant(text: str) -> str | None:
+    """"12.1" / "cu121" / "CU121" → "cu121"; "cpu" → "cpu"; anything else → None."""
+    raw = text.strip().lower()
+    if raw == "cpu":
+        return "cpu"
+    if _VARIANT_RE.match(raw):
+        return raw
+    match = re.fullmatch(r"(\d{2})\.(\d)", raw)
+    if match:
+        return f"cu{match.group(1)}{match.group(2)}"
+    return None
+
+
+def variant_cuda(variant: str) -> str | None:
+    """"cu121" → "12.1"; "cpu" → None."""
+    match = _VARIANT_RE.match(variant)
+    if not match:
+        return None
+    digits = match.group(1)
+    return f"{int(digits[:-1])}.{digits[-1]}"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """"12.1" → (12, 1); tolerant of a third part ("550.54.14")."""
+    return tuple(int(p) for p in re.findall(r"\d+", text))
+
+
+# -- torch releases -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TorchRelease:
+    release: str
+    versions: tuple[str, ...]
+    pypi_default: str
+    #: variant → arch strings ("9.0", "12.0+PTX") of the index build.
+    variants: Mapping[str, tuple[str, ...]]
+    #: arch strings of the PyPI wheel (the default variant), when they differ.
+    pypi_archs: tuple[str, ...] | None = None
+
+    def archs(self, variant: str, *, from_pypi: bool) -> tuple[str, ...]:
+        if from_pypi and variant == self.pypi_default and self.pypi_archs is not None:
+            return self.pypi_archs
+        return self.variants.get(variant, ())
+
+    @property
+    def version(self) -> Version:
+        return Version(self.release)
+
+
+@functools.cache
+def torch_releases() -> dict[str, TorchRelease]:
+    data = _data("torch.toml")
+    sets: dict[str, list[str]] = data["arch_sets"]
+    releases = {}
+    for name, raw in data["releases"].items():
+        pypi_set = raw.get("pypi_arch_set")
+        releases[name] = TorchRelease(
+            release=name,
+            versions=tuple(raw["versions"]),
+            pypi_default=raw["pypi_default"],
+            variants={v: tuple(sets[s]) for v, s in raw["variants"].items()},
+            pypi_archs=tuple(sets[pypi_set]) if pypi_set else None,
+        )
+    return releases
+
+
+def _exact_pins(spec: SpecifierSet) -> list[str]:
+    return [s.version for s in spec if s.operator in ("==", "===") and "*" not in s.version]
+
+
+def resolve_release(spec: SpecifierSet) -> tuple[TorchRelease, str] | None:
+    """The newest known release with a version ``spec`` admits, and that version."""
+    pins = _exact_pins(spec)
+    best: tuple[Version, TorchRelease, str] | None = None
+    for rel in torch_releases().values():
+        candidates = list(rel.versions)
+        # A patch release gpuenv has not heard of still has its minor's variants.
+        candidates += [p for p in pins if _release_of(p) == rel.release]
+        for text in candidates:
+            version = Version(text)
+            if spec.contains(version, prereleases=True) and (best is None or version > best[0]):
+                best = (version, rel, text)
+    return None if best is None else (best[1], best[2])
+
+
+def _release_of(version_text: str) -> str | None:
+    try:
+        version = Version(version_text)
+    except InvalidVersion:
+        return None
+    return f"{version.major}.{version.minor}"
+
+
+def release_of_spec(spec: SpecifierSet) -> str | None:
+    """The minor release a specifier pins ("==2.15.*" → "2.15"), if it pins one."""
+    for s in spec:
+        if s.operator == "==":
+            release = _release_of(s.version.rstrip(".*"))
+            if release:
+                return release
+    return None
+
+
+# -- archs, toolkits, drivers -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchSupport:
+    cc: str
+    nvcc_first: str
+    nvcc_last: str
+    torch_first: str
+    torch_last: str
+
+    def nvcc_can_compile(self, nvcc_version: str) -> bool:
+        return _within(nvcc_version, self.nvcc_first, self.nvcc_last)
+
+    def torch_accepts(self, torch_release: str) -> bool:
+        return _within(torch_release, self.torch_first, self.torch_last)
+
+
+def _within(version: str, first: str, last: str) -> bool:
+    v = version_tuple(version)[:2]
+    if first and v < version_tuple(first)[:2]:
+        return False
+    return not (last and v > version_tuple(last)[:2])
+
+
+@functools.cache
+def _arch_table() -> dict[str, ArchSupport]:
+    table = {}
+    for cc, raw in _data("cuda.toml")["archs"].items():
+        table[cc] = ArchSupport(cc, raw["nvcc"][0], raw["nvcc"][1], raw["torch"][0], raw["torch"][1])
+    return table
+
+
+def arch_support(cc: str) -> ArchSupport | None:
+    return _arch_table().get(cc)
+
+
+def known_archs() -> list[str]:
+    return sorted(_arch_table(), key=lambda c: ComputeCapability.parse(c))
+
+
+def driver_minimum(cuda_major: int) -> str | None:
+    """The oldest driver that runs CUDA ``cuda_major``.x under minor-version compatibility."""
+    value = _data("cuda.toml")["driver_minimum"].get(str(cuda_major))
+    return str(value) if value is not None else None
+
+
+def cuda_for_driver(driver_version: str) -> str | None:
+    """The newest CUDA release whose bundled driver is not newer than ``driver_version``."""
+    driver = version_tuple(driver_version)
+    best = None
+    for cuda, bundled in _data("cuda.toml")["toolkit_driver"].items():
+        if version_tuple(bundled) <= driver and (best is None or version_tuple(cuda) > version_tuple(best)):
+            best = cuda
+    return best
+
+
+def runs_on(archs: tuple[str, ...], cc: ComputeCapability) -> bool:
+    """Whether code compiled for ``archs`` runs on a GPU of compute capability ``cc``.
+
+    A cubin for X.Y runs on X.Z with Z ≥ Y; PTX for X.Y is JIT-compiled by the
+    driver for any newer GPU.
+    """
+    for entry in archs:
+        target = ComputeCapability.parse(entry.removesuffix("+PTX"))
+        if target.major == cc.major and target.minor <= cc.minor:
+            return True
+        if entry.endswith("+PTX") and target <= cc:
+            return True
+    return False
+
+
+# -- GPU models ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    name: str
+    cc: str
+    memory_mib: int
+
+
+def _gpu_key(name: str) -> str:
+    key = re.sub(r"[\s\-_]", "", name.lower())
+    for prefix in ("nvidia", "tesla", "geforce"):
+        key = key.removeprefix(prefix)
+    return key
+
+
+@functools.cache
+def gpu_models() -> dict[str, GpuModel]:
+    return {
+        _gpu_key(name): GpuModel(name, raw["cc"], int(raw["memory_mib"]))
+        for name, raw in _data("gpus.toml")["gpus"].items()
+    }
+
+
+def find_gpu_model(name: str) -> GpuModel | None:
+    return gpu_models().get(_gpu_key(name))
+
+
+def close_gpu_names(name: str) -> list[str]:
+    models = gpu_models()
+    keys = difflib.get_close_matches(_gpu_key(name), list(models), n=3, cutoff=0.5)
+    return [models[k].name for k in keys]
+
+
+# -- the extension catalog ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Incompatibility:
+    extension: SpecifierSet
+    torch: SpecifierSet
+    reason: str
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    known: bool
+    import_name: str | None
+    build_requires: tuple[str, ...]
+    cuda: str
+    arch_knob: str | None
+    arch_format: str
+    arch_choices: tuple[str, ...]
+    fixed_archs: tuple[str, ...]
+    min_cc: str | None
+    toolkit_match: str
+    skip_cuda_knob: str | None
+    env: Mapping[str, str]
+    cuda_env: Mapping[str, str]
+    cpu_env: Mapping[str, str]
+    jobs_knobs: tuple[str, ...]
+    threads_knob: str | None
+    job_memory_mib: int
+    cpu_job_memory_mib: int
+    incompatible: tuple[Incompatibility, ...] = field(default=())
+
+
+def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known: bool) -> CatalogEntry:
+    def get(key: str, default: Any = None) -> Any:
+        return raw.get(key, generic.get(key, default))
+
+    # A package that fixes its own archs has no arch knob to inherit.
+    arch_knob = None if "fixed_archs" in raw else get("arch_knob")
+    return CatalogEntry(
+        name=name,
+        known=known,
+        import_name=raw.get("import"),
+        build_requires=tuple(get("build_requires", [])),
+        cuda=get("cuda", "optional"),
+        arch_knob=arch_knob,
+        arch_format=raw.get("arch_format", "torch") if arch_knob else "torch",
+        arch_choices=tuple(raw.get("arch_choices", [])),
+        fixed_archs=tuple(raw.get("fixed_archs", [])),
+        min_cc=raw.get("min_cc"),
+        toolkit_match=get("toolkit_match", "major"),
+        skip_cuda_knob=raw.get("skip_cuda_knob"),
+        env=dict(raw.get("env", {})),
+        # An entry's own tables replace the generic ones: torch-scatter's
+        # FORCE_CUDA is its own, and apex must not get a generic FORCE_CUDA.
+        cuda_env=dict(raw.get("cuda_env", {} if known else generic.get("cuda_env", {}))),
+        cpu_env=dict(raw.get("cpu_env", {})),
+        jobs_knobs=tuple(get("jobs_knobs", ["MAX_JOBS"])),
+        threads_knob=raw.get("threads_knob"),
+        job_memory_mib=int(get("job_memory_mib", 2048)),
+        cpu_job_memory_mib=int(get("cpu_job_memory_mib", 1536)),
+        incompatible=tuple(
+            Incompatibility(SpecifierSet(i["extension"]), SpecifierSet(i["torch"]), i["reason"])
+            for i in raw.get("incompatible", [])
+        ),
+    )
+
+
+@functools.cache
+def catalog() -> dict[str, CatalogEntry]:
+    data = _data("extensions.toml")
+    generic = data["generic"]
+    return {name: _entry(name, raw, generic, True) for name, raw in data.items() if name != "generic"}
+
+
+def catalog_entry(name: str) -> CatalogEntry:
+    """The catalog's entry for ``name``, or the generic torch-extension defaults."""
+    entry = catalog().get(name)
+    if entry is not None:
+        return entry
+    return _entry(name, {}, _data("extensions.toml")["generic"], False)
+
+
+def parse_specifier(text: str) -> SpecifierSet | None:
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        return None

@@ -1,0 +1,87 @@
+"""Which hardware a command plans for: the probe, a hardware file, or a shortcut.
+
+``--hardware FILE`` replaces the probe entirely; ``--gpu NAME`` and ``--arch
+X.Y`` replace only the GPUs (and leave the driver unknown), so a GPU-less
+login node can plan and build for the compute nodes with its own toolkits,
+CPUs and memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from gpuenv import knowledge
+from gpuenv.errors import InputError
+from gpuenv.hardware import Gpu, Hardware, load_hardware_file, with_arch_override
+
+Prober = Callable[[], Hardware]
+
+
+def _default_probe() -> Hardware:
+    from gpuenv.probe import probe
+
+    return probe()
+
+
+def describe_machine(
+    *,
+    hardware_file: Path | str | None = None,
+    gpu: str | None = None,
+    arch: str | None = None,
+    prober: Prober = _default_probe,
+    local_host: bool = False,
+) -> Hardware:
+    """The hardware to plan for.
+
+    ``local_host`` keeps this machine's CPUs, memory and toolkits even when the
+    GPUs come from a file (``setup`` builds here, whatever it builds for).
+    """
+    if gpu and arch:
+        raise InputError("--gpu and --arch both describe the GPUs: give one of them")
+    if hardware_file is not None:
+        hardware = load_hardware_file(hardware_file)
+        if local_host:
+            hardware = hardware.with_host(prober())
+    else:
+        hardware = prober()
+    if gpu:
+        hardware = with_gpu_override(hardware, gpu)
+    elif arch:
+        hardware = with_arch_override(hardware, arch)
+    return hardware
+
+
+def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
+    """Replace the GPUs with the named models: "H100", "H100,A100", "8xH100"."""
+    gpus: list[Gpu] = []
+    for part in (p.strip() for p in names.split(",")):
+        if not part:
+            continue
+        count, name = _count_and_name(part)
+        model = knowledge.find_gpu_model(name)
+        if model is None:
+            close = knowledge.close_gpu_names(name)
+            raise InputError(
+                f"--gpu {part}: unknown GPU"
+                + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""),
+                hint="gpuenv/data/gpus.toml lists the GPUs it knows; or give the compute capability: --arch 9.0",
+            )
+        for _ in range(count):
+            gpus.append(
+                Gpu(index=len(gpus), name=f"NVIDIA {model.name}", uuid="", compute_capability=model.cc,
+                    memory_total_mib=model.memory_mib)
+            )
+    if not gpus:
+        raise InputError("--gpu: no GPU named", hint="e.g. --gpu H100 or --gpu 8xA100")
+    return replace(hardware, gpus=tuple(gpus), driver_version=None, cuda_driver_version=None,
+                   source=f"--gpu {names}")
+
+
+def _count_and_name(part: str) -> tuple[int, str]:
+    match = re.fullmatch(r"(\d+)\s*x\s*(.+)", part, flags=re.IGNORECASE)
+    if match:
+        return max(1, int(match.group(1))), match.group(2)
+    return 1, part

@@ -1,0 +1,62 @@
+"""Plain-text views of the library's records, for the front ends."""
+
+from __future__ import annotations
+
+from gpuenv.hardware import Hardware
+from gpuenv.plan import Plan
+
+
+def hardware_text(hw: Hardware) -> str:
+    lines = []
+    if hw.driver_version is None and not hw.gpus:
+        lines.append("driver      none (no NVIDIA driver or library found): no GPU")
+    elif hw.driver_version is None:
+        lines.append(f"driver      unknown (GPUs from {hw.source})")
+    else:
+        lines.append(f"driver      {hw.driver_version} (supports CUDA {hw.cuda_driver_version or 'unknown'})")
+    if hw.gpus:
+        lines.append("gpus")
+        for g in hw.gpus:
+            memory = f", {g.memory_total_mib} MiB" if g.memory_total_mib else ""
+            uuid = f", {g.uuid}" if g.uuid else ""
+            lines.append(f"  [{g.index}] {g.name}: compute capability {g.compute_capability}{memory}{uuid}")
+    else:
+        lines.append("gpus        none")
+    if hw.toolkits:
+        lines.append("toolkits")
+        lines.extend(f"  nvcc {t.version} at {t.nvcc} (CUDA_HOME {t.root})" for t in hw.toolkits)
+    else:
+        lines.append("toolkits    none found (CUDA_HOME, PATH, /usr/local/cuda*)")
+    lines.append(f"cpus        {hw.cpu_count}")
+    lines.append(
+        f"memory      {hw.memory_total_mib} MiB total, {hw.memory_available_mib} MiB available"
+    )
+    return "\n".join(lines)
+
+
+def plan_text(plan: Plan) -> str:
+    lines = [f"recipe      {plan.recipe} ({plan.env_name})", f"hardware    {plan.hardware_source}"]
+    lines.append(f"variant     {plan.variant}" + (f" (CUDA {plan.cuda})" if plan.cuda else ""))
+    lines.append(f"torch       {plan.torch}" + "".join(f", {p}" for p in plan.torch_packages))
+    lines.append(f"index       {plan.index_url or '(the ordinary index)'}: {plan.index_note}")
+    lines.append(f"archs       {' '.join(plan.arch_list) or '-'}")
+    if plan.toolkit is not None:
+        lines.append(f"toolkit     nvcc {plan.toolkit.version} (CUDA_HOME {plan.toolkit.root})")
+    if plan.build_env:
+        lines.append("build env   " + " ".join(f"{k}={v}" for k, v in plan.build_env.items()))
+    if plan.extensions:
+        lines.append("extensions")
+        for ext in plan.extensions:
+            lines.append(f"  {ext.action:<6} {ext.requirement}: {ext.reason}")
+            own = {k: v for k, v in ext.env.items() if plan.build_env.get(k) != v}
+            if own:
+                lines.append("         " + " ".join(f"{k}={v}" for k, v in own.items()))
+    if plan.packages:
+        lines.append("packages    " + ", ".join(plan.packages))
+    if plan.reasons:
+        lines.append("why")
+        lines.extend(f"  - {r}" for r in plan.reasons)
+    if plan.warnings:
+        lines.append("warnings")
+        lines.extend(f"  ! {w}" for w in plan.warnings)
+    return "\n".join(lines)
