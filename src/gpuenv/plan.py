@@ -345,12 +345,17 @@ def _pick_for_driver(
 ) -> str:
     driver_cuda = _driver_cuda(hardware)
     if driver_cuda is None:
-        chosen = newest_first[0]
+        # Nothing to fit: take the build most machines run, PyPI's, if it covers the GPUs.
+        default = release.pypi_default
+        chosen = default if default in newest_first else newest_first[0]
+        major = knowledge.version_tuple(knowledge.variant_cuda(chosen) or "0")[0]
         warnings.append(
             f"the driver is unknown (GPUs from {hardware.source}): {chosen} needs a driver that supports "
-            f"CUDA {knowledge.variant_cuda(chosen)} on the machines that will run it"
+            f"CUDA {knowledge.variant_cuda(chosen)} (at least {knowledge.driver_minimum(major)}) "
+            "on the machines that will run it"
         )
-        reasons.append(f"driver unknown: the newest, {chosen}")
+        which = "PyPI's default build" if chosen == default else "the newest"
+        reasons.append(f"driver unknown: {which}, {chosen}")
         return chosen
     limit = knowledge.version_tuple(driver_cuda)
     fits = [v for v in newest_first if knowledge.version_tuple(knowledge.variant_cuda(v) or "") <= limit]

@@ -7,8 +7,27 @@ dataclasses below. See README.md ("Recipes") for every key.
 
 from __future__ import annotations
 
+import difflib
+import keyword
+import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, Specifier
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from gpuenv.errors import RecipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
 
 DEFAULT_INDEX = "https://download.pytorch.org/whl/{variant}"
 
@@ -37,7 +56,8 @@ class ExtensionSpec:
     build_requires: tuple[str, ...] = ()
     required: bool = False
     import_name: str | None = None
-    #: For a local path requirement: the absolute directory; else None.
+    #: For a local requirement: the absolute directory ("./ext", "/src/ext"), or what
+    #: "name @ file:..." points at (a directory or a source archive); else None.
     path: Path | None = None
 
     @property
@@ -61,3 +81,592 @@ class Recipe:
     def root(self) -> Path:
         """The directory relative paths in the recipe are resolved against."""
         return self.path.parent
+
+
+# -- loading ----------------------------------------------------------------------
+
+#: The table of a pyproject.toml that holds a recipe.
+PYPROJECT_TABLE = "tool.gpuenv"
+
+#: Examples quoted by errors, so every message points at something that works.
+_VERSION_EXAMPLES = '"2.14.1", "2.14.*" or ">=2.13,<2.15"'
+_CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as "cu121"'
+
+_TOP_KEYS = ("env", "torch", "extensions", "packages")
+_ENV_KEYS = ("name", "description")
+_TORCH_KEYS = ("version", "cuda", "index", "packages")
+_EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import")
+_PACKAGES_KEYS = ("requirements",)
+
+_CUDA_VERSION = re.compile(r"(\d{2})\.(\d)")
+_CUDA_VARIANT = re.compile(r"cu\d{3}")
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_VCS_URL = re.compile(r"(git|hg|svn|bzr)\+[A-Za-z]+://", re.IGNORECASE)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_NAME_THEN_SINGLE_EQUALS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*=\s*(\d[^=<>!~;]*)")
+_NAME_THEN_REST = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)\s*(.*)")
+_TOML_POSITION = re.compile(r"(?P<msg>.*) \(at (?P<where>line \d+, column \d+|end of document)\)", re.DOTALL)
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    """Read and validate a recipe file, or the ``[tool.gpuenv]`` table of a pyproject.toml.
+
+    A directory is searched with :func:`find_recipe`, so ``-r ../project`` works.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = find_recipe(path)
+    data = _read_toml(path)
+    if path.name != "pyproject.toml":
+        return parse_recipe(data, path)
+    tool = data.get("tool")
+    if not isinstance(tool, Mapping) or "gpuenv" not in tool:
+        raise RecipeError(
+            path,
+            PYPROJECT_TABLE,
+            f"missing; this pyproject.toml has no [{PYPROJECT_TABLE}] table",
+            hint=f"add [{PYPROJECT_TABLE}.torch] with version = \"2.14.*\", or pass a recipe file with -r",
+        )
+    return parse_recipe(tool["gpuenv"], path, PYPROJECT_TABLE, default_name=_project_name(data, path))
+
+
+def find_recipe(start: Path) -> Path:
+    """The recipe of the project ``start`` is in: ``envs/default.toml``, else ``[tool.gpuenv]``.
+
+    Looks in ``start`` and then its parents (so it works from a subdirectory),
+    but never beyond the project's root: the first directory holding a
+    pyproject.toml or a ``.git``, so an unrelated recipe further up is not used.
+    """
+    start = Path(start)
+    for directory in (start, *start.resolve().parents):
+        default = directory / "envs" / "default.toml"
+        if default.is_file():
+            return default
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file() and _has_gpuenv_table(pyproject):
+            return pyproject
+        if pyproject.is_file() or (directory / ".git").exists():
+            break
+    raise RecipeError(
+        start,
+        None,
+        f"no recipe found (looked for envs/default.toml and a [{PYPROJECT_TABLE}] table in pyproject.toml)",
+        hint="create one with 'gpuenv init' or pass -r FILE",
+    )
+
+
+def parse_recipe(
+    data: Mapping[str, Any],
+    path: Path,
+    table: str | None = None,
+    *,
+    default_name: str | None = None,
+) -> Recipe:
+    """Validate already-parsed TOML ``data`` read from ``path`` and build the :class:`Recipe`.
+
+    ``table`` is where ``data`` sits in its file ("tool.gpuenv"); every key
+    path in an error starts with it. ``default_name`` replaces the file stem
+    as the environment's name when the recipe gives none.
+    """
+    where = _Where(Path(path), f"{table}." if table else "")
+    if not isinstance(data, Mapping):
+        # Only a [tool.gpuenv] can be something else: `gpuenv = "llm"` in [tool].
+        raise RecipeError(where.path, table, f"expected a table, got {_describe(data)}")
+    top: Mapping[str, Any] = data
+    _check_keys(where, "", top, _TOP_KEYS)
+    name, description = _env_table(where, top.get("env"), default_name or where.path.stem)
+    if "torch" not in top:
+        raise where.error(
+            "torch",
+            f"missing; every recipe needs a {where.header('torch')} table with at least "
+            'version = "2.14.*"',
+        )
+    return Recipe(
+        path=where.path,
+        name=name,
+        description=description,
+        torch=_torch_table(where, top["torch"]),
+        extensions=_extensions(where, top.get("extensions", [])),
+        packages=_packages_table(where, top.get("packages")),
+        table=table,
+    )
+
+
+# -- the file -----------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(
+            path,
+            None,
+            "no such file",
+            suggestion=_closest_sibling(path),
+            hint="check the path, or create the recipe with 'gpuenv init'",
+        ) from None
+    except OSError as exc:
+        raise RecipeError(path, None, f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(path, None, f"not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(path, None, f"not valid TOML {_toml_problem(exc)}") from None
+
+
+def _toml_problem(exc: ValueError) -> str:
+    """'at line 3, column 5: Expected ...' from the decoder's message."""
+    lineno, colno = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+    message = getattr(exc, "msg", None)
+    if isinstance(lineno, int) and isinstance(colno, int) and isinstance(message, str):
+        return f"at line {lineno}, column {colno}: {message}"
+    match = _TOML_POSITION.match(str(exc))
+    if match is None:
+        return f": {exc}"
+    return f"at {match['where']}: {match['msg']}"
+
+
+def _closest_sibling(path: Path) -> str | None:
+    """A recipe next to a missing one whose name is close (a typo in -r)."""
+    try:
+        siblings = sorted(p.stem for p in path.parent.glob("*.toml"))
+    except OSError:
+        return None
+    # Stems, not names: the shared ".toml" would make any two names look alike.
+    wanted = path.stem if path.suffix == ".toml" else path.name
+    match = difflib.get_close_matches(wanted, siblings, n=1)
+    return str(path.with_name(match[0] + ".toml")) if match else None
+
+
+def _has_gpuenv_table(pyproject: Path) -> bool:
+    tool = _read_toml(pyproject).get("tool")
+    return isinstance(tool, Mapping) and "gpuenv" in tool
+
+
+def _project_name(pyproject: Mapping[str, Any], path: Path) -> str:
+    """The name a [tool.gpuenv] recipe defaults to: the project's, else its directory's."""
+    project = pyproject.get("project")
+    name = project.get("name") if isinstance(project, Mapping) else None
+    return name if isinstance(name, str) and name else path.resolve().parent.name
+
+
+# -- key paths and type checks ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The file and the table prefix every error names."""
+
+    path: Path
+    prefix: str
+
+    def error(self, key: str, problem: str, *, suggestion: str | None = None) -> RecipeError:
+        return RecipeError(self.path, self.prefix + key, problem, suggestion=suggestion)
+
+    def header(self, key: str) -> str:
+        return f"[{self.prefix}{key}]"
+
+
+def _child(key: str, name: str) -> str:
+    """The key path of ``name`` inside ``key``, quoted the way TOML would need it."""
+    part = name if _BARE_KEY.fullmatch(name) else '"' + name.replace('"', '\\"') + '"'
+    return f"{key}.{part}" if key else part
+
+
+def _leaf(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _describe(value: object) -> str:
+    # bool before int: True is an int to Python but a boolean to whoever wrote the TOML.
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return "a date/time"
+
+
+def _quote_advice(key: str, value: object) -> str:
+    """How to turn an unquoted TOML value into the string that was meant."""
+    if isinstance(value, bool):
+        return f'; quote the value the build expects, e.g. {_leaf(key)} = "1" or "TRUE"'
+    if isinstance(value, int):
+        return f'; quote it: {_leaf(key)} = "{value}"'
+    if isinstance(value, float):
+        # The float has already lost what was written (2.10 reads as 2.1), so show no digits.
+        return f'; quote it: {_leaf(key)} = "..."'
+    return ""
+
+
+def _table(where: _Where, key: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise where.error(key, f"expected a table, got {_describe(value)}")
+    return value
+
+
+def _string(where: _Where, key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise where.error(key, f"expected a string, got {_describe(value)}{_quote_advice(key, value)}")
+    return value
+
+
+def _boolean(where: _Where, key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    advice = ""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        advice = f"; write {_leaf(key)} = {value.lower()} without quotes"
+    raise where.error(key, f"expected a boolean (true or false), got {_describe(value)}{advice}")
+
+
+def _strings(where: _Where, key: str, value: object) -> list[str]:
+    if isinstance(value, str):
+        advice = f'; write {_leaf(key)} = ["{value}"]'
+        raise where.error(key, f"expected an array of strings, got a string{advice}")
+    if not isinstance(value, list):
+        raise where.error(key, f"expected an array of strings, got {_describe(value)}")
+    return [_string(where, f"{key}[{i}]", item) for i, item in enumerate(value)]
+
+
+def _check_keys(where: _Where, key: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for name in table:
+        if name not in allowed:
+            match = difflib.get_close_matches(name, allowed, n=1)
+            problem = "unknown key" if match else f"unknown key (valid keys: {', '.join(sorted(allowed))})"
+            raise where.error(_child(key, name), problem, suggestion=match[0] if match else None)
+
+
+# -- [env] --------------------------------------------------------------------------
+
+
+def _env_table(where: _Where, value: object, default_name: str) -> tuple[str, str]:
+    if value is None:
+        return default_name, ""
+    table = _table(where, "env", value)
+    _check_keys(where, "env", table, _ENV_KEYS)
+    description = _string(where, "env.description", table.get("description", ""))
+    if "name" not in table:
+        return default_name, description
+    name = _string(where, "env.name", table["name"])
+    # The name ends up in paths and lock files: keep it to one path component.
+    if not _ENV_NAME.fullmatch(name):
+        raise where.error(
+            "env.name", f"{name!r} is not an environment name; use letters, digits, '.', '_' and '-'"
+        )
+    return name, description
+
+
+# -- [torch] ------------------------------------------------------------------------
+
+
+def _torch_table(where: _Where, value: object) -> TorchSpec:
+    table = _table(where, "torch", value)
+    _check_keys(where, "torch", table, _TORCH_KEYS)
+    if "version" not in table:
+        raise where.error("torch.version", 'missing; write the torch to install, e.g. version = "2.14.*"')
+    index = table.get("index")
+    return TorchSpec(
+        version=_torch_version(where, _string(where, "torch.version", table["version"])),
+        cuda=_cuda(where, _string(where, "torch.cuda", table.get("cuda", "auto"))),
+        index=DEFAULT_INDEX if index is None else _index(where, _string(where, "torch.index", index)),
+        index_given=index is not None,
+        packages=_requirements(where, "torch.packages", table.get("packages", []), _torch_is_set_by(where)),
+    )
+
+
+def _torch_version(where: _Where, text: str) -> str:
+    """The recipe's version as a specifier: "2.4.1" → "==2.4.1", "2.4.*" → "==2.4.*"."""
+    key, text = "torch.version", text.strip()
+    if not text:
+        raise where.error(key, f"is empty; write e.g. {_VERSION_EXAMPLES}")
+    named = _NAME_THEN_REST.fullmatch(text)
+    if named and named[2]:
+        # "torch>=2.4": the package is implied by the table.
+        raise where.error(
+            key,
+            f"{text!r} names a package, not a version; "
+            f'write only the version or specifier: version = "{named[2]}"',
+        )
+    if not any(char in text for char in "<>=!~,"):
+        return _bare_version(where, text)
+    for clause in (part.strip() for part in text.split(",")):
+        _specifier_clause(where, text, clause)
+    return text
+
+
+def _bare_version(where: _Where, text: str) -> str:
+    release = text[:-2] if text.endswith(".*") else text
+    try:
+        version = Version(release)
+    except InvalidVersion:
+        raise where.error(
+            "torch.version", f"{text!r} is not a PEP 440 version; write e.g. {_VERSION_EXAMPLES}"
+        ) from None
+    _no_local_label(where, text, version)
+    return f"=={version}.*" if text.endswith(".*") else f"=={version}"
+
+
+def _specifier_clause(where: _Where, text: str, clause: str) -> None:
+    inside = f" in {text!r}" if clause != text else ""
+    try:
+        specifier = Specifier(clause)
+    except InvalidSpecifier:
+        raise where.error(
+            "torch.version",
+            f"{clause!r}{inside} is not a valid specifier; write e.g. {_VERSION_EXAMPLES}",
+        ) from None
+    if "*" not in specifier.version and specifier.operator != "===":
+        _no_local_label(where, text, Version(specifier.version))
+
+
+def _no_local_label(where: _Where, text: str, version: Version) -> None:
+    # The CUDA build is the planner's choice (torch.cuda); a "+cu121" here would fight it.
+    if version.local is None:
+        return
+    raise where.error(
+        "torch.version",
+        f"{text!r} has a local label (+{version.local}); choose the build with torch.cuda instead: "
+        f'version = "{version.public}" and cuda = "{version.local}"',
+    )
+
+
+def _cuda(where: _Where, text: str) -> str:
+    """"auto", "cpu" or a variant: "12.1" and "cu121" both become "cu121"."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu") or _CUDA_VARIANT.fullmatch(value):
+        return value
+    version = _CUDA_VERSION.fullmatch(value)
+    if version:
+        return f"cu{version[1]}{version[2]}"
+    raise where.error("torch.cuda", f"{text!r} is not a CUDA choice; write {_CUDA_FORMS}")
+
+
+def _index(where: _Where, template: str) -> str:
+    rest = template.replace("{variant}", "")
+    if "{" in rest or "}" in rest:
+        placeholders = re.findall(r"\{[^{}]*\}", rest)
+        what = f"an unknown placeholder {placeholders[0]}" if placeholders else "an unmatched '{' or '}'"
+        raise where.error(
+            "torch.index", f"{template!r} has {what}; only {{variant}} is replaced (by e.g. cu121 or cpu)"
+        )
+    lowered = template.lower()
+    if not (lowered.startswith(("http://", "https://", "file://")) or template.startswith("/")):
+        raise where.error(
+            "torch.index",
+            f"{template!r} is not a URL; write an http(s):// or file:// URL or an absolute path, "
+            f'e.g. "{DEFAULT_INDEX}"',
+        )
+    return template
+
+
+# -- requirements -------------------------------------------------------------------
+
+
+def _requirement(where: _Where, key: str, text: str) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        # packaging's message continues with the text and a caret: the first line is the problem.
+        reason = str(exc).splitlines()[0] if str(exc) else "cannot be parsed"
+        single = _NAME_THEN_SINGLE_EQUALS.fullmatch(text.strip())
+        raise where.error(
+            key,
+            f"{text!r} is not a valid PEP 508 requirement: {reason}",
+            suggestion=f"{single[1]}=={single[2].strip()}" if single else None,
+        ) from None
+
+
+def _requirements(where: _Where, key: str, value: object, why_not_torch: str) -> tuple[str, ...]:
+    """A list of PEP 508 requirements; none may be torch, which only [torch] installs."""
+    texts = _strings(where, key, value)
+    for i, text in enumerate(texts):
+        if canonicalize_name(_requirement(where, f"{key}[{i}]", text).name) == "torch":
+            raise where.error(f"{key}[{i}]", why_not_torch)
+    return tuple(text.strip() for text in texts)
+
+
+def _torch_is_set_by(where: _Where) -> str:
+    return f"torch is set by {where.prefix}torch.version; list only other packages here"
+
+
+# -- [[extensions]] --------------------------------------------------------------------
+
+
+def _extensions(where: _Where, value: object) -> tuple[ExtensionSpec, ...]:
+    if isinstance(value, Mapping):
+        raise where.error(
+            "extensions", "expected an array of tables, got a table; write each as [[extensions]]"
+        )
+    if not isinstance(value, list):
+        raise where.error(
+            "extensions", f"expected an array of tables ([[extensions]]), got {_describe(value)}"
+        )
+    specs: list[ExtensionSpec] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(value):
+        spec = _extension(where, f"extensions[{i}]", item)
+        if spec.name in seen:
+            raise where.error(
+                f"extensions[{i}].requirement",
+                f"{spec.name} is already listed as extensions[{seen[spec.name]}]; list each extension once",
+            )
+        seen[spec.name] = i
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _extension(where: _Where, key: str, value: object) -> ExtensionSpec:
+    table = _table(where, key, value)
+    _check_keys(where, key, table, _EXTENSION_KEYS)
+    if "requirement" not in table:
+        raise where.error(
+            f"{key}.requirement", 'missing; write what to build, e.g. requirement = "flash-attn"'
+        )
+    text = _string(where, f"{key}.requirement", table["requirement"]).strip()
+    name, path = _extension_source(where, f"{key}.requirement", text)
+    if name == "torch":
+        raise where.error(
+            f"{key}.requirement",
+            f"torch is never built as an extension: it is installed from {where.header('torch')} "
+            f"(set {where.prefix}torch.version there)",
+        )
+    import_name = table.get("import")
+    return ExtensionSpec(
+        requirement=text,
+        name=name,
+        env=_build_env(where, f"{key}.env", table.get("env", {})),
+        build_requires=_requirements(
+            where,
+            f"{key}.build-requires",
+            table.get("build-requires", []),
+            "torch is never a build requirement: extensions build against the torch of "
+            + where.header("torch"),
+        ),
+        required=_boolean(where, f"{key}.required", table.get("required", False)),
+        import_name=None if import_name is None else _module(where, f"{key}.import", import_name),
+        path=path,
+    )
+
+
+def _extension_source(where: _Where, key: str, text: str) -> tuple[str, Path | None]:
+    """The canonical name and, for local sources, the absolute path of what to build."""
+    if _is_local_path(text):
+        path = _local_path(where, key, text, Path(text).expanduser(), directory_only=True)
+        return _canonical_name(where, key, text, path.name), path
+    if _VCS_URL.match(text):
+        return _canonical_name(where, key, text, _vcs_name(text)), None
+    if _URL.match(text):
+        raise where.error(key, f"{text!r} is a URL without a name; write it as 'NAME @ {text}'")
+    requirement = _requirement(where, key, text)
+    if requirement.url and _is_file_url_or_path(requirement.url):
+        return canonicalize_name(requirement.name), _local_path(
+            where, key, text, _url_path(requirement.url), directory_only=False
+        )
+    return canonicalize_name(requirement.name), None
+
+
+def _is_local_path(text: str) -> bool:
+    return text in (".", "..") or text.startswith(("./", "../", "/", "~"))
+
+
+def _is_file_url_or_path(url: str) -> bool:
+    return url.lower().startswith("file:") or not _URL.match(url)
+
+
+def _url_path(url: str) -> Path:
+    """The path of "file:///abs", "file://localhost/abs", "file:rel" or a bare path."""
+    if not url.lower().startswith("file:"):
+        return Path(url).expanduser()
+    parts = urlsplit(url)
+    return Path(unquote(parts.path))
+
+
+def _local_path(where: _Where, key: str, text: str, path: Path, *, directory_only: bool) -> Path:
+    # Relative paths belong to the recipe, not to wherever gpuenv happens to run.
+    resolved = (where.path.parent / path).resolve()
+    if not resolved.exists():
+        raise where.error(key, f"{text!r} does not exist (looked for {resolved})")
+    if directory_only and not resolved.is_dir():
+        raise where.error(
+            key,
+            f"{text!r} is not a directory; a path must be a source tree ('NAME @ file://…' takes archives)",
+        )
+    return resolved
+
+
+def _vcs_name(url: str) -> str:
+    """The project a VCS URL names: #egg=, else #subdirectory='s last part, else the repository."""
+    parts = urlsplit(url)
+    fragment = dict(item.partition("=")[::2] for item in parts.fragment.split("&") if item)
+    if fragment.get("egg"):
+        return fragment["egg"]
+    if fragment.get("subdirectory"):
+        return fragment["subdirectory"].rstrip("/").rsplit("/", 1)[-1]
+    # The ref follows the first '@' of the path ("apex.git@release/25.09" has a '/' in the ref).
+    repository = parts.path.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return repository[: -len(".git")] if repository.endswith(".git") else repository
+
+
+def _canonical_name(where: _Where, key: str, text: str, raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", raw):
+        raise where.error(key, f"cannot tell the distribution name of {text!r}; write it as 'NAME @ {text}'")
+    return canonicalize_name(raw)
+
+
+def _build_env(where: _Where, key: str, value: object) -> tuple[tuple[str, str], ...]:
+    table = _table(where, key, value)
+    pairs: list[tuple[str, str]] = []
+    for name, item in table.items():
+        child = _child(key, name)
+        if not _ENV_VAR.fullmatch(name):
+            raise where.error(
+                child, "not an environment variable name (letters, digits and '_', no digit first)"
+            )
+        pairs.append((name, _string(where, child, item)))
+    return tuple(pairs)
+
+
+def _module(where: _Where, key: str, value: object) -> str:
+    text = _string(where, key, value)
+    if _is_module_name(text):
+        return text
+    fixed = text.strip().replace("-", "_")
+    raise where.error(
+        key,
+        f'{text!r} is not a Python module name; write a dotted name such as "flash_attn"',
+        suggestion=fixed if fixed != text and _is_module_name(fixed) else None,
+    )
+
+
+def _is_module_name(text: str) -> bool:
+    parts = text.split(".")
+    return all(part.isidentifier() and not keyword.iskeyword(part) for part in parts)
+
+
+# -- [packages] ---------------------------------------------------------------------
+
+
+def _packages_table(where: _Where, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list):
+        # `packages = [...]` at the top: the list belongs one level down.
+        raise where.error("packages", "expected a table, got an array; write [packages] requirements = [...]")
+    table = _table(where, "packages", value)
+    _check_keys(where, "packages", table, _PACKAGES_KEYS)
+    requirements = table.get("requirements", [])
+    return _requirements(where, "packages.requirements", requirements, _torch_is_set_by(where))
