@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(func=_cmd_plan)
+
+    setup = commands.add_parser(
+        "setup", help="create the environment: torch, then the extensions built for your GPUs"
+    )
+    _add_target_options(setup)
+    setup.add_argument("--venv", type=Path, default=Path(".venv"),
+                       help="the target virtual environment, created or reused (default: .venv)")
+    setup.add_argument("--installer", choices=("pip", "uv"), default="pip",
+                       help="what installs packages into the target env (default: pip)")
+    setup.add_argument("--work-dir", type=Path, default=None,
+                       help="where build logs, sources and wheels go (default: VENV/.gpuenv)")
+    setup.add_argument("--dry-run", action="store_true",
+                       help="print the commands setup would run, in order, and change nothing")
+    setup.set_defaults(func=_cmd_setup)
     return parser
 
 
@@ -93,6 +107,31 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_setup(args: argparse.Namespace) -> int:
+    from gpuenv.execute import SetupOptions, run_setup
+    from gpuenv.plan import PlanOptions, plan
+    from gpuenv.progress import TerminalReporter
+
+    recipe = _load_recipe(args)
+    result = plan(recipe, _hardware(args, local_host=True),
+                  PlanOptions(cuda=args.cuda, torch_index=args.torch_index))
+    options = SetupOptions(venv=args.venv.absolute(), installer=args.installer, work_dir=args.work_dir,
+                           preflight=args.torch_index != "config")
+    if args.dry_run:
+        for line in run_setup(result, options, dry_run=True).commands:
+            print(line)
+        return EXIT_OK
+    reporter = TerminalReporter()
+    reporter.step(f"plan: torch {result.torch} ({result.variant}), archs {' '.join(result.arch_list) or '-'}")
+    for warning in result.warnings:
+        reporter.done(f"warning: {warning}")
+    outcome = run_setup(result, options, reporter=reporter)
+    for line in outcome.skipped:
+        reporter.done(f"skipped {line}")
+    print(f"ready: {outcome.venv} (activate with: source {outcome.venv}/bin/activate)")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -106,3 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `gpuenv plan | head`: the reader left; say nothing more.
+        sys.stderr.close()
+        return EXIT_OK

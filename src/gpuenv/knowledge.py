@@ -191,6 +191,12 @@ def driver_minimum(cuda_major: int) -> str | None:
     return str(value) if value is not None else None
 
 
+def toolkit_driver(cuda: str) -> str | None:
+    """The driver CUDA ``cuda`` ships with."""
+    value = _data("cuda.toml")["toolkit_driver"].get(cuda)
+    return str(value) if value is not None else None
+
+
 def cuda_for_driver(driver_version: str) -> str | None:
     """The newest CUDA release whose bundled driver is not newer than ``driver_version``."""
     driver = version_tuple(driver_version)
@@ -275,6 +281,8 @@ class CatalogEntry:
     min_cc: str | None
     toolkit_match: str
     skip_cuda_knob: str | None
+    #: The exact value the package compares the skip knob with ("TRUE"), or None for any true-ish value.
+    skip_cuda_value: str | None
     env: Mapping[str, str]
     cuda_env: Mapping[str, str]
     cpu_env: Mapping[str, str]
@@ -283,6 +291,15 @@ class CatalogEntry:
     job_memory_mib: int
     cpu_job_memory_mib: int
     incompatible: tuple[Incompatibility, ...] = field(default=())
+
+    def skips_cuda(self, env: Mapping[str, str]) -> bool:
+        """Whether ``env`` turns this package's CUDA build off, as its setup.py reads the knob."""
+        if self.skip_cuda_knob is None or self.skip_cuda_knob not in env:
+            return False
+        value = env[self.skip_cuda_knob]
+        if self.skip_cuda_value is not None:
+            return value == self.skip_cuda_value
+        return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known: bool) -> CatalogEntry:
@@ -304,6 +321,7 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         min_cc=raw.get("min_cc"),
         toolkit_match=get("toolkit_match", "major"),
         skip_cuda_knob=raw.get("skip_cuda_knob"),
+        skip_cuda_value=raw.get("skip_cuda_value"),
         env=dict(raw.get("env", {})),
         # An entry's own tables replace the generic ones: torch-scatter's
         # FORCE_CUDA is its own, and apex must not get a generic FORCE_CUDA.

@@ -7,7 +7,7 @@ is made here, from the compatibility data in :mod:`gpuenv.knowledge`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -130,9 +130,6 @@ class Plan:
 
 # -- the planner ----------------------------------------------------------------
 
-_TRUE = {"1", "true", "yes", "on"}
-
-
 def plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = None) -> Plan:
     """Decide everything ``setup`` will do for ``recipe`` on ``hardware``."""
     options = options or PlanOptions()
@@ -161,9 +158,15 @@ def plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = None)
     arch_list = _arch_list(release, variant, hardware, warnings)
 
     drafts = [_draft(ext, variant, arch_list, torch_version, hardware) for ext in recipe.extensions]
+    if cuda is not None and not arch_list and any(d.compiles_cuda and d.skip is None for d in drafts):
+        raise InputError(
+            "no GPU to build for: the CUDA extensions need an arch list",
+            hint="say which GPUs the environment is for with --gpu NAME or --arch X.Y",
+        )
     toolkit = _choose_toolkit(hardware, variant, cuda, drafts, release, warnings)
     if toolkit is not None:
         arch_list = _check_toolkit_archs(arch_list, toolkit, hardware, warnings)
+        drafts = [_narrow(d, arch_list) for d in drafts]
 
     build_env: dict[str, str] = {}
     if toolkit is not None:
@@ -344,6 +347,12 @@ def _pick_for_driver(
     warnings: list[str],
 ) -> str:
     driver_cuda = _driver_cuda(hardware)
+    if driver_cuda is None and hardware.driver_version is not None:
+        raise NoVariantError(
+            f"driver {hardware.driver_version} is older than any CUDA release gpuenv knows "
+            f"(CUDA 11.0 needs {knowledge.toolkit_driver('11.0')})",
+            hint="upgrade the NVIDIA driver, or plan the CPU build with --cuda cpu",
+        )
     if driver_cuda is None:
         # Nothing to fit: take the build most machines run, PyPI's, if it covers the GPUs.
         default = release.pypi_default
@@ -481,10 +490,6 @@ class _Draft:
     note: str
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in _TRUE
-
-
 def _draft(
     ext: ExtensionSpec,
     variant: str,
@@ -493,7 +498,7 @@ def _draft(
     hardware: Hardware,
 ) -> _Draft:
     entry = knowledge.catalog_entry(ext.name)
-    skip_cuda = entry.skip_cuda_knob is not None and _truthy(ext.env_dict.get(entry.skip_cuda_knob))
+    skip_cuda = entry.skips_cuda(ext.env_dict)
     wants_cuda = entry.cuda != "none" and not skip_cuda
 
     def skipped(reason: str) -> _Draft:
@@ -526,6 +531,13 @@ def _draft(
         note += f"it builds its own fixed arch list ({', '.join(entry.fixed_archs)}) whatever gpuenv sets; "
         archs = entry.fixed_archs
     return _Draft(ext, entry, None, True, archs, note)
+
+
+def _narrow(draft: _Draft, arch_list: tuple[str, ...]) -> _Draft:
+    """Keep only the archs the chosen nvcc compiles (a fixed list is the package's own)."""
+    if not draft.compiles_cuda or draft.entry.fixed_archs:
+        return draft
+    return replace(draft, arch_list=tuple(a for a in draft.arch_list if a in arch_list))
 
 
 def _names_for(archs: list[str], hardware: Hardware) -> str:

@@ -1,0 +1,1 @@
+"""Fast unit tests of the planner: no GPU, no network, no torch."""
