@@ -67,7 +67,8 @@ def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
             raise InputError(
                 f"--gpu {part}: unknown GPU"
                 + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""),
-                hint="gpuenv/data/gpus.toml lists the GPUs it knows; or give the compute capability: --arch 9.0",
+                hint="gpuenv/data/gpus.toml lists the GPUs it knows; or give the compute capability, "
+                "e.g. --arch 9.0",
             )
         for _ in range(count):
             gpus.append(

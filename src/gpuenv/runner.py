@@ -50,18 +50,14 @@ class SubprocessRunner:
         log_path: Path | None = None,
         on_line: LineCallback | None = None,
         env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
     ) -> None:
         self.log_path = log_path
         self.on_line = on_line
         self.env = dict(env) if env is not None else None
-        self.timeout = timeout
 
     def with_log(self, log_path: Path | None, on_line: LineCallback | None = None) -> SubprocessRunner:
         """A runner like this one that writes to another log (one log per build)."""
-        return SubprocessRunner(
-            log_path=log_path, on_line=on_line or self.on_line, env=self.env, timeout=self.timeout
-        )
+        return SubprocessRunner(log_path=log_path, on_line=on_line or self.on_line, env=self.env)
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(self.env if self.env is not None else os.environ)
@@ -105,19 +101,16 @@ class SubprocessRunner:
                 raise CommandError(cmd, 127, log_path=self.log_path,
                                    message=f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
             assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line)
-                tail.append(line.rstrip("\n"))
-                if log is not None:
-                    log.write(line)
-                    log.flush()
-                if self.on_line is not None:
-                    self.on_line(line.rstrip("\n"))
-            try:
-                returncode = proc.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                returncode = proc.wait()
+            with proc.stdout:
+                for line in proc.stdout:
+                    lines.append(line)
+                    tail.append(line.rstrip("\n"))
+                    if log is not None:
+                        log.write(line)
+                        log.flush()
+                    if self.on_line is not None:
+                        self.on_line(line.rstrip("\n"))
+            returncode = proc.wait()
         finally:
             if log is not None:
                 log.close()

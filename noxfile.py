@@ -1,0 +1,39 @@
+"""nox sessions: `nox -s gpu-env` sets up the GPU environment; `nox -s tests` runs the tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+try:
+    from gpuenv.integrations import nox_gpu_env
+except ImportError:  # a checkout where gpuenv is not installed next to nox
+    sys.path.insert(0, str(ROOT / "src"))
+    from gpuenv.integrations import nox_gpu_env
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session(name="gpu-env", default=False)
+def gpu_env(session: nox.Session) -> None:
+    """Set up the GPU environment in .venv (args after -- go to `gpuenv setup`)."""
+    nox_gpu_env(session, requirement=str(ROOT))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite, slow integration tests included (-- -m 'not slow' for the fast tier)."""
+    session.install("-e", f"{ROOT}[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """Check style and types (ruff, mypy --strict)."""
+    session.install("-e", f"{ROOT}[dev]")
+    session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
+    session.run("mypy")

@@ -1,0 +1,418 @@
+"""pip and uv behind one interface, and the preflight check of the indexes they will use.
+
+:class:`PipInstaller` runs the target env's own pip, so the user's pip
+configuration (indexes, find-links, constraints, certificates) applies as it
+would by hand. uv does not read pip's configuration, so :class:`UvInstaller`
+reads it (``pip config list`` plus the ``PIP_*`` variables) and passes the same
+sources explicitly: with ``--installer uv`` packages come from where pip would
+take them.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+import importlib
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from gpuenv.errors import CommandError, IndexUnreachableError, InputError, StepError
+from gpuenv.runner import Runner
+from gpuenv.targetenv import TargetEnv
+
+#: The public PyTorch index; ``{variant}`` is "cpu", "cu121", ….
+PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
+
+MIRROR_HINT = (
+    "point gpuenv at a mirror with --torch-index URL_TEMPLATE or the GPUENV_TORCH_INDEX variable "
+    "(both replace {variant} by the variant, e.g. https://MIRROR/whl/{variant}), "
+    "or pass --torch-index config to install torch from the sources your installer is configured with"
+)
+
+
+# -- the interface ---------------------------------------------------------------------
+
+
+class Installer(ABC):
+    """Installs requirements into a :class:`TargetEnv` through a runner."""
+
+    name: ClassVar[str]
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def with_runner(self, runner: Runner) -> Installer:
+        """The same installer, running its commands through ``runner`` (e.g. into a build's log)."""
+        clone = copy.copy(self)
+        clone.runner = runner
+        return clone
+
+    def install(
+        self,
+        env: TargetEnv,
+        requirements: Sequence[str],
+        *,
+        index_url: str | None = None,
+        extra_index_urls: Sequence[str] = (),
+        constraints: Sequence[str] = (),
+        no_deps: bool = False,
+        no_build_isolation: bool = False,
+        upgrade: bool = False,
+        find_links: Sequence[str] = (),
+    ) -> None:
+        """Install ``requirements``; ``constraints`` are requirement lines such as "torch==2.13.0+cpu"."""
+        if not requirements:
+            return
+        if constraints:
+            write_constraints(constraints)
+        commands = self.commands(
+            env, requirements, index_url=index_url, extra_index_urls=extra_index_urls,
+            constraints=constraints, no_deps=no_deps, no_build_isolation=no_build_isolation,
+            upgrade=upgrade, find_links=find_links,
+        )
+        for cmd in commands:
+            self.runner(cmd, extra_environ=self.environ())
+
+    @abstractmethod
+    def commands(
+        self,
+        env: TargetEnv,
+        requirements: Sequence[str],
+        *,
+        index_url: str | None = None,
+        extra_index_urls: Sequence[str] = (),
+        constraints: Sequence[str] = (),
+        no_deps: bool = False,
+        no_build_isolation: bool = False,
+        upgrade: bool = False,
+        find_links: Sequence[str] = (),
+    ) -> list[list[str]]:
+        """The command lines :meth:`install` runs, in order, without running them."""
+
+    def environ(self) -> dict[str, str]:
+        """Variables layered on the runner's environment for this installer's commands."""
+        return {}
+
+
+def constraints_file(constraints: Sequence[str]) -> Path:
+    """Where the constraints file for these lines lives (named by its content, so commands are stable)."""
+    text = "".join(f"{line}\n" for line in constraints)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"gpuenv-constraints-{digest}.txt"
+
+
+def write_constraints(constraints: Sequence[str]) -> Path:
+    """Write the constraints file atomically (concurrent runs write the same bytes)."""
+    path = constraints_file(constraints)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gpuenv-constraints-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{line}\n" for line in constraints)
+    os.replace(tmp, path)
+    return path
+
+
+def _source_options(
+    index_url: str | None,
+    extra_index_urls: Iterable[str],
+    find_links: Iterable[str],
+    constraint_files: Iterable[str],
+) -> list[str]:
+    args: list[str] = []
+    if index_url:
+        args += ["--index-url", index_url]
+    for url in _unique(extra_index_urls):
+        args += ["--extra-index-url", url]
+    for link in _unique(find_links):
+        args += ["--find-links", link]
+    for path in _unique(constraint_files):
+        args += ["--constraint", path]
+    return args
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _flags(*, no_deps: bool, no_build_isolation: bool, upgrade: bool) -> list[str]:
+    return (
+        (["--upgrade"] if upgrade else [])
+        + (["--no-deps"] if no_deps else [])
+        + (["--no-build-isolation"] if no_build_isolation else [])
+    )
+
+
+# -- pip -------------------------------------------------------------------------------
+
+
+class PipInstaller(Installer):
+    """``<env python> -m pip install …``: the env's pip with the user's pip configuration."""
+
+    name = "pip"
+
+    def commands(
+        self,
+        env: TargetEnv,
+        requirements: Sequence[str],
+        *,
+        index_url: str | None = None,
+        extra_index_urls: Sequence[str] = (),
+        constraints: Sequence[str] = (),
+        no_deps: bool = False,
+        no_build_isolation: bool = False,
+        upgrade: bool = False,
+        find_links: Sequence[str] = (),
+    ) -> list[list[str]]:
+        files = [str(constraints_file(constraints))] if constraints else []
+        args = [str(env.python), "-m", "pip", "install"]
+        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade)
+        args += _source_options(index_url, extra_index_urls, find_links, files)
+        return [args + list(requirements)]
+
+
+# -- uv --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipSources:
+    """Where pip's configuration says packages come from."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    #: Constraint files.
+    constraints: tuple[str, ...] = ()
+    no_index: bool = False
+    #: A CA bundle (pip's ``cert``); uv reads one from SSL_CERT_FILE.
+    cert: str | None = None
+
+
+#: pip's configuration sections, lowest precedence first, as ``pip install`` reads them.
+_SECTIONS = ("global", "install", ":env:")
+_MULTI = ("extra-index-url", "find-links", "constraint")
+_KEYS = ("index-url", "no-index", "cert", *_MULTI)
+
+
+def parse_pip_config(config_list: str) -> dict[str, str]:
+    """The options ``pip install`` takes from ``pip config list`` output (``section.key='value'`` lines)."""
+    by_section: dict[str, dict[str, str]] = {section: {} for section in _SECTIONS}
+    for line in config_list.splitlines():
+        name, sep, raw = line.partition("=")
+        section, dot, key = name.strip().rpartition(".")
+        if not sep or not dot or section not in by_section or key not in _KEYS:
+            continue
+        try:
+            value = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            value = raw.strip()
+        by_section[section][key] = str(value)
+    merged: dict[str, str] = {}
+    for section in _SECTIONS:
+        merged.update(by_section[section])
+    return merged
+
+
+def pip_sources(config_list: str, environ: Mapping[str, str] | None = None) -> PipSources:
+    """pip's package sources from ``pip config list`` output, the ``PIP_*`` variables winning."""
+    options = parse_pip_config(config_list)
+    for key in _KEYS:
+        value = (environ or {}).get("PIP_" + key.upper().replace("-", "_"))
+        if value is not None:
+            options[key] = value
+    return PipSources(
+        index_url=options.get("index-url") or None,
+        extra_index_urls=tuple(options.get("extra-index-url", "").split()),
+        find_links=tuple(options.get("find-links", "").split()),
+        constraints=tuple(options.get("constraint", "").split()),
+        no_index=_truthy(options.get("no-index", "")),
+        cert=options.get("cert") or None,
+    )
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+def find_uv() -> Path:
+    """The uv binary: next to this interpreter, on PATH, or from the ``uv`` package."""
+    exe = "uv.exe" if os.name == "nt" else "uv"
+    beside = Path(sys.executable).parent / exe
+    if beside.is_file():
+        return beside
+    on_path = shutil.which("uv")
+    if on_path:
+        return Path(on_path)
+    try:
+        return Path(importlib.import_module("uv").find_uv_bin())
+    except (ImportError, FileNotFoundError, AttributeError):
+        pass
+    raise StepError(
+        f"uv was not found: not next to {sys.executable}, not on PATH, and the uv package is not installed",
+        hint=f"install it with '{sys.executable} -m pip install uv', or use --installer pip",
+    )
+
+
+class UvInstaller(Installer):
+    """``uv pip install --python <env python> …`` with pip's package sources passed explicitly."""
+
+    name = "uv"
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        uv: Path | str | None = None,
+        sources: PipSources | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(runner)
+        self.uv = Path(uv) if uv is not None else find_uv()
+        self._sources = sources
+        self._environ = dict(os.environ if environ is None else environ)
+
+    def sources(self, env: TargetEnv) -> PipSources:
+        """pip's configuration on this machine, read once (with the env's pip, else gpuenv's)."""
+        if self._sources is None:
+            self._sources = pip_sources(self._pip_config_list(env), self._environ)
+        return self._sources
+
+    def _pip_config_list(self, env: TargetEnv) -> str:
+        for python in (str(env.python), sys.executable):
+            try:
+                return self.runner([python, "-m", "pip", "config", "list"])
+            except CommandError:
+                continue
+        return ""
+
+    def environ(self) -> dict[str, str]:
+        cert = self._sources.cert if self._sources is not None else None
+        if cert and "SSL_CERT_FILE" not in self._environ:
+            return {"SSL_CERT_FILE": cert}
+        return {}
+
+    def commands(
+        self,
+        env: TargetEnv,
+        requirements: Sequence[str],
+        *,
+        index_url: str | None = None,
+        extra_index_urls: Sequence[str] = (),
+        constraints: Sequence[str] = (),
+        no_deps: bool = False,
+        no_build_isolation: bool = False,
+        upgrade: bool = False,
+        find_links: Sequence[str] = (),
+    ) -> list[list[str]]:
+        pip = self.sources(env)
+        index = index_url or pip.index_url
+        extras = _unique([*pip.extra_index_urls, *extra_index_urls])
+        files = [*pip.constraints, *([str(constraints_file(constraints))] if constraints else [])]
+        args = [str(self.uv), "pip", "install", "--python", str(env.python)]
+        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade)
+        if pip.no_index:
+            args.append("--no-index")
+        args += _source_options(index, extras, [*pip.find_links, *find_links], files)
+        if extras and not pip.no_index:
+            # uv takes each package from the first index that has it; pip takes the best
+            # version from all of them.
+            args += ["--index-strategy", "unsafe-best-match"]
+        return [args + list(requirements)]
+
+
+def make_installer(name: str, runner: Runner) -> Installer:
+    """"pip" or "uv"."""
+    if name == "pip":
+        return PipInstaller(runner)
+    if name == "uv":
+        return UvInstaller(runner)
+    raise InputError(f"unknown installer {name!r}: choose pip or uv")
+
+
+# -- preflight -------------------------------------------------------------------------
+
+
+def preflight(urls: Sequence[str], *, timeout: float = 5.0, project: str | None = None) -> None:
+    """Check that every index in ``urls`` answers within ``timeout`` seconds.
+
+    With ``project`` (e.g. "torch") the project's page below each index is
+    asked for, which a mirror that serves the index root but not torch fails.
+    All URLs are checked at once; the first one that fails, in the given
+    order, raises :class:`IndexUnreachableError` with the mirror hint.
+    """
+    results: dict[str, str | None] = {}
+
+    def check(url: str) -> None:
+        results[url] = _check_index(url, timeout, project)
+
+    threads = [threading.Thread(target=check, args=(url,), daemon=True) for url in urls]
+    for thread in threads:
+        thread.start()
+    # Name resolution is not bound by the socket timeout: the deadline is.
+    deadline = time.monotonic() + timeout + 1.0
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for url in urls:
+        problem = results.get(url, f"no answer within {timeout:g} s")
+        if problem is not None:
+            raise IndexUnreachableError(url, problem, hint=MIRROR_HINT)
+
+
+def _check_index(url: str, timeout: float, project: str | None) -> str | None:
+    target = url.rstrip("/") + f"/{project}/" if project else url
+    parsed = urlparse(target)
+    if parsed.scheme in ("http", "https"):
+        return _check_http(target, timeout, project)
+    if parsed.scheme == "file" or not parsed.scheme or len(parsed.scheme) == 1:
+        path = Path(url2pathname(parsed.path)) if parsed.scheme == "file" else Path(target)
+        return None if path.is_dir() else f"{path} is not a directory"
+    return f"unsupported URL scheme {parsed.scheme!r}"
+
+
+def _check_http(target: str, timeout: float, project: str | None) -> str | None:
+    request = urllib.request.Request(target, headers={"User-Agent": "gpuenv-preflight"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=_ssl_context()):
+            return None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404 and project:
+            return f"it answers but has no {project}/ page (HTTP 404 for {target})"
+        return f"HTTP {exc.code} {exc.reason} for {target}"
+    except urllib.error.URLError as exc:
+        return _describe(exc.reason, target, timeout)
+    except (OSError, ssl.SSLError) as exc:
+        return _describe(exc, target, timeout)
+
+
+def _describe(reason: object, target: str, timeout: float) -> str:
+    host = urlparse(target).hostname
+    if isinstance(reason, socket.gaierror):
+        return f"the host name {host} does not resolve ({reason.strerror or reason})"
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return f"no answer from {host} within {timeout:g} s"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{host} refused the connection"
+    return f"{reason} ({target})"
+
+
+def _ssl_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    # A private mirror's CA, as pip is told about it.
+    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    if cafile and Path(cafile).is_file():
+        context.load_verify_locations(cafile)
+    return context

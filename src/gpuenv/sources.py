@@ -1,0 +1,434 @@
+"""Get an extension's source tree: from the index, a direct URL, a local path or git.
+
+pip prepares a package's metadata even to download it, under build isolation
+by default, which fails for exactly the packages gpuenv builds (facts §8). So
+sdists are downloaded by the TARGET env's pip with ``--no-build-isolation``,
+after torch is installed there, and with the extension's build environment
+(flash-attn's setup.py needs CUDA_HOME, or its skip flag, even for metadata).
+
+Everything lands under ``workdir``, which belongs to gpuenv: its ``download``,
+``src`` and ``git`` subdirectories are emptied before they are refilled. A
+local directory is copied there rather than built in place, so the build's
+``build/`` and ``*.egg-info`` never litter the user's tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+
+from gpuenv.errors import CommandError, InputError, StepError
+from gpuenv.hints import hint_for
+from gpuenv.runner import Runner
+from gpuenv.targetenv import TargetEnv
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+Kind = Literal["index", "url", "path", "git"]
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip")
+
+#: Left out of a copied local tree anywhere in it.
+_NEVER_COPIED = frozenset({
+    ".git", ".hg", ".svn", "__pycache__", ".tox", ".nox", ".venv",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache",
+})
+#: Left out at the top of a copied local tree: earlier build output.
+_BUILD_OUTPUT = frozenset({"build", "dist"})
+#: Build plugins that need the VCS metadata to compute a version.
+_VCS_VERSIONING = ("setuptools_scm", "setuptools-scm", "hatch-vcs", "versioningit", "dunamai")
+
+
+@dataclass(frozen=True)
+class Source:
+    """An unpacked source tree ready to build."""
+
+    name: str
+    #: The version when the source says it (sdist file name, PKG-INFO, static pyproject version).
+    version: str | None
+    #: The tree to build (the sdist's top directory, the copy, the checkout or its subdirectory).
+    directory: Path
+    #: The sdist that was unpacked, or None for a local tree or a git checkout.
+    archive: Path | None
+    #: What identifies the source for the wheel cache: "sha256:<hex>" of the archive or of the
+    #: tree's files, or "git:<commit>" (plus ":<subdirectory>").
+    digest: str
+    kind: Kind
+    #: The git commit checked out, for git sources.
+    commit: str | None = None
+
+
+def fetch_source(
+    requirement: str,
+    *,
+    env: TargetEnv,
+    runner: Runner,
+    workdir: Path,
+    path: Path | None = None,
+    build_env: Mapping[str, str] | None = None,
+) -> Source:
+    """Fetch and unpack the source of ``requirement`` into ``workdir``.
+
+    ``path`` (a directory or an sdist on disk) wins over the requirement, whose
+    name then only names the source. ``build_env`` is the extension's planned
+    build environment: pip runs its setup.py to prepare metadata when it
+    downloads, so that run needs the same variables as the build.
+    """
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    text = requirement.strip()
+    if path is not None:
+        return _from_path(Path(path), _name_of(text), workdir)
+    if text.startswith("git+"):
+        return _from_git(text, None, runner, workdir)
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise InputError(f"invalid requirement {text!r}: {exc}") from None
+    if req.url and req.url.startswith("git+"):
+        return _from_git(req.url, req.name, runner, workdir)
+    if req.url and req.url.startswith("file:"):
+        return _from_path(Path(url2pathname(urlsplit(req.url).path)), req.name, workdir)
+    return _download(text, req, "url" if req.url else "index", env, runner, workdir, build_env or {})
+
+
+def _name_of(text: str) -> str | None:
+    try:
+        return Requirement(text).name if text else None
+    except InvalidRequirement:
+        return None
+
+
+# -- from the index or a direct URL ---------------------------------------------------
+
+
+def _download(
+    text: str,
+    req: Requirement,
+    kind: Kind,
+    env: TargetEnv,
+    runner: Runner,
+    workdir: Path,
+    build_env: Mapping[str, str],
+) -> Source:
+    dest = _fresh(workdir / "download")
+    cmd = [str(env.python), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           "--no-build-isolation", "-d", str(dest), text]
+    try:
+        runner(cmd, extra_environ=build_env)
+    except CommandError as exc:
+        raise _download_error(text, req, kind, env, runner, exc) from exc
+    files = sorted(p for p in dest.iterdir() if p.is_file())
+    if len(files) != 1 or files[0].suffix == ".whl":
+        got = ", ".join(p.name for p in files) or "nothing"
+        raise StepError(f"downloading the source of {text} gave {got}, not one source archive")
+    return _from_archive(files[0], req.name, kind, workdir)
+
+
+#: pip found no distribution it may use (with --no-binary: no sdist), or none within the constraints.
+_NOT_FOUND = re.compile(r"No matching distribution found|ResolutionImpossible")
+
+
+def _download_error(
+    text: str, req: Requirement, kind: Kind, env: TargetEnv, runner: Runner, exc: CommandError
+) -> StepError:
+    if kind == "index" and _NOT_FOUND.search(exc.tail):
+        versions = _index_versions(req.name, env, runner)
+        if versions:
+            return StepError(
+                f"{text} has no source distribution on the configured indexes, only wheels "
+                f"(versions there: {versions})",
+                hint="give the recipe a url, git or path source for it, or list it as an ordinary package",
+            )
+        return StepError(f"{text} is not on the configured package indexes:\n{exc.tail}",
+                         hint="check its name and version in the recipe, or give a url, git or path source")
+    return StepError(
+        f"downloading the source of {text} failed (pip prepares the package's metadata, "
+        f"in {env.path} without isolation, even to download it):\n{exc.tail}"
+        + (f"\nfull log: {exc.log_path}" if exc.log_path else ""),
+        hint=hint_for(exc.tail)
+        or "install torch and the extension's build requirements into the env before fetching its source",
+    )
+
+
+def _index_versions(name: str, env: TargetEnv, runner: Runner) -> str | None:
+    try:
+        output = runner([str(env.python), "-m", "pip", "index", "versions", name])
+    except CommandError:
+        return None
+    match = re.search(r"Available versions:\s*(.+)", output)
+    return match.group(1).strip() if match else None
+
+
+# -- archives and local paths ---------------------------------------------------------
+
+
+def _from_archive(archive: Path, name: str | None, kind: Kind, workdir: Path) -> Source:
+    directory = unpack(archive, _fresh(workdir / "src"))
+    try:
+        sdist_name, version = parse_sdist_filename(archive.name)
+        found_name: str | None = str(sdist_name)
+        found_version: str | None = str(version)
+    except InvalidSdistFilename:
+        found_name, found_version = _project_name(directory), _project_version(directory)
+    return Source(
+        name=name or found_name or archive.name,
+        version=found_version,
+        directory=directory,
+        archive=archive,
+        digest="sha256:" + file_sha256(archive),
+        kind=kind,
+    )
+
+
+def _from_path(path: Path, name: str | None, workdir: Path) -> Source:
+    path = path.expanduser().absolute()
+    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
+        return _from_archive(path, name, "path", workdir)
+    if not path.is_dir():
+        raise InputError(f"source path {path} is neither a directory nor a source archive")
+    target = _fresh(workdir / "src") / path.name
+    copy_tree(path, target)
+    return Source(
+        name=name or _project_name(path) or path.name,
+        version=_project_version(target),
+        directory=target,
+        archive=None,
+        digest="sha256:" + tree_sha256(target),
+        kind="path",
+    )
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a local source tree, leaving out VCS data (unless its version needs it) and build output."""
+    keep_git = _uses_vcs_versioning(source)
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        top = Path(directory) == source
+        return [
+            n for n in names
+            if (n in _NEVER_COPIED and not (keep_git and n == ".git"))
+            or (top and (n in _BUILD_OUTPUT or n.endswith(".egg-info")))
+        ]
+
+    shutil.copytree(source, target, symlinks=True, ignore=ignore)
+
+
+def _uses_vcs_versioning(tree: Path) -> bool:
+    for config in ("pyproject.toml", "setup.py", "setup.cfg"):
+        file = tree / config
+        if file.is_file():
+            text = file.read_text(encoding="utf-8", errors="replace")
+            if any(plugin in text for plugin in _VCS_VERSIONING):
+                return True
+    return False
+
+
+def _project_table(tree: Path) -> dict[str, object]:
+    pyproject = tree / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+    except tomllib.TOMLDecodeError:
+        return {}
+    return project if isinstance(project, dict) else {}
+
+
+def _project_name(tree: Path) -> str | None:
+    name = _project_table(tree).get("name")
+    return str(canonicalize_name(name)) if isinstance(name, str) else None
+
+
+def _project_version(tree: Path) -> str | None:
+    pkg_info = tree / "PKG-INFO"
+    if pkg_info.is_file():
+        match = re.search(r"^Version:\s*(\S+)", pkg_info.read_text(errors="replace"), re.MULTILINE)
+        if match:
+            return match.group(1)
+    version = _project_table(tree).get("version")
+    return version if isinstance(version, str) else None
+
+
+# -- git ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GitUrl:
+    url: str
+    ref: str | None
+    subdirectory: str | None
+
+
+def parse_git_url(text: str) -> GitUrl:
+    """``git+https://host/repo.git@ref#subdirectory=dir`` → clone URL, ref, subdirectory."""
+    url, _, fragment = text.removeprefix("git+").partition("#")
+    parts = urlsplit(url)
+    path, ref = parts.path, None
+    if "@" in path:
+        path, ref = path.rsplit("@", 1)
+    subdirectory = parse_qs(fragment).get("subdirectory", [None])[0]
+    return GitUrl(urlunsplit((parts.scheme, parts.netloc, path, parts.query, "")), ref or None, subdirectory)
+
+
+def git_commands(git: GitUrl, checkout: Path) -> list[list[str]]:
+    """Clone ``git`` into ``checkout``: shallow for a branch or tag, full then checkout for a commit."""
+    dest = str(checkout)
+    if git.ref and re.fullmatch(r"[0-9a-fA-F]{7,40}", git.ref):
+        return [
+            ["git", "clone", git.url, dest],
+            ["git", "-C", dest, "checkout", "--detach", git.ref],
+            ["git", "-C", dest, "submodule", "update", "--init", "--recursive"],
+        ]
+    branch = ["--branch", git.ref] if git.ref else []
+    return [["git", "clone", "--depth", "1", *branch, "--recurse-submodules", "--shallow-submodules",
+             git.url, dest]]
+
+
+def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Source:
+    git = parse_git_url(text)
+    repo = PurePosixPath(urlsplit(git.url).path).name.removesuffix(".git") or "repo"
+    checkout = _fresh(workdir / "git") / repo
+    quiet = {"GIT_TERMINAL_PROMPT": "0"}  # fail instead of waiting for a password on the tty
+    try:
+        for cmd in git_commands(git, checkout):
+            runner(cmd, extra_environ=quiet)
+        commit = runner(["git", "-C", str(checkout), "rev-parse", "HEAD"]).strip().splitlines()[-1]
+    except CommandError as exc:
+        raise StepError(f"getting {text} with git failed:\n{exc.tail}",
+                        hint="check the URL and the ref (a branch, a tag or a commit)") from exc
+    directory = checkout / git.subdirectory if git.subdirectory else checkout
+    if not directory.is_dir():
+        raise InputError(f"{text}: the checkout has no subdirectory {git.subdirectory}")
+    return Source(
+        name=name or _project_name(directory) or repo,
+        version=_project_version(directory),
+        directory=directory,
+        archive=None,
+        digest=f"git:{commit}" + (f":{git.subdirectory}" if git.subdirectory else ""),
+        kind="git",
+        commit=commit,
+    )
+
+
+# -- unpacking and hashing ------------------------------------------------------------
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Unpack a .tar.* or .zip into ``dest``, refusing members that would land outside it.
+
+    Returns the archive's single top directory (an sdist's ``name-version/``), or ``dest``.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        _unzip(archive, dest)
+    elif tarfile.is_tarfile(archive):
+        _untar(archive, dest)
+    else:
+        raise StepError(f"{archive} is not a tar or zip archive")
+    entries = list(dest.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else dest
+
+
+def _inside(dest: Path, member: str) -> bool:
+    if os.path.isabs(member) or member.startswith(("/", "\\")):
+        return False
+    target = os.path.normpath(os.path.join(dest, member))
+    return os.path.commonpath([str(dest), target]) == str(dest)
+
+
+def _unsafe(archive: Path, member: str, why: str) -> StepError:
+    return StepError(f"refusing to unpack {archive}: member {member!r} {why}")
+
+
+def _untar(archive: Path, dest: Path) -> None:
+    dest = dest.resolve()
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            if not _inside(dest, member.name):
+                raise _unsafe(archive, member.name, "would be written outside the target directory")
+            if member.issym() and not _inside(dest, os.path.join(os.path.dirname(member.name),
+                                                                member.linkname)):
+                raise _unsafe(archive, member.name, f"links outside the target ({member.linkname})")
+            if member.islnk() and not _inside(dest, member.linkname):
+                raise _unsafe(archive, member.name, f"links outside the target ({member.linkname})")
+            if member.isdev():
+                raise _unsafe(archive, member.name, "is a device or a FIFO")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, members=members, filter="data")
+        else:  # pragma: no cover - Pythons without extraction filters
+            tar.extractall(dest, members=members)  # members were checked above
+
+
+def _unzip(archive: Path, dest: Path) -> None:
+    dest = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            if not _inside(dest, info.filename):
+                raise _unsafe(archive, info.filename, "would be written outside the target directory")
+        for info in zf.infolist():
+            written = Path(zf.extract(info, dest))
+            mode = info.external_attr >> 16
+            if mode & 0o111 and not info.is_dir():
+                written.chmod(written.stat().st_mode | (mode & 0o111))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tree_files(tree: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        # os.walk lists a symlink to a directory with the directories and does not enter it.
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        for name in sorted([*files, *links]):
+            yield Path(root) / name
+
+
+def tree_sha256(tree: Path) -> str:
+    """A digest of a tree's files: relative paths, executable bits and contents, in sorted order."""
+    digest = hashlib.sha256()
+    for file in _tree_files(tree):
+        rel = file.relative_to(tree).as_posix()
+        info = file.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            content = "link:" + os.readlink(file)
+        elif stat.S_ISREG(info.st_mode):
+            content = file_sha256(file)
+        else:
+            continue
+        executable = "x" if info.st_mode & 0o111 else "-"
+        digest.update(f"{rel}\0{executable}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _fresh(directory: Path) -> Path:
+    """An empty ``directory`` under gpuenv's workdir (whatever an earlier run left is removed)."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    return directory

@@ -1,0 +1,246 @@
+"""The target virtual environment: create or reuse it, and ask its interpreter what it holds.
+
+Every question goes to the env's own interpreter through the runner (a short
+script that prints one JSON line after a marker), never to the interpreter
+gpuenv runs in: the env may be another Python version, and only it knows which
+torch landed in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from gpuenv.errors import CommandError, StepError
+from gpuenv.runner import Runner
+
+#: Precedes the JSON line a query script prints (its output is mixed with stderr and warnings).
+ANSWER_MARK = "@@gpuenv-json@@"
+
+_TORCH_SCRIPT = f"""
+import importlib.util, json
+if importlib.util.find_spec("torch") is None:
+    print({ANSWER_MARK!r} + "null")
+else:
+    import torch
+    try:
+        archs = list(torch.cuda.get_arch_list())
+    except Exception:
+        archs = []
+    print({ANSWER_MARK!r} + json.dumps({{
+        "version": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+        "arch_list": archs,
+    }}))
+"""
+
+_INSTALLED_SCRIPT = f"""
+import importlib.metadata, json
+found = {{}}
+for dist in importlib.metadata.distributions():
+    name = dist.metadata["Name"]
+    if name:
+        found.setdefault(name, dist.version)
+print({ANSWER_MARK!r} + json.dumps(found))
+"""
+
+# The marker environment is packaging.markers.default_environment(), computed
+# without packaging, which the env may not hold.
+_INTERPRETER_SCRIPT = f"""
+import json, os, platform, sys, sysconfig
+def full(info):
+    text = "%d.%d.%d" % (info.major, info.minor, info.micro)
+    return text if info.releaselevel == "final" else text + info.releaselevel[0] + str(info.serial)
+impl = sys.implementation.name
+tag = {{"cpython": "cp", "pypy": "pp"}}.get(impl, impl[:2]) + "%d%d" % sys.version_info[:2]
+abi = tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
+print({ANSWER_MARK!r} + json.dumps({{
+    "version": platform.python_version(),
+    "python_tag": tag,
+    "abi_tag": abi,
+    "platform_tag": sysconfig.get_platform().replace("-", "_").replace(".", "_"),
+    "purelib": sysconfig.get_paths()["purelib"],
+    "markers": {{
+        "implementation_name": impl,
+        "implementation_version": full(sys.implementation.version),
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }},
+}}))
+"""
+
+
+@dataclass(frozen=True)
+class TorchInfo:
+    """What torch the env's interpreter imports."""
+
+    #: ``torch.__version__`` with its local tag, e.g. "2.13.0+cpu".
+    version: str
+    #: ``torch.version.cuda``, e.g. "13.0"; None for a CPU build.
+    cuda: str | None
+    #: ``torch._C._GLIBCXX_USE_CXX11_ABI``.
+    cxx11_abi: bool
+    #: ``torch.cuda.get_arch_list()``; empty without a GPU on torch ≤ 2.12.
+    arch_list: tuple[str, ...]
+
+    @property
+    def variant(self) -> str:
+        """"cpu" or "cu130"-style, derived from :attr:`cuda`."""
+        if self.cuda is None:
+            return "cpu"
+        major, _, minor = self.cuda.partition(".")
+        return f"cu{major}{minor.split('.')[0]}"
+
+    @property
+    def requirement(self) -> str:
+        """A pin that keeps exactly this torch, e.g. "torch==2.13.0+cpu"."""
+        return f"torch=={self.version}"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """Facts about the env's Python that wheels and markers depend on."""
+
+    version: str
+    #: "cp311".
+    python_tag: str
+    #: "cp311", or "cp313t" for a free-threaded build.
+    abi_tag: str
+    #: "linux_x86_64".
+    platform_tag: str
+    site_packages: Path
+    #: PEP 508 marker environment, as ``packaging.markers.default_environment()`` in the env.
+    markers: dict[str, str]
+
+
+class TargetEnv:
+    """A virtual environment gpuenv installs into and builds with."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).absolute()
+        self._interpreter: Interpreter | None = None
+
+    def __repr__(self) -> str:
+        return f"TargetEnv({str(self.path)!r})"
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path / ("Scripts" if os.name == "nt" else "bin")
+
+    @property
+    def python(self) -> Path:
+        """The env's interpreter (not resolved: the symlink is what makes it the env's)."""
+        return self.bin_dir / ("python.exe" if os.name == "nt" else "python")
+
+    @classmethod
+    def at(cls, path: Path | str) -> TargetEnv:
+        """The env at ``path``, whether or not it exists yet (nothing is touched: for --dry-run)."""
+        return cls(path)
+
+    @classmethod
+    def ensure(
+        cls, path: Path | str, runner: Runner, *, python: str = sys.executable
+    ) -> tuple[TargetEnv, bool]:
+        """Reuse the venv at ``path`` or create it (with pip); True when it was created.
+
+        A path that exists and is neither a venv nor an empty directory is an
+        error: gpuenv never deletes or overwrites what it did not make.
+        """
+        env = cls(path)
+        if (env.path / "pyvenv.cfg").is_file():
+            if not env.python.exists():
+                raise StepError(
+                    f"{env.path} has a pyvenv.cfg but no {env.python}: a broken virtual environment",
+                    hint="recreate it yourself, or pass another --venv path",
+                )
+            return env, False
+        if env.path.exists() and (not env.path.is_dir() or any(env.path.iterdir())):
+            raise StepError(
+                f"{env.path} exists and is not a virtual environment (it has no pyvenv.cfg); "
+                "gpuenv will not write into it",
+                hint="pass another --venv path, or remove this one yourself if it is disposable",
+            )
+        env._create(runner, python)
+        return env, True
+
+    def _create(self, runner: Runner, python: str) -> None:
+        try:
+            runner([python, "-m", "venv", str(self.path)])
+        except CommandError as exc:
+            hint = None
+            if "ensurepip" in exc.tail:
+                hint = "this Python has no ensurepip: install its venv package (e.g. python3-venv)"
+            raise StepError(
+                f"creating the virtual environment {self.path} with {python} failed:\n{exc.tail}",
+                hint=hint,
+            ) from exc
+
+    # -- questions to the env's interpreter -------------------------------------------
+
+    def query(self, runner: Runner, script: str) -> Any:
+        """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
+        output = runner([str(self.python), "-c", script], cwd=str(self.path))
+        for line in reversed(output.splitlines()):
+            if line.startswith(ANSWER_MARK):
+                return json.loads(line[len(ANSWER_MARK):])
+        raise StepError(f"{self.python} printed no answer to gpuenv's query:\n{output[-2000:]}")
+
+    def torch_info(self, runner: Runner) -> TorchInfo | None:
+        """The torch the env imports, or None when torch is not installed there."""
+        try:
+            data = self.query(runner, _TORCH_SCRIPT)
+        except CommandError as exc:
+            raise StepError(
+                f"torch is installed in {self.path} but does not import:\n{exc.tail}",
+                hint="reinstall it: the torch install step of 'gpuenv setup' does",
+            ) from exc
+        if data is None:
+            return None
+        return TorchInfo(
+            version=str(data["version"]),
+            cuda=None if data["cuda"] is None else str(data["cuda"]),
+            cxx11_abi=bool(data["cxx11_abi"]),
+            arch_list=tuple(str(a) for a in data["arch_list"]),
+        )
+
+    def installed(self, runner: Runner) -> dict[str, str]:
+        """Canonical distribution name → version of everything installed in the env."""
+        data = self.query(runner, _INSTALLED_SCRIPT)
+        return {canonicalize_name(name): str(version) for name, version in data.items()}
+
+    def interpreter(self, runner: Runner) -> Interpreter:
+        """The env's Python version, wheel tags, site-packages and marker environment (asked once)."""
+        if self._interpreter is None:
+            data = self.query(runner, _INTERPRETER_SCRIPT)
+            self._interpreter = Interpreter(
+                version=data["version"],
+                python_tag=data["python_tag"],
+                abi_tag=data["abi_tag"],
+                platform_tag=data["platform_tag"],
+                site_packages=Path(data["purelib"]),
+                markers={str(k): str(v) for k, v in data["markers"].items()},
+            )
+        return self._interpreter
+
+    def python_tag(self, runner: Runner) -> str:
+        return self.interpreter(runner).python_tag
+
+    def platform_tag(self, runner: Runner) -> str:
+        return self.interpreter(runner).platform_tag
+
+    def site_packages(self, runner: Runner) -> Path:
+        return self.interpreter(runner).site_packages

@@ -1,0 +1,54 @@
+"""Session-scoped envs shared by the slow end-to-end tests.
+
+One CPU-torch env (torch 2.13.0 + a real torch-scatter sdist build + flash-attn)
+and one CUDA-torch env (torch 2.14.1 cu130 + the tests' own CUDA extension),
+each made once by `gpuenv setup`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.support import CUDA_EXT, gpuenv, write_recipe
+
+
+@pytest.fixture(scope="session")
+def cpu_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`gpuenv setup` of torch 2.13.0 (CPU) + torch-scatter 2.1.2 and flash-attn from their sdists."""
+    root = tmp_path_factory.mktemp("cpu-setup")
+    recipe = write_recipe(root, "graph", """
+        [torch]
+        version = "2.13.0"
+
+        [[extensions]]
+        requirement = "torch-scatter==2.1.2"
+
+        [[extensions]]
+        requirement = "flash-attn==2.8.3.post2"
+        env = { FLASH_ATTENTION_SKIP_CUDA_BUILD = "TRUE" }
+    """)
+    venv = root / "venv"
+    # No route to the PyTorch index here: use the installer's own sources (README, "Mirrors").
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return venv, done
+
+
+@pytest.fixture(scope="session")
+def cuda_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cuda-recipe")
+    return write_recipe(root, "cudaext", f"""
+        [torch]
+        version = "2.14.1"
+
+        [[extensions]]
+        requirement = "{CUDA_EXT}"
+    """)
+
+
+@pytest.fixture(scope="session")
+def cuda_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cuda-setup") / "venv"

@@ -1,0 +1,85 @@
+"""`gpuenv setup` failures that must happen before anything is installed (seconds, no torch)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.e2e.support import CUDA_EXT, clean_env, gpuenv, write_recipe
+
+
+def test_mismatched_toolkit_stops_before_any_build_with_exit_3(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "cu12", f"""
+        [torch]
+        version = "2.13.*"
+
+        [[extensions]]
+        requirement = "{CUDA_EXT}"
+    """)
+    venv = tmp_path / "venv"
+    # This machine has only nvcc 13.0; a cu126 plan needs nvcc 12.x.
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--gpu", "H100", "--cuda", "12.6"],
+                  env=clean_env())
+    assert done.returncode == 3, done.stderr
+    assert "needs nvcc 12.x" in done.stderr
+    assert "found: nvcc 13.0" in done.stderr
+    assert "hint:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not venv.exists(), "nothing may be created before the plan holds"
+
+
+def test_unreachable_index_fails_fast_with_the_mirror_hint(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "cpu", """
+        [torch]
+        version = "2.13.0"
+    """)
+    venv = tmp_path / "venv"
+    template = "http://gpuenv-unreachable.invalid/whl/{variant}"
+    started = time.monotonic()
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", template],
+                  env=clean_env())
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert "http://gpuenv-unreachable.invalid/whl/cpu" in done.stderr
+    assert "--torch-index" in done.stderr and "GPUENV_TORCH_INDEX" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert elapsed < 30, f"took {elapsed:.0f} s: the preflight must not retry for minutes"
+    assert not venv.exists(), "the preflight runs before the env is created"
+
+
+def test_the_index_variable_is_the_same_as_the_option(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "cpu", """
+        [torch]
+        version = "2.13.0"
+    """)
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(tmp_path / "venv")],
+                  env=clean_env(GPUENV_TORCH_INDEX="http://gpuenv-unreachable.invalid/{variant}"))
+    assert done.returncode == 1
+    assert "http://gpuenv-unreachable.invalid/cpu" in done.stderr
+
+
+def test_dry_run_lists_the_commands_in_order_and_changes_nothing(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "graph", """
+        [torch]
+        version = "2.13.0"
+        packages = ["numpy"]
+
+        [[extensions]]
+        requirement = "torch-scatter==2.1.2"
+
+        [packages]
+        requirements = ["einops"]
+    """)
+    venv = tmp_path / "venv"
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--dry-run"], env=clean_env())
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    text = done.stdout
+
+    def first(fragment: str) -> int:
+        return next(i for i, line in enumerate(lines) if fragment in line)
+
+    assert first("https://download.pytorch.org/whl/cpu") < first("-m venv") < first("torch==2.13.0")
+    assert first("torch==2.13.0") < first("torch-scatter") < first("einops")
+    assert "FORCE_ONLY_CPU=1" in text
+    assert not venv.exists()

@@ -1,0 +1,118 @@
+"""`gpuenv setup` for real: real venvs, real pip, real sdists, real nvcc (minutes)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpuenv.binaries import find_cuobjdump, list_elf, read_cuda_code
+from tests.e2e.support import REPO, clean_env, env_python, gpuenv, run_in, write_recipe
+
+pytestmark = pytest.mark.slow
+
+
+def test_torch_scatter_from_its_sdist_gives_the_right_numbers(cpu_setup: tuple[Path, object]) -> None:
+    venv, _ = cpu_setup
+    out = run_in(venv, (
+        "import torch, torch_scatter\n"
+        "src = torch.tensor([1., 2., 3., 4., 5.])\n"
+        "index = torch.tensor([0, 1, 0, 1, 2])\n"
+        "print(torch_scatter.scatter_sum(src, index, dim=0).tolist(), torch.__version__)\n"
+    ))
+    assert out.split() [0:3] == ["[4.0,", "6.0,", "5.0]"], out
+    assert "2.13.0" in out
+
+
+def test_setup_reports_each_step(cpu_setup: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    _, done = cpu_setup
+    assert "[1/" in done.stderr and "extension torch-scatter" in done.stderr
+    assert "ready:" in done.stdout
+
+
+def test_flash_attn_fails_under_isolation_and_builds_through_gpuenv(
+    cpu_setup: tuple[Path, object], tmp_path: Path
+) -> None:
+    venv, _ = cpu_setup
+    # The seed failure: the same sdist, with torch in the venv, under build isolation.
+    isolated = subprocess.run(
+        [str(env_python(venv)), "-m", "pip", "wheel", "--no-deps", "--use-pep517", "-w", str(tmp_path),
+         "flash-attn==2.8.3.post2"],
+        capture_output=True, text=True, check=False,
+    )
+    assert isolated.returncode != 0
+    assert ("No module named 'torch'" in isolated.stdout + isolated.stderr
+            or "No module named 'packaging'" in isolated.stdout + isolated.stderr)
+    # Through gpuenv (the session fixture) it was built without isolation and installed.
+    # With its CUDA build skipped it has no compiled module, so check the distribution.
+    version = run_in(venv, "import importlib.metadata as m; print(m.version('flash-attn'))")
+    assert version.strip() == "2.8.3.post2"
+
+
+def test_a_second_setup_resumes_without_rebuilding(cpu_setup: tuple[Path, object]) -> None:
+    venv, _ = cpu_setup
+    recipe = next(venv.parent.glob("*.toml"))
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config"],
+                  env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert "already installed" in done.stderr
+    assert "already built for torch 2.13.0+cpu" in done.stderr
+
+
+def _extension_sos(venv: Path) -> list[Path]:
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    return sorted(site.glob("gpuenv_test_cuda_ext*/**/*.so")) + sorted(site.glob("gpuenv_test_cuda_ext*.so"))
+
+
+def test_cuda_extension_is_built_for_exactly_the_requested_archs(cuda_recipe: Path, cuda_venv: Path) -> None:
+    done = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--gpu", "H100"],
+                  env=clean_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run_in(cuda_venv, "import torch; print(torch.version.cuda)").strip() == "13.0"
+    sos = _extension_sos(cuda_venv)
+    assert sos, "the extension's compiled module is installed"
+    site = next((cuda_venv / "lib").glob("python3*/site-packages"))
+    cuobjdump = find_cuobjdump(extra_dirs=[site])
+    assert cuobjdump is not None, "triton in the CUDA torch env ships cuobjdump"
+    assert {str(s) for so in sos for s in list_elf(so, cuobjdump)} == {"sm_90"}
+    assert read_cuda_code(sos[0]).sass == frozenset({"sm_90"})
+
+    again = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--arch", "8.0,9.0"],
+                   env=clean_env())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "built and installed" in again.stderr
+    sos = _extension_sos(cuda_venv)
+    assert {str(s) for so in sos for s in list_elf(so, cuobjdump)} == {"sm_80", "sm_90"}
+
+
+def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "cpu", """
+        [torch]
+        version = "2.13.0"
+
+        [[extensions]]
+        requirement = "torch-scatter==2.1.2"
+    """)
+    args = ["-r", str(recipe), "--venv", str(tmp_path / "venv"), "--dry-run"]
+    direct = gpuenv(["setup", *args], env=clean_env())
+    assert direct.returncode == 0, direct.stderr
+    expected = [line for line in direct.stdout.splitlines() if line.strip()]
+
+    via_nox = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "--envdir", str(tmp_path / "nox"),
+         "-s", "gpu-env", "--", *args],
+        capture_output=True, text=True, cwd=REPO, env=clean_env(), check=False,
+    )
+    assert via_nox.returncode == 0, via_nox.stdout + via_nox.stderr
+    for line in expected:
+        assert line in via_nox.stdout + via_nox.stderr
+
+    via_invoke = subprocess.run(
+        [sys.executable, "-m", "invoke", "setup", "--recipe", str(recipe), "--venv", str(tmp_path / "venv"),
+         "--dry-run"],
+        capture_output=True, text=True, cwd=REPO, env=clean_env(), check=False,
+    )
+    assert via_invoke.returncode == 0, via_invoke.stdout + via_invoke.stderr
+    assert [line for line in via_invoke.stdout.splitlines() if line.strip()] == expected

@@ -1,0 +1,272 @@
+"""pip and uv command lines, uv's translation of pip's configuration, and the index preflight."""
+
+from __future__ import annotations
+
+import http.server
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gpuenv.errors import IndexUnreachableError, InputError, StepError
+from gpuenv.installer import (
+    PipInstaller,
+    PipSources,
+    UvInstaller,
+    constraints_file,
+    find_uv,
+    make_installer,
+    pip_sources,
+    preflight,
+)
+from gpuenv.targetenv import TargetEnv
+
+from .conftest import FakeRunner, TorchEnv
+
+ENV = TargetEnv("/work/env")
+PY = "/work/env/bin/python"
+
+# What `pip config list` prints on a machine like this one (section.key='value').
+CONFIG_LIST = """\
+:env:.default-timeout='180'
+:env:.find-links='/opt/wheels'
+global.cert='/etc/ssl/certs/ca-certificates.crt'
+global.constraint='/etc/xdg/pip/constraints.txt'
+global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'
+global.find-links='/somewhere/else'
+global.index-url='https://index-global.invalid/simple'
+install.index-url='https://index-install.invalid/simple'
+download.index-url='https://index-download.invalid/simple'
+"""
+
+
+# -- pip ------------------------------------------------------------------------------
+
+
+def test_pip_command_line() -> None:
+    commands = PipInstaller(FakeRunner()).commands(
+        ENV,
+        ["flash-attn==2.8.3.post2", "einops"],
+        index_url="https://download.pytorch.org/whl/cu130",
+        extra_index_urls=["file:///mirror/simple"],
+        constraints=["torch==2.13.0+cpu"],
+        no_deps=True,
+        no_build_isolation=True,
+        upgrade=True,
+        find_links=["/wheels"],
+    )
+    assert commands == [[
+        PY, "-m", "pip", "install", "--upgrade", "--no-deps", "--no-build-isolation",
+        "--index-url", "https://download.pytorch.org/whl/cu130",
+        "--extra-index-url", "file:///mirror/simple",
+        "--find-links", "/wheels",
+        "--constraint", str(constraints_file(["torch==2.13.0+cpu"])),
+        "flash-attn==2.8.3.post2", "einops",
+    ]]
+
+
+def test_pip_plain_install_leaves_sources_to_pips_configuration() -> None:
+    assert PipInstaller(FakeRunner()).commands(ENV, ["six"]) == [[PY, "-m", "pip", "install", "six"]]
+
+
+def test_install_writes_the_constraints_file_and_runs_the_commands() -> None:
+    runner = FakeRunner()
+    installer = PipInstaller(runner)
+    installer.install(ENV, ["flash-attn"], constraints=["torch==2.13.0+cpu"], no_deps=True)
+    [call] = runner.calls
+    expected = installer.commands(ENV, ["flash-attn"], constraints=["torch==2.13.0+cpu"], no_deps=True)
+    assert [call.cmd] == expected
+    path = Path(call.cmd[call.cmd.index("--constraint") + 1])
+    assert path.read_text() == "torch==2.13.0+cpu\n"
+
+
+def test_nothing_to_install_runs_nothing() -> None:
+    runner = FakeRunner()
+    PipInstaller(runner).install(ENV, [])
+    assert runner.calls == []
+
+
+def test_with_runner_sends_commands_elsewhere() -> None:
+    first, second = FakeRunner(), FakeRunner()
+    installer = PipInstaller(first)
+    installer.with_runner(second).install(ENV, ["six"])
+    assert first.calls == [] and len(second.calls) == 1
+
+
+def test_make_installer() -> None:
+    assert isinstance(make_installer("pip", FakeRunner()), PipInstaller)
+    with pytest.raises(InputError, match="pip or uv"):
+        make_installer("conda", FakeRunner())
+
+
+# -- uv: pip's configuration made explicit -------------------------------------------------
+
+
+def test_pip_configuration_is_read_like_pip_install_reads_it() -> None:
+    sources = pip_sources(CONFIG_LIST, environ={})
+    assert sources == PipSources(
+        index_url="https://index-install.invalid/simple",  # [install] beats [global]; [download] is ignored
+        extra_index_urls=("file:///opt/pypi/simple", "file:///opt/pypi-more/simple"),
+        find_links=("/opt/wheels",),  # the environment beats the files
+        constraints=("/etc/xdg/pip/constraints.txt",),
+        cert="/etc/ssl/certs/ca-certificates.crt",
+    )
+
+
+def test_pip_variables_win_over_pip_config_list() -> None:
+    sources = pip_sources(CONFIG_LIST, environ={
+        "PIP_INDEX_URL": "https://index-env.invalid/simple",
+        "PIP_EXTRA_INDEX_URL": "https://extra-a.invalid/simple https://extra-b.invalid/simple",
+        "PIP_CONSTRAINT": "/c1.txt /c2.txt",
+        "PIP_NO_INDEX": "yes",
+        "UNRELATED": "x",
+    })
+    assert sources.index_url == "https://index-env.invalid/simple"
+    assert sources.extra_index_urls == ("https://extra-a.invalid/simple", "https://extra-b.invalid/simple")
+    assert sources.constraints == ("/c1.txt", "/c2.txt")
+    assert sources.no_index
+
+
+def test_uv_gets_pips_sources_explicitly() -> None:
+    sources = pip_sources(CONFIG_LIST, environ={})
+    uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=sources, environ={})
+    commands = uv.commands(
+        ENV, ["torch==2.13.0"], index_url="https://download.pytorch.org/whl/cpu",
+        extra_index_urls=["https://mirror.invalid/simple"], constraints=["torch==2.13.0+cpu"], no_deps=True,
+    )
+    assert commands == [[
+        "/bin/uv", "pip", "install", "--python", PY, "--no-deps",
+        "--index-url", "https://download.pytorch.org/whl/cpu",
+        "--extra-index-url", "file:///opt/pypi/simple",
+        "--extra-index-url", "file:///opt/pypi-more/simple",
+        "--extra-index-url", "https://mirror.invalid/simple",
+        "--find-links", "/opt/wheels",
+        "--constraint", "/etc/xdg/pip/constraints.txt",
+        "--constraint", str(constraints_file(["torch==2.13.0+cpu"])),
+        "--index-strategy", "unsafe-best-match",
+        "torch==2.13.0",
+    ]]
+    assert uv.environ() == {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}
+
+
+def test_uv_with_one_index_needs_no_index_strategy() -> None:
+    uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=PipSources(), environ={"SSL_CERT_FILE": "/x"})
+    assert uv.commands(ENV, ["six"]) == [["/bin/uv", "pip", "install", "--python", PY, "six"]]
+    assert uv.environ() == {}
+
+
+def test_uv_reads_pip_config_list_once_through_the_runner() -> None:
+    runner = FakeRunner(answer=lambda cmd: CONFIG_LIST if cmd[-2:] == ["config", "list"] else "")
+    uv = UvInstaller(runner, uv="/bin/uv", environ={})
+    uv.commands(ENV, ["six"])
+    uv.commands(ENV, ["packaging"])
+    assert [c.cmd for c in runner.calls] == [[PY, "-m", "pip", "config", "list"]]
+    assert uv.sources(ENV).find_links == ("/opt/wheels",)
+
+
+def test_find_uv_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "bin" / "uv"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python" / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(fake.parent))
+    assert find_uv() == fake
+
+
+def test_missing_uv_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "uv", None)  # importing it raises ImportError
+    with pytest.raises(StepError, match="uv was not found") as info:
+        make_installer("uv", FakeRunner())
+    assert info.value.hint is not None and "pip install uv" in info.value.hint
+
+
+# -- preflight ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 serving whl/cpu/torch/."""
+    root = tmp_path_factory.mktemp("index")
+    (root / "whl" / "cpu" / "torch").mkdir(parents=True)
+    (root / "whl" / "cpu" / "torch" / "index.html").write_text("<html></html>")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/whl/{{variant}}"
+    server.shutdown()
+
+
+def test_preflight_passes_for_an_index_that_answers(local_index: str, tmp_path: Path) -> None:
+    preflight([local_index.format(variant="cpu")], project="torch")
+    preflight([local_index.format(variant="cpu"), tmp_path.as_uri(), str(tmp_path)])
+
+
+def test_preflight_names_an_index_without_torch(local_index: str) -> None:
+    url = local_index.format(variant="cu130")
+    with pytest.raises(IndexUnreachableError, match="no torch/ page") as info:
+        preflight([url], project="torch")
+    assert info.value.url == url
+
+
+def test_an_unresolvable_index_fails_within_seconds_with_the_mirror_hint() -> None:
+    url = "http://gpuenv-unreachable.invalid/whl/{variant}".format(variant="cu121")
+    start = time.monotonic()
+    with pytest.raises(IndexUnreachableError) as info:
+        preflight([url], project="torch")
+    assert time.monotonic() - start < 7
+    error = info.value
+    assert error.url == url and url in str(error)
+    assert "does not resolve" in error.problem
+    assert error.hint is not None
+    for word in ("--torch-index", "GPUENV_TORCH_INDEX", "{variant}", "--torch-index config"):
+        assert word in error.hint
+
+
+def test_a_refused_connection_fails_fast() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(IndexUnreachableError, match="refused"):
+        preflight([f"http://127.0.0.1:{port}/simple"], timeout=2)
+
+
+def test_a_missing_local_index_fails(tmp_path: Path) -> None:
+    with pytest.raises(IndexUnreachableError, match="not a directory"):
+        preflight([(tmp_path / "nope").as_uri()])
+
+
+# -- slow: the real uv ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_uv_installs_with_the_sources_pip_is_configured_with(torch_env: TorchEnv, tmp_path: Path) -> None:
+    runner = torch_env.runner
+    try:
+        uv_bin = find_uv()
+    except StepError:
+        PipInstaller(runner).install(torch_env.env, ["uv"])
+        uv_bin = torch_env.env.bin_dir / "uv"
+    env, _ = TargetEnv.ensure(tmp_path / "venv", runner)
+    uv = UvInstaller(runner, uv=uv_bin)
+    [cmd] = uv.commands(env, ["six"])
+    pip_config = pip_sources(runner([str(env.python), "-m", "pip", "config", "list"]))
+    for url in pip_config.extra_index_urls:
+        assert url in cmd
+    uv.install(env, ["six"], constraints=["six>=1.16"])
+    assert "six" in env.installed(runner)

@@ -1,0 +1,94 @@
+"""The target env: never taking over a directory, and reading its interpreter's answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from gpuenv.errors import StepError
+from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo
+
+from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
+
+
+def test_a_directory_that_is_not_a_venv_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    runner = FakeRunner()
+    with pytest.raises(StepError, match="not a virtual environment") as info:
+        TargetEnv.ensure(tmp_path, runner)
+    assert info.value.hint is not None and "--venv" in info.value.hint
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert runner.calls == []
+
+
+def test_a_file_in_the_way_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "venv").write_text("")
+    with pytest.raises(StepError):
+        TargetEnv.ensure(tmp_path / "venv", FakeRunner())
+
+
+def test_an_existing_venv_is_reused(tmp_path: Path) -> None:
+    venv.create(tmp_path / "venv", with_pip=False)
+    runner = FakeRunner()
+    env, created = TargetEnv.ensure(tmp_path / "venv", runner)
+    assert not created and runner.calls == []
+    assert env.python == tmp_path / "venv" / "bin" / "python"
+
+
+def test_a_missing_env_is_created_with_the_given_python(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    _, created = TargetEnv.ensure(tmp_path / "new", runner, python="/usr/bin/python3.12")
+    assert created
+    assert [c.cmd for c in runner.calls] == [["/usr/bin/python3.12", "-m", "venv", str(tmp_path / "new")]]
+
+
+def answering(data: object) -> FakeRunner:
+    noise = "UserWarning: Failed to initialize NumPy\n"
+    return FakeRunner(answer=lambda cmd: f"{noise}{ANSWER_MARK}{json.dumps(data)}\n")
+
+
+def test_torch_info_is_read_from_the_envs_answer() -> None:
+    env = TargetEnv("/e")
+    runner = answering({"version": "2.14.1+cu130", "cuda": "13.0", "cxx11_abi": True,
+                        "arch_list": ["sm_75", "sm_120"]})
+    info = env.torch_info(runner)
+    assert info == TorchInfo("2.14.1+cu130", "13.0", True, ("sm_75", "sm_120"))
+    assert info.variant == "cu130" and info.requirement == "torch==2.14.1+cu130"
+    assert runner.calls[0].cmd[:2] == ["/e/bin/python", "-c"]
+    assert env.torch_info(answering(None)) is None
+
+
+@pytest.mark.parametrize(("cuda", "variant"), [(None, "cpu"), ("12.1", "cu121"), ("11.8", "cu118"),
+                                               ("13.0", "cu130")])
+def test_variant_of_torch(cuda: str | None, variant: str) -> None:
+    assert TorchInfo("2.5.0", cuda, True, ()).variant == variant
+
+
+def test_installed_names_are_canonical() -> None:
+    installed = TargetEnv("/e").installed(answering({"Flash_Attn": "2.8.3", "torch": "2.13.0+cpu"}))
+    assert installed == {"flash-attn": "2.8.3", "torch": "2.13.0+cpu"}
+
+
+def test_an_interpreter_without_an_answer_is_an_error() -> None:
+    with pytest.raises(StepError, match="no answer"):
+        TargetEnv("/e").installed(FakeRunner(answer=lambda cmd: "Segmentation fault\n"))
+
+
+@pytest.mark.slow
+def test_the_real_env_reports_its_torch_and_tags(torch_env: TorchEnv) -> None:
+    env, runner = torch_env.env, torch_env.runner
+    info = env.torch_info(runner)
+    assert info is not None
+    assert (info.version, info.cuda, info.variant) == (TORCH_VERSION, None, "cpu")
+    assert isinstance(info.cxx11_abi, bool)
+    assert env.installed(runner)["torch"] == TORCH_VERSION
+    interpreter = env.interpreter(runner)
+    assert interpreter.python_tag == f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    assert interpreter.platform_tag.startswith(("linux_", "macosx_", "win"))
+    assert (env.site_packages(runner) / "torch").is_dir()
+    again, created = TargetEnv.ensure(env.path, runner)
+    assert not created and again.path == env.path
