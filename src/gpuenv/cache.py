@@ -1,0 +1,892 @@
+"""The wheel cache: every built wheel stored once per ABI, safe to share.
+
+A wheel is stored under a :class:`CacheKey`, a fingerprint of everything that
+changes the binary (source, Python, platform, the torch it was compiled
+against, the arch list, nvcc, the build knobs). The key is computed *before*
+building, so a hit skips the build entirely.
+
+On disk (``root`` is :func:`default_cache_dir` or ``GPUENV_CACHE_DIR``)::
+
+    root/v1/<digest[:2]>/<digest>/<wheel file name>   the wheel, name unchanged
+    root/v1/<digest[:2]>/<digest>/meta.json           the key in words and fields, wheel sha256, size, ...
+    root/v1/<digest[:2]>/<digest>/last_used           empty; its mtime is the last hit
+    root/v1/.locks/<digest>.lock                      flock(2) target of :meth:`WheelCache.lock`
+    root/v1/.tmp/<...>                                entries being written or deleted
+    root/v1/.corrupt/<digest>-<time>                  entries refused by :meth:`WheelCache.lookup`
+
+Guarantees, also on a shared (cluster) file system:
+
+- An entry appears complete or not at all: :meth:`WheelCache.store` writes into
+  a temporary directory inside ``root`` and publishes it with one
+  ``rename(2)``. A process killed at any point leaves at most a stale
+  temporary directory, which :meth:`WheelCache.prune` and later stores remove
+  once it is an hour old.
+- :meth:`WheelCache.lookup` hashes the wheel every time and never hands out one
+  whose sha256 differs from the one recorded when it was stored; such an entry
+  is moved aside to ``.corrupt`` and the result says why.
+- :meth:`WheelCache.lock` is an exclusive ``flock`` per key, so concurrent
+  setups build a key once; the kernel releases it when its holder dies, even
+  by SIGKILL. (On NFS, Linux emulates flock with byte-range locks, which are
+  shared between clients; Lustre needs the ``flock`` mount option.)
+- :meth:`WheelCache.prune` removes an entry only while holding its key lock.
+
+The intended flow of a caller::
+
+    key = CacheKey(...)
+    with cache.lock(key, on_wait=report):         # the second builder waits here
+        result = cache.lookup(key)
+        if result.refused:
+            report(f"cached wheel refused: {result.refused}")
+        entry = result.entry or cache.store(key, build_wheel())
+        install(entry.wheel)                      # under the lock: prune cannot remove it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from gpuenv import __version__
+from gpuenv.errors import StepError
+
+#: Version of the key's definition; part of every digest and of the layout (``v1``).
+CACHE_SCHEMA = 1
+
+META_FILE = "meta.json"
+LAST_USED_FILE = "last_used"
+
+#: A temporary directory older than this belongs to a dead process.
+STALE_TEMP_AGE = timedelta(hours=1)
+
+#: Build environment entries that do not change the binary.
+NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
+
+_CHUNK = 1 << 20
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+class CacheError(StepError):
+    """The cache cannot be used: a wheel to store is missing, the directory is not writable..."""
+
+
+class CacheLockTimeout(CacheError):
+    """Another process held a key's lock for longer than the caller would wait."""
+
+    def __init__(self, name: str, timeout: float, holder: LockHolder | None) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.holder = holder
+        by = f" by {holder}" if holder else ""
+        super().__init__(
+            f"gave up after {timeout:g} s waiting for the cache lock of {name}, held{by}",
+            hint="another gpuenv setup is building the same wheel; wait for it or raise the timeout",
+        )
+
+
+# -- the key --------------------------------------------------------------------------
+
+
+def binary_knobs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The entries of a build environment that change the binary, sorted.
+
+    Parallelism (``MAX_JOBS``, ``NVCC_THREADS``, anything with ``JOBS`` in its
+    name), ``PATH`` and ``CUDA_HOME`` (the key holds nvcc's version instead of
+    its location) are dropped.
+    """
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in env.items()
+            if name not in NON_BINARY_KNOBS and "JOBS" not in name
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything a built wheel's binary depends on.
+
+    ``version`` may be ``""`` when it is unknown before building (a local
+    tree): ``source_sha256`` covers it.
+    """
+
+    name: str
+    version: str
+    source_sha256: str
+    python_tag: str
+    platform: str
+    torch_version: str
+    torch_cuda: str | None
+    cxx11_abi: bool
+    arch_list: tuple[str, ...]
+    nvcc_version: str | None
+    knobs: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (tuples become lists)."""
+        return {
+            **asdict(self),
+            "arch_list": list(self.arch_list),
+            "knobs": [list(knob) for knob in self.knobs],
+        }
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the fields and :data:`CACHE_SCHEMA`."""
+        payload = {"schema": CACHE_SCHEMA, **self.to_json()}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def describe(self) -> dict[str, str]:
+        """The key in words, for meta.json, plans and error messages."""
+        return {
+            "name": self.name,
+            "version": self.version or "(from source)",
+            "source sha256": self.source_sha256,
+            "python": self.python_tag,
+            "platform": self.platform,
+            "torch": self.torch_version,
+            "torch cuda": self.torch_cuda or "none (CPU build)",
+            "C++11 ABI": "on" if self.cxx11_abi else "off",
+            "archs": _archs(self.arch_list),
+            "nvcc": self.nvcc_version or "none",
+            "knobs": " ".join(f"{k}={v}" for k, v in self.knobs) or "none",
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CacheKey:
+        """The key :meth:`to_json` wrote; raises KeyError/TypeError/ValueError on anything else."""
+        names = {f.name for f in fields(cls)}
+        if set(data) != names:
+            raise ValueError(f"key fields {sorted(data)} are not {sorted(names)}")
+        return cls(
+            **{
+                **data,
+                "arch_list": tuple(str(a) for a in data["arch_list"]),
+                "knobs": tuple((str(k), str(v)) for k, v in data["knobs"]),
+            }
+        )
+
+
+def _archs(arch_list: tuple[str, ...]) -> str:
+    return ";".join(arch_list) or "none"
+
+
+def _short_sha(sha: str) -> str:
+    return sha[:8] + "…"
+
+
+def key_differences(cached: CacheKey, wanted: CacheKey) -> list[str]:
+    """What differs from ``cached`` to ``wanted``, in words: ``"torch 2.4.1+cu121 → 2.5.1+cu124"``."""
+    said_cached, said_wanted = cached.describe(), wanted.describe()
+    if cached.source_sha256 != wanted.source_sha256:
+        said_cached["source sha256"] = _short_sha(cached.source_sha256)
+        said_wanted["source sha256"] = _short_sha(wanted.source_sha256)
+    words = [
+        f"{what} {said_cached[what]} → {said_wanted[what]}"
+        for what in said_cached
+        if what != "knobs" and said_cached[what] != said_wanted[what]
+    ]
+    return words + _knob_differences(dict(cached.knobs), dict(wanted.knobs))
+
+
+def _knob_differences(cached: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    return [
+        f"knob {name} {cached.get(name, '(unset)')} → {wanted.get(name, '(unset)')}"
+        for name in sorted(set(cached) | set(wanted))
+        if cached.get(name) != wanted.get(name)
+    ]
+
+
+def _differing_fields(a: CacheKey, b: CacheKey) -> int:
+    return sum(getattr(a, f.name) != getattr(b, f.name) for f in fields(CacheKey))
+
+
+# -- entries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One stored wheel. ``meta`` is the parsed meta.json."""
+
+    digest: str
+    path: Path
+    wheel: Path
+    meta: dict[str, Any] = field(repr=False)
+    size: int
+    created: datetime
+    last_used: datetime
+
+    @property
+    def key(self) -> CacheKey:
+        return CacheKey.from_json(self.meta["key"])
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta["wheel_sha256"])
+
+    def summary(self, now: datetime | None = None) -> str:
+        """One line, e.g. ``flash-attn 2.8.3.post2 · torch 2.13.0+cu130 · cu 13.0 · archs 9.0 · 123.4 MB ·
+        3 days ago``.
+
+        The age is the time since the wheel was stored; the last use is added
+        when it is later than that.
+        """
+        now = now or datetime.now(timezone.utc)
+        key = self.key
+        version = key.version or _wheel_version(self.wheel.name)
+        parts = [
+            f"{key.name} {version}".rstrip(),
+            f"torch {key.torch_version}",
+            f"cu {key.torch_cuda}" if key.torch_cuda else "cpu",
+            f"archs {_archs(key.arch_list)}",
+            _human_size(self.size),
+            _human_age(now - self.created),
+        ]
+        if self.last_used - self.created > timedelta(minutes=1):
+            parts.append(f"used {_human_age(now - self.last_used)}")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """What :meth:`WheelCache.lookup` found.
+
+    ``entry`` is a verified hit or None. ``refused`` says why an entry that
+    existed for this key was not handed out (its wheel's sha256 differs from
+    the recorded one, its meta.json is unreadable...); it was moved to
+    ``quarantined`` (None if another process moved it first).
+    """
+
+    entry: CacheEntry | None
+    refused: str | None = None
+    quarantined: Path | None = None
+
+    @property
+    def hit(self) -> bool:
+        return self.entry is not None
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a key's lock, as the holder wrote it into the lock file."""
+
+    pid: int | None
+    host: str | None
+    since: datetime | None
+
+    def __str__(self) -> str:
+        where = f"pid {self.pid}" if self.pid is not None else "a process"
+        if self.host:
+            where += f" on {self.host}"
+        if self.since:
+            where += f" since {self.since.astimezone().strftime('%Y-%m-%d %H:%M:%S')}"
+        return where
+
+
+@dataclass(frozen=True)
+class LockWait:
+    """Passed to the ``on_wait`` callback of :meth:`WheelCache.lock` before it waits."""
+
+    key: CacheKey
+    lock_path: Path
+    holder: LockHolder | None
+
+    def describe(self) -> str:
+        """``"waiting for another process building flash-attn (pid 12 on node07 since ...)"``."""
+        by = f" ({self.holder})" if self.holder else ""
+        return f"waiting for another process building {self.key.name}{by}"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Yielded by :meth:`WheelCache.lock`: whether the caller had to wait, and how long."""
+
+    key: CacheKey
+    waited: bool
+    seconds: float
+
+
+# Runtime aliases: typing.Optional/Callable, not ``X | None``, so Python 3.9 can evaluate them.
+WaitCallback = Callable[[LockWait], None]
+Checkpoint = Optional[Callable[[str], None]]
+
+
+# -- the cache ------------------------------------------------------------------------
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """``GPUENV_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpuenv/wheels``, else ``~/.cache/gpuenv/wheels``."""
+    if environ.get("GPUENV_CACHE_DIR"):
+        return Path(environ["GPUENV_CACHE_DIR"]).expanduser()
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "gpuenv" / "wheels"
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return home / ".cache" / "gpuenv" / "wheels"
+
+
+class WheelCache:
+    """Built wheels under ``root``, keyed by :class:`CacheKey`. Nothing is touched until used."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.path = Path(root)
+        self._base = self.path / f"v{CACHE_SCHEMA}"
+
+    def __repr__(self) -> str:
+        return f"WheelCache({str(self.path)!r})"
+
+    # -- paths ----------------------------------------------------------------
+
+    def entry_dir(self, key: CacheKey) -> Path:
+        return self._entry_dir(key.digest)
+
+    def _entry_dir(self, digest: str) -> Path:
+        return self._base / digest[:2] / digest
+
+    def _lock_path(self, digest: str) -> Path:
+        return self._base / ".locks" / f"{digest}.lock"
+
+    @property
+    def _tmp(self) -> Path:
+        return self._base / ".tmp"
+
+    @property
+    def _corrupt(self) -> Path:
+        return self._base / ".corrupt"
+
+    # -- lookup ---------------------------------------------------------------
+
+    def lookup(self, key: CacheKey) -> LookupResult:
+        """The verified entry of ``key``; a refused entry is moved aside and reported.
+
+        Hashes the wheel (tens of MB: well under a second) and, on a hit,
+        touches ``last_used``.
+        """
+        directory = self.entry_dir(key)
+        try:
+            before = os.stat(directory)
+        except FileNotFoundError:
+            return LookupResult(None)
+        entry, problem = self._load_verified(directory, key.digest)
+        if entry is None:
+            moved = self._quarantine(directory, before)
+            return LookupResult(None, refused=problem, quarantined=moved)
+        _touch(directory / LAST_USED_FILE)
+        return LookupResult(_replace_last_used(entry, datetime.now(timezone.utc)))
+
+    def verify(self, entry: CacheEntry) -> str | None:
+        """Why ``entry``'s wheel cannot be trusted, or None if its size and sha256 match meta.json."""
+        try:
+            size = entry.wheel.stat().st_size
+            if size != entry.meta.get("size"):
+                return f"{entry.wheel.name} is {size} bytes, {entry.meta.get('size')} were stored"
+            actual = _sha256_file(entry.wheel)
+        except OSError as exc:
+            return f"cannot read {entry.wheel.name}: {exc.strerror or exc}"
+        if actual != entry.sha256:
+            return (
+                f"{entry.wheel.name} has sha256 {_short_sha(actual)}, "
+                f"{_short_sha(entry.sha256)} was stored: the file was altered"
+            )
+        return None
+
+    def _load_verified(self, directory: Path, digest: str) -> tuple[CacheEntry | None, str]:
+        try:
+            entry = self._load(directory)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None, f"the entry is incomplete or unreadable: {exc}"
+        if entry.digest != digest or entry.key.digest != digest:
+            return None, f"its {META_FILE} describes another key"
+        problem = self.verify(entry)
+        return (None, problem) if problem else (entry, "")
+
+    def _quarantine(self, directory: Path, seen: os.stat_result) -> Path | None:
+        """Move a refused entry aside, unless it is gone or was replaced since it was examined."""
+        try:
+            now = os.stat(directory)
+        except FileNotFoundError:
+            return None
+        if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+            return None  # a fresh entry replaced it; the next lookup examines that one
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        target = self._corrupt / f"{directory.name}-{stamp}-{secrets.token_hex(3)}"
+        try:
+            self._corrupt.mkdir(parents=True, exist_ok=True)
+            os.rename(directory, target)
+        except OSError:  # gone meanwhile, or a read-only shared cache: refused all the same
+            return None
+        return target
+
+    # -- store ----------------------------------------------------------------
+
+    def store(self, key: CacheKey, wheel_path: Path | str, *, _checkpoint: Checkpoint = None) -> CacheEntry:
+        """Copy ``wheel_path`` into the cache under ``key`` atomically and return the entry.
+
+        If another process published the key first, its entry is returned and
+        this copy is discarded (unless that entry fails verification: then it
+        is moved aside and this one takes its place). ``_checkpoint`` is
+        called with the name of each stage (``"temp-created"``,
+        ``"wheel-copied"``, ``"meta-written"``, ``"before-publish"``), for
+        fault-injection tests.
+        """
+        wheel_path = Path(wheel_path)
+        if not wheel_path.is_file():
+            raise CacheError(f"cannot store {wheel_path} in the wheel cache: no such file")
+        hook = _checkpoint or _no_checkpoint
+        try:
+            self.remove_stale_temps()
+            temp = self._new_temp(key.digest[:16])
+            try:
+                hook("temp-created")
+                self._fill_temp(temp, key, wheel_path, hook)
+                hook("before-publish")
+                return self._publish(key, temp)
+            finally:
+                _remove_tree(temp)  # gone already once published
+        except OSError as exc:
+            raise CacheError(
+                f"cannot store {wheel_path.name} in the wheel cache {self.path}: {exc.strerror or exc}",
+                hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
+            ) from exc
+
+    def _fill_temp(self, temp: Path, key: CacheKey, wheel_path: Path, hook: Callable[[str], None]) -> None:
+        sha, size = _copy_synced(wheel_path, temp / wheel_path.name)
+        hook("wheel-copied")
+        meta = {
+            "schema": CACHE_SCHEMA,
+            "digest": key.digest,
+            "described": key.describe(),
+            "key": key.to_json(),
+            "wheel": wheel_path.name,
+            "wheel_sha256": sha,
+            "size": size,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "gpuenv_version": __version__,
+        }
+        _write_synced(temp / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        _write_synced(temp / LAST_USED_FILE, "")
+        _fsync_dir(temp)
+        hook("meta-written")
+
+    def _new_temp(self, prefix: str) -> Path:
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        temp = self._tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
+        temp.mkdir()  # not mkdtemp: the umask decides who else may read a shared cache
+        return temp
+
+    def _publish(self, key: CacheKey, temp: Path) -> CacheEntry:
+        final = self.entry_dir(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                os.rename(temp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                existing = self.lookup(key).entry
+                if existing is not None:  # another process won; the caller discards our copy
+                    return existing
+                continue  # the existing one was refused and moved aside: take its place
+            _fsync_dir(final.parent)
+            return self._load(final)
+        raise CacheError(f"cannot publish {key.name} in the wheel cache {self.path}: keeps being replaced")
+
+    # -- locks ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        key: CacheKey,
+        *,
+        timeout: float | None = None,
+        on_wait: WaitCallback | None = None,
+        poll_interval: float = 0.2,
+    ) -> Iterator[LockInfo]:
+        """Hold the exclusive lock of ``key`` (``flock`` on ``.locks/<digest>.lock``).
+
+        If another process holds it, ``on_wait`` is called once with who holds
+        it, then this waits: forever, or up to ``timeout`` seconds and then
+        raises :class:`CacheLockTimeout`. Yields whether it waited. The lock
+        is per open file, so a second ``lock`` of the same key in the same
+        process waits too.
+        """
+        path = self._lock_path(key.digest)
+        started = time.monotonic()
+        try:
+            fd, waited = self._acquire(key, path, timeout, on_wait, poll_interval)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot lock {key.name} in the wheel cache {self.path}: {exc.strerror or exc}",
+                hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
+            ) from exc
+        try:
+            _write_holder(fd)
+            yield LockInfo(key, waited, time.monotonic() - started)
+        finally:
+            os.close(fd)
+
+    def _acquire(
+        self,
+        key: CacheKey,
+        path: Path,
+        timeout: float | None,
+        on_wait: WaitCallback | None,
+        poll_interval: float,
+    ) -> tuple[int, bool]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waited = False
+        while True:
+            fd = _open_lock_file(path)
+            if not _try_flock(fd):
+                if not waited and on_wait is not None:
+                    on_wait(LockWait(key, path, _read_holder(path)))
+                waited = True
+                if not _wait_flock(fd, deadline, poll_interval):
+                    os.close(fd)
+                    raise CacheLockTimeout(key.name, timeout or 0.0, _read_holder(path))
+            if _is_current(fd, path):
+                return fd, waited
+            os.close(fd)  # prune unlinked this lock file while we waited: lock the new one
+
+    def _try_lock_digest(self, digest: str) -> int | None:
+        """The fd of the digest's lock if it is free now, else None."""
+        fd = _open_lock_file(self._lock_path(digest))
+        if _try_flock(fd) and _is_current(fd, self._lock_path(digest)):
+            return fd
+        os.close(fd)
+        return None
+
+    # -- listing and nearest --------------------------------------------------
+
+    def entries(self) -> list[CacheEntry]:
+        """Every published entry with a readable meta.json (wheels are not hashed), newest use first."""
+        found = []
+        for directory in self._entry_dirs():
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                found.append(self._load(directory))
+        return sorted(found, key=lambda e: e.last_used, reverse=True)
+
+    def nearest(self, key: CacheKey) -> tuple[CacheEntry, list[str]] | None:
+        """The entry of the same distribution whose key differs least, and how it differs in words.
+
+        Differences read from the cached entry to ``key``, e.g.
+        ``"torch 2.4.1+cu121 → 2.5.1+cu124"``. Ties go to the most recently used.
+        """
+        candidates = []
+        for entry in self.entries():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                if entry.key.name == key.name:
+                    candidates.append((entry, entry.key))
+        if not candidates:
+            return None
+        best, best_key = min(
+            candidates,
+            key=lambda c: (_differing_fields(c[1], key), len(key_differences(c[1], key)),
+                           -c[0].last_used.timestamp()),
+        )
+        return best, key_differences(best_key, key)
+
+    def _entry_dirs(self) -> Iterator[Path]:
+        if not self._base.is_dir():
+            return
+        for shard in sorted(self._base.iterdir()):
+            if shard.name.startswith(".") or not shard.is_dir():
+                continue
+            yield from sorted(d for d in shard.iterdir() if d.is_dir())
+
+    def _load(self, directory: Path) -> CacheEntry:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        wheel = directory / str(meta["wheel"])
+        created = _aware(datetime.fromisoformat(str(meta["created"])))
+        try:
+            last_used = datetime.fromtimestamp((directory / LAST_USED_FILE).stat().st_mtime, timezone.utc)
+        except FileNotFoundError:
+            last_used = created
+        return CacheEntry(
+            digest=str(meta["digest"]),
+            path=directory,
+            wheel=wheel,
+            meta=meta,
+            size=wheel.stat().st_size,
+            created=created,
+            last_used=max(last_used, created),
+        )
+
+    # -- prune ----------------------------------------------------------------
+
+    def prune(
+        self,
+        *,
+        older_than: timedelta | None = None,
+        unused_since: datetime | None = None,
+        max_total_bytes: int | None = None,
+    ) -> list[CacheEntry]:
+        """Remove entries and return them.
+
+        Removes entries stored longer ago than ``older_than``, entries not
+        used since ``unused_since`` (a naive datetime is local time), then the
+        least recently used until the rest fit in ``max_total_bytes``. An
+        entry whose key lock is held (being built or installed) is skipped.
+        An entry used or replaced while prune runs is kept. Always removes
+        temporary directories older than an hour, entries :meth:`lookup`
+        moved aside, and free lock files of keys without an entry.
+        """
+        self.remove_stale_temps()
+        self._remove_quarantined()
+        self._remove_orphan_locks()
+        now = datetime.now(timezone.utc)
+        since = _aware(unused_since) if unused_since is not None else None
+        kept = sorted(self.entries(), key=lambda e: e.last_used)  # least recently used first
+        removed = []
+        for entry in list(kept):
+            too_old = older_than is not None and now - entry.created > older_than
+            unused = since is not None and entry.last_used < since
+            if (too_old or unused) and self._remove_entry(entry):
+                removed.append(entry)
+                kept.remove(entry)
+        if max_total_bytes is not None:
+            removed += self._shrink(kept, max_total_bytes)
+        return removed
+
+    def _shrink(self, lru_first: list[CacheEntry], max_total_bytes: int) -> list[CacheEntry]:
+        total = sum(e.size for e in lru_first)
+        removed = []
+        for entry in lru_first:
+            if total <= max_total_bytes:
+                break
+            if self._remove_entry(entry):
+                removed.append(entry)
+                total -= entry.size
+        return removed
+
+    def _remove_entry(self, entry: CacheEntry) -> bool:
+        """Remove ``entry`` under its key lock; False if the lock is busy or the entry is gone."""
+        fd = self._try_lock_digest(entry.digest)
+        if fd is None:
+            return False
+        try:
+            if not self._unchanged(entry):
+                return False
+            trash = self._new_temp(f"{entry.digest[:16]}-removing")
+            try:
+                os.rename(entry.path, trash / "entry")  # vanishes at once for lookups
+            except FileNotFoundError:
+                return False
+            finally:
+                with contextlib.suppress(OSError):
+                    self._lock_path(entry.digest).unlink()  # waiters notice and re-open
+            _remove_tree(trash)
+            return True
+        finally:
+            os.close(fd)
+
+    def _unchanged(self, entry: CacheEntry) -> bool:
+        """Whether ``entry`` is still the one listed: not replaced, not used since."""
+        try:
+            now = self._load(entry.path)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return now.created == entry.created and now.last_used <= entry.last_used
+
+    def _remove_orphan_locks(self) -> None:
+        """Unlink lock files of keys without an entry (failed builds), if nobody holds them."""
+        locks = self._base / ".locks"
+        if not locks.is_dir():
+            return
+        for lock_file in locks.glob("*.lock"):
+            digest = lock_file.name[: -len(".lock")]
+            if self._entry_dir(digest).exists():
+                continue
+            with contextlib.suppress(OSError):
+                fd = self._try_lock_digest(digest)
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        lock_file.unlink()
+                    os.close(fd)
+
+    def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
+        """Remove temporary directories of dead processes (older than an hour); return them."""
+        return _remove_older(self._tmp, older_than)
+
+    def _remove_quarantined(self) -> list[Path]:
+        return _remove_older(self._corrupt, timedelta(0))
+
+
+# -- file helpers ---------------------------------------------------------------------
+
+
+def _no_checkpoint(stage: str) -> None:
+    pass
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy_synced(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``target``, fsync it, return the sha256 and size of what was written."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return digest.hexdigest(), size
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "x", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some network file systems refuse fsync on a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):  # read-only shared cache, or removed meanwhile: only a statistic
+        path.touch()
+        os.utime(path)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_older(directory: Path, older_than: timedelta) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - older_than.total_seconds()
+    removed = []
+    for child in directory.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if child.lstat().st_mtime <= cutoff:
+                _remove_tree(child)
+                removed.append(child)
+    return removed
+
+
+def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
+    return CacheEntry(entry.digest, entry.path, entry.wheel, entry.meta, entry.size, entry.created, when)
+
+
+# -- lock helpers ---------------------------------------------------------------------
+
+
+def _open_lock_file(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file in a shared cache: flock works read-only
+        return os.open(path, os.O_RDONLY)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _wait_flock(fd: int, deadline: float | None, poll_interval: float) -> bool:
+    """Block until locked (True) or the deadline passes (False)."""
+    if deadline is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    while time.monotonic() < deadline:
+        time.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
+        if _try_flock(fd):
+            return True
+    return False
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the locked fd is still the file at ``path`` (prune may have unlinked it)."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+def _write_holder(fd: int) -> None:
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.now(timezone.utc).isoformat(),
+    }
+    with contextlib.suppress(OSError):  # read-only fd: waiters just learn less
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+
+
+def _read_holder(path: Path) -> LockHolder | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        since = datetime.fromisoformat(data["since"]) if data.get("since") else None
+        pid = data.get("pid")
+        return LockHolder(int(pid) if pid is not None else None, data.get("host"), since)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# -- words ----------------------------------------------------------------------------
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+def _wheel_version(filename: str) -> str:
+    parts = filename.split("-")
+    return parts[1] if len(parts) >= 5 else ""
+
+
+def _human_size(size: int) -> str:
+    if size < 1000:
+        return f"{size} B"
+    scale, unit = next((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")) if size >= s)
+    return f"{size / scale:.1f} {unit}"
+
+
+def _human_age(age: timedelta) -> str:
+    seconds = max(0, int(age.total_seconds()))
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            count = seconds // length
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
