@@ -5,14 +5,18 @@
 Each step says what it does, and reports progress through a
 :class:`Reporter` the front end chooses; the library never prints.
 
+Every extension wheel goes through the ABI-keyed :class:`~gpuenv.cache.WheelCache`:
+a hit installs without building, a miss says which part of the key differs
+from the nearest entry, and a key is built once even by concurrent setups.
 A failed extension leaves the environment as it was before that extension:
 the base and the extensions already built stay installed, and the state file
-``<venv>/gpuenv-state.json`` lets the next run skip what is already done.
+``<venv>/gpuenv-state.json`` lets the next run skip what is already done. A
+run that succeeds writes the lock file; a run on an env that already matches
+it does nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -21,14 +25,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from gpuenv.builder import build_wheel, install_build_requirements
+from gpuenv.cache import CacheKey, WheelCache, binary_knobs
 from gpuenv.errors import GpuenvError, StepError, VerifyError
 from gpuenv.installer import Installer, make_installer, preflight
+from gpuenv.lock import LockedEnv, LockedExtension, env_fingerprint, file_sha256, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import fetch_source
+from gpuenv.sources import Source, fetch_source
 from gpuenv.targetenv import TargetEnv, TorchInfo
 
 STATE_FILE = "gpuenv-state.json"
@@ -67,6 +74,12 @@ class SetupOptions:
     #: Check the plan's indexes answer before installing (off for --torch-index config).
     preflight: bool = True
     preflight_timeout: float = 5.0
+    #: The wheel cache; None builds every extension (--no-cache).
+    cache_dir: Path | None = None
+    #: Where the lock file is written (and read for the no-op check); None: no lock.
+    lock_file: Path | None = None
+    #: sha256 of the recipe file, part of the lock's fingerprint.
+    recipe_sha256: str = ""
 
     @property
     def work(self) -> Path:
@@ -87,6 +100,8 @@ class Context:
     state: dict[str, Any] = field(default_factory=dict)
     built: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    locked: list[LockedExtension] = field(default_factory=list)
 
     @property
     def target(self) -> TargetEnv:
@@ -118,6 +133,11 @@ class SetupResult:
     reused: tuple[str, ...]
     skipped: tuple[str, ...]
     commands: tuple[str, ...] = ()
+    #: Extensions installed from the wheel cache without building.
+    cached: tuple[str, ...] = ()
+    #: True when the env already matched the lock and nothing was run.
+    noop: bool = False
+    lock_file: Path | None = None
 
 
 # -- the steps --------------------------------------------------------------------
@@ -215,22 +235,13 @@ def plan_is_cpu_but_cuda(plan: Plan, info: TorchInfo) -> bool:
     return plan.variant == "cpu" and info.cuda is not None
 
 
-def _ext_fingerprint(ext: ExtensionPlan, torch: TorchInfo) -> str:
-    """What the built wheel depends on; the state file compares it to resume."""
-    payload = json.dumps(
-        {"requirement": ext.requirement, "env": dict(sorted(ext.env.items())), "torch": torch.version,
-         "cuda": torch.cuda, "abi": torch.cxx11_abi},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
 def _extension_step(ext: ExtensionPlan) -> Step:
     def describe(ctx: Context) -> list[str]:
         env = " ".join(f"{k}={v}" for k, v in ext.env.items())
         return [
-            f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
             f"# install build requirements: {' '.join(ext.build_requires)} (torch untouched)",
+            f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
+            "# look up the wheel cache by ABI key; on a miss:",
             f"{env} <build wheel of {ext.name} with pyproject-hooks in {ctx.options.venv}/bin/python>",
             "# install the wheel with torch pinned to the installed version",
         ]
@@ -241,31 +252,88 @@ def _extension_step(ext: ExtensionPlan) -> Step:
     return Step(f"extension {ext.name}", describe, run)
 
 
+def cache_key(ctx: Context, ext: ExtensionPlan, source: Source) -> CacheKey:
+    """Everything that changes the binary of ``ext`` built from ``source`` in this env."""
+    torch = ctx.torch
+    assert torch is not None
+    interpreter = ctx.target.interpreter(ctx.runner)
+    toolkit = ctx.plan.toolkit
+    return CacheKey(
+        name=ext.name,
+        version=source.version or "",
+        source_sha256=source.digest,
+        python_tag=interpreter.abi_tag,
+        platform=interpreter.platform_tag,
+        torch_version=torch.version,
+        torch_cuda=torch.cuda,
+        cxx11_abi=torch.cxx11_abi,
+        arch_list=ext.arch_list if ext.compiles_cuda else (),
+        nvcc_version=toolkit.version if ext.compiles_cuda and toolkit is not None else None,
+        knobs=binary_knobs(ext.env),
+    )
+
+
 def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     env, torch = ctx.target, ctx.torch
     assert torch is not None
-    fingerprint = _ext_fingerprint(ext, torch)
-    installed = env.installed(ctx.runner)
-    done = ctx.state.get("extensions", {}).get(ext.name, {})
-    if done.get("fingerprint") == fingerprint and ext.name in installed:
-        ctx.reused.append(ext.name)
-        return f"{ext.name} {installed[ext.name]} already built for torch {torch.version}: nothing to do"
     log = ctx.log(ext.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("", encoding="utf-8")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
-    workdir = ctx.options.work / "src" / ext.name
     # pip prepares the sdist's metadata even to download it, in the target env
     # and without isolation: the build requirements must be there first.
     ctx.reporter.status(f"installing build requirements of {ext.name}")
     install_build_requirements(env, ext.build_requires, installer=ctx.installer.with_runner(runner),
                                runner=runner)
     ctx.reporter.status(f"fetching {ext.requirement}")
+    workdir = ctx.options.work / "src" / ext.name
     source = fetch_source(ext.requirement, env=env, runner=runner, workdir=workdir, path=_local_path(ext),
                           build_env=ext.env)
-    wheel = build_wheel(
+    key = cache_key(ctx, ext, source)
+    done = ctx.state.get("extensions", {}).get(ext.name, {})
+    installed = env.installed(ctx.runner)
+    if done.get("cache-key") == key.digest and done.get("name") in installed:
+        ctx.reused.append(ext.name)
+        ctx.locked.append(_locked_from_state(done))
+        return f"{done['name']} {installed[done['name']]} already installed, built for torch {torch.version}"
+    if ctx.options.cache_dir is None:
+        wheel = _build(ctx, ext, source, runner, log)
+        return _install_built(ctx, ext, key, source, wheel, wheel_sha256=file_sha256(wheel),
+                              how=f"built (no cache; log: {log})")
+    cache = WheelCache(ctx.options.cache_dir)
+    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
+        looked = cache.lookup(key)
+        if looked.refused:
+            ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
+        if looked.entry is not None:
+            waited = " after waiting for another process that built it" if held.waited else ""
+            ctx.cached.append(ext.name)
+            return _install_built(ctx, ext, key, source, looked.entry.wheel, wheel_sha256=looked.entry.sha256,
+                                  how=f"cached{waited}: key {key.digest[:12]} matched "
+                                      f"(torch {torch.version}, {_archs_text(key)})")
+        ctx.reporter.done(_miss_text(cache, key))
+        wheel = _build(ctx, ext, source, runner, log)
+        entry = cache.store(key, wheel)
+        return _install_built(ctx, ext, key, source, entry.wheel, wheel_sha256=entry.sha256,
+                              how=f"built and cached as {key.digest[:12]} (log: {log})")
+
+
+def _archs_text(key: CacheKey) -> str:
+    return f"archs {';'.join(key.arch_list)}" if key.arch_list else "no CUDA code"
+
+
+def _miss_text(cache: WheelCache, key: CacheKey) -> str:
+    nearest = cache.nearest(key)
+    if nearest is None:
+        return f"cache miss: no wheel of {key.name} in {cache.path}; building"
+    _, differences = nearest
+    return f"cache miss: the nearest {key.name} wheel differs in {'; '.join(differences)}; building"
+
+
+def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessRunner, log: Path) -> Path:
+    return build_wheel(
         source.directory,
-        env=env,
+        env=ctx.target,
         installer=ctx.installer,
         runner=runner,
         build_env=ext.env,
@@ -275,22 +343,55 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
         log_path=log,
         on_phase=ctx.reporter.status,
     )
+
+
+def _install_built(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, source: Source, wheel: Path, *,
+    wheel_sha256: str, how: str,
+) -> str:
+    torch = ctx.torch
+    assert torch is not None
     ctx.reporter.status(f"installing {wheel.name}")
-    ctx.installer.install(env, [str(wheel)], constraints=[f"torch=={torch.version}"])
-    ctx.state.setdefault("extensions", {})[ext.name] = {
-        "fingerprint": fingerprint, "wheel": str(wheel), "requirement": ext.requirement,
-        "torch": torch.version,
-    }
+    ctx.installer.install(ctx.target, [str(wheel)], constraints=[f"torch=={torch.version}"])
+    record = LockedExtension(
+        name=_wheel_name(wheel), version=_wheel_version(wheel), requirement=ext.requirement,
+        cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=source.digest,
+        arch_list=key.arch_list, knobs=dict(key.knobs),
+    )
+    ctx.locked.append(record)
+    ctx.state.setdefault("extensions", {})[ext.name] = _state_from_locked(record)
     ctx.save_state()
-    ctx.built.append(ext.name)
-    return f"built and installed {wheel.name} (log: {log})"
+    if not how.startswith("cached"):
+        ctx.built.append(ext.name)
+    return f"{wheel.name}: {how}"
+
+
+def _wheel_name(wheel: Path) -> str:
+    """The distribution a wheel installs (a local tree's directory name may differ)."""
+    return canonicalize_name(wheel.name.split("-")[0])
+
+
+def _wheel_version(wheel: Path) -> str:
+    parts = wheel.name.split("-")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def _state_from_locked(record: LockedExtension) -> dict[str, Any]:
+    return {"cache-key": record.cache_key, "name": record.name, "version": record.version,
+            "requirement": record.requirement, "wheel": record.wheel, "wheel-sha256": record.wheel_sha256,
+            "source": record.source, "arch-list": list(record.arch_list), "knobs": dict(record.knobs)}
+
+
+def _locked_from_state(done: dict[str, Any]) -> LockedExtension:
+    return LockedExtension(
+        name=done["name"], version=done["version"], requirement=done["requirement"],
+        cache_key=done["cache-key"], wheel=done["wheel"], wheel_sha256=done["wheel-sha256"],
+        source=done["source"], arch_list=tuple(done["arch-list"]), knobs=dict(done["knobs"]),
+    )
 
 
 def _local_path(ext: ExtensionPlan) -> Path | None:
-    candidate = Path(ext.requirement)
-    if ext.requirement.startswith((".", "/", "~")) and candidate.expanduser().exists():
-        return candidate.expanduser().resolve()
-    return None
+    return Path(ext.path) if ext.path is not None else None
 
 
 def _packages_describe(ctx: Context) -> list[str]:
@@ -344,7 +445,69 @@ def _check_import(ctx: Context, module: str) -> None:
                           hint=f"see the build log of that extension under {logs}") from None
 
 
-def setup_steps(plan: Plan) -> list[Step]:
+def plan_signature(plan: Plan) -> dict[str, Any]:
+    """The plan's decisions that shape the env (not its wording, job counts or warnings)."""
+    return {
+        "variant": plan.variant,
+        "index_url": plan.index_url,
+        "torch": plan.torch,
+        "torch_packages": list(plan.torch_packages),
+        "arch_list": list(plan.arch_list),
+        "toolkit": plan.toolkit.version if plan.toolkit else None,
+        "packages": list(plan.packages),
+        "extensions": [
+            [e.name, e.requirement, "skip" if e.action == "skip" else "build", dict(binary_knobs(e.env))]
+            for e in plan.extensions
+        ],
+    }
+
+
+def _lock_describe(ctx: Context) -> list[str]:
+    return [f"# write {ctx.options.lock_file}"] if ctx.options.lock_file else []
+
+
+def _lock_run(ctx: Context) -> str:
+    lock_file, torch, plan = ctx.options.lock_file, ctx.torch, ctx.plan
+    assert lock_file is not None and torch is not None
+    installed = ctx.target.installed(ctx.runner)
+    interpreter = ctx.target.interpreter(ctx.runner)
+    compiled = any(e.compiles_cuda for e in plan.extensions if e.action != "skip")
+    recipe = Path(plan.recipe)
+    write_lock(lock_file, LockedEnv(
+        name=plan.env_name,
+        recipe=recipe.name if recipe.parent == lock_file.parent else str(recipe),
+        recipe_sha256=ctx.options.recipe_sha256,
+        fingerprint=env_fingerprint(ctx.options.recipe_sha256, plan_signature(plan), installed),
+        variant=plan.variant,
+        cuda=plan.cuda,
+        index_url=plan.index_url,
+        torch_requirement=plan.torch,
+        arch_list=plan.arch_list,
+        toolkit=plan.toolkit.version if plan.toolkit is not None and compiled else None,
+        python_tag=interpreter.abi_tag,
+        platform=interpreter.platform_tag,
+        torch_version=torch.version,
+        torch_cuda=torch.cuda,
+        cxx11_abi=torch.cxx11_abi,
+        extensions=tuple(ctx.locked),
+        distributions=installed,
+    ))
+    return f"wrote {lock_file} ({len(installed)} distributions)"
+
+
+def already_done(plan: Plan, options: SetupOptions, runner: SubprocessRunner) -> LockedEnv | None:
+    """The lock entry ``options.venv`` already matches, if it does (compares fingerprints only)."""
+    if options.lock_file is None or not (options.venv / "pyvenv.cfg").exists():
+        return None
+    locked = read_lock(options.lock_file).get(plan.env_name)
+    if locked is None:
+        return None
+    installed = TargetEnv.at(options.venv).installed(runner)
+    fingerprint = env_fingerprint(options.recipe_sha256, plan_signature(plan), installed)
+    return locked if fingerprint == locked.fingerprint else None
+
+
+def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
     steps = [
         Step("index preflight", _preflight_describe, _preflight_run),
         Step("target environment", _env_describe, _env_run),
@@ -354,6 +517,8 @@ def setup_steps(plan: Plan) -> list[Step]:
     if plan.packages:
         steps.append(Step("packages: " + " ".join(plan.packages), _packages_describe, _packages_run))
     steps.append(Step("verify", _verify_describe, _verify_run))
+    if options is not None and options.lock_file is not None:
+        steps.append(Step("lock file", _lock_describe, _lock_run))
     return steps
 
 
@@ -369,10 +534,15 @@ def run_setup(
     reporter = reporter or SilentReporter()
     runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log")
     ctx = Context(plan, options, reporter, runner, make_installer(options.installer, runner=runner))
-    steps = setup_steps(plan)
+    steps = setup_steps(plan, options)
     if dry_run:
         commands = [line for s in steps for line in s.describe(ctx)]
         return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
+    matched = already_done(plan, options, runner)
+    if matched is not None:
+        reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
+                      f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
+        return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
     for number, step in enumerate(steps, 1):
         reporter.step(f"[{number}/{len(steps)}] {step.title}")
         started = time.monotonic()
@@ -383,7 +553,8 @@ def run_setup(
         except OSError as exc:
             raise StepError(f"{step.title}: {exc}") from exc
         reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
-    return SetupResult(options.venv, ctx.torch, tuple(ctx.built), tuple(ctx.reused), _skipped(plan))
+    return SetupResult(options.venv, ctx.torch, tuple(ctx.built), tuple(ctx.reused), _skipped(plan),
+                       cached=tuple(ctx.cached), lock_file=options.lock_file)
 
 
 def _skipped(plan: Plan) -> tuple[str, ...]:

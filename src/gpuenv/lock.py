@@ -15,11 +15,17 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gpuenv.errors import InputError
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from gpuenv.errors import InputError, UnsatisfiableError
+from gpuenv.hardware import Hardware
+from gpuenv.plan import ExtensionPlan, Plan, PlanOptions
+from gpuenv.recipe import Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,11 +87,12 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def env_fingerprint(recipe_sha256: str, plan_json: Mapping[str, Any], distributions: Mapping[str, str]) -> str:
-    """What must not change for a re-run to be a no-op: recipe, plan, and what is installed."""
-    stable_plan = {k: v for k, v in plan_json.items() if k not in ("warnings", "reasons", "hardware_source")}
+def env_fingerprint(
+    recipe_sha256: str, signature: Mapping[str, Any], distributions: Mapping[str, str]
+) -> str:
+    """What must not change for a re-run to be a no-op: recipe, plan decisions, what is installed."""
     payload = json.dumps(
-        {"recipe": recipe_sha256, "plan": stable_plan, "installed": dict(sorted(distributions.items()))},
+        {"recipe": recipe_sha256, "plan": signature, "installed": dict(sorted(distributions.items()))},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -232,3 +239,72 @@ def _render_env(env: LockedEnv) -> list[str]:
     lines += ["", f"[{prefix}.distributions]"]
     lines += [f"{_key(name)} = {_q(version)}" for name, version in sorted(env.distributions.items())]
     return lines
+
+
+# -- rebuilding a locked environment ------------------------------------------------
+
+
+def check_machine(locked: LockedEnv, hardware: Hardware) -> None:
+    """Stop (exit 3) if this machine's GPUs or driver cannot use the locked environment."""
+    from gpuenv import knowledge
+    from gpuenv.plan import driver_runs
+
+    if locked.cuda is None:
+        return
+    uncovered = [g for g in hardware.gpus if not knowledge.runs_on(locked.arch_list, g.cc)]
+    if uncovered and locked.arch_list:
+        names = ", ".join(f"{g.name} ({g.compute_capability})" for g in uncovered)
+        raise UnsatisfiableError(
+            f"the locked environment {locked.name} was built for {', '.join(locked.arch_list)}; "
+            f"it has no code for {names}",
+            hint="run 'gpuenv setup' without --locked to plan and build for these GPUs",
+        )
+    if driver_runs(hardware, locked.cuda) is False:
+        raise UnsatisfiableError(
+            f"the locked environment {locked.name} is {locked.variant}, and driver "
+            f"{hardware.driver_version} (CUDA {hardware.cuda_driver_version or '?'}) "
+            f"cannot run CUDA {locked.cuda}",
+            hint="upgrade the driver, or run 'gpuenv setup' without --locked to plan for this driver",
+        )
+
+
+def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: PlanOptions) -> Plan:
+    """The plan that rebuilds ``locked``: its variant, index, archs and every exact version."""
+    from gpuenv.hardware import with_arch_override
+    from gpuenv.plan import plan
+
+    check_machine(locked, hardware)
+    if locked.cuda is not None and locked.arch_list:
+        target = with_arch_override(hardware, ",".join(locked.arch_list))
+    else:
+        target = replace(hardware, gpus=())
+    base = plan(recipe, target, replace(options, cuda=locked.variant))
+    pins = dict(locked.distributions)
+    # Extensions come from their own step; the lock names them by distribution.
+    extension_names = {e.name for e in base.extensions} | {e.name for e in locked.extensions}
+    torch_names = [canonicalize_name(Requirement(p).name) for p in base.torch_packages]
+    exact_torch_packages = tuple(f"{n}=={pins[n]}" for n in torch_names if n in pins)
+    others = {n: v for n, v in pins.items()
+              if n not in extension_names and n not in torch_names and n not in ("torch", "pip")}
+    return replace(
+        base,
+        torch=f"torch=={locked.torch_version}",
+        index_url=locked.index_url,
+        torch_packages=exact_torch_packages,
+        extensions=tuple(_pin_extension(e, locked) for e in base.extensions),
+        packages=tuple(f"{n}=={v}" for n, v in sorted(others.items())),
+        reasons=(*base.reasons, f"--locked: {locked.name} as written in the lock"),
+    )
+
+
+def _pin_extension(ext: ExtensionPlan, locked: LockedEnv) -> ExtensionPlan:
+    record = locked.extension(ext.name)
+    if record is None or ext.action == "skip":
+        return ext
+    try:
+        requirement = Requirement(ext.requirement)
+    except InvalidRequirement:
+        return ext  # a local path: its content is checked through the cache key
+    if requirement.url:
+        return ext
+    return replace(ext, requirement=f"{ext.name}=={record.version}")

@@ -56,10 +56,13 @@ class ExtensionPlan:
     arch_list: tuple[str, ...] = ()
     import_name: str | None = None
     required: bool = False
+    #: A local source directory or archive (resolved against the recipe), or None.
+    path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "path": self.path,
             "requirement": self.requirement,
             "action": self.action,
             "reason": self.reason,
@@ -323,6 +326,16 @@ def _driver_cuda(hardware: Hardware) -> str | None:
     if hardware.driver_version:
         return knowledge.cuda_for_driver(hardware.driver_version)
     return None
+
+
+def driver_runs(hardware: Hardware, cuda: str) -> bool | None:
+    """Whether the driver runs CUDA ``cuda`` (None when the driver is unknown)."""
+    driver_cuda = _driver_cuda(hardware)
+    if driver_cuda is None:
+        return None
+    if knowledge.version_tuple(cuda) <= knowledge.version_tuple(driver_cuda):
+        return True
+    return _minor_compatible(hardware, cuda)
 
 
 def _minor_compatible(hardware: Hardware, cuda: str) -> bool:
@@ -665,6 +678,7 @@ def _finish(
         "build_requires": requires,
         "import_name": ext.import_name or entry.import_name,
         "required": ext.required,
+        "path": str(ext.path) if ext.path is not None else None,
     }
     if draft.skip is not None:
         return ExtensionPlan(action="skip", reason=draft.skip, env={}, **common)  # type: ignore[arg-type]

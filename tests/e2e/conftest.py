@@ -12,11 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import CUDA_EXT, gpuenv, write_recipe
+from tests.e2e.support import CUDA_EXT, clean_env, gpuenv, write_recipe
 
 
 @pytest.fixture(scope="session")
-def cpu_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel cache the session's setups share (never the user's own)."""
+    return tmp_path_factory.mktemp("wheel-cache")
+
+
+@pytest.fixture(scope="session")
+def cpu_setup(
+    tmp_path_factory: pytest.TempPathFactory, session_cache: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """`gpuenv setup` of torch 2.13.0 (CPU) + torch-scatter 2.1.2 and flash-attn from their sdists."""
     root = tmp_path_factory.mktemp("cpu-setup")
     recipe = write_recipe(root, "graph", """
@@ -32,7 +40,8 @@ def cpu_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subproces
     """)
     venv = root / "venv"
     # No route to the PyTorch index here: use the installer's own sources (README, "Mirrors").
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config"])
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+                   "--cache-dir", str(session_cache)], env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     return venv, done
 

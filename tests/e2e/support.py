@@ -11,6 +11,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CUDA_EXT = REPO / "tests" / "data" / "cuda_ext"
+TINY_EXT = REPO / "tests" / "data" / "tiny_ext"
 
 
 def gpuenv(args: Sequence[str], *, cwd: Path | None = None, timeout: float = 1800,
@@ -40,6 +41,7 @@ def run_in(venv: Path, code: str) -> str:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any GPUENV_ setting (the tests say what they want)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
     env.update(extra)
     return env

@@ -83,3 +83,40 @@ def test_dry_run_lists_the_commands_in_order_and_changes_nothing(tmp_path: Path)
     assert first("torch==2.13.0") < first("torch-scatter") < first("einops")
     assert "FORCE_ONLY_CPU=1" in text
     assert not venv.exists()
+
+
+def test_locked_refuses_gpus_the_lock_was_not_built_for(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "llm", """
+        [torch]
+        version = "2.14.1"
+    """)
+    (tmp_path / "gpuenv.lock").write_text("""
+lock-version = 1
+
+[envs.llm]
+recipe = "llm.toml"
+recipe-sha256 = "0"
+fingerprint = "0"
+variant = "cu130"
+cuda = "13.0"
+index-url = ""
+torch-requirement = "torch==2.14.*"
+arch-list = ["9.0"]
+toolkit = "13.0"
+python = "cp311"
+platform = "linux_x86_64"
+
+[envs.llm.torch]
+version = "2.14.1"
+cuda = "13.0"
+cxx11-abi = true
+
+[envs.llm.distributions]
+torch = "2.14.1"
+""")
+    venv = tmp_path / "venv"
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--locked", "--gpu", "A100"],
+                  env=clean_env())
+    assert done.returncode == 3, done.stderr
+    assert "built for 9.0" in done.stderr and "A100 (8.0)" in done.stderr
+    assert not venv.exists()

@@ -51,14 +51,33 @@ def test_flash_attn_fails_under_isolation_and_builds_through_gpuenv(
     assert version.strip() == "2.8.3.post2"
 
 
-def test_a_second_setup_resumes_without_rebuilding(cpu_setup: tuple[Path, object]) -> None:
+def test_setup_again_on_a_matching_env_does_nothing(
+    cpu_setup: tuple[Path, object], session_cache: Path
+) -> None:
     venv, _ = cpu_setup
     recipe = next(venv.parent.glob("*.toml"))
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config"],
-                  env=clean_env())
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+                   "--cache-dir", str(session_cache)], env=clean_env())
     assert done.returncode == 0, done.stderr
-    assert "already installed" in done.stderr
-    assert "already built for torch 2.13.0+cpu" in done.stderr
+    assert "nothing to do" in done.stderr
+    assert "[1/" not in done.stderr, "no step may run: the fingerprint matched"
+
+
+def test_setup_into_a_fresh_env_takes_the_cached_wheels(
+    cpu_setup: tuple[Path, object], session_cache: Path, tmp_path: Path
+) -> None:
+    venv, _ = cpu_setup
+    recipe = next(venv.parent.glob("*.toml"))
+    fresh = tmp_path / "fresh"
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(fresh), "--torch-index", "config",
+                   "--cache-dir", str(session_cache)], env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert "torch_scatter-2.1.2" in done.stderr and "cached: key" in done.stderr
+    assert "built and cached" not in done.stderr, "no build: both wheels come from the cache"
+    out = run_in(fresh, "import torch, torch_scatter\n"
+                        "src, index = torch.tensor([1., 5., 3.]), torch.tensor([0, 0, 1])\n"
+                        "print(torch_scatter.scatter_max(src, index)[0])")
+    assert "tensor([5., 3.])" in out
 
 
 def _extension_sos(venv: Path) -> list[Path]:

@@ -1,0 +1,61 @@
+"""What ``gpuenv plan`` can say about the wheel cache before anything is fetched.
+
+The exact cache key needs the source's sha256 and the installed torch, which
+only ``setup`` has; the plan predicts a hit from the parts it knows (name,
+version pin, torch release and CUDA, archs, nvcc, knobs) and says so.
+"""
+
+from __future__ import annotations
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from gpuenv.cache import CacheEntry, WheelCache, binary_knobs
+from gpuenv.plan import ExtensionPlan, Plan
+
+
+def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:
+    """Extension name → why the cache probably holds its wheel."""
+    entries = cache.entries() if cache.path.exists() else []
+    hits = {}
+    for ext in plan.extensions:
+        if ext.action == "skip":
+            continue
+        match = next((e for e in entries if _fits(e, ext, plan)), None)
+        if match is not None:
+            key = match.key
+            archs = f"archs {';'.join(key.arch_list)}" if key.arch_list else "no CUDA code"
+            hits[ext.name] = (
+                f"the cache has {ext.name} {key.version or match.wheel.name} built for torch "
+                f"{key.torch_version} ({archs}), key {match.digest[:12]}; setup confirms the source hash"
+            )
+    return hits
+
+
+def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
+    key = entry.key
+    if key.name != ext.name or dict(key.knobs) != dict(binary_knobs(ext.env)):
+        return False
+    if tuple(key.arch_list) != (ext.arch_list if ext.compiles_cuda else ()):
+        return False
+    if plan.cuda is not None and key.torch_cuda != plan.cuda:
+        return False
+    if ext.compiles_cuda and (plan.toolkit is None or key.nvcc_version != plan.toolkit.version):
+        return False
+    try:
+        if not SpecifierSet(plan.torch.removeprefix("torch")).contains(Version(key.torch_version)):
+            return False
+    except InvalidVersion:
+        return False
+    pinned = _pinned(ext.requirement)
+    return pinned is None or not key.version or key.version == pinned
+
+
+def _pinned(requirement: str) -> str | None:
+    try:
+        spec = Requirement(requirement).specifier
+    except InvalidRequirement:
+        return None
+    pins = [s.version for s in spec if s.operator == "==" and "*" not in s.version]
+    return pins[0] if pins else None
