@@ -1,0 +1,129 @@
+"""Every command the README shows in its code blocks is run here.
+
+`gpuenv setup`, `nox -s gpu-env` and `invoke setup` run with --dry-run added:
+their real runs (real venvs, real builds) are the end-to-end tests in
+tests/e2e. `pip install …` and the test commands themselves are what .ci/run
+does. A README command this file does not know how to run fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+#: Commands not run here, and where they are run instead.
+RUN_ELSEWHERE = {
+    "pip install": ".ci/run and the nox sessions install gpuenv this way",
+    "nox -s tests": "the test command itself: .ci/run runs it",
+    "pytest": "the test commands themselves",
+    "cd": "part of the `gpuenv init` example, run below in a fresh directory",
+}
+
+
+def readme_commands() -> list[str]:
+    """Command lines of the README's plain code blocks (``` with no language), comments dropped."""
+    commands, in_block, plain = [], False, False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        fence = re.match(r"^```(\S*)", line)
+        if fence:
+            in_block, plain = (not in_block), fence.group(1) == ""
+            continue
+        if not (in_block and plain):
+            continue
+        text = re.sub(r"\s+#.*$", "", line.strip().removeprefix("$ ")).strip()
+        if re.match(r"^(gpuenv|nox|invoke|pip|pytest|cd|GPUENV_\w+=\S+ nox)\b", text):
+            commands.append(text)
+    return commands
+
+
+def elsewhere(command: str) -> bool:
+    return any(command.startswith(prefix) for prefix in RUN_ELSEWHERE)
+
+
+def sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A working directory with the shipped recipes, and an environment that touches nothing of the user's."""
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "envs", work / "envs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env["GPUENV_CACHE_DIR"] = str(tmp_path / "cache")
+    return work, env
+
+
+def with_dry_run(args: list[str]) -> list[str]:
+    return args if "--dry-run" in args else [*args, "--dry-run"]
+
+
+def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    words = shlex.split(command)
+    out_file = None
+    if ">" in words:
+        at = words.index(">")
+        words, out_file = words[:at], work / words[at + 1]
+    args = words[1:]
+    if args[0] == "setup":
+        args = with_dry_run(args)
+    if args[0] == "init":
+        work = work / ("pyproject-repo" if "--pyproject" in args else "research-repo")
+        work.mkdir(exist_ok=True)
+        if "--pyproject" in args:
+            (work / "pyproject.toml").write_text('[project]\nname = "my-research"\nversion = "0"\n')
+    done = subprocess.run([sys.executable, "-m", "gpuenv", *args], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if out_file is not None:
+        out_file.write_text(done.stdout)
+    return done
+
+
+FAST = [c for c in readme_commands() if c.startswith("gpuenv ")]
+SLOW = [c for c in readme_commands() if not c.startswith("gpuenv ") and not elsewhere(c)]
+
+
+def test_the_readme_shows_commands_and_each_is_run_somewhere() -> None:
+    commands = readme_commands()
+    assert commands[0].startswith("nox -s gpu-env") and commands[1] == "nox -s tests"
+    runnable = ("gpuenv ", "nox ", "invoke ", "GPUENV_")
+    unknown = [c for c in commands if not (c.startswith(runnable) or elsewhere(c))]
+    assert unknown == [], f"README commands no test runs: {unknown}"
+
+
+def test_every_gpuenv_command_of_the_readme_runs(tmp_path: Path) -> None:
+    work, env = sandbox(tmp_path)
+    for command in FAST:
+        done = run_gpuenv(command, work, env)
+        allowed = {0, 1} if command.startswith("gpuenv doctor") else {0}
+        assert done.returncode in allowed, f"{command}\n{done.stdout}\n{done.stderr}"
+        assert "Traceback" not in done.stderr, command
+        if command.startswith("gpuenv doctor"):
+            assert re.search(r"^(ok|warn|fail) ", done.stdout, re.MULTILINE) or '"checks"' in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", SLOW)
+def test_every_nox_and_invoke_command_of_the_readme_runs(command: str, tmp_path: Path) -> None:
+    work, env = sandbox(tmp_path)
+    words = shlex.split(command)
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    if words[0] == "nox":
+        session = words[words.index("-s") + 1]
+        extra = words[words.index("--") + 1:] if "--" in words else []
+        args = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"),
+                "--envdir", str(tmp_path / "nox"), "-s", session]
+        if session == "gpu-env":
+            args += ["--", *with_dry_run(extra)]
+    else:
+        assert words[0] == "invoke", command
+        args = [sys.executable, "-m", "invoke", "--search-root", str(REPO), *with_dry_run(words[1:])]
+    done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
