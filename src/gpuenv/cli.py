@@ -173,9 +173,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_setup(args: argparse.Namespace) -> int:
     from gpuenv.execute import SetupOptions, run_setup
-    from gpuenv.lock import file_sha256, lock_path_for, plan_locked, read_lock
+    from gpuenv.lock import lock_path_for, plan_locked, read_lock
     from gpuenv.plan import PlanOptions, plan
     from gpuenv.progress import TerminalReporter
+    from gpuenv.sources import file_sha256
 
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)

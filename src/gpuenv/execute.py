@@ -32,10 +32,10 @@ from gpuenv.builder import build_wheel, install_build_requirements
 from gpuenv.cache import CacheKey, WheelCache, binary_knobs
 from gpuenv.errors import GpuenvError, StepError, VerifyError
 from gpuenv.installer import Installer, make_installer, preflight
-from gpuenv.lock import LockedEnv, LockedExtension, env_fingerprint, file_sha256, read_lock, write_lock
+from gpuenv.lock import LockedEnv, LockedExtension, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import Source, fetch_source
+from gpuenv.sources import Source, fetch_source, file_sha256
 from gpuenv.targetenv import TargetEnv, TorchInfo
 
 STATE_FILE = "gpuenv-state.json"

@@ -79,14 +79,6 @@ def lock_path_for(recipe_path: Path) -> Path:
     return recipe_path.parent / LOCK_NAME
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def env_fingerprint(
     recipe_sha256: str, signature: Mapping[str, Any], distributions: Mapping[str, str]
 ) -> str:
