@@ -127,3 +127,24 @@ def test_every_nox_and_invoke_command_of_the_readme_runs(command: str, tmp_path:
         args = [sys.executable, "-m", "invoke", "--search-root", str(REPO), *with_dry_run(words[1:])]
     done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+def test_the_main_command_for_real_on_a_machine_without_the_pytorch_index(tmp_path: Path) -> None:
+    """The README's first line, as its mirrors section says to run it here: the env imports torch."""
+    work, env = sandbox(tmp_path)
+    env["GPUENV_TORCH_INDEX"] = "config"
+    venv = tmp_path / "venv"
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "--envdir", str(tmp_path / "nox"),
+         "-s", "gpu-env", "--", "--venv", str(venv)],
+        cwd=work, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    check = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import torch, torchvision; print(torch.__version__)"],
+        capture_output=True, text=True, check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("2.14.")
+    assert (work / "envs" / "gpuenv.lock").exists()

@@ -426,7 +426,9 @@ def _verify_run(ctx: Context) -> str:
             checked.append(ext.import_name)
         elif ext.name not in env.installed(ctx.runner):
             raise VerifyError(f"{ext.name} is not installed in {ctx.options.venv}")
-    return f"torch {info.version} is {ctx.plan.variant}; imported {', '.join(checked)}"
+    build = f"CUDA {info.cuda}" if info.cuda else "CPU"
+    imported = ", ".join(checked)
+    return f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
 
 
 def _built_without_its_module(ext: ExtensionPlan) -> bool:
