@@ -117,6 +117,13 @@ def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Pa
     (ext,) = lock.extensions
     assert ext.name == "gpuenv-tiny-ext" and ext.cache_key == WheelCache(cache).entries()[0].digest
 
+    planned = gpuenv(["plan", "-r", str(recipe), "--torch-index", "config", "--cache-dir", str(cache),
+                      "--json"], env=clean_env())
+    assert planned.returncode == 0, planned.stderr
+    (ext_plan,) = json.loads(planned.stdout)["extensions"]
+    assert ext_plan["action"] == "cached", ext_plan
+    assert "built for torch 2.13.0+cpu" in ext_plan["reason"] and ext.cache_key[:12] in ext_plan["reason"]
+
     again = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=clean_env())
     assert again.returncode == 0, again.stderr
     assert "nothing to do" in again.stderr and "[1/" not in again.stderr
