@@ -278,7 +278,9 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     assert torch is not None
     log = ctx.log(ext.name)
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("", encoding="utf-8")
+    # Appended, run after run: a resumed setup must not wipe the log of the build it reuses.
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
     # pip prepares the sdist's metadata even to download it, in the target env
     # and without isolation: the build requirements must be there first.

@@ -137,3 +137,36 @@ def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Pa
         " for d in m.distributions()}))\n"
     ))
     assert json.loads(installed) == dict(lock.distributions), "--locked reproduces every version"
+
+
+def test_a_failed_build_shows_its_log_and_hint_and_keeps_what_was_done(tmp_path: Path) -> None:
+    broken = tmp_path / "broken_ext"
+    broken.mkdir()
+    (broken / "setup.py").write_text(
+        "import sys\n"
+        "if 'bdist_wheel' in sys.argv:\n"
+        "    print(\"nvcc fatal   : Unsupported gpu architecture 'compute_99'\", flush=True)\n"
+        "    sys.exit(1)\n"
+        "from setuptools import setup\n"
+        "setup(name='broken-ext', version='0.1')\n"
+    )
+    recipe = tiny_recipe(tmp_path, packages=f'[[extensions]]\nrequirement = "broken-ext @ {broken.as_uri()}"')
+    cache, venv = tmp_path / "cache", tmp_path / "venv"
+    failed = gpuenv(setup_args(recipe, venv, cache), env=clean_env())
+    assert failed.returncode == 1, failed.stderr
+    assert "building broken-ext failed" in failed.stderr
+    assert "Unsupported gpu architecture 'compute_99'" in failed.stderr, "the log's last lines are shown"
+    assert f"full log: {venv}/.gpuenv/logs/broken-ext.log" in failed.stderr
+    assert "hint:" in failed.stderr and "--arch" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    # The env is as it was before that extension: torch and the tiny extension stay.
+    assert run_in(venv, "import torch, gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
+
+    # Fixed, the next run resumes: what was done is not done again.
+    fixed = "from setuptools import setup\nsetup(name='broken-ext', version='0.1')\n"
+    (broken / "setup.py").write_text(fixed)
+    resumed = gpuenv(setup_args(recipe, venv, cache), env=clean_env())
+    assert resumed.returncode == 0, resumed.stderr
+    assert "torch 2.13.0+cpu already installed" in resumed.stderr
+    assert "gpuenv-tiny-ext 1.0 already installed" in resumed.stderr
+    assert builds_in(venv) == 1
