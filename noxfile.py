@@ -28,7 +28,7 @@ def gpu_env(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the test suite, slow integration tests included (-- -m 'not slow' for the fast tier)."""
     session.install("-e", f"{ROOT}[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *(session.posargs or ["--durations=15"]))
 
 
 @nox.session(default=False)
@@ -37,3 +37,4 @@ def lint(session: nox.Session) -> None:
     session.install("-e", f"{ROOT}[dev]")
     session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
     session.run("mypy")
+

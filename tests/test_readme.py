@@ -135,6 +135,13 @@ def test_the_main_command_for_real_on_a_machine_without_the_pytorch_index(tmp_pa
     work, env = sandbox(tmp_path)
     env["GPUENV_TORCH_INDEX"] = "config"
     venv = tmp_path / "venv"
+    try:
+        _main_command(work, env, venv, tmp_path)
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)  # 5.5 GB
+
+
+def _main_command(work: Path, env: dict[str, str], venv: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "--envdir", str(tmp_path / "nox"),
          "-s", "gpu-env", "--", "--venv", str(venv)],

@@ -354,7 +354,11 @@ def _install_built(
     torch = ctx.torch
     assert torch is not None
     ctx.reporter.status(f"installing {wheel.name}")
-    ctx.installer.install(ctx.target, [str(wheel)], constraints=[f"torch=={torch.version}"])
+    pin = [f"torch=={torch.version}"]
+    # First its dependencies (torch pinned), then the wheel itself again: a rebuild
+    # for other archs has the same version, which an installer otherwise leaves alone.
+    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin)
+    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=True, force_reinstall=True)
     record = LockedExtension(
         name=_wheel_name(wheel), version=_wheel_version(wheel), requirement=ext.requirement,
         cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=source.digest,
@@ -426,11 +430,17 @@ def _verify_run(ctx: Context) -> str:
         if ext.import_name and not _built_without_its_module(ext):
             _check_import(ctx, ext.import_name)
             checked.append(ext.import_name)
-        elif ext.name not in env.installed(ctx.runner):
-            raise VerifyError(f"{ext.name} is not installed in {ctx.options.venv}")
+        elif _distribution(ctx, ext) not in env.installed(ctx.runner):
+            raise VerifyError(f"{_distribution(ctx, ext)} is not installed in {ctx.options.venv}")
     build = f"CUDA {info.cuda}" if info.cuda else "CPU"
     imported = ", ".join(checked)
     return f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
+
+
+def _distribution(ctx: Context, ext: ExtensionPlan) -> str:
+    """What the extension installed: a local tree's directory name need not be its project name."""
+    done = ctx.state.get("extensions", {}).get(ext.name, {})
+    return str(done.get("name", ext.name))
 
 
 def _built_without_its_module(ext: ExtensionPlan) -> bool:

@@ -74,6 +74,7 @@ class Installer(ABC):
         no_deps: bool = False,
         no_build_isolation: bool = False,
         upgrade: bool = False,
+        force_reinstall: bool = False,
         find_links: Sequence[str] = (),
     ) -> None:
         """Install ``requirements``; ``constraints`` are requirement lines such as "torch==2.13.0+cpu"."""
@@ -84,7 +85,7 @@ class Installer(ABC):
         commands = self.commands(
             env, requirements, index_url=index_url, extra_index_urls=extra_index_urls,
             constraints=constraints, no_deps=no_deps, no_build_isolation=no_build_isolation,
-            upgrade=upgrade, find_links=find_links,
+            upgrade=upgrade, force_reinstall=force_reinstall, find_links=find_links,
         )
         for cmd in commands:
             self.runner(cmd, extra_environ=self.environ())
@@ -101,6 +102,7 @@ class Installer(ABC):
         no_deps: bool = False,
         no_build_isolation: bool = False,
         upgrade: bool = False,
+        force_reinstall: bool = False,
         find_links: Sequence[str] = (),
     ) -> list[list[str]]:
         """The command lines :meth:`install` runs, in order, without running them."""
@@ -149,9 +151,13 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _flags(*, no_deps: bool, no_build_isolation: bool, upgrade: bool) -> list[str]:
+def _flags(
+    *, no_deps: bool, no_build_isolation: bool, upgrade: bool, force_reinstall: str | None
+) -> list[str]:
+    """Installer flags; ``force_reinstall`` is the installer's own spelling of it, or None."""
     return (
         (["--upgrade"] if upgrade else [])
+        + ([force_reinstall] if force_reinstall else [])
         + (["--no-deps"] if no_deps else [])
         + (["--no-build-isolation"] if no_build_isolation else [])
     )
@@ -176,11 +182,13 @@ class PipInstaller(Installer):
         no_deps: bool = False,
         no_build_isolation: bool = False,
         upgrade: bool = False,
+        force_reinstall: bool = False,
         find_links: Sequence[str] = (),
     ) -> list[list[str]]:
         files = [str(constraints_file(constraints))] if constraints else []
         args = [str(env.python), "-m", "pip", "install"]
-        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade)
+        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade,
+                       force_reinstall="--force-reinstall" if force_reinstall else None)
         args += _source_options(index_url, extra_index_urls, find_links, files)
         return [args + list(requirements)]
 
@@ -316,6 +324,7 @@ class UvInstaller(Installer):
         no_deps: bool = False,
         no_build_isolation: bool = False,
         upgrade: bool = False,
+        force_reinstall: bool = False,
         find_links: Sequence[str] = (),
     ) -> list[list[str]]:
         pip = self.sources(env)
@@ -323,7 +332,8 @@ class UvInstaller(Installer):
         extras = _unique([*pip.extra_index_urls, *extra_index_urls])
         files = [*pip.constraints, *([str(constraints_file(constraints))] if constraints else [])]
         args = [str(self.uv), "pip", "install", "--python", str(env.python)]
-        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade)
+        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade,
+                       force_reinstall="--reinstall" if force_reinstall else None)
         if pip.no_index:
             args.append("--no-index")
         args += _source_options(index, extras, [*pip.find_links, *find_links], files)

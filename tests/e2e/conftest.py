@@ -7,7 +7,9 @@ each made once by `gpuenv setup`.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,5 +61,7 @@ def cuda_recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def cuda_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cuda-setup") / "venv"
+def cuda_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    venv = tmp_path_factory.mktemp("cuda-setup") / "venv"
+    yield venv
+    shutil.rmtree(venv, ignore_errors=True)  # 5.4 GB: the disk of a CI machine is not endless

@@ -85,8 +85,11 @@ def _extension_sos(venv: Path) -> list[Path]:
     return sorted(site.glob("gpuenv_test_cuda_ext*/**/*.so")) + sorted(site.glob("gpuenv_test_cuda_ext*.so"))
 
 
-def test_cuda_extension_is_built_for_exactly_the_requested_archs(cuda_recipe: Path, cuda_venv: Path) -> None:
-    done = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--gpu", "H100"],
+def test_cuda_extension_is_built_for_exactly_the_requested_archs(
+    cuda_recipe: Path, cuda_venv: Path, session_cache: Path
+) -> None:
+    cache = ["--cache-dir", str(session_cache)]
+    done = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--gpu", "H100", *cache],
                   env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_in(cuda_venv, "import torch; print(torch.version.cuda)").strip() == "13.0"
@@ -98,10 +101,10 @@ def test_cuda_extension_is_built_for_exactly_the_requested_archs(cuda_recipe: Pa
     assert {str(s) for so in sos for s in list_elf(so, cuobjdump)} == {"sm_90"}
     assert read_cuda_code(sos[0]).sass == frozenset({"sm_90"})
 
-    again = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--arch", "8.0,9.0"],
+    again = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--arch", "8.0,9.0", *cache],
                    env=clean_env())
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "built and installed" in again.stderr
+    assert "built and cached" in again.stderr, "new archs, new key: a rebuild"
     sos = _extension_sos(cuda_venv)
     assert {str(s) for so in sos for s in list_elf(so, cuobjdump)} == {"sm_80", "sm_90"}
 

@@ -8,6 +8,7 @@ why. Both builds of torch-scatter run at once (one core each) to keep CI short.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,14 @@ SCATTER_SUM = (
 def test_gpuenv_rebuilds_after_a_torch_change_where_pip_hands_back_its_stale_wheel(
     cpu_setup: tuple[Path, object], session_cache: Path, tmp_path: Path
 ) -> None:
+    try:
+        _stale_wheel_trap(cpu_setup, session_cache, tmp_path)
+    finally:  # two 5 GB CUDA-torch envs
+        shutil.rmtree(tmp_path / "gpuenv-214", ignore_errors=True)
+        shutil.rmtree(tmp_path / "pip-214", ignore_errors=True)
+
+
+def _stale_wheel_trap(cpu_setup: tuple[Path, object], session_cache: Path, tmp_path: Path) -> None:
     built_against_213, _ = cpu_setup  # torch 2.13.0+cpu with torch-scatter built by gpuenv
     pip_cache = tmp_path / "pip-cache"
     pip_env = clean_env(PIP_CACHE_DIR=str(pip_cache))

@@ -270,3 +270,12 @@ def test_uv_installs_with_the_sources_pip_is_configured_with(torch_env: TorchEnv
         assert url in cmd
     uv.install(env, ["six"], constraints=["six>=1.16"])
     assert "six" in env.installed(runner)
+
+
+def test_force_reinstall_is_spelled_as_each_installer_spells_it() -> None:
+    # setup reinstalls a rebuilt wheel of the same version: without this it is left alone.
+    pip = PipInstaller(FakeRunner()).commands(ENV, ["x.whl"], no_deps=True, force_reinstall=True)
+    assert pip == [[PY, "-m", "pip", "install", "--force-reinstall", "--no-deps", "x.whl"]]
+    uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=PipSources(), environ={})
+    (command,) = uv.commands(ENV, ["x.whl"], force_reinstall=True)
+    assert "--reinstall" in command and "--force-reinstall" not in command
