@@ -38,3 +38,9 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "src", "tests", "noxfile.py", "tasks.py")
     session.run("mypy")
 
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (about 40 min; args after -- go to benchmarks/run.py, e.g. --only plan,noop)."""
+    session.install("-e", str(ROOT))
+    session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)

@@ -44,7 +44,8 @@ def builds_in(venv: Path) -> int:
 
 
 def test_two_setups_on_one_key_build_it_once(tmp_path: Path) -> None:
-    recipe = tiny_recipe(tmp_path, seconds="30")
+    # Long enough that the second setup (its own torch install first) arrives mid-build.
+    recipe = tiny_recipe(tmp_path, seconds="60")
     cache = tmp_path / "cache"
     venvs = [tmp_path / "one", tmp_path / "two"]
     procs = [
