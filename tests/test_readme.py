@@ -142,9 +142,12 @@ def test_the_main_command_for_real_on_a_machine_without_the_pytorch_index(tmp_pa
 
 
 def _main_command(work: Path, env: dict[str, str], venv: Path, tmp_path: Path) -> None:
+    # nox runs sessions in the noxfile's directory: name the sandbox's copy of the default
+    # recipe, so the lock is written there and not into the checkout.
+    recipe = work / "envs" / "default.toml"
     done = subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "--envdir", str(tmp_path / "nox"),
-         "-s", "gpu-env", "--", "--venv", str(venv)],
+         "-s", "gpu-env", "--", "-r", str(recipe), "--venv", str(venv)],
         cwd=work, env=env, capture_output=True, text=True, timeout=1800,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
