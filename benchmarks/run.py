@@ -138,12 +138,13 @@ def timed(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = 
     return Run(seconds, "".join(outputs), peak if sample_memory else None, available)
 
 
-def alternate(sides: Sequence[Callable[[int], Run]], repeat: int) -> list[list[Run]]:
+def alternate(sides: Sequence[tuple[str, Callable[[int], Run]]], repeat: int) -> list[list[Run]]:
     """Run the sides in turn, ``repeat`` rounds (A B A B …): drift on a shared machine hits all alike."""
     runs: list[list[Run]] = [[] for _ in sides]
     for round_ in range(repeat):
-        for side, results in zip(sides, runs):
+        for (label, side), results in zip(sides, runs):
             results.append(side(round_))
+            print(f"  {label} {round_ + 1}/{repeat}: {results[-1].seconds:.2f} s", flush=True)
     return runs
 
 
@@ -305,9 +306,8 @@ def build_kernels(bench: Bench, venv: Path, archs: str) -> Run:
         requirement = "{KERNELS}"
         import = "gpuenv_bench_kernels"
     """)
-    # Uninstalled first, so every run builds and installs: gpuenv skips an extension
-    # already installed with the same cache key, and pip does not replace an installed
-    # wheel of the same version.
+    # Uninstalled first, so every run builds and installs whatever ran before: gpuenv
+    # skips an extension already installed with the same cache key.
     subprocess.run([python_of(venv), "-m", "pip", "uninstall", "-y", "-q", KERNELS_DIST], check=True,
                    capture_output=True)
     jobs = bench.plan_json(recipe, "--arch", archs)["extensions"][0]["env"].get("MAX_JOBS", "?")
@@ -324,8 +324,8 @@ def build_kernels(bench: Bench, venv: Path, archs: str) -> Run:
 def compare_arch(bench: Bench) -> Result:
     with torch_cuda_env(bench) as venv:
         all_archs = wheel_archs(venv)
-        runs = alternate([lambda _: build_kernels(bench, venv, all_archs),
-                          lambda _: build_kernels(bench, venv, ONE_ARCH)], bench.repeat)
+        runs = alternate([("all archs", lambda _: build_kernels(bench, venv, all_archs)),
+                          (ONE_ARCH, lambda _: build_kernels(bench, venv, ONE_ARCH))], bench.repeat)
     baseline = Side(f"--arch {all_archs}", [r.seconds for r in runs[0]])
     targeted = Side(f"--arch {ONE_ARCH}", [r.seconds for r in runs[1]])
     files = len(list((KERNELS / "csrc").glob("*.cu")))
@@ -439,12 +439,12 @@ def compare_warm_and_pip(bench: Bench) -> list[Result]:
     notes_pip = [fill_pip_cache(bench)] if want_pip else []
     if not want_cold:
         fill_warm_cache(bench)
-    sides: list[Callable[[int], Run]] = []
+    sides: list[tuple[str, Callable[[int], Run]]] = []
     if want_cold:
-        sides.append(lambda r: cold_setup(bench, r))
-    sides.append(lambda r: warm_setup(bench, r))
+        sides.append(("gpuenv cold", lambda r: cold_setup(bench, r)))
+    sides.append(("gpuenv warm", lambda r: warm_setup(bench, r)))
     if want_pip:
-        sides.append(lambda r: pip_setup(bench, r))
+        sides.append(("pip warm", lambda r: pip_setup(bench, r)))
     runs = alternate(sides, bench.repeat)
     warm_runs = runs[1] if want_cold else runs[0]
     warm = Side("gpuenv warm", [r.seconds for r in warm_runs])
@@ -493,8 +493,8 @@ def compare_noop(bench: Bench) -> Result:
                     encoding="utf-8")
     setup = bench.setup(recipe, venv, "--cache-dir", str(bench.path("warm-cache")))
     pip = [python_of(venv), "-m", "pip", "install", "-r", str(pins)]
-    runs = alternate([lambda _: timed([pip], env=bench.environ()),
-                      lambda _: timed([setup], env=bench.environ())], bench.repeat)
+    runs = alternate([("pip install -r", lambda _: timed([pip], env=bench.environ())),
+                      ("gpuenv no-op", lambda _: timed([setup], env=bench.environ()))], bench.repeat)
     notes = [f"gpuenv setup on the env of the last warm setup; pip install -r of its lock's "
              f"{len(locked.distributions)} pins into the same env"]
     noop = all("nothing to do" in r.output for r in runs[1])
@@ -517,8 +517,8 @@ def compare_plan(bench: Bench) -> Result:
     empty_cache = bench.path("empty-cache")
     plan = bench.gpuenv("plan", "--json", "-r", str(recipe), "--gpu", "H100", "--cache-dir", str(empty_cache))
     start = [sys.executable, "-c", "pass"]
-    runs = alternate([lambda _: timed([start], env=bench.environ()),
-                      lambda _: timed([plan], env=bench.environ())], max(bench.repeat, 5))
+    runs = alternate([("python -c pass", lambda _: timed([start], env=bench.environ())),
+                      ("gpuenv plan", lambda _: timed([plan], env=bench.environ()))], max(bench.repeat, 5))
     output = runs[1][-1].output
     planned = json.loads(output[output.index("{"):])
     actions = ", ".join(f"{e['name']} {e['action']}" for e in planned["extensions"])
