@@ -7,12 +7,11 @@ version pin, torch release and CUDA, archs, nvcc, knobs) and says so.
 
 from __future__ import annotations
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache import CacheEntry, WheelCache, binary_knobs
-from gpuenv.plan import ExtensionPlan, Plan
+from gpuenv.plan import ExtensionPlan, Plan, pinned_version
 
 
 def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:
@@ -48,14 +47,6 @@ def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
             return False
     except InvalidVersion:
         return False
-    pinned = _pinned(ext.requirement)
+    pinned = pinned_version(ext.requirement)
     return pinned is None or not key.version or key.version == pinned
 
-
-def _pinned(requirement: str) -> str | None:
-    try:
-        spec = Requirement(requirement).specifier
-    except InvalidRequirement:
-        return None
-    pins = [s.version for s in spec if s.operator == "==" and "*" not in s.version]
-    return pins[0] if pins else None

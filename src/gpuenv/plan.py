@@ -558,7 +558,8 @@ def _names_for(archs: list[str], hardware: Hardware) -> str:
     return ", ".join(sorted(set(names))) or ", ".join(archs)
 
 
-def _pinned_version(requirement: str) -> str | None:
+def pinned_version(requirement: str) -> str | None:
+    """The version an exact pin (==X, ===X) in ``requirement`` names, else None."""
     try:
         req = Requirement(requirement)
     except InvalidRequirement:
@@ -568,7 +569,7 @@ def _pinned_version(requirement: str) -> str | None:
 
 
 def _incompatibility(ext: ExtensionSpec, entry: CatalogEntry, torch_version: str | None) -> str | None:
-    version = _pinned_version(ext.requirement)
+    version = pinned_version(ext.requirement)
     if version is None or torch_version is None:
         return None
     for clash in entry.incompatible:
