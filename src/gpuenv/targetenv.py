@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,32 +24,55 @@ from gpuenv.runner import Runner
 #: Precedes the JSON line a query script prints (its output is mixed with stderr and warnings).
 ANSWER_MARK = "@@gpuenv-json@@"
 
-_TORCH_SCRIPT = f"""
+_TORCH_FACTS = """
 import importlib.util, json
-if importlib.util.find_spec("torch") is None:
-    print({ANSWER_MARK!r} + "null")
-else:
+def torch_facts():
+    if importlib.util.find_spec("torch") is None:
+        return None
     import torch
     try:
         archs = list(torch.cuda.get_arch_list())
     except Exception:
         archs = []
-    print({ANSWER_MARK!r} + json.dumps({{
+    return {
         "version": torch.__version__,
         "cuda": torch.version.cuda,
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "arch_list": archs,
-    }}))
+    }
 """
 
-_INSTALLED_SCRIPT = f"""
+_INSTALLED_FACTS = """
 import importlib.metadata, json
-found = {{}}
-for dist in importlib.metadata.distributions():
-    name = dist.metadata["Name"]
-    if name:
-        found.setdefault(name, dist.version)
-print({ANSWER_MARK!r} + json.dumps(found))
+def installed():
+    found = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(name, dist.version)
+    return found
+"""
+
+_TORCH_SCRIPT = _TORCH_FACTS + f"print({ANSWER_MARK!r} + json.dumps(torch_facts()))\n"
+
+_INSTALLED_SCRIPT = _INSTALLED_FACTS + f"print({ANSWER_MARK!r} + json.dumps(installed()))\n"
+
+#: Printed before each import of the verify script, so a crash names its module.
+IMPORTING_MARK = "@@gpuenv-importing@@"
+
+# All of verify in one interpreter: torch's facts, each module imported in turn
+# (a failure is reported, not raised), then the installed distributions.
+_VERIFY_SCRIPT = _TORCH_FACTS + _INSTALLED_FACTS + f"""
+import importlib, sys, traceback
+facts = torch_facts()
+failures = {{}}
+for module in sys.argv[1:]:
+    print({IMPORTING_MARK!r} + module, flush=True)
+    try:
+        importlib.import_module(module)
+    except BaseException:
+        failures[module] = traceback.format_exc(limit=-8)
+print({ANSWER_MARK!r} + json.dumps({{"torch": facts, "failures": failures, "installed": installed()}}))
 """
 
 # The marker environment is packaging.markers.default_environment(), computed
@@ -127,6 +151,32 @@ class Interpreter:
     markers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class EnvCheck:
+    """What one run of the verify script found in the env."""
+
+    torch: TorchInfo | None
+    #: Module → the end of the traceback of its failed import.
+    failures: dict[str, str]
+    #: Canonical distribution name → version.
+    installed: dict[str, str]
+
+
+def _torch_info(data: Any) -> TorchInfo | None:
+    if data is None:
+        return None
+    return TorchInfo(
+        version=str(data["version"]),
+        cuda=None if data["cuda"] is None else str(data["cuda"]),
+        cxx11_abi=bool(data["cxx11_abi"]),
+        arch_list=tuple(str(a) for a in data["arch_list"]),
+    )
+
+
+def _canonical(data: Any) -> dict[str, str]:
+    return {canonicalize_name(name): str(version) for name, version in data.items()}
+
+
 class TargetEnv:
     """A virtual environment gpuenv installs into and builds with."""
 
@@ -191,9 +241,9 @@ class TargetEnv:
 
     # -- questions to the env's interpreter -------------------------------------------
 
-    def query(self, runner: Runner, script: str) -> Any:
+    def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        output = runner([str(self.python), "-c", script], cwd=str(self.path))
+        output = runner([str(self.python), "-c", script, *args], cwd=str(self.path))
         for line in reversed(output.splitlines()):
             if line.startswith(ANSWER_MARK):
                 return json.loads(line[len(ANSWER_MARK):])
@@ -208,19 +258,31 @@ class TargetEnv:
                 f"torch is installed in {self.path} but does not import:\n{exc.tail}",
                 hint="reinstall it: the torch install step of 'gpuenv setup' does",
             ) from exc
-        if data is None:
-            return None
-        return TorchInfo(
-            version=str(data["version"]),
-            cuda=None if data["cuda"] is None else str(data["cuda"]),
-            cxx11_abi=bool(data["cxx11_abi"]),
-            arch_list=tuple(str(a) for a in data["arch_list"]),
+        return _torch_info(data)
+
+    def check(self, runner: Runner, modules: Sequence[str]) -> EnvCheck:
+        """torch's facts, the import of each of ``modules`` and what is installed, in one interpreter.
+
+        An import that fails is reported in :attr:`EnvCheck.failures`; one that
+        kills the interpreter (a segfault in a native module) raises StepError
+        naming that module.
+        """
+        try:
+            data = self.query(runner, _VERIFY_SCRIPT, modules)
+        except CommandError as exc:
+            importing = [line[len(IMPORTING_MARK):] for line in exc.tail.splitlines()
+                         if line.startswith(IMPORTING_MARK)]
+            doing = f"importing {importing[-1]}" if importing else "importing torch"
+            raise StepError(f"the interpreter of {self.path} died {doing}:\n{exc.tail}") from exc
+        return EnvCheck(
+            torch=_torch_info(data["torch"]),
+            failures={str(k): str(v) for k, v in data["failures"].items()},
+            installed=_canonical(data["installed"]),
         )
 
     def installed(self, runner: Runner) -> dict[str, str]:
         """Canonical distribution name → version of everything installed in the env."""
-        data = self.query(runner, _INSTALLED_SCRIPT)
-        return {canonicalize_name(name): str(version) for name, version in data.items()}
+        return _canonical(self.query(runner, _INSTALLED_SCRIPT))
 
     def interpreter(self, runner: Runner) -> Interpreter:
         """The env's Python version, wheel tags, site-packages and marker environment (asked once)."""

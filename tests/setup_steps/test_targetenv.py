@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import StepError
+from gpuenv.runner import SubprocessRunner
 from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
@@ -78,6 +79,35 @@ def test_an_interpreter_without_an_answer_is_an_error() -> None:
         TargetEnv("/e").installed(FakeRunner(answer=lambda cmd: "Segmentation fault\n"))
 
 
+def _venv_with_modules(root: Path, modules: dict[str, str]) -> TargetEnv:
+    venv.create(root, with_pip=False)
+    env = TargetEnv(root)
+    runner = SubprocessRunner()
+    for name, code in modules.items():
+        (env.site_packages(runner) / f"{name}.py").write_text(code)
+    return env
+
+
+def test_the_check_imports_each_module_in_one_interpreter_and_reports_each_failure(tmp_path: Path) -> None:
+    env = _venv_with_modules(tmp_path / "venv", {
+        "good_ext": "VALUE = 1\n",
+        "broken_ext": "raise ImportError('undefined symbol: _ZN3c104cuda20CUDACachingAllocator')\n",
+    })
+    runner = SubprocessRunner()
+    found = env.check(runner, ["good_ext", "broken_ext", "missing_ext"])
+    assert found.torch is None  # no torch in this venv, and that is an answer, not an error
+    assert set(found.failures) == {"broken_ext", "missing_ext"}
+    assert "undefined symbol: _ZN3c104cuda20CUDACachingAllocator" in found.failures["broken_ext"]
+    assert "No module named 'missing_ext'" in found.failures["missing_ext"]
+    assert "pip" not in found.installed  # made without pip: the list is the env's, not gpuenv's
+
+
+def test_a_module_that_kills_the_interpreter_is_named(tmp_path: Path) -> None:
+    env = _venv_with_modules(tmp_path / "venv", {"fine": "", "crashing_ext": "import os\nos.abort()\n"})
+    with pytest.raises(StepError, match="died importing crashing_ext"):
+        env.check(SubprocessRunner(), ["fine", "crashing_ext"])
+
+
 @pytest.mark.slow
 def test_the_real_env_reports_its_torch_and_tags(torch_env: TorchEnv) -> None:
     env, runner = torch_env.env, torch_env.runner
@@ -90,5 +120,7 @@ def test_the_real_env_reports_its_torch_and_tags(torch_env: TorchEnv) -> None:
     assert interpreter.python_tag == f"cp{sys.version_info[0]}{sys.version_info[1]}"
     assert interpreter.platform_tag.startswith(("linux_", "macosx_", "win"))
     assert (env.site_packages(runner) / "torch").is_dir()
+    checked = env.check(runner, ["torch.nn"])
+    assert checked.torch == info and checked.failures == {} and checked.installed["torch"] == TORCH_VERSION
     again, created = TargetEnv.ensure(env.path, runner)
     assert not created and again.path == env.path
