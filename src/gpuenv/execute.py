@@ -102,6 +102,8 @@ class Context:
     reused: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     locked: list[LockedExtension] = field(default_factory=list)
+    #: This env's entry in the lock file as the run found it (None: no lock, or no entry yet).
+    prior: LockedEnv | None = None
 
     @property
     def target(self) -> TargetEnv:
@@ -239,6 +241,7 @@ def _extension_step(ext: ExtensionPlan) -> Step:
     def describe(ctx: Context) -> list[str]:
         env = " ".join(f"{k}={v}" for k, v in ext.env.items())
         return [
+            "# an exact pin the lock records: look up the wheel cache with the locked sdist sha256; if not:",
             f"# install build requirements: {' '.join(ext.build_requires)} (torch untouched)",
             f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
             "# look up the wheel cache by ABI key; on a miss:",
@@ -252,16 +255,16 @@ def _extension_step(ext: ExtensionPlan) -> Step:
     return Step(f"extension {ext.name}", describe, run)
 
 
-def cache_key(ctx: Context, ext: ExtensionPlan, source: Source) -> CacheKey:
-    """Everything that changes the binary of ``ext`` built from ``source`` in this env."""
+def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_digest: str) -> CacheKey:
+    """Everything that changes the binary of ``ext`` built from its source in this env."""
     torch = ctx.torch
     assert torch is not None
     interpreter = ctx.target.interpreter(ctx.runner)
     toolkit = ctx.plan.toolkit
     return CacheKey(
         name=ext.name,
-        version=source.version or "",
-        source_sha256=source.digest,
+        version=version or "",
+        source_sha256=source_digest,
         python_tag=interpreter.abi_tag,
         platform=interpreter.platform_tag,
         torch_version=torch.version,
@@ -282,6 +285,14 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
+    installed = env.installed(ctx.runner)
+    known = ctx.prior.source_of(ext.requirement) if ctx.prior is not None and ext.path is None else None
+    if known is not None:
+        # The lock names the sdist by its sha256: a hit needs neither the fetch nor the build requirements.
+        key = cache_key(ctx, ext, version=known.version, source_digest=known.digest)
+        outcome = _already_there(ctx, ext, key, installed) or _cached(ctx, ext, key, installed, wait=None)
+        if outcome is not None:
+            return outcome + "; source sha256 from the lock, not fetched"
     # pip prepares the sdist's metadata even to download it, in the target env
     # and without isolation: the build requirements must be there first.
     ctx.reporter.status(f"installing build requirements of {ext.name}")
@@ -291,33 +302,60 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     workdir = ctx.options.work / "src" / ext.name
     source = fetch_source(ext.requirement, env=env, runner=runner, workdir=workdir, path=_local_path(ext),
                           build_env=ext.env)
-    key = cache_key(ctx, ext, source)
-    done = ctx.state.get("extensions", {}).get(ext.name, {})
+    key = cache_key(ctx, ext, version=source.version, source_digest=source.digest)
     installed = env.installed(ctx.runner)
-    if done.get("cache-key") == key.digest and done.get("name") in installed:
-        ctx.reused.append(ext.name)
-        ctx.locked.append(_locked_from_state(done))
-        return f"{done['name']} {installed[done['name']]} already installed, built for torch {torch.version}"
+    outcome = _already_there(ctx, ext, key, installed)
+    if outcome is not None:
+        return outcome
     if ctx.options.cache_dir is None:
         wheel = _build(ctx, ext, source, runner, log)
-        return _install_built(ctx, ext, key, source, wheel, wheel_sha256=file_sha256(wheel),
+        return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
                               how=f"built (no cache; log: {log})")
     cache = WheelCache(ctx.options.cache_dir)
     with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
-        looked = cache.lookup(key)
-        if looked.refused:
-            ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
-        if looked.entry is not None:
-            waited = " after waiting for another process that built it" if held.waited else ""
-            ctx.cached.append(ext.name)
-            return _install_built(ctx, ext, key, source, looked.entry.wheel, wheel_sha256=looked.entry.sha256,
-                                  how=f"cached{waited}: key {key.digest[:12]} matched "
-                                      f"(torch {torch.version}, {_archs_text(key)})")
+        outcome = _cached(ctx, ext, key, installed, wait=held.waited)
+        if outcome is not None:
+            return outcome
         ctx.reporter.done(_miss_text(cache, key))
         wheel = _build(ctx, ext, source, runner, log)
         entry = cache.store(key, wheel)
-        return _install_built(ctx, ext, key, source, entry.wheel, wheel_sha256=entry.sha256,
+        return _install_built(ctx, ext, key, entry.wheel, installed, wheel_sha256=entry.sha256,
                               how=f"built and cached as {key.digest[:12]} (log: {log})")
+
+
+def _already_there(ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]) -> str | None:
+    """A resumed run: the wheel of ``key`` is what an earlier run installed here."""
+    done = ctx.state.get("extensions", {}).get(ext.name, {})
+    if done.get("cache-key") != key.digest or done.get("name") not in installed:
+        return None
+    ctx.reused.append(ext.name)
+    ctx.locked.append(_locked_from_state(done))
+    assert ctx.torch is not None
+    return f"{done['name']} {installed[done['name']]} already installed, built for torch {ctx.torch.version}"
+
+
+def _cached(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], *, wait: bool | None
+) -> str | None:
+    """Install the cached wheel of ``key``, if the cache holds a sound one.
+
+    ``wait`` is None when the caller does not hold the key's lock: a miss or a
+    refused entry then says nothing (the caller fetches, locks and looks again).
+    """
+    if ctx.options.cache_dir is None:
+        return None
+    cache = WheelCache(ctx.options.cache_dir)
+    looked = cache.lookup(key)
+    if looked.refused and wait is not None:
+        ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
+    if looked.entry is None:
+        return None
+    assert ctx.torch is not None
+    waited = " after waiting for another process that built it" if wait else ""
+    ctx.cached.append(ext.name)
+    return _install_built(ctx, ext, key, looked.entry.wheel, installed, wheel_sha256=looked.entry.sha256,
+                          how=f"cached{waited}: key {key.digest[:12]} matched "
+                              f"(torch {ctx.torch.version}, {_archs_text(key)})")
 
 
 def _archs_text(key: CacheKey) -> str:
@@ -348,20 +386,21 @@ def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessR
 
 
 def _install_built(
-    ctx: Context, ext: ExtensionPlan, key: CacheKey, source: Source, wheel: Path, *,
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, wheel: Path, installed: dict[str, str], *,
     wheel_sha256: str, how: str,
 ) -> str:
     torch = ctx.torch
     assert torch is not None
     ctx.reporter.status(f"installing {wheel.name}")
     pin = [f"torch=={torch.version}"]
-    # First its dependencies (torch pinned), then the wheel itself again: a rebuild
-    # for other archs has the same version, which an installer otherwise leaves alone.
     ctx.installer.install(ctx.target, [str(wheel)], constraints=pin)
-    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=True, force_reinstall=True)
+    if _wheel_name(wheel) in installed:
+        # A rebuild for other archs has the version already installed, which an
+        # installer leaves alone: put the wheel itself in again.
+        ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=True, force_reinstall=True)
     record = LockedExtension(
         name=_wheel_name(wheel), version=_wheel_version(wheel), requirement=ext.requirement,
-        cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=source.digest,
+        cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=key.source_sha256,
         arch_list=key.arch_list, knobs=dict(key.knobs),
     )
     ctx.locked.append(record)
@@ -417,23 +456,27 @@ def _verify_describe(ctx: Context) -> list[str]:
 
 
 def _verify_run(ctx: Context) -> str:
-    env = ctx.target
-    info = env.torch_info(ctx.runner)
+    imports = {e.name: e.import_name for e in ctx.plan.extensions
+               if e.action != "skip" and e.import_name and not _built_without_its_module(e)}
+    # One interpreter for all of it: each import of torch costs a second or more.
+    found = ctx.target.check(ctx.runner, list(imports.values()))
+    info = found.torch
     if info is None or torch_matches(ctx.plan, info) is not None:
-        found = "no torch" if info is None else torch_matches(ctx.plan, info)
-        raise VerifyError(f"torch changed during setup: {found}",
+        problem = "no torch" if info is None else torch_matches(ctx.plan, info)
+        raise VerifyError(f"torch changed during setup: {problem}",
                           hint="a package requirement replaced torch; pin it in the recipe")
-    checked = ["torch"]
+    logs = ctx.options.work / "logs"
+    if found.failures:
+        failed = "\n".join(f"import {module} fails in {ctx.options.venv}:\n{error.rstrip()}"
+                           for module, error in found.failures.items())
+        raise VerifyError(failed, hint=f"see the build log of that extension under {logs}")
     for ext in ctx.plan.extensions:
-        if ext.action == "skip":
+        if ext.action == "skip" or ext.name in imports:
             continue
-        if ext.import_name and not _built_without_its_module(ext):
-            _check_import(ctx, ext.import_name)
-            checked.append(ext.import_name)
-        elif _distribution(ctx, ext) not in env.installed(ctx.runner):
+        if _distribution(ctx, ext) not in found.installed:
             raise VerifyError(f"{_distribution(ctx, ext)} is not installed in {ctx.options.venv}")
     build = f"CUDA {info.cuda}" if info.cuda else "CPU"
-    imported = ", ".join(checked)
+    imported = ", ".join(["torch", *imports.values()])
     return f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
 
 
@@ -448,15 +491,6 @@ def _built_without_its_module(ext: ExtensionPlan) -> bool:
     from gpuenv.knowledge import catalog_entry
 
     return catalog_entry(ext.name).skips_cuda(ext.env)
-
-
-def _check_import(ctx: Context, module: str) -> None:
-    try:
-        ctx.runner([str(ctx.target.python), "-c", f"import {module}"])
-    except GpuenvError as exc:
-        logs = ctx.options.work / "logs"
-        raise VerifyError(f"import {module} fails in {ctx.options.venv}:\n{exc}",
-                          hint=f"see the build log of that extension under {logs}") from None
 
 
 def plan_signature(plan: Plan) -> dict[str, Any]:
@@ -509,12 +543,15 @@ def _lock_run(ctx: Context) -> str:
     return f"wrote {lock_file} ({len(installed)} distributions)"
 
 
-def already_done(plan: Plan, options: SetupOptions, runner: SubprocessRunner) -> LockedEnv | None:
-    """The lock entry ``options.venv`` already matches, if it does (compares fingerprints only)."""
-    if options.lock_file is None or not (options.venv / "pyvenv.cfg").exists():
-        return None
-    locked = read_lock(options.lock_file).get(plan.env_name)
-    if locked is None:
+def _lock_entry(plan: Plan, options: SetupOptions) -> LockedEnv | None:
+    return read_lock(options.lock_file).get(plan.env_name) if options.lock_file is not None else None
+
+
+def already_done(
+    plan: Plan, options: SetupOptions, runner: SubprocessRunner, locked: LockedEnv | None
+) -> LockedEnv | None:
+    """``locked`` if ``options.venv`` already matches it (compares fingerprints only), else None."""
+    if locked is None or not (options.venv / "pyvenv.cfg").exists():
         return None
     installed = TargetEnv.at(options.venv).installed(runner)
     fingerprint = env_fingerprint(options.recipe_sha256, plan_signature(plan), installed)
@@ -552,7 +589,8 @@ def run_setup(
     if dry_run:
         commands = [line for s in steps for line in s.describe(ctx)]
         return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
-    matched = already_done(plan, options, runner)
+    ctx.prior = _lock_entry(plan, options)
+    matched = already_done(plan, options, runner, ctx.prior)
     if matched is not None:
         reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
                       f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")

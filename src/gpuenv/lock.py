@@ -21,10 +21,11 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError, UnsatisfiableError
 from gpuenv.hardware import Hardware
-from gpuenv.plan import ExtensionPlan, Plan, PlanOptions
+from gpuenv.plan import ExtensionPlan, Plan, PlanOptions, pinned_version
 from gpuenv.recipe import Recipe
 
 if sys.version_info >= (3, 11):
@@ -73,6 +74,51 @@ class LockedEnv:
 
     def extension(self, name: str) -> LockedExtension | None:
         return next((e for e in self.extensions if e.name == name), None)
+
+    def source_of(self, requirement: str) -> LockedSource | None:
+        """The source this lock records for ``requirement``, when that identifies it without a fetch.
+
+        Only an exact version pin served by an index qualifies: an index's
+        release file cannot change under its name (PyPI refuses re-uploads),
+        so the lock's sha256 of the sdist it built stands for the file a fetch
+        would bring. A local tree, a URL, a git ref or a version range can
+        change under the same text, and is fetched and hashed every time.
+        """
+        name = _index_project(requirement)
+        pinned = pinned_version(requirement)
+        version = _version(pinned) if pinned is not None else None
+        if name is None or version is None:
+            return None
+        for record in self.extensions:
+            if (canonicalize_name(record.name) == name and _index_project(record.requirement) == name
+                    and record.source.startswith("sha256:") and _version(record.version) == version):
+                # Spelled as the build's sdist spelled it: the cache key holds that string.
+                return LockedSource(version=str(_version(record.version)), digest=record.source)
+        return None
+
+
+def _index_project(requirement: str) -> str | None:
+    """The project ``requirement`` asks an index for; None for a URL, git or local path."""
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return None
+    return None if req.url else canonicalize_name(req.name)
+
+
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+@dataclass(frozen=True)
+class LockedSource:
+    """An extension's source as a lock records it: its version and "sha256:<hex>" of its sdist."""
+
+    version: str
+    digest: str
 
 
 def lock_path_for(recipe_path: Path) -> Path:

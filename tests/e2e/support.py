@@ -45,3 +45,37 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
     env.update(extra)
     return env
+
+
+def with_find_links(env: dict[str, str], directory: Path) -> dict[str, str]:
+    """``env`` where pip also looks in ``directory``, next to every find-links it is configured with.
+
+    PIP_FIND_LINKS replaces the configured value rather than adding to it, so
+    the configured ones (pip config list: files and environment) are kept in it.
+    """
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
+                            text=True, env=env, check=True).stdout
+    links: list[str] = []
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith(".find-links"):
+            links += [v for v in value.strip("'\"").split() if v not in links]
+    return {**env, "PIP_FIND_LINKS": " ".join([*links, str(directory)])}
+
+
+def make_sdist(tree: Path, name: str, version: str, out_dir: Path) -> Path:
+    """A source distribution of ``tree`` as an index serves it: ``name-version.tar.gz`` with PKG-INFO."""
+    import tarfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{name.replace('-', '_')}-{version}"
+    archive = out_dir / f"{base}.tar.gz"
+    pkg_info = out_dir / "PKG-INFO"
+    pkg_info.write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(pkg_info, arcname=f"{base}/PKG-INFO")
+        for file in sorted(tree.iterdir()):
+            if file.is_file():
+                tar.add(file, arcname=f"{base}/{file.name}")
+    pkg_info.unlink()
+    return archive

@@ -14,7 +14,16 @@ import pytest
 
 from gpuenv.cache import WheelCache
 from gpuenv.lock import read_lock
-from tests.e2e.support import TINY_EXT, clean_env, gpuenv, run_in, write_recipe
+from gpuenv.sources import file_sha256
+from tests.e2e.support import (
+    TINY_EXT,
+    clean_env,
+    gpuenv,
+    make_sdist,
+    run_in,
+    with_find_links,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -105,6 +114,49 @@ def test_an_altered_cache_entry_is_refused_rebuilt_and_reported(tmp_path: Path) 
     (rebuilt,) = WheelCache(cache).entries()
     assert WheelCache(cache).verify(rebuilt) is None
     assert run_in(tmp_path / "two", "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
+
+
+def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(tmp_path: Path) -> None:
+    # The tiny extension served as an index serves an sdist (find-links), asked for by an exact pin.
+    sdist = make_sdist(TINY_EXT, "gpuenv-tiny-ext", "1.0", tmp_path / "links")
+    env = with_find_links(clean_env(), sdist.parent)
+    recipe = write_recipe(tmp_path, "pinned", """
+        [torch]
+        version = "2.13.0"
+
+        [[extensions]]
+        requirement = "gpuenv-tiny-ext==1.0"
+        import = "gpuenv_tiny_ext"
+    """)
+    cache = tmp_path / "cache"
+    first = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=env)
+    assert first.returncode == 0, first.stderr
+    assert builds_in(tmp_path / "one") == 1
+    (record,) = read_lock(tmp_path / "gpuenv.lock")["pinned"].extensions
+    assert record.source == "sha256:" + file_sha256(sdist), "the lock names the sdist it built"
+
+    second = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "source sha256 from the lock, not fetched" in second.stderr
+    logs = tmp_path / "two" / ".gpuenv" / "logs"
+    assert "pip " not in (logs / "gpuenv-tiny-ext.log").read_text(), "no fetch, no build requirements"
+    installs = [line for line in (logs / "setup.log").read_text().splitlines()
+                if line.startswith("$ ") and "gpuenv_tiny_ext-1.0-" in line]
+    assert len(installs) == 1 and "--force-reinstall" not in installs[0], "one install into a fresh env"
+    assert builds_in(tmp_path / "two") == 0
+    assert run_in(tmp_path / "two", "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
+    assert read_lock(tmp_path / "gpuenv.lock")["pinned"].extensions == (record,)
+
+    # Without the lock the same pin is fetched and hashed, and finds the same entry.
+    (tmp_path / "gpuenv.lock").unlink()
+    pip = [str(tmp_path / "two" / "bin" / "python"), "-m", "pip"]
+    subprocess.run([*pip, "uninstall", "-y", "gpuenv-tiny-ext"], check=True, capture_output=True)
+    third = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
+    assert third.returncode == 0, third.stderr
+    assert f"key {record.cache_key[:12]} matched" in third.stderr
+    assert "not fetched" not in third.stderr
+    assert "pip download" in (tmp_path / "two" / ".gpuenv" / "logs" / "gpuenv-tiny-ext.log").read_text()
+    assert builds_in(tmp_path / "two") == 0
 
 
 def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Path) -> None:
