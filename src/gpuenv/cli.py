@@ -172,11 +172,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from gpuenv.execute import SetupOptions, run_setup
+    from gpuenv.execute import run_setup
     from gpuenv.lock import lock_path_for, plan_locked, read_lock
     from gpuenv.plan import PlanOptions, plan
     from gpuenv.progress import TerminalReporter
     from gpuenv.sources import file_sha256
+    from gpuenv.steps import SetupOptions
 
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)

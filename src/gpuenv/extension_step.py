@@ -1,0 +1,227 @@
+"""The step of one extension: the ABI-keyed cache, the fetch, the build, the install, the record.
+
+A hit in the :class:`~gpuenv.cache.WheelCache` installs without building (for
+an exact pin the lock records, without fetching either); a miss says which part
+of the key differs from the nearest entry, builds through pyproject-hooks in
+the target env and stores the wheel; a key is built once even by concurrent
+setups. Each installed wheel is recorded in the state file, so a resumed run
+skips it, and in the lock entry the run writes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from gpuenv.builder import build_wheel, install_build_requirements
+from gpuenv.cache import CacheKey, WheelCache, binary_knobs
+from gpuenv.lock import LockedExtension
+from gpuenv.plan import ExtensionPlan
+from gpuenv.runner import SubprocessRunner
+from gpuenv.sources import Source, fetch_source, file_sha256
+from gpuenv.steps import Context, Step
+
+
+def extension_step(ext: ExtensionPlan) -> Step:
+    def describe(ctx: Context) -> list[str]:
+        env = " ".join(f"{k}={v}" for k, v in ext.env.items())
+        return [
+            "# an exact pin the lock records: look up the wheel cache with the locked sdist sha256; if not:",
+            f"# install build requirements: {' '.join(ext.build_requires)} (torch untouched)",
+            f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
+            "# look up the wheel cache by ABI key; on a miss:",
+            f"{env} <build wheel of {ext.name} with pyproject-hooks in {ctx.options.venv}/bin/python>",
+            "# install the wheel with torch pinned to the installed version",
+        ]
+
+    def run(ctx: Context) -> str:
+        return _build_extension(ctx, ext)
+
+    return Step(f"extension {ext.name}", describe, run)
+
+
+def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_digest: str) -> CacheKey:
+    """Everything that changes the binary of ``ext`` built from its source in this env."""
+    torch = ctx.torch
+    assert torch is not None
+    interpreter = ctx.target.interpreter(ctx.runner)
+    toolkit = ctx.plan.toolkit
+    return CacheKey(
+        name=ext.name,
+        version=version or "",
+        source_sha256=source_digest,
+        python_tag=interpreter.abi_tag,
+        platform=interpreter.platform_tag,
+        torch_version=torch.version,
+        torch_cuda=torch.cuda,
+        cxx11_abi=torch.cxx11_abi,
+        arch_list=ext.arch_list if ext.compiles_cuda else (),
+        nvcc_version=toolkit.version if ext.compiles_cuda and toolkit is not None else None,
+        knobs=binary_knobs(ext.env),
+    )
+
+
+def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
+    env, torch = ctx.target, ctx.torch
+    assert torch is not None
+    log = ctx.log(ext.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # Appended, run after run: a resumed setup must not wipe the log of the build it reuses.
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
+    runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
+    installed = env.installed(ctx.runner)
+    known = ctx.prior.source_of(ext.requirement) if ctx.prior is not None and ext.path is None else None
+    if known is not None:
+        # The lock names the sdist by its sha256: a hit needs neither the fetch nor the build requirements.
+        key = cache_key(ctx, ext, version=known.version, source_digest=known.digest)
+        outcome = _already_there(ctx, ext, key, installed) or _cached(ctx, ext, key, installed, wait=None)
+        if outcome is not None:
+            return outcome + "; source sha256 from the lock, not fetched"
+    # pip prepares the sdist's metadata even to download it, in the target env
+    # and without isolation: the build requirements must be there first.
+    ctx.reporter.status(f"installing build requirements of {ext.name}")
+    install_build_requirements(env, ext.build_requires, installer=ctx.installer.with_runner(runner),
+                               runner=runner)
+    ctx.reporter.status(f"fetching {ext.requirement}")
+    workdir = ctx.options.work / "src" / ext.name
+    source = fetch_source(ext.requirement, env=env, runner=runner, workdir=workdir, path=_local_path(ext),
+                          build_env=ext.env)
+    key = cache_key(ctx, ext, version=source.version, source_digest=source.digest)
+    installed = env.installed(ctx.runner)
+    outcome = _already_there(ctx, ext, key, installed)
+    if outcome is not None:
+        return outcome
+    if ctx.options.cache_dir is None:
+        wheel = _build(ctx, ext, source, runner, log)
+        return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
+                              how=f"built (no cache; log: {log})")
+    cache = WheelCache(ctx.options.cache_dir)
+    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
+        outcome = _cached(ctx, ext, key, installed, wait=held.waited)
+        if outcome is not None:
+            return outcome
+        ctx.reporter.done(_miss_text(cache, key))
+        wheel = _build(ctx, ext, source, runner, log)
+        entry = cache.store(key, wheel)
+        return _install_built(ctx, ext, key, entry.wheel, installed, wheel_sha256=entry.sha256,
+                              how=f"built and cached as {key.digest[:12]} (log: {log})")
+
+
+def _already_there(ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]) -> str | None:
+    """A resumed run: the wheel of ``key`` is what an earlier run installed here."""
+    done = ctx.state.get("extensions", {}).get(ext.name, {})
+    if done.get("cache-key") != key.digest or done.get("name") not in installed:
+        return None
+    ctx.reused.append(ext.name)
+    ctx.locked.append(_locked_from_state(done))
+    assert ctx.torch is not None
+    return f"{done['name']} {installed[done['name']]} already installed, built for torch {ctx.torch.version}"
+
+
+def _cached(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], *, wait: bool | None
+) -> str | None:
+    """Install the cached wheel of ``key``, if the cache holds a sound one.
+
+    ``wait`` is None when the caller does not hold the key's lock: a miss or a
+    refused entry then says nothing (the caller fetches, locks and looks again).
+    """
+    if ctx.options.cache_dir is None:
+        return None
+    cache = WheelCache(ctx.options.cache_dir)
+    looked = cache.lookup(key)
+    if looked.refused and wait is not None:
+        ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
+    if looked.entry is None:
+        return None
+    assert ctx.torch is not None
+    waited = " after waiting for another process that built it" if wait else ""
+    ctx.cached.append(ext.name)
+    return _install_built(ctx, ext, key, looked.entry.wheel, installed, wheel_sha256=looked.entry.sha256,
+                          how=f"cached{waited}: key {key.digest[:12]} matched "
+                              f"(torch {ctx.torch.version}, {_archs_text(key)})")
+
+
+def _archs_text(key: CacheKey) -> str:
+    return f"archs {';'.join(key.arch_list)}" if key.arch_list else "no CUDA code"
+
+
+def _miss_text(cache: WheelCache, key: CacheKey) -> str:
+    nearest = cache.nearest(key)
+    if nearest is None:
+        return f"cache miss: no wheel of {key.name} in {cache.path}; building"
+    _, differences = nearest
+    return f"cache miss: the nearest {key.name} wheel differs in {'; '.join(differences)}; building"
+
+
+def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessRunner, log: Path) -> Path:
+    return build_wheel(
+        source.directory,
+        env=ctx.target,
+        installer=ctx.installer,
+        runner=runner,
+        build_env=ext.env,
+        out_dir=ctx.options.work / "wheels",
+        extra_requires=ext.build_requires,
+        name=ext.name,
+        log_path=log,
+        on_phase=ctx.reporter.status,
+    )
+
+
+def _install_built(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, wheel: Path, installed: dict[str, str], *,
+    wheel_sha256: str, how: str,
+) -> str:
+    torch = ctx.torch
+    assert torch is not None
+    ctx.reporter.status(f"installing {wheel.name}")
+    pin = [f"torch=={torch.version}"]
+    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin)
+    if _wheel_name(wheel) in installed:
+        # A rebuild for other archs has the version already installed, which an
+        # installer leaves alone: put the wheel itself in again.
+        ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=True, force_reinstall=True)
+    record = LockedExtension(
+        name=_wheel_name(wheel), version=_wheel_version(wheel), requirement=ext.requirement,
+        cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=key.source_sha256,
+        arch_list=key.arch_list, knobs=dict(key.knobs),
+    )
+    ctx.locked.append(record)
+    ctx.state.setdefault("extensions", {})[ext.name] = _state_from_locked(record)
+    ctx.save_state()
+    if not how.startswith("cached"):
+        ctx.built.append(ext.name)
+    return f"{wheel.name}: {how}"
+
+
+def _wheel_name(wheel: Path) -> str:
+    """The distribution a wheel installs (a local tree's directory name may differ)."""
+    return canonicalize_name(wheel.name.split("-")[0])
+
+
+def _wheel_version(wheel: Path) -> str:
+    parts = wheel.name.split("-")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def _state_from_locked(record: LockedExtension) -> dict[str, Any]:
+    return {"cache-key": record.cache_key, "name": record.name, "version": record.version,
+            "requirement": record.requirement, "wheel": record.wheel, "wheel-sha256": record.wheel_sha256,
+            "source": record.source, "arch-list": list(record.arch_list), "knobs": dict(record.knobs)}
+
+
+def _locked_from_state(done: dict[str, Any]) -> LockedExtension:
+    return LockedExtension(
+        name=done["name"], version=done["version"], requirement=done["requirement"],
+        cache_key=done["cache-key"], wheel=done["wheel"], wheel_sha256=done["wheel-sha256"],
+        source=done["source"], arch_list=tuple(done["arch-list"]), knobs=dict(done["knobs"]),
+    )
+
+
+def _local_path(ext: ExtensionPlan) -> Path | None:
+    return Path(ext.path) if ext.path is not None else None

@@ -1,0 +1,117 @@
+"""What the setup steps share: the options, the reporter, the context they fill in, a Step.
+
+:mod:`gpuenv.execute` orders and runs the steps; :mod:`gpuenv.extension_step`
+holds the extension step. Both fill one :class:`Context` as they go: the
+target env, the torch that landed, the state file, what was built, reused,
+taken from the cache and locked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gpuenv.installer import Installer
+from gpuenv.lock import LockedEnv, LockedExtension
+from gpuenv.plan import Plan
+from gpuenv.runner import SubprocessRunner
+from gpuenv.targetenv import TargetEnv, TorchInfo
+
+STATE_FILE = "gpuenv-state.json"
+
+
+class Reporter(Protocol):
+    """How setup talks to whoever runs it."""
+
+    def step(self, text: str) -> None:
+        """A new step begins (one line)."""
+
+    def status(self, text: str) -> None:
+        """Progress inside a long step: the current phase or last output line."""
+
+    def done(self, text: str) -> None:
+        """A step finished (one line)."""
+
+
+class SilentReporter:
+    def step(self, text: str) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+    def done(self, text: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    venv: Path
+    installer: str = "pip"
+    #: Where logs, sources and built wheels go (default: <venv>/.gpuenv).
+    work_dir: Path | None = None
+    #: Check the plan's indexes answer before installing (off for --torch-index config).
+    preflight: bool = True
+    preflight_timeout: float = 5.0
+    #: The wheel cache; None builds every extension (--no-cache).
+    cache_dir: Path | None = None
+    #: Where the lock file is written (and read for the no-op check); None: no lock.
+    lock_file: Path | None = None
+    #: sha256 of the recipe file, part of the lock's fingerprint.
+    recipe_sha256: str = ""
+
+    @property
+    def work(self) -> Path:
+        return self.work_dir or self.venv / ".gpuenv"
+
+
+@dataclass
+class Context:
+    """What the steps share while they run."""
+
+    plan: Plan
+    options: SetupOptions
+    reporter: Reporter
+    runner: SubprocessRunner
+    installer: Installer
+    env: TargetEnv | None = None
+    torch: TorchInfo | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    locked: list[LockedExtension] = field(default_factory=list)
+    #: This env's entry in the lock file as the run found it (None: no lock, or no entry yet).
+    prior: LockedEnv | None = None
+
+    @property
+    def target(self) -> TargetEnv:
+        assert self.env is not None, "the target env step runs first"
+        return self.env
+
+    def log(self, name: str) -> Path:
+        return self.options.work / "logs" / f"{name}.log"
+
+    def save_state(self) -> None:
+        path = self.options.venv / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    describe: Callable[[Context], list[str]]
+    run: Callable[[Context], str]
+
+
+def load_state(venv: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((venv / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
