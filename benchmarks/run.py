@@ -434,44 +434,50 @@ def fill_warm_cache(bench: Bench) -> None:
 
 
 def compare_warm_and_pip(bench: Bench) -> list[Result]:
-    """One cycle of fresh-env setups serves both: cold, warm, pip warm, cold, warm, pip warm, …"""
+    """Two cycles of fresh-env setups: cold, warm, cold, warm, …; then warm, pip, warm, pip, ….
+
+    Each comparison alternates its own two sides, so each side of it runs in
+    the same place (a warm run right after a cold build's writes and deletions
+    is slower than one after another install: the sides must share that).
+    """
     want_cold, want_pip = "warm" in bench.only, "pip" in bench.only
-    notes_pip = [fill_pip_cache(bench)] if want_pip else []
-    if not want_cold:
-        fill_warm_cache(bench)
-    sides: list[tuple[str, Callable[[int], Run]]] = []
-    if want_cold:
-        sides.append(("gpuenv cold", lambda r: cold_setup(bench, r)))
-    sides.append(("gpuenv warm", lambda r: warm_setup(bench, r)))
-    if want_pip:
-        sides.append(("pip warm", lambda r: pip_setup(bench, r)))
-    runs = alternate(sides, bench.repeat)
-    warm_runs = runs[1] if want_cold else runs[0]
-    warm = Side("gpuenv warm", [r.seconds for r in warm_runs])
-    steps = [step_seconds(r.output) for r in warm_runs]
-    breakdown = ", ".join(f"{name} {median([s.get(name, 0.0) for s in steps]):.1f}"
-                          for name in steps[0]) if steps else ""
     results = []
-    unfetched = sum("not fetched" in r.output for r in warm_runs)
-    lock_note = (f"gpuenv warm: in {unfetched} of {len(warm_runs)} runs the lock of the runs before "
-                 f"named the sdist's sha256, so the wheel was looked up without fetching {SCATTER}")
     if want_cold:
-        cold = Side("gpuenv cold", [r.seconds for r in runs[0]])
+        runs = alternate([("gpuenv cold", lambda r: cold_setup(bench, r)),
+                          ("gpuenv warm", lambda r: warm_setup(bench, r))], bench.repeat)
+        cold, warm = Side("gpuenv cold", [r.seconds for r in runs[0]]), warm_side(runs[1])
         results.append(speedup("warm", "warm vs cold setup (torch + torch-scatter)", cold, warm, 10, [
             f"gpuenv setup of torch {TORCH_CPU} + {SCATTER} into a fresh venv, the wheel cache empty vs "
-            "filled", lock_note]))
+            "filled", *warm_notes(runs[1])]))
     if want_pip:
-        pip = Side("pip warm", [r.seconds for r in runs[-1]])
+        notes_pip = [fill_pip_cache(bench)]
+        fill_warm_cache(bench)
+        runs = alternate([("gpuenv warm", lambda r: warm_setup(bench, r)),
+                          ("pip warm", lambda r: pip_setup(bench, r))], bench.repeat)
+        warm, pip = warm_side(runs[0]), Side("pip warm", [r.seconds for r in runs[1]])
         ratio = warm.median / pip.median
         results.append(Result("pip", "gpuenv warm vs pip warm (fresh venv)", pip, warm,
                               f"{ratio:.2f}x pip's time", "<= 1.2x pip's time", ratio <= 1.2, [
             *notes_pip,
-            f"gpuenv warm, median seconds per step: {breakdown}",
-            *([] if want_cold else [lock_note]),
+            *warm_notes(runs[0]),
             "pip's warm path is wrong after a torch change: its wheel cache key ignores torch, so it hands "
             "back the torch-scatter built for the old torch (undefined symbol at import); gpuenv's key holds "
             "torch's version and rebuilds (tests/e2e/test_stale_wheel_slow.py shows both)"]))
     return results
+
+
+def warm_side(runs: Sequence[Run]) -> Side:
+    return Side("gpuenv warm", [r.seconds for r in runs])
+
+
+def warm_notes(runs: Sequence[Run]) -> list[str]:
+    """Where the warm runs' time went, and whether they took the lock's source hash."""
+    steps = [step_seconds(r.output) for r in runs]
+    breakdown = ", ".join(f"{name} {median([s.get(name, 0.0) for s in steps]):.1f}" for name in steps[0])
+    unfetched = sum("not fetched" in r.output for r in runs)
+    return [f"gpuenv warm, median seconds per step: {breakdown}",
+            f"gpuenv warm: in {unfetched} of {len(runs)} runs the lock of the runs before named the sdist's "
+            f"sha256, so the wheel was looked up without fetching {SCATTER}"]
 
 
 # -- 4. no-op --------------------------------------------------------------------------
