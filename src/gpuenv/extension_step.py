@@ -127,14 +127,15 @@ def _cached(
 ) -> str | None:
     """Install the cached wheel of ``key``, if the cache holds a sound one.
 
-    ``wait`` is None when the caller does not hold the key's lock: a miss or a
-    refused entry then says nothing (the caller fetches, locks and looks again).
+    ``wait`` says whether the caller waited for the key's lock; None when it
+    does not hold it (on a miss it fetches, locks and looks again). A refused
+    entry is moved aside by the lookup, so it is reported here, on either path.
     """
     if ctx.options.cache_dir is None:
         return None
     cache = WheelCache(ctx.options.cache_dir)
     looked = cache.lookup(key)
-    if looked.refused and wait is not None:
+    if looked.refused:
         ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
     if looked.entry is None:
         return None

@@ -147,16 +147,28 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
     assert run_in(tmp_path / "two", "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
     assert read_lock(tmp_path / "gpuenv.lock")["pinned"].extensions == (record,)
 
-    # Without the lock the same pin is fetched and hashed, and finds the same entry.
-    (tmp_path / "gpuenv.lock").unlink()
     pip = [str(tmp_path / "two" / "bin" / "python"), "-m", "pip"]
+    ext_log = tmp_path / "two" / ".gpuenv" / "logs" / "gpuenv-tiny-ext.log"
+
+    # An altered entry met on that path is refused and said so, then fetched and rebuilt.
     subprocess.run([*pip, "uninstall", "-y", "gpuenv-tiny-ext"], check=True, capture_output=True)
+    (entry,) = WheelCache(cache).entries()
+    entry.wheel.write_bytes(entry.wheel.read_bytes() + b"altered")
     third = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
     assert third.returncode == 0, third.stderr
-    assert f"key {record.cache_key[:12]} matched" in third.stderr
-    assert "not fetched" not in third.stderr
-    assert "pip download" in (tmp_path / "two" / ".gpuenv" / "logs" / "gpuenv-tiny-ext.log").read_text()
-    assert builds_in(tmp_path / "two") == 0
+    assert "refused the cached wheel of gpuenv-tiny-ext" in third.stderr
+    assert "built and cached" in third.stderr and builds_in(tmp_path / "two") == 1
+    assert ext_log.read_text().count("pip download") == 1
+
+    # Without the lock the same pin is fetched and hashed, and finds the same entry.
+    (tmp_path / "gpuenv.lock").unlink()
+    subprocess.run([*pip, "uninstall", "-y", "gpuenv-tiny-ext"], check=True, capture_output=True)
+    fourth = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
+    assert fourth.returncode == 0, fourth.stderr
+    assert f"key {record.cache_key[:12]} matched" in fourth.stderr
+    assert "not fetched" not in fourth.stderr
+    assert ext_log.read_text().count("pip download") == 2
+    assert builds_in(tmp_path / "two") == 1
 
 
 def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Path) -> None:
