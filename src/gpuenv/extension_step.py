@@ -73,11 +73,11 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
-    installed = env.installed(ctx.runner)
     known = ctx.prior.source_of(ext.requirement) if ctx.prior is not None and ext.path is None else None
     if known is not None:
         # The lock names the sdist by its sha256: a hit needs neither the fetch nor the build requirements.
         key = cache_key(ctx, ext, version=known.version, source_digest=known.digest)
+        installed = env.installed(ctx.runner)
         outcome = _already_there(ctx, ext, key, installed) or _cached(ctx, ext, key, installed, wait=None)
         if outcome is not None:
             return outcome + "; source sha256 from the lock, not fetched"
