@@ -192,3 +192,13 @@ class BuildError(StepError):
 
 class VerifyError(StepError):
     """The environment does not hold what the plan said it would."""
+
+
+class PlanBlockedError(UnsatisfiableError):
+    """Several things stop setup at once; each keeps its own message and hint."""
+
+    def __init__(self, errors: list[UnsatisfiableError]) -> None:
+        self.errors = errors
+        message = f"{len(errors)} things stop this plan:\n" + "\n".join(f"  - {e}" for e in errors)
+        hints = [f"  - {e.hint}" for e in errors if e.hint]
+        super().__init__(message, hint="\n".join(["one per blocker:", *hints]) if hints else None)

@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.hardware import ComputeCapability
@@ -111,19 +112,25 @@ def _exact_pins(spec: SpecifierSet) -> list[str]:
     return [s.version for s in spec if s.operator in ("==", "===") and "*" not in s.version]
 
 
+def torch_candidates(spec: SpecifierSet) -> list[tuple[TorchRelease, str]]:
+    """Every (release, version) gpuenv knows that ``spec`` admits, newest version first.
+
+    An exact pin to a patch gpuenv has not heard of (``==2.4.7``) is a
+    candidate of its minor release: it has that release's variants.
+    """
+    found: dict[str, tuple[TorchRelease, str]] = {}
+    pins = _exact_pins(spec)
+    for rel in torch_releases().values():
+        for text in (*rel.versions, *(p for p in pins if _release_of(p) == rel.release)):
+            if spec.contains(Version(text), prereleases=True):
+                found.setdefault(str(Version(text)), (rel, text))
+    return sorted(found.values(), key=lambda pair: Version(pair[1]), reverse=True)
+
+
 def resolve_release(spec: SpecifierSet) -> tuple[TorchRelease, str] | None:
     """The newest known release with a version ``spec`` admits, and that version."""
-    pins = _exact_pins(spec)
-    best: tuple[Version, TorchRelease, str] | None = None
-    for rel in torch_releases().values():
-        candidates = list(rel.versions)
-        # A patch release gpuenv has not heard of still has its minor's variants.
-        candidates += [p for p in pins if _release_of(p) == rel.release]
-        for text in candidates:
-            version = Version(text)
-            if spec.contains(version, prereleases=True) and (best is None or version > best[0]):
-                best = (version, rel, text)
-    return None if best is None else (best[1], best[2])
+    candidates = torch_candidates(spec)
+    return candidates[0] if candidates else None
 
 
 def _release_of(version_text: str) -> str | None:
@@ -142,6 +149,34 @@ def release_of_spec(spec: SpecifierSet) -> str | None:
             if release:
                 return release
     return None
+
+
+@functools.cache
+def _pairs() -> dict[str, dict[str, str]]:
+    raw: dict[str, dict[str, str]] = _data("torch.toml").get("pairs", {})
+    return {str(Version(v)): {canonicalize_name(k): str(p) for k, p in packages.items()}
+            for v, packages in raw.items()}
+
+
+def paired_packages() -> frozenset[str]:
+    """The distributions released together with torch (torchvision, torchaudio)."""
+    return frozenset(name for packages in _pairs().values() for name in packages)
+
+
+def paired_version(torch_version: str, package: str) -> str | None:
+    """The version of ``package`` released with ``torch_version`` ("2.5.1", "torchvision" → "0.20.1")."""
+    try:
+        key = str(Version(torch_version).public)
+    except InvalidVersion:
+        return None
+    return _pairs().get(key, {}).get(canonicalize_name(package))
+
+
+def pairs_of(package: str) -> list[tuple[str, str]]:
+    """Every (torch version, package version) pair the data knows, newest torch first."""
+    name = canonicalize_name(package)
+    pairs = [(torch, packages[name]) for torch, packages in _pairs().items() if name in packages]
+    return sorted(pairs, key=lambda pair: Version(pair[0]), reverse=True)
 
 
 # -- archs, toolkits, drivers -----------------------------------------------------
@@ -291,6 +326,12 @@ class CatalogEntry:
     job_memory_mib: int
     cpu_job_memory_mib: int
     incompatible: tuple[Incompatibility, ...] = field(default=())
+    #: The oldest nvcc its setup.py accepts, or None.
+    min_nvcc: str | None = None
+    #: Its setup.py compiles one file at a time whatever MAX_JOBS says.
+    ignores_jobs: bool = False
+    #: The extension versions this entry describes ("" for all), as the data file writes them.
+    versions: str = ""
 
     def skips_cuda(self, env: Mapping[str, str]) -> bool:
         """Whether ``env`` turns this package's CUDA build off, as its setup.py reads the knob."""
@@ -307,7 +348,7 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         return raw.get(key, generic.get(key, default))
 
     # A package that fixes its own archs has no arch knob to inherit.
-    arch_knob = None if "fixed_archs" in raw else get("arch_knob")
+    arch_knob = None if raw.get("fixed_archs") else get("arch_knob")
     return CatalogEntry(
         name=name,
         known=known,
@@ -335,22 +376,62 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
             Incompatibility(SpecifierSet(i["extension"]), SpecifierSet(i["torch"]), i["reason"])
             for i in raw.get("incompatible", [])
         ),
+        min_nvcc=raw.get("min_nvcc"),
+        ignores_jobs=bool(raw.get("ignores_jobs", False)),
+        versions=str(raw.get("versions", "")),
     )
+
+
+#: Keys of an entry that describe the entry itself, not a version of the package.
+_NOT_INHERITED = ("older", "versions")
+
+
+@functools.cache
+def _catalog_tables() -> dict[str, list[dict[str, Any]]]:
+    """name → its tables, the newest versions first: the entry, then each [[NAME.older]] merged onto it."""
+    data = _data("extensions.toml")
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for name, raw in data.items():
+        if name == "generic":
+            continue
+        base = {k: v for k, v in raw.items() if k not in ("older",)}
+        inherited = {k: v for k, v in base.items() if k not in _NOT_INHERITED}
+        tables[name] = [base, *({**inherited, **older} for older in raw.get("older", []))]
+    return tables
 
 
 @functools.cache
 def catalog() -> dict[str, CatalogEntry]:
-    data = _data("extensions.toml")
-    generic = data["generic"]
-    return {name: _entry(name, raw, generic, True) for name, raw in data.items() if name != "generic"}
+    """Every known extension's entry for its newest versions."""
+    generic = _data("extensions.toml")["generic"]
+    return {name: _entry(name, tables[0], generic, True) for name, tables in _catalog_tables().items()}
 
 
-def catalog_entry(name: str) -> CatalogEntry:
-    """The catalog's entry for ``name``, or the generic torch-extension defaults."""
-    entry = catalog().get(name)
-    if entry is not None:
-        return entry
-    return _entry(name, {}, _data("extensions.toml")["generic"], False)
+def catalog_version_ranges(name: str) -> list[str]:
+    """The version ranges the catalog's tables of ``name`` describe, newest first ("" for all)."""
+    return [str(table.get("versions", "")) for table in _catalog_tables().get(name, [])]
+
+
+def catalog_entry(name: str, version: str | None = None) -> CatalogEntry:
+    """The catalog's entry for ``name`` (at ``version`` if known), or the generic defaults.
+
+    A version no table of the entry describes gets the generic defaults: the
+    catalog says nothing about it. An unknown version gets the newest table.
+    """
+    generic = _data("extensions.toml")["generic"]
+    tables = _catalog_tables().get(name)
+    if tables is None:
+        return _entry(name, {}, generic, False)
+    if version is None:
+        return catalog()[name]
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return catalog()[name]
+    for table in tables:
+        if SpecifierSet(str(table.get("versions", ""))).contains(parsed, prereleases=True):
+            return _entry(name, table, generic, True)
+    return _entry(name, {}, generic, False)
 
 
 def parse_specifier(text: str) -> SpecifierSet | None:

@@ -11,7 +11,7 @@ import difflib
 import keyword
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,46 @@ class TorchSpec:
 
 
 @dataclass(frozen=True)
+class CatalogOverrides:
+    """What a recipe says about how an extension builds, over what gpuenv's catalog says.
+
+    None (or an empty tuple for ``force_build``) leaves the catalog's value.
+    """
+
+    #: The environment variable that carries the arch list ("TORCH_CUDA_ARCH_LIST").
+    arch_knob: str | None = None
+    #: How the arch knob spells archs: "torch" (8.0;9.0) or "nodot" (80;90).
+    arch_format: str | None = None
+    #: The archs the package builds whatever gpuenv sets (its setup.py's own -gencode list).
+    fixed_archs: tuple[str, ...] | None = None
+    #: The variables that make its setup.py build instead of downloading a prebuilt wheel;
+    #: they replace the catalog's.
+    force_build: tuple[tuple[str, str], ...] | None = None
+    #: The oldest compute capability it supports ("7.0").
+    min_cc: str | None = None
+    #: The oldest nvcc it builds with ("11.6").
+    min_nvcc: str | None = None
+
+    def given(self) -> list[str]:
+        """The recipe keys that were set, as the recipe spells them."""
+        names = {"arch_knob": "arch-knob", "arch_format": "arch-format", "fixed_archs": "fixed-archs",
+                 "force_build": "force-build", "min_cc": "min-compute-capability", "min_nvcc": "min-nvcc"}
+        return [key for attr, key in names.items() if getattr(self, attr) is not None]
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    """What a local or URL source says about itself without building it (read before planning)."""
+
+    #: The distribution name its metadata gives (canonical), or None if it cannot be read.
+    name: str | None
+    #: Its version, or None if it cannot be read without building.
+    version: str | None
+    #: Where the facts were read ("pyproject.toml", "setup.py", "causal_conv1d/__init__.py").
+    origin: str = ""
+
+
+@dataclass(frozen=True)
 class ExtensionSpec:
     #: What the recipe wrote: PEP 508, a direct URL, or a local path.
     requirement: str
@@ -59,6 +99,8 @@ class ExtensionSpec:
     #: For a local requirement: the absolute directory ("./ext", "/src/ext"), or what
     #: "name @ file:..." points at (a directory or a source archive); else None.
     path: Path | None = None
+    #: The recipe's corrections to the catalog.
+    overrides: CatalogOverrides = field(default_factory=CatalogOverrides)
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -95,7 +137,9 @@ _CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as
 _TOP_KEYS = ("env", "torch", "extensions", "packages")
 _ENV_KEYS = ("name", "description")
 _TORCH_KEYS = ("version", "cuda", "index", "packages")
-_EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import")
+_EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import", "arch-knob", "arch-format",
+                   "fixed-archs", "force-build", "min-compute-capability", "min-nvcc")
+_ARCH_FORMATS = ("torch", "nodot")
 _PACKAGES_KEYS = ("requirements",)
 
 _CUDA_VERSION = re.compile(r"(\d{2})\.(\d)")
@@ -559,7 +603,54 @@ def _extension(where: _Where, key: str, value: object) -> ExtensionSpec:
         required=_boolean(where, f"{key}.required", table.get("required", False)),
         import_name=None if import_name is None else _module(where, f"{key}.import", import_name),
         path=path,
+        overrides=_overrides(where, key, table),
     )
+
+
+def _overrides(where: _Where, key: str, table: Mapping[str, Any]) -> CatalogOverrides:
+    """The catalog keys an [[extensions]] table overrides."""
+    arch_knob = table.get("arch-knob")
+    if arch_knob is not None and not _ENV_VAR.fullmatch(_string(where, f"{key}.arch-knob", arch_knob)):
+        raise where.error(f"{key}.arch-knob", f"{arch_knob!r} is not an environment variable name")
+    arch_format = table.get("arch-format")
+    if arch_format is not None and _string(where, f"{key}.arch-format", arch_format) not in _ARCH_FORMATS:
+        raise where.error(f"{key}.arch-format",
+                          f'{arch_format!r} is not "torch" (8.0;9.0) or "nodot" (80;90)')
+    fixed = table.get("fixed-archs")
+    force = table.get("force-build")
+    return CatalogOverrides(
+        arch_knob=arch_knob,
+        arch_format=arch_format,
+        fixed_archs=None if fixed is None else tuple(
+            _capability(where, f"{key}.fixed-archs[{i}]", text)
+            for i, text in enumerate(_strings(where, f"{key}.fixed-archs", fixed))),
+        force_build=None if force is None else _build_env(where, f"{key}.force-build", force),
+        min_cc=_optional_version(where, f"{key}.min-compute-capability", table, _capability),
+        min_nvcc=_optional_version(where, f"{key}.min-nvcc", table, _cuda_release),
+    )
+
+
+def _capability(where: _Where, key: str, text: str) -> str:
+    match = re.fullmatch(r"\s*(\d{1,2})\.(\d)\s*", text)
+    if match is None:
+        raise where.error(key, f'{text!r} is not a compute capability; write e.g. "8.0" or "9.0"')
+    return f"{int(match[1])}.{match[2]}"
+
+
+def _cuda_release(where: _Where, key: str, text: str) -> str:
+    match = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\s*", text)
+    if match is None:
+        raise where.error(key, f'{text!r} is not a CUDA release; write e.g. "11.8" or "12.6"')
+    return f"{int(match[1])}.{int(match[2])}"
+
+
+def _optional_version(
+    where: _Where, key: str, table: Mapping[str, Any], check: Callable[[_Where, str, str], str]
+) -> str | None:
+    value = table.get(_leaf(key))
+    if value is None:
+        return None
+    return check(where, key, _string(where, key, value))
 
 
 def _extension_source(where: _Where, key: str, text: str) -> tuple[str, Path | None]:

@@ -29,6 +29,7 @@ from gpuenv.errors import (
     GpuenvError,
     InputError,
     NoVariantError,
+    PlanBlockedError,
     RequiredSkipError,
     ToolkitError,
     UnknownTorchError,
@@ -375,9 +376,9 @@ SCENARIOS = [
         recipe("==2.13.*"), machine(H100, driver=D550),
         Expect("cu130", None, "torch==2.13.*", "9.0", warns=("will not run on this driver",)),
         options=PlanOptions(cuda="13.0")),
-    row("forced cu126 on an RTX 5090 with torch2.6: torch cannot build for 12.0",
+    row("forced cu126 on an RTX 5090 with torch2.6: torch cannot build for 12.0, nor nvcc 12.6: both said",
         recipe("==2.6.*", SCATTER, cuda="cu126"), machine(RTX5090, driver=D580, nvcc=("12.6",)),
-        Fails(ArchError, 3, ("torch 2.6", "12.0"))),
+        Fails(PlanBlockedError, 3, ("2 things stop this plan", "torch 2.6", "12.0", "nvcc 12.6"))),
     # -- index ---------------------------------------------------------------------------------
     row("--torch-index config -> no index URL",
         recipe("==2.13.*"), machine(V100, driver=D580),
@@ -466,11 +467,16 @@ SCENARIOS = [
         recipe("==2.13.*", FA, SCATTER), machine(H100, driver=D580, nvcc=("13.0",), cpus=2, mem_gib=1),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
                ext={"flash-attn": Ext("build", {"MAX_JOBS": "1"}),
-                    "torch-scatter": Ext("build", {"MAX_JOBS": "1"})})),
+                    "torch-scatter": Ext("build", absent=("MAX_JOBS",), reason="one file at a time")})),
     row("MAX_JOBS is capped by the CPUs",
-        recipe("==2.13.*", SCATTER), machine(H100, driver=D580, nvcc=("13.0",), cpus=4, mem_gib=256),
+        recipe("==2.13.*", MINE), machine(H100, driver=D580, nvcc=("13.0",), cpus=4, mem_gib=256),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
-               ext={"torch-scatter": Ext("build", {"MAX_JOBS": "4"})})),
+               ext={"my-kernels": Ext("build", {"MAX_JOBS": "4"})})),
+    row("torch-scatter's setup.py builds without ninja: no MAX_JOBS promised, and the plan says so",
+        recipe("==2.13.*", SCATTER), machine(H100, driver=D580, nvcc=("13.0",), cpus=16, mem_gib=64),
+        Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
+               ext={"torch-scatter": Ext("build", absent=("MAX_JOBS",),
+                                         reason="one file at a time (its setup.py builds without ninja")})),
     row("MAX_JOBS from the recipe env wins (and fills every jobs knob)",
         recipe("==2.13.*", ext("flash-attn==2.8.3.post2", MAX_JOBS="3"), ext("transformer-engine-torch",
                                                                               MAX_JOBS="5")),
@@ -499,8 +505,13 @@ def _check_invariants(result: Plan) -> None:
         if e.action == "skip":
             assert e.reason, e.name
             continue
-        for knob in knowledge.catalog_entry(e.name).jobs_knobs:
-            assert e.env[knob].isdigit() and int(e.env[knob]) >= 1, (e.name, knob)
+        entry = knowledge.catalog_entry(e.name)
+        if entry.ignores_jobs:
+            # Its setup.py builds one file at a time: the plan promises no job count.
+            assert "MAX_JOBS" not in e.env and "one file at a time" in e.reason, e.name
+        else:
+            for knob in entry.jobs_knobs:
+                assert e.env[knob].isdigit() and int(e.env[knob]) >= 1, (e.name, knob)
         if e.compiles_cuda:
             assert result.toolkit is not None
             assert e.env["CUDA_HOME"] == result.toolkit.root

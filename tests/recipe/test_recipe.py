@@ -355,7 +355,8 @@ MALFORMED = [
     pytest.param(
         _TORCH + '[[extensions]]\nname = "flash-attn"\n',
         "{path}: extensions[0].name: unknown key "
-        "(valid keys: build-requires, env, import, required, requirement)",
+        "(valid keys: arch-format, arch-knob, build-requires, env, fixed-archs, force-build, import, "
+        "min-compute-capability, min-nvcc, required, requirement)",
         id="unknown-key-no-match",
     ),
     pytest.param(

@@ -1,0 +1,381 @@
+"""How each extension is built: its catalog entry, its skips, its archs, its knobs, the toolkit.
+
+Part of the pure planner (:mod:`gpuenv.plan`): no I/O. The catalog entry of an
+extension is chosen by its distribution name and, where known, its version
+(a local tree's own metadata, read before planning, counts); the recipe's
+overrides go on top. A skip says whether it depends on the torch release, so
+the resolver can try an older torch where a newer one rules an extension out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from gpuenv import knowledge
+from gpuenv.errors import ToolkitError
+from gpuenv.hardware import ComputeCapability, Hardware, Toolkit
+from gpuenv.knowledge import CatalogEntry, TorchRelease
+from gpuenv.recipe import ExtensionSpec, ProjectFacts
+
+Action = Literal["build", "cached", "skip"]
+
+
+@dataclass(frozen=True)
+class ExtensionPlan:
+    name: str
+    requirement: str
+    action: Action
+    reason: str
+    #: The complete build environment of this extension (build_env + its own knobs + recipe env).
+    env: Mapping[str, str]
+    #: Build requirements to install into the target env first (catalog + recipe), never torch.
+    build_requires: tuple[str, ...] = ()
+    #: Whether this build compiles CUDA code.
+    compiles_cuda: bool = False
+    #: The architectures this extension is built for (may be narrower than the plan's).
+    arch_list: tuple[str, ...] = ()
+    import_name: str | None = None
+    required: bool = False
+    #: A local source directory or archive (resolved against the recipe), or None.
+    path: str | None = None
+    #: Which catalog entry planned it, and how it was matched (or that none was).
+    catalog: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "requirement": self.requirement,
+            "action": self.action,
+            "reason": self.reason,
+            "env": dict(self.env),
+            "build_requires": list(self.build_requires),
+            "compiles_cuda": self.compiles_cuda,
+            "arch_list": list(self.arch_list),
+            "import": self.import_name,
+            "required": self.required,
+            "catalog": self.catalog,
+        }
+
+
+# -- the catalog entry of one extension ----------------------------------------------------
+
+
+def pinned_version(requirement: str) -> str | None:
+    """The version an exact pin (==X, ===X) in ``requirement`` names, else None."""
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        return None
+    pins = [s.version for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version]
+    return pins[0] if pins else None
+
+
+def entry_for(ext: ExtensionSpec, facts: ProjectFacts | None) -> tuple[CatalogEntry, str]:
+    """The catalog entry that plans ``ext`` (recipe overrides applied), and how it was matched."""
+    local = ext.path is not None or facts is not None
+    name = (facts.name if facts is not None and facts.name else None) or ext.name
+    version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
+    entry = knowledge.catalog_entry(name, version)
+    if not entry.known:
+        if knowledge.catalog_entry(name).known:
+            match = f"the catalog's {name} entries describe {_ranges(name)}, not {version}: generic knobs"
+        elif local:
+            match = f"{name} is not in gpuenv's catalog: generic knobs"
+        else:
+            match = ""
+    elif version is None:
+        span = f" ({name} {entry.versions})" if entry.versions else ""
+        match = f"version unknown: the catalog's knobs for its newest releases{span}" if local else ""
+    else:
+        match = f"catalog: {name} {version}" if local else ""
+    given = ext.overrides.given()
+    if given:
+        entry = _overridden(entry, ext)
+        match = "; ".join(filter(None, (match, f"recipe overrides {', '.join(given)}")))
+    return entry, match
+
+
+def _ranges(name: str) -> str:
+    return ", ".join(t for t in knowledge.catalog_version_ranges(name) if t) or "every version"
+
+
+def _overridden(entry: CatalogEntry, ext: ExtensionSpec) -> CatalogEntry:
+    o = ext.overrides
+    changes: dict[str, Any] = {}
+    if o.fixed_archs is not None:
+        changes.update(fixed_archs=o.fixed_archs, arch_knob=None)
+    elif o.arch_knob is not None:
+        # A knob the package reads means it builds what gpuenv asks for, not a fixed list.
+        changes.update(arch_knob=o.arch_knob, fixed_archs=(), arch_choices=())
+    if o.arch_format is not None:
+        changes["arch_format"] = o.arch_format
+    if o.force_build is not None:
+        changes["env"] = dict(o.force_build)
+    if o.min_cc is not None:
+        changes["min_cc"] = o.min_cc
+    if o.min_nvcc is not None:
+        changes["min_nvcc"] = o.min_nvcc
+    return replace(entry, **changes)
+
+
+# -- drafts: what each extension needs, before the toolkit is chosen ------------------------
+
+
+@dataclass(frozen=True)
+class Draft:
+    spec: ExtensionSpec
+    entry: CatalogEntry
+    skip: str | None
+    compiles_cuda: bool
+    arch_list: tuple[str, ...]
+    note: str
+    #: The skip depends on the torch release (an older one may do).
+    torch_bound: bool = False
+    #: How the catalog entry was matched ("" for a plain index requirement).
+    catalog: str = ""
+
+
+def draft(
+    ext: ExtensionSpec,
+    entry: CatalogEntry,
+    catalog: str,
+    variant: str,
+    arch_list: tuple[str, ...],
+    torch_version: str | None,
+    hardware: Hardware,
+    version: str | None,
+) -> Draft:
+    skip_cuda = entry.skips_cuda(ext.env_dict)
+    wants_cuda = entry.cuda != "none" and not skip_cuda
+
+    def skipped(reason: str, *, torch_bound: bool = False) -> Draft:
+        return Draft(ext, entry, reason, False, (), "", torch_bound, catalog)
+
+    if entry.cuda == "required" and wants_cuda and variant == "cpu":
+        why = "no GPU detected" if not hardware.gpus else "the plan is the CPU build"
+        return skipped(f"{ext.name} needs a CUDA build of torch and {why}")
+    clash = _incompatibility(ext.name, entry, version, torch_version) if wants_cuda else None
+    if clash:
+        return skipped(clash, torch_bound=True)
+    compiles_cuda = wants_cuda and variant != "cpu"
+    if not compiles_cuda:
+        note = f"{entry.skip_cuda_knob} set: no CUDA code" if skip_cuda else "a build without CUDA"
+        return Draft(ext, entry, None, False, (), note, catalog=catalog)
+    archs = arch_list
+    note = ""
+    if entry.min_cc is not None:
+        minimum = ComputeCapability.parse(entry.min_cc)
+        archs = tuple(a for a in arch_list if ComputeCapability.parse(a) >= minimum)
+        too_old = [a for a in arch_list if a not in archs]
+        if not archs:
+            return skipped(
+                f"{ext.name} needs compute capability ≥ {entry.min_cc}; "
+                f"{names_for(too_old, hardware)} {'is' if len(too_old) == 1 else 'are'} older"
+            )
+        if too_old:
+            note = f"not for {names_for(too_old, hardware)} (needs ≥ {entry.min_cc}); "
+    if entry.fixed_archs:
+        note += f"it builds its own fixed arch list ({', '.join(entry.fixed_archs)}) whatever gpuenv sets; "
+        archs = entry.fixed_archs
+    return Draft(ext, entry, None, True, archs, note, catalog=catalog)
+
+
+def narrow(d: Draft, arch_list: tuple[str, ...]) -> Draft:
+    """Keep only the archs the chosen nvcc compiles (a fixed list is the package's own)."""
+    if not d.compiles_cuda or d.entry.fixed_archs:
+        return d
+    return replace(d, arch_list=tuple(a for a in d.arch_list if a in arch_list))
+
+
+def names_for(archs: list[str], hardware: Hardware) -> str:
+    names = [g.name for g in hardware.gpus if g.compute_capability in archs]
+    return ", ".join(sorted(set(names))) or ", ".join(archs)
+
+
+def _incompatibility(
+    name: str, entry: CatalogEntry, version: str | None, torch_version: str | None
+) -> str | None:
+    if version is None or torch_version is None:
+        return None
+    for clash in entry.incompatible:
+        if clash.extension.contains(version, prereleases=True) and clash.torch.contains(
+            torch_version, prereleases=True
+        ):
+            return f"{name} {version} cannot build against torch {torch_version}: {clash.reason}"
+    return None
+
+
+# -- the toolkit --------------------------------------------------------------------------
+
+
+def choose_toolkit(
+    hardware: Hardware,
+    variant: str,
+    cuda: str | None,
+    drafts: list[Draft],
+    release: TorchRelease | None,
+    warnings: list[str],
+) -> Toolkit | None:
+    """The nvcc the CUDA builds use; raises ToolkitError when none on this machine matches."""
+    builders = [d for d in drafts if d.skip is None and d.compiles_cuda]
+    if cuda is None or not builders:
+        return None
+    exact = [d.spec.name for d in builders if d.entry.toolkit_match == "minor"]
+    want = knowledge.version_tuple(cuda)
+    same_major = [t for t in hardware.toolkits if t.version_tuple[0] == want[0]]
+    matching = [t for t in same_major if t.version_tuple == want]
+    if matching:
+        return matching[0]
+    if same_major and not exact:
+        # nvcc and torch differing in the minor only warns in torch's own check.
+        chosen = min(same_major, key=lambda t: abs(t.version_tuple[1] - want[1]))
+        warnings.append(f"nvcc {chosen.version} builds for torch's CUDA {cuda}: same major, minors differ")
+        return chosen
+    raise _no_toolkit(variant, cuda, builders, exact, hardware, release)
+
+
+def _no_toolkit(
+    variant: str,
+    cuda: str,
+    builders: list[Draft],
+    exact: list[str],
+    hardware: Hardware,
+    release: TorchRelease | None,
+) -> ToolkitError:
+    needed = cuda if exact else f"{knowledge.version_tuple(cuda)[0]}.x"
+    found = [f"nvcc {t.version} at {t.nvcc}" for t in hardware.toolkits]
+    names = ", ".join(d.spec.name for d in builders)
+    why = f" ({', '.join(exact)} needs exactly {cuda})" if exact else ""
+    message = (
+        f"the {variant} plan compiles CUDA for {names} and needs nvcc {needed}{why}; "
+        f"found: {'; '.join(found) if found else 'no CUDA toolkit'}"
+    )
+    alternatives = []
+    if release is not None:
+        for t in hardware.toolkits:
+            v = f"cu{t.version.replace('.', '')}"
+            if v in release.variants and v != variant:
+                alternatives.append(f"--cuda {t.version}")
+    hint = f"install CUDA toolkit {needed} and set CUDA_HOME to its root"
+    if alternatives:
+        hint += f", or plan for the toolkit you have with {' or '.join(alternatives)}"
+    return ToolkitError(message, needed=needed, found=found, hint=hint)
+
+
+def below_min_nvcc(d: Draft, toolkit: Toolkit | None) -> Draft:
+    """Skip a build whose setup.py refuses the chosen nvcc as too old."""
+    minimum = d.entry.min_nvcc
+    if not d.compiles_cuda or d.skip is not None or toolkit is None or minimum is None:
+        return d
+    if knowledge.version_tuple(toolkit.version) >= knowledge.version_tuple(minimum):
+        return d
+    return replace(d, skip=f"{d.spec.name} needs nvcc ≥ {minimum}; the plan's is nvcc {toolkit.version}",
+                   compiles_cuda=False, arch_list=())
+
+
+# -- the finished extension plan ----------------------------------------------------------
+
+
+def _jobs(d: Draft, env: Mapping[str, str], hardware: Hardware) -> int:
+    entry = d.entry
+    per_job = entry.job_memory_mib if d.compiles_cuda else entry.cpu_job_memory_mib
+    threads = env.get(entry.threads_knob or "", "")
+    if d.compiles_cuda and threads.isdigit() and int(threads) > 0:
+        per_job *= int(threads)
+    by_memory = hardware.memory_available_mib // per_job if hardware.memory_available_mib else 1
+    return max(1, min(hardware.cpu_count or 1, by_memory))
+
+
+def arch_value(entry: CatalogEntry, archs: tuple[str, ...]) -> str:
+    if entry.arch_format == "torch":
+        return ";".join(archs)
+    values: list[str] = []
+    for arch in archs:
+        cc = ComputeCapability.parse(arch)
+        if entry.arch_choices:
+            # The package has kernels for a few archs; X.Z runs X.Y code for Y ≤ Z.
+            fits = [c for c in entry.arch_choices
+                    if ComputeCapability.parse(c).major == cc.major and ComputeCapability.parse(c) <= cc]
+            if not fits:
+                continue
+            value = max(fits, key=ComputeCapability.parse)
+        else:
+            value = cc.sm
+        if value not in values:
+            values.append(value)
+    return ";".join(values)
+
+
+def finish(
+    d: Draft,
+    build_env: Mapping[str, str],
+    toolkit: Toolkit | None,
+    hardware: Hardware,
+    cached: Mapping[str, str],
+    warnings: list[str],
+) -> ExtensionPlan:
+    ext, entry = d.spec, d.entry
+    requires = _build_requires(entry.build_requires, ext.build_requires)
+    common: dict[str, Any] = {
+        "name": ext.name,
+        "requirement": ext.requirement,
+        "build_requires": requires,
+        "import_name": ext.import_name or entry.import_name,
+        "required": ext.required,
+        "path": str(ext.path) if ext.path is not None else None,
+        "catalog": d.catalog,
+    }
+    if d.skip is not None:
+        return ExtensionPlan(action="skip", reason=d.skip, env={}, **common)
+    env = dict(build_env)
+    env.update(entry.env)
+    if d.compiles_cuda:
+        env.update(entry.cuda_env)
+        if entry.arch_knob:
+            env[entry.arch_knob] = arch_value(entry, d.arch_list)
+    else:
+        env.update(entry.cpu_env)
+        env.pop("TORCH_CUDA_ARCH_LIST", None)
+    env.update(ext.env_dict)
+    given_jobs = ext.env_dict.get("MAX_JOBS")
+    if entry.ignores_jobs and given_jobs is None:
+        # What the plan says is what the build does: its setup.py compiles one file at a time.
+        jobs_text = "one file at a time (its setup.py builds without ninja: MAX_JOBS has no effect)"
+    else:
+        # A job count the recipe gives is the user's call; otherwise fill every knob.
+        jobs = given_jobs or str(_jobs(d, env, hardware))
+        for knob in entry.jobs_knobs:
+            if knob not in ext.env_dict:
+                env[knob] = jobs
+        jobs_text = f"{jobs} parallel jobs"
+    if d.note.startswith("not for"):
+        warnings.append(f"{ext.name}: {d.note.rstrip('; ')}")
+    if ext.name in cached:
+        return ExtensionPlan(action="cached", reason=cached[ext.name], env=env,
+                             compiles_cuda=d.compiles_cuda, arch_list=d.arch_list, **common)
+    if d.compiles_cuda:
+        archs = ", ".join(d.arch_list)
+        nvcc = f"nvcc {toolkit.version}" if toolkit is not None else "no matching nvcc (see the blockers)"
+        reason = f"{d.note}build for {archs} with {nvcc}, {jobs_text}"
+    else:
+        reason = f"{d.note}, {jobs_text}"
+    if d.catalog:
+        reason += f" [{d.catalog}]"
+    return ExtensionPlan(action="build", reason=reason, env=env, compiles_cuda=d.compiles_cuda,
+                         arch_list=d.arch_list, **common)
+
+
+def _build_requires(catalog_requires: tuple[str, ...], recipe_requires: tuple[str, ...]) -> tuple[str, ...]:
+    """Catalog then recipe requirements, one per distribution (the recipe's wins), never torch."""
+    by_name: dict[str, str] = {}
+    for text in (*catalog_requires, *recipe_requires):
+        name = canonicalize_name(Requirement(text).name)
+        if name != "torch":
+            by_name[name] = text
+    return tuple(by_name.values())
