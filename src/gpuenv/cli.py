@@ -14,11 +14,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpuenv import __version__
-from gpuenv.errors import EXIT_OK, GpuenvError, InputError
+from gpuenv.errors import EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
 from gpuenv.hardware import Hardware
 from gpuenv.recipe import Recipe
+
+if TYPE_CHECKING:
+    from gpuenv.plan import PlanOptions
 
 #: Environment variable holding a torch index template (same as --torch-index).
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
@@ -151,37 +155,49 @@ def _load_recipe(args: argparse.Namespace) -> Recipe:
     return load_recipe(args.recipe if args.recipe is not None else find_recipe(Path.cwd()))
 
 
+def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
+    from gpuenv.plan import PlanOptions
+    from gpuenv.treemeta import recipe_sources
+
+    return PlanOptions(cuda=args.cuda, torch_index=args.torch_index, sources=recipe_sources(recipe))
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from gpuenv.plan import PlanOptions, plan
+    from dataclasses import replace
+
+    from gpuenv.plan import make_plan
     from gpuenv.render import plan_text
 
     recipe = _load_recipe(args)
     hardware = _hardware(args)
-    options = PlanOptions(cuda=args.cuda, torch_index=args.torch_index)
-    result = plan(recipe, hardware, options)
-    if not args.no_cache:
+    options = _plan_options(args, recipe)
+    result = make_plan(recipe, hardware, options)
+    if not args.no_cache and not result.blockers:
         from gpuenv.cache import WheelCache
         from gpuenv.cachehits import predicted_hits
 
         hits = predicted_hits(result, WheelCache(_cache_dir(args)))
         if hits:
-            result = plan(recipe, hardware, PlanOptions(cuda=args.cuda, torch_index=args.torch_index,
-                                                        cached=hits))
+            result = make_plan(recipe, hardware, replace(options, cached=hits))
     print(json.dumps(result.to_json(), indent=2) if args.json else plan_text(result))
-    return EXIT_OK
+    # The whole plan first, then every blocker with its hint: what setup would stop on.
+    for blocker in result.blockers:
+        _print_error(blocker.error)
+    return EXIT_UNSATISFIABLE if result.blockers else EXIT_OK
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
     from gpuenv.execute import run_setup
     from gpuenv.lock import lock_path_for, plan_locked, read_lock
-    from gpuenv.plan import PlanOptions, plan
+    from gpuenv.plan import plan
     from gpuenv.progress import TerminalReporter
+    from gpuenv.render import plan_summary
     from gpuenv.sources import file_sha256
     from gpuenv.steps import SetupOptions
 
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)
-    plan_options = PlanOptions(cuda=args.cuda, torch_index=args.torch_index)
+    plan_options = _plan_options(args, recipe)
     lock_file = lock_path_for(recipe.path)
     if args.locked:
         locked = read_lock(lock_file).get(recipe.name)
@@ -200,11 +216,12 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         recipe_sha256=file_sha256(recipe.path),
     )
     if args.dry_run:
+        print(f"# plan: {plan_summary(result)}")
         for line in run_setup(result, options, dry_run=True).commands:
             print(line)
         return EXIT_OK
     reporter = TerminalReporter()
-    reporter.step(f"plan: torch {result.torch} ({result.variant}), archs {' '.join(result.arch_list) or '-'}")
+    reporter.step(f"plan: {plan_summary(result)}")
     for warning in result.warnings:
         reporter.done(f"warning: {warning}")
     outcome = run_setup(result, options, reporter=reporter)
@@ -283,15 +300,19 @@ def _size(text: str) -> int:
         raise InputError(f"--max-size {text}: not a size", hint="e.g. 20G or 500M") from None
 
 
+def _print_error(exc: GpuenvError) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except GpuenvError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        _print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

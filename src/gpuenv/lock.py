@@ -316,7 +316,9 @@ def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: 
         target = with_arch_override(hardware, ",".join(locked.arch_list))
     else:
         target = replace(hardware, gpus=())
-    base = plan(recipe, target, replace(options, cuda=locked.variant))
+    # The locked torch exactly: the resolver must not pick another release of the recipe's range.
+    base = plan(recipe, target, replace(options, cuda=locked.variant,
+                                        torch_version=Version(locked.torch_version).public))
     pins = dict(locked.distributions)
     # Extensions come from their own step; the lock names them by distribution.
     extension_names = {e.name for e in base.extensions} | {e.name for e in locked.extensions}

@@ -152,6 +152,15 @@ class Plan:
             "hardware_source": self.hardware_source,
         }
 
+    @property
+    def torch_build(self) -> str | None:
+        """The torch the plan expects to land: "2.5.1+cu121" from the PyTorch index, "2.5.1" from PyPI."""
+        if self.torch_version is None:
+            return None
+        if self.index_url is not None and "+" not in self.torch_version:
+            return f"{self.torch_version}+{self.variant}"
+        return self.torch_version
+
     def raise_for_blockers(self) -> None:
         """Raise what stops setup: the blocker itself, or all of them at once."""
         if len(self.blockers) == 1:
@@ -513,7 +522,8 @@ def _torch_requirement(spec: SpecifierSet, trial: _Trial) -> str:
         return f"torch{spec}"
     release = trial.release
     every = [v for v in release.versions if spec.contains(Version(v), prereleases=True)]
-    if trial.version is not None and len(trial.allowed) < max(1, len(every)):
+    exact = any(s.operator in ("==", "===") and "*" not in s.version for s in spec)
+    if trial.version is not None and (exact or len(trial.allowed) < max(1, len(every))):
         return f"torch=={trial.version}"
     if knowledge.release_of_spec(spec) != release.release:
         spec = spec & SpecifierSet(f"=={release.release}.*")

@@ -34,10 +34,18 @@ def hardware_text(hw: Hardware) -> str:
     return "\n".join(lines)
 
 
+def plan_summary(plan: Plan) -> str:
+    """One line: the torch build, its paired packages, the archs ("torch 2.5.1+cu121 (cu121) with …")."""
+    torch = f"torch {plan.torch_build}" if plan.torch_build else plan.torch
+    packages = f" with {', '.join(plan.torch_packages)}" if plan.torch_packages else ""
+    return f"{torch} ({plan.variant}){packages}, archs {' '.join(plan.arch_list) or '-'}"
+
+
 def plan_text(plan: Plan) -> str:
     lines = [f"recipe      {plan.recipe} ({plan.env_name})", f"hardware    {plan.hardware_source}"]
     lines.append(f"variant     {plan.variant}" + (f" (CUDA {plan.cuda})" if plan.cuda else ""))
-    lines.append(f"torch       {plan.torch}" + "".join(f", {p}" for p in plan.torch_packages))
+    newest = f" ({plan.torch_build})" if plan.torch_build else ""
+    lines.append(f"torch       {plan.torch}{newest}" + "".join(f", {p}" for p in plan.torch_packages))
     lines.append(f"index       {plan.index_url or '(the ordinary index)'}: {plan.index_note}")
     lines.append(f"archs       {' '.join(plan.arch_list) or '-'}")
     if plan.toolkit is not None:
@@ -56,6 +64,9 @@ def plan_text(plan: Plan) -> str:
     if plan.reasons:
         lines.append("why")
         lines.extend(f"  - {r}" for r in plan.reasons)
+    if plan.passed_over:
+        lines.append("passed over (newer torch the recipe allows)")
+        lines.extend(f"  - {line}" for line in plan.passed_over)
     if plan.warnings:
         lines.append("warnings")
         lines.extend(f"  ! {w}" for w in plan.warnings)

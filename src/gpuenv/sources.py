@@ -30,17 +30,18 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
+from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.runner import Runner
 from gpuenv.targetenv import TargetEnv
+from gpuenv.treemeta import tree_name, tree_version
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
+    pass
 
 Kind = Literal["index", "url", "path", "git"]
 
@@ -188,7 +189,7 @@ def _from_archive(archive: Path, name: str | None, kind: Kind, workdir: Path) ->
         found_name: str | None = str(sdist_name)
         found_version: str | None = str(version)
     except InvalidSdistFilename:
-        found_name, found_version = _project_name(directory), _project_version(directory)
+        found_name, found_version = tree_name(directory), tree_version(directory)
     return Source(
         name=name or found_name or archive.name,
         version=found_version,
@@ -208,8 +209,8 @@ def _from_path(path: Path, name: str | None, workdir: Path) -> Source:
     target = _fresh(workdir / "src") / path.name
     copy_tree(path, target)
     return Source(
-        name=name or _project_name(path) or path.name,
-        version=_project_version(target),
+        name=name or tree_name(path) or path.name,
+        version=tree_version(target),
         directory=target,
         archive=None,
         digest="sha256:" + tree_sha256(target),
@@ -240,32 +241,6 @@ def _uses_vcs_versioning(tree: Path) -> bool:
             if any(plugin in text for plugin in _VCS_VERSIONING):
                 return True
     return False
-
-
-def _project_table(tree: Path) -> dict[str, object]:
-    pyproject = tree / "pyproject.toml"
-    if not pyproject.is_file():
-        return {}
-    try:
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-    except tomllib.TOMLDecodeError:
-        return {}
-    return project if isinstance(project, dict) else {}
-
-
-def _project_name(tree: Path) -> str | None:
-    name = _project_table(tree).get("name")
-    return str(canonicalize_name(name)) if isinstance(name, str) else None
-
-
-def _project_version(tree: Path) -> str | None:
-    pkg_info = tree / "PKG-INFO"
-    if pkg_info.is_file():
-        match = re.search(r"^Version:\s*(\S+)", pkg_info.read_text(errors="replace"), re.MULTILINE)
-        if match:
-            return match.group(1)
-    version = _project_table(tree).get("version")
-    return version if isinstance(version, str) else None
 
 
 # -- git ------------------------------------------------------------------------------
@@ -319,8 +294,8 @@ def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Sou
     if not directory.is_dir():
         raise InputError(f"{text}: the checkout has no subdirectory {git.subdirectory}")
     return Source(
-        name=name or _project_name(directory) or repo,
-        version=_project_version(directory),
+        name=name or tree_name(directory) or repo,
+        version=tree_version(directory),
         directory=directory,
         archive=None,
         digest=f"git:{commit}" + (f":{git.subdirectory}" if git.subdirectory else ""),

@@ -125,6 +125,42 @@ def test_missing_toolkit_exits_3(run: Any) -> None:
     lines = _assert_clean_error(proc, 3)
     assert "12.x" in lines[0] and "13.0" in lines[0]
     assert any(line.startswith("hint: ") for line in lines)
+    # The whole plan is shown before the blockers: planning for a node from a login node works.
+    assert "variant     cu126" in proc.stdout and "torch-scatter==2.1.2" in proc.stdout
+
+
+def test_every_blocker_is_listed_with_its_hint_and_json_carries_them(run: Any) -> None:
+    recipe = GRAPH_RECIPE.replace('"flash-attn==2.8.3.post2"\n', '"flash-attn==2.8.3.post2"\nrequired = true\n')
+    proc = run(recipe, "--json", hardware=node("7.0", nvcc=("13.0",)))
+    assert proc.returncode == 3, proc.stderr
+    data = json.loads(proc.stdout)
+    assert sorted(b["kind"] for b in data["blockers"]) == ["RequiredSkipError", "ToolkitError"]
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error: ")][1:]
+    assert proc.stderr.count("hint: ") == 2
+
+
+def test_a_local_extension_is_planned_by_its_own_name_and_version(run: Any, tmp_path: Path) -> None:
+    """A repo's copy of causal-conv1d 1.4 in a folder named otherwise: its 1.4 archs, no 7.5 skip on V100."""
+    tree = tmp_path / "vendored" / "conv"
+    (tree / "causal_conv1d").mkdir(parents=True)
+    (tree / "setup.py").write_text(
+        'PACKAGE_NAME = "causal_conv1d"\n'
+        "def get_package_version():\n    return '?'\n"
+        "setup(name=PACKAGE_NAME, version=get_package_version())\n")
+    (tree / "causal_conv1d" / "__init__.py").write_text('__version__ = "1.4.0"\n')
+    recipe = '[torch]\nversion = ">=2.1"\n[[extensions]]\nrequirement = "./vendored/conv"\n'
+    data = _json(run(recipe, "--json", hardware=node("7.0", driver="560.35.03", cuda="12.6", nvcc=("12.6",))))
+    (conv,) = data["extensions"]
+    assert conv["action"] == "build", conv["reason"]
+    assert conv["catalog"] == "catalog: causal-conv1d 1.4.0"
+    assert conv["env"]["CAUSAL_CONV1D_FORCE_BUILD"] == "TRUE"
+    assert "7.0" in conv["arch_list"]
+
+
+def test_cuda_auto_is_accepted(run: Any) -> None:
+    data = _json(run('[torch]\nversion = "2.13.*"\ncuda = "cu126"\n', "--cuda", "auto", "--json",
+                     hardware=node("9.0")))
+    assert data["variant"] == "cu130"
 
 
 def test_unknown_torch_exits_3_with_a_hint(run: Any) -> None:

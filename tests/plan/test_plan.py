@@ -35,8 +35,8 @@ from gpuenv.errors import (
     UnknownTorchError,
 )
 from gpuenv.hardware import Gpu, Hardware, Toolkit
-from gpuenv.plan import Plan, PlanOptions, plan
-from gpuenv.recipe import DEFAULT_INDEX, ExtensionSpec, Recipe, TorchSpec
+from gpuenv.plan import Plan, PlanOptions, make_plan, plan
+from gpuenv.recipe import DEFAULT_INDEX, CatalogOverrides, ExtensionSpec, ProjectFacts, Recipe, TorchSpec
 
 # -- building blocks ------------------------------------------------------------------
 
@@ -448,6 +448,48 @@ SCENARIOS = [
     row(">=2.4 -> the newest known release, pinned to its minor",
         recipe(">=2.4"), machine(H100, driver=D580),
         Expect("cu130", None, "torch==2.14.*,>=2.4", "9.0")),
+    # -- resolution over releases (the resolver issue) ---------------------------------------------
+    row(">=2.1 on a driver-470 V100: 2.8-2.14 passed over, torch 2.7 with cu118",
+        recipe(">=2.1", SCATTER), machine(V100, driver=D470, nvcc=("11.8",)),
+        Expect("cu118", idx("cu118"), "torch==2.7.*,>=2.1", "7.0", nvcc="11.8",
+               ext={"torch-scatter": Ext("build", {"TORCH_CUDA_ARCH_LIST": "7.0"})},
+               warns=("minor-version compatibility",))),
+    row(">=2.1 with --cuda 12.1: the newest release with a cu121 build, 2.5",
+        recipe(">=2.1"), machine(H100, driver=D580),
+        Expect("cu121", idx("cu121"), "torch==2.5.*,>=2.1", "9.0"),
+        options=PlanOptions(cuda="12.1")),
+    row(">=2.1 with flash-attn 2.8.3 on an H100: 2.14 passed over (C++20), 2.13 builds it",
+        recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)),
+        Expect("cu130", None, "torch==2.13.*,>=2.1", "9.0", nvcc="13.0",
+               ext={"flash-attn": Ext("build", {"FLASH_ATTN_CUDA_ARCHS": "90"})})),
+    row("torch 2.0 is known: cu118 on a driver-520 A100",
+        recipe("==2.0.*"), machine(A100, driver=D520),
+        Expect("cu118", idx("cu118"), "torch==2.0.*", "8.0")),
+    row("torch 1.13 is known: cu117 is PyPI's build, under 11.x minor-version compatibility on driver 470",
+        recipe("==1.13.1"), machine(V100, driver=D470),
+        Expect("cu117", None, "torch==1.13.1", "7.0", warns=("minor-version compatibility",))),
+    row("torch 2.0 has no cu121: the hint names the releases that have it and --cuda auto",
+        recipe("==2.0.*"), machine(A100, driver=D580),
+        Fails(InputError, 2, ("torch 2.0 has no cu121 build", "cu117, cu118"), hint=("2.1 to 2.5", "--cuda auto")),
+        options=PlanOptions(cuda="12.1")),
+    row("--cuda auto beats the recipe's cuda",
+        recipe("==2.13.*", cuda="cu126"), machine(H100, driver=D580),
+        Expect("cu130", None, "torch==2.13.*", "9.0"),
+        options=PlanOptions(cuda="auto")),
+    row("--arch 11.0 (Jetson Thor): no x86_64 wheel carries it, and the message says what each carries",
+        recipe("==2.13.*"), machine(("sm_110", "11.0")),
+        Fails(NoVariantError, 3, ("no CUDA build of torch 2.13 runs on sm_110 (11.0)", "cu130 7.5"),
+              hint=("no torch release gpuenv knows",))),
+    row("a recipe pinned to a torch the driver cannot run: the hint names the newest that would",
+        recipe("==2.13.*"), machine(V100, driver=D470),
+        Fails(NoVariantError, 3, ("470.82.01",), hint=("the newest torch that runs here is 2.7.1 (cu118)",))),
+    row("required flash-attn with >=2.13 on an H100: 2.14 passed over, 2.13 builds it",
+        recipe(">=2.13", ext("flash-attn==2.8.3.post2", required=True)), machine(H100, driver=D580, nvcc=("13.0",)),
+        Expect("cu130", None, "torch==2.13.*,>=2.13", "9.0", nvcc="13.0",
+               ext={"flash-attn": Ext("build")})),
+    row("required flash-attn with ==2.14.*: no release builds it -> RequiredSkipError",
+        recipe("==2.14.*", ext("flash-attn==2.8.3.post2", required=True)), machine(H100, driver=D580),
+        Fails(RequiredSkipError, 3, ("flash-attn", "C++20"))),
     # -- build knobs ------------------------------------------------------------------------------
     row("unknown extension -> generic knobs",
         recipe("==2.13.*", MINE), machine(H100, driver=D580, nvcc=("13.0",), cpus=8, mem_gib=64),
@@ -668,3 +710,139 @@ def test_build_requires_merge_catalog_and_recipe_without_torch() -> None:
 def test_plan_is_deterministic() -> None:
     rec, hw = recipe("==2.13.*", FA, SCATTER, MINE), machine(V100, A100, driver=D580, nvcc=("12.6",))
     assert plan(rec, hw) == plan(rec, hw)
+
+
+# -- the resolver: passed over, paired packages, blockers, catalog per version ----------------------
+
+
+def torch_recipe(version: str, *extensions: ExtensionSpec, packages: tuple[str, ...] = ()) -> Recipe:
+    torch = TorchSpec(version=version, packages=packages)
+    return Recipe(path=Path("/work/envs/test.toml"), name="test", description="", torch=torch,
+                  extensions=extensions)
+
+
+def test_each_newer_release_passed_over_is_named_with_its_reason() -> None:
+    result = plan(recipe(">=2.1"), machine(V100, driver=D470))
+    assert result.torch_version == "2.7.1" and result.variant == "cu118"
+    passed = {line.split(":")[0] for line in result.passed_over}
+    assert passed == {"torch 2.14.1", "torch 2.13.0", "torch 2.12.1", "torch 2.11.0", "torch 2.10.0",
+                      "torch 2.9.1", "torch 2.8.0"}
+    assert all("driver 470.82.01 supports CUDA 11.4" in line for line in result.passed_over)
+
+
+def test_passed_over_names_the_extension_a_newer_torch_rules_out() -> None:
+    result = plan(recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)))
+    assert result.torch_version == "2.13.0"
+    (line,) = result.passed_over
+    assert line.startswith("torch 2.14.1: flash-attn 2.8.3.post2 cannot build against torch 2.14.1")
+
+
+def test_optional_extension_skipped_on_every_release_is_said_once() -> None:
+    # flash-attn 2.8.3 cannot build on 2.14, and the recipe allows nothing older: it is skipped there.
+    result = plan(recipe(">=2.14", FA), machine(H100, driver=D580))
+    assert result.torch_version == "2.14.1"
+    assert result.extensions[0].action == "skip" and "C++20" in result.extensions[0].reason
+
+
+def test_unpinned_paired_packages_get_the_pair_of_the_chosen_torch() -> None:
+    rec = torch_recipe(">=2.1", packages=("torchvision", "torchaudio", "einops"))
+    result = plan(rec, machine(H100, driver=D580), PlanOptions(cuda="12.1"))
+    assert result.torch_version == "2.5.1" and result.torch_build == "2.5.1+cu121"
+    assert result.torch_packages == ("torchvision==0.20.1", "torchaudio==2.5.1", "einops")
+
+
+def test_torch_2_1_2_gets_torchvision_0_16_2() -> None:
+    result = plan(torch_recipe("==2.1.2", packages=("torchvision",)), machine(A100, driver=D535))
+    assert result.torch_packages == ("torchvision==0.16.2",)
+
+
+def test_a_paired_pin_narrows_torch_to_the_versions_it_pairs_with() -> None:
+    result = plan(torch_recipe(">=2.1", packages=("torchvision==0.17.1",)), machine(A100, driver=D535))
+    assert result.torch == "torch==2.2.1" and result.torch_packages == ("torchvision==0.17.1",)
+
+
+def test_a_pin_that_pairs_with_no_allowed_torch_is_an_error_naming_the_pairs() -> None:
+    with pytest.raises(InputError) as info:
+        plan(torch_recipe("==2.1.2", packages=("torchvision==0.17.0",)), machine(A100, driver=D535))
+    message = str(info.value)
+    assert "torchvision==0.17.0 is released with torch 2.2.0" in message
+    assert "torch 2.1.2 with torchvision 0.16.2" in message
+    assert info.value.exit_code == 2 and "unpinned" in (info.value.hint or "")
+
+
+def test_make_plan_shows_the_whole_plan_then_every_blocker() -> None:
+    """--gpu V100 from a login node whose only nvcc is 13.0: the plan is still shown."""
+    result = make_plan(recipe("==2.13.*", SCATTER, ext("flash-attn==2.8.3.post2", required=True)),
+                       machine(V100, nvcc=("13.0",)))
+    assert result.variant == "cu126" and result.arch_list == ("7.0",)
+    assert [e.action for e in result.extensions] == ["build", "skip"]
+    kinds = sorted(type(b.error).__name__ for b in result.blockers)
+    assert kinds == ["RequiredSkipError", "ToolkitError"]
+    with pytest.raises(PlanBlockedError) as info:
+        result.raise_for_blockers()
+    assert "2 things stop this plan" in str(info.value) and "12.x" in str(info.value)
+    assert "flash-attn" in str(info.value) and info.value.exit_code == 3
+
+
+def test_torch_version_option_plans_exactly_that_version() -> None:
+    result = plan(torch_recipe(">=2.1", packages=("torchvision",)), machine(H100, driver=D580),
+                  PlanOptions(torch_version="2.9.0"))
+    assert result.torch_version == "2.9.0" and result.torch == "torch==2.9.0"
+    assert result.torch_packages == ("torchvision==0.24.0",) and result.passed_over == ()
+
+
+LOCAL_CONV1D = ExtensionSpec("./third_party/causal-conv1d", "causal-conv1d", path=Path("/repo/causal-conv1d"))
+LOCAL_MAMBA = ExtensionSpec("./mamba", "mamba", path=Path("/repo/mamba"))
+
+
+def test_a_local_copy_is_planned_with_the_catalog_entry_of_its_own_version() -> None:
+    facts = {"causal-conv1d": ProjectFacts("causal-conv1d", "1.4.0", "setup.py"),
+             "mamba": ProjectFacts("mamba-ssm", "2.2.2", "setup.py")}
+    result = plan(recipe("==2.7.*", LOCAL_CONV1D, LOCAL_MAMBA), machine(V100, driver=D560, nvcc=("12.6",)),
+                  PlanOptions(sources=facts))
+    conv1d, mamba = result.extensions
+    assert conv1d.action == "build", conv1d.reason  # 1.4 compiles sm_70: no "needs ≥ 7.5" skip
+    assert conv1d.arch_list == ("5.3", "6.2", "7.0", "7.2", "8.0", "8.7", "9.0")
+    assert "catalog: causal-conv1d 1.4.0" in conv1d.catalog
+    assert mamba.action == "build" and mamba.env["MAMBA_FORCE_BUILD"] == "TRUE"
+    assert "catalog: mamba-ssm 2.2.2" in mamba.catalog
+
+
+def test_a_local_tree_the_catalog_does_not_know_gets_generic_knobs_and_a_note() -> None:
+    spec = ExtensionSpec("./kernels", "kernels", path=Path("/repo/kernels"))
+    result = plan(recipe("==2.13.*", spec), machine(H100, driver=D580, nvcc=("13.0",)),
+                  PlanOptions(sources={"kernels": ProjectFacts("my-kernels", "0.1", "pyproject.toml")}))
+    (kernels,) = result.extensions
+    assert kernels.env["TORCH_CUDA_ARCH_LIST"] == "9.0" and kernels.env["FORCE_CUDA"] == "1"
+    assert "my-kernels is not in gpuenv's catalog: generic knobs" in kernels.reason
+
+
+def test_recipe_keys_override_the_catalog() -> None:
+    spec = ExtensionSpec(
+        "causal-conv1d==1.7.0", "causal-conv1d",
+        overrides=CatalogOverrides(min_cc="7.0", fixed_archs=("7.0", "8.0"),
+                                   force_build=(("CAUSAL_CONV1D_FORCE_BUILD", "TRUE"), ("X", "1"))),
+    )
+    result = plan(recipe("==2.13.*", spec), machine(V100, driver=D580, nvcc=("12.6",)))
+    (conv1d,) = result.extensions
+    assert conv1d.action == "build" and conv1d.arch_list == ("7.0", "8.0")
+    assert conv1d.env["X"] == "1" and "recipe overrides" in conv1d.catalog
+    knob = ExtensionSpec("my-kernels==0.1", "my-kernels",
+                         overrides=CatalogOverrides(arch_knob="MY_ARCHS", arch_format="nodot"))
+    (mine,) = plan(recipe("==2.13.*", knob), machine(A100, H100, driver=D580, nvcc=("13.0",))).extensions
+    assert mine.env["MY_ARCHS"] == "80;90"
+
+
+def test_min_nvcc_skips_a_build_whose_setup_py_refuses_the_toolkit() -> None:
+    spec = ExtensionSpec("my-kernels==0.1", "my-kernels", overrides=CatalogOverrides(min_nvcc="12.8"))
+    (mine,) = plan(recipe("==2.13.*", spec), machine(V100, driver=D580, nvcc=("12.6",))).extensions
+    assert mine.action == "skip" and "needs nvcc ≥ 12.8; the plan's is nvcc 12.6" in mine.reason
+
+
+def test_plan_json_carries_the_resolution() -> None:
+    data = make_plan(recipe(">=2.1", SCATTER), machine(V100, driver=D470)).to_json()
+    data = json.loads(json.dumps(data))
+    assert data["torch_version"] == "2.7.1"
+    assert len(data["passed_over"]) == 7 and all(isinstance(line, str) for line in data["passed_over"])
+    (blocker,) = data["blockers"]
+    assert blocker["kind"] == "ToolkitError" and blocker["message"] and blocker["hint"]

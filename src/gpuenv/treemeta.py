@@ -1,0 +1,197 @@
+"""What a source tree says about itself without building it: its distribution name and version.
+
+Read before planning (the planner stays pure) so a repository's own copy of a
+catalogued extension is planned with the knobs of *its* version, and by the
+name its metadata gives rather than its folder's name. Only static facts are
+read: ``PKG-INFO``, ``pyproject.toml``'s ``[project]``, ``setup.cfg``'s
+``[metadata]``, and literal ``name=``/``version=`` arguments of ``setup()`` in
+``setup.py`` (a module-level string constant counts, and a version read from
+``PACKAGE/__init__.py``'s ``__version__``, as causal-conv1d and mamba-ssm do).
+Nothing is executed; what cannot be read is None.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from gpuenv.recipe import ProjectFacts, Recipe
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: Files larger than this are not project metadata.
+_MAX_BYTES = 1 << 20
+_VERSION_LINE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
+
+
+def recipe_sources(recipe: Recipe) -> dict[str, ProjectFacts]:
+    """Facts of every local extension of ``recipe`` that is a directory: extension name → facts."""
+    facts = {}
+    for ext in recipe.extensions:
+        if ext.path is not None and ext.path.is_dir():
+            facts[ext.name] = read_tree(ext.path)
+    return facts
+
+
+def read_tree(tree: Path) -> ProjectFacts:
+    """The name and version ``tree`` declares, from the first file that says each."""
+    name: str | None = None
+    version: str | None = None
+    origins = []
+    for origin, (found_name, found_version) in _readers(tree):
+        if name is None and found_name:
+            name = str(canonicalize_name(found_name))
+            origins.append(origin)
+        if version is None and found_version and _is_version(found_version):
+            version = found_version
+            if origin not in origins:
+                origins.append(origin)
+        if name is not None and version is not None:
+            break
+    return ProjectFacts(name=name, version=version, origin=", ".join(origins))
+
+
+def tree_name(tree: Path) -> str | None:
+    return read_tree(tree).name
+
+
+def tree_version(tree: Path) -> str | None:
+    return read_tree(tree).version
+
+
+def _readers(tree: Path) -> list[tuple[str, tuple[str | None, str | None]]]:
+    return [
+        ("PKG-INFO", _pkg_info(tree / "PKG-INFO")),
+        ("pyproject.toml", _pyproject(tree / "pyproject.toml")),
+        ("setup.cfg", _setup_cfg(tree / "setup.cfg")),
+        ("setup.py", _setup_py(tree)),
+    ]
+
+
+def _text(path: Path) -> str | None:
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_BYTES:
+            return None
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _is_version(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
+
+
+def _pkg_info(path: Path) -> tuple[str | None, str | None]:
+    text = _text(path)
+    if text is None:
+        return None, None
+    name = re.search(r"^Name:\s*(\S+)", text, re.MULTILINE)
+    version = re.search(r"^Version:\s*(\S+)", text, re.MULTILINE)
+    return (name[1] if name else None), (version[1] if version else None)
+
+
+def _pyproject(path: Path) -> tuple[str | None, str | None]:
+    text = _text(path)
+    if text is None:
+        return None, None
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError:
+        return None, None
+    if not isinstance(project, Mapping):
+        return None, None
+    name, version = project.get("name"), project.get("version")
+    return (name if isinstance(name, str) else None), (version if isinstance(version, str) else None)
+
+
+def _setup_cfg(path: Path) -> tuple[str | None, str | None]:
+    text = _text(path)
+    if text is None:
+        return None, None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return None, None
+    if not parser.has_section("metadata"):
+        return None, None
+    version = parser.get("metadata", "version", fallback=None)
+    if version and version.startswith(("attr:", "file:")):
+        version = None
+    return parser.get("metadata", "name", fallback=None), version
+
+
+def _setup_py(tree: Path) -> tuple[str | None, str | None]:
+    text = _text(tree / "setup.py")
+    if text is None:
+        return None, None
+    try:
+        module = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None, None
+    constants = _string_constants(module)
+    name = version = None
+    for call in ast.walk(module):
+        if isinstance(call, ast.Call) and _called(call) == "setup":
+            for keyword in call.keywords:
+                if keyword.arg == "name":
+                    name = _value(keyword.value, constants)
+                elif keyword.arg == "version":
+                    version = _value(keyword.value, constants)
+    if version is None and name is not None:
+        version = _package_version(tree, name)
+    return name, version
+
+
+def _called(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _string_constants(module: ast.Module) -> dict[str, str]:
+    constants = {}
+    for node in module.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(
+            node.value.value, str
+        ):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = node.value.value
+    return constants
+
+
+def _value(node: Any, constants: Mapping[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    return None
+
+
+def _package_version(tree: Path, name: str) -> str | None:
+    """``__version__`` of the package a setup.py names (causal_conv1d/__init__.py)."""
+    package = name.replace("-", "_")
+    for candidate in (tree / package / "__init__.py", tree / package / "version.py",
+                      tree / "src" / package / "__init__.py"):
+        text = _text(candidate)
+        match = _VERSION_LINE.search(text) if text else None
+        if match:
+            return match[1]
+    return None
