@@ -130,7 +130,8 @@ def test_missing_toolkit_exits_3(run: Any) -> None:
 
 
 def test_every_blocker_is_listed_with_its_hint_and_json_carries_them(run: Any) -> None:
-    recipe = GRAPH_RECIPE.replace('"flash-attn==2.8.3.post2"\n', '"flash-attn==2.8.3.post2"\nrequired = true\n')
+    recipe = GRAPH_RECIPE.replace('"flash-attn==2.8.3.post2"\n',
+                                  '"flash-attn==2.8.3.post2"\nrequired = true\n')
     proc = run(recipe, "--json", hardware=node("7.0", nvcc=("13.0",)))
     assert proc.returncode == 3, proc.stderr
     data = json.loads(proc.stdout)
@@ -149,7 +150,8 @@ def test_a_local_extension_is_planned_by_its_own_name_and_version(run: Any, tmp_
         "setup(name=PACKAGE_NAME, version=get_package_version())\n")
     (tree / "causal_conv1d" / "__init__.py").write_text('__version__ = "1.4.0"\n')
     recipe = '[torch]\nversion = ">=2.1"\n[[extensions]]\nrequirement = "./vendored/conv"\n'
-    data = _json(run(recipe, "--json", hardware=node("7.0", driver="560.35.03", cuda="12.6", nvcc=("12.6",))))
+    hardware = node("7.0", driver="560.35.03", cuda="12.6", nvcc=("12.6",))
+    data = _json(run(recipe, "--json", hardware=hardware))
     (conv,) = data["extensions"]
     assert conv["action"] == "build", conv["reason"]
     assert conv["catalog"] == "catalog: causal-conv1d 1.4.0"

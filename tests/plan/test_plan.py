@@ -36,7 +36,14 @@ from gpuenv.errors import (
 )
 from gpuenv.hardware import Gpu, Hardware, Toolkit
 from gpuenv.plan import Plan, PlanOptions, make_plan, plan
-from gpuenv.recipe import DEFAULT_INDEX, CatalogOverrides, ExtensionSpec, ProjectFacts, Recipe, TorchSpec
+from gpuenv.recipe import (
+    DEFAULT_INDEX,
+    CatalogOverrides,
+    ExtensionSpec,
+    ProjectFacts,
+    Recipe,
+    TorchSpec,
+)
 
 # -- building blocks ------------------------------------------------------------------
 
@@ -470,7 +477,8 @@ SCENARIOS = [
         Expect("cu117", None, "torch==1.13.1", "7.0", warns=("minor-version compatibility",))),
     row("torch 2.0 has no cu121: the hint names the releases that have it and --cuda auto",
         recipe("==2.0.*"), machine(A100, driver=D580),
-        Fails(InputError, 2, ("torch 2.0 has no cu121 build", "cu117, cu118"), hint=("2.1 to 2.5", "--cuda auto")),
+        Fails(InputError, 2, ("torch 2.0 has no cu121 build", "cu117, cu118"),
+              hint=("2.1 to 2.5", "--cuda auto")),
         options=PlanOptions(cuda="12.1")),
     row("--cuda auto beats the recipe's cuda",
         recipe("==2.13.*", cuda="cu126"), machine(H100, driver=D580),
@@ -484,7 +492,8 @@ SCENARIOS = [
         recipe("==2.13.*"), machine(V100, driver=D470),
         Fails(NoVariantError, 3, ("470.82.01",), hint=("the newest torch that runs here is 2.7.1 (cu118)",))),
     row("required flash-attn with >=2.13 on an H100: 2.14 passed over, 2.13 builds it",
-        recipe(">=2.13", ext("flash-attn==2.8.3.post2", required=True)), machine(H100, driver=D580, nvcc=("13.0",)),
+        recipe(">=2.13", ext("flash-attn==2.8.3.post2", required=True)),
+        machine(H100, driver=D580, nvcc=("13.0",)),
         Expect("cu130", None, "torch==2.13.*,>=2.13", "9.0", nvcc="13.0",
                ext={"flash-attn": Ext("build")})),
     row("required flash-attn with ==2.14.*: no release builds it -> RequiredSkipError",
