@@ -15,6 +15,9 @@ an env that already matches it does nothing.
 
 from __future__ import annotations
 
+import platform
+import shlex
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +26,17 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from gpuenv.builder import install_build_requirements, read_build_system
 from gpuenv.cache import binary_knobs
-from gpuenv.errors import GpuenvError, StepError, VerifyError
+from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.extension_step import extension_step
 from gpuenv.installer import make_installer, preflight
+from gpuenv.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.lock import LockedEnv, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
+from gpuenv.recipe import RepoSpec
 from gpuenv.runner import SubprocessRunner
+from gpuenv.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.targetenv import TargetEnv, TorchInfo
 
@@ -55,14 +62,33 @@ class SetupResult:
 def _env_describe(ctx: Context) -> list[str]:
     venv = ctx.options.venv
     if (venv / "pyvenv.cfg").exists():
-        return [f"# reuse the virtual environment {venv}"]
-    return [f"python -m venv {venv}"]
+        return [f"# reuse the virtual environment {shlex.quote(str(venv))}"]
+    return [shlex.join([_python_for(ctx).path, "-m", "venv", str(venv)])]
+
+
+def _python_for(ctx: Context) -> Interpreter:
+    """The interpreter the env is made with: gpuenv's own, or one that satisfies the recipe's python."""
+    if ctx.plan.python is None:
+        return Interpreter(sys.executable, platform.python_version())
+    return find_python(ctx.plan.python, ctx.runner)
 
 
 def _env_run(ctx: Context) -> str:
-    ctx.env, created = TargetEnv.ensure(ctx.options.venv, ctx.runner)
-    ctx.state = load_state(ctx.options.venv)
-    return f"created {ctx.options.venv}" if created else f"reusing {ctx.options.venv}"
+    venv = ctx.options.venv
+    if (venv / "pyvenv.cfg").is_file() or ctx.plan.python is None:
+        ctx.env, created = TargetEnv.ensure(venv, ctx.runner)
+    else:
+        ctx.env, created = TargetEnv.ensure(venv, ctx.runner, python=_python_for(ctx).path)
+    version = ctx.env.interpreter(ctx.runner).version
+    if not python_satisfies(version, ctx.plan.python):
+        # Never a silently different Python: an existing env made with another one stays as it is.
+        raise UnsatisfiableError(
+            f"{venv} has Python {version}; the recipe asks for python = {ctx.plan.python!r}",
+            hint=f"set up another env with --venv PATH, or remove {shlex.quote(str(venv))} yourself",
+        )
+    ctx.state = load_state(venv)
+    made = f"created {venv}" if created else f"reusing {venv}"
+    return f"{made} (Python {version})"
 
 
 def _preflight_describe(ctx: Context) -> list[str]:
@@ -88,7 +114,7 @@ def _base_requirements(plan: Plan) -> list[str]:
 
 
 def _base_describe(ctx: Context) -> list[str]:
-    return [" ".join(c) for c in ctx.installer.commands(
+    return [shlex.join(c) for c in ctx.installer.commands(
         _python_placeholder(ctx), _base_requirements(ctx.plan), index_url=ctx.plan.index_url)]
 
 
@@ -136,15 +162,79 @@ def plan_is_cpu_but_cuda(plan: Plan, info: TorchInfo) -> bool:
     return plan.variant == "cpu" and info.cuda is not None
 
 
+def _package_args(packages: tuple[str, ...]) -> list[str]:
+    """Requirement lines as installer arguments: "-e ./lib" is two of them."""
+    args: list[str] = []
+    for text in packages:
+        args += ["-e", text[3:].strip()] if text.startswith("-e ") else [text]
+    return args
+
+
+def _packages_options(ctx: Context) -> dict[str, Any]:
+    sources = ctx.plan.package_sources
+    # A requirements file's --index-url adds to where packages come from: it must not hide the
+    # sources the installer is configured with (nor torch's index).
+    extra = [u for u in (sources.index_url, *sources.extra_index_urls) if u]
+    return {"extra_index_urls": extra, "find_links": list(sources.find_links)}
+
+
 def _packages_describe(ctx: Context) -> list[str]:
-    return [" ".join(c) for c in ctx.installer.commands(
-        _python_placeholder(ctx), list(ctx.plan.packages), constraints=["torch==<installed version>"])]
+    return [shlex.join(c) for c in ctx.installer.commands(
+        _python_placeholder(ctx), _package_args(ctx.plan.packages),
+        constraints=["torch==<installed version>"], **_packages_options(ctx))]
 
 
 def _packages_run(ctx: Context) -> str:
     assert ctx.torch is not None
-    ctx.installer.install(ctx.target, list(ctx.plan.packages), constraints=[f"torch=={ctx.torch.version}"])
+    ctx.installer.install(ctx.target, _package_args(ctx.plan.packages),
+                          constraints=[f"torch=={ctx.torch.version}"], **_packages_options(ctx))
     return f"installed {', '.join(ctx.plan.packages)}"
+
+
+def _repo_args(repo: RepoSpec) -> list[str]:
+    return ["-e", repo.requirement] if repo.editable else [repo.requirement]
+
+
+def _repo_describe(ctx: Context) -> list[str]:
+    repo = ctx.plan.repo
+    assert repo is not None
+    lines = [] if repo.isolation else [f"# install the build requirements of {repo.path} (torch untouched)"]
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in ctx.plan.build_env.items())
+    return lines + [(env + " " if env else "") + shlex.join(c) for c in ctx.installer.commands(
+        _python_placeholder(ctx), _repo_args(repo), constraints=["torch==<installed version>"],
+        no_build_isolation=not repo.isolation)]
+
+
+def _repo_run(ctx: Context) -> str:
+    """The repository itself, last: against the env's torch, with the plan's build environment."""
+    repo, torch = ctx.plan.repo, ctx.torch
+    assert repo is not None and torch is not None
+    log = ctx.log("repo")
+    runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
+    build_env = dict(ctx.plan.build_env)
+
+    def with_build_env(cmd: Any, cwd: str | None = None, extra_environ: Any = None) -> str:
+        return runner(cmd, cwd, {**build_env, **(extra_environ or {})})
+
+    installer = ctx.installer.with_runner(with_build_env)
+    if not repo.isolation:
+        install_build_requirements(ctx.target, read_build_system(repo.path).requires, installer=installer,
+                                   runner=runner)
+    installer.install(ctx.target, _repo_args(repo), constraints=[f"torch=={torch.version}"],
+                      no_build_isolation=not repo.isolation)
+    how = "editable" if repo.editable else "installed"
+    return f"{repo.requirement} {how} (log: {log})"
+
+
+def _runtime_describe(ctx: Context) -> list[str]:
+    values = " ".join(f"{k}={shlex.quote(v)}" for k, v in ctx.plan.runtime_env.items())
+    return [f"# write {RUNTIME_PTH} into the env's site-packages: kernels built at run time get {values}"]
+
+
+def _runtime_run(ctx: Context) -> str:
+    path = write_runtime_env(ctx.target.site_packages(ctx.runner), ctx.plan.runtime_env)
+    values = " ".join(f"{k}={v}" for k, v in ctx.plan.runtime_env.items())
+    return f"{path.name}: code that compiles kernels in this env gets {values}"
 
 
 def _verify_describe(ctx: Context) -> list[str]:
@@ -192,7 +282,13 @@ def _built_without_its_module(ext: ExtensionPlan) -> bool:
 
 def plan_signature(plan: Plan) -> dict[str, Any]:
     """The plan's decisions that shape the env (not its wording, job counts or warnings)."""
+    extra: dict[str, Any] = {}
+    if plan.python is not None:
+        extra["python"] = plan.python
+    if plan.repo is not None:
+        extra["repo"] = [str(plan.repo.path), plan.repo.editable, list(plan.repo.extras), plan.repo.isolation]
     return {
+        **extra,
         "variant": plan.variant,
         "index_url": plan.index_url,
         "torch": plan.torch,
@@ -264,6 +360,9 @@ def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
     steps += [extension_step(e) for e in plan.extensions if e.action != "skip"]
     if plan.packages:
         steps.append(Step("packages: " + " ".join(plan.packages), _packages_describe, _packages_run))
+    if plan.repo is not None:
+        steps.append(Step(f"the repository: {plan.repo.requirement}", _repo_describe, _repo_run))
+    steps.append(Step("runtime builds", _runtime_describe, _runtime_run))
     steps.append(Step("verify", _verify_describe, _verify_run))
     if options is not None and options.lock_file is not None:
         steps.append(Step("lock file", _lock_describe, _lock_run))

@@ -50,7 +50,7 @@ from gpuenv.errors import (
 )
 from gpuenv.hardware import Hardware, Toolkit
 from gpuenv.knowledge import TorchRelease
-from gpuenv.recipe import ProjectFacts, Recipe
+from gpuenv.recipe import PackageSources, ProjectFacts, Recipe, RepoSpec
 from gpuenv.variants import (
     VariantChoice,
     choose_variant,
@@ -125,6 +125,15 @@ class Plan:
     passed_over: tuple[str, ...] = ()
     #: What stops setup on this plan; empty when it can run.
     blockers: tuple[Blocker, ...] = ()
+    #: The Python the env must have (a specifier), or None for the one gpuenv runs in.
+    python: str | None = None
+    #: The repository itself, installed last (editable, with its extras), or None.
+    repo: RepoSpec | None = None
+    #: Index options of the recipe's requirements files, for the packages step.
+    package_sources: PackageSources = field(default_factory=PackageSources)
+    #: What code that compiles kernels when it runs inside the env gets (CUDA_HOME, TORCH_CUDA_ARCH_LIST,
+    #: MAX_JOBS): ``torch.utils.cpp_extension.load`` then builds with the planned toolkit and archs.
+    runtime_env: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +159,11 @@ class Plan:
             "passed_over": list(self.passed_over),
             "blockers": [b.to_json() for b in self.blockers],
             "hardware_source": self.hardware_source,
+            "python": self.python,
+            "repo": None if self.repo is None else {
+                "path": str(self.repo.path), "editable": self.repo.editable, "extras": list(self.repo.extras),
+                "build_isolation": self.repo.isolation},
+            "runtime_env": dict(self.runtime_env),
         }
 
     @property
@@ -509,7 +523,40 @@ def _assemble(
         torch_version=trial.version,
         passed_over=passed_over,
         blockers=tuple(Blocker(e) for e in found),
+        python=recipe.python,
+        repo=recipe.repo,
+        package_sources=recipe.package_sources,
+        runtime_env=_runtime_env(cuda, arch_list, toolkit, hardware),
     )
+
+
+def _runtime_env(
+    cuda: str | None, arch_list: tuple[str, ...], toolkit: Toolkit | None, hardware: Hardware
+) -> dict[str, str]:
+    """The build environment of kernels compiled when the env runs (cpp_extension.load, DeepSpeed ops).
+
+    Its toolkit is the plan's, or else the one on this machine that matches torch's CUDA (no
+    extension compiled at setup needed one): never the /usr/local torch would guess.
+    """
+    env: dict[str, str] = {}
+    if cuda is not None:
+        toolkit = toolkit or _quiet_toolkit(cuda, hardware)
+        if toolkit is not None:
+            env["CUDA_HOME"] = toolkit.root
+        if arch_list:
+            env["TORCH_CUDA_ARCH_LIST"] = ";".join(arch_list)
+    per_job = 2048
+    by_memory = hardware.memory_available_mib // per_job if hardware.memory_available_mib else 1
+    env["MAX_JOBS"] = str(max(1, min(hardware.cpu_count or 1, by_memory)))
+    return env
+
+
+def _quiet_toolkit(cuda: str, hardware: Hardware) -> Toolkit | None:
+    want = knowledge.version_tuple(cuda)
+    same_major = [t for t in hardware.toolkits if t.version_tuple[0] == want[0]]
+    exact = [t for t in same_major if t.version_tuple == want[:2]]
+    found = exact or same_major
+    return found[0] if found else None
 
 
 def _torch_requirement(spec: SpecifierSet, trial: _Trial) -> str:

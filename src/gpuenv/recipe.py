@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, Specifier
+from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -108,6 +108,32 @@ class ExtensionSpec:
 
 
 @dataclass(frozen=True)
+class RepoSpec:
+    """The repository itself, installed last into the env (``[repo]``)."""
+
+    #: The project directory (absolute).
+    path: Path
+    editable: bool = True
+    extras: tuple[str, ...] = ()
+    #: Build it under isolation; False (the default) builds against the env's torch.
+    isolation: bool = False
+
+    @property
+    def requirement(self) -> str:
+        """What pip is given: ``/repo[train]``."""
+        return str(self.path) + (f"[{','.join(self.extras)}]" if self.extras else "")
+
+
+@dataclass(frozen=True)
+class PackageSources:
+    """Index options a requirements file gives (``--index-url``, ``--extra-index-url``, ``--find-links``)."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recipe:
     #: The file it was read from (the pyproject.toml for a [tool.gpuenv] table).
     path: Path
@@ -118,6 +144,16 @@ class Recipe:
     packages: tuple[str, ...] = ()
     #: The pyproject.toml table the recipe came from, or None for a recipe file.
     table: str | None = field(default=None)
+    #: The Python the env must have (a specifier: ">=3.10,<3.12"), or None for gpuenv's own.
+    python: str | None = None
+    #: The repository itself, installed last; None: not installed.
+    repo: RepoSpec | None = None
+    #: The requirements files [packages] names; their lines are in ``packages`` (minus what
+    #: the recipe installs itself), and their index options here.
+    requirement_files: tuple[Path, ...] = ()
+    package_sources: PackageSources = field(default_factory=PackageSources)
+    #: Lines of those files left out, with why ("requirements.txt:3: torch==2.0.1: torch comes from [torch]").
+    left_out: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -134,13 +170,14 @@ PYPROJECT_TABLE = "tool.gpuenv"
 _VERSION_EXAMPLES = '"2.14.1", "2.14.*" or ">=2.13,<2.15"'
 _CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as "cu121"'
 
-_TOP_KEYS = ("env", "torch", "extensions", "packages")
-_ENV_KEYS = ("name", "description")
+_TOP_KEYS = ("env", "torch", "extensions", "packages", "repo")
+_ENV_KEYS = ("name", "description", "python")
+_REPO_KEYS = ("path", "editable", "extras", "build-isolation")
 _TORCH_KEYS = ("version", "cuda", "index", "packages")
 _EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import", "arch-knob", "arch-format",
                    "fixed-archs", "force-build", "min-compute-capability", "min-nvcc")
 _ARCH_FORMATS = ("torch", "nodot")
-_PACKAGES_KEYS = ("requirements",)
+_PACKAGES_KEYS = ("requirements", "requirements-files")
 
 _CUDA_VERSION = re.compile(r"(\d{2})\.(\d)")
 _CUDA_VARIANT = re.compile(r"cu\d{3}")
@@ -221,20 +258,30 @@ def parse_recipe(
     top: Mapping[str, Any] = data
     _check_keys(where, "", top, _TOP_KEYS)
     name, description = _env_table(where, top.get("env"), default_name or where.path.stem)
+    python = _python(where, top.get("env"))
     if "torch" not in top:
         raise where.error(
             "torch",
             f"missing; every recipe needs a {where.header('torch')} table with at least "
             'version = "2.14.*"',
         )
+    torch = _torch_table(where, top["torch"])
+    extensions = _extensions(where, top.get("extensions", []))
+    packages, files = _packages_table(where, top.get("packages"))
+    from_files, sources, left_out = _requirement_files(where, files, torch, extensions)
     return Recipe(
         path=where.path,
         name=name,
         description=description,
-        torch=_torch_table(where, top["torch"]),
-        extensions=_extensions(where, top.get("extensions", [])),
-        packages=_packages_table(where, top.get("packages")),
+        torch=torch,
+        extensions=extensions,
+        packages=packages + tuple(p for p in from_files if p not in packages),
         table=table,
+        python=python,
+        repo=_repo_table(where, top.get("repo")),
+        requirement_files=files,
+        package_sources=sources,
+        left_out=left_out,
     )
 
 
@@ -412,6 +459,60 @@ def _env_table(where: _Where, value: object, default_name: str) -> tuple[str, st
             "env.name", f"{name!r} is not an environment name; use letters, digits, '.', '_' and '-'"
         )
     return name, description
+
+
+def _python(where: _Where, env: object) -> str | None:
+    """``[env] python``: "3.10" means 3.10.*, a specifier is taken as written."""
+    if not isinstance(env, Mapping) or "python" not in env:
+        return None
+    text = _string(where, "env.python", env["python"]).strip()
+    spec = f"=={text}.*" if re.fullmatch(r"\d+\.\d+", text) else text
+    try:
+        SpecifierSet(spec)
+    except InvalidSpecifier:
+        raise where.error("env.python", f'{text!r} is not a Python version or specifier; write e.g. "3.10" '
+                                        'or ">=3.10,<3.13"') from None
+    return spec
+
+
+# -- [repo] -------------------------------------------------------------------------
+
+
+def _repo_table(where: _Where, value: object) -> RepoSpec | None:
+    if value is None:
+        return None
+    table = _table(where, "repo", value)
+    _check_keys(where, "repo", table, _REPO_KEYS)
+    if "path" in table:
+        path = _local_path(where, "repo.path", _string(where, "repo.path", table["path"]),
+                           Path(_string(where, "repo.path", table["path"])).expanduser(), directory_only=True)
+    else:
+        path = _project_root(where)
+    if not any((path / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+        raise where.error("repo.path",
+                          f"{path} has no pyproject.toml, setup.py or setup.cfg: nothing to install")
+    extras = _strings(where, "repo.extras", table.get("extras", []))
+    for i, extra in enumerate(extras):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", extra):
+            raise where.error(f"repo.extras[{i}]", f"{extra!r} is not an extra's name")
+    return RepoSpec(
+        path=path,
+        editable=_boolean(where, "repo.editable", table.get("editable", True)),
+        extras=tuple(extras),
+        isolation=_boolean(where, "repo.build-isolation", table.get("build-isolation", False)),
+    )
+
+
+def _project_root(where: _Where) -> Path:
+    """The project a recipe belongs to: its own directory or the nearest parent with project files."""
+    start = where.path.resolve().parent
+    for directory in (start, *start.parents):
+        if any((directory / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+            return directory
+        if (directory / ".git").exists():
+            break
+    raise where.error("repo", f"no pyproject.toml, setup.py or setup.cfg in {start} or its parents; "
+                              'set repo.path = "PATH"')
 
 
 # -- [torch] ------------------------------------------------------------------------
@@ -751,13 +852,57 @@ def _is_module_name(text: str) -> bool:
 # -- [packages] ---------------------------------------------------------------------
 
 
-def _packages_table(where: _Where, value: object) -> tuple[str, ...]:
+def _packages_table(where: _Where, value: object) -> tuple[tuple[str, ...], tuple[Path, ...]]:
     if value is None:
-        return ()
+        return (), ()
     if isinstance(value, list):
         # `packages = [...]` at the top: the list belongs one level down.
         raise where.error("packages", "expected a table, got an array; write [packages] requirements = [...]")
     table = _table(where, "packages", value)
     _check_keys(where, "packages", table, _PACKAGES_KEYS)
     requirements = table.get("requirements", [])
-    return _requirements(where, "packages.requirements", requirements, _torch_is_set_by(where))
+    files = [_local_path(where, f"packages.requirements-files[{i}]", text, Path(text).expanduser(),
+                         directory_only=False)
+             for i, text in enumerate(_strings(where, "packages.requirements-files",
+                                               table.get("requirements-files", [])))]
+    return _requirements(where, "packages.requirements", requirements, _torch_is_set_by(where)), tuple(files)
+
+
+def _requirement_files(
+    where: _Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...]
+) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...]]:
+    """The lines of the repository's requirements files the recipe does not install itself.
+
+    torch and the packages released with it come from [torch]; an extension
+    from its [[extensions]] table. The file stays the source of truth: it is
+    read again every time the recipe is loaded.
+    """
+    from gpuenv.errors import InputError
+    from gpuenv.knowledge import paired_packages
+    from gpuenv.requirements import read_requirements
+
+    handled = {"torch": f"torch comes from {where.header('torch')}"}
+    handled.update({name: f"{name} comes from {where.header('torch')}: paired with the chosen torch"
+                    for name in paired_packages()})
+    handled.update({ext.name: f"{ext.name} is built by {where.header('extensions')}" for ext in extensions})
+    kept: list[str] = []
+    left_out: list[str] = []
+    index_url: str | None = None
+    extra: list[str] = []
+    links: list[str] = []
+    for path in files:
+        try:
+            parsed = read_requirements(path)
+        except InputError as exc:
+            raise where.error("packages.requirements-files", str(exc)) from None
+        for line in parsed.requirements:
+            if line.name in handled:
+                left_out.append(f"{line.where}: {line.text}: {handled[line.name]}")
+            elif line.text not in kept:
+                kept.append(line.text)
+        left_out += [f"{line.where}: {line.text}: {why}" for line, why in parsed.ignored]
+        index_url = index_url or parsed.index_url
+        extra += parsed.extra_index_urls
+        links += parsed.find_links
+    sources = PackageSources(index_url, tuple(dict.fromkeys(extra)), tuple(dict.fromkeys(links)))
+    return tuple(kept), sources, tuple(left_out)

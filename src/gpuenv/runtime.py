@@ -1,0 +1,63 @@
+"""What kernels compiled while the env runs get: the plan's toolkit, archs and job count.
+
+``torch.utils.cpp_extension.load``, DeepSpeed's op builder and the like build
+CUDA code when the program runs, long after setup. Without help they guess:
+``No CUDA runtime is found, using CUDA_HOME='/usr/local'``, every arch of the
+wheel or an ``IndexError`` with no GPU. Setup writes a ``.pth`` file into the
+env's site-packages that sets ``CUDA_HOME``, ``TORCH_CUDA_ARCH_LIST`` and
+``MAX_JOBS`` at interpreter start, so it holds whether the env is activated or
+its python is run by path. ``GPUENV_RUNTIME_ENV=0`` turns it off for one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+#: The file in site-packages; the leading underscore sorts it before most .pth files.
+RUNTIME_PTH = "_gpuenv_runtime.pth"
+#: Set to 0 to run without gpuenv's runtime build environment.
+OFF_SWITCH = "GPUENV_RUNTIME_ENV"
+
+
+def runtime_pth_line(env: Mapping[str, str]) -> str:
+    """The one import line a .pth may hold: set each variable unless switched off."""
+    values = json.dumps(dict(sorted(env.items())))
+    return (f"import os; os.environ.get({OFF_SWITCH!r}) == '0' or "
+            f"os.environ.update({values})  # written by gpuenv setup\n")
+
+
+def write_runtime_env(site_packages: Path, env: Mapping[str, str]) -> Path:
+    """Write (atomically) the .pth that gives ``env`` to code running in the env; remove it if empty."""
+    path = site_packages / RUNTIME_PTH
+    if not env:
+        path.unlink(missing_ok=True)
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=".gpuenv-runtime.", dir=site_packages)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(runtime_pth_line(env))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_runtime_env(site_packages: Path) -> dict[str, str] | None:
+    """The variables the env's .pth sets, or None when there is none (or it is not gpuenv's)."""
+    try:
+        text = (site_packages / RUNTIME_PTH).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    start, end = text.find("os.environ.update("), text.rfind(")")
+    if start < 0 or end < start:
+        return None
+    try:
+        data = json.loads(text[start + len("os.environ.update("):end])
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
