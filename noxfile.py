@@ -1,4 +1,4 @@
-"""nox sessions: `nox -s gpu-env` sets up the GPU environment; `nox -s tests` runs the tests."""
+"""nox sessions: `nox -s gpu-env` sets up the GPU environment (gpu-plan, gpu-doctor too); `nox -s tests`."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ import nox
 
 ROOT = Path(__file__).parent
 try:
-    from gpuenv.integrations import nox_gpu_env
+    from gpuenv.integrations import register_nox_sessions
 except ImportError:  # a checkout where gpuenv is not installed next to nox
     sys.path.insert(0, str(ROOT / "src"))
-    from gpuenv.integrations import nox_gpu_env
+    from gpuenv.integrations import register_nox_sessions
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-
-@nox.session(name="gpu-env", default=False)
-def gpu_env(session: nox.Session) -> None:
-    """Set up the GPU environment in .venv (args after -- go to `gpuenv setup`)."""
-    nox_gpu_env(session, requirement=str(ROOT))
+# gpu-env, gpu-plan, gpu-doctor: gpuenv setup / plan / doctor with the args after --,
+# gpuenv installed from this checkout.
+register_nox_sessions(requirement=str(ROOT))
 
 
 @nox.session

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import configparser
 import re
+import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.errors import InputError
 from gpuenv.recipe import ProjectFacts, Recipe
 
 if sys.version_info >= (3, 11):
@@ -36,12 +38,73 @@ _VERSION_LINE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILI
 
 
 def recipe_sources(recipe: Recipe) -> dict[str, ProjectFacts]:
-    """Facts of every local extension of ``recipe`` that is a directory: extension name → facts."""
+    """Facts of every local extension of ``recipe`` that is a directory: extension name → facts.
+
+    A local tree that is an uninitialised git submodule (or holds one) is an
+    error here, before anything is installed: it would fail deep in setuptools.
+    """
     facts = {}
+    for ext in recipe.extensions:
+        if ext.path is not None and ext.path.is_dir():
+            check_submodules(ext.path)
     for ext in recipe.extensions:
         if ext.path is not None and ext.path.is_dir():
             facts[ext.name] = read_tree(ext.path)
     return facts
+
+
+_PROJECT_FILES = ("setup.py", "pyproject.toml", "setup.cfg")
+
+
+def check_submodules(tree: Path) -> None:
+    """Raise InputError if ``tree``, or a submodule it declares, is an uninitialised git submodule."""
+    tree = tree.resolve()
+    if not any((tree / name).is_file() for name in _PROJECT_FILES):
+        owner = _declaring_gitmodules(tree)
+        if owner is not None:
+            raise _uninitialised(tree, owner)
+        raise InputError(f"{tree} holds no setup.py, pyproject.toml or setup.cfg: nothing to build",
+                         hint="check the path in the recipe")
+    for path in _submodule_paths(tree / ".gitmodules"):
+        nested = (tree / path).resolve()
+        if nested.is_relative_to(tree) and (not nested.exists() or not any(nested.iterdir())):
+            raise _uninitialised(nested, tree / ".gitmodules")
+
+
+def _uninitialised(path: Path, gitmodules: Path) -> InputError:
+    root = gitmodules.parent
+    return InputError(
+        f"{path} is a git submodule ({gitmodules}) that is not checked out: the folder is empty",
+        hint=f"run: git -C {shlex.quote(str(_git_top(root)))} submodule update --init --recursive",
+    )
+
+
+def _git_top(start: Path) -> Path:
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return start
+
+
+def _declaring_gitmodules(tree: Path) -> Path | None:
+    """The .gitmodules of an enclosing repository that lists ``tree`` (or a folder it is in)."""
+    for directory in tree.parents:
+        gitmodules = directory / ".gitmodules"
+        if gitmodules.is_file():
+            for path in _submodule_paths(gitmodules):
+                target = (directory / path).resolve()
+                if tree == target or tree.is_relative_to(target):
+                    return gitmodules
+        if (directory / ".git").is_dir():
+            break
+    return None
+
+
+def _submodule_paths(gitmodules: Path) -> list[str]:
+    text = _text(gitmodules)
+    if text is None:
+        return []
+    return [m.group(1).strip() for m in re.finditer(r"^\s*path\s*=\s*(.+)$", text, re.MULTILINE)]
 
 
 def read_tree(tree: Path) -> ProjectFacts:
