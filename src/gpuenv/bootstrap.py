@@ -1,17 +1,22 @@
-"""``gpuenv init``: put gpuenv into an existing research repository.
+"""``gpuenv init``: put gpuenv into an existing research repository, from what it already declares.
 
-:func:`init_repo` writes a recipe (``envs/default.toml``, or a
-``[tool.gpuenv]`` table appended to the repository's pyproject.toml), a
-``noxfile.py`` with a ``gpu-env`` session, a ``tasks.py`` with a ``setup``
-task and a "GPU environment" section of the README. It never overwrites or
-edits what exists, except to append to README.md and pyproject.toml, and only
-when they lack gpuenv's part: every file it leaves alone is reported with the
-reason and, for a noxfile or tasks file that exists, the lines to add by hand.
+:func:`init_repo` reads the repository (:mod:`gpuenv.reposcan`: requirements
+files, pyproject, environment.yml, setup.py/cfg, submodules, local extension
+folders) and writes a recipe (``envs/default.toml``, or a ``[tool.gpuenv]`` table
+appended to the repository's pyproject.toml) that refers to the repository's
+own requirements files rather than copying them, builds its extensions, and
+installs the repository itself last; a ``noxfile.py`` with gpuenv's sessions, a
+``tasks.py`` with gpuenv's invoke collection, a "GPU environment" section of the
+README and the ``.gitignore`` lines for ``.venv/`` and ``.nox/``. It never
+overwrites or edits what exists, except to append to README.md, pyproject.toml
+and .gitignore, and only when they lack gpuenv's part: every file it leaves
+alone is reported with the reason and, for a noxfile or tasks file that exists,
+the lines to add by hand.
 
-The noxfile and the tasks file are a few lines that import
-:mod:`gpuenv.integrations`, so the repository keeps no copy of gpuenv's logic.
-The noxfile installs gpuenv into its session from ``$GPUENV_REQUIREMENT``
-(default ``gpuenv``): a version pin, a git URL or the path of a checkout.
+The noxfile imports nothing of gpuenv (``nox -l`` works with nox alone): each
+session installs gpuenv from ``$GPUENV_REQUIREMENT``, else from where the
+gpuenv that ran ``init`` came from (its install record: a checkout, a git URL,
+a version). The tasks file takes gpuenv's invoke collection in one line.
 
 Everything is rendered and validated (the recipe is parsed by the recipe
 loader) before the first file is written, so bad input writes nothing.
@@ -21,14 +26,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from gpuenv.errors import InputError, RecipeError
+from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE, gpuenv_origin
 from gpuenv.recipe import PYPROJECT_TABLE, parse_recipe
+from gpuenv.reposcan import RepoScan, scan_repo, torch_choice
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,52 +48,84 @@ else:  # pragma: no cover
 
 RECIPE_PATH = Path("envs") / "default.toml"
 README_HEADING = "## GPU environment"
-REQUIREMENT_VARIABLE = "GPUENV_REQUIREMENT"
+#: What .gitignore must hold so a 5 GB env and nox's envs stay out of git.
+GITIGNORE_LINES = (".venv/", ".nox/")
+#: The torch a recipe allows when the repository pins none.
+DEFAULT_TORCH = ">=2.1"
 
-NOX_SESSION = f'''\
-@nox.session(name="gpu-env", default=False)
-def gpu_env(session: nox.Session) -> None:
-    """Set up the GPU environment in .venv (args after -- go to `gpuenv setup`)."""
-    nox_gpu_env(session, requirement=os.environ.get("{REQUIREMENT_VARIABLE}", "gpuenv"))
-'''
 
-NOXFILE = f'''\
-"""nox sessions: `nox -s gpu-env` sets up the GPU environment (with gpuenv)."""
+def noxfile_text(origin: str) -> str:
+    """The noxfile init writes: gpuenv's sessions, without importing gpuenv (nox -l works with nox alone)."""
+    return f'''\
+"""nox sessions: `nox -s gpu-env` sets up this repository's GPU environment with gpuenv.
+
+gpu-env, gpu-plan and gpu-doctor run `gpuenv setup`, `plan` and `doctor` with the
+arguments after `--` (e.g. `nox -s gpu-env -- --gpu H100`).
+"""
 
 from __future__ import annotations
 
 import os
 
 import nox
-from gpuenv.integrations import nox_gpu_env
 
-# The session installs gpuenv from ${REQUIREMENT_VARIABLE} (a version, a git URL or a path;
-# default: gpuenv from the package index).
+# gpuenv is installed into each session, not next to nox: from ${REQUIREMENT_VARIABLE}
+# (a version, a git URL or a path), else from where `gpuenv init` ran from.
+GPUENV = os.environ.get("{REQUIREMENT_VARIABLE}", {json.dumps(origin)})
 
 
-{NOX_SESSION}'''
+{nox_snippet()}'''
 
-INVOKE_TASK = '''\
-@task(help={
-    "recipe": "recipe file (default: envs/default.toml, else [tool.gpuenv])",
-    "cuda": "force the torch variant: 12.6, cu126 or cpu",
-    "gpu": "build for these GPUs instead of the probed ones (H100, 8xA100…)",
-    "venv": "target virtual environment (default: .venv)",
-    "dry_run": "print the commands and change nothing",
-})
-def setup(c, recipe=None, cuda=None, gpu=None, venv=None, dry_run=False):
-    """Set up the GPU environment (runs `gpuenv setup`)."""
-    invoke_setup(c, recipe=recipe, cuda=cuda, gpu=gpu, venv=venv, dry_run=dry_run)
+
+def nox_snippet() -> str:
+    return f'''\
+def _gpuenv_session(command: str):  # type: ignore[no-untyped-def]
+    def session(session: nox.Session) -> None:
+        session.install(GPUENV)
+        session.run("python", "-m", "gpuenv", command, *session.posargs)
+
+    session.__doc__ = f"gpuenv {{command}} (arguments after -- go to it)"
+    return session
+
+
+for _name, _command in {json.dumps(NOX_SESSIONS)}.items():
+    nox.session(name=_name, default=False)(_gpuenv_session(_command))
 '''
 
-TASKS = f'''\
-"""invoke tasks: `invoke setup` sets up the GPU environment (with gpuenv)."""
 
-from gpuenv.integrations import invoke_setup
-from invoke import task
+def tasks_text(origin: str) -> str:
+    """The tasks.py init writes: gpuenv's invoke collection (setup, plan, probe, doctor, cache)."""
+    return f'''\
+"""invoke tasks: `invoke setup` sets up this repository's GPU environment with gpuenv.
+
+Also plan, probe, doctor and cache; each task has every option its gpuenv command has
+(`invoke --help setup`).
+"""
+
+{tasks_snippet(origin)}'''
 
 
-{INVOKE_TASK}'''
+def tasks_snippet(origin: str) -> str:
+    return f'''\
+try:
+    from gpuenv.integrations import invoke_collection
+except ImportError as exc:  # invoke runs in an interpreter without gpuenv
+    raise SystemExit("these tasks need gpuenv next to invoke: "
+                     {json.dumps("pip install " + shlex.quote(with_extra(origin, "frontends")))}) from exc
+
+namespace = invoke_collection()
+'''
+
+
+def with_extra(origin: str, extra: str) -> str:
+    """gpuenv from ``origin`` with an extra: "/src/gpuenv[frontends]", "gpuenv[frontends] @ URL"."""
+    if origin.startswith("gpuenv @ "):
+        return f"gpuenv[{extra}] @ " + origin.removeprefix("gpuenv @ ")
+    if origin.startswith("gpuenv=="):
+        return f"gpuenv[{extra}]==" + origin.removeprefix("gpuenv==")
+    if origin == "gpuenv":
+        return f"gpuenv[{extra}]"
+    return f"{origin}[{extra}]"
 
 
 @dataclass(frozen=True)
@@ -102,8 +145,10 @@ class InitResult:
     #: Every file created or appended to, in the order written.
     written: tuple[Path, ...]
     skipped: tuple[Skipped, ...]
-    #: Those of ``written`` that existed and were appended to (README.md, pyproject.toml).
+    #: Those of ``written`` that existed and were appended to (README.md, pyproject.toml, .gitignore).
     appended: tuple[Path, ...] = ()
+    #: What the repository declares and where each part went.
+    scan: RepoScan | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +158,10 @@ class InitResult:
             "appended": [str(p) for p in self.appended],
             "skipped": [
                 {"path": str(s.path), "reason": s.reason, "snippet": s.snippet} for s in self.skipped
+            ],
+            "found": [] if self.scan is None else [
+                {"place": f.place, "text": f.text, "origin": f.origin, "note": f.note}
+                for f in self.scan.findings
             ],
         }
 
@@ -131,14 +180,17 @@ def init_repo(
     *,
     name: str | None = None,
     into_pyproject: bool = False,
-    torch_version: str = "2.14.*",
+    torch_version: str | None = None,
     extensions: Sequence[str] = (),
+    origin: str | None = None,
 ) -> InitResult:
-    """Write gpuenv's files into the repository at ``root``; skip (and say why) what exists.
+    """Write gpuenv's files into the repository at ``root``, from what it declares; skip what exists.
 
-    ``name`` becomes the recipe's ``[env] name``; ``extensions`` are
-    requirements ("flash-attn==2.8.3.post2", a URL or a path) for its
-    ``[[extensions]]``. Raises :class:`~gpuenv.errors.RecipeError` for a bad
+    ``name`` becomes the recipe's ``[env] name``; ``torch_version`` replaces the
+    torch the repository pins (default: its pin, else ``>=2.1``); ``extensions``
+    are added to the ones found ("flash-attn==2.8.3.post2", a URL or a path);
+    ``origin`` is where the written noxfile installs gpuenv from (default: where
+    this gpuenv came from). Raises :class:`~gpuenv.errors.RecipeError` for a bad
     version or requirement, and :class:`~gpuenv.errors.InputError` when
     ``into_pyproject`` is asked of a repository without a pyproject.toml
     (creating one would switch pip to PEP 517 builds of the repository) or
@@ -147,28 +199,49 @@ def init_repo(
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a directory", hint="run 'gpuenv init' in the repository's root")
+    scan = scan_repo(root)
+    origin = origin or gpuenv_origin()
     writes: list[_Write] = []
     skipped: list[Skipped] = []
-    recipe = _plan_recipe(root, name, into_pyproject, torch_version, extensions, writes, skipped)
-    _plan_new_file(root / "noxfile.py", NOXFILE, "gpu-env", NOX_SESSION, writes, skipped)
-    _plan_new_file(root / "tasks.py", TASKS, "def setup(", INVOKE_TASK, writes, skipped)
-    _plan_readme(root, recipe.relative_to(root), writes, skipped)
+    parts = _recipe_parts(scan, name, torch_version, extensions)
+    recipe = _plan_recipe(root, parts, into_pyproject, writes, skipped)
+    _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env",
+                   f"import os\n\nimport nox\n\nGPUENV = os.environ.get({json.dumps(REQUIREMENT_VARIABLE)}, "
+                   f"{json.dumps(origin)})\n\n\n{nox_snippet()}", writes, skipped)
+    _plan_new_file(root / "tasks.py", tasks_text(origin), "invoke_collection", tasks_snippet(origin),
+                   writes, skipped)
+    _plan_readme(root, recipe.relative_to(root), origin, writes, skipped)
+    _plan_gitignore(root, writes, skipped)
     for write in writes:
         _apply(write)
     return InitResult(root, recipe, tuple(w.path for w in writes), tuple(skipped),
-                      appended=tuple(w.path for w in writes if w.append))
+                      appended=tuple(w.path for w in writes if w.append), scan=scan)
 
 
 def init_text(result: InitResult) -> str:
-    """What init did, for the front end: one line per file, hand-edits indented, then what to run."""
-    lines = [f"{'appended' if p in result.appended else 'wrote':<8} {_relative(p, result.root)}"
-             for p in result.written]
+    """What init found and did, for the front end: where each part went, the files, then what to run."""
+    lines: list[str] = []
+    if result.scan is not None and result.scan.findings:
+        lines.append("found")
+        for f in result.scan.findings:
+            where = _PLACES[f.place]
+            note = f" ({f.note})" if f.note else ""
+            lines.append(f"  {f.origin}: {f.text} -> {where}{note}")
+    lines += [f"{'appended' if p in result.appended else 'wrote':<8} {_relative(p, result.root)}"
+              for p in result.written]
     for skip in result.skipped:
         lines.append(f"skipped  {_relative(skip.path, result.root)}: {skip.reason}")
         if skip.snippet:
             lines += ["", *("    " + line if line else "" for line in skip.snippet.splitlines()), ""]
     lines.append("next: 'gpuenv plan' shows what setup would install here; 'nox -s gpu-env' sets it up")
     return "\n".join(lines)
+
+
+_PLACES = {
+    "torch": "[torch] version/cuda", "paired": "[torch] packages", "extension": "[[extensions]]",
+    "local-extension": "[[extensions]] (a local folder)", "repo": "[repo] (the repository itself)",
+    "package": "[packages]", "python": "[env] python", "unplaced": "not placed",
+}
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -181,36 +254,122 @@ def _relative(path: Path, root: Path) -> str:
 # -- the recipe ---------------------------------------------------------------------------
 
 
-def recipe_toml(
-    *, torch_version: str, extensions: Sequence[str] = (), name: str | None = None, table: str = ""
-) -> str:
-    """The recipe's TOML; ``table`` ("tool.gpuenv") prefixes every table, for a pyproject.toml."""
+@dataclass(frozen=True)
+class _RecipeParts:
+    """What the recipe holds, sorted from the repository and the command line."""
+
+    name: str | None = None
+    python: str | None = None
+    torch_version: str = DEFAULT_TORCH
+    cuda: str | None = None
+    torch_packages: tuple[str, ...] = ()
+    #: Requirements or paths, relative to the repository root ("./csrc/ext").
+    extensions: tuple[str, ...] = ()
+    requirement_files: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    repo: bool = False
+    repo_extras: tuple[str, ...] = ()
+    #: Where a forced CUDA variant came from ("torch==2.0.1+cu118 in requirements.txt:2").
+    cuda_origin: str = ""
+
+
+def _recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
+                  extensions: Sequence[str]) -> _RecipeParts:
+    found_version, cuda = torch_choice(scan.torch, [f for f in scan.placed("torch") if f is not scan.torch])
+    paired: list[str] = []
+    for f in scan.placed("paired"):
+        text = _without_local_label(f.text)
+        if text not in paired and not any(_name(p) == _name(text) for p in paired):
+            paired.append(text)
+    exts = list(dict.fromkeys([*extensions, *(f.text for f in scan.placed("extension")),
+                               *(f.text for f in scan.placed("local-extension"))]))
+    from_files = {f.origin.split(":", 1)[0] for f in scan.findings if f.origin.split(":", 1)[0]
+                  in scan.requirement_files}
+    packages = [f.text for f in scan.placed("package")
+                if f.origin.split(":", 1)[0] not in from_files and not f.note.startswith("kept in")]
+    python = _python(scan)
+    return _RecipeParts(
+        name=name, python=python, torch_version=torch_version or found_version or DEFAULT_TORCH, cuda=cuda,
+        torch_packages=tuple(paired), extensions=tuple(exts), requirement_files=scan.requirement_files,
+        packages=tuple(dict.fromkeys(packages)), repo=scan.installable,
+        repo_extras=scan.selected_extras,
+        cuda_origin=next((f"{f.text} in {f.origin}" for f in scan.placed("torch") if "+" in f.text
+                          or f.text.startswith("cuda=")), ""),
+    )
+
+
+def _python(scan: RepoScan) -> str | None:
+    for f in scan.placed("python"):
+        text = f.text.strip()
+        if re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
+            return ".".join(text.split(".")[:2])
+        if text:
+            return text
+    return None
+
+
+def _name(text: str) -> str:
+    try:
+        return Requirement(text).name.lower()
+    except InvalidRequirement:
+        return text
+
+
+def _without_local_label(text: str) -> str:
+    """"torchvision==0.15.2+cu118" → "torchvision==0.15.2": the variant is the plan's choice."""
+    return re.sub(r"(==\s*[0-9][0-9.]*)\+[A-Za-z0-9.]+", r"\1", text)
+
+
+def recipe_toml(parts: _RecipeParts, *, table: str = "", to_root: str = ".") -> str:
+    """The recipe's TOML; ``table`` ("tool.gpuenv") prefixes every table, for a pyproject.toml.
+
+    ``to_root`` is the repository root relative to the recipe's directory ("..", ".").
+    """
     prefix = f"{table}." if table else ""
     lines = []
-    if name is not None:
-        lines += [f"[{prefix}env]", f"name = {_toml_string(name)}", ""]
+    if parts.name is not None or parts.python is not None:
+        lines.append(f"[{prefix}env]")
+        if parts.name is not None:
+            lines.append(f"name = {_toml_string(parts.name)}")
+        if parts.python is not None:
+            lines.append(f"python = {_toml_string(parts.python)}  # the env's Python satisfies it")
+        lines.append("")
     lines += [
         f"[{prefix}torch]",
-        f"version = {_toml_string(torch_version)}  # a version (\"2.14.1\") or a specifier (\"2.14.*\")",
-        'cuda = "auto"  # the CUDA build that runs on this machine\'s GPUs and driver; or "12.6", "cpu"',
+        f"version = {_toml_string(parts.torch_version)}  # or a specifier: the newest that runs here",
+        f"cuda = {_toml_string(parts.cuda)}  # from {parts.cuda_origin}; \"auto\" lets gpuenv choose"
+        if parts.cuda else 'cuda = "auto"  # the CUDA build this machine\'s GPUs and driver run',
     ]
-    for requirement in extensions:
+    if parts.torch_packages:
+        lines.append(f"packages = {_toml_list(parts.torch_packages)}  # unpinned: paired with torch")
+    for requirement in parts.extensions:
+        text = _from_root(requirement, to_root)
         lines += ["", f"[[{prefix}extensions]]  # built without isolation, against this torch, for your GPUs",
-                  f"requirement = {_toml_string(requirement)}"]
-    lines += ["", f"# [{prefix}packages]", '# requirements = ["transformers>=4.40"]']
+                  f"requirement = {_toml_string(text)}"]
+    if parts.repo:
+        lines += ["", f"[{prefix}repo]  # this repository itself, installed last, against the env's torch",
+                  f"path = {_toml_string(to_root)}", "editable = true"]
+        if parts.repo_extras:
+            lines.append(f"extras = {_toml_list(parts.repo_extras)}")
+    if parts.requirement_files or parts.packages:
+        lines += ["", f"[{prefix}packages]"]
+        if parts.requirement_files:
+            files = [_from_root("./" + f, to_root) for f in parts.requirement_files]
+            lines.append(f"requirements-files = {_toml_list(files)}  # read at every plan, minus torch and "
+                         "what the recipe builds itself")
+        if parts.packages:
+            lines.append(f"requirements = {_toml_list(parts.packages)}")
+    else:
+        lines += ["", f"# [{prefix}packages]", '# requirements = ["transformers>=4.40"]']
     return "\n".join(lines) + "\n"
 
 
-def _relative_to(directory: Path, root: Path, requirement: str) -> str:
-    """A requirement that is a relative path from ``root``, made relative to ``directory``.
-
-    Paths in a recipe are relative to the recipe's directory; on the command
-    line they are relative to the repository.
-    """
-    if requirement not in (".", "..") and not requirement.startswith(("./", "../")):
+def _from_root(requirement: str, to_root: str) -> str:
+    """A path relative to the repository root, made relative to the recipe (paths in a recipe are)."""
+    if not requirement.startswith(("./", "../")) and requirement not in (".", ".."):
         return requirement
-    target = os.path.relpath((root / requirement).resolve(), directory.resolve())
-    return target if target.startswith("..") else "./" + target
+    joined = os.path.normpath(os.path.join(to_root, requirement))
+    return joined if joined.startswith("..") or joined == "." else "./" + joined
 
 
 def _toml_string(text: str) -> str:
@@ -218,15 +377,18 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)
 
 
+def _toml_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(_toml_string(i) for i in items) + "]"
+
+
 def _plan_recipe(
-    root: Path, name: str | None, into_pyproject: bool, torch_version: str, extensions: Sequence[str],
-    writes: list[_Write], skipped: list[Skipped],
+    root: Path, parts: _RecipeParts, into_pyproject: bool, writes: list[_Write], skipped: list[Skipped],
 ) -> Path:
     if into_pyproject:
-        return _plan_pyproject(root, name, torch_version, extensions, writes, skipped)
+        return _plan_pyproject(root, parts, writes, skipped)
     path = root / RECIPE_PATH
-    extensions = [_relative_to(path.parent, root, requirement) for requirement in extensions]
-    text = _RECIPE_HEADER + recipe_toml(torch_version=torch_version, extensions=extensions, name=name)
+    # Paths in a recipe are relative to its directory (envs/); init's are relative to the root.
+    text = _RECIPE_HEADER + recipe_toml(parts, to_root="..")
     _validate(tomllib.loads(text), path, None)
     if path.exists():
         skipped.append(Skipped(path, "it exists (gpuenv never overwrites a recipe)"))
@@ -250,14 +412,12 @@ def _has_gpuenv_table(pyproject: Path) -> bool:
 _RECIPE_HEADER = """\
 # This repository's GPU environment, for gpuenv: `gpuenv plan` shows what it would
 # install on this machine, `nox -s gpu-env` (or `gpuenv setup`) sets it up in .venv.
+# Written by `gpuenv init` from what the repository declares; edit it freely.
 
 """
 
 
-def _plan_pyproject(
-    root: Path, name: str | None, torch_version: str, extensions: Sequence[str],
-    writes: list[_Write], skipped: list[Skipped],
-) -> Path:
+def _plan_pyproject(root: Path, parts: _RecipeParts, writes: list[_Write], skipped: list[Skipped]) -> Path:
     path = root / "pyproject.toml"
     if not path.is_file():
         raise InputError(
@@ -265,7 +425,7 @@ def _plan_pyproject(
             hint="run 'gpuenv init' without --pyproject to write envs/default.toml instead",
         )
     existing = path.read_text(encoding="utf-8")
-    table = recipe_toml(torch_version=torch_version, extensions=extensions, name=name, table=PYPROJECT_TABLE)
+    table = recipe_toml(parts, table=PYPROJECT_TABLE, to_root=".")
     text = _separator(existing) + table
     try:
         current = tomllib.loads(existing)
@@ -300,7 +460,7 @@ def _validate(data: dict[str, Any], path: Path, table: str | None) -> None:
     parse_recipe(data, path, table)
 
 
-# -- noxfile, tasks, README --------------------------------------------------------------------
+# -- noxfile, tasks, README, .gitignore -------------------------------------------------------------
 
 
 def _plan_new_file(
@@ -312,39 +472,41 @@ def _plan_new_file(
     if marker in path.read_text(encoding="utf-8", errors="replace"):
         skipped.append(Skipped(path, f"it exists and already mentions {marker!r}"))
         return
-    imports = "import os\n\nfrom gpuenv.integrations import nox_gpu_env" if path.name == "noxfile.py" \
-        else "from gpuenv.integrations import invoke_setup\nfrom invoke import task"
-    skipped.append(Skipped(path, "it exists; add this by hand", f"{imports}\n\n\n{snippet}"))
+    skipped.append(Skipped(path, "it exists; add this by hand", snippet))
 
 
-def readme_section(recipe: Path) -> str:
+def readme_section(recipe: Path, origin: str) -> str:
     """The README section: what the recipe is and the commands that use it."""
     where = f"the `[{PYPROJECT_TABLE}]` table of `pyproject.toml`" if recipe.name == "pyproject.toml" \
         else f"`{recipe.as_posix()}`"
+    install = shlex.quote(with_extra(origin, "frontends"))
     return f"""\
 {README_HEADING}
 
 The GPU environment of this repository is described by {where} and set up by
-[gpuenv](https://pypi.org/project/gpuenv/): it picks the PyTorch CUDA build for this
-machine's GPUs and driver, and builds the extensions against that torch.
+gpuenv: it picks the PyTorch release and CUDA build for this machine's GPUs and
+driver, builds the CUDA extensions against that torch, and installs this
+repository itself last.
 
 ```
-pip install 'gpuenv[frontends]'   # once: gpuenv, with nox and invoke
+pip install {install}   # once: gpuenv, with nox and invoke
 gpuenv probe                      # what this machine has
 gpuenv plan                       # what setup would install here
 nox -s gpu-env                    # set up .venv (or: invoke setup, gpuenv setup)
 gpuenv doctor --venv .venv        # check that it runs on these GPUs
 ```
 
-The nox session installs gpuenv from `${REQUIREMENT_VARIABLE}` (default `gpuenv`; a
-version, a git URL or a path). Arguments after `--` go to `gpuenv setup`, e.g.
-`nox -s gpu-env -- --gpu H100` to build for a GPU this machine does not have.
+The nox sessions (gpu-env, gpu-plan, gpu-doctor) install gpuenv from
+`${REQUIREMENT_VARIABLE}` (default: `{origin}`; a version, a git URL or a path).
+Arguments after `--` go to gpuenv, e.g. `nox -s gpu-env -- --gpu H100` to build
+for a GPU this machine does not have. Kernels the code compiles when it runs
+(`torch.utils.cpp_extension.load`) get the same toolkit and GPU archs.
 """
 
 
-def _plan_readme(root: Path, recipe: Path, writes: list[_Write], skipped: list[Skipped]) -> None:
+def _plan_readme(root: Path, recipe: Path, origin: str, writes: list[_Write], skipped: list[Skipped]) -> None:
     path = root / "README.md"
-    section = readme_section(recipe)
+    section = readme_section(recipe, origin)
     if not path.exists():
         writes.append(_Write(path, f"# {root.resolve().name}\n\n{section}"))
         return
@@ -353,6 +515,19 @@ def _plan_readme(root: Path, recipe: Path, writes: list[_Write], skipped: list[S
         skipped.append(Skipped(path, f"it already has a '{README_HEADING}' section"))
         return
     writes.append(_Write(path, _separator(existing) + section, append=True))
+
+
+def _plan_gitignore(root: Path, writes: list[_Write], skipped: list[Skipped]) -> None:
+    """Append the env's and nox's folders to .gitignore (never replacing what is there)."""
+    path = root / ".gitignore"
+    existing = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    present = {line.strip().rstrip("/").lstrip("/") for line in existing.splitlines()}
+    missing = [line for line in GITIGNORE_LINES if line.rstrip("/") not in present]
+    if not missing:
+        skipped.append(Skipped(path, f"it already ignores {', '.join(GITIGNORE_LINES)}"))
+        return
+    text = "# gpuenv: the GPU environment and nox's session envs\n" + "".join(f"{m}\n" for m in missing)
+    writes.append(_Write(path, _separator(existing) + text if existing else text, append=path.exists()))
 
 
 def _separator(existing: str) -> str:

@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--pyproject", action="store_true",
                       help="put the recipe in pyproject.toml's [tool.gpuenv] instead of envs/default.toml")
-    init.add_argument("--torch", default="2.14.*", metavar="VERSION",
-                      help="torch version or specifier (default: 2.14.*)")
+    init.add_argument("--torch", default=None, metavar="VERSION",
+                      help="torch version or specifier (default: the repository's pin, else >=2.1)")
     init.add_argument("--extension", action="append", default=[], metavar="REQ",
                       help="an extension to build without isolation (repeatable)")
     init.add_argument("--name", default=None, help="the environment's name")

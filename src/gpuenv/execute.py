@@ -199,10 +199,15 @@ def _repo_describe(ctx: Context) -> list[str]:
     repo = ctx.plan.repo
     assert repo is not None
     lines = [] if repo.isolation else [f"# install the build requirements of {repo.path} (torch untouched)"]
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in ctx.plan.build_env.items())
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _repo_build_env(ctx.plan).items())
     return lines + [(env + " " if env else "") + shlex.join(c) for c in ctx.installer.commands(
         _python_placeholder(ctx), _repo_args(repo), constraints=["torch==<installed version>"],
         no_build_isolation=not repo.isolation)]
+
+
+def _repo_build_env(plan: Plan) -> dict[str, str]:
+    """A repository whose setup.py compiles CUDA gets what runtime builds get, and the plan's build env."""
+    return {**plan.runtime_env, **plan.build_env}
 
 
 def _repo_run(ctx: Context) -> str:
@@ -211,7 +216,7 @@ def _repo_run(ctx: Context) -> str:
     assert repo is not None and torch is not None
     log = ctx.log("repo")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
-    build_env = dict(ctx.plan.build_env)
+    build_env = _repo_build_env(ctx.plan)
 
     def with_build_env(cmd: Any, cwd: str | None = None, extra_environ: Any = None) -> str:
         return runner(cmd, cwd, {**build_env, **(extra_environ or {})})

@@ -268,7 +268,8 @@ def parse_recipe(
     torch = _torch_table(where, top["torch"])
     extensions = _extensions(where, top.get("extensions", []))
     packages, files = _packages_table(where, top.get("packages"))
-    from_files, sources, left_out = _requirement_files(where, files, torch, extensions)
+    repo = _repo_table(where, top.get("repo"))
+    from_files, sources, left_out = _requirement_files(where, files, torch, extensions, repo)
     return Recipe(
         path=where.path,
         name=name,
@@ -278,7 +279,7 @@ def parse_recipe(
         packages=packages + tuple(p for p in from_files if p not in packages),
         table=table,
         python=python,
-        repo=_repo_table(where, top.get("repo")),
+        repo=repo,
         requirement_files=files,
         package_sources=sources,
         left_out=left_out,
@@ -648,6 +649,15 @@ def _torch_is_set_by(where: _Where) -> str:
     return f"torch is set by {where.prefix}torch.version; list only other packages here"
 
 
+def _line_path(text: str) -> Path | None:
+    """The local tree a requirements line installs ("-e /repo[train]", "/repo/csrc/ext"), resolved."""
+    target = text.removeprefix("-e ").strip()
+    target = re.sub(r"\[[^\]]*\]$", "", target)
+    if "://" in target or not target.startswith(("/", ".", "~")):
+        return None
+    return Path(target).expanduser().resolve()
+
+
 # -- [[extensions]] --------------------------------------------------------------------
 
 
@@ -869,7 +879,8 @@ def _packages_table(where: _Where, value: object) -> tuple[tuple[str, ...], tupl
 
 
 def _requirement_files(
-    where: _Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...]
+    where: _Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...],
+    repo: RepoSpec | None,
 ) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...]]:
     """The lines of the repository's requirements files the recipe does not install itself.
 
@@ -884,7 +895,12 @@ def _requirement_files(
     handled = {"torch": f"torch comes from {where.header('torch')}"}
     handled.update({name: f"{name} comes from {where.header('torch')}: paired with the chosen torch"
                     for name in paired_packages()})
-    handled.update({ext.name: f"{ext.name} is built by {where.header('extensions')}" for ext in extensions})
+    built_by = f"[{where.header('extensions')}]"
+    handled.update({ext.name: f"{ext.name} is built by {built_by}" for ext in extensions})
+    # Local trees by their resolved path: "-e ./csrc/ext" or "." in the file are the recipe's own too.
+    local = {ext.path: f"built by {built_by}" for ext in extensions if ext.path is not None}
+    if repo is not None:
+        local[repo.path] = f"the repository itself: installed by {where.header('repo')}"
     kept: list[str] = []
     left_out: list[str] = []
     index_url: str | None = None
@@ -896,7 +912,10 @@ def _requirement_files(
         except InputError as exc:
             raise where.error("packages.requirements-files", str(exc)) from None
         for line in parsed.requirements:
-            if line.name in handled:
+            tree = _line_path(line.text)
+            if tree is not None and tree in local:
+                left_out.append(f"{line.where}: {line.text}: {local[tree]}")
+            elif line.name in handled:
                 left_out.append(f"{line.where}: {line.text}: {handled[line.name]}")
             elif line.text not in kept:
                 kept.append(line.text)

@@ -138,7 +138,7 @@ def _line(path: Path, lineno: int, line: str, acc: _Accumulator, depth: int, see
     elif option == "constraint":
         acc.ignored.append((here, "constraints files are not passed on: gpuenv pins torch itself"))
     elif option == "editable":
-        target = value if "://" in value or value.startswith("git+") else str(_relative(path, value))
+        target = value if "://" in value or value.startswith("git+") else _local(path, value)
         acc.requirements.append(Line(f"-e {target}", path, lineno, _editable_name(value), editable=True))
     elif option == "index-url":
         acc.index_url = value
@@ -146,6 +146,13 @@ def _line(path: Path, lineno: int, line: str, acc: _Accumulator, depth: int, see
         acc.extra.append(value)
     else:
         acc.links.append(value if "://" in value else str(_relative(path, value)))
+
+
+def _local(path: Path, value: str) -> str:
+    """A local tree of a requirements line, absolute, with its extras kept ("/repo[train]")."""
+    match = re.fullmatch(r"(.*?)(\[[^\]]*\])?", value.strip())
+    assert match is not None
+    return str(_relative(path, match[1])) + (match[2] or "")
 
 
 def _relative(path: Path, value: str) -> Path:
@@ -159,7 +166,7 @@ def _requirement(path: Path, lineno: int, line: str) -> Line:
     except InvalidRequirement:
         if line.startswith((".", "/", "~")) or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", line):
             # A path or URL on a line of its own: pip installs it as is.
-            return Line(str(_relative(path, line)) if "://" not in line else line, path, lineno)
+            return Line(_local(path, line) if "://" not in line else line, path, lineno)
         raise InputError(f"{path}:{lineno}: {line!r} is not a requirement pip understands") from None
     return Line(line, path, lineno, canonicalize_name(req.name))
 

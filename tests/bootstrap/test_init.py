@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.bootstrap import NOXFILE, README_HEADING, TASKS, init_repo, init_text
+from gpuenv.bootstrap import README_HEADING, init_repo, init_text, noxfile_text, tasks_text
 from gpuenv.errors import InputError, RecipeError
 from gpuenv.recipe import find_recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
-FILES = ("envs/default.toml", "noxfile.py", "tasks.py", "README.md")
+FILES = ("envs/default.toml", "noxfile.py", "tasks.py", "README.md", ".gitignore")
+ORIGIN = str(REPO)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -27,24 +28,28 @@ def written(result_paths: tuple[Path, ...], root: Path) -> list[str]:
 
 
 def test_an_empty_repo_gets_every_file(tmp_path: Path) -> None:
-    result = init_repo(tmp_path, extensions=["flash-attn==2.8.3.post2"])
+    result = init_repo(tmp_path, extensions=["flash-attn==2.8.3.post2"], origin=ORIGIN)
     assert written(result.written, tmp_path) == list(FILES) and result.skipped == ()
     recipe = load_recipe(tmp_path / "envs" / "default.toml")
-    assert recipe.torch.version == "==2.14.*" and recipe.torch.cuda == "auto"
+    assert recipe.torch.version == ">=2.1" and recipe.torch.cuda == "auto"
     assert [e.requirement for e in recipe.extensions] == ["flash-attn==2.8.3.post2"]
     assert find_recipe(tmp_path) == tmp_path / "envs" / "default.toml"
-    assert (tmp_path / "noxfile.py").read_text() == NOXFILE
-    assert (tmp_path / "tasks.py").read_text() == TASKS
+    assert (tmp_path / "noxfile.py").read_text() == noxfile_text(ORIGIN)
+    assert (tmp_path / "tasks.py").read_text() == tasks_text(ORIGIN)
+    assert (tmp_path / ".gitignore").read_text().splitlines()[1:] == [".venv/", ".nox/"]
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith(f"# {tmp_path.name}\n\n{README_HEADING}\n") and "nox -s gpu-env" in readme
 
 
-def test_the_noxfile_and_tasks_import_gpuenv_and_hold_no_logic() -> None:
-    for text in (NOXFILE, TASKS):
+def test_the_noxfile_imports_no_gpuenv_and_tasks_take_the_collection() -> None:
+    noxfile, tasks = noxfile_text(ORIGIN), tasks_text(ORIGIN)
+    for text in (noxfile, tasks):
         compile(text, "<init>", "exec")
-        assert "from gpuenv.integrations import" in text
-        assert len(text.splitlines()) < 25
-    assert 'os.environ.get("GPUENV_REQUIREMENT", "gpuenv")' in NOXFILE
+        assert len(text.splitlines()) < 40
+    imports = [line for line in noxfile.splitlines() if line.startswith(("import", "from"))]
+    assert not any("gpuenv" in line for line in imports)
+    assert f'os.environ.get("GPUENV_REQUIREMENT", "{ORIGIN}")' in noxfile
+    assert "namespace = invoke_collection()" in tasks
 
 
 def test_a_name_and_a_torch_version_go_into_the_recipe(tmp_path: Path) -> None:
@@ -61,7 +66,8 @@ def test_a_second_run_skips_everything_and_says_why(tmp_path: Path) -> None:
     reasons = {str(s.path.relative_to(tmp_path)): s.reason for s in result.skipped}
     assert list(reasons) == list(FILES)
     assert "exists" in reasons["envs/default.toml"]
-    assert "gpu-env" in reasons["noxfile.py"] and "def setup(" in reasons["tasks.py"]
+    assert "gpu-env" in reasons["noxfile.py"] and "invoke_collection" in reasons["tasks.py"]
+    assert ".venv/" in reasons[".gitignore"]
     assert README_HEADING in reasons["README.md"]
     assert snapshot(tmp_path) == before
     text = init_text(result)
@@ -74,7 +80,7 @@ def test_existing_noxfile_tasks_and_readme_are_not_overwritten(tmp_path: Path) -
     (tmp_path / "README.md").write_text("# My research\n\nTrains things.\n")
     before = snapshot(tmp_path)
     result = init_repo(tmp_path)
-    assert written(result.written, tmp_path) == ["envs/default.toml", "README.md"]
+    assert written(result.written, tmp_path) == ["envs/default.toml", "README.md", ".gitignore"]
     assert (tmp_path / "noxfile.py").read_bytes() == before["noxfile.py"]
     assert (tmp_path / "tasks.py").read_bytes() == before["tasks.py"]
     readme = (tmp_path / "README.md").read_text()
@@ -82,11 +88,12 @@ def test_existing_noxfile_tasks_and_readme_are_not_overwritten(tmp_path: Path) -
     assert result.appended == (tmp_path / "README.md",) and "appended README.md" in init_text(result)
     skipped = {s.path.name: s for s in result.skipped}
     nox_snippet, tasks_snippet = skipped["noxfile.py"].snippet, skipped["tasks.py"].snippet
-    assert nox_snippet is not None and "nox_gpu_env(session" in nox_snippet
-    assert tasks_snippet is not None and "invoke_setup(c" in tasks_snippet
+    assert nox_snippet is not None and "_gpuenv_session(_command)" in nox_snippet
+    assert tasks_snippet is not None and "invoke_collection()" in tasks_snippet
     # The snippets, added by hand, make working files.
     compile(before["noxfile.py"].decode() + nox_snippet, "noxfile.py", "exec")
-    assert "nox_gpu_env(session" in init_text(result)
+    compile(before["tasks.py"].decode() + tasks_snippet, "tasks.py", "exec")
+    assert "_gpuenv_session(_command)" in init_text(result)
 
 
 def test_pyproject_mode_appends_a_table_the_recipe_loader_accepts(tmp_path: Path) -> None:
@@ -94,7 +101,8 @@ def test_pyproject_mode_appends_a_table_the_recipe_loader_accepts(tmp_path: Path
     (tmp_path / "pyproject.toml").write_text(original)
     result = init_repo(tmp_path, into_pyproject=True, torch_version="2.13.0", extensions=["torch-scatter"])
     assert result.recipe == tmp_path / "pyproject.toml"
-    assert written(result.written, tmp_path) == ["pyproject.toml", "noxfile.py", "tasks.py", "README.md"]
+    assert written(result.written, tmp_path) == ["pyproject.toml", "noxfile.py", "tasks.py", "README.md",
+                                                 ".gitignore"]
     assert not (tmp_path / "envs").exists()
     text = (tmp_path / "pyproject.toml").read_text()
     assert text.startswith(original) and "[tool.gpuenv.torch]" in text
@@ -149,6 +157,7 @@ def test_bad_input_writes_nothing(tmp_path: Path) -> None:
 
 def test_a_local_extension_path_is_made_relative_to_the_recipe(tmp_path: Path) -> None:
     (tmp_path / "csrc" / "myext").mkdir(parents=True)
+    (tmp_path / "csrc" / "myext" / "setup.py").write_text("from setuptools import setup\nsetup()\n")
     init_repo(tmp_path, extensions=["./csrc/myext"])
     recipe = load_recipe(tmp_path / "envs" / "default.toml")
     assert recipe.extensions[0].requirement == "../csrc/myext"
@@ -160,9 +169,11 @@ def test_the_written_noxfile_and_tasks_list_their_session_and_task(tmp_path: Pat
     nox = subprocess.run([sys.executable, "-m", "nox", "-f", str(tmp_path / "noxfile.py"), "-l"],
                          capture_output=True, text=True, check=False)
     assert nox.returncode == 0 and "gpu-env" in nox.stdout, nox.stdout + nox.stderr
+    assert "gpu-plan" in nox.stdout and "gpu-doctor" in nox.stdout
     invoke = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(tmp_path), "--list"],
                             capture_output=True, text=True, check=False)
-    assert invoke.returncode == 0 and "setup" in invoke.stdout, invoke.stdout + invoke.stderr
+    assert invoke.returncode == 0, invoke.stdout + invoke.stderr
+    assert all(task in invoke.stdout for task in ("setup", "plan", "probe", "doctor", "cache")), invoke.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,130 @@
+"""The pieces setup uses for a research repo: python, [repo], requirements files, runtime builds, tasks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpuenv.cli import build_parser
+from gpuenv.errors import RecipeError
+from gpuenv.execute import run_setup
+from gpuenv.integrations import _params, _subparsers, gpuenv_origin, invoke_collection, setup_args
+from gpuenv.interpreters import NoPythonError, find_python
+from gpuenv.plan import plan
+from gpuenv.recipe import load_recipe
+from gpuenv.runner import SubprocessRunner
+from gpuenv.runtime import RUNTIME_PTH, read_runtime_env, write_runtime_env
+from gpuenv.steps import SetupOptions
+from tests.plan.test_plan import A100, D580, machine
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_recipe_python_repo_and_requirements_files(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[project]\nname = "r"\nversion = "1"\n')
+    write(tmp_path / "requirements.txt", "torch==2.0.1\neinops\n-e .\n-i https://idx.invalid/simple\n")
+    recipe = load_recipe(write(tmp_path / "envs" / "r.toml", (
+        '[env]\npython = "3.10"\n[torch]\nversion = ">=2.1"\n[repo]\nextras = ["a"]\n'
+        '[packages]\nrequirements-files = ["../requirements.txt"]\n')))
+    assert recipe.python == "==3.10.*"
+    assert recipe.repo is not None and recipe.repo.path == tmp_path.resolve() and recipe.repo.editable
+    assert recipe.repo.requirement == f"{tmp_path.resolve()}[a]"
+    assert recipe.packages == ("einops",)
+    assert recipe.package_sources.index_url == "https://idx.invalid/simple"
+    assert len(recipe.left_out) == 2
+
+
+@pytest.mark.parametrize(("body", "key"), [
+    ('[env]\npython = "three"\n[torch]\nversion = "2.13.*"\n', "env.python"),
+    ('[torch]\nversion = "2.13.*"\n[repo]\npath = "./nowhere"\n', "repo.path"),
+    ('[torch]\nversion = "2.13.*"\n[repo]\neditable = "yes"\n', "repo.editable"),
+    ('[torch]\nversion = "2.13.*"\n[packages]\nrequirements-files = ["missing.txt"]\n',
+     "packages.requirements-files[0]"),
+    ('[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "x"\nfixed-archs = ["sm90"]\n',
+     "extensions[0].fixed-archs[0]"),
+    ('[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "x"\narch-format = "dots"\n',
+     "extensions[0].arch-format"),
+])
+def test_bad_new_recipe_keys_name_the_key(tmp_path: Path, body: str, key: str) -> None:
+    write(tmp_path / "setup.py", "")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write(tmp_path / "r.toml", body))
+    assert info.value.key == key and info.value.exit_code == 2
+
+
+def test_find_python_takes_one_that_satisfies_the_spec_or_says_what_it_found() -> None:
+    runner = SubprocessRunner()
+    me = ".".join(map(str, sys.version_info[:2]))
+    found = find_python(f"=={me}.*", runner)
+    assert found.version.startswith(me + ".")
+    with pytest.raises(NoPythonError) as info:
+        find_python("==2.0.*", runner)
+    assert info.value.exit_code == 3 and me in str(info.value)
+    assert "uv python install 2.0" in (info.value.hint or "")
+
+
+def test_the_runtime_pth_sets_the_plan_at_interpreter_start(tmp_path: Path) -> None:
+    env = {"CUDA_HOME": "/opt/cuda-13.0", "TORCH_CUDA_ARCH_LIST": "8.0", "MAX_JOBS": "2"}
+    path = write_runtime_env(tmp_path, env)
+    assert path.name == RUNTIME_PTH and read_runtime_env(tmp_path) == env
+    code = "import site, os, sys; site.addsitedir(sys.argv[1]); print(os.environ.get('TORCH_CUDA_ARCH_LIST'))"
+    clean = {k: v for k, v in os.environ.items() if k not in env}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          env=clean, check=True)
+    assert done.stdout.strip() == "8.0"
+    off = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         env={**clean, "GPUENV_RUNTIME_ENV": "0"}, check=True)
+    assert off.stdout.strip() == "None"
+
+
+def test_the_plan_carries_the_runtime_env_with_the_toolkit_even_without_extensions(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path / "r.toml", '[torch]\nversion = "2.13.*"\n'))
+    result = plan(recipe, machine(A100, driver=D580, nvcc=("13.0",), cpus=4))
+    assert result.runtime_env == {"CUDA_HOME": "/usr/local/cuda-13.0", "TORCH_CUDA_ARCH_LIST": "8.0",
+                                  "MAX_JOBS": "4"}
+
+
+def test_dry_run_shows_the_python_the_repo_install_and_the_runtime_file(tmp_path: Path) -> None:
+    write(tmp_path / "pyproject.toml", '[project]\nname = "r"\nversion = "1"\n')
+    me = ".".join(map(str, sys.version_info[:2]))
+    recipe = load_recipe(write(tmp_path / "r.toml", (
+        f'[env]\npython = "{me}"\n[torch]\nversion = "2.13.*"\n[repo]\nextras = ["train"]\n')))
+    result = plan(recipe, machine(A100, driver=D580, nvcc=("13.0",)))
+    lines = run_setup(result, SetupOptions(venv=tmp_path / "my venv"), dry_run=True).commands
+    text = "\n".join(lines)
+    assert f"'{tmp_path / 'my venv'}'" in text  # shell-quoted: a path with a space pastes as one word
+    assert "--no-build-isolation" in text and f"-e '{tmp_path.resolve()}[train]'" in text
+    assert "CUDA_HOME=/usr/local/cuda-13.0 TORCH_CUDA_ARCH_LIST=8.0" in text
+    assert RUNTIME_PTH in text and "TORCH_CUDA_ARCH_LIST=8.0" in text
+
+
+def test_invoke_tasks_have_every_option_of_their_command() -> None:
+    commands = _subparsers(build_parser())
+    collection = invoke_collection()
+    for name in ("setup", "plan", "probe", "doctor", "cache"):
+        task = collection.tasks[name]
+        flags = {n for arg in task.get_arguments() for n in arg.names}
+        options = {a.dest.replace("_", "-") for a in commands[name]._actions if a.option_strings
+                   and a.dest != "help"}
+        assert options <= flags, (name, options - flags)
+
+
+def test_task_arguments_become_the_command_line() -> None:
+    assert setup_args(cuda="12.1", dry_run=True, gpu=None) == ["--cuda", "12.1", "--dry-run"]
+    params = _params(_subparsers(build_parser())["cache"])
+    assert params[0].name == "action"
+
+
+def test_gpuenv_origin_is_where_this_gpuenv_is_installed_from() -> None:
+    origin = gpuenv_origin()
+    repo = Path(__file__).resolve().parents[2]
+    # Installed editable from a checkout (CI, nox -s tests) or run from it: the checkout.
+    assert origin == str(repo) or origin.startswith(("gpuenv", "/")), origin
