@@ -34,6 +34,7 @@ from gpuenv.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
 from gpuenv.plan import driver_runs
 from gpuenv.recipe import Recipe, find_recipe, load_recipe
 from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.runtime import RUNTIME_PTH, read_runtime_env
 from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo
 
 Verdict = Literal["ok", "warn", "fail"]
@@ -205,6 +206,7 @@ def _env_checks(
         checks += _torch_checks(env, run, site, torch, hardware)
         toolkit = toolkit_check(torch, hardware, exact_for=_exact_toolkit_names(targets))
         checks += [toolkit] if toolkit is not None else []
+        checks.append(runtime_check(read_runtime_env(site), torch))
     checks.append(lock_check(locked, torch, bool(targets)))
     if not targets:
         return checks
@@ -507,6 +509,23 @@ def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
 
 
 # -- the lock ---------------------------------------------------------------------------------
+
+
+def runtime_check(runtime: Mapping[str, str] | None, torch: TorchInfo) -> Check:
+    """What kernels compiled while the env runs (cpp_extension.load, DeepSpeed ops) will build with."""
+    name = "runtime builds"
+    if runtime is None:
+        if torch.cuda is None:
+            return Check(name, "ok", "a CPU torch: kernels compiled at run time build for the CPU")
+        return Check(name, "warn", f"no {RUNTIME_PTH} in the env: code that compiles CUDA kernels when it "
+                     "runs guesses CUDA_HOME (often /usr/local) and the archs",
+                     fix="run 'gpuenv setup' to write it")
+    values = " ".join(f"{k}={v}" for k, v in sorted(runtime.items()))
+    home = runtime.get("CUDA_HOME")
+    if home is not None and not Path(home, "bin", "nvcc").exists():
+        return Check(name, "fail", f"{values}: but {home}/bin/nvcc does not exist",
+                     fix="run 'gpuenv setup' again to point it at a toolkit on this machine")
+    return Check(name, "ok", f"kernels compiled at run time get {values} ({RUNTIME_PTH})")
 
 
 def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions: bool) -> Check:

@@ -36,6 +36,7 @@ from gpuenv.doctor import (
     read_binaries,
     recipe_and_lock,
     report_text,
+    runtime_check,
     toolkit_check,
     torch_code,
     torch_driver_check,
@@ -45,6 +46,7 @@ from gpuenv.hardware import Hardware
 from gpuenv.lock import LockedEnv, lock_path_for, write_lock
 from gpuenv.probe import probe
 from gpuenv.recipe import load_recipe
+from gpuenv.runtime import write_runtime_env
 from tests.doctor.conftest import PROBE_DIST, PROBE_MODULE, PROBE_VERSION
 from tests.doctor.support import (
     FakeEnvRunner,
@@ -351,6 +353,10 @@ def test_cuobjdump_cross_checks_the_fatbin_reader(tmp_path: Path, sm90_so: Path)
 def test_a_gpu_machine_whose_env_covers_its_gpus_passes(tmp_path: Path, sm90_so: Path) -> None:
     venv, site = fake_venv(tmp_path)
     add_distribution(site, "my-ext", "1.0", {"my_ext/__init__.py": b"", "my_ext/_C.so": sm90_so.read_bytes()})
+    toolkit = tmp_path / "cuda-13.0"
+    (toolkit / "bin").mkdir(parents=True)
+    (toolkit / "bin" / "nvcc").write_text("")
+    write_runtime_env(site, {"CUDA_HOME": str(toolkit), "TORCH_CUDA_ARCH_LIST": "9.0"})
     torch = cuda_torch()
     runner = FakeEnvRunner(site, torch=torch, installed={"my-ext": "1.0"})
     report = diagnose(venv, hardware=machine("H100", toolkits=["13.0"]),
@@ -358,8 +364,9 @@ def test_a_gpu_machine_whose_env_covers_its_gpus_passes(tmp_path: Path, sm90_so:
     assert report.exit_code == 0, report_text(report)
     assert verdicts(report) == {
         "driver": "ok", "gpu 0": "ok", "env": "ok", "torch": "ok", "torch CUDA 13.0": "ok",
-        "torch kernels": "ok", "torch.cuda.is_available()": "ok", "toolkit": "ok", "lock": "ok",
-        "my-ext": "ok", "my-ext import": "ok", "my-ext archs": "ok", "my-ext built against": "ok",
+        "torch kernels": "ok", "torch.cuda.is_available()": "ok", "toolkit": "ok", "runtime builds": "ok",
+        "lock": "ok", "my-ext": "ok", "my-ext import": "ok", "my-ext archs": "ok",
+        "my-ext built against": "ok",
     }
     assert runner.imported() == ["my_ext"]
 
@@ -522,3 +529,13 @@ def test_real_cuobjdump_agrees_when_one_is_installed(sm90_so: Path, tmp_path: Pa
         pytest.skip("no cuobjdump on this machine")
     (binary,) = read_binaries([sm90_so], tool)
     assert binary.cuobjdump_sass == frozenset({"sm_90"})
+
+
+def test_doctor_reports_what_kernels_compiled_at_run_time_get(tmp_path: Path) -> None:
+    torch = cuda_torch()
+    assert runtime_check(None, torch).verdict == "warn"
+    assert runtime_check({"CUDA_HOME": str(tmp_path / "gone")}, torch).verdict == "fail"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvcc").write_text("")
+    check = runtime_check({"CUDA_HOME": str(tmp_path), "TORCH_CUDA_ARCH_LIST": "8.0"}, torch)
+    assert check.verdict == "ok" and "TORCH_CUDA_ARCH_LIST=8.0" in check.detail
