@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -227,7 +228,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     outcome = run_setup(result, options, reporter=reporter)
     for line in outcome.skipped:
         reporter.done(f"skipped {line}")
-    print(f"ready: {outcome.venv} (activate with: source {outcome.venv}/bin/activate)")
+    activate = shlex.quote(str(outcome.venv / "bin" / "activate"))
+    print(f"ready: {shlex.quote(str(outcome.venv))} (activate with: source {activate})")
     return EXIT_OK
 
 
