@@ -122,6 +122,8 @@ def test_every_nox_and_invoke_command_of_the_readme_runs(command: str, tmp_path:
                 "--envdir", str(tmp_path / "nox"), "-s", session]
         if session == "gpu-env":
             args += ["--", *with_dry_run(extra)]
+        elif session.startswith("gpu-"):
+            args += ["--", *extra]
     else:
         assert words[0] == "invoke", command
         args = [sys.executable, "-m", "invoke", "--search-root", str(REPO), *with_dry_run(words[1:])]
