@@ -261,7 +261,7 @@ def _verify_run(ctx: Context) -> str:
     if found.failures:
         failed = "\n".join(f"import {module} fails in {ctx.options.venv}:\n{error.rstrip()}"
                            for module, error in found.failures.items())
-        raise VerifyError(failed, hint=f"see the build log of that extension under {logs}")
+        raise VerifyError(failed, hint=f"see the build log of that extension under {shlex.quote(str(logs))}")
     for ext in ctx.plan.extensions:
         if ext.action == "skip" or ext.name in imports:
             continue
