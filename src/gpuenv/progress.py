@@ -35,8 +35,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from gpuenv.targetenv import ANSWER_MARK
-
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 
 COLOR_CHOICES = ("auto", "always", "never")
@@ -215,6 +213,10 @@ class TerminalReporter:
         refresh: float = 0.2,
         tick_interval: float = 1.0,
     ) -> None:
+        # Here, not at the top: the CLI imports this module for its options, setup alone needs this.
+        from gpuenv.targetenv import ANSWER_MARK
+
+        self.answer_mark = ANSWER_MARK
         self.stream = stream or sys.stderr
         self.tty = is_terminal(self.stream) if tty is None else tty
         self.verbosity = verbosity
@@ -272,7 +274,7 @@ class TerminalReporter:
             self._line(self.style(text, "bold"), now)
 
     def status(self, text: str) -> None:
-        if text.startswith(ANSWER_MARK):
+        if text.startswith(self.answer_mark):
             return  # the answer of gpuenv's own question to the env, not output to show
         with self._lock:
             if self.verbosity >= VERBOSE and text.strip() and not is_progress_line(text):
