@@ -235,3 +235,23 @@ def test_each_command_says_what_it_does_its_files_and_examples(command: str) -> 
     assert re.search(r"^files:\n  reads   .+\n(.+\n)*  writes  ", text, re.MULTILINE), text
     examples = text.split("\nexamples:\n", 1)[1].splitlines()
     assert 2 <= len(examples) <= 3 and all(e.startswith(f"  gpuenv {command}") for e in examples)
+
+
+# -- every recipe error has a hint ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "hint"), [
+    ('[torch]\nversoin = "2.13.0"\n', "hint: write 'version' instead"),
+    ('[torch]\nversion = "2.13.0"\ncuda = "cu1x"\n', 'hint: a recipe says it this way: [torch] version = '),
+    ('[torch]\nversion = "2.13"\n[[extensions]]\nrequirement = 3\n', "one [[extensions]] table per extension"),
+    ('[packages]\nrequirements = ["x"]\n', 'hint: a recipe says it this way: [torch] version = "2.14.*"'),
+    ("[torch\n", "hint: README.md's \"Recipes\" section lists every key"),
+])
+def test_every_recipe_error_comes_with_a_hint(tmp_path: Path, body: str, hint: str) -> None:
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(body, encoding="utf-8")
+    done = gpuenv("plan", "-r", str(recipe))
+    assert done.returncode == 2
+    error, hint_line = done.stderr.splitlines()
+    assert error.startswith(f"error: {recipe}: ") and hint_line.startswith("hint: ")
+    assert hint in hint_line
