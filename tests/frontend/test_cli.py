@@ -184,7 +184,7 @@ def test_errors_are_coloured_on_a_terminal_only() -> None:
 
 
 def complete(line: str, tmp_path: Path) -> list[str]:
-    """What the shell gets for TAB at the end of ``line`` (argcomplete's protocol, as the script speaks it)."""
+    """What the shell gets for TAB at the end of ``line`` (argcomplete's protocol, as its script speaks)."""
     out = tmp_path / "completions"
     env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_SHELL": "bash", "_ARGCOMPLETE_IFS": "\n",
            "COMP_LINE": line, "COMP_POINT": str(len(line)), "COMP_TYPE": "9",
@@ -243,7 +243,7 @@ def test_each_command_says_what_it_does_its_files_and_examples(command: str) -> 
 @pytest.mark.parametrize(("body", "hint"), [
     ('[torch]\nversoin = "2.13.0"\n', "hint: write 'version' instead"),
     ('[torch]\nversion = "2.13.0"\ncuda = "cu1x"\n', 'hint: a recipe says it this way: [torch] version = '),
-    ('[torch]\nversion = "2.13"\n[[extensions]]\nrequirement = 3\n', "one [[extensions]] table per extension"),
+    ('[torch]\nversion = "2.13"\n[[extensions]]\nrequirement = 3\n', "one [[extensions]] table per"),
     ('[packages]\nrequirements = ["x"]\n', 'hint: a recipe says it this way: [torch] version = "2.14.*"'),
     ("[torch\n", "hint: README.md's \"Recipes\" section lists every key"),
 ])

@@ -27,7 +27,7 @@ from gpuenv.targetenv import ANSWER_MARK
 PIP_RAW = [
     "Looking in indexes: http://127.0.0.1:8000/simple",
     "Collecting torch==2.14.1",
-    "  Downloading http://127.0.0.1:8000/files/torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl (5400.0 MB)",
+    "  Downloading http://127.0.0.1:8000/f/torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl (5400.0 MB)",
     "  Progress 0 of 5400000000 bytes",
     "  Progress 1350000000 of 5400000000 bytes",
     "  Progress 5400000000 of 5400000000 bytes",
@@ -86,7 +86,8 @@ def test_pips_other_raw_forms_are_read_too() -> None:
 
 def test_uv_summaries_say_what_comes_next() -> None:
     digest = OutputDigest()
-    assert digest.feed("Resolved 24 packages in 1.20s") == "resolved 24 packages; preparing them (download, unpack)"
+    assert digest.feed("Resolved 24 packages in 1.20s") == \
+        "resolved 24 packages; preparing them (download, unpack)"
     assert digest.feed("Prepared 24 packages in 41.3s") == "prepared 24 packages; installing them"
     assert digest.feed("Installed 1 package in 9ms") == "installed 1 package"
 
@@ -191,7 +192,7 @@ def test_quiet_prints_nothing() -> None:
 
 
 def test_verbose_streams_every_line_but_pips_byte_counter() -> None:
-    rep, stream, clock = reporter(verbosity=VERBOSE)
+    rep, stream, _ = reporter(verbosity=VERBOSE)
     rep.step("[3/7] base")
     for line in PIP_RAW:
         rep.status(line)
@@ -227,7 +228,9 @@ class Tty(io.StringIO):
     ("never", {}, Tty(), False),
     ("always", {"NO_COLOR": "1"}, io.StringIO(), True),  # an explicit flag wins
 ])
-def test_when_there_is_colour(choice: str, environ: dict[str, str], stream: io.StringIO, expected: bool) -> None:
+def test_when_there_is_colour(
+    choice: str, environ: dict[str, str], stream: io.StringIO, expected: bool
+) -> None:
     assert use_color(choice, stream, environ) is expected
 
 
