@@ -333,8 +333,7 @@ class TerminalReporter:
             return
         self._clear()
         self._write(text + "\n", now)
-        if self.tty and self._title is not None and self._status is not None:
-            self._draw(self._status_text(now), now)
+        # On a terminal the status comes back with the next tick or output line.
 
     def _write(self, text: str, now: float) -> None:
         self.stream.write(text)
