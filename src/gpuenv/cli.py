@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,6 @@ class _Help:
 
 
 def _wrap(text: str, first: str = "") -> str:
-    import textwrap
-
     return textwrap.fill(text, width=79, initial_indent=first, subsequent_indent=" " * len(first),
                          break_on_hyphens=False)
 

@@ -83,9 +83,9 @@ def test_the_cuda_torch_install_shows_progress_at_least_every_10_s_in_a_log(
     # The lines say how long the step has run and what pip is doing.
     status = [text for _, text in lines[base + 1:end]]
     assert all(re.match(r"  \d+m\d\ds ", s) for s in status), log
-    assert any(re.match(r"  \d+m\d\ds installing \d+ packages: .*torch", s) for s in status), log
+    assert any(re.match(r"  \d+m\d\ds installing \d+ packages: ", s) for s in status), log
     assert "\r" not in log and not ANSI.search(log), "a log gets plain lines"
-    assert re.search(rf"^logs: {venv}/\.gpuenv/logs: setup\.log", log, re.MULTILINE), log
+    assert lines[-1][1] == f"logs: {venv}/.gpuenv/logs: setup.log", log
     assert stdout.startswith(f"ready: {venv} ")
 
 
