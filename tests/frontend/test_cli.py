@@ -202,15 +202,43 @@ def test_completion_comes_from_the_parser(tmp_path: Path) -> None:
     assert sorted(complete("gpuenv setup --color ", tmp_path)) == ["always", "auto", "never"]
 
 
-def test_the_bash_script_registers_gpuenv(tmp_path: Path) -> None:
+def gpuenv_on_path(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PATH has a `gpuenv` that is this checkout's (the scripts call it by name)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    command = bin_dir / "gpuenv"
+    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gpuenv "$@"\n')
+    command.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_the_bash_one_liner_completes_gpuenv(tmp_path: Path) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("no bash here")
-    script = gpuenv("completion", "bash").stdout
-    registered = subprocess.run([bash, "--norc", "-c", f"{script}\ncomplete -p gpuenv"],
-                                capture_output=True, text=True, timeout=60)
-    assert registered.returncode == 0, registered.stderr
-    assert "gpuenv" in registered.stdout and "_python_argcomplete" in registered.stdout
+    script = "\n".join([
+        'eval "$(gpuenv completion bash)"',
+        "complete -p gpuenv",
+        # What bash sets before calling the function for TAB after "gpuenv cache pr".
+        'COMP_LINE="gpuenv cache pr"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(gpuenv cache pr); COMP_CWORD=2',
+        '_python_argcomplete gpuenv pr cache; echo "reply: ${COMPREPLY[*]}"',
+    ])
+    done = subprocess.run([bash, "--norc", "-c", script], capture_output=True, text=True, timeout=60,
+                          env=gpuenv_on_path(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "_python_argcomplete" in done.stdout and "gpuenv" in done.stdout.splitlines()[0]
+    assert done.stdout.splitlines()[-1].strip() == "reply: prune"
+
+
+def test_the_fish_one_liner_completes_gpuenv(tmp_path: Path) -> None:
+    fish = shutil.which("fish")
+    if fish is None:
+        pytest.skip("no fish here")
+    script = 'gpuenv completion fish | source; complete -C "gpuenv ca"'
+    done = subprocess.run([fish, "--no-config", "-c", script], capture_output=True, text=True, timeout=60,
+                          env=gpuenv_on_path(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["cache\tthe wheel cache: list, prune, path"]
 
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
