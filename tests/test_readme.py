@@ -1,4 +1,4 @@
-"""Every command the README shows in its code blocks is run here.
+"""Every command the README shows in its code blocks is run here, and every example of `gpuenv CMD --help`.
 
 `gpuenv setup`, `nox -s gpu-env` and `invoke setup` run with --dry-run added:
 their real runs (real venvs, real builds) are the end-to-end tests in
@@ -8,6 +8,8 @@ does. A README command this file does not know how to run fails the test.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shlex
@@ -84,6 +86,20 @@ def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.Comp
     return done
 
 
+def help_examples() -> list[str]:
+    """The examples every command's --help shows (the lines under "examples:"), comments dropped."""
+    from gpuenv.cli import HELP, main
+
+    examples = []
+    for command in sorted(HELP):
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown), pytest.raises(SystemExit):
+            main([*command.split(), "--help"])
+        section = shown.getvalue().split("\nexamples:\n", 1)[1]
+        examples += [re.sub(r"\s+#.*$", "", line).strip() for line in section.splitlines() if line.strip()]
+    return examples
+
+
 FAST = [c for c in readme_commands() if c.startswith("gpuenv ")]
 SLOW = [c for c in readme_commands() if not c.startswith("gpuenv ") and not elsewhere(c)]
 
@@ -99,12 +115,26 @@ def test_the_readme_shows_commands_and_each_is_run_somewhere() -> None:
 def test_every_gpuenv_command_of_the_readme_runs(tmp_path: Path) -> None:
     work, env = sandbox(tmp_path)
     for command in FAST:
-        done = run_gpuenv(command, work, env)
-        allowed = {0, 1} if command.startswith("gpuenv doctor") else {0}
-        assert done.returncode in allowed, f"{command}\n{done.stdout}\n{done.stderr}"
-        assert "Traceback" not in done.stderr, command
-        if command.startswith("gpuenv doctor"):
-            assert re.search(r"^(ok|warn|fail) ", done.stdout, re.MULTILINE) or '"checks"' in done.stdout
+        check_runs(command, work, env)
+
+
+def test_every_example_of_the_help_texts_runs(tmp_path: Path) -> None:
+    examples = help_examples()
+    assert len(examples) >= 2 * 10 and all(e.startswith("gpuenv ") for e in examples)
+    work, env = sandbox(tmp_path)
+    for command in dict.fromkeys(examples):
+        if command not in FAST:  # the README's own commands run above
+            check_runs(command, work, env)
+
+
+def check_runs(command: str, work: Path, env: dict[str, str]) -> None:
+    done = run_gpuenv(command, work, env)
+    allowed = {0, 1} if command.startswith("gpuenv doctor") else {0}
+    assert done.returncode in allowed, f"{command}\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr, command
+    if command.startswith("gpuenv doctor"):
+        verdicts = r"^(ok|warn|fail|skip) |: \d+ failed, \d+ warnings?"
+        assert re.search(verdicts, done.stdout, re.MULTILINE) or '"checks"' in done.stdout, command
 
 
 @pytest.mark.slow
@@ -160,3 +190,18 @@ def _main_command(work: Path, env: dict[str, str], venv: Path, tmp_path: Path) -
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("2.14.")
     assert (work / "envs" / "gpuenv.lock").exists()
+
+
+def test_nox_l_and_the_readmes_say_the_same_benchmark_duration() -> None:
+    """`nox -l` shows the bench session's docstring; the READMEs tell the same time."""
+    noxfile = (REPO / "noxfile.py").read_text(encoding="utf-8")
+    session = re.search(r'def bench\(.*?\n\s+"""(.*?)"""', noxfile, re.DOTALL)
+    assert session is not None
+    said = {
+        "noxfile.py": re.findall(r"about (\d+) min", session.group(1)),
+        "README.md": re.findall(r"`nox -s bench`; about (\d+) min", README.read_text(encoding="utf-8")),
+        "benchmarks/README.md": re.findall(r"everything: about (\d+) min",
+                                           (REPO / "benchmarks" / "README.md").read_text(encoding="utf-8")),
+    }
+    assert all(len(found) == 1 for found in said.values()), said
+    assert len({found[0] for found in said.values()}) == 1, said

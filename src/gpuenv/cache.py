@@ -262,6 +262,17 @@ class CacheEntry:
             parts.append(f"used {_human_age(now - self.last_used)}")
         return " · ".join(parts)
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``gpuenv cache list --json`` prints for the entry (a stable shape for scripts)."""
+        return {
+            "digest": self.digest,
+            "wheel": str(self.wheel),
+            "size": self.size,
+            "created": self.created.isoformat(),
+            "last_used": self.last_used.isoformat(),
+            "key": self.key.to_json(),
+        }
+
 
 @dataclass(frozen=True)
 class LookupResult:
@@ -636,8 +647,9 @@ class WheelCache:
         older_than: timedelta | None = None,
         unused_since: datetime | None = None,
         max_total_bytes: int | None = None,
+        dry_run: bool = False,
     ) -> list[CacheEntry]:
-        """Remove entries and return them.
+        """Remove entries and return them (with ``dry_run``: return them and remove nothing).
 
         Removes entries stored longer ago than ``older_than``, entries not
         used since ``unused_since`` (a naive datetime is local time), then the
@@ -647,9 +659,11 @@ class WheelCache:
         temporary directories older than an hour, entries :meth:`lookup`
         moved aside, and free lock files of keys without an entry.
         """
-        self.remove_stale_temps()
-        self._remove_quarantined()
-        self._remove_orphan_locks()
+        if not dry_run:
+            self.remove_stale_temps()
+            self._remove_quarantined()
+            self._remove_orphan_locks()
+        remove = (lambda entry: True) if dry_run else self._remove_entry
         now = datetime.now(timezone.utc)
         since = _aware(unused_since) if unused_since is not None else None
         kept = sorted(self.entries(), key=lambda e: e.last_used)  # least recently used first
@@ -657,20 +671,22 @@ class WheelCache:
         for entry in list(kept):
             too_old = older_than is not None and now - entry.created > older_than
             unused = since is not None and entry.last_used < since
-            if (too_old or unused) and self._remove_entry(entry):
+            if (too_old or unused) and remove(entry):
                 removed.append(entry)
                 kept.remove(entry)
         if max_total_bytes is not None:
-            removed += self._shrink(kept, max_total_bytes)
+            removed += self._shrink(kept, max_total_bytes, remove)
         return removed
 
-    def _shrink(self, lru_first: list[CacheEntry], max_total_bytes: int) -> list[CacheEntry]:
+    def _shrink(
+        self, lru_first: list[CacheEntry], max_total_bytes: int, remove: Callable[[CacheEntry], bool]
+    ) -> list[CacheEntry]:
         total = sum(e.size for e in lru_first)
         removed = []
         for entry in lru_first:
             if total <= max_total_bytes:
                 break
-            if self._remove_entry(entry):
+            if remove(entry):
                 removed.append(entry)
                 total -= entry.size
         return removed

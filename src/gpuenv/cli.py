@@ -13,13 +13,16 @@ import json
 import os
 import shlex
 import sys
+import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gpuenv import __version__
 from gpuenv.errors import EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
 from gpuenv.hardware import Hardware
+from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE, Style, use_color
 from gpuenv.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -62,26 +65,204 @@ def _cache_dir(args: argparse.Namespace) -> Path:
     return Path(args.cache_dir) if args.cache_dir is not None else default_cache_dir()
 
 
+@dataclass(frozen=True)
+class _Help:
+    """A command's help: the line in the command list, a paragraph, its files, runnable examples."""
+
+    summary: str
+    description: str
+    reads: str
+    writes: str
+    #: "command  # what it shows": tests/test_readme.py runs every one of them.
+    examples: tuple[str, ...]
+
+    def epilog(self) -> str:
+        width = max(len(e.partition("  #")[0].strip()) for e in self.examples)
+        lines = ["files:", _wrap(self.reads, "  reads   "), _wrap(self.writes, "  writes  "), "", "examples:"]
+        for example in self.examples:
+            command, _, comment = example.partition("  #")
+            line = f"  {command.strip():<{width}}" + (f"  # {comment.strip()}" if comment else "")
+            lines.append(line.rstrip())
+        return "\n".join(lines)
+
+
+def _wrap(text: str, first: str = "") -> str:
+    return textwrap.fill(text, width=79, initial_indent=first, subsequent_indent=" " * len(first),
+                         break_on_hyphens=False)
+
+
+_RECIPE_FILES = "the recipe (-r FILE, else envs/default.toml, else pyproject.toml's [tool.gpuenv])"
+_CACHE_FILES = "the wheel cache (--cache-dir, else $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels)"
+
+HELP: dict[str, _Help] = {
+    "probe": _Help(
+        "what this machine has: driver, GPUs, toolkits, CPUs, memory",
+        "Asks NVML for the driver, the CUDA version it supports and each GPU (name, compute capability, "
+        "memory), and looks for CUDA toolkits in CUDA_HOME, CUDA_PATH, every nvcc on PATH and "
+        "/usr/local/cuda*. No driver is a normal answer: no GPUs, exit 0. The JSON is what "
+        "'--hardware FILE' reads back, to plan for this machine from another one.",
+        "NVML (libnvidia-ml.so.1), the CUDA toolkits on disk, /proc/meminfo",
+        "nothing (--json > FILE saves it)",
+        ("gpuenv probe", "gpuenv probe --json > node.json  # to plan elsewhere: --hardware node.json"),
+    ),
+    "gpus": _Help(
+        "the GPU names --gpu accepts, with their compute capability",
+        "Lists the GPU models gpuenv knows by name, with compute capability and memory: the names "
+        "'--gpu' accepts (with a count: 8xH100). Names match ignoring case, spaces, dashes and a "
+        "leading NVIDIA, Tesla or GeForce; SUBSTRING filters the list the same way. A GPU not listed "
+        "is planned for by its compute capability: --arch X.Y.",
+        "the GPU table inside the package (gpuenv/data/gpus.toml)",
+        "nothing",
+        ("gpuenv gpus", "gpuenv gpus rtx  # only names containing 'rtx'", "gpuenv gpus h100 --json"),
+    ),
+    "plan": _Help(
+        "what setup would do for a recipe on this (or another) machine",
+        "Shows what 'gpuenv setup' would do, without doing it: the torch variant and why, the index "
+        "torch comes from, the arch list, the toolkit, the environment each extension is built with, "
+        "which extensions the wheel cache already holds, and every skip with its reason. It runs no "
+        "subprocess and needs no network and no GPU; --gpu, --arch or --hardware plan for other machines.",
+        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache",
+        "nothing",
+        ("gpuenv plan", "gpuenv plan -r envs/llm.toml --gpu H100  # for a GPU this node does not have",
+         "gpuenv plan --arch 8.0,9.0 --json"),
+    ),
+    "setup": _Help(
+        "create the environment: torch, then the extensions built for your GPUs",
+        "Creates (or reuses) the virtual environment, installs torch from the planned index and checks "
+        "that the planned build landed, then builds each extension without build isolation in that "
+        "env, against that torch, for exactly the planned archs (through the wheel cache), installs "
+        "the recipe's packages, verifies the imports and writes the lock file. Every step shows live "
+        "progress; -v streams the installers' and compilers' output, -q prints only the final line. "
+        "Run it again after a failure: what is done is kept.",
+        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration; {_CACHE_FILES}",
+        "the env (--venv, default .venv) and VENV/gpuenv-state.json; logs in VENV/.gpuenv/logs "
+        "(setup.log, NAME.log per extension; --work-dir moves them); the wheel cache; gpuenv.lock",
+        ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100",
+         "gpuenv setup --dry-run  # the commands it would run; changes nothing"),
+    ),
+    "doctor": _Help(
+        "check that an env really runs on this machine's GPUs",
+        "Checks an existing environment (made by gpuenv or not) against this machine's GPUs, or the "
+        "ones --gpu/--arch/--hardware name: the driver, each GPU, torch's build and whether its "
+        "wheel holds code for every GPU, torch.cuda.is_available(), the toolkit that would build "
+        "extensions, and each extension of the recipe or lock (imports, archs of its .so files, "
+        "built against the torch installed). Each check says ok, warn, fail or skip (with the reason), "
+        "and a fix where one is known. Exit 0 when nothing fails, 1 otherwise.",
+        f"the env (--venv, default .venv); {_RECIPE_FILES} and gpuenv.lock, if any; NVML",
+        "nothing",
+        ("gpuenv doctor", "gpuenv doctor --gpu H100 --json  # an env for GPUs this node does not have",
+         "gpuenv doctor -q  # only what is not ok, and the summary"),
+    ),
+    "init": _Help(
+        "add gpuenv to this repository: a recipe, noxfile.py, tasks.py, a README section",
+        "Adds gpuenv to the repository in the current directory: a recipe, a noxfile.py with a "
+        "'gpu-env' session, a tasks.py with a 'setup' task and a 'GPU environment' section in the "
+        "README. It overwrites nothing: a file that exists is skipped and named, with the lines to "
+        "add by hand. Then 'nox -s gpu-env' sets the repository's environment up.",
+        "pyproject.toml (its project name; --pyproject), README.md, noxfile.py and tasks.py if they exist",
+        "envs/default.toml (or [tool.gpuenv] appended to pyproject.toml), noxfile.py, tasks.py, README.md",
+        ("gpuenv init", "gpuenv init --extension flash-attn==2.8.3.post2",
+         "gpuenv init --pyproject --torch '2.13.*'  # the recipe in pyproject.toml"),
+    ),
+    "cache": _Help(
+        "the wheel cache: list, prune, path",
+        "Every extension wheel gpuenv builds is kept under a key that captures its ABI (torch's "
+        "version and CUDA, the C++11 ABI, Python, platform, archs, nvcc, build knobs). These "
+        "commands show where it is, what it holds, and remove what is no longer needed.",
+        _CACHE_FILES,
+        "the cache (prune only)",
+        ("gpuenv cache list --json", "gpuenv cache prune --max-size 50G --dry-run"),
+    ),
+    "cache path": _Help(
+        "print where the cache is",
+        "Prints the wheel cache's directory: --cache-dir, else $GPUENV_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/gpuenv/wheels or ~/.cache/gpuenv/wheels.",
+        "the environment variables above", "nothing",
+        ("gpuenv cache path", "gpuenv cache path --cache-dir shared-wheels"),
+    ),
+    "cache list": _Help(
+        "every cached wheel: key, size, age, last use",
+        "Lists every wheel in the cache: its key (first 12 hex digits), distribution and version, "
+        "the torch and CUDA it was built against, its archs, size, age and last use; then the total. "
+        "--json prints the same for scripts: path, total_bytes and one object per entry.",
+        _CACHE_FILES, "nothing",
+        ("gpuenv cache list", "gpuenv cache list --json"),
+    ),
+    "cache prune": _Help(
+        "remove wheels by age, last use or total size",
+        "Removes wheels built more than DAYS ago, not used since a date, and then the least recently "
+        "used until the cache fits in SIZE. An entry being built or installed is kept. --dry-run "
+        "lists what would go and removes nothing.",
+        _CACHE_FILES, "the cache (nothing with --dry-run)",
+        ("gpuenv cache prune --older-than 30 --dry-run", "gpuenv cache prune --unused-since 2026-09-01",
+         "gpuenv cache prune --max-size 50G  # least recently used first"),
+    ),
+    "completion": _Help(
+        "print the shell code that completes gpuenv's commands (bash, zsh, fish)",
+        "Prints the completion code for SHELL, generated from this command's parser by argcomplete: "
+        "commands, options and their choices complete with TAB. Load it from your shell's startup "
+        "file: eval \"$(gpuenv completion bash)\" in ~/.bashrc, eval \"$(gpuenv completion zsh)\" in "
+        "~/.zshrc (after compinit), gpuenv completion fish | source in ~/.config/fish/config.fish.",
+        "nothing", "nothing (print only)",
+        ("gpuenv completion bash", "gpuenv completion zsh", "gpuenv completion fish"),
+    ),
+}
+
+
+def _add_output_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """-v/-q/--color on the main parser and on every command (``gpuenv -q setup`` = ``gpuenv setup -q``)."""
+    # A command's own defaults must not undo the main parser's: its options default to "unset".
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    group = parser.add_argument_group("output")
+    loudness = group.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=VERBOSE,
+                          help="also stream the installers' and compilers' output", **default)
+    loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=QUIET,
+                          help="print only errors and the final line", **default)
+    group.add_argument("--color", choices=COLOR_CHOICES, metavar="WHEN",
+                       help="colour: auto (default: on a terminal, unless NO_COLOR is set), always, never",
+                       **default)
+    if top:
+        parser.set_defaults(verbosity=NORMAL, color="auto")
+
+
+def _command(commands: Any, name: str, key: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand with its help from :data:`HELP` and the output options."""
+    entry = HELP[key or name]
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=entry.summary, description=_wrap(entry.description), epilog=entry.epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_output_options(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpuenv",
         description="PyTorch GPU environments that work: probe, plan, set up.",
+        epilog="'gpuenv COMMAND --help' describes a command, the files it reads and writes, with examples.",
     )
     parser.add_argument("--version", action="version", version=f"gpuenv {__version__}")
+    _add_output_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    probe = commands.add_parser("probe", help="what this machine has: driver, GPUs, toolkits, CPUs, memory")
+    probe = _command(commands, "probe")
     probe.add_argument("--json", action="store_true", help="print the hardware as JSON")
     probe.set_defaults(func=_cmd_probe)
 
-    plan = commands.add_parser("plan", help="what setup would do for a recipe on this (or another) machine")
+    gpus = _command(commands, "gpus")
+    gpus.add_argument("substring", nargs="?", default="", metavar="SUBSTRING",
+                      help="list only the names that contain it (ignoring case, spaces and dashes)")
+    gpus.add_argument("--json", action="store_true", help="print the list as JSON")
+    gpus.set_defaults(func=_cmd_gpus)
+
+    plan = _command(commands, "plan")
     _add_target_options(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(func=_cmd_plan)
 
-    setup = commands.add_parser(
-        "setup", help="create the environment: torch, then the extensions built for your GPUs"
-    )
+    setup = _command(commands, "setup")
     _add_target_options(setup)
     setup.add_argument("--venv", type=Path, default=Path(".venv"),
                        help="the target virtual environment, created or reused (default: .venv)")
@@ -95,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rebuild exactly what gpuenv.lock (next to the recipe) records")
     setup.set_defaults(func=_cmd_setup)
 
-    doctor = commands.add_parser("doctor", help="check that an env really runs on this machine's GPUs")
+    doctor = _command(commands, "doctor")
     doctor.add_argument("--venv", type=Path, default=Path(".venv"),
                         help="the environment to check (default: .venv)")
     doctor.add_argument("-r", "--recipe", type=Path, default=None,
@@ -107,9 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(func=_cmd_doctor)
 
-    init = commands.add_parser(
-        "init", help="add gpuenv to this repository: a recipe, noxfile.py, tasks.py, a README section"
-    )
+    init = _command(commands, "init")
     init.add_argument("--pyproject", action="store_true",
                       help="put the recipe in pyproject.toml's [tool.gpuenv] instead of envs/default.toml")
     init.add_argument("--torch", default=None, metavar="VERSION",
@@ -119,19 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default=None, help="the environment's name")
     init.set_defaults(func=_cmd_init)
 
-    cache = commands.add_parser("cache", help="the wheel cache: list, prune, path")
+    cache = _command(commands, "cache")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cache_path = cache_commands.add_parser("path", help="print where the cache is")
-    cache_list = cache_commands.add_parser("list", help="every cached wheel: key, size, age, last use")
-    cache_prune = cache_commands.add_parser("prune", help="remove wheels by age, last use or total size")
+    cache_path = _command(cache_commands, "path", "cache path")
+    cache_list = _command(cache_commands, "list", "cache list")
+    cache_list.add_argument("--json", action="store_true", help="print the entries as JSON")
+    cache_prune = _command(cache_commands, "prune", "cache prune")
     cache_prune.add_argument("--older-than", type=float, metavar="DAYS", help="built more than DAYS ago")
     cache_prune.add_argument("--unused-since", metavar="YYYY-MM-DD", help="not used since this date")
     cache_prune.add_argument("--max-size", metavar="SIZE",
                              help="keep the cache under SIZE (e.g. 20G, 500M): least recently used go first")
+    cache_prune.add_argument("--dry-run", action="store_true",
+                             help="list what would be removed; remove nothing")
+    cache_prune.add_argument("--json", action="store_true", help="print the removed entries as JSON")
     for sub, func in ((cache_path, _cmd_cache_path), (cache_list, _cmd_cache_list),
                       (cache_prune, _cmd_cache_prune)):
         _add_cache_options(sub)
         sub.set_defaults(func=func)
+
+    completion = _command(commands, "completion")
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    completion.set_defaults(func=_cmd_completion)
     return parser
 
 
@@ -139,6 +326,32 @@ def _hardware(args: argparse.Namespace, *, local_host: bool = False) -> Hardware
     from gpuenv.machine import describe_machine
 
     return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host)
+
+
+def _style(args: argparse.Namespace, stream: Any = None) -> Style:
+    return Style(use_color(args.color, stream or sys.stdout))
+
+
+def _cmd_gpus(args: argparse.Namespace) -> int:
+    from gpuenv.machine import gpu_models_matching
+
+    models = gpu_models_matching(args.substring)
+    if args.json:
+        print(json.dumps([{"name": m.name, "compute_capability": m.cc, "memory_mib": m.memory_mib}
+                          for m in models], indent=2))
+        return EXIT_OK
+    if not models:
+        raise InputError(f"no GPU name contains {args.substring!r}",
+                         hint="'gpuenv gpus' lists them all; for a GPU not listed, give its compute "
+                              "capability: --arch X.Y")
+    style = _style(args)
+    if args.verbosity > QUIET:
+        width = max(len(m.name) for m in models)
+        for m in models:
+            print(f"{style(f'{m.name:<{width}}', 'bold')}  compute capability {m.cc:<5} "
+                  f"{m.memory_mib // 1024} GiB")
+    print(f"{len(models)} GPU name(s); use them as --gpu NAME, NAME,NAME or 8xNAME")
+    return EXIT_OK
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -183,7 +396,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(json.dumps(result.to_json(), indent=2) if args.json else plan_text(result))
     # The whole plan first, then every blocker with its hint: what setup would stop on.
     for blocker in result.blockers:
-        _print_error(blocker.error)
+        _print_error(blocker.error, args)
     return EXIT_UNSATISFIABLE if result.blockers else EXIT_OK
 
 
@@ -191,7 +404,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     from gpuenv.execute import run_setup
     from gpuenv.lock import lock_path_for, plan_locked, read_lock
     from gpuenv.plan import plan
-    from gpuenv.progress import TerminalReporter
+    from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary
     from gpuenv.sources import file_sha256
     from gpuenv.steps import SetupOptions
@@ -221,25 +434,41 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         for line in run_setup(result, options, dry_run=True).commands:
             print(line)
         return EXIT_OK
-    reporter = TerminalReporter()
-    reporter.step(f"plan: {plan_summary(result)}")
-    for warning in result.warnings:
-        reporter.done(f"warning: {warning}")
-    outcome = run_setup(result, options, reporter=reporter)
-    for line in outcome.skipped:
-        reporter.done(f"skipped {line}")
+    with TerminalReporter(verbosity=args.verbosity, color=use_color(args.color, sys.stderr)) as reporter:
+        reporter.step(f"plan: {plan_summary(result)}")
+        for warning in result.warnings:
+            reporter.done(f"warning: {warning}")
+        try:
+            outcome = run_setup(result, options, reporter=reporter)
+        finally:
+            # Where the output went, whether the run succeeded or not.
+            logs = log_files(options.work / "logs")
+            if logs:
+                reporter.step(f"logs: {logs[0].parent}: {', '.join(p.name for p in logs)}")
+        for line in outcome.skipped:
+            reporter.done(f"skipped {line}")
+    ready = _style(args)("ready:", "green", "bold")
     activate = shlex.quote(str(outcome.venv / "bin" / "activate"))
-    print(f"ready: {shlex.quote(str(outcome.venv))} (activate with: source {activate})")
+    print(f"{ready} {shlex.quote(str(outcome.venv))} (activate with: source {activate})")
     return EXIT_OK
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from gpuenv.doctor import diagnose, recipe_and_lock, report_text
+    from gpuenv.progress import paint_verdicts
 
     recipe, locked = recipe_and_lock(args.recipe, start=Path.cwd())
     report = diagnose(args.venv.absolute(), hardware=_hardware(args, local_host=True), recipe=recipe,
                       locked=locked)
-    print(json.dumps(report.to_json(), indent=2) if args.json else report_text(report))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return report.exit_code
+    if args.verbosity <= QUIET:
+        # Only what needs attention, and the summary (its counts are the same).
+        report = replace(report, checks=tuple(c for c in report.checks if c.verdict in ("warn", "fail")))
+    print(paint_verdicts(report_text(report), _style(args)))
     return report.exit_code
 
 
@@ -248,7 +477,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
     result = init_repo(Path.cwd(), name=args.name, into_pyproject=args.pyproject,
                        torch_version=args.torch, extensions=args.extension)
-    print(init_text(result))
+    text = init_text(result)
+    print(text.splitlines()[-1] if args.verbosity <= QUIET else text)
     return EXIT_OK
 
 
@@ -262,9 +492,15 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
 
     cache = WheelCache(_cache_dir(args))
     entries = cache.entries() if cache.path.exists() else []
-    for entry in entries:
-        print(f"{entry.digest[:12]}  {entry.summary()}")
     total = sum(e.size for e in entries)
+    if args.json:
+        print(json.dumps({"path": str(cache.path), "total_bytes": total,
+                          "entries": [e.to_json() for e in entries]}, indent=2))
+        return EXIT_OK
+    if args.verbosity > QUIET:
+        style = _style(args)
+        for entry in entries:
+            print(f"{style(entry.digest[:12], 'cyan')}  {entry.summary()}")
     print(f"{len(entries)} wheel(s), {total / 1e6:.1f} MB in {cache.path}")
     return EXIT_OK
 
@@ -281,14 +517,24 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
         unused_since = datetime.fromisoformat(args.unused_since) if args.unused_since else None
     except ValueError:
         raise InputError(f"--unused-since {args.unused_since}: not a date", hint="e.g. 2026-10-01") from None
-    removed = WheelCache(_cache_dir(args)).prune(
+    cache = WheelCache(_cache_dir(args))
+    removed = cache.prune(
         older_than=timedelta(days=args.older_than) if args.older_than is not None else None,
         unused_since=unused_since,
         max_total_bytes=_size(args.max_size) if args.max_size else None,
+        dry_run=args.dry_run,
     )
-    for entry in removed:
-        print(f"removed {entry.digest[:12]}  {entry.summary()}")
-    print(f"removed {len(removed)} wheel(s), {sum(e.size for e in removed) / 1e6:.1f} MB")
+    verb = "would remove" if args.dry_run else "removed"
+    total = sum(e.size for e in removed)
+    if args.json:
+        print(json.dumps({"path": str(cache.path), "dry_run": args.dry_run, "total_bytes": total,
+                          "entries": [e.to_json() for e in removed]}, indent=2))
+        return EXIT_OK
+    if args.verbosity > QUIET:
+        for entry in removed:
+            print(f"{verb} {entry.digest[:12]}  {entry.summary()}")
+    print(f"{verb} {len(removed)} wheel(s), {total / 1e6:.1f} MB" + (" (dry run: nothing removed)"
+                                                                     if args.dry_run else ""))
     return EXIT_OK
 
 
@@ -302,19 +548,33 @@ def _size(text: str) -> int:
         raise InputError(f"--max-size {text}: not a size", hint="e.g. 20G or 500M") from None
 
 
-def _print_error(exc: GpuenvError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
+def _cmd_completion(args: argparse.Namespace) -> int:
+    from argcomplete.shell_integration import shellcode
+
+    print(shellcode(["gpuenv"], shell=args.shell))
+    return EXIT_OK
+
+
+def _print_error(exc: GpuenvError, args: argparse.Namespace | None = None) -> None:
+    """The error boundary's two lines: ``error:`` and, where there is a fix, ``hint:``."""
+    style = _style(args, sys.stderr) if args is not None else (lambda text, *_: text)
+    print(f"{style('error:', 'red', 'bold')} {exc}", file=sys.stderr)
     if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
+        print(f"{style('hint:', 'yellow')} {exc.hint}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        # The shell asks for completions (see 'gpuenv completion'): answer and exit.
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except GpuenvError as exc:
-        _print_error(exc)
+        _print_error(exc, args)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

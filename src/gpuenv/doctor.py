@@ -37,7 +37,8 @@ from gpuenv.runner import Runner, SubprocessRunner
 from gpuenv.runtime import RUNTIME_PTH, read_runtime_env
 from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo
 
-Verdict = Literal["ok", "warn", "fail"]
+#: "skip": the check was not made; its detail says why (never "ok" for what was not checked).
+Verdict = Literal["ok", "warn", "fail", "skip"]
 
 NO_KERNEL_IMAGE = "no kernel image is available for execution on the device"
 UNDEFINED_SYMBOL = "undefined symbol"
@@ -113,7 +114,9 @@ def report_text(report: Report) -> str:
         if check.fix:
             lines.append(f"     fix: {check.fix}")
     failed, warned = len(report.failures), len(report.warnings)
-    lines.append(f"{report.venv}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}")
+    skipped = sum(c.verdict == "skip" for c in report.checks)
+    lines.append(f"{report.venv}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}"
+                 + (f", {skipped} skipped" if skipped else ""))
     return "\n".join(lines)
 
 
@@ -306,7 +309,7 @@ def _no_gpu_check(hardware: Hardware, torch: TorchInfo | None) -> Check:
         if hardware.driver_version else "no NVIDIA driver is loaded"
     )
     if torch is not None and torch.cuda is None:
-        return Check("gpus", "ok", f"none ({why}); torch is a CPU build: the GPU checks are skipped")
+        return Check("gpus", "skip", f"none ({why}); torch is a CPU build: the GPU checks are skipped")
     return Check(
         "gpus", "warn", f"none ({why}): the GPU checks are skipped",
         fix="run 'gpuenv doctor' on a machine with the GPUs to check them; 'nvidia-smi' shows what it sees",
@@ -315,7 +318,7 @@ def _no_gpu_check(hardware: Hardware, torch: TorchInfo | None) -> Check:
 
 def _driver_check(hardware: Hardware) -> Check:
     if hardware.driver_version is None:
-        return Check("driver", "ok", f"unknown (GPUs from {hardware.source})")
+        return Check("driver", "skip", f"not probed: the GPUs are described ({hardware.source})")
     cuda = hardware.cuda_driver_version or "an unknown CUDA version"
     return Check("driver", "ok", f"{hardware.driver_version}, supports CUDA {cuda}")
 
@@ -401,7 +404,7 @@ def torch_kernels_check(torch: TorchInfo, code: CudaCode | None, source: str, ha
         return Check(name, "warn", f"cannot be read: {why}")
     archs = describe_code(code)
     if not hardware.gpus:
-        return Check(name, "ok", f"{archs} (from {source}); no GPU to check them against: skipped")
+        return Check(name, "skip", f"{archs} (from {source}); no GPU to check them against")
     missing = [g for g in hardware.gpus if not code.runs_on(g.compute_capability)]
     if not missing:
         return Check(name, "ok", f"{archs} cover {_gpu_list(hardware.gpus)}")
@@ -437,9 +440,9 @@ def cuda_available_check(torch: TorchInfo, hardware: Hardware, answer: Mapping[s
     """``torch.cuda.is_available()`` where there are GPUs (``answer`` is what the env said)."""
     name = "torch.cuda.is_available()"
     if not hardware.gpus:
-        return Check(name, "ok", "not checked: no GPU")
+        return Check(name, "skip", "no GPU")
     if not _gpus_here(hardware):
-        return Check(name, "ok", f"not checked: the GPUs are described ({hardware.source}), not probed here")
+        return Check(name, "skip", f"the GPUs are described ({hardware.source}), not probed here")
     if torch.cuda is None:
         return Check(name, "ok", "False, as expected of a CPU build (see 'torch kernels')")
     if answer is not None and answer.get("available"):
@@ -533,7 +536,7 @@ def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions
         if has_extensions:
             return Check("lock", "warn", "none for this env: which torch its extensions were built against "
                          "cannot be told", fix="'gpuenv setup' writes gpuenv.lock next to the recipe")
-        return Check("lock", "ok", "none for this env (nothing built to compare)")
+        return Check("lock", "skip", "none for this env (nothing built to compare)")
     if torch is None or torch_differs(locked, torch) is None:
         return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.torch_version}")
     return Check(
@@ -639,7 +642,7 @@ def _import_error(env: TargetEnv, run: Runner, module: str, target: ExtensionTar
 def import_check(target: ExtensionTarget, module: str, error: str | None) -> Check:
     name = f"{target.name} import"
     if target.skip_cuda_knob is not None:
-        return Check(name, "ok", f"not tried: built with {target.skip_cuda_knob}, it has no compiled module")
+        return Check(name, "skip", f"built with {target.skip_cuda_knob}, it has no compiled module")
     if error is None:
         return Check(name, "ok", f"{module} works")
     last = _last_error(error)
@@ -672,7 +675,7 @@ def archs_check(target: ExtensionTarget, binaries: Sequence[Binary], hardware: H
                      f"in {b.path.name}", fix="report this to gpuenv with the file")
     agreed = "; cuobjdump agrees" if any(b.cuobjdump_sass is not None for b in with_code) else ""
     if not hardware.gpus:
-        return Check(name, "ok", f"{held}{agreed}; no GPU to check them against: skipped")
+        return Check(name, "skip", f"{held}{agreed}; no GPU to check them against")
     missing = _uncovered(with_code, hardware.gpus)
     if not missing:
         return Check(name, "ok", f"{held} cover {_gpu_list(hardware.gpus)}{agreed}")

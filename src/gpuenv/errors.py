@@ -61,7 +61,27 @@ class RecipeError(InputError):
         message = where + problem
         if suggestion:
             message += f" (did you mean '{suggestion}'?)"
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint or recipe_hint(key, suggestion))
+
+
+#: What each table of a recipe looks like, for the hint of an error in it.
+_RECIPE_EXAMPLES = {
+    "env": '[env] name = "llm"',
+    "torch": '[torch] version = "2.14.*" with optional cuda = "auto" (or "12.6", "cu126", "cpu") and '
+             'packages = ["torchvision"]',
+    "extensions": 'one [[extensions]] table per extension: requirement = "flash-attn==2.8.3.post2"',
+    "packages": '[packages] requirements = ["transformers>=4.40"]',
+}
+
+
+def recipe_hint(key: str | None, suggestion: str | None) -> str:
+    """The hint of a recipe error that brings none of its own: every recipe error gets one."""
+    if suggestion:
+        return f"write '{suggestion}' instead"
+    table = (key or "").removeprefix("tool.gpuenv.").split(".")[0].split("[")[0]
+    if table in _RECIPE_EXAMPLES:
+        return f"a recipe says it this way: {_RECIPE_EXAMPLES[table]} (README, \"Recipes\")"
+    return "README.md's \"Recipes\" section lists every key; 'gpuenv init' writes a recipe to start from"
 
 
 class HardwareFileError(InputError):

@@ -384,7 +384,8 @@ def run_setup(
 ) -> SetupResult:
     """Run (or with ``dry_run`` only list) every step of ``plan``."""
     reporter = reporter or SilentReporter()
-    runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log")
+    # Every installer line reaches the reporter, which condenses it into live progress.
+    runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log", on_line=reporter.status)
     ctx = Context(plan, options, reporter, runner, make_installer(options.installer, runner=runner))
     steps = setup_steps(plan, options)
     if dry_run:

@@ -88,7 +88,7 @@ class Installer(ABC):
             upgrade=upgrade, force_reinstall=force_reinstall, find_links=find_links,
         )
         for cmd in commands:
-            self.runner(cmd, extra_environ=self.environ())
+            self.runner(cmd, extra_environ={**self.environ(), **self.progress_environ(env)})
 
     @abstractmethod
     def commands(
@@ -109,6 +109,10 @@ class Installer(ABC):
 
     def environ(self) -> dict[str, str]:
         """Variables layered on the runner's environment for this installer's commands."""
+        return {}
+
+    def progress_environ(self, env: TargetEnv) -> dict[str, str]:
+        """Variables that make the installer print its progress as lines (none by default)."""
         return {}
 
 
@@ -191,6 +195,22 @@ class PipInstaller(Installer):
                        force_reinstall="--force-reinstall" if force_reinstall else None)
         args += _source_options(index_url, extra_index_urls, find_links, files)
         return [args + list(requirements)]
+
+    def progress_environ(self, env: TargetEnv) -> dict[str, str]:
+        # Through a pipe pip shows no download progress; `--progress-bar raw` (pip >= 24.1)
+        # prints "Progress N of M" lines. An older pip rejects the choice, so ask the env's pip.
+        return {"PIP_PROGRESS_BAR": "raw"} if pip_prints_raw_progress(env) else {}
+
+
+def pip_prints_raw_progress(env: TargetEnv) -> bool:
+    """Whether the env's pip has ``--progress-bar raw`` (read from its source: no subprocess)."""
+    for site in (*env.path.glob("lib/python*/site-packages"), env.path / "Lib" / "site-packages"):
+        try:
+            text = (site / "pip" / "_internal" / "cli" / "progress_bars.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        return "_raw_progress_bar" in text
+    return False
 
 
 # -- uv --------------------------------------------------------------------------------

@@ -54,6 +54,14 @@ def describe_machine(
     return hardware
 
 
+def gpu_models_matching(substring: str) -> list[knowledge.GpuModel]:
+    """The GPU models ``--gpu`` accepts whose name contains ``substring``, by compute capability."""
+    # The same normalisation --gpu matches names with (case, spaces, dashes, an NVIDIA prefix).
+    wanted = knowledge._gpu_key(substring) if substring.strip() else ""
+    models = [m for key, m in knowledge.gpu_models().items() if wanted in key]
+    return sorted(models, key=lambda m: (knowledge.version_tuple(m.cc), m.name))
+
+
 def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
     """Replace the GPUs with the named models: "H100", "H100,A100", "8xH100"."""
     gpus: list[Gpu] = []
@@ -67,8 +75,8 @@ def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
             raise InputError(
                 f"--gpu {part}: unknown GPU"
                 + (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""),
-                hint="gpuenv/data/gpus.toml lists the GPUs it knows; or give the compute capability, "
-                "e.g. --arch 9.0",
+                hint=f"'gpuenv gpus {name.split()[0]}' lists the GPU names it knows; or give the compute "
+                "capability, e.g. --arch 9.0",
             )
         for _ in range(count):
             gpus.append(

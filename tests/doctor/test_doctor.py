@@ -107,9 +107,9 @@ def test_json_carries_every_check_and_the_exit_code() -> None:
 # -- the machine -------------------------------------------------------------------------------
 
 
-def test_no_gpu_with_a_cpu_torch_is_ok_and_says_the_gpu_checks_are_skipped() -> None:
+def test_no_gpu_with_a_cpu_torch_skips_the_gpu_checks_and_says_why() -> None:
     (check,) = machine_checks(machine(), cpu_torch())
-    assert (check.name, check.verdict) == ("gpus", "ok")
+    assert (check.name, check.verdict) == ("gpus", "skip")
     assert "no NVIDIA driver" in check.detail and "skipped" in check.detail
 
 
@@ -166,7 +166,7 @@ def test_a_cuda_torch_on_a_gpu_less_machine_reports_its_archs_and_skips() -> Non
     torch = cuda_torch()
     code, source = torch_code(torch, Path("/nonexistent"))
     check = torch_kernels_check(torch, code, source, machine())
-    assert check.verdict == "ok" and "sm_75" in check.detail and "skipped" in check.detail
+    assert check.verdict == "skip" and "sm_75" in check.detail and "no GPU to check" in check.detail
 
 
 def test_a_cpu_torch_on_a_gpu_machine_warns_that_the_gpus_go_unused() -> None:
@@ -196,9 +196,10 @@ def test_cuda_unavailable_with_gpus_fails_with_the_reason() -> None:
 
 
 def test_cuda_available_is_only_checked_where_there_are_gpus() -> None:
-    assert "no GPU" in cuda_available_check(cuda_torch(), machine(), None).detail
+    no_gpu = cuda_available_check(cuda_torch(), machine(), None)
+    assert no_gpu.verdict == "skip" and "no GPU" in no_gpu.detail
     described = cuda_available_check(cuda_torch(), machine("H100", source="--gpu H100"), None)
-    assert described.verdict == "ok" and "--gpu H100" in described.detail
+    assert described.verdict == "skip" and "--gpu H100" in described.detail
     ok = cuda_available_check(cuda_torch(), machine("H100"), {"available": True, "count": 1})
     assert ok.verdict == "ok" and "1 device" in ok.detail
 
@@ -263,7 +264,7 @@ def test_another_version_than_the_locked_one_cannot_be_told() -> None:
 
 
 def test_lock_line() -> None:
-    assert lock_check(None, cpu_torch(), has_extensions=False).verdict == "ok"
+    assert lock_check(None, cpu_torch(), has_extensions=False).verdict == "skip"
     assert lock_check(None, cpu_torch(), has_extensions=True).verdict == "warn"
     changed = lock_check(locked_env(cpu_torch("2.12.0+cpu")), cpu_torch(), has_extensions=False)
     assert changed.verdict == "warn" and "2.12.0+cpu" in changed.detail and "2.13.0+cpu" in changed.detail
@@ -300,7 +301,7 @@ def test_import_failures_name_the_error_and_the_fix() -> None:
     assert missing.fix is not None and 'import = "..."' in missing.fix
     skipped = import_check(ExtensionTarget("flash-attn", env={"FLASH_ATTENTION_SKIP_CUDA_BUILD": "TRUE"}),
                            "flash_attn", None)
-    assert skipped.verdict == "ok" and "not tried" in skipped.detail
+    assert skipped.verdict == "skip" and "no compiled module" in skipped.detail
 
 
 # -- an extension's compiled files ---------------------------------------------------------------------
@@ -319,7 +320,7 @@ def test_an_sm90_extension_covers_h100_not_a100(tmp_path: Path, sm90_so: Path) -
     assert missing.verdict == "fail" and NO_KERNEL in missing.detail
     assert "A100" in missing.detail and "H100" not in missing.detail.split("no code for")[1]
     no_gpu = archs_check(target, binaries, machine())
-    assert no_gpu.verdict == "ok" and "sm_90" in no_gpu.detail and "skipped" in no_gpu.detail
+    assert no_gpu.verdict == "skip" and "sm_90" in no_gpu.detail and "no GPU to check" in no_gpu.detail
 
 
 def test_host_only_code_is_a_cpu_build(tmp_path: Path) -> None:
@@ -442,7 +443,7 @@ def test_report_text_of_a_whole_diagnosis(tmp_path: Path) -> None:
     venv, site = fake_venv(tmp_path)
     report = diagnose(venv, hardware=machine(), runner=FakeEnvRunner(site, torch=cpu_torch()))
     assert report_text(report).splitlines()[:3] == [
-        "ok   gpus none (no NVIDIA driver is loaded); torch is a CPU build: the GPU checks are skipped",
+        "skip gpus none (no NVIDIA driver is loaded); torch is a CPU build: the GPU checks are skipped",
         f"ok   env {venv}: Python 3.11.7",
         "ok   torch 2.13.0+cpu, a CPU build, C++11 ABI",
     ]
@@ -510,7 +511,8 @@ def test_real_env_missing_a_recipe_extension_fails(torch_venv: Path, tmp_path: P
 def test_real_env_not_made_by_gpuenv_is_checked_without_recipe_or_lock(torch_venv: Path) -> None:
     report = diagnose(torch_venv, hardware=_gpu_less_probe())
     assert report.exit_code == 0, report_text(report)
-    assert check_named(report, "lock").detail == "none for this env (nothing built to compare)"
+    lock = check_named(report, "lock")
+    assert (lock.verdict, lock.detail) == ("skip", "none for this env (nothing built to compare)")
 
 
 @pytest.mark.slow
