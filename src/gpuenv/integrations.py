@@ -185,14 +185,19 @@ def _params(parser: argparse.ArgumentParser) -> list[_Param]:
     for sub in parsers:
         for action in sub._actions:
             if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction,
-                                   argparse._VersionAction)) or action.dest in seen:
+                                   argparse._VersionAction)):
                 continue
-            seen.add(action.dest)
-            if not action.option_strings:
+            flag = max(action.option_strings, key=len) if action.option_strings else None
+            # Options sharing a dest (-v/-q both set verbosity) are a flag each, named by the option.
+            name = flag.lstrip("-").replace("-", "_") if flag and isinstance(
+                action, argparse._StoreConstAction) else action.dest
+            if name in seen:
+                continue
+            seen.add(name)
+            if flag is None:
                 params.append(_Param(action.dest, None, "optional-positional", action.help))
                 continue
-            flag = max(action.option_strings, key=len)
-            if isinstance(action, argparse._StoreTrueAction):
+            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreConstAction)):
                 kind = "flag"
             elif isinstance(action, argparse._AppendAction):
                 kind = "list"
@@ -200,7 +205,7 @@ def _params(parser: argparse.ArgumentParser) -> list[_Param]:
                 kind = "count"
             else:
                 kind = "value"
-            params.append(_Param(action.dest, flag, kind, action.help))
+            params.append(_Param(name, flag, kind, action.help))
     return params
 
 

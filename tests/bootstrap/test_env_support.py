@@ -112,8 +112,8 @@ def test_invoke_tasks_have_every_option_of_their_command() -> None:
     for name in ("setup", "plan", "probe", "doctor", "cache"):
         task = collection.tasks[name]
         flags = {n for arg in task.get_arguments() for n in arg.names}
-        options = {a.dest.replace("_", "-") for a in commands[name]._actions if a.option_strings
-                   and a.dest != "help"}
+        options = {max(a.option_strings, key=len).lstrip("-") for a in commands[name]._actions
+                   if a.option_strings and a.dest != "help"}
         assert options <= flags, (name, options - flags)
 
 
