@@ -267,7 +267,7 @@ class GpuModel:
     memory_mib: int
 
 
-def _gpu_key(name: str) -> str:
+def gpu_key(name: str) -> str:
     key = re.sub(r"[\s\-_]", "", name.lower())
     for prefix in ("nvidia", "tesla", "geforce"):
         key = key.removeprefix(prefix)
@@ -277,18 +277,18 @@ def _gpu_key(name: str) -> str:
 @functools.cache
 def gpu_models() -> dict[str, GpuModel]:
     return {
-        _gpu_key(name): GpuModel(name, raw["cc"], int(raw["memory_mib"]))
+        gpu_key(name): GpuModel(name, raw["cc"], int(raw["memory_mib"]))
         for name, raw in _data("gpus.toml")["gpus"].items()
     }
 
 
 def find_gpu_model(name: str) -> GpuModel | None:
-    return gpu_models().get(_gpu_key(name))
+    return gpu_models().get(gpu_key(name))
 
 
 def close_gpu_names(name: str) -> list[str]:
     models = gpu_models()
-    keys = difflib.get_close_matches(_gpu_key(name), list(models), n=3, cutoff=0.5)
+    keys = difflib.get_close_matches(gpu_key(name), list(models), n=3, cutoff=0.5)
     return [models[k].name for k in keys]
 
 

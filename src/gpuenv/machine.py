@@ -57,7 +57,7 @@ def describe_machine(
 def gpu_models_matching(substring: str) -> list[knowledge.GpuModel]:
     """The GPU models ``--gpu`` accepts whose name contains ``substring``, by compute capability."""
     # The same normalisation --gpu matches names with (case, spaces, dashes, an NVIDIA prefix).
-    wanted = knowledge._gpu_key(substring) if substring.strip() else ""
+    wanted = knowledge.gpu_key(substring) if substring.strip() else ""
     models = [m for key, m in knowledge.gpu_models().items() if wanted in key]
     return sorted(models, key=lambda m: (knowledge.version_tuple(m.cc), m.name))
 
