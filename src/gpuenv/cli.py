@@ -127,8 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     cache_prune.add_argument("--unused-since", metavar="YYYY-MM-DD", help="not used since this date")
     cache_prune.add_argument("--max-size", metavar="SIZE",
                              help="keep the cache under SIZE (e.g. 20G, 500M): least recently used go first")
+    cache_export = cache_commands.add_parser(
+        "export", help="the wheels as find-links directories, one per ABI group, for nodes without the cache")
+    cache_export.add_argument("directory", type=Path, metavar="DIR", help="where the group directories go")
     for sub, func in ((cache_path, _cmd_cache_path), (cache_list, _cmd_cache_list),
-                      (cache_prune, _cmd_cache_prune)):
+                      (cache_prune, _cmd_cache_prune), (cache_export, _cmd_cache_export)):
         _add_cache_options(sub)
         sub.set_defaults(func=func)
     return parser
@@ -287,6 +290,14 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     for entry in removed:
         print(f"removed {entry.digest[:12]}  {entry.summary()}")
     print(f"removed {len(removed)} wheel(s), {sum(e.size for e in removed) / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+def _cmd_cache_export(args: argparse.Namespace) -> int:
+    from gpuenv.cache import WheelCache
+    from gpuenv.wheelhouse import export_text, export_wheelhouse
+
+    print(export_text(export_wheelhouse(WheelCache(_cache_dir(args)), args.directory)))
     return EXIT_OK
 
 

@@ -59,6 +59,7 @@ from gpuenv.variants import (
     gpu_names,
     newest_runnable,
 )
+from gpuenv.wheelhouse import plan_group
 
 __all__ = ["Action", "ExtensionPlan", "Plan", "PlanOptions", "driver_runs", "make_plan", "pinned_version",
            "plan"]
@@ -150,6 +151,7 @@ class Plan:
             "passed_over": list(self.passed_over),
             "blockers": [b.to_json() for b in self.blockers],
             "hardware_source": self.hardware_source,
+            "wheelhouse_group": plan_group(self),
         }
 
     @property
