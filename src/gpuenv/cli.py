@@ -118,6 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default=None, help="the environment's name")
     init.set_defaults(func=_cmd_init)
 
+    export = commands.add_parser("export", help="hand the plan to uv, and a set-up env to PEP 751 installers")
+    export_commands = export.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
+    export_uv = export_commands.add_parser("uv", help="the [tool.uv] settings for uv sync to follow the plan")
+    _add_target_options(export_uv)
+    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=Path, metavar="PYPROJECT",
+                           help="merge them into this pyproject.toml (default: ./pyproject.toml) instead of "
+                                "printing them")
+    export_uv.set_defaults(func=_cmd_export_uv)
+    export_pylock = export_commands.add_parser("pylock", help="a pylock.toml (PEP 751) of a set-up env")
+    export_pylock.add_argument("--venv", type=Path, default=Path(".venv"), help="the env (default: .venv)")
+    export_pylock.add_argument("-r", "--recipe", type=Path, default=None,
+                               help="the recipe whose gpuenv.lock describes the env (default: the project's)")
+    export_pylock.add_argument("-o", "--output", type=Path, default=None,
+                               help="write the lock here (e.g. pylock.toml) instead of printing it")
+    _add_cache_options(export_pylock)
+    export_pylock.set_defaults(func=_cmd_export_pylock)
+
     cache = commands.add_parser("cache", help="the wheel cache: list, prune, path")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cache_path = cache_commands.add_parser("path", help="print where the cache is")
@@ -250,6 +267,25 @@ def _cmd_init(args: argparse.Namespace) -> int:
     result = init_repo(Path.cwd(), name=args.name, into_pyproject=args.pyproject,
                        torch_version=args.torch, extensions=args.extension)
     print(init_text(result))
+    return EXIT_OK
+
+
+def _cmd_export_uv(args: argparse.Namespace) -> int:
+    from gpuenv.export_uv import export_uv
+
+    recipe = _load_recipe(args)
+    result = export_uv(recipe, _hardware(args), _plan_options(args, recipe), write=args.write)
+    print(result.text)
+    return EXIT_OK
+
+
+def _cmd_export_pylock(args: argparse.Namespace) -> int:
+    from gpuenv.doctor import recipe_and_lock
+    from gpuenv.export_pylock import export_pylock
+
+    _, locked = recipe_and_lock(args.recipe, start=Path.cwd())
+    text = export_pylock(args.venv.absolute(), locked=locked, cache_dir=_cache_dir(args), output=args.output)
+    print(text)
     return EXIT_OK
 
 
