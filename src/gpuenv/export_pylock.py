@@ -81,7 +81,7 @@ class Artifact:
 class LockedPackage:
     name: str
     version: str
-    artifact: Artifact | None
+    artifact: Artifact
     requires_python: str | None = None
     #: gpuenv's facts about a built extension: its cache key, archs, knobs.
     tool: Mapping[str, Any] = field(default_factory=dict)
@@ -206,8 +206,9 @@ def make_pylock(
     for name, info in sorted(dists.items()):
         artifact = artifacts.get(name)
         if artifact is None or _unhashed(artifact):
+            # Left out, not written without a file: installers refuse a lock with such an entry.
             unlocked.append(f"{name} {info['version']}: no file with a sha256 is known for it")
-            artifact = None
+            continue
         packages.append(LockedPackage(name, str(info["version"]), artifact, info.get("requires_python"),
                                       _extension_tool(extensions.get(name))))
     interpreter = env.interpreter(runner)
@@ -216,7 +217,10 @@ def make_pylock(
 
 
 def _unhashed(artifact: Artifact) -> bool:
-    return artifact.kind in ("wheel", "sdist", "archive") and artifact.sha256 is None
+    """A file without a sha256, or a local file that is gone: nothing an installer can verify."""
+    if artifact.kind not in ("wheel", "sdist", "archive"):
+        return False
+    return artifact.sha256 is None or (artifact.path is not None and not Path(artifact.path).is_file())
 
 
 def _cached_wheel(ext: LockedExtension, cache: WheelCache | None) -> Artifact | None:
@@ -235,7 +239,7 @@ def _extension_tool(ext: LockedExtension | None) -> dict[str, Any]:
 
 
 def _env_tool(locked: LockedEnv | None, cache: WheelCache | None) -> dict[str, Any]:
-    tool: dict[str, Any] = {"version": __version__}
+    tool: dict[str, Any] = {"gpuenv-version": __version__}
     if locked is not None:
         tool.update({
             "env": locked.name, "recipe": locked.recipe, "variant": locked.variant, "cuda": locked.cuda,
@@ -272,8 +276,7 @@ def render_pylock(lock: Pylock) -> str:
         lines += ["", "[[packages]]", f"name = {_q(package.name)}", f"version = {_q(package.version)}"]
         if package.requires_python:
             lines.append(f"requires-python = {_q(package.requires_python)}")
-        if package.artifact is not None:
-            lines.append(_artifact_line(package.artifact))
+        lines.append(_artifact_line(package.artifact))
         if package.tool:
             lines += ["", "[packages.tool.gpuenv]"]
             lines += [f"{_key(k)} = {_q(v)}" for k, v in package.tool.items()]

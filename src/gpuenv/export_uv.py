@@ -42,7 +42,7 @@ from gpuenv.hardware import Hardware
 from gpuenv.installer import PipSources, pip_sources
 from gpuenv.lock import _key, _q
 from gpuenv.plan import Plan, PlanOptions, pinned_version, plan
-from gpuenv.recipe import Recipe
+from gpuenv.recipe import ProjectFacts, Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,19 +86,17 @@ class UvExport:
 
 
 def uv_tables(result: Plan, *, sources: PipSources | None = None,
-              versions: Mapping[str, str] | None = None) -> UvExport:
+              trees: Mapping[str, ProjectFacts] | None = None) -> UvExport:
     """The [tool.uv] settings and dependency group of ``result``, and what they cannot express.
 
     ``sources`` are pip's configured sources, given when torch comes from them (--torch-index config);
-    ``versions`` the versions of extensions read from their local trees (the plan's sources).
+    ``trees`` what local and URL sources say about themselves (the plan's sources): name, version.
     """
     notes: list[str] = []
     requirements = [result.torch, *result.torch_packages]
     built = [e for e in result.extensions if e.action != "skip"]
-    requirements += [e.requirement for e in built]
-    requirements += list(result.packages)
     uv: dict[str, Any] = {"default-groups": [GROUP]}
-    tables = [Table(("dependency-groups",), {GROUP: requirements})]
+    tables: list[Table] = []
     source_options: tuple[str, ...] = ()
     if result.index_url is not None:
         name = f"pytorch-{result.variant}"
@@ -118,25 +116,28 @@ def uv_tables(result: Plan, *, sources: PipSources | None = None,
     variables: dict[str, Any] = {}
     metadata: list[Table] = []
     for ext in built:
-        name = _name(ext.requirement) or ext.name
-        version = (versions or {}).get(ext.name) or pinned_version(ext.requirement)
+        facts = (trees or {}).get(ext.name)
+        name = _name(ext.requirement) or (canonicalize_name(facts.name) if facts and facts.name else ext.name)
+        version = (facts.version if facts else None) or pinned_version(ext.requirement)
         if version is None:
-            notes.append(f"{ext.name}: its version is unknown before building, and uv matches torch to the "
-                         "runtime only for a package with static metadata: pin it (name==X) in the recipe")
+            notes.append(f"{ext.name} is not exported: its version is unknown before building, and uv builds "
+                         "against the runtime torch only a package whose metadata it has without building "
+                         "(dependency-metadata needs the version): pin it (name==X) in the recipe")
             continue
+        # A bare local path is no PEP 508 requirement: name it, with the path as its URL.
+        bare_path = ext.path is not None and not _name(ext.requirement)
+        requirements.append(f"{name} @ {Path(str(ext.path)).as_uri()}" if bare_path else ext.requirement)
         # match-runtime needs the package's metadata without building it.
         metadata.append(Table(("tool", "uv", "dependency-metadata"),
                               {"name": name, "version": version, "requires-dist": []}, array_entry=True))
         build_deps[name] = [{"requirement": "torch", "match-runtime": True}, *ext.build_requires]
         if ext.env:
             variables[name] = dict(ext.env)
-        if ext.path is not None and _name(ext.requirement) is None:
-            notes.append(f"{ext.name} is the local path {ext.path}: list it in [tool.uv.sources] as "
-                         f"{{ path = \"{ext.path}\" }} under its project name")
     if build_deps:
         uv["extra-build-dependencies"] = build_deps
     if variables:
         uv["extra-build-variables"] = variables
+    tables.insert(0, Table(("dependency-groups",), {GROUP: [*requirements, *result.packages]}))
     tables.insert(1, Table(("tool", "uv"), {k: v for k, v in uv.items() if not isinstance(v, dict)}))
     for key in ("extra-build-dependencies", "extra-build-variables"):
         if key in uv:
@@ -389,8 +390,7 @@ def export_uv(recipe: Recipe, hardware: Hardware, options: PlanOptions, *,
     """Plan ``recipe`` and turn the plan into uv settings; with ``write``, merge them into that file."""
     result = plan(recipe, hardware, options)
     config = result.index_url is None and options.torch_index == "config"
-    versions = {name: facts.version for name, facts in options.sources.items() if facts.version}
-    export = uv_tables(result, sources=configured_sources() if config else None, versions=versions)
+    export = uv_tables(result, sources=configured_sources() if config else None, trees=options.sources)
     if write is None:
         return export
     try:

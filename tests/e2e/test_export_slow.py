@@ -127,7 +127,8 @@ def test_an_exported_uv_project_syncs_into_an_env_where_the_extension_computes(
     links = [options[i + 1] for i, o in enumerate(options) if o == "--find-links"]
     options = [o for i, o in enumerate(options)
                if o != "--find-links" and (i == 0 or options[i - 1] != "--find-links")]
-    options += ["--index", simple_index_of_find_links(links, tmp_path / "simple")]
+    # First: uv takes torch's hashes from the first index that has it.
+    options = ["--index", simple_index_of_find_links(links, tmp_path / "simple"), *options]
     synced = uv("sync", "--python", sys.executable, *options, cwd=project)
     assert synced.returncode == 0, synced.stderr
     env = project / ".venv"

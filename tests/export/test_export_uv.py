@@ -135,3 +135,14 @@ def test_merge_refuses_what_it_cannot_edit_safely() -> None:
     assert raised.value.hint is not None and "by hand" in raised.value.hint
     with pytest.raises(InputError, match="not valid TOML"):
         merge("[tool.uv\n", TABLES)
+
+
+def test_a_local_tree_is_a_named_path_requirement_with_its_own_version(tmp_path: Path) -> None:
+    tree = tmp_path / "myext"
+    tree.mkdir()
+    (tree / "pyproject.toml").write_text('[project]\nname = "my-ext"\nversion = "0.3"\n')
+    recipe = '[torch]\nversion = "2.13.0"\n[[extensions]]\nrequirement = "./myext"\n'
+    data, _ = export(tmp_path, "--cuda", "cpu", recipe=recipe)
+    assert f"my-ext @ {tree.as_uri()}" in data["dependency-groups"]["gpuenv"]
+    metadata = data["tool"]["uv"]["dependency-metadata"]
+    assert {"name": "my-ext", "version": "0.3", "requires-dist": []} in metadata
