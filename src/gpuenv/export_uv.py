@@ -27,6 +27,7 @@ result is parsed back and checked before it is written.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -86,16 +87,21 @@ class UvExport:
 
 
 def uv_tables(result: Plan, *, sources: PipSources | None = None,
-              trees: Mapping[str, ProjectFacts] | None = None) -> UvExport:
+              trees: Mapping[str, ProjectFacts] | None = None, machine: str | None = None) -> UvExport:
     """The [tool.uv] settings and dependency group of ``result``, and what they cannot express.
 
     ``sources`` are pip's configured sources, given when torch comes from them (--torch-index config);
-    ``trees`` what local and URL sources say about themselves (the plan's sources): name, version.
+    ``trees`` what local and URL sources say about themselves (the plan's sources): name, version;
+    ``machine`` the platform_machine the plan is for (x86_64): uv then resolves for Linux on it only.
     """
     notes: list[str] = []
     requirements = [result.torch, *result.torch_packages]
     built = [e for e in result.extensions if e.action != "skip"]
     uv: dict[str, Any] = {"default-groups": [GROUP]}
+    if machine is not None:
+        # The plan is for Linux nodes like this one; resolving for every platform would also pick
+        # other torch builds (PyPI's CUDA wheels for aarch64, …) and confuse match-runtime.
+        uv["environments"] = [f"sys_platform == 'linux' and platform_machine == '{machine}'"]
     tables: list[Table] = []
     source_options: tuple[str, ...] = ()
     if result.index_url is not None:
@@ -109,6 +115,9 @@ def uv_tables(result: Plan, *, sources: PipSources | None = None,
         notes.append("torch comes from the sources pip is configured with (--torch-index config), which uv "
                      "does not read: run uv sync with them"
                      + (f": uv sync {' '.join(source_options)}" if source_options else ""))
+        if sources.constraints:
+            notes.append(f"pip's constraint files ({', '.join(sources.constraints)}) have no uv sync option: "
+                         "copy what matters into [tool.uv] constraint-dependencies")
         if sources.find_links and built:
             notes.append("uv builds an extension against the runtime torch only from an index, not from a "
                          "find-links directory: if torch is in one, serve it as a simple index (--index)")
@@ -390,7 +399,8 @@ def export_uv(recipe: Recipe, hardware: Hardware, options: PlanOptions, *,
     """Plan ``recipe`` and turn the plan into uv settings; with ``write``, merge them into that file."""
     result = plan(recipe, hardware, options)
     config = result.index_url is None and options.torch_index == "config"
-    export = uv_tables(result, sources=configured_sources() if config else None, trees=options.sources)
+    export = uv_tables(result, sources=configured_sources() if config else None, trees=options.sources,
+                       machine=platform.machine())
     if write is None:
         return export
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def test_a_variant_from_the_pytorch_index_is_an_explicit_index_with_torch_source
     assert group[0] == "torch==2.13.0" and group[1].startswith("torchvision==")
     assert "torch-scatter==2.1.2" in group
     assert uv["default-groups"] == ["gpuenv"]
+    assert uv["environments"] == [f"sys_platform == 'linux' and platform_machine == '{platform.machine()}'"]
     runtime_torch = {"requirement": "torch", "match-runtime": True}
     assert uv["extra-build-dependencies"]["torch-scatter"][0] == runtime_torch
     assert {"name": "torch-scatter", "version": "2.1.2", "requires-dist": []} in uv["dependency-metadata"]
