@@ -14,10 +14,18 @@ What the plan decides, in uv's own terms:
   with ``match-runtime`` (uv builds it with exactly the torch it installs)
   plus the build requirements gpuenv knows, and its planned build
   environment (arch knob, force-build flags, ``CUDA_HOME``, jobs) as
-  ``extra-build-variables``.
+  ``extra-build-variables``. ``match-runtime`` needs the package's metadata
+  without a build, so each extension gets a ``[[tool.uv.dependency-metadata]]``
+  entry with its version (an extension whose version is unknown before
+  building cannot be exported this way);
+- ``environments``: Linux on this machine's architecture, the nodes the plan
+  is for, so uv's universal resolution does not pull in other torch builds.
 
-What uv cannot express is said, not dropped: a skipped extension, the nvcc
-the builds need (uv installs no toolkit), pip options uv has no setting for.
+This replaces ``no-build-isolation-package``: uv builds such a package in the
+project env before it has installed torch there, so one ``uv sync`` cannot
+do it. What uv cannot express is said, not dropped: a skipped extension, the
+nvcc the builds need (uv installs no toolkit), pip options uv has no setting
+for.
 
 ``--write`` merges the settings into a pyproject.toml line by line: the keys
 gpuenv sets are replaced or added, everything else stays byte for byte; the

@@ -47,9 +47,17 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
     shutil.rmtree(venv, ignore_errors=True)
 
 
-def uv(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """uv's cache for these tests, never the user's; it holds an unpacked torch: removed after."""
+    path = tmp_path_factory.mktemp("uv-cache")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def uv(cache: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(find_uv()), *args], cwd=cwd, capture_output=True, text=True, timeout=900,
-                          env=clean_env(UV_CACHE_DIR=str(cwd or Path.cwd()) + "/.uv-cache"))
+                          env=clean_env(UV_CACHE_DIR=str(cache)))
 
 
 def installed(venv: Path) -> dict[str, str]:
@@ -57,7 +65,7 @@ def installed(venv: Path) -> dict[str, str]:
 
 
 def test_the_pylock_installs_the_same_distributions_with_uv_and_no_build(
-    tiny_env: tuple[Path, Path, Path], tmp_path: Path
+    tiny_env: tuple[Path, Path, Path], uv_cache: Path, tmp_path: Path
 ) -> None:
     recipe, venv, cache = tiny_env
     lock = tmp_path / "pylock.toml"
@@ -68,8 +76,9 @@ def test_the_pylock_installs_the_same_distributions_with_uv_and_no_build(
     text = lock.read_text()
     assert str(cache) in text, "the extension is its cached wheel"
     fresh = tmp_path / "fresh"
-    assert uv("venv", "--python", sys.executable, str(fresh), cwd=tmp_path).returncode == 0
-    put = uv("pip", "install", "--python", str(fresh / "bin" / "python"), "-r", str(lock), cwd=tmp_path)
+    assert uv(uv_cache, "venv", "--python", sys.executable, str(fresh), cwd=tmp_path).returncode == 0
+    put = uv(uv_cache, "pip", "install", "--python", str(fresh / "bin" / "python"), "-r", str(lock),
+             cwd=tmp_path)
     assert put.returncode == 0, put.stderr
     assert "Building" not in put.stderr and "Built" not in put.stderr
     assert installed(fresh) == installed(venv)
@@ -108,7 +117,7 @@ def simple_index_of_find_links(links: list[str], root: Path) -> str:
 
 
 def test_an_exported_uv_project_syncs_into_an_env_where_the_extension_computes(
-    tiny_env: tuple[Path, Path, Path], tmp_path: Path
+    tiny_env: tuple[Path, Path, Path], uv_cache: Path, tmp_path: Path
 ) -> None:
     recipe = tiny_env[0]
     project = tmp_path / "research"
@@ -129,7 +138,7 @@ def test_an_exported_uv_project_syncs_into_an_env_where_the_extension_computes(
                if o != "--find-links" and (i == 0 or options[i - 1] != "--find-links")]
     # First: uv takes torch's hashes from the first index that has it.
     options = ["--index", simple_index_of_find_links(links, tmp_path / "simple"), *options]
-    synced = uv("sync", "--python", sys.executable, *options, cwd=project)
+    synced = uv(uv_cache, "sync", "--python", sys.executable, *options, cwd=project)
     assert synced.returncode == 0, synced.stderr
     env = project / ".venv"
     assert run_in(env, "import torch; print(torch.__version__)").strip() == "2.13.0+cpu"
