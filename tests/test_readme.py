@@ -79,6 +79,8 @@ def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.Comp
         work.mkdir(exist_ok=True)
         if "--pyproject" in args:
             (work / "pyproject.toml").write_text('[project]\nname = "my-research"\nversion = "0"\n')
+    if args[:2] == ["export", "uv"] and "--write" in args:
+        (work / "pyproject.toml").write_text('[project]\nname = "my-research"\nversion = "0"\n')
     done = subprocess.run([sys.executable, "-m", "gpuenv", *args], cwd=work, env=env,
                           capture_output=True, text=True, timeout=300)
     if out_file is not None:

@@ -401,6 +401,13 @@ class WheelCache:
         _touch(directory / LAST_USED_FILE)
         return LookupResult(_replace_last_used(entry, datetime.now(timezone.utc)))
 
+    def entry_of(self, digest: str) -> CacheEntry | None:
+        """The published entry of the key digest ``digest`` (as gpuenv.lock records it), not verified."""
+        try:
+            return self._load(self._entry_dir(digest))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def verify(self, entry: CacheEntry) -> str | None:
         """Why ``entry``'s wheel cannot be trusted, or None if its size and sha256 match meta.json."""
         try:

@@ -197,6 +197,33 @@ HELP: dict[str, _Help] = {
         ("gpuenv cache prune --older-than 30 --dry-run", "gpuenv cache prune --unused-since 2026-09-01",
          "gpuenv cache prune --max-size 50G  # least recently used first"),
     ),
+    "export": _Help(
+        "hand the plan to uv, and a set-up env to PEP 751 installers",
+        "export uv prints the [tool.uv] settings that make 'uv sync' follow the plan (the torch index of "
+        "the variant, the extensions built against the runtime torch with their planned build variables); "
+        "export pylock writes a PEP 751 pylock.toml of a set-up env.",
+        _RECIPE_FILES + "; for pylock, the env and gpuenv.lock", "stdout, or the file named",
+        ("gpuenv export uv --gpu H100",),
+    ),
+    "export uv": _Help(
+        "the [tool.uv] settings for uv sync to follow the plan",
+        "Plans as 'gpuenv plan' does and prints the [tool.uv] settings that make 'uv sync' reproduce it: "
+        "the variant's index as an explicit index with torch and its paired packages sourced from it, the "
+        "extensions built without isolation against the runtime torch, each with its planned build "
+        "variables. Lines starting with '# note:' say what uv cannot be told. --write merges them into a "
+        "pyproject.toml, keeping everything else byte for byte.",
+        _RECIPE_FILES, "stdout, or pyproject.toml with --write",
+        ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/graph.toml --arch 8.0,9.0"),
+    ),
+    "cache export": _Help(
+        "the cached wheels as find-links directories, one per ABI group, for nodes without the cache",
+        "Lays the cache's wheels out as DIR/GROUP directories (torch build and archs, e.g. "
+        "torch-2.14.1-cu130-sm90), each with an index.html, so 'pip install --no-index --find-links "
+        "DIR/GROUP NAME' on a node without a shared file system installs the right build. 'gpuenv plan' "
+        "names the group a node needs.",
+        _CACHE_FILES, "DIR",
+        ("gpuenv cache export wheelhouse",),
+    ),
     "completion": _Help(
         "print the shell code that completes gpuenv's commands (bash, zsh, fish)",
         "Prints the completion code for SHELL, generated from this command's parser by argcomplete: "
@@ -298,6 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default=None, help="the environment's name")
     init.set_defaults(func=_cmd_init)
 
+    export = _command(commands, "export")
+    export_commands = export.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
+    export_uv = _command(export_commands, "uv", "export uv")
+    _add_target_options(export_uv)
+    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=Path, metavar="PYPROJECT",
+                           help="merge them into this pyproject.toml (default: ./pyproject.toml) instead of "
+                                "printing them")
+    export_uv.set_defaults(func=_cmd_export_uv)
+    export_pylock = export_commands.add_parser(
+        "pylock", help="a pylock.toml (PEP 751) of a set-up env",
+        description="Writes a PEP 751 lock of the env: every distribution at its installed version with its "
+                    "file and hash, each built extension as its cached wheel. Reads the env, gpuenv.lock and "
+                    "the wheel cache; writes pylock.toml with -o (else prints it). Example: "
+                    "gpuenv export pylock --venv .venv -o pylock.toml")
+    _add_output_options(export_pylock)
+    export_pylock.add_argument("--venv", type=Path, default=Path(".venv"), help="the env (default: .venv)")
+    export_pylock.add_argument("-r", "--recipe", type=Path, default=None,
+                               help="the recipe whose gpuenv.lock describes the env (default: the project's)")
+    export_pylock.add_argument("-o", "--output", type=Path, default=None,
+                               help="write the lock here (e.g. pylock.toml) instead of printing it")
+    _add_cache_options(export_pylock)
+    export_pylock.set_defaults(func=_cmd_export_pylock)
+
     cache = _command(commands, "cache")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cache_path = _command(cache_commands, "path", "cache path")
@@ -311,8 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     cache_prune.add_argument("--dry-run", action="store_true",
                              help="list what would be removed; remove nothing")
     cache_prune.add_argument("--json", action="store_true", help="print the removed entries as JSON")
+    cache_export = _command(cache_commands, "export", "cache export")
+    cache_export.add_argument("directory", type=Path, metavar="DIR", help="where the group directories go")
     for sub, func in ((cache_path, _cmd_cache_path), (cache_list, _cmd_cache_list),
-                      (cache_prune, _cmd_cache_prune)):
+                      (cache_prune, _cmd_cache_prune), (cache_export, _cmd_cache_export)):
         _add_cache_options(sub)
         sub.set_defaults(func=func)
 
@@ -482,6 +534,25 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export_uv(args: argparse.Namespace) -> int:
+    from gpuenv.export_uv import export_uv
+
+    recipe = _load_recipe(args)
+    result = export_uv(recipe, _hardware(args), _plan_options(args, recipe), write=args.write)
+    print(result.text)
+    return EXIT_OK
+
+
+def _cmd_export_pylock(args: argparse.Namespace) -> int:
+    from gpuenv.doctor import recipe_and_lock
+    from gpuenv.export_pylock import export_pylock
+
+    _, locked = recipe_and_lock(args.recipe, start=Path.cwd())
+    text = export_pylock(args.venv.absolute(), locked=locked, cache_dir=_cache_dir(args), output=args.output)
+    print(text)
+    return EXIT_OK
+
+
 def _cmd_cache_path(args: argparse.Namespace) -> int:
     print(_cache_dir(args))
     return EXIT_OK
@@ -535,6 +606,14 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
             print(f"{verb} {entry.digest[:12]}  {entry.summary()}")
     print(f"{verb} {len(removed)} wheel(s), {total / 1e6:.1f} MB" + (" (dry run: nothing removed)"
                                                                      if args.dry_run else ""))
+    return EXIT_OK
+
+
+def _cmd_cache_export(args: argparse.Namespace) -> int:
+    from gpuenv.cache import WheelCache
+    from gpuenv.wheelhouse import export_text, export_wheelhouse
+
+    print(export_text(export_wheelhouse(WheelCache(_cache_dir(args)), args.directory)))
     return EXIT_OK
 
 

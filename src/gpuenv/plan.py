@@ -59,6 +59,7 @@ from gpuenv.variants import (
     gpu_names,
     newest_runnable,
 )
+from gpuenv.wheelhouse import plan_group
 
 __all__ = ["Action", "ExtensionPlan", "Plan", "PlanOptions", "driver_runs", "make_plan", "pinned_version",
            "plan"]
@@ -164,6 +165,7 @@ class Plan:
                 "path": str(self.repo.path), "editable": self.repo.editable, "extras": list(self.repo.extras),
                 "build_isolation": self.repo.isolation},
             "runtime_env": dict(self.runtime_env),
+            "wheelhouse_group": plan_group(self),
         }
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpuenv.hardware import Hardware
 from gpuenv.plan import Plan
+from gpuenv.wheelhouse import plan_group
 
 
 def hardware_text(hw: Hardware) -> str:
@@ -61,6 +62,10 @@ def plan_text(plan: Plan) -> str:
                 lines.append("         " + " ".join(f"{k}={v}" for k, v in own.items()))
     if plan.packages:
         lines.append("packages    " + ", ".join(plan.packages))
+    group = plan_group(plan)
+    if group is not None and any(e.action != "skip" for e in plan.extensions):
+        lines.append(f"wheelhouse  {group} (from 'gpuenv cache export DIR': "
+                     f"pip install --no-index --find-links DIR/{group} …)")
     if plan.reasons:
         lines.append("why")
         lines.extend(f"  - {r}" for r in plan.reasons)

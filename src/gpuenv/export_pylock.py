@@ -1,0 +1,325 @@
+"""``gpuenv export pylock``: a PEP 751 ``pylock.toml`` of a set-up environment.
+
+Every distribution installed in the env is locked at its installed version
+with the artifact it came from and that artifact's sha256:
+
+- what the installer recorded itself: a wheel or archive installed by path or
+  URL has a ``direct_url.json`` with its URL and hash (the extensions gpuenv
+  built are installed this way, from the wheel cache); a local directory or a
+  VCS checkout is recorded as such;
+- for what came from an index, which records neither, the env's own pip is
+  asked which file it would install for exactly ``name==version`` (``pip
+  install --dry-run --report``): the same configured sources, the same wheel
+  tags, and the hash pip computes or the index states.
+
+Each extension in ``gpuenv.lock`` is its cached wheel (path and sha256) with
+its cache key and archs in ``[packages.tool.gpuenv]``; the plan's facts
+(variant, torch, archs, toolkit) are in ``[tool.gpuenv]``. uv and pip install
+the file into a fresh env with no resolution and, when every entry is a
+wheel, no build.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+from packaging.utils import canonicalize_name
+
+from gpuenv import __version__
+from gpuenv.cache import WheelCache
+from gpuenv.errors import CommandError, InputError
+from gpuenv.lock import LockedEnv, LockedExtension, _key, _q
+from gpuenv.runner import Runner
+from gpuenv.targetenv import ANSWER_MARK, TargetEnv
+
+PYLOCK_NAME = "pylock.toml"
+
+_DISTRIBUTIONS_SCRIPT = f"""
+import importlib.metadata, json
+found = {{}}
+for dist in importlib.metadata.distributions():
+    name = dist.metadata["Name"]
+    if not name or name in found:
+        continue
+    direct = dist.read_text("direct_url.json")
+    found[name] = {{"version": dist.version, "direct_url": json.loads(direct) if direct else None,
+                   "requires_python": dist.metadata["Requires-Python"]}}
+print({ANSWER_MARK!r} + json.dumps(found))
+"""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Where one distribution's file is: ``kind`` is "wheel", "sdist", "archive", "directory" or "vcs"."""
+
+    kind: str
+    #: The URL of a remote file, or None.
+    url: str | None = None
+    #: The local path of a file or directory, or None.
+    path: str | None = None
+    sha256: str | None = None
+    editable: bool = False
+    commit: str | None = None
+    subdirectory: str | None = None
+    #: The VCS of a "vcs" artifact ("git").
+    vcs: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        return unquote((self.url or self.path or "").rstrip("/").rsplit("/", 1)[-1])
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    artifact: Artifact
+    requires_python: str | None = None
+    #: gpuenv's facts about a built extension: its cache key, archs, knobs.
+    tool: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pylock:
+    packages: tuple[LockedPackage, ...]
+    #: gpuenv's facts about the env, for ``[tool.gpuenv]``.
+    tool: Mapping[str, Any]
+    environment: str | None = None
+    #: Distributions that could not be given an artifact, with the reason.
+    unlocked: tuple[str, ...] = ()
+
+    def render(self) -> str:
+        return render_pylock(self)
+
+
+# -- reading the env --------------------------------------------------------------------
+
+
+def artifact_from_direct_url(data: Mapping[str, Any]) -> Artifact | None:
+    """The artifact a ``direct_url.json`` (or a pip report's ``download_info``) describes."""
+    url = str(data.get("url", ""))
+    if not url:
+        return None
+    local = _local_path(url)
+    if "vcs_info" in data:
+        vcs = data["vcs_info"]
+        return Artifact("vcs", url=url, commit=vcs.get("commit_id"), subdirectory=data.get("subdirectory"),
+                        vcs=vcs.get("vcs", "git"))
+    if "dir_info" in data:
+        return Artifact("directory", path=local or url, editable=bool(data["dir_info"].get("editable")),
+                        subdirectory=data.get("subdirectory"))
+    archive = data.get("archive_info", {})
+    hashes = archive.get("hashes") or {}
+    sha256 = hashes.get("sha256")
+    if sha256 is None and str(archive.get("hash", "")).startswith("sha256="):
+        sha256 = str(archive["hash"]).partition("=")[2]
+    if sha256 is None and local is not None and Path(local).is_file():
+        from gpuenv.sources import file_sha256
+
+        sha256 = file_sha256(Path(local))
+    kind = "wheel" if url.endswith(".whl") else ("sdist" if _is_sdist(url) else "archive")
+    return Artifact(kind, url=None if local else url, path=local, sha256=sha256,
+                    subdirectory=data.get("subdirectory"))
+
+
+def _is_sdist(url: str) -> bool:
+    return url.endswith((".tar.gz", ".zip"))
+
+
+def _local_path(url: str) -> str | None:
+    parsed = urlparse(url)
+    return url2pathname(parsed.path) if parsed.scheme == "file" else None
+
+
+def installed_distributions(env: TargetEnv, runner: Runner) -> dict[str, dict[str, Any]]:
+    """Canonical name → {version, direct_url, requires_python} of every distribution in ``env``."""
+    data = env.query(runner, _DISTRIBUTIONS_SCRIPT)
+    return {canonicalize_name(name): value for name, value in data.items()}
+
+
+def resolve_from_sources(env: TargetEnv, runner: Runner, pins: Mapping[str, str]) -> dict[str, Artifact]:
+    """The file the env's pip would install for each ``name==version``, with its sha256.
+
+    One ``pip install --dry-run --report`` for all of them, with pip's own
+    configuration: the sources the env was installed from.
+    """
+    if not pins:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="gpuenv-pylock-") as tmp:
+        report = Path(tmp) / "report.json"
+        args = ["install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
+                "--disable-pip-version-check", "--report", str(report),
+                *[f"{name}=={version}" for name, version in sorted(pins.items())]]
+        try:
+            runner([str(env.python), "-m", "pip", *args])
+        except CommandError:
+            # An env without pip (made by uv): gpuenv's own pip, aimed at the env's interpreter.
+            runner([sys.executable, "-m", "pip", "--python", str(env.python), *args])
+        data = json.loads(report.read_text(encoding="utf-8"))
+    found: dict[str, Artifact] = {}
+    for item in data.get("install", []):
+        artifact = artifact_from_direct_url(item.get("download_info", {}))
+        if artifact is not None:
+            found[canonicalize_name(item["metadata"]["name"])] = artifact
+    return found
+
+
+# -- the lock ----------------------------------------------------------------------------
+
+
+def make_pylock(
+    env: TargetEnv,
+    runner: Runner,
+    *,
+    locked: LockedEnv | None = None,
+    cache: WheelCache | None = None,
+) -> Pylock:
+    """The pylock of ``env``; ``locked`` (its gpuenv.lock entry) adds the extensions' cache facts."""
+    if not (env.path / "pyvenv.cfg").is_file():
+        raise InputError(f"{env.path} is not a virtual environment",
+                         hint="point --venv at the environment 'gpuenv setup' made")
+    dists = installed_distributions(env, runner)
+    extensions: dict[str, LockedExtension] = {
+        canonicalize_name(e.name): e for e in (locked.extensions if locked else ())}
+    artifacts: dict[str, Artifact | None] = {}
+    for name, info in dists.items():
+        artifact = artifact_from_direct_url(info["direct_url"]) if info.get("direct_url") else None
+        if name in extensions:
+            artifact = _cached_wheel(extensions[name], cache) or artifact
+        artifacts[name] = artifact
+    missing = {n: dists[n]["version"] for n, a in artifacts.items() if a is None or _unhashed(a)}
+    unlocked: list[str] = []
+    if missing:
+        try:
+            artifacts.update(resolve_from_sources(env, runner, missing))
+        except CommandError as exc:
+            unlocked.append(f"asking pip for the files of {', '.join(sorted(missing))} failed: {exc.tail}")
+    packages = []
+    for name, info in sorted(dists.items()):
+        artifact = artifacts.get(name)
+        if artifact is None or _unhashed(artifact):
+            # Left out, not written without a file: installers refuse a lock with such an entry.
+            unlocked.append(f"{name} {info['version']}: no file with a sha256 is known for it")
+            continue
+        packages.append(LockedPackage(name, str(info["version"]), artifact, info.get("requires_python"),
+                                      _extension_tool(extensions.get(name))))
+    interpreter = env.interpreter(runner)
+    return Pylock(tuple(packages), _env_tool(locked, cache), _environment(interpreter.markers),
+                  tuple(unlocked))
+
+
+def _unhashed(artifact: Artifact) -> bool:
+    """A file without a sha256, or a local file that is gone: nothing an installer can verify."""
+    if artifact.kind not in ("wheel", "sdist", "archive"):
+        return False
+    return artifact.sha256 is None or (artifact.path is not None and not Path(artifact.path).is_file())
+
+
+def _cached_wheel(ext: LockedExtension, cache: WheelCache | None) -> Artifact | None:
+    """The extension's wheel in the cache, if the cache still holds that very file, unaltered."""
+    entry = cache.entry_of(ext.cache_key) if cache is not None else None
+    if entry is None or entry.sha256 != ext.wheel_sha256 or cache is None or cache.verify(entry) is not None:
+        return None
+    return Artifact("wheel", path=str(entry.wheel), sha256=entry.sha256)
+
+
+def _extension_tool(ext: LockedExtension | None) -> dict[str, Any]:
+    if ext is None:
+        return {}
+    return {"requirement": ext.requirement, "cache-key": ext.cache_key, "source": ext.source,
+            "arch-list": list(ext.arch_list), "knobs": dict(ext.knobs)}
+
+
+def _env_tool(locked: LockedEnv | None, cache: WheelCache | None) -> dict[str, Any]:
+    tool: dict[str, Any] = {"gpuenv-version": __version__}
+    if locked is not None:
+        tool.update({
+            "env": locked.name, "recipe": locked.recipe, "variant": locked.variant, "cuda": locked.cuda,
+            "index-url": locked.index_url, "torch": locked.torch_version, "torch-cuda": locked.torch_cuda,
+            "cxx11-abi": locked.cxx11_abi, "arch-list": list(locked.arch_list), "toolkit": locked.toolkit,
+            "python": locked.python_tag, "platform": locked.platform,
+        })
+    if cache is not None:
+        tool["cache-dir"] = str(cache.path)
+    return tool
+
+
+def _environment(markers: Mapping[str, str]) -> str:
+    """The one environment the lock was made in, as a PEP 508 marker."""
+    parts = [f"{name} == {json.dumps(markers[name])}"
+             for name in ("sys_platform", "platform_machine", "implementation_name", "python_version")
+             if name in markers]
+    return " and ".join(parts).replace('"', "'")
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def render_pylock(lock: Pylock) -> str:
+    lines = [
+        "# pylock.toml (PEP 751) of an environment set up by gpuenv: `gpuenv export pylock`.",
+        "# Install it into a fresh env: uv pip install -r pylock.toml (or pip install -r, pip >= 25.1).",
+        'lock-version = "1.0"',
+        f"created-by = {_q('gpuenv')}",
+    ]
+    if lock.environment:
+        lines.append(f"environments = {_q([lock.environment])}")
+    for package in lock.packages:
+        lines += ["", "[[packages]]", f"name = {_q(package.name)}", f"version = {_q(package.version)}"]
+        if package.requires_python:
+            lines.append(f"requires-python = {_q(package.requires_python)}")
+        lines.append(_artifact_line(package.artifact))
+        if package.tool:
+            lines += ["", "[packages.tool.gpuenv]"]
+            lines += [f"{_key(k)} = {_q(v)}" for k, v in package.tool.items()]
+    lines += ["", "[tool.gpuenv]"]
+    lines += [f"{_key(k)} = {_q(v)}" for k, v in lock.tool.items() if v is not None]
+    if lock.unlocked:
+        lines.append(f"unlocked = {_q(list(lock.unlocked))}")
+    return "\n".join(lines) + "\n"
+
+
+def _artifact_line(a: Artifact) -> str:
+    where: dict[str, Any] = {"url": a.url} if a.url else {"path": a.path}
+    if a.kind == "wheel":
+        return f"wheels = [{_inline({'name': a.file_name, **where, 'hashes': {'sha256': a.sha256}})}]"
+    if a.kind in ("sdist", "archive"):
+        extra = {"subdirectory": a.subdirectory} if a.subdirectory else {}
+        return f"{a.kind} = {_inline({**where, 'hashes': {'sha256': a.sha256}, **extra})}"
+    if a.kind == "directory":
+        return f"directory = {_inline({**where, 'editable': a.editable})}"
+    vcs = {"type": a.vcs, "url": a.url, "commit-id": a.commit, "subdirectory": a.subdirectory}
+    return f"vcs = {_inline(vcs)}"
+
+
+def _inline(table: Mapping[str, Any]) -> str:
+    return _q({k: v for k, v in table.items() if v is not None})
+
+
+def write_pylock(lock: Pylock, path: Path) -> None:
+    path.write_text(lock.render(), encoding="utf-8")
+
+
+
+def export_pylock(venv: Path, *, locked: LockedEnv | None, cache_dir: Path | None,
+                  output: Path | None) -> str:
+    """``gpuenv export pylock``: the lock, or (with ``output``) where it went and what is not locked."""
+    from gpuenv.runner import SubprocessRunner
+
+    lock = make_pylock(TargetEnv.at(venv), SubprocessRunner(), locked=locked,
+                       cache=WheelCache(cache_dir) if cache_dir is not None else None)
+    text = lock.render()
+    if output is None:
+        return text.rstrip("\n")
+    write_pylock(lock, output)
+    lines = [f"wrote {output} ({len(lock.packages)} distributions)"]
+    lines += [f"warning: not locked: {line}" for line in lock.unlocked]
+    return "\n".join(lines)
