@@ -203,7 +203,7 @@ HELP: dict[str, _Help] = {
         "the variant, the extensions built against the runtime torch with their planned build variables); "
         "export pylock writes a PEP 751 pylock.toml of a set-up env.",
         _RECIPE_FILES + "; for pylock, the env and gpuenv.lock", "stdout, or the file named",
-        ("gpuenv export uv --gpu H100",),
+        ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/llm.toml --gpu A100"),
     ),
     "export uv": _Help(
         "the [tool.uv] settings for uv sync to follow the plan",
@@ -222,7 +222,7 @@ HELP: dict[str, _Help] = {
         "DIR/GROUP NAME' on a node without a shared file system installs the right build. 'gpuenv plan' "
         "names the group a node needs.",
         _CACHE_FILES, "DIR",
-        ("gpuenv cache export wheelhouse",),
+        ("gpuenv cache export wheelhouse", "gpuenv cache export wheelhouse -q  # only the final line"),
     ),
     "completion": _Help(
         "print the shell code that completes gpuenv's commands (bash, zsh, fish)",
