@@ -31,6 +31,7 @@ from packaging.version import InvalidVersion, Version
 from gpuenv import knowledge
 from gpuenv.errors import InputError
 from gpuenv.requirements import read_requirements
+from gpuenv.treemeta import small_text, submodule_paths
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +44,6 @@ Place = Literal["torch", "paired", "extension", "local-extension", "repo", "pack
 _SKIPPED_DIRS = frozenset({".git", ".venv", "venv", ".nox", ".tox", "node_modules", "build", "dist",
                            "__pycache__", ".mypy_cache", ".pytest_cache", "site-packages", ".eggs"})
 _EXTENSION_MARKERS = re.compile(r"CUDAExtension|CppExtension|torch\.utils\.cpp_extension|BuildExtension")
-_MAX_BYTES = 1 << 20
 _MAX_DEPTH = 4
 
 
@@ -193,7 +193,7 @@ def _requirements_files(scan: _Scan) -> None:
 
 def _pyproject(scan: _Scan) -> None:
     path = scan.root / "pyproject.toml"
-    text = _text(path)
+    text = small_text(path)
     if text is None:
         return
     try:
@@ -229,7 +229,7 @@ def _sort_dependency(scan: _Scan, text: str, origin: str) -> None:
 
 
 def _setup_static(scan: _Scan) -> None:
-    cfg = _text(scan.root / "setup.cfg")
+    cfg = small_text(scan.root / "setup.cfg")
     if cfg is not None:
         parser = configparser.ConfigParser(interpolation=None)
         try:
@@ -240,7 +240,7 @@ def _setup_static(scan: _Scan) -> None:
         for line in requires.splitlines():
             if line.strip():
                 _sort_dependency(scan, line.strip(), "setup.cfg [options] install_requires")
-    text = _text(scan.root / "setup.py")
+    text = small_text(scan.root / "setup.py")
     if text is None:
         return
     try:
@@ -265,7 +265,7 @@ _CONDA_TORCH = {"pytorch": "torch", "torchvision": "torchvision", "torchaudio": 
 def _environment_yml(scan: _Scan) -> None:
     for name in ("environment.yml", "environment.yaml"):
         path = scan.root / name
-        text = _text(path)
+        text = small_text(path)
         if text is None:
             continue
         for lineno, item, in_pip in _yaml_dependencies(text):
@@ -322,7 +322,7 @@ def _yaml_dependencies(text: str) -> Iterator[tuple[int, str, bool]]:
 
 
 def _local_extensions(scan: _Scan) -> None:
-    submodules = _gitmodules(scan.root)
+    submodules = submodule_paths(scan.root / ".gitmodules")
     for path in submodules:
         folder = scan.root / path
         if not folder.is_dir() or not any(folder.iterdir()):
@@ -344,32 +344,16 @@ def _extension_folders(root: Path) -> Iterator[Path]:
                          and depth < _MAX_DEPTH)
         if here == root:
             continue
-        if "setup.py" in files and _EXTENSION_MARKERS.search(_text(here / "setup.py") or ""):
+        if "setup.py" in files and _EXTENSION_MARKERS.search(small_text(here / "setup.py") or ""):
             dirs[:] = []  # an extension's own subfolders are its sources
             yield here
         elif "pyproject.toml" in files and re.search(r"requires\s*=\s*\[[^\]]*[\"']torch",
-                                                     _text(here / "pyproject.toml") or ""):
+                                                     small_text(here / "pyproject.toml") or ""):
             dirs[:] = []
             yield here
 
 
-def _gitmodules(root: Path) -> list[str]:
-    text = _text(root / ".gitmodules")
-    if text is None:
-        return []
-    return [m.group(1).strip() for m in re.finditer(r"^\s*path\s*=\s*(.+)$", text, re.MULTILINE)]
-
-
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _text(path: Path) -> str | None:
-    try:
-        if not path.is_file() or path.stat().st_size > _MAX_BYTES:
-            return None
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
 
 
 def _rel(scan: _Scan, path: Path) -> str:

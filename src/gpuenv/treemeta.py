@@ -65,7 +65,7 @@ def check_submodules(tree: Path) -> None:
             raise _uninitialised(tree, owner)
         raise InputError(f"{tree} holds no setup.py, pyproject.toml or setup.cfg: nothing to build",
                          hint="check the path in the recipe")
-    for path in _submodule_paths(tree / ".gitmodules"):
+    for path in submodule_paths(tree / ".gitmodules"):
         nested = (tree / path).resolve()
         if nested.is_relative_to(tree) and (not nested.exists() or not any(nested.iterdir())):
             raise _uninitialised(nested, tree / ".gitmodules")
@@ -91,7 +91,7 @@ def _declaring_gitmodules(tree: Path) -> Path | None:
     for directory in tree.parents:
         gitmodules = directory / ".gitmodules"
         if gitmodules.is_file():
-            for path in _submodule_paths(gitmodules):
+            for path in submodule_paths(gitmodules):
                 target = (directory / path).resolve()
                 if tree == target or tree.is_relative_to(target):
                     return gitmodules
@@ -100,8 +100,8 @@ def _declaring_gitmodules(tree: Path) -> Path | None:
     return None
 
 
-def _submodule_paths(gitmodules: Path) -> list[str]:
-    text = _text(gitmodules)
+def submodule_paths(gitmodules: Path) -> list[str]:
+    text = small_text(gitmodules)
     if text is None:
         return []
     return [m.group(1).strip() for m in re.finditer(r"^\s*path\s*=\s*(.+)$", text, re.MULTILINE)]
@@ -142,7 +142,8 @@ def _readers(tree: Path) -> list[tuple[str, tuple[str | None, str | None]]]:
     ]
 
 
-def _text(path: Path) -> str | None:
+def small_text(path: Path) -> str | None:
+    """The text of a small regular file (metadata, not data), or None."""
     try:
         if not path.is_file() or path.stat().st_size > _MAX_BYTES:
             return None
@@ -160,7 +161,7 @@ def _is_version(text: str) -> bool:
 
 
 def _pkg_info(path: Path) -> tuple[str | None, str | None]:
-    text = _text(path)
+    text = small_text(path)
     if text is None:
         return None, None
     name = re.search(r"^Name:\s*(\S+)", text, re.MULTILINE)
@@ -169,7 +170,7 @@ def _pkg_info(path: Path) -> tuple[str | None, str | None]:
 
 
 def _pyproject(path: Path) -> tuple[str | None, str | None]:
-    text = _text(path)
+    text = small_text(path)
     if text is None:
         return None, None
     try:
@@ -183,7 +184,7 @@ def _pyproject(path: Path) -> tuple[str | None, str | None]:
 
 
 def _setup_cfg(path: Path) -> tuple[str | None, str | None]:
-    text = _text(path)
+    text = small_text(path)
     if text is None:
         return None, None
     parser = configparser.ConfigParser(interpolation=None)
@@ -200,7 +201,7 @@ def _setup_cfg(path: Path) -> tuple[str | None, str | None]:
 
 
 def _setup_py(tree: Path) -> tuple[str | None, str | None]:
-    text = _text(tree / "setup.py")
+    text = small_text(tree / "setup.py")
     if text is None:
         return None, None
     try:
@@ -253,7 +254,7 @@ def _package_version(tree: Path, name: str) -> str | None:
     package = name.replace("-", "_")
     for candidate in (tree / package / "__init__.py", tree / package / "version.py",
                       tree / "src" / package / "__init__.py"):
-        text = _text(candidate)
+        text = small_text(candidate)
         match = _VERSION_LINE.search(text) if text else None
         if match:
             return match[1]
