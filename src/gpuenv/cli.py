@@ -22,10 +22,12 @@ from gpuenv.hardware import Hardware
 from gpuenv.recipe import Recipe
 
 if TYPE_CHECKING:
-    from gpuenv.plan import PlanOptions
+    from gpuenv.plan import PlanOptions, ToolkitPolicy
 
 #: Environment variable holding a torch index template (same as --torch-index).
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
+#: Environment variable holding where nvcc comes from (same as --toolkit).
+TOOLKIT_ENV = "GPUENV_TOOLKIT"
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get(TORCH_INDEX_ENV) or None,
                         help="index URL template for torch, {variant} is replaced (e.g. a mirror); "
                              f"'config' uses the installer's own configuration; env: {TORCH_INDEX_ENV}")
+    parser.add_argument("--toolkit", metavar="auto|system|pypi|PATH",
+                        help="where nvcc comes from: auto (a matching toolkit on disk, else CUDA 13.x "
+                             "from PyPI into the toolkit cache), system (never download), pypi, "
+                             "or a toolkit root "
+                             f"(default: the recipe's torch.toolkit, else auto); env: {TOOLKIT_ENV}")
     _add_cache_options(parser)
     parser.add_argument("--no-cache", action="store_true", help="neither use nor fill the wheel cache")
 
@@ -134,10 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _toolkit_dir(args: argparse.Namespace) -> Path:
+    from gpuenv.toolkitcache import default_toolkit_dir
+
+    return default_toolkit_dir(_cache_dir(args))
+
+
 def _hardware(args: argparse.Namespace, *, local_host: bool = False) -> Hardware:
     from gpuenv.machine import describe_machine
+    from gpuenv.probe import probe
 
-    return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host)
+    toolkit_dir = _toolkit_dir(args) if hasattr(args, "cache_dir") else None
+    return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host,
+                            prober=lambda: probe(toolkit_dir=toolkit_dir))
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -159,7 +175,20 @@ def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     from gpuenv.plan import PlanOptions
     from gpuenv.treemeta import recipe_sources
 
-    return PlanOptions(cuda=args.cuda, torch_index=args.torch_index, sources=recipe_sources(recipe))
+    return PlanOptions(cuda=args.cuda, torch_index=args.torch_index, sources=recipe_sources(recipe),
+                       toolkit=_toolkit_policy(args, recipe))
+
+
+def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
+    from gpuenv.toolkits import toolkit_policy
+
+    if args.toolkit:
+        choice, by = args.toolkit, f"--toolkit {args.toolkit}"
+    elif os.environ.get(TOOLKIT_ENV):
+        choice, by = os.environ[TOOLKIT_ENV], f"{TOOLKIT_ENV}={os.environ[TOOLKIT_ENV]}"
+    else:
+        choice, by = recipe.torch.toolkit, f"toolkit in {recipe.path.name}"
+    return toolkit_policy(choice, chosen_by=by, cache_dir=str(_toolkit_dir(args)))
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
