@@ -22,6 +22,8 @@ from gpuenv.hardware import Hardware
 from gpuenv.recipe import Recipe
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     from gpuenv.plan import PlanOptions, ToolkitPolicy
 
 #: Environment variable holding a torch index template (same as --torch-index).
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = commands.add_parser("probe", help="what this machine has: driver, GPUs, toolkits, CPUs, memory")
     probe.add_argument("--json", action="store_true", help="print the hardware as JSON")
+    _add_cache_options(probe)  # the toolkits gpuenv provisioned are listed too
     probe.set_defaults(func=_cmd_probe)
 
     plan = commands.add_parser("plan", help="what setup would do for a recipe on this (or another) machine")
@@ -125,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default=None, help="the environment's name")
     init.set_defaults(func=_cmd_init)
 
-    cache = commands.add_parser("cache", help="the wheel cache: list, prune, path")
+    cache = commands.add_parser("cache", help="the wheel and toolkit caches: list, prune, path")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     cache_path = cache_commands.add_parser("path", help="print where the cache is")
     cache_list = cache_commands.add_parser("list", help="every cached wheel: key, size, age, last use")
@@ -160,7 +163,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from gpuenv.probe import probe
     from gpuenv.render import hardware_text
 
-    hardware = probe()
+    hardware = probe(toolkit_dir=_toolkit_dir(args))
     print(json.dumps(hardware.to_json(), indent=2) if args.json else hardware_text(hardware))
     return EXIT_OK
 
@@ -286,6 +289,7 @@ def _cmd_cache_path(args: argparse.Namespace) -> int:
 
 def _cmd_cache_list(args: argparse.Namespace) -> int:
     from gpuenv.cache import WheelCache
+    from gpuenv.toolkitcache import ToolkitCache
 
     cache = WheelCache(_cache_dir(args))
     entries = cache.entries() if cache.path.exists() else []
@@ -293,6 +297,12 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
         print(f"{entry.digest[:12]}  {entry.summary()}")
     total = sum(e.size for e in entries)
     print(f"{len(entries)} wheel(s), {total / 1e6:.1f} MB in {cache.path}")
+    toolkits = ToolkitCache(_toolkit_dir(args)).toolkits()
+    for toolkit in toolkits:
+        print(f"{toolkit.path.name:<12}  {toolkit.summary()}")
+    if toolkits:
+        size = sum(t.size for t in toolkits) / 1e6
+        print(f"{len(toolkits)} toolkit(s), {size:.1f} MB in {_toolkit_dir(args)}")
     return EXIT_OK
 
 
@@ -308,15 +318,31 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
         unused_since = datetime.fromisoformat(args.unused_since) if args.unused_since else None
     except ValueError:
         raise InputError(f"--unused-since {args.unused_since}: not a date", hint="e.g. 2026-10-01") from None
+    older_than = timedelta(days=args.older_than) if args.older_than is not None else None
     removed = WheelCache(_cache_dir(args)).prune(
-        older_than=timedelta(days=args.older_than) if args.older_than is not None else None,
+        older_than=older_than,
         unused_since=unused_since,
         max_total_bytes=_size(args.max_size) if args.max_size else None,
     )
     for entry in removed:
         print(f"removed {entry.digest[:12]}  {entry.summary()}")
     print(f"removed {len(removed)} wheel(s), {sum(e.size for e in removed) / 1e6:.1f} MB")
+    _prune_toolkits(args, older_than, unused_since)
     return EXIT_OK
+
+
+def _prune_toolkits(args: argparse.Namespace, older_than: timedelta | None,
+                    unused_since: datetime | None) -> None:
+    """--older-than and --unused-since cover the toolkit cache too (--max-size counts wheels only)."""
+    from gpuenv.toolkitcache import ToolkitCache
+
+    if older_than is None and unused_since is None:
+        return
+    removed = ToolkitCache(_toolkit_dir(args)).prune(older_than=older_than, unused_since=unused_since)
+    for toolkit in removed:
+        print(f"removed {toolkit.path.name}  {toolkit.summary()}")
+    if removed:
+        print(f"removed {len(removed)} toolkit(s), {sum(t.size for t in removed) / 1e6:.1f} MB")
 
 
 def _size(text: str) -> int:
