@@ -38,7 +38,7 @@ def hardware_text(hw: Hardware) -> str:
 def toolkit_text(toolkit: Toolkit) -> str:
     """"nvcc 13.0.88", or for a toolkit from PyPI "CUDA 13.0 from PyPI (...)"."""
     if toolkit.source != "pypi":
-        return f"nvcc {toolkit.nvcc_version}" + (" (--toolkit PATH)" if toolkit.source == "path" else "")
+        return f"nvcc {toolkit.nvcc_version}" + (", given by --toolkit" if toolkit.source == "path" else "")
     if not toolkit.release:
         return f"CUDA {toolkit.version} from PyPI (provisioned into the toolkit cache)"
     return f"CUDA {toolkit.version} from PyPI (in the toolkit cache: nvcc {toolkit.release})"

@@ -163,3 +163,14 @@ def test_prune_keeps_a_toolkit_in_use_and_removes_it_after(tmp_path: Path) -> No
     (removed,) = cache.prune(older_than=timedelta(0))
     assert removed.toolkit.version == "13.0"
     assert cache.find("13.0") is None and not cache.home("13.0").exists()
+
+
+def test_a_cached_wheel_matches_a_toolkit_to_provision_by_its_release() -> None:
+    from gpuenv.cachehits import _same_nvcc
+    from gpuenv.hardware import Toolkit
+
+    pending = Toolkit(nvcc="/c/v1/cuda-13.0/bin/nvcc", version="13.0", home="/c/v1/cuda-13.0", source="pypi")
+    assert _same_nvcc("13.0.88", pending) and not _same_nvcc("13.1.80", pending)
+    system = Toolkit(nvcc="/usr/local/cuda-13.0/bin/nvcc", version="13.0", release="13.0.88")
+    assert _same_nvcc("13.0.88", system) and not _same_nvcc("13.0.48", system)
+    assert system.nvcc_version == "13.0.88" and pending.nvcc_version == "13.0"

@@ -522,3 +522,16 @@ def test_real_cuobjdump_agrees_when_one_is_installed(sm90_so: Path, tmp_path: Pa
         pytest.skip("no cuobjdump on this machine")
     (binary,) = read_binaries([sm90_so], tool)
     assert binary.cuobjdump_sass == frozenset({"sm_90"})
+
+
+def test_doctor_says_which_toolkit_the_extensions_were_built_with(tmp_path: Path) -> None:
+    from gpuenv.doctor import built_with_check
+
+    assert built_with_check(tmp_path) is None, "no state file: nothing to say"
+    home = tmp_path / "toolkits" / "v1" / "cuda-13.0"
+    (tmp_path / "gpuenv-state.json").write_text(json.dumps({"toolkit": {
+        "version": "13.0", "release": "13.0.88", "source": "pypi", "home": str(home)}}))
+    check = built_with_check(tmp_path)
+    assert check is not None and check.verdict == "ok"
+    assert "CUDA 13.0 from PyPI" in check.detail and "nvcc 13.0.88" in check.detail
+    assert "gone since" in check.detail, "the toolkit was pruned"
