@@ -9,6 +9,7 @@ race real processes over one cache.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -174,3 +175,17 @@ def test_a_cached_wheel_matches_a_toolkit_to_provision_by_its_release() -> None:
     system = Toolkit(nvcc="/usr/local/cuda-13.0/bin/nvcc", version="13.0", release="13.0.88")
     assert _same_nvcc("13.0.88", system) and not _same_nvcc("13.0.48", system)
     assert system.nvcc_version == "13.0.88" and pending.nvcc_version == "13.0"
+
+
+def test_an_offline_machine_gets_exit_3_and_where_a_toolkit_comes_from(tmp_path: Path) -> None:
+    from gpuenv.errors import ToolkitError
+
+    # pip with no configuration and no index: what an offline machine's pip finds is nothing.
+    offline = SubprocessRunner(env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"})
+    cache = ToolkitCache(tmp_path / "toolkits")
+    install = pip_wheel_installer([sys.executable], offline)
+    with pytest.raises(ToolkitError) as info, cache.use("13.0", install):
+        pass
+    assert info.value.exit_code == 3 and "nvidia-cuda-nvcc==13.0.*" in str(info.value)
+    assert "cuda-nvcc" in (info.value.hint or "") and "--toolkit PATH" in (info.value.hint or "")
+    assert cache.toolkits() == [] and not list((tmp_path / "toolkits" / "v1" / ".tmp").iterdir())
