@@ -51,6 +51,7 @@ from gpuenv.cache import (
     _human_age,
     _human_size,
     _open_lock_file,
+    _read_holder,
     _remove_older,
     _remove_tree,
     _touch,
@@ -201,11 +202,11 @@ class ToolkitCache:
             downloaded = False
             while entry is None:
                 waited = self._lock(fd, version, fcntl.LOCK_EX, on_wait) or waited
+                _write_holder(fd)  # who provisions, for whoever waits
                 entry = self.find(version)
                 if entry is None:
                     entry = self.provision(version, install, checkpoint=checkpoint)
                     downloaded = True
-                _write_holder(fd)
                 self._lock(fd, version, fcntl.LOCK_SH, None)
                 entry = self.find(version)  # a prune may slip in while the lock changes mode
             _touch(entry.path / LAST_USED_FILE)
@@ -226,7 +227,9 @@ class ToolkitCache:
         if _try_flock(fd, mode):
             return False
         if on_wait is not None:
-            on_wait(f"waiting for another process provisioning CUDA {version} into {self.path}")
+            holder = _read_holder(self._lock_path(version))
+            by = f" ({holder})" if holder else ""
+            on_wait(f"waiting for another process provisioning CUDA {version} into {self.path}{by}")
         _wait_flock(fd, None, 0.2, mode)
         return True
 
