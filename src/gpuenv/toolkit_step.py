@@ -9,14 +9,13 @@ is recorded in the state file, where ``gpuenv doctor`` reads it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from gpuenv.hardware import Toolkit
 from gpuenv.plan import Plan
 from gpuenv.steps import Context, Step
-from gpuenv.toolkitcache import ToolkitCache, pinned_wheels, pip_wheel_installer, toolkit_home
+from gpuenv.toolkitcache import ToolkitCache, pinned_wheels, toolkit_home, wheel_installer
 
 
 def needs_toolkit_step(plan: Plan) -> bool:
@@ -32,7 +31,7 @@ def toolkit_step(plan: Plan) -> Step:
     def describe(ctx: Context) -> list[str]:
         return [
             f"# CUDA {version} from PyPI into the toolkit cache ({toolkit.root}), unless it is there:",
-            f"<env python> -m pip install --no-deps --only-binary :all: --target <temp> "
+            f"<{ctx.installer.name} install> --no-deps --only-binary :all: --target <temp> "
             f"{' '.join(pinned_wheels(version))}",
         ]
 
@@ -46,7 +45,7 @@ def _provide(ctx: Context, planned: Toolkit) -> str:
     cache = cache_of(planned)
     log = ctx.log("toolkit")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
-    install = pip_wheel_installer([str(ctx.target.python), sys.executable], runner)
+    install = wheel_installer(ctx.installer.with_runner(runner), ctx.target)
     provided = ctx.resources.enter_context(
         cache.use(planned.version, install, on_wait=ctx.reporter.status))
     ctx.toolkit = provided.toolkit

@@ -3,7 +3,7 @@
 PyPI holds the CUDA 13 compiler (``nvidia-cuda-nvcc``) with its headers and
 runtime in separate wheels (``nvidia-cuda-crt``, ``-runtime``, ``-cccl``,
 ``nvidia-nvvm``), all under ``nvidia/cu13/``. Installed side by side with
-``pip install --target`` and laid out as below, they make a ``CUDA_HOME``
+``pip install --target`` (or uv's) and laid out as below, they make a ``CUDA_HOME``
 that ``torch.utils.cpp_extension`` and nvcc's own ``nvcc.profile`` accept:
 this machine's ``/usr/local/cuda-13.0`` was made the same way.
 
@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import secrets
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -62,7 +61,9 @@ from gpuenv.cache import (
 )
 from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.hardware import Toolkit
+from gpuenv.installer import Installer
 from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.targetenv import TargetEnv
 from gpuenv.toolkits import _toolkit_at, is_toolkit_root
 
 TOOLKIT_SCHEMA = 1
@@ -339,33 +340,32 @@ def pinned_wheels(version: str) -> list[str]:
     return [f"{name}=={version}.*" for name in knowledge.pypi_toolkit_wheels()]
 
 
-def pip_wheel_installer(pythons: Sequence[str], runner: Runner) -> WheelInstaller:
-    """Install wheels with the first of ``pythons`` that has pip, using the sources pip is configured with."""
+def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
+    """Install wheels into a directory with setup's own installer (pip or uv) and the sources it uses.
+
+    The installer's command for ``env``, with ``--target DIR --only-binary :all:``
+    before the requirements: pip and uv both take them, and the package
+    sources (pip's configuration, which gpuenv passes to uv too) are the ones
+    every other install of the setup uses.
+    """
 
     def install(requirements: Sequence[str], target: Path) -> None:
-        last: CommandError | None = None
-        for python in pythons:
-            try:
-                runner([python, "-m", "pip", "--version"])
-            except CommandError as exc:
-                last = exc
-                continue
-            try:
-                runner([python, "-m", "pip", "install", "--no-deps", "--only-binary", ":all:",
-                        "--disable-pip-version-check", "--target", str(target), *requirements])
-            except CommandError as exc:
-                raise ToolkitError(
-                    f"cannot install the CUDA toolkit wheels ({' '.join(requirements)}) from the package "
-                    f"sources pip is configured with: {exc}",
-                    needed=requirements[0].split("==")[-1].rstrip(".*"), found=[],
-                    hint="check that pip reaches PyPI or a mirror of it (pip config list); offline, "
-                    "install a CUDA toolkit of this release (conda's cuda-nvcc, your cluster's module, "
-                    "NVIDIA's runfile) and pass --toolkit PATH or --toolkit system",
-                ) from exc
-            return
-        raise ToolkitError("no pip to install the CUDA toolkit wheels with", needed="", found=[],
-                           hint=f"install pip into {pythons[0] if pythons else sys.executable}'s environment"
-                           + (f" ({last})" if last else ""))
+        wanted = list(requirements)
+        try:
+            for cmd in installer.commands(env, wanted, no_deps=True):
+                head = cmd[: len(cmd) - len(wanted)]
+                installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
+                                 extra_environ=installer.environ())
+        except CommandError as exc:
+            release = wanted[0].split("==")[-1].removesuffix(".*") if wanted else ""
+            raise ToolkitError(
+                f"cannot install the CUDA toolkit wheels ({' '.join(wanted)}) from the package "
+                f"sources {installer.name} is configured with: {exc}",
+                needed=release, found=[],
+                hint="check that the installer reaches PyPI or a mirror of it (pip config list); offline, "
+                "install a CUDA toolkit of this release (conda's cuda-nvcc, your cluster's module, "
+                "NVIDIA's runfile) and pass --toolkit PATH or --toolkit system",
+            ) from exc
 
     return install
 

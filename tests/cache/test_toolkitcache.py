@@ -20,8 +20,10 @@ import pytest
 
 from gpuenv import knowledge
 from gpuenv.binaries import read_cuda_code
+from gpuenv.installer import make_installer
 from gpuenv.runner import SubprocessRunner
-from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels, pip_wheel_installer, toolkit_home
+from gpuenv.targetenv import TargetEnv
+from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home, wheel_installer
 from gpuenv.toolkits import is_toolkit_root
 
 KERNEL = """
@@ -35,8 +37,10 @@ int main() { float* d = nullptr; cudaMalloc(&d, 4); twice<<<1, 1>>>(d); std::pri
 #: With argv[2], SIGKILL this process at that stage of the provisioning.
 USE_SCRIPT = """
 import json, os, signal, sys
+from gpuenv.installer import make_installer
 from gpuenv.runner import SubprocessRunner
-from gpuenv.toolkitcache import ToolkitCache, pip_wheel_installer
+from gpuenv.targetenv import TargetEnv
+from gpuenv.toolkitcache import ToolkitCache, wheel_installer
 
 def checkpoint(stage):
     if len(sys.argv) > 2 and stage == sys.argv[2]:
@@ -44,14 +48,18 @@ def checkpoint(stage):
 
 runner = SubprocessRunner()
 cache = ToolkitCache(sys.argv[1], runner)
-with cache.use("13.0", pip_wheel_installer([sys.executable], runner), checkpoint=checkpoint) as got:
+install = wheel_installer(make_installer("pip", runner), TargetEnv.at(sys.prefix))
+with cache.use("13.0", install, checkpoint=checkpoint) as got:
     print(json.dumps({"downloaded": got.downloaded, "waited": got.waited, "release": got.toolkit.release}))
 """
 
 
-def installer() -> WheelInstaller:
-    runner = SubprocessRunner()
-    return pip_wheel_installer([sys.executable], runner)
+#: The environment running these tests, as the target env whose installer provisions.
+THIS_ENV = TargetEnv.at(sys.prefix)
+
+
+def installer(runner: SubprocessRunner | None = None, name: str = "pip") -> WheelInstaller:
+    return wheel_installer(make_installer(name, runner or SubprocessRunner()), THIS_ENV)
 
 
 def refuse(requirements: Sequence[str], target: Path) -> None:
@@ -183,9 +191,17 @@ def test_an_offline_machine_gets_exit_3_and_where_a_toolkit_comes_from(tmp_path:
     # pip with no configuration and no index: what an offline machine's pip finds is nothing.
     offline = SubprocessRunner(env={**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"})
     cache = ToolkitCache(tmp_path / "toolkits")
-    install = pip_wheel_installer([sys.executable], offline)
+    install = installer(offline)
     with pytest.raises(ToolkitError) as info, cache.use("13.0", install):
         pass
     assert info.value.exit_code == 3 and "nvidia-cuda-nvcc==13.0.*" in str(info.value)
     assert "cuda-nvcc" in (info.value.hint or "") and "--toolkit PATH" in (info.value.hint or "")
     assert cache.toolkits() == [] and not list((tmp_path / "toolkits" / "v1" / ".tmp").iterdir())
+
+
+@pytest.mark.slow
+def test_uv_provisions_the_same_toolkit_from_the_sources_pip_is_configured_with(tmp_path: Path) -> None:
+    cache = ToolkitCache(tmp_path / "toolkits")
+    with cache.use("13.0", installer(name="uv")) as got:
+        assert got.downloaded and got.toolkit.version == "13.0" and got.toolkit.release.startswith("13.0.")
+        assert (Path(got.toolkit.root) / "lib" / "libcudart.so").exists()
