@@ -836,22 +836,23 @@ def _open_lock_file(path: Path) -> int:
         return os.open(path, os.O_RDONLY)
 
 
-def _try_flock(fd: int) -> bool:
+def _try_flock(fd: int, mode: int = fcntl.LOCK_EX) -> bool:
+    """Take the lock (exclusive, or ``LOCK_SH`` for the toolkit cache's users) if it is free now."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
 
 
-def _wait_flock(fd: int, deadline: float | None, poll_interval: float) -> bool:
+def _wait_flock(fd: int, deadline: float | None, poll_interval: float, mode: int = fcntl.LOCK_EX) -> bool:
     """Block until locked (True) or the deadline passes (False)."""
     if deadline is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, mode)
         return True
     while time.monotonic() < deadline:
         time.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
-        if _try_flock(fd):
+        if _try_flock(fd, mode):
             return True
     return False
 

@@ -11,6 +11,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache import CacheEntry, WheelCache, binary_knobs
+from gpuenv.hardware import Toolkit
 from gpuenv.plan import ExtensionPlan, Plan, pinned_version
 
 
@@ -40,7 +41,7 @@ def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
         return False
     if plan.cuda is not None and key.torch_cuda != plan.cuda:
         return False
-    if ext.compiles_cuda and (plan.toolkit is None or key.nvcc_version != plan.toolkit.version):
+    if ext.compiles_cuda and (plan.toolkit is None or not _same_nvcc(key.nvcc_version, plan.toolkit)):
         return False
     try:
         if not SpecifierSet(plan.torch.removeprefix("torch")).contains(Version(key.torch_version)):
@@ -50,3 +51,10 @@ def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
     pinned = pinned_version(ext.requirement)
     return pinned is None or not key.version or key.version == pinned
 
+
+
+def _same_nvcc(cached: str | None, toolkit: Toolkit) -> bool:
+    """The key's nvcc is the plan's; a toolkit still to be provisioned says only its release ("13.0")."""
+    if toolkit.release:
+        return cached == toolkit.release
+    return cached is not None and (cached == toolkit.version or cached.startswith(f"{toolkit.version}."))

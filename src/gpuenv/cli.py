@@ -26,10 +26,15 @@ from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE, Style, use_co
 from gpuenv.recipe import Recipe
 
 if TYPE_CHECKING:
-    from gpuenv.plan import PlanOptions
+    from datetime import datetime, timedelta
+
+    from gpuenv.plan import PlanOptions, ToolkitPolicy
+    from gpuenv.toolkitcache import ProvisionedToolkit
 
 #: Environment variable holding a torch index template (same as --torch-index).
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
+#: Environment variable holding where nvcc comes from (same as --toolkit).
+TOOLKIT_ENV = "GPUENV_TOOLKIT"
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +54,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
                         default=os.environ.get(TORCH_INDEX_ENV) or None,
                         help="index URL template for torch, {variant} is replaced (e.g. a mirror); "
                              f"'config' uses the installer's own configuration; env: {TORCH_INDEX_ENV}")
+    parser.add_argument("--toolkit", metavar="auto|system|pypi|PATH",
+                        help="where nvcc comes from: auto (a matching toolkit on disk, else CUDA 13.x "
+                             "from PyPI into the toolkit cache), system (never download), pypi, "
+                             "or a toolkit root "
+                             f"(default: the recipe's torch.toolkit, else auto); env: {TOOLKIT_ENV}")
     _add_cache_options(parser)
     parser.add_argument("--no-cache", action="store_true", help="neither use nor fill the wheel cache")
 
@@ -276,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = _command(commands, "probe")
     probe.add_argument("--json", action="store_true", help="print the hardware as JSON")
+    _add_cache_options(probe)  # the toolkits gpuenv provisioned are listed too
     probe.set_defaults(func=_cmd_probe)
 
     gpus = _command(commands, "gpus")
@@ -374,10 +385,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _toolkit_dir(args: argparse.Namespace) -> Path:
+    from gpuenv.toolkitcache import default_toolkit_dir
+
+    return default_toolkit_dir(_cache_dir(args))
+
+
 def _hardware(args: argparse.Namespace, *, local_host: bool = False) -> Hardware:
     from gpuenv.machine import describe_machine
+    from gpuenv.probe import probe
 
-    return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host)
+    toolkit_dir = _toolkit_dir(args) if hasattr(args, "cache_dir") else None
+    return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host,
+                            prober=lambda: probe(toolkit_dir=toolkit_dir))
 
 
 def _style(args: argparse.Namespace, stream: Any = None) -> Style:
@@ -410,7 +430,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from gpuenv.probe import probe
     from gpuenv.render import hardware_text
 
-    hardware = probe()
+    hardware = probe(toolkit_dir=_toolkit_dir(args))
     print(json.dumps(hardware.to_json(), indent=2) if args.json else hardware_text(hardware))
     return EXIT_OK
 
@@ -425,7 +445,20 @@ def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     from gpuenv.plan import PlanOptions
     from gpuenv.treemeta import recipe_sources
 
-    return PlanOptions(cuda=args.cuda, torch_index=args.torch_index, sources=recipe_sources(recipe))
+    return PlanOptions(cuda=args.cuda, torch_index=args.torch_index, sources=recipe_sources(recipe),
+                       toolkit=_toolkit_policy(args, recipe))
+
+
+def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
+    from gpuenv.toolkits import toolkit_policy
+
+    if args.toolkit:
+        choice, by = args.toolkit, f"--toolkit {args.toolkit}"
+    elif os.environ.get(TOOLKIT_ENV):
+        choice, by = os.environ[TOOLKIT_ENV], f"{TOOLKIT_ENV}={os.environ[TOOLKIT_ENV]}"
+    else:
+        choice, by = recipe.torch.toolkit, f"toolkit in {recipe.path.name}"
+    return toolkit_policy(choice, chosen_by=by, cache_dir=str(_toolkit_dir(args)))
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -560,19 +593,28 @@ def _cmd_cache_path(args: argparse.Namespace) -> int:
 
 def _cmd_cache_list(args: argparse.Namespace) -> int:
     from gpuenv.cache import WheelCache
+    from gpuenv.toolkitcache import ToolkitCache
 
     cache = WheelCache(_cache_dir(args))
     entries = cache.entries() if cache.path.exists() else []
     total = sum(e.size for e in entries)
+    toolkits = ToolkitCache(_toolkit_dir(args)).toolkits()
     if args.json:
         print(json.dumps({"path": str(cache.path), "total_bytes": total,
-                          "entries": [e.to_json() for e in entries]}, indent=2))
+                          "entries": [e.to_json() for e in entries],
+                          "toolkits": [{"path": str(tk.path), "size": tk.size, "summary": tk.summary()}
+                                       for tk in toolkits]}, indent=2))
         return EXIT_OK
     if args.verbosity > QUIET:
         style = _style(args)
         for entry in entries:
             print(f"{style(entry.digest[:12], 'cyan')}  {entry.summary()}")
     print(f"{len(entries)} wheel(s), {total / 1e6:.1f} MB in {cache.path}")
+    for toolkit in toolkits:
+        print(f"{toolkit.path.name:<12}  {toolkit.summary()}")
+    if toolkits:
+        size = sum(t.size for t in toolkits) / 1e6
+        print(f"{len(toolkits)} toolkit(s), {size:.1f} MB in {_toolkit_dir(args)}")
     return EXIT_OK
 
 
@@ -589,23 +631,31 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError(f"--unused-since {args.unused_since}: not a date", hint="e.g. 2026-10-01") from None
     cache = WheelCache(_cache_dir(args))
+    older_than = timedelta(days=args.older_than) if args.older_than is not None else None
     removed = cache.prune(
-        older_than=timedelta(days=args.older_than) if args.older_than is not None else None,
+        older_than=older_than,
         unused_since=unused_since,
         max_total_bytes=_size(args.max_size) if args.max_size else None,
         dry_run=args.dry_run,
     )
+    # --older-than and --unused-since cover the toolkit cache too (--max-size counts wheels only).
+    toolkits = [] if args.dry_run else _prune_toolkits(args, older_than, unused_since)
     verb = "would remove" if args.dry_run else "removed"
     total = sum(e.size for e in removed)
     if args.json:
         print(json.dumps({"path": str(cache.path), "dry_run": args.dry_run, "total_bytes": total,
-                          "entries": [e.to_json() for e in removed]}, indent=2))
+                          "entries": [e.to_json() for e in removed],
+                          "toolkits": [str(tk.path) for tk in toolkits]}, indent=2))
         return EXIT_OK
     if args.verbosity > QUIET:
         for entry in removed:
             print(f"{verb} {entry.digest[:12]}  {entry.summary()}")
+        for toolkit in toolkits:
+            print(f"removed {toolkit.path.name}  {toolkit.summary()}")
     print(f"{verb} {len(removed)} wheel(s), {total / 1e6:.1f} MB" + (" (dry run: nothing removed)"
                                                                      if args.dry_run else ""))
+    if toolkits:
+        print(f"removed {len(toolkits)} toolkit(s), {sum(tk.size for tk in toolkits) / 1e6:.1f} MB")
     return EXIT_OK
 
 
@@ -615,6 +665,16 @@ def _cmd_cache_export(args: argparse.Namespace) -> int:
 
     print(export_text(export_wheelhouse(WheelCache(_cache_dir(args)), args.directory)))
     return EXIT_OK
+
+
+def _prune_toolkits(
+    args: argparse.Namespace, older_than: timedelta | None, unused_since: datetime | None
+) -> list[ProvisionedToolkit]:
+    from gpuenv.toolkitcache import ToolkitCache
+
+    if older_than is None and unused_since is None:
+        return []
+    return ToolkitCache(_toolkit_dir(args)).prune(older_than=older_than, unused_since=unused_since)
 
 
 def _size(text: str) -> int:

@@ -211,6 +211,8 @@ def _env_checks(
         checks += [toolkit] if toolkit is not None else []
         checks.append(runtime_check(read_runtime_env(site), torch))
     checks.append(lock_check(locked, torch, bool(targets)))
+    built_with = built_with_check(env.path)
+    checks += [built_with] if built_with is not None else []
     if not targets:
         return checks
     installed = env.installed(run)
@@ -509,6 +511,23 @@ def _nvcc(toolkit: Toolkit) -> str:
 
 def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
     return [t.name for t in targets if knowledge.catalog_entry(t.name).toolkit_match == "minor"]
+
+
+def built_with_check(venv: Path) -> Check | None:
+    """The toolkit setup built this env's CUDA extensions with, as its state file records it."""
+    from gpuenv.steps import load_state
+
+    record = load_state(venv).get("toolkit")
+    if not isinstance(record, dict) or not record.get("home"):
+        return None
+    nvcc = f"nvcc {record.get('release') or record.get('version')}"
+    origin = "CUDA {} from PyPI, in gpuenv's toolkit cache".format(record.get("version")) \
+        if record.get("source") == "pypi" else "the toolkit"
+    detail = f"the CUDA extensions were built with {origin} at {record['home']} ({nvcc})"
+    if Path(str(record["home"]), "bin", "nvcc").exists():
+        return Check("built with", "ok", detail)
+    return Check("built with", "ok",
+                 f"{detail}; it is gone since (pruned?): a rebuild takes the plan's toolkit")
 
 
 # -- the lock ---------------------------------------------------------------------------------

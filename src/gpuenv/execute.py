@@ -39,6 +39,7 @@ from gpuenv.runner import SubprocessRunner
 from gpuenv.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.targetenv import TargetEnv, TorchInfo
+from gpuenv.toolkit_step import needs_toolkit_step, toolkit_step
 
 
 @dataclass(frozen=True)
@@ -329,7 +330,7 @@ def _lock_run(ctx: Context) -> str:
         index_url=plan.index_url,
         torch_requirement=plan.torch,
         arch_list=plan.arch_list,
-        toolkit=plan.toolkit.version if plan.toolkit is not None and compiled else None,
+        toolkit=ctx.build_toolkit.nvcc_version if ctx.build_toolkit is not None and compiled else None,
         python_tag=interpreter.abi_tag,
         platform=interpreter.platform_tag,
         torch_version=torch.version,
@@ -362,6 +363,8 @@ def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
         Step("target environment", _env_describe, _env_run),
         Step("base: " + " ".join(_base_requirements(plan)), _base_describe, _base_run),
     ]
+    if needs_toolkit_step(plan):
+        steps.append(toolkit_step(plan))
     steps += [extension_step(e) for e in plan.extensions if e.action != "skip"]
     if plan.packages:
         steps.append(Step("packages: " + " ".join(plan.packages), _packages_describe, _packages_run))
@@ -397,16 +400,17 @@ def run_setup(
         reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
                       f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
         return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
-    for number, step in enumerate(steps, 1):
-        reporter.step(f"[{number}/{len(steps)}] {step.title}")
-        started = time.monotonic()
-        try:
-            outcome = step.run(ctx)
-        except GpuenvError:
-            raise
-        except OSError as exc:
-            raise StepError(f"{step.title}: {exc}") from exc
-        reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
+    with ctx.resources:  # the toolkit step's lock, held until the builds are done
+        for number, step in enumerate(steps, 1):
+            reporter.step(f"[{number}/{len(steps)}] {step.title}")
+            started = time.monotonic()
+            try:
+                outcome = step.run(ctx)
+            except GpuenvError:
+                raise
+            except OSError as exc:
+                raise StepError(f"{step.title}: {exc}") from exc
+            reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
     return SetupResult(options.venv, ctx.torch, tuple(ctx.built), tuple(ctx.reused), _skipped(plan),
                        cached=tuple(ctx.cached), lock_file=options.lock_file)
 

@@ -23,6 +23,7 @@ from gpuenv.plan import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.sources import Source, fetch_source, file_sha256
 from gpuenv.steps import Context, Step
+from gpuenv.toolkit_step import toolkit_record
 
 
 def extension_step(ext: ExtensionPlan) -> Step:
@@ -48,7 +49,7 @@ def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_d
     torch = ctx.torch
     assert torch is not None
     interpreter = ctx.target.interpreter(ctx.runner)
-    toolkit = ctx.plan.toolkit
+    toolkit = ctx.build_toolkit  # a toolkit from PyPI: its nvcc's full version, known once provisioned
     return CacheKey(
         name=ext.name,
         version=version or "",
@@ -59,7 +60,7 @@ def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_d
         torch_cuda=torch.cuda,
         cxx11_abi=torch.cxx11_abi,
         arch_list=ext.arch_list if ext.compiles_cuda else (),
-        nvcc_version=toolkit.version if ext.compiles_cuda and toolkit is not None else None,
+        nvcc_version=toolkit.nvcc_version if ext.compiles_cuda and toolkit is not None else None,
         knobs=binary_knobs(ext.env),
     )
 
@@ -194,6 +195,8 @@ def _install_built(
     )
     ctx.locked.append(record)
     ctx.state.setdefault("extensions", {})[ext.name] = _state_from_locked(record)
+    if ext.compiles_cuda and ctx.build_toolkit is not None:
+        ctx.state["toolkit"] = toolkit_record(ctx.build_toolkit)
     ctx.save_state()
     if not how.startswith("cached"):
         ctx.built.append(ext.name)

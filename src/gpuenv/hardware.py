@@ -68,11 +68,21 @@ class Toolkit:
     nvcc: str
     version: str
     home: str = ""
+    #: Where it comes from: "system" (found on disk), "pypi" (gpuenv's toolkit cache),
+    #: "path" (--toolkit PATH).
+    source: str = "system"
+    #: nvcc's full version ("13.0.88", from "V13.0.88"), or "" when not known yet.
+    release: str = ""
 
     @property
     def root(self) -> str:
         """The toolkit root: ``home`` if known, else two levels above nvcc."""
         return self.home or os.path.dirname(os.path.dirname(self.nvcc))
+
+    @property
+    def nvcc_version(self) -> str:
+        """The compiler's version as precisely as known: "13.0.88", else "13.0"."""
+        return self.release or self.version
 
     @property
     def major(self) -> int:
@@ -120,7 +130,8 @@ class Hardware:
             "cpu_count": self.cpu_count,
             "memory_total_mib": self.memory_total_mib,
             "memory_available_mib": self.memory_available_mib,
-            "toolkits": [{"nvcc": t.nvcc, "version": t.version, "home": t.root} for t in self.toolkits],
+            "toolkits": [{"nvcc": t.nvcc, "version": t.version, "home": t.root, "source": t.source,
+                          "release": t.release} for t in self.toolkits],
         }
 
     def with_host(self, host: Hardware) -> Hardware:
@@ -205,7 +216,8 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
             raw.get("version"), str
         ):
             raise fail(f"toolkits[{i}]: expected {{\"nvcc\": PATH, \"version\": \"12.1\"}}")
-        toolkits.append(Toolkit(nvcc=raw["nvcc"], version=raw["version"], home=str(raw.get("home", ""))))
+        toolkits.append(Toolkit(nvcc=raw["nvcc"], version=raw["version"], home=str(raw.get("home", "")),
+                                source=str(raw.get("source", "system")), release=str(raw.get("release", ""))))
 
     return Hardware(
         driver_version=opt_str("driver_version"),

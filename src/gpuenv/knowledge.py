@@ -226,6 +226,16 @@ def driver_minimum(cuda_major: int) -> str | None:
     return str(value) if value is not None else None
 
 
+def pypi_toolkit_versions() -> tuple[str, ...]:
+    """The CUDA releases ("13.0") whose compiler PyPI holds, so gpuenv can provision them."""
+    return tuple(str(v) for v in _data("cuda.toml")["pypi_toolkit"]["versions"])
+
+
+def pypi_toolkit_wheels() -> tuple[str, ...]:
+    """The distributions that make a CUDA_HOME, each pinned to the release when installed."""
+    return tuple(str(w) for w in _data("cuda.toml")["pypi_toolkit"]["wheels"])
+
+
 def toolkit_driver(cuda: str) -> str | None:
     """The driver CUDA ``cuda`` ships with."""
     value = _data("cuda.toml")["toolkit_driver"].get(cuda)

@@ -27,9 +27,11 @@ from packaging.version import Version
 
 from gpuenv import knowledge
 from gpuenv.buildplan import (
+    TOOLKIT_MODES,
     Action,
     Draft,
     ExtensionPlan,
+    ToolkitPolicy,
     below_min_nvcc,
     choose_toolkit,
     draft,
@@ -61,8 +63,8 @@ from gpuenv.variants import (
 )
 from gpuenv.wheelhouse import plan_group
 
-__all__ = ["Action", "ExtensionPlan", "Plan", "PlanOptions", "driver_runs", "make_plan", "pinned_version",
-           "plan"]
+__all__ = ["Action", "ExtensionPlan", "Plan", "PlanOptions", "ToolkitPolicy", "driver_runs", "make_plan",
+           "pinned_version", "plan"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class PlanOptions:
     sources: Mapping[str, ProjectFacts] = field(default_factory=dict)
     #: Plan exactly this torch version ("2.5.1"), as ``setup --locked`` does.
     torch_version: str | None = None
+    #: Where nvcc may come from (--toolkit, GPUENV_TOOLKIT, the recipe's torch.toolkit, resolved by
+    #: :func:`gpuenv.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
+    toolkit: ToolkitPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,8 @@ class Plan:
             "arch_list": list(self.arch_list),
             "toolkit": None
             if self.toolkit is None
-            else {"nvcc": self.toolkit.nvcc, "version": self.toolkit.version, "home": self.toolkit.root},
+            else {"nvcc": self.toolkit.nvcc, "version": self.toolkit.version, "home": self.toolkit.root,
+                  "source": self.toolkit.source, "release": self.toolkit.release},
             "build_env": dict(self.build_env),
             "extensions": [e.to_json() for e in self.extensions],
             "packages": list(self.packages),
@@ -481,7 +487,8 @@ def _assemble(
         )
     toolkit: Toolkit | None = None
     try:
-        toolkit = choose_toolkit(hardware, variant, cuda, drafts, release, warnings)
+        toolkit = choose_toolkit(hardware, variant, cuda, drafts, release, warnings,
+                                 _toolkit_policy(recipe, options))
     except UnsatisfiableError as exc:
         found.append(exc)
     if toolkit is not None:
@@ -559,6 +566,18 @@ def _quiet_toolkit(cuda: str, hardware: Hardware) -> Toolkit | None:
     exact = [t for t in same_major if t.version_tuple == want[:2]]
     found = exact or same_major
     return found[0] if found else None
+
+
+def _toolkit_policy(recipe: Recipe, options: PlanOptions) -> ToolkitPolicy:
+    if options.toolkit is not None:
+        return options.toolkit
+    if recipe.torch.toolkit in TOOLKIT_MODES:
+        return ToolkitPolicy(mode=recipe.torch.toolkit, chosen_by=f"toolkit in {recipe.path.name}")
+    raise InputError(
+        f"toolkit = {recipe.torch.toolkit!r} in {recipe.path.name}: a toolkit given by path is checked "
+        "before planning",
+        hint="pass PlanOptions(toolkit=gpuenv.toolkits.toolkit_policy(...)), as the gpuenv command does",
+    )
 
 
 def _torch_requirement(spec: SpecifierSet, trial: _Trial) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv.errors import ProbeError
-from gpuenv.hardware import Gpu, Hardware
+from gpuenv.hardware import Gpu, Hardware, Toolkit
 from gpuenv.runner import Runner
 from gpuenv.toolkits import find_toolkits
 
@@ -82,8 +82,13 @@ _EXPLANATIONS: dict[int, tuple[str, str]] = {
 }
 
 
-def probe(environ: Mapping[str, str] | None = None, runner: Runner | None = None) -> Hardware:
-    """Everything :class:`Hardware` holds, measured on this machine."""
+def probe(environ: Mapping[str, str] | None = None, runner: Runner | None = None, *,
+          toolkit_dir: Path | None = None) -> Hardware:
+    """Everything :class:`Hardware` holds, measured on this machine.
+
+    The toolkits are those on disk and those gpuenv provisioned into the
+    toolkit cache ``toolkit_dir`` (default: the one of the default wheel cache).
+    """
     driver, cuda, gpus = probe_gpus()
     cpu_count, memory_total, memory_available = probe_host()
     return Hardware(
@@ -93,9 +98,23 @@ def probe(environ: Mapping[str, str] | None = None, runner: Runner | None = None
         cpu_count=cpu_count,
         memory_total_mib=memory_total,
         memory_available_mib=memory_available,
-        toolkits=find_toolkits(environ, runner),
+        toolkits=probe_toolkits(environ, runner, toolkit_dir=toolkit_dir),
         source="nvml",
     )
+
+
+def probe_toolkits(environ: Mapping[str, str] | None = None, runner: Runner | None = None, *,
+                   toolkit_dir: Path | None = None) -> tuple[Toolkit, ...]:
+    """The toolkits on disk, then those in the toolkit cache (each root once)."""
+    from gpuenv.cache import default_cache_dir
+    from gpuenv.toolkitcache import ToolkitCache, default_toolkit_dir
+
+    env = os.environ if environ is None else environ
+    directory = toolkit_dir or default_toolkit_dir(default_cache_dir(env))
+    provisioned = [p.toolkit for p in ToolkitCache(directory, runner).toolkits()]
+    mine = {os.path.realpath(t.root) for t in provisioned}
+    system = [t for t in find_toolkits(environ, runner) if os.path.realpath(t.root) not in mine]
+    return (*system, *provisioned)
 
 
 # -- GPUs (NVML) ---------------------------------------------------------------

@@ -44,6 +44,8 @@ class TorchSpec:
     index_given: bool = False
     #: Requirements installed together with torch, from the same index.
     packages: tuple[str, ...] = ()
+    #: Where nvcc comes from: "auto", "system", "pypi", or a toolkit root (made absolute).
+    toolkit: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ _CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as
 _TOP_KEYS = ("env", "torch", "extensions", "packages", "repo")
 _ENV_KEYS = ("name", "description", "python")
 _REPO_KEYS = ("path", "editable", "extras", "build-isolation")
-_TORCH_KEYS = ("version", "cuda", "index", "packages")
+_TORCH_KEYS = ("version", "cuda", "index", "packages", "toolkit")
 _EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import", "arch-knob", "arch-format",
                    "fixed-archs", "force-build", "min-compute-capability", "min-nvcc")
 _ARCH_FORMATS = ("torch", "nodot")
@@ -531,7 +533,20 @@ def _torch_table(where: _Where, value: object) -> TorchSpec:
         index=DEFAULT_INDEX if index is None else _index(where, _string(where, "torch.index", index)),
         index_given=index is not None,
         packages=_requirements(where, "torch.packages", table.get("packages", []), _torch_is_set_by(where)),
+        toolkit=_toolkit(where, _string(where, "torch.toolkit", table.get("toolkit", "auto"))),
     )
+
+
+def _toolkit(where: _Where, text: str) -> str:
+    """"auto", "system", "pypi", or a toolkit directory (relative to the recipe)."""
+    modes = ("auto", "system", "pypi")
+    if text.strip().lower() in modes:
+        return text.strip().lower()
+    if "/" not in text and not text.startswith(("~", ".")):
+        match = difflib.get_close_matches(text.strip().lower(), modes, n=1)
+        raise where.error("torch.toolkit", f"{text!r} is neither auto, system, pypi nor a path to a toolkit "
+                          "root (write ./cuda or /opt/cuda-13.0)", suggestion=match[0] if match else None)
+    return str((where.path.parent / Path(text).expanduser()).absolute())
 
 
 def _torch_version(where: _Where, text: str) -> str:

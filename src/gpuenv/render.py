@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuenv.hardware import Hardware
+from gpuenv.hardware import Hardware, Toolkit
 from gpuenv.plan import Plan
 from gpuenv.wheelhouse import plan_group
 
@@ -25,7 +25,8 @@ def hardware_text(hw: Hardware) -> str:
         lines.append("gpus        none")
     if hw.toolkits:
         lines.append("toolkits")
-        lines.extend(f"  nvcc {t.version} at {t.nvcc} (CUDA_HOME {t.root})" for t in hw.toolkits)
+        lines.extend(f"  nvcc {t.nvcc_version} at {t.nvcc} (CUDA_HOME {t.root})"
+                     + (" [provisioned from PyPI]" if t.source == "pypi" else "") for t in hw.toolkits)
     else:
         lines.append("toolkits    none found (CUDA_HOME, PATH, /usr/local/cuda*)")
     lines.append(f"cpus        {hw.cpu_count}")
@@ -33,6 +34,15 @@ def hardware_text(hw: Hardware) -> str:
         f"memory      {hw.memory_total_mib} MiB total, {hw.memory_available_mib} MiB available"
     )
     return "\n".join(lines)
+
+
+def toolkit_text(toolkit: Toolkit) -> str:
+    """"nvcc 13.0.88", or for a toolkit from PyPI "CUDA 13.0 from PyPI (...)"."""
+    if toolkit.source != "pypi":
+        return f"nvcc {toolkit.nvcc_version}" + (", given by --toolkit" if toolkit.source == "path" else "")
+    if not toolkit.release:
+        return f"CUDA {toolkit.version} from PyPI (provisioned into the toolkit cache)"
+    return f"CUDA {toolkit.version} from PyPI (in the toolkit cache: nvcc {toolkit.release})"
 
 
 def plan_summary(plan: Plan) -> str:
@@ -50,7 +60,7 @@ def plan_text(plan: Plan) -> str:
     lines.append(f"index       {plan.index_url or '(the ordinary index)'}: {plan.index_note}")
     lines.append(f"archs       {' '.join(plan.arch_list) or '-'}")
     if plan.toolkit is not None:
-        lines.append(f"toolkit     nvcc {plan.toolkit.version} (CUDA_HOME {plan.toolkit.root})")
+        lines.append(f"toolkit     {toolkit_text(plan.toolkit)} (CUDA_HOME {plan.toolkit.root})")
     if plan.build_env:
         lines.append("build env   " + " ".join(f"{k}={v}" for k, v in plan.build_env.items()))
     if plan.extensions:

@@ -8,12 +8,14 @@ taken from the cache and locked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gpuenv.hardware import Toolkit
 from gpuenv.installer import Installer
 from gpuenv.lock import LockedEnv, LockedExtension
 from gpuenv.plan import Plan
@@ -86,6 +88,14 @@ class Context:
     locked: list[LockedExtension] = field(default_factory=list)
     #: This env's entry in the lock file as the run found it (None: no lock, or no entry yet).
     prior: LockedEnv | None = None
+    #: The toolkit the builds use, once the toolkit step provisioned it (else the plan's).
+    toolkit: Toolkit | None = None
+    #: What a step holds until setup ends (the toolkit cache's shared lock).
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @property
+    def build_toolkit(self) -> Toolkit | None:
+        return self.toolkit or self.plan.toolkit
 
     @property
     def target(self) -> TargetEnv:

@@ -19,8 +19,10 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 
-from gpuenv.errors import GpuenvError
+from gpuenv.buildplan import TOOLKIT_MODES, ToolkitPolicy
+from gpuenv.errors import GpuenvError, InputError
 from gpuenv.hardware import Toolkit
 from gpuenv.runner import Runner, SubprocessRunner
 
@@ -31,6 +33,7 @@ STANDARD_LOCATIONS: tuple[str, ...] = ("/usr/local/cuda", "/usr/local/cuda-*", "
 
 #: "Cuda compilation tools, release 13.0, V13.0.88"
 _RELEASE = re.compile(r"release (\d+)\.(\d+)")
+_FULL = re.compile(r"\bV(\d+\.\d+\.\d+)")
 #: An absolute ``<root>/bin/nvcc`` inside a wrapper script.
 _SCRIPT_NVCC = re.compile(r"(/[^\s'\"`;|&<>()]+)/bin/nvcc(?![\w.-])")
 #: "#$ TOP=/usr/local/cuda-13.0/bin/.." in ``nvcc --dryrun`` output.
@@ -155,4 +158,38 @@ def _toolkit_at(root: str, run: Runner) -> Toolkit | None:
     if match is None:
         logger.debug("skipping %s: no 'release X.Y' in its --version output", nvcc)
         return None
-    return Toolkit(nvcc=nvcc, version=f"{match[1]}.{match[2]}", home=root)
+    full = _FULL.search(output)
+    return Toolkit(nvcc=nvcc, version=f"{match[1]}.{match[2]}", home=root, release=full[1] if full else "")
+
+
+# -- the toolkit a user names --------------------------------------------------------
+
+
+def toolkit_at(path: str, runner: Runner | None = None) -> Toolkit:
+    """The toolkit at ``path`` (its root, its bin/ or its nvcc), checked by its nvcc version.
+
+    Raises InputError when no nvcc there answers with a CUDA release.
+    """
+    given = os.path.abspath(os.path.expanduser(path))
+    if os.path.basename(given) == "nvcc":
+        given = os.path.dirname(given)
+    root = os.path.dirname(given) if os.path.basename(given) == "bin" else given
+    if not is_toolkit_root(root):
+        raise InputError(f"--toolkit {path}: {root} is not a CUDA toolkit root (no bin/nvcc with "
+                         "include/cuda_runtime.h)",
+                         hint="give the toolkit's root (what CUDA_HOME would name), or auto, system or pypi")
+    toolkit = _toolkit_at(root, runner or SubprocessRunner())
+    if toolkit is None:
+        raise InputError(f"--toolkit {path}: {root}/bin/nvcc does not say which CUDA release it is",
+                         hint="check that it runs: " + os.path.join(root, "bin", "nvcc") + " --version")
+    return replace(toolkit, source="path")
+
+
+def toolkit_policy(choice: str, *, chosen_by: str = "", cache_dir: str = "",
+                   runner: Runner | None = None) -> ToolkitPolicy:
+    """``--toolkit``'s value (auto, system, pypi or a path) as the plan's :class:`ToolkitPolicy`."""
+    mode = choice.strip().lower()
+    if mode in TOOLKIT_MODES:
+        return ToolkitPolicy(mode=mode, cache_dir=cache_dir, chosen_by=chosen_by)
+    return ToolkitPolicy(mode="path", given=toolkit_at(choice, runner), cache_dir=cache_dir,
+                         chosen_by=chosen_by)

@@ -541,3 +541,16 @@ def test_doctor_reports_what_kernels_compiled_at_run_time_get(tmp_path: Path) ->
     (tmp_path / "bin" / "nvcc").write_text("")
     check = runtime_check({"CUDA_HOME": str(tmp_path), "TORCH_CUDA_ARCH_LIST": "8.0"}, torch)
     assert check.verdict == "ok" and "TORCH_CUDA_ARCH_LIST=8.0" in check.detail
+
+
+def test_doctor_says_which_toolkit_the_extensions_were_built_with(tmp_path: Path) -> None:
+    from gpuenv.doctor import built_with_check
+
+    assert built_with_check(tmp_path) is None, "no state file: nothing to say"
+    home = tmp_path / "toolkits" / "v1" / "cuda-13.0"
+    (tmp_path / "gpuenv-state.json").write_text(json.dumps({"toolkit": {
+        "version": "13.0", "release": "13.0.88", "source": "pypi", "home": str(home)}}))
+    check = built_with_check(tmp_path)
+    assert check is not None and check.verdict == "ok"
+    assert "CUDA 13.0 from PyPI" in check.detail and "nvcc 13.0.88" in check.detail
+    assert "gone since" in check.detail, "the toolkit was pruned"

@@ -191,3 +191,25 @@ def test_torch_index_config_and_env(run: Any) -> None:
     data = _json(run(TORCH_ONLY, "--json", hardware=node("7.0"),
                      env={"GPUENV_TORCH_INDEX": "https://mirror.example/{variant}"}))
     assert data["index_url"] == "https://mirror.example/cu126"
+
+
+# -- --toolkit and GPUENV_TOOLKIT (issue 12) -------------------------------------------------------
+
+
+def test_toolkit_pypi_plans_cuda_13_into_the_toolkit_cache(run: Any, tmp_path: Path) -> None:
+    data = _json(run(GRAPH_RECIPE, "--json", "--toolkit", "pypi", "--cache-dir", str(tmp_path / "c"),
+                     hardware=node("9.0")))
+    assert data["toolkit"]["source"] == "pypi" and data["toolkit"]["version"] == "13.0"
+    assert data["build_env"]["CUDA_HOME"] == str(tmp_path / "c" / "toolkits" / "v1" / "cuda-13.0")
+
+
+def test_toolkit_system_from_the_environment_never_downloads(run: Any) -> None:
+    proc = run(GRAPH_RECIPE, hardware=node("9.0", nvcc=()), env={"GPUENV_TOOLKIT": "system"})
+    lines = _assert_clean_error(proc, 3)
+    assert "GPUENV_TOOLKIT=system" in lines[0] and "no CUDA toolkit" in lines[0]
+    assert "--toolkit auto" in proc.stderr
+
+
+def test_toolkit_given_by_a_path_that_is_no_toolkit_exits_2(run: Any, tmp_path: Path) -> None:
+    lines = _assert_clean_error(run(GRAPH_RECIPE, "--toolkit", str(tmp_path), hardware=node("9.0")), 2)
+    assert "not a CUDA toolkit root" in lines[0]

@@ -35,7 +35,7 @@ from gpuenv.errors import (
     UnknownTorchError,
 )
 from gpuenv.hardware import Gpu, Hardware, Toolkit
-from gpuenv.plan import Plan, PlanOptions, make_plan, plan
+from gpuenv.plan import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
 from gpuenv.recipe import (
     DEFAULT_INDEX,
     CatalogOverrides,
@@ -405,15 +405,16 @@ SCENARIOS = [
     row("cu126 plan with only nvcc 13.0 -> ToolkitError naming both",
         recipe("==2.13.*", SCATTER), machine(V100, driver=D580, nvcc=("13.0",)),
         Fails(ToolkitError, 3, ("12.x", "13.0"))),
-    row("cu130 plan with no toolkit at all -> ToolkitError",
+    row("cu130 plan with no toolkit at all, --toolkit system -> ToolkitError",
         recipe("==2.13.*", SCATTER), machine(H100, driver=D580),
-        Fails(ToolkitError, 3, ("no CUDA toolkit",))),
+        Fails(ToolkitError, 3, ("no CUDA toolkit",), hint=("--toolkit auto",)),
+        PlanOptions(toolkit=ToolkitPolicy("system"))),
     row("cu130 plan with only nvcc 13.1 -> same major, a warning",
         recipe("==2.13.*", SCATTER), machine(H100, driver=D580, nvcc=("13.1",)),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.1", warns=("minors differ",))),
-    row("apex needs nvcc 13.0 exactly; 13.1 will not do",
+    row("apex needs nvcc 13.0 exactly; 13.1 will not do (--toolkit system)",
         recipe("==2.13.*", APEX), machine(H100, driver=D580, nvcc=("13.1",)),
-        Fails(ToolkitError, 3, ("apex", "13.0", "13.1"))),
+        Fails(ToolkitError, 3, ("apex", "13.0", "13.1")), PlanOptions(toolkit=ToolkitPolicy("system"))),
     row("apex picks the exact nvcc among several, no FORCE_CUDA",
         recipe("==2.13.*", APEX), machine(H100, driver=D580, nvcc=("13.1", "13.0", "12.6")),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",

@@ -74,7 +74,9 @@ def make_toolkit(root: Path, release: str = "12.1", *, nvcc: str | None = None,
 
 def expected(root: Path, version: str) -> Toolkit:
     real = os.path.realpath(root)
-    return Toolkit(nvcc=os.path.join(real, "bin", "nvcc"), version=version, home=real)
+    # FAKE_NVCC says "V<release>.105": the full version is read too.
+    return Toolkit(nvcc=os.path.join(real, "bin", "nvcc"), version=version, home=real,
+                   release=f"{version}.105")
 
 
 def find(environ: Mapping[str, str], locations: Sequence[str] = (),
@@ -85,6 +87,9 @@ def find(environ: Mapping[str, str], locations: Sequence[str] = (),
 
 # -- the toolkit on this machine ---------------------------------------------------------
 
+#: The toolkit on this machine as the probe finds it ("release 13.0, V13.0.88").
+REAL = Toolkit(nvcc=f"{REAL_ROOT}/bin/nvcc", version="13.0", home=REAL_ROOT, release="13.0.88")
+
 needs_real_toolkit = pytest.mark.skipif(not os.path.isfile(f"{REAL_ROOT}/bin/nvcc"),
                                         reason=f"no CUDA toolkit at {REAL_ROOT}")
 
@@ -92,7 +97,7 @@ needs_real_toolkit = pytest.mark.skipif(not os.path.isfile(f"{REAL_ROOT}/bin/nvc
 @needs_real_toolkit
 def test_finds_the_real_toolkit_with_its_real_root() -> None:
     toolkits = find_toolkits()
-    assert Toolkit(nvcc=f"{REAL_ROOT}/bin/nvcc", version="13.0", home=REAL_ROOT) in toolkits
+    assert REAL in toolkits
     assert all(tk.root != "/usr/local" for tk in toolkits)
     assert len({tk.root for tk in toolkits}) == len(toolkits)
 
@@ -102,7 +107,7 @@ def test_finds_the_real_toolkit_with_its_real_root() -> None:
 def test_wrapper_script_on_path_resolves_to_the_real_root() -> None:
     # /usr/local/bin/nvcc is "exec /usr/local/cuda-13.0/bin/nvcc": two levels up is /usr/local.
     assert find({"PATH": "/usr/local/bin:/usr/bin:/bin"}) == (
-        Toolkit(nvcc=f"{REAL_ROOT}/bin/nvcc", version="13.0", home=REAL_ROOT),
+        REAL,
     )
 
 
@@ -113,7 +118,7 @@ def test_real_nvcc_reports_its_root_on_a_dry_run(tmp_path: Path) -> None:
                            f'#!/bin/sh\nr={REAL_ROOT}\nexec "$r/bin/nvcc" "$@"\n')
     runner = RecordingRunner({"PATH": f"{wrapper.parent}:/usr/bin:/bin"})
     toolkits = find({"PATH": f"{wrapper.parent}:/usr/bin:/bin"}, runner=runner)
-    assert toolkits == (Toolkit(nvcc=f"{REAL_ROOT}/bin/nvcc", version="13.0", home=REAL_ROOT),)
+    assert toolkits == (REAL,)
     assert runner.calls[0][:2] == [str(wrapper), "--dryrun"]
 
 

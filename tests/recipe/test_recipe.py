@@ -448,7 +448,7 @@ MALFORMED = [
     ),
     pytest.param(
         _TORCH + 'torch = "x"\n',
-        "{path}: torch.torch: unknown key (valid keys: cuda, index, packages, version)",
+        "{path}: torch.torch: unknown key (valid keys: cuda, index, packages, toolkit, version)",
         id="unknown-torch-key",
     ),
     pytest.param(

@@ -1,0 +1,73 @@
+"""The step that makes the plan's toolkit from PyPI available: provisioned once, then held while setup builds.
+
+It runs when the plan's toolkit comes from PyPI (``toolkit.source == "pypi"``)
+and some extension compiles CUDA. The toolkit cache's shared lock is held
+until setup ends, so a ``gpuenv cache prune`` beside it cannot remove the
+nvcc a build is using. Every toolkit a setup builds with (from PyPI or not)
+is recorded in the state file, where ``gpuenv doctor`` reads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gpuenv.hardware import Toolkit
+from gpuenv.plan import Plan
+from gpuenv.steps import Context, Step
+from gpuenv.toolkitcache import ToolkitCache, pinned_wheels, toolkit_home, wheel_installer
+
+
+def needs_toolkit_step(plan: Plan) -> bool:
+    return plan.toolkit is not None and plan.toolkit.source == "pypi" and any(
+        e.compiles_cuda and e.action != "skip" for e in plan.extensions)
+
+
+def toolkit_step(plan: Plan) -> Step:
+    toolkit = plan.toolkit
+    assert toolkit is not None
+    version = toolkit.version
+
+    def describe(ctx: Context) -> list[str]:
+        return [
+            f"# CUDA {version} from PyPI into the toolkit cache ({toolkit.root}), unless it is there:",
+            f"<{ctx.installer.name} install> --no-deps --only-binary :all: --target <temp> "
+            f"{' '.join(pinned_wheels(version))}",
+        ]
+
+    def run(ctx: Context) -> str:
+        return _provide(ctx, toolkit)
+
+    return Step(f"toolkit: CUDA {version} from PyPI", describe, run)
+
+
+def _provide(ctx: Context, planned: Toolkit) -> str:
+    cache = cache_of(planned)
+    log = ctx.log("toolkit")
+    runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
+    install = wheel_installer(ctx.installer.with_runner(runner), ctx.target)
+    provided = ctx.resources.enter_context(
+        cache.use(planned.version, install, on_wait=ctx.reporter.status))
+    ctx.toolkit = provided.toolkit
+    record(ctx, provided.toolkit)
+    how = "downloaded and provisioned" if provided.downloaded else "already in the toolkit cache"
+    waited = " after waiting for another setup provisioning it" if provided.waited else ""
+    return f"nvcc {provided.toolkit.release} at {provided.toolkit.nvcc}: {how}{waited} (log: {log})"
+
+
+def cache_of(toolkit: Toolkit) -> ToolkitCache:
+    """The toolkit cache a planned PyPI toolkit lives in (its home is ``<cache>/v1/cuda-X.Y``)."""
+    root = Path(toolkit.root).parent.parent
+    assert toolkit_home(root, toolkit.version) == toolkit.root, toolkit.root
+    return ToolkitCache(root)
+
+
+def record(ctx: Context, toolkit: Toolkit) -> None:
+    """Note in the state file which toolkit this setup builds with (``gpuenv doctor`` says it)."""
+    ctx.state["toolkit"] = toolkit_record(toolkit)
+    ctx.save_state()
+
+
+def toolkit_record(toolkit: Toolkit) -> dict[str, Any]:
+    return {"version": toolkit.version, "release": toolkit.release, "source": toolkit.source,
+            "home": toolkit.root}
