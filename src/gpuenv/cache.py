@@ -76,6 +76,9 @@ NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS",
 
 _CHUNK = 1 << 20
 
+#: What a cache that may be read but not written answers to a lock or a store.
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
 
 # -- errors ---------------------------------------------------------------------------
 
@@ -315,11 +318,17 @@ class LockWait:
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Yielded by :meth:`WheelCache.lock`: whether the caller had to wait, and how long."""
+    """Yielded by :meth:`WheelCache.lock`: whether the caller had to wait, and how long.
+
+    ``read_only`` is True when the cache cannot be written here (a read-only
+    mount, another user's directory): no lock was taken, since nobody who
+    shares that view can store or prune; lookups work, stores do not.
+    """
 
     key: CacheKey
     waited: bool
     seconds: float
+    read_only: bool = False
 
 
 # Runtime aliases: typing.Optional/Callable, not ``X | None``, so Python 3.9 can evaluate them.
@@ -531,6 +540,9 @@ class WheelCache:
         try:
             fd, waited = self._acquire(key, path, timeout, on_wait, poll_interval)
         except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS and self._base.is_dir():
+                yield LockInfo(key, False, 0.0, read_only=True)
+                return
             raise CacheError(
                 f"cannot lock {key.name} in the wheel cache {self.path}: {exc.strerror or exc}",
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
@@ -806,10 +818,14 @@ def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
 
 
 def _open_lock_file(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file in a shared cache: flock works read-only
+    except OSError as exc:
+        # Another user's lock file in a shared cache, or a read-only mount of it:
+        # flock works on a read-only descriptor of a file that is there.
+        if exc.errno not in _READ_ONLY_ERRNOS:
+            raise
         return os.open(path, os.O_RDONLY)
 
 

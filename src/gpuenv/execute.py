@@ -31,7 +31,7 @@ from gpuenv.lock import LockedEnv, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
-from gpuenv.targetenv import TargetEnv, TorchInfo
+from gpuenv.targetenv import BrokenTorchError, TargetEnv, TorchInfo
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,31 @@ def torch_matches(plan: Plan, info: TorchInfo) -> str | None:
 
 def _base_run(ctx: Context) -> str:
     env = ctx.target
-    current = env.torch_info(ctx.runner)
+    try:
+        current = env.torch_info(ctx.runner)
+    except BrokenTorchError as exc:
+        # An install killed while it unpacked torch: the files are half there, so
+        # reinstall it (and what it depends on) over them instead of trusting pip's record.
+        ctx.reporter.done(f"torch in {ctx.options.venv} does not import ({_last_line(exc.tail)}); "
+                          "reinstalling it")
+        ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url,
+                              force_reinstall=True)
+        return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
         return f"torch {current.version} already installed"
     ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url)
+    return _base_landed(ctx)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _base_landed(ctx: Context, *, note: str = "") -> str:
+    """Check the torch the installer just put in the env is the planned one."""
+    env = ctx.target
     info = env.torch_info(ctx.runner)
     if info is None:
         raise VerifyError("torch is not importable in the environment after installing it")
@@ -127,8 +147,8 @@ def _base_run(ctx: Context) -> str:
             "installer's configuration, or force the variant you want with --cuda",
         )
     ctx.torch = info
-    cpu_but_cuda = plan_is_cpu_but_cuda(ctx.plan, info)
-    note = " (a CUDA build for a cpu plan: it runs on the CPU too)" if cpu_but_cuda else ""
+    if plan_is_cpu_but_cuda(ctx.plan, info):
+        note += " (a CUDA build for a cpu plan: it runs on the CPU too)"
     return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}"
 
 
@@ -143,7 +163,7 @@ def _packages_describe(ctx: Context) -> list[str]:
 
 def _packages_run(ctx: Context) -> str:
     assert ctx.torch is not None
-    ctx.installer.install(ctx.target, list(ctx.plan.packages), constraints=[f"torch=={ctx.torch.version}"])
+    ctx.installer.install(ctx.target, list(ctx.plan.packages), constraints=[ctx.torch.requirement])
     return f"installed {', '.join(ctx.plan.packages)}"
 
 

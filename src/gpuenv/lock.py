@@ -326,7 +326,9 @@ def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: 
               if n not in extension_names and n not in torch_names and n not in ("torch", "pip")}
     return replace(
         base,
-        torch=f"torch=={locked.torch_version}",
+        # By the distribution's version: the cu130 wheel of PyPI is "2.14.1", its
+        # torch.__version__ (the lock's [torch] version) "2.14.1+cu130".
+        torch=f"torch=={pins.get('torch') or locked.torch_version}",
         index_url=locked.index_url,
         torch_packages=exact_torch_packages,
         extensions=tuple(_pin_extension(e, locked) for e in base.extensions),
