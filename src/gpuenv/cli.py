@@ -251,36 +251,17 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    from datetime import datetime, timedelta
+    from gpuenv.cache import WheelCache, prune_limits
 
-    from gpuenv.cache import WheelCache
-
-    if args.older_than is None and args.unused_since is None and args.max_size is None:
-        raise InputError("cache prune: say what to remove",
-                         hint="--older-than DAYS, --unused-since YYYY-MM-DD or --max-size SIZE")
-    try:
-        unused_since = datetime.fromisoformat(args.unused_since) if args.unused_since else None
-    except ValueError:
-        raise InputError(f"--unused-since {args.unused_since}: not a date", hint="e.g. 2026-10-01") from None
+    limits = prune_limits(older_than_days=args.older_than, unused_since=args.unused_since,
+                          max_size=args.max_size)
     removed = WheelCache(_cache_dir(args)).prune(
-        older_than=timedelta(days=args.older_than) if args.older_than is not None else None,
-        unused_since=unused_since,
-        max_total_bytes=_size(args.max_size) if args.max_size else None,
+        older_than=limits.older_than, unused_since=limits.unused_since, max_total_bytes=limits.max_total_bytes,
     )
     for entry in removed:
         print(f"removed {entry.digest[:12]}  {entry.summary()}")
     print(f"removed {len(removed)} wheel(s), {sum(e.size for e in removed) / 1e6:.1f} MB")
     return EXIT_OK
-
-
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    raw = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "")
-    try:
-        return int(float(number) * units[unit])
-    except ValueError:
-        raise InputError(f"--max-size {text}: not a size", hint="e.g. 20G or 500M") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
