@@ -1,0 +1,109 @@
+"""What survives a kill and a prune beside a setup (real venvs, real pip, the CPU torch wheel)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from gpuenv.cache import CacheEntry, WheelCache
+from gpuenv.execute import run_setup
+from gpuenv.hardware import Hardware
+from gpuenv.lock import lock_path_for, read_lock
+from gpuenv.plan import PlanOptions, plan
+from gpuenv.recipe import load_recipe
+from gpuenv.runner import SubprocessRunner
+from gpuenv.sources import file_sha256
+from gpuenv.steps import SetupOptions
+from tests.e2e.support import TINY_EXT, clean_env, make_sdist, run_in, with_find_links, write_recipe
+
+pytestmark = pytest.mark.slow
+
+NO_GPU = Hardware(driver_version=None, cuda_driver_version=None, gpus=(), cpu_count=2,
+                  memory_total_mib=8192, memory_available_mib=4096, source="test")
+
+
+def test_a_kill_while_pip_unpacks_torch_is_repaired_by_the_next_setup(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "cpu", """
+        [torch]
+        version = "2.13.0"
+    """)
+    venv = tmp_path / "venv"
+    args = [sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv),
+            "--torch-index", "config", "--no-cache"]
+    proc = subprocess.Popen(args, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(venv.glob("lib/python3*/site-packages/torch/__init__.py")):
+                break  # pip is unpacking torch: its files are half there
+            time.sleep(0.02)
+        assert proc.poll() is None, "setup ended before pip unpacked torch"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    broken = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True, text=True,
+                            check=False)
+    assert broken.returncode != 0, "the kill left a torch that does not import (the case under test)"
+
+    rerun = subprocess.run(args, env=clean_env(), capture_output=True, text=True, check=False, timeout=1200)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "does not import" in rerun.stderr and "reinstalling it" in rerun.stderr
+    assert run_in(venv, "import torch; print(torch.__version__)").strip() == "2.13.0+cpu"
+
+
+class PruneBeforeEachInstall(SubprocessRunner):
+    """The real runner, which first prunes the cache to nothing before any command that installs a
+    wheel from it: a `gpuenv cache prune --max-size 0` landing at the worst moment."""
+
+    def __init__(self, cache: WheelCache, log_path: Path) -> None:
+        super().__init__(log_path=log_path)
+        self.cache = cache
+        self.pruned: list[CacheEntry] = []
+        self.prunes = 0
+
+    def __call__(self, cmd: Sequence[str], cwd: str | None = None,
+                 extra_environ: Mapping[str, str] | None = None) -> str:
+        if any(str(self.cache.path) in str(c) and str(c).endswith(".whl") for c in cmd):
+            self.prunes += 1
+            self.pruned += self.cache.prune(max_total_bytes=0)
+        return super().__call__(cmd, cwd, extra_environ)
+
+
+def test_prune_cannot_remove_the_wheel_a_setup_installs_on_the_locks_shortcut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdist = make_sdist(TINY_EXT, "gpuenv-tiny-ext", "1.0", tmp_path / "links")
+    for name, value in with_find_links(clean_env(), sdist.parent).items():
+        monkeypatch.setenv(name, value)
+    recipe_path = write_recipe(tmp_path, "pinned", """
+        [torch]
+        version = "2.13.0"
+
+        [[extensions]]
+        requirement = "gpuenv-tiny-ext==1.0"
+        import = "gpuenv_tiny_ext"
+    """)
+    recipe = load_recipe(recipe_path)
+    planned = plan(recipe, NO_GPU, PlanOptions(torch_index="config"))
+    cache = WheelCache(tmp_path / "cache")
+
+    def options(venv: Path) -> SetupOptions:
+        return SetupOptions(venv=venv, preflight=False, cache_dir=cache.path,
+                            lock_file=lock_path_for(recipe_path), recipe_sha256=file_sha256(recipe_path))
+
+    run_setup(planned, options(tmp_path / "one"))
+    assert read_lock(lock_path_for(recipe_path))["pinned"].extensions, "the lock records the pin's sdist"
+
+    runner = PruneBeforeEachInstall(cache, tmp_path / "two.log")
+    second = run_setup(planned, options(tmp_path / "two"), runner=runner)
+    assert second.cached == ("gpuenv-tiny-ext",), "installed from the cache on the lock's shortcut"
+    assert runner.prunes == 1 and runner.pruned == [], "the prune met the key lock the install holds"
+    assert run_in(tmp_path / "two", "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
