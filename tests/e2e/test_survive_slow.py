@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,3 +108,29 @@ def test_prune_cannot_remove_the_wheel_a_setup_installs_on_the_locks_shortcut(
     assert second.cached == ("gpuenv-tiny-ext",), "installed from the cache on the lock's shortcut"
     assert runner.prunes == 1 and runner.pruned == [], "the prune met the key lock the install holds"
     assert run_in(tmp_path / "two", "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
+
+
+def test_locked_rebuilds_a_cuda_env_whose_torch_distribution_has_no_local_tag(tmp_path: Path) -> None:
+    # PyPI's cu130 wheel: the distribution is "2.14.1", torch.__version__ "2.14.1+cu130".
+    recipe = write_recipe(tmp_path, "cuda", """
+        [torch]
+        version = "2.14.1"
+    """)
+    venv = tmp_path / "venv"
+    try:
+        first = subprocess.run([sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv),
+                                "--gpu", "H100"], env=clean_env(), capture_output=True, text=True, check=False)
+        assert first.returncode == 0, first.stderr
+        locked = read_lock(tmp_path / "gpuenv.lock")["cuda"]
+        assert (locked.torch_version, locked.torch_cuda) == ("2.14.1+cu130", "13.0"), "the build, by its fields"
+        assert locked.distributions["torch"] == "2.14.1", "the distribution, by its own version"
+
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-y", "torch"], check=True,
+                       capture_output=True)
+        again = subprocess.run([sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv),
+                                "--gpu", "H100", "--locked"], env=clean_env(), capture_output=True, text=True,
+                               check=False)
+        assert again.returncode == 0, again.stderr
+        assert run_in(venv, "import torch; print(torch.__version__)").strip() == "2.14.1+cu130"
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)  # 5.4 GB
