@@ -8,6 +8,7 @@ torch landed in it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -199,6 +200,16 @@ def _canonical(data: Any) -> dict[str, str]:
     return {canonicalize_name(name): str(version) for name, version in data.items()}
 
 
+def _quiet_answers(runner: Runner) -> Runner:
+    """``runner`` with its live-line callback (a progress line) blind to the query's own markers."""
+    on_line = getattr(runner, "on_line", None)
+    if on_line is None:
+        return runner
+    quiet = copy.copy(runner)
+    quiet.on_line = lambda line: None if line.startswith((ANSWER_MARK, IMPORTING_MARK)) else on_line(line)  # type: ignore[attr-defined]
+    return quiet
+
+
 class TargetEnv:
     """A virtual environment gpuenv installs into and builds with."""
 
@@ -265,7 +276,7 @@ class TargetEnv:
 
     def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        output = runner([str(self.python), "-c", script, *args], cwd=str(self.path))
+        output = _quiet_answers(runner)([str(self.python), "-c", script, *args], cwd=str(self.path))
         for line in reversed(output.splitlines()):
             if line.startswith(ANSWER_MARK):
                 return json.loads(line[len(ANSWER_MARK):])
