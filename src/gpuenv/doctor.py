@@ -536,6 +536,9 @@ def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions
             return Check("lock", "warn", "none for this env: which torch its extensions were built against "
                          "cannot be told", fix="'gpuenv setup' writes gpuenv.lock next to the recipe")
         return Check("lock", "ok", "none for this env (nothing built to compare)")
+    if locked.edited is not None:
+        return Check("lock", "warn", f"env '{locked.name}': gpuenv.lock was edited by hand ({locked.edited}); "
+                     "its records are not trusted", fix="'gpuenv setup' writes a new entry")
     if torch is None or torch_differs(locked, torch) is None:
         return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.torch_version}")
     return Check(

@@ -27,7 +27,7 @@ from gpuenv.cache import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, VerifyError
 from gpuenv.extension_step import extension_step
 from gpuenv.installer import make_installer, preflight
-from gpuenv.lock import LockedEnv, env_fingerprint, read_lock, write_lock
+from gpuenv.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
@@ -260,8 +260,14 @@ def _lock_run(ctx: Context) -> str:
     return f"wrote {lock_file} ({len(installed)} distributions)"
 
 
-def _lock_entry(plan: Plan, options: SetupOptions) -> LockedEnv | None:
-    return read_lock(options.lock_file).get(plan.env_name) if options.lock_file is not None else None
+def _lock_entry(plan: Plan, options: SetupOptions, reporter: Reporter) -> LockedEnv | None:
+    """This env's entry in the lock, if it can be trusted: one edited by hand is said and ignored
+    (the run writes a new one)."""
+    entry = read_lock(options.lock_file).get(plan.env_name) if options.lock_file is not None else None
+    if entry is not None and entry.edited is not None:
+        reporter.done(f"warning: {LockEditedError(entry)}; not trusted: this setup writes a new entry")
+        return None
+    return entry
 
 
 def already_done(
@@ -306,7 +312,7 @@ def run_setup(
     if dry_run:
         commands = [line for s in steps for line in s.describe(ctx)]
         return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
-    ctx.prior = _lock_entry(plan, options)
+    ctx.prior = _lock_entry(plan, options, reporter)
     matched = already_done(plan, options, runner, ctx.prior)
     if matched is not None:
         reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
