@@ -88,8 +88,20 @@ def _base_requirements(plan: Plan) -> list[str]:
 
 
 def _base_describe(ctx: Context) -> list[str]:
-    return [" ".join(c) for c in ctx.installer.commands(
-        _python_placeholder(ctx), _base_requirements(ctx.plan), index_url=ctx.plan.index_url)]
+    """The base step's commands, decided as :func:`_base_run` decides on the env as it is now."""
+    env = _python_placeholder(ctx)
+    force = False
+    if (ctx.options.venv / "pyvenv.cfg").is_file() and env.python.exists():
+        try:
+            current = env.torch_info(ctx.runner)
+        except BrokenTorchError:
+            force = True
+        else:
+            if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
+                return [f"# torch {current.version} already installed"]
+    lines = ["# torch does not import: reinstall it"] if force else []
+    return lines + [" ".join(c) for c in ctx.installer.commands(
+        env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url, force_reinstall=force)]
 
 
 def _python_placeholder(ctx: Context) -> TargetEnv:
@@ -212,9 +224,10 @@ def _built_without_its_module(ext: ExtensionPlan) -> bool:
 
 def plan_signature(plan: Plan) -> dict[str, Any]:
     """The plan's decisions that shape the env (not its wording, job counts or warnings)."""
+    # Not the index: the same torch from a mirror or the installer's configuration is the same env,
+    # and a rerun that names the index otherwise must not reach for the network to learn that.
     return {
         "variant": plan.variant,
-        "index_url": plan.index_url,
         "torch": plan.torch,
         "torch_packages": list(plan.torch_packages),
         "arch_list": list(plan.arch_list),
@@ -257,7 +270,21 @@ def _lock_run(ctx: Context) -> str:
         extensions=tuple(ctx.locked),
         distributions=installed,
     ))
-    return f"wrote {lock_file} ({len(installed)} distributions)"
+    return f"wrote {lock_file} ({len(installed)} distributions){_replaced(ctx.prior, installed)}"
+
+
+def _replaced(prior: LockedEnv | None, installed: dict[str, str]) -> str:
+    """What the new entry changes in the one it replaces (another venv of this recipe, an older run)."""
+    if prior is None or dict(prior.distributions) == installed:
+        return ""
+    before = dict(prior.distributions)
+    added = sorted(set(installed) - set(before))
+    removed = sorted(set(before) - set(installed))
+    changed = sorted(n for n in set(before) & set(installed) if before[n] != installed[n])
+    parts = [f"{len(words)} {what}" for words, what in
+             ((added, "added"), (removed, "removed"), (changed, "changed")) if words]
+    names = ", ".join([*added, *removed, *changed][:5])
+    return f"; replaced the entry of {prior.name}, which had {len(before)}: {', '.join(parts)} ({names}…)"
 
 
 def _lock_entry(plan: Plan, options: SetupOptions, reporter: Reporter) -> LockedEnv | None:
@@ -306,18 +333,23 @@ def run_setup(
 ) -> SetupResult:
     """Run (or with ``dry_run`` only list) every step of ``plan``."""
     reporter = reporter or SilentReporter()
-    runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log")
+    # --dry-run changes nothing, not even a log inside an existing env.
+    runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log")
     ctx = Context(plan, options, reporter, runner, make_installer(options.installer, runner=runner))
     steps = setup_steps(plan, options)
-    if dry_run:
-        commands = [line for s in steps for line in s.describe(ctx)]
-        return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
+    # The same decisions for --dry-run as for the run (they only read the lock and ask the env).
     ctx.prior = _lock_entry(plan, options, reporter)
     matched = already_done(plan, options, runner, ctx.prior)
     if matched is not None:
-        reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
-                      f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
+        nothing = (f"nothing to do: {options.venv} already matches {options.lock_file} "
+                   f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
+        if dry_run:
+            return SetupResult(options.venv, None, (), (), _skipped(plan), (f"# {nothing}",), noop=True)
+        reporter.done(nothing)
         return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
+    if dry_run:
+        commands = [line for s in steps for line in s.describe(ctx)]
+        return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
     for number, step in enumerate(steps, 1):
         reporter.step(f"[{number}/{len(steps)}] {step.title}")
         started = time.monotonic()

@@ -134,3 +134,45 @@ def test_locked_rebuilds_a_cuda_env_whose_torch_distribution_has_no_local_tag(tm
         assert run_in(venv, "import torch; print(torch.__version__)").strip() == "2.14.1+cu130"
     finally:
         shutil.rmtree(venv, ignore_errors=True)  # 5.4 GB
+
+
+def test_a_matching_env_is_a_noop_whatever_index_is_named_and_dry_run_says_what_the_run_does(
+    tmp_path: Path,
+) -> None:
+    recipe = write_recipe(tmp_path, "cpu", """
+        [torch]
+        version = "2.13.0"
+
+        [packages]
+        requirements = ["six"]
+    """)
+    venv = tmp_path / "venv"
+    setup = [sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv), "--no-cache"]
+
+    def run(*extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*setup, *extra], env=clean_env(**env), capture_output=True, text=True,
+                              check=False, timeout=1200)
+
+    first = run("--torch-index", "config")
+    assert first.returncode == 0, first.stderr
+    # The default index is out of reach here: "nothing to do" must not ask it.
+    again = run(GPUENV_TORCH_INDEX="http://gpuenv-unreachable.invalid/{variant}")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stderr
+    dry = run("--dry-run", GPUENV_TORCH_INDEX="http://gpuenv-unreachable.invalid/{variant}")
+    assert dry.returncode == 0 and dry.stdout.startswith("# nothing to do"), dry.stdout + dry.stderr
+
+    # Something else lands in the env: the run reinstalls nothing of the base, and dry-run says so first.
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    extra = site / "hand_installed-1.0.dist-info"
+    extra.mkdir()
+    (extra / "METADATA").write_text("Metadata-Version: 2.1\nName: hand-installed\nVersion: 1.0\n")
+    dry = run("--dry-run", "--torch-index", "config")
+    assert dry.returncode == 0, dry.stderr
+    assert "# torch 2.13.0+cpu already installed" in dry.stdout
+    assert not any("install" in line and "torch==" in line for line in dry.stdout.splitlines()
+                   if not line.startswith("#")), dry.stdout
+    real = run("--torch-index", "config")
+    assert real.returncode == 0, real.stderr
+    assert "torch 2.13.0+cpu already installed" in real.stderr
+    assert "replaced the entry of cpu" in real.stderr and "1 added (hand-installed" in real.stderr
