@@ -18,6 +18,7 @@ from pathlib import Path
 from gpuenv import __version__
 from gpuenv.errors import EXIT_OK, GpuenvError, InputError
 from gpuenv.hardware import Hardware
+from gpuenv.inputs import index_template, venv_path
 from gpuenv.recipe import Recipe
 
 #: Environment variable holding a torch index template (same as --torch-index).
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "setup", help="create the environment: torch, then the extensions built for your GPUs"
     )
     _add_target_options(setup)
-    setup.add_argument("--venv", type=Path, default=Path(".venv"),
+    setup.add_argument("--venv", type=venv_path, default=Path(".venv"),
                        help="the target virtual environment, created or reused (default: .venv)")
     setup.add_argument("--installer", choices=("pip", "uv"), default="pip",
                        help="what installs packages into the target env (default: pip)")
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=_cmd_setup)
 
     doctor = commands.add_parser("doctor", help="check that an env really runs on this machine's GPUs")
-    doctor.add_argument("--venv", type=Path, default=Path(".venv"),
+    doctor.add_argument("--venv", type=venv_path, default=Path(".venv"),
                         help="the environment to check (default: .venv)")
     doctor.add_argument("-r", "--recipe", type=Path, default=None,
                         help="recipe whose extensions and lock to check (default: the project's, if any)")
@@ -151,13 +152,17 @@ def _load_recipe(args: argparse.Namespace) -> Recipe:
     return load_recipe(args.recipe if args.recipe is not None else find_recipe(Path.cwd()))
 
 
+def _torch_index(args: argparse.Namespace) -> str | None:
+    return index_template(args.torch_index) if args.torch_index is not None else None
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from gpuenv.plan import PlanOptions, plan
     from gpuenv.render import plan_text
 
     recipe = _load_recipe(args)
     hardware = _hardware(args)
-    options = PlanOptions(cuda=args.cuda, torch_index=args.torch_index)
+    options = PlanOptions(cuda=args.cuda, torch_index=_torch_index(args))
     result = plan(recipe, hardware, options)
     if not args.no_cache:
         from gpuenv.cache import WheelCache
@@ -181,7 +186,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)
-    plan_options = PlanOptions(cuda=args.cuda, torch_index=args.torch_index)
+    plan_options = PlanOptions(cuda=args.cuda, torch_index=_torch_index(args))
     lock_file = lock_path_for(recipe.path)
     if args.locked:
         locked = read_lock(lock_file).get(recipe.name)

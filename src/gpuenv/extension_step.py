@@ -128,11 +128,16 @@ def _cached_under_lock(ctx: Context, ext: ExtensionPlan, key: CacheKey, installe
 
 def _already_there(ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]) -> str | None:
     """A resumed run: the wheel of ``key`` is what an earlier run installed here."""
-    done = ctx.state.get("extensions", {}).get(ext.name, {})
-    if done.get("cache-key") != key.digest or done.get("name") not in installed:
+    extensions = ctx.state.get("extensions")
+    done = extensions.get(ext.name) if isinstance(extensions, dict) else None
+    if not isinstance(done, dict) or done.get("cache-key") != key.digest or done.get("name") not in installed:
         return None
+    try:
+        record = _locked_from_state(done)
+    except (KeyError, TypeError, ValueError):
+        return None  # a damaged record: do the work again rather than trust it
     ctx.reused.append(ext.name)
-    ctx.locked.append(_locked_from_state(done))
+    ctx.locked.append(record)
     assert ctx.torch is not None
     return f"{done['name']} {installed[done['name']]} already installed, built for torch {ctx.torch.version}"
 
@@ -232,10 +237,18 @@ def _state_from_locked(record: LockedExtension) -> dict[str, Any]:
 
 
 def _locked_from_state(done: dict[str, Any]) -> LockedExtension:
+    fields = {name: done[name] for name in ("name", "version", "requirement", "cache-key", "wheel",
+                                            "wheel-sha256", "source")}
+    if not all(isinstance(value, str) for value in fields.values()):
+        raise TypeError("a field of the state file's record is not a string")
+    arch_list, knobs = done["arch-list"], done["knobs"]
+    if not isinstance(arch_list, list) or not isinstance(knobs, dict):
+        raise TypeError("arch-list or knobs of the state file's record has the wrong type")
     return LockedExtension(
-        name=done["name"], version=done["version"], requirement=done["requirement"],
-        cache_key=done["cache-key"], wheel=done["wheel"], wheel_sha256=done["wheel-sha256"],
-        source=done["source"], arch_list=tuple(done["arch-list"]), knobs=dict(done["knobs"]),
+        name=fields["name"], version=fields["version"], requirement=fields["requirement"],
+        cache_key=fields["cache-key"], wheel=fields["wheel"], wheel_sha256=fields["wheel-sha256"],
+        source=fields["source"], arch_list=tuple(str(a) for a in arch_list),
+        knobs={str(k): str(v) for k, v in knobs.items()},
     )
 
 

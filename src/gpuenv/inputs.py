@@ -80,3 +80,30 @@ def _kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a file"
+
+
+def index_template(text: str, *, option: str = "--torch-index") -> str:
+    """``text`` if it is an index URL template (``{variant}`` may stand for "cu130") or "config"."""
+    from urllib.parse import urlsplit
+
+    from gpuenv.errors import InputError
+
+    if text == "config":
+        return text
+    hint = "e.g. https://mirror.example/whl/{variant}, or 'config' for the installer's own sources"
+    if not text or any(c.isspace() or not c.isprintable() for c in text) or len(text) > 4096:
+        raise InputError(f"{option} {text[:80]!r}: not an index URL", hint=hint)
+    try:
+        parts = urlsplit(text.replace("{variant}", "cu130"))
+    except ValueError:
+        raise InputError(f"{option} {text!r}: not an index URL", hint=hint) from None
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
+        raise InputError(f"{option} {text!r}: not an http(s) or file URL", hint=hint)
+    return text
+
+
+def venv_path(text: str) -> Path:
+    """The path of ``--venv``: "" would be the current directory, which is never meant."""
+    if not text.strip() or "\0" in text:
+        raise ValueError(f"{text!r} is not a path")
+    return Path(text)
