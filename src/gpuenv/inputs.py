@@ -39,10 +39,11 @@ def read_input(path: Path | str, *, limit: int = MAX_INPUT_BYTES) -> str:
         raise UnreadableInput("no such file", missing=True) from None
     except OSError as exc:
         raise UnreadableInput(f"cannot read it: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UnreadableInput(f"not a regular file ({_kind(info.st_mode)})")
     with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableInput(f"not a regular file ({_kind(info.st_mode)})")
         try:
             raw = file.read(limit + 1)
         except OSError as exc:
