@@ -83,7 +83,8 @@ def recipe_text(rng: random.Random) -> bytes:
             value = _toml(rng.choice([*HOSTILE, "x\0y"]))
             lines.append(f"env = {{ {json.dumps(name)} = {value} }}")
         if rng.random() < 0.3:
-            lines.append(f"{rng.choice(['import', 'required', 'build-requires'])} = {_toml(rng.choice(HOSTILE))}")
+            key = rng.choice(["import", "required", "build-requires"])
+            lines.append(f"{key} = {_toml(rng.choice(HOSTILE))}")
     if rng.random() < 0.2:
         lines += ["", "[env]", f"name = {_toml(rng.choice(HOSTILE))}"]
     return ("\n".join(lines) + "\n").encode("utf-8", errors="surrogatepass")
@@ -99,7 +100,8 @@ def hardware_text(rng: random.Random) -> bytes:
         "gpus": [{"index": 0, "name": "NVIDIA H100", "uuid": "GPU-1", "compute_capability": "9.0",
                   "memory_total_mib": 81559}],
         "cpu_count": 2, "memory_total_mib": 24000, "memory_available_mib": 20000,
-        "toolkits": [{"nvcc": "/usr/local/cuda-13.0/bin/nvcc", "version": "13.0", "home": "/usr/local/cuda-13.0"}],
+        "toolkits": [{"nvcc": "/usr/local/cuda-13.0/bin/nvcc", "version": "13.0",
+                      "home": "/usr/local/cuda-13.0"}],
     }
     kind = rng.randrange(6)
     if kind == 0:
@@ -112,7 +114,8 @@ def hardware_text(rng: random.Random) -> bytes:
         elif where == "gpu" and _first_table(probe.get("gpus")) is not None:
             gpu = _first_table(probe["gpus"])
             assert gpu is not None
-            gpu[rng.choice(["index", "name", "uuid", "compute_capability", "memory_total_mib"])] = rng.choice(HOSTILE)
+            field = rng.choice(["index", "name", "uuid", "compute_capability", "memory_total_mib"])
+            gpu[field] = rng.choice(HOSTILE)
         elif _first_table(probe.get("toolkits")) is not None:
             toolkit = _first_table(probe["toolkits"])
             assert toolkit is not None
@@ -184,7 +187,8 @@ def memory_bound(limit: int = 4 << 30) -> Iterator[None]:
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
     err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), deadline(SECONDS_PER_CASE):
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with quiet, contextlib.redirect_stderr(err), deadline(SECONDS_PER_CASE):
         try:
             code = main(argv)
         except SystemExit as exc:  # argparse's own refusals: exit 2 with "error:"

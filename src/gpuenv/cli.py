@@ -261,7 +261,8 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
     limits = prune_limits(older_than_days=args.older_than, unused_since=args.unused_since,
                           max_size=args.max_size)
     removed = WheelCache(_cache_dir(args)).prune(
-        older_than=limits.older_than, unused_since=limits.unused_since, max_total_bytes=limits.max_total_bytes,
+        older_than=limits.older_than, unused_since=limits.unused_since,
+        max_total_bytes=limits.max_total_bytes,
     )
     for entry in removed:
         print(f"removed {entry.digest[:12]}  {entry.summary()}")

@@ -210,12 +210,14 @@ def _env_checks(
         return checks
     installed = env.installed(run)
     modules = {t.name: _module_of(site, t) for t in targets}
-    errors = _import_errors(env, run, [modules[t.name] for t in targets
-                                       if t.skip_cuda_knob is None and canonicalize_name(t.name) in installed])
+    importable = [modules[t.name] for t in targets
+                  if t.skip_cuda_knob is None and canonicalize_name(t.name) in installed]
+    errors = _import_errors(env, run, importable)
     tool = _cuobjdump(site, hardware) if cuobjdump else None
     for target in targets:
         checks += _extension_checks(env, run, site, target, installed, torch, locked, hardware, tool,
-                                    module=modules[target.name], import_error=errors.get(modules[target.name]))
+                                    module=modules[target.name],
+                                    import_error=errors.get(modules[target.name]))
     return checks
 
 
@@ -537,8 +539,9 @@ def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions
                          "cannot be told", fix="'gpuenv setup' writes gpuenv.lock next to the recipe")
         return Check("lock", "ok", "none for this env (nothing built to compare)")
     if locked.edited is not None:
-        return Check("lock", "warn", f"env '{locked.name}': gpuenv.lock was edited by hand ({locked.edited}); "
-                     "its records are not trusted", fix="'gpuenv setup' writes a new entry")
+        return Check("lock", "warn", f"env '{locked.name}': gpuenv.lock was edited by hand "
+                     f"({locked.edited}); its records are not trusted",
+                     fix="'gpuenv setup' writes a new entry")
     if torch is None or torch_differs(locked, torch) is None:
         return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.torch_version}")
     return Check(

@@ -97,7 +97,8 @@ def _base_describe(ctx: Context) -> list[str]:
         except BrokenTorchError:
             force = True
         else:
-            if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
+            keep = current is not None and torch_matches(ctx.plan, current) is None
+            if current is not None and keep and not ctx.plan.torch_packages:
                 return [f"# torch {current.version} already installed"]
     lines = ["# torch does not import: reinstall it"] if force else []
     return lines + [" ".join(c) for c in ctx.installer.commands(

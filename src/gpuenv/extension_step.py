@@ -114,7 +114,9 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
                               how=f"built and cached as {key.digest[:12]} (log: {log})")
 
 
-def _cached_under_lock(ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]) -> str | None:
+def _cached_under_lock(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]
+) -> str | None:
     """:func:`_cached` holding the key's lock, so a prune beside this setup cannot remove the wheel
     between the lookup and its install."""
     if ctx.options.cache_dir is None:

@@ -234,7 +234,8 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
             raise fail(f"toolkits[{i}]: expected {{\"nvcc\": PATH, \"version\": \"12.1\"}}")
         where = f"toolkits[{i}]."
         if not _TOOLKIT_VERSION.fullmatch(raw["version"]):
-            raise fail(f"{where}version: expected a CUDA release such as \"13.0\", got {_short(raw['version'])}")
+            got = _short(raw["version"])
+            raise fail(f"{where}version: expected a CUDA release such as \"13.0\", got {got}")
         toolkits.append(Toolkit(nvcc=text(raw, "nvcc", where, ""), version=raw["version"],
                                 home=text(raw, "home", where, "")))
 

@@ -138,7 +138,8 @@ def content_digest(env: LockedEnv) -> str:
     content = {f.name: getattr(env, f.name) for f in fields(env)
                if f.name not in ("name", "edited", "stored_digest")}
     content["extensions"] = [
-        {**{f.name: getattr(e, f.name) for f in fields(e)}, "arch_list": list(e.arch_list), "knobs": dict(e.knobs)}
+        {**{f.name: getattr(e, f.name) for f in fields(e)},
+         "arch_list": list(e.arch_list), "knobs": dict(e.knobs)}
         for e in env.extensions
     ]
     content["arch_list"] = list(env.arch_list)

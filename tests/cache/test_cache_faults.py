@@ -26,8 +26,8 @@ def _stored(cache: WheelCache, tmp_path: Path) -> Path:
     return cache.store(KEY, make_wheel(tmp_path / "w", b"wheel bytes" * 100)).path
 
 
-@pytest.mark.parametrize("damage", ["no key", "key is a string", "key field of the wrong type", "meta is a list",
-                                    "wheel is a path"])
+@pytest.mark.parametrize("damage", ["no key", "key is a string", "key field of the wrong type",
+                                    "meta is a list", "wheel is a path"])
 def test_an_entry_whose_meta_lacks_its_key_is_unreadable_everywhere_and_pruned(
     cache: WheelCache, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
 ) -> None:
@@ -79,8 +79,8 @@ def test_prune_arguments_that_would_empty_the_cache_by_mistake_are_refused(
     assert entry.exists()
 
 
-@pytest.mark.parametrize(("text", "size"), [("0", 0), ("500M", 500 << 20), ("1.5GiB", 3 << 29), ("20g", 20 << 30),
-                                            ("100", 100)])
+@pytest.mark.parametrize(("text", "size"), [("0", 0), ("500M", 500 << 20), ("1.5GiB", 3 << 29),
+                                            ("20g", 20 << 30), ("100", 100)])
 def test_sizes_prune_accepts(text: str, size: int) -> None:
     assert parse_size(text) == size
 
@@ -107,7 +107,9 @@ with cache.lock(key) as held:
 
 @pytest.mark.skipif(not _read_only_mount_works(), reason="needs unshare -rm for a read-only bind mount")
 @pytest.mark.parametrize("with_lock_file", [True, False])
-def test_a_read_only_cache_still_hands_out_its_wheels(cache: WheelCache, tmp_path: Path, with_lock_file: bool) -> None:
+def test_a_read_only_cache_still_hands_out_its_wheels(
+    cache: WheelCache, tmp_path: Path, with_lock_file: bool
+) -> None:
     _stored(cache, tmp_path)
     if with_lock_file:
         with cache.lock(KEY):
@@ -116,7 +118,8 @@ def test_a_read_only_cache_still_hands_out_its_wheels(cache: WheelCache, tmp_pat
     script = (f"mount --bind {root} {root} && mount -o remount,bind,ro {root} && "
               f'exec "$0" -c "$1" {root} "$2"')
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script, sys.executable, READ_ONLY_CHILD,
-                           json.dumps(KEY.to_json())], capture_output=True, text=True, check=False, timeout=60)
+                           json.dumps(KEY.to_json())],
+                          capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert answer == {"read_only": True, "hit": True, "refused": None}

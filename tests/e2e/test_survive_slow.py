@@ -50,8 +50,8 @@ def test_a_kill_while_pip_unpacks_torch_is_repaired_by_the_next_setup(tmp_path: 
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    broken = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True, text=True,
-                            check=False)
+    broken = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"],
+                            capture_output=True, text=True, check=False)
     assert broken.returncode != 0, "the kill left a torch that does not import (the case under test)"
 
     rerun = subprocess.run(args, env=clean_env(), capture_output=True, text=True, check=False, timeout=1200)
@@ -118,17 +118,18 @@ def test_locked_rebuilds_a_cuda_env_whose_torch_distribution_has_no_local_tag(tm
     """)
     venv = tmp_path / "venv"
     try:
-        first = subprocess.run([sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv),
-                                "--gpu", "H100"], env=clean_env(), capture_output=True, text=True, check=False)
+        setup = [sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv),
+                 "--gpu", "H100"]
+        first = subprocess.run(setup, env=clean_env(), capture_output=True, text=True, check=False)
         assert first.returncode == 0, first.stderr
         locked = read_lock(tmp_path / "gpuenv.lock")["cuda"]
-        assert (locked.torch_version, locked.torch_cuda) == ("2.14.1+cu130", "13.0"), "the build, by its fields"
+        build = (locked.torch_version, locked.torch_cuda)
+        assert build == ("2.14.1+cu130", "13.0"), "the build, by its own fields"
         assert locked.distributions["torch"] == "2.14.1", "the distribution, by its own version"
 
         subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-y", "torch"], check=True,
                        capture_output=True)
-        again = subprocess.run([sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv),
-                                "--gpu", "H100", "--locked"], env=clean_env(), capture_output=True, text=True,
+        again = subprocess.run([*setup, "--locked"], env=clean_env(), capture_output=True, text=True,
                                check=False)
         assert again.returncode == 0, again.stderr
         assert run_in(venv, "import torch; print(torch.__version__)").strip() == "2.14.1+cu130"
