@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from gpuenv import __version__
-from gpuenv.errors import StepError
+from gpuenv.errors import InputError, StepError
 
 #: Version of the key's definition; part of every digest and of the layout (``v1``).
 CACHE_SCHEMA = 1
@@ -75,6 +75,9 @@ STALE_TEMP_AGE = timedelta(hours=1)
 NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
 
 _CHUNK = 1 << 20
+
+#: What a cache that may be read but not written answers to a lock or a store.
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -172,8 +175,17 @@ class CacheKey:
     def from_json(cls, data: Mapping[str, Any]) -> CacheKey:
         """The key :meth:`to_json` wrote; raises KeyError/TypeError/ValueError on anything else."""
         names = {f.name for f in fields(cls)}
-        if set(data) != names:
-            raise ValueError(f"key fields {sorted(data)} are not {sorted(names)}")
+        if not isinstance(data, Mapping) or set(data) != names:
+            raise ValueError(f"key fields {sorted(data) if isinstance(data, Mapping) else data!r} "
+                             f"are not {sorted(names)}")
+        for name in ("name", "version", "source_sha256", "python_tag", "platform", "torch_version"):
+            if not isinstance(data[name], str):
+                raise TypeError(f"key field {name} is not a string")
+        for name in ("torch_cuda", "nvcc_version"):
+            if data[name] is not None and not isinstance(data[name], str):
+                raise TypeError(f"key field {name} is not a string or null")
+        if not isinstance(data["cxx11_abi"], bool):
+            raise TypeError("key field cxx11_abi is not a boolean")
         return cls(
             **{
                 **data,
@@ -326,16 +338,80 @@ class LockWait:
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Yielded by :meth:`WheelCache.lock`: whether the caller had to wait, and how long."""
+    """Yielded by :meth:`WheelCache.lock`: whether the caller had to wait, and how long.
+
+    ``read_only`` is True when the cache cannot be written here (a read-only
+    mount, another user's directory): no lock was taken, since nobody who
+    shares that view can store or prune; lookups work, stores do not.
+    """
 
     key: CacheKey
     waited: bool
     seconds: float
+    read_only: bool = False
 
 
 # Runtime aliases: typing.Optional/Callable, not ``X | None``, so Python 3.9 can evaluate them.
 WaitCallback = Callable[[LockWait], None]
 Checkpoint = Optional[Callable[[str], None]]
+
+
+# -- prune limits from words ------------------------------------------------------------
+
+#: Longer than any cache lives; a bound so that timedelta and datetime arithmetic cannot overflow.
+_MAX_DAYS = 365 * 1000
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class PruneLimits:
+    """What ``gpuenv cache prune`` was asked to remove, checked: the keyword arguments of
+    :meth:`WheelCache.prune`."""
+
+    older_than: timedelta | None = None
+    unused_since: datetime | None = None
+    max_total_bytes: int | None = None
+
+
+def prune_limits(
+    *, older_than_days: float | None, unused_since: str | None, max_size: str | None
+) -> PruneLimits:
+    """Check the words of ``cache prune``: a finite, non-negative age, a date, a size such as
+    ``20G``; raise InputError (exit 2) on anything else, so a typo never empties the cache."""
+
+    if older_than_days is None and unused_since is None and max_size is None:
+        raise InputError("cache prune: say what to remove",
+                         hint="--older-than DAYS, --unused-since YYYY-MM-DD or --max-size SIZE")
+    older = None
+    if older_than_days is not None:
+        if not (0 <= older_than_days <= _MAX_DAYS):  # False for nan too
+            raise InputError(f"--older-than {older_than_days:g}: not a number of days from 0 to {_MAX_DAYS}",
+                             hint="e.g. --older-than 30")
+        older = timedelta(days=older_than_days)
+    since = None
+    if unused_since is not None:
+        try:
+            since = datetime.fromisoformat(unused_since.strip())
+            _aware(since)
+        except (ValueError, OverflowError, OSError):
+            raise InputError(f"--unused-since {unused_since!r}: not a date", hint="e.g. 2026-10-01") from None
+    size = parse_size(max_size, option="--max-size") if max_size is not None else None
+    return PruneLimits(older, since, size)
+
+
+def parse_size(text: str, *, option: str = "size") -> int:
+    """Bytes of ``20G``, ``500M``, ``1.5GiB``, ``0``: a finite, non-negative size."""
+
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _SIZE_UNITS else (raw, "")
+    try:
+        value = float(number.strip())
+    except ValueError:
+        value = float("nan")
+    if not (0 <= value < 1 << 62) or value * _SIZE_UNITS[unit] >= 1 << 62:
+        raise InputError(f"{option} {text!r}: not a size", hint="e.g. 20G or 500M (0 empties the cache)")
+    return int(value * _SIZE_UNITS[unit])
 
 
 # -- the cache ------------------------------------------------------------------------
@@ -549,13 +625,17 @@ class WheelCache:
         try:
             fd, waited = self._acquire(key, path, timeout, on_wait, poll_interval)
         except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS and self._base.is_dir():
+                yield LockInfo(key, False, 0.0, read_only=True)
+                return
             raise CacheError(
                 f"cannot lock {key.name} in the wheel cache {self.path}: {exc.strerror or exc}",
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
             ) from exc
         try:
             _write_holder(fd)
-            yield LockInfo(key, waited, time.monotonic() - started)
+            read_only = not os.access(self._base, os.W_OK)  # locked through another's file: store fails
+            yield LockInfo(key, waited, time.monotonic() - started, read_only=read_only)
         finally:
             os.close(fd)
 
@@ -629,7 +709,17 @@ class WheelCache:
             yield from sorted(d for d in shard.iterdir() if d.is_dir())
 
     def _load(self, directory: Path) -> CacheEntry:
+        """The entry in ``directory``; raises OSError/ValueError/KeyError/TypeError for anything
+        short of a complete meta.json (a missing or malformed key included), so every reader
+        meets a damaged entry the same way: as unreadable."""
         meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise TypeError(f"{META_FILE} is not an object")
+        CacheKey.from_json(meta["key"])
+        if not isinstance(meta["wheel_sha256"], str) or not isinstance(meta["wheel"], str):
+            raise TypeError(f"{META_FILE}: wheel and wheel_sha256 must be strings")
+        if "/" in meta["wheel"] or meta["wheel"] in ("", ".", ".."):
+            raise ValueError(f"{META_FILE}: wheel {meta['wheel']!r} is not a file name")
         wheel = directory / str(meta["wheel"])
         created = _aware(datetime.fromisoformat(str(meta["created"])))
         try:
@@ -670,6 +760,7 @@ class WheelCache:
             self.remove_stale_temps()
             self._remove_quarantined()
             self._remove_orphan_locks()
+            self._remove_unreadable()
         remove = (lambda entry: True) if dry_run else self._remove_entry
         now = datetime.now(timezone.utc)
         since = _aware(unused_since) if unused_since is not None else None
@@ -726,6 +817,26 @@ class WheelCache:
         except (OSError, ValueError, KeyError, TypeError):
             return False
         return now.created == entry.created and now.last_used <= entry.last_used
+
+    def _remove_unreadable(self) -> None:
+        """Remove published entries whose meta.json cannot be read (an entry is published whole, so
+        one that is unreadable now stays so), under their key lock, as :meth:`lookup` would."""
+        for directory in list(self._entry_dirs()):
+            try:
+                self._load(directory)
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            with contextlib.suppress(OSError):
+                fd = self._try_lock_digest(directory.name)
+                if fd is None:
+                    continue
+                try:
+                    trash = self._new_temp(f"{directory.name[:16]}-removing")
+                    os.rename(directory, trash / "entry")
+                    _remove_tree(trash)
+                finally:
+                    os.close(fd)
 
     def _remove_orphan_locks(self) -> None:
         """Unlink lock files of keys without an entry (failed builds), if nobody holds them."""
@@ -829,11 +940,18 @@ def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
 
 
 def _open_lock_file(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # another user's lock file in a shared cache: flock works read-only
-        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        # Another user's lock file in a shared cache, or a read-only mount of it:
+        # flock works on a read-only descriptor of a file that is there.
+        if exc.errno not in _READ_ONLY_ERRNOS:
+            raise
+        try:
+            return os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise exc from None  # nothing to lock: the caller sees the cache as read-only
 
 
 def _try_flock(fd: int, mode: int = fcntl.LOCK_EX) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from gpuenv import __version__
 from gpuenv.errors import EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
 from gpuenv.hardware import Hardware
+from gpuenv.inputs import index_template, venv_path
 from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE, Style, use_color
 from gpuenv.recipe import Recipe
 
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = _command(commands, "setup")
     _add_target_options(setup)
-    setup.add_argument("--venv", type=Path, default=Path(".venv"),
+    setup.add_argument("--venv", type=venv_path, default=Path(".venv"),
                        help="the target virtual environment, created or reused (default: .venv)")
     setup.add_argument("--installer", choices=("pip", "uv"), default="pip",
                        help="what installs packages into the target env (default: pip)")
@@ -315,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=_cmd_setup)
 
     doctor = _command(commands, "doctor")
-    doctor.add_argument("--venv", type=Path, default=Path(".venv"),
+    doctor.add_argument("--venv", type=venv_path, default=Path(".venv"),
                         help="the environment to check (default: .venv)")
     doctor.add_argument("-r", "--recipe", type=Path, default=None,
                         help="recipe whose extensions and lock to check (default: the project's, if any)")
@@ -445,7 +446,7 @@ def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     from gpuenv.plan import PlanOptions
     from gpuenv.treemeta import recipe_sources
 
-    return PlanOptions(cuda=args.cuda, torch_index=args.torch_index, sources=recipe_sources(recipe),
+    return PlanOptions(cuda=args.cuda, torch_index=_torch_index(args), sources=recipe_sources(recipe),
                        toolkit=_toolkit_policy(args, recipe))
 
 
@@ -459,6 +460,10 @@ def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
     else:
         choice, by = recipe.torch.toolkit, f"toolkit in {recipe.path.name}"
     return toolkit_policy(choice, chosen_by=by, cache_dir=str(_toolkit_dir(args)))
+
+
+def _torch_index(args: argparse.Namespace) -> str | None:
+    return index_template(args.torch_index) if args.torch_index is not None else None
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -619,23 +624,16 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    from datetime import datetime, timedelta
+    from gpuenv.cache import WheelCache, prune_limits
 
-    from gpuenv.cache import WheelCache
-
-    if args.older_than is None and args.unused_since is None and args.max_size is None:
-        raise InputError("cache prune: say what to remove",
-                         hint="--older-than DAYS, --unused-since YYYY-MM-DD or --max-size SIZE")
-    try:
-        unused_since = datetime.fromisoformat(args.unused_since) if args.unused_since else None
-    except ValueError:
-        raise InputError(f"--unused-since {args.unused_since}: not a date", hint="e.g. 2026-10-01") from None
+    limits = prune_limits(older_than_days=args.older_than, unused_since=args.unused_since,
+                          max_size=args.max_size)
     cache = WheelCache(_cache_dir(args))
-    older_than = timedelta(days=args.older_than) if args.older_than is not None else None
+    older_than, unused_since = limits.older_than, limits.unused_since
     removed = cache.prune(
         older_than=older_than,
         unused_since=unused_since,
-        max_total_bytes=_size(args.max_size) if args.max_size else None,
+        max_total_bytes=limits.max_total_bytes,
         dry_run=args.dry_run,
     )
     # --older-than and --unused-since cover the toolkit cache too (--max-size counts wheels only).
@@ -675,16 +673,6 @@ def _prune_toolkits(
     if older_than is None and unused_since is None:
         return []
     return ToolkitCache(_toolkit_dir(args)).prune(older_than=older_than, unused_since=unused_since)
-
-
-def _size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    raw = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in units else (raw, "")
-    try:
-        return int(float(number) * units[unit])
-    except ValueError:
-        raise InputError(f"--max-size {text}: not a size", hint="e.g. 20G or 500M") from None
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:

@@ -216,10 +216,33 @@ def _env_checks(
     if not targets:
         return checks
     installed = env.installed(run)
+    modules = {t.name: _module_of(site, t) for t in targets}
+    importable = [modules[t.name] for t in targets
+                  if t.skip_cuda_knob is None and canonicalize_name(t.name) in installed]
+    errors = _import_errors(env, run, importable)
     tool = _cuobjdump(site, hardware) if cuobjdump else None
     for target in targets:
-        checks += _extension_checks(env, run, site, target, installed, torch, locked, hardware, tool)
+        checks += _extension_checks(env, run, site, target, installed, torch, locked, hardware, tool,
+                                    module=modules[target.name],
+                                    import_error=errors.get(modules[target.name]))
     return checks
+
+
+def _module_of(site: Path, target: ExtensionTarget) -> str:
+    _, top_level = distribution_files(site, target.name)
+    return (target.module or knowledge.catalog_entry(target.name).import_name or top_level
+            or target.name.replace("-", "_"))
+
+
+def _import_errors(env: TargetEnv, run: Runner, modules: Sequence[str]) -> dict[str, str]:
+    """Module → the error its import ends with, through setup's own check: one interpreter, torch
+    imported first (a plain CppExtension needs torch's libraries loaded before it)."""
+    if not modules:
+        return {}
+    try:
+        return env.check(run, modules).failures
+    except GpuenvError as exc:  # the interpreter died: every module shares the blame it names
+        return {module: getattr(exc, "tail", "") or str(exc) for module in modules}
 
 
 #: How a fix names the setup command; :func:`diagnose` spells out its -r and --venv.
@@ -556,6 +579,10 @@ def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions
             return Check("lock", "warn", "none for this env: which torch its extensions were built against "
                          "cannot be told", fix="'gpuenv setup' writes gpuenv.lock next to the recipe")
         return Check("lock", "skip", "none for this env (nothing built to compare)")
+    if locked.edited is not None:
+        return Check("lock", "warn", f"env '{locked.name}': gpuenv.lock was edited by hand "
+                     f"({locked.edited}); its records are not trusted",
+                     fix="'gpuenv setup' writes a new entry")
     if torch is None or torch_differs(locked, torch) is None:
         return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.torch_version}")
     return Check(
@@ -631,31 +658,19 @@ def read_binaries(paths: Iterable[Path], cuobjdump: Path | None = None,
 
 def _extension_checks(
     env: TargetEnv, run: Runner, site: Path, target: ExtensionTarget, distributions: Mapping[str, str],
-    torch: TorchInfo | None, locked: LockedEnv | None, hardware: Hardware, cuobjdump: Path | None,
+    torch: TorchInfo | None, locked: LockedEnv | None, hardware: Hardware, cuobjdump: Path | None, *,
+    module: str, import_error: str | None,
 ) -> list[Check]:
     installed = distributions.get(canonicalize_name(target.name))
     if installed is None:
         return [Check(target.name, "fail", f"is not installed in {env.path}",
                       fix="'gpuenv setup' builds and installs it")]
-    files, top_level = distribution_files(site, target.name)
-    module = target.module or knowledge.catalog_entry(target.name).import_name or top_level \
-        or target.name.replace("-", "_")
+    files, _ = distribution_files(site, target.name)
     checks = [Check(target.name, "ok", f"{installed} is installed")]
-    checks.append(import_check(target, module, _import_error(env, run, module, target)))
+    checks.append(import_check(target, module, import_error))
     checks.append(archs_check(target, read_binaries(files, cuobjdump, run), hardware))
     checks.append(built_against_check(target, installed, locked, torch))
     return checks
-
-
-def _import_error(env: TargetEnv, run: Runner, module: str, target: ExtensionTarget) -> str | None:
-    """The error ``import module`` ends with in the env, or None when it works (or is not tried)."""
-    if target.skip_cuda_knob is not None:
-        return None
-    try:
-        run([str(env.python), "-c", f"import {module}"])
-    except GpuenvError as exc:
-        return getattr(exc, "tail", "") or str(exc)
-    return None
 
 
 def import_check(target: ExtensionTarget, module: str, error: str | None) -> Check:

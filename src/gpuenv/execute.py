@@ -32,13 +32,13 @@ from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyErro
 from gpuenv.extension_step import extension_step
 from gpuenv.installer import make_installer, preflight
 from gpuenv.interpreters import Interpreter, find_python, python_satisfies
-from gpuenv.lock import LockedEnv, env_fingerprint, read_lock, write_lock
+from gpuenv.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
 from gpuenv.recipe import RepoSpec
 from gpuenv.runner import SubprocessRunner
 from gpuenv.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
-from gpuenv.targetenv import TargetEnv, TorchInfo
+from gpuenv.targetenv import BrokenTorchError, TargetEnv, TorchInfo
 from gpuenv.toolkit_step import needs_toolkit_step, toolkit_step
 
 
@@ -115,8 +115,21 @@ def _base_requirements(plan: Plan) -> list[str]:
 
 
 def _base_describe(ctx: Context) -> list[str]:
-    return [shlex.join(c) for c in ctx.installer.commands(
-        _python_placeholder(ctx), _base_requirements(ctx.plan), index_url=ctx.plan.index_url)]
+    """The base step's commands, decided as :func:`_base_run` decides on the env as it is now."""
+    env = _python_placeholder(ctx)
+    force = False
+    if (ctx.options.venv / "pyvenv.cfg").is_file() and env.python.exists():
+        try:
+            current = env.torch_info(ctx.runner)
+        except BrokenTorchError:
+            force = True
+        else:
+            keep = current is not None and torch_matches(ctx.plan, current) is None
+            if current is not None and keep and not ctx.plan.torch_packages:
+                return [f"# torch {current.version} already installed"]
+    lines = ["# torch does not import: reinstall it"] if force else []
+    return lines + [shlex.join(c) for c in ctx.installer.commands(
+        env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url, force_reinstall=force)]
 
 
 def _python_placeholder(ctx: Context) -> TargetEnv:
@@ -138,11 +151,31 @@ def torch_matches(plan: Plan, info: TorchInfo) -> str | None:
 
 def _base_run(ctx: Context) -> str:
     env = ctx.target
-    current = env.torch_info(ctx.runner)
+    try:
+        current = env.torch_info(ctx.runner)
+    except BrokenTorchError as exc:
+        # An install killed while it unpacked torch: the files are half there, so
+        # reinstall it (and what it depends on) over them instead of trusting pip's record.
+        ctx.reporter.done(f"torch in {ctx.options.venv} does not import ({_last_line(exc.tail)}); "
+                          "reinstalling it")
+        ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url,
+                              force_reinstall=True)
+        return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
         return f"torch {current.version} already installed"
     ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url)
+    return _base_landed(ctx)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _base_landed(ctx: Context, *, note: str = "") -> str:
+    """Check the torch the installer just put in the env is the planned one."""
+    env = ctx.target
     info = env.torch_info(ctx.runner)
     if info is None:
         raise VerifyError("torch is not importable in the environment after installing it")
@@ -154,8 +187,8 @@ def _base_run(ctx: Context) -> str:
             "installer's configuration, or force the variant you want with --cuda",
         )
     ctx.torch = info
-    cpu_but_cuda = plan_is_cpu_but_cuda(ctx.plan, info)
-    note = " (a CUDA build for a cpu plan: it runs on the CPU too)" if cpu_but_cuda else ""
+    if plan_is_cpu_but_cuda(ctx.plan, info):
+        note += " (a CUDA build for a cpu plan: it runs on the CPU too)"
     return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}"
 
 
@@ -188,7 +221,7 @@ def _packages_describe(ctx: Context) -> list[str]:
 def _packages_run(ctx: Context) -> str:
     assert ctx.torch is not None
     ctx.installer.install(ctx.target, _package_args(ctx.plan.packages),
-                          constraints=[f"torch=={ctx.torch.version}"], **_packages_options(ctx))
+                          constraints=[ctx.torch.requirement], **_packages_options(ctx))
     return f"installed {', '.join(ctx.plan.packages)}"
 
 
@@ -226,7 +259,7 @@ def _repo_run(ctx: Context) -> str:
     if not repo.isolation:
         install_build_requirements(ctx.target, read_build_system(repo.path).requires, installer=installer,
                                    runner=runner)
-    installer.install(ctx.target, _repo_args(repo), constraints=[f"torch=={torch.version}"],
+    installer.install(ctx.target, _repo_args(repo), constraints=[torch.requirement],
                       no_build_isolation=not repo.isolation)
     how = "editable" if repo.editable else "installed"
     return f"{repo.requirement} {how} (log: {log})"
@@ -293,10 +326,11 @@ def plan_signature(plan: Plan) -> dict[str, Any]:
         extra["python"] = plan.python
     if plan.repo is not None:
         extra["repo"] = [str(plan.repo.path), plan.repo.editable, list(plan.repo.extras), plan.repo.isolation]
+    # Not the index: the same torch from a mirror or the installer's configuration is the same env,
+    # and a rerun that names the index otherwise must not reach for the network to learn that.
     return {
         **extra,
         "variant": plan.variant,
-        "index_url": plan.index_url,
         "torch": plan.torch,
         "torch_packages": list(plan.torch_packages),
         "arch_list": list(plan.arch_list),
@@ -339,11 +373,31 @@ def _lock_run(ctx: Context) -> str:
         extensions=tuple(ctx.locked),
         distributions=installed,
     ))
-    return f"wrote {lock_file} ({len(installed)} distributions)"
+    return f"wrote {lock_file} ({len(installed)} distributions){_replaced(ctx.prior, installed)}"
 
 
-def _lock_entry(plan: Plan, options: SetupOptions) -> LockedEnv | None:
-    return read_lock(options.lock_file).get(plan.env_name) if options.lock_file is not None else None
+def _replaced(prior: LockedEnv | None, installed: dict[str, str]) -> str:
+    """What the new entry changes in the one it replaces (another venv of this recipe, an older run)."""
+    if prior is None or dict(prior.distributions) == installed:
+        return ""
+    before = dict(prior.distributions)
+    added = sorted(set(installed) - set(before))
+    removed = sorted(set(before) - set(installed))
+    changed = sorted(n for n in set(before) & set(installed) if before[n] != installed[n])
+    parts = [f"{len(words)} {what}" for words, what in
+             ((added, "added"), (removed, "removed"), (changed, "changed")) if words]
+    names = ", ".join([*added, *removed, *changed][:5])
+    return f"; replaced the entry of {prior.name}, which had {len(before)}: {', '.join(parts)} ({names}…)"
+
+
+def _lock_entry(plan: Plan, options: SetupOptions, reporter: Reporter) -> LockedEnv | None:
+    """This env's entry in the lock, if it can be trusted: one edited by hand is said and ignored
+    (the run writes a new one)."""
+    entry = read_lock(options.lock_file).get(plan.env_name) if options.lock_file is not None else None
+    if entry is not None and entry.edited is not None:
+        reporter.done(f"warning: {LockEditedError(entry)}; not trusted: this setup writes a new entry")
+        return None
+    return entry
 
 
 def already_done(
@@ -387,19 +441,25 @@ def run_setup(
 ) -> SetupResult:
     """Run (or with ``dry_run`` only list) every step of ``plan``."""
     reporter = reporter or SilentReporter()
-    # Every installer line reaches the reporter, which condenses it into live progress.
-    runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log", on_line=reporter.status)
+    # Every installer line reaches the reporter, which condenses it into live progress;
+    # --dry-run changes nothing, not even a log inside an existing env.
+    runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log",
+                                        on_line=reporter.status)
     ctx = Context(plan, options, reporter, runner, make_installer(options.installer, runner=runner))
     steps = setup_steps(plan, options)
+    # The same decisions for --dry-run as for the run (they only read the lock and ask the env).
+    ctx.prior = _lock_entry(plan, options, reporter)
+    matched = already_done(plan, options, runner, ctx.prior)
+    if matched is not None:
+        nothing = (f"nothing to do: {options.venv} already matches {options.lock_file} "
+                   f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
+        if dry_run:
+            return SetupResult(options.venv, None, (), (), _skipped(plan), (f"# {nothing}",), noop=True)
+        reporter.done(nothing)
+        return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
     if dry_run:
         commands = [line for s in steps for line in s.describe(ctx)]
         return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
-    ctx.prior = _lock_entry(plan, options)
-    matched = already_done(plan, options, runner, ctx.prior)
-    if matched is not None:
-        reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
-                      f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
-        return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
     with ctx.resources:  # the toolkit step's lock, held until the builds are done
         for number, step in enumerate(steps, 1):
             reporter.step(f"[{number}/{len(steps)}] {step.title}")

@@ -79,7 +79,7 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
         # The lock names the sdist by its sha256: a hit needs neither the fetch nor the build requirements.
         key = cache_key(ctx, ext, version=known.version, source_digest=known.digest)
         installed = env.installed(ctx.runner)
-        outcome = _already_there(ctx, ext, key, installed) or _cached(ctx, ext, key, installed, wait=None)
+        outcome = _already_there(ctx, ext, key, installed) or _cached_under_lock(ctx, ext, key, installed)
         if outcome is not None:
             return outcome + "; source sha256 from the lock, not fetched"
     # pip prepares the sdist's metadata even to download it, in the target env
@@ -107,30 +107,52 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
             return outcome
         ctx.reporter.done(_miss_text(cache, key))
         wheel = _build(ctx, ext, source, runner, log)
+        if held.read_only:
+            return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
+                                  how=f"built; not cached: {cache.path} is read-only here (log: {log})")
         entry = cache.store(key, wheel)
         return _install_built(ctx, ext, key, entry.wheel, installed, wheel_sha256=entry.sha256,
                               how=f"built and cached as {key.digest[:12]} (log: {log})")
 
 
+def _cached_under_lock(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]
+) -> str | None:
+    """:func:`_cached` holding the key's lock, so a prune beside this setup cannot remove the wheel
+    between the lookup and its install."""
+    if ctx.options.cache_dir is None:
+        return None
+    cache = WheelCache(ctx.options.cache_dir)
+    if not cache.entry_dir(key).exists():
+        return None  # a miss: no lock to wait for here, the fetch and build path takes it
+    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
+        return _cached(ctx, ext, key, installed, wait=held.waited)
+
+
 def _already_there(ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str]) -> str | None:
     """A resumed run: the wheel of ``key`` is what an earlier run installed here."""
-    done = ctx.state.get("extensions", {}).get(ext.name, {})
-    if done.get("cache-key") != key.digest or done.get("name") not in installed:
+    extensions = ctx.state.get("extensions")
+    done = extensions.get(ext.name) if isinstance(extensions, dict) else None
+    if not isinstance(done, dict) or done.get("cache-key") != key.digest or done.get("name") not in installed:
         return None
+    try:
+        record = _locked_from_state(done)
+    except (KeyError, TypeError, ValueError):
+        return None  # a damaged record: do the work again rather than trust it
     ctx.reused.append(ext.name)
-    ctx.locked.append(_locked_from_state(done))
+    ctx.locked.append(record)
     assert ctx.torch is not None
     return f"{done['name']} {installed[done['name']]} already installed, built for torch {ctx.torch.version}"
 
 
 def _cached(
-    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], *, wait: bool | None
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], *, wait: bool
 ) -> str | None:
     """Install the cached wheel of ``key``, if the cache holds a sound one.
 
-    ``wait`` says whether the caller waited for the key's lock; None when it
-    does not hold it (on a miss it fetches, locks and looks again). A refused
-    entry is moved aside by the lookup, so it is reported here, on either path.
+    The caller holds the key's lock (prune cannot remove the wheel before it is
+    installed); ``wait`` says whether it waited for it. A refused entry is moved
+    aside by the lookup, so it is reported here, on either path.
     """
     if ctx.options.cache_dir is None:
         return None
@@ -182,7 +204,7 @@ def _install_built(
     torch = ctx.torch
     assert torch is not None
     ctx.reporter.status(f"installing {wheel.name}")
-    pin = [f"torch=={torch.version}"]
+    pin = [torch.requirement]
     ctx.installer.install(ctx.target, [str(wheel)], constraints=pin)
     if _wheel_name(wheel) in installed:
         # A rebuild for other archs has the version already installed, which an
@@ -220,10 +242,18 @@ def _state_from_locked(record: LockedExtension) -> dict[str, Any]:
 
 
 def _locked_from_state(done: dict[str, Any]) -> LockedExtension:
+    fields = {name: done[name] for name in ("name", "version", "requirement", "cache-key", "wheel",
+                                            "wheel-sha256", "source")}
+    if not all(isinstance(value, str) for value in fields.values()):
+        raise TypeError("a field of the state file's record is not a string")
+    arch_list, knobs = done["arch-list"], done["knobs"]
+    if not isinstance(arch_list, list) or not isinstance(knobs, dict):
+        raise TypeError("arch-list or knobs of the state file's record has the wrong type")
     return LockedExtension(
-        name=done["name"], version=done["version"], requirement=done["requirement"],
-        cache_key=done["cache-key"], wheel=done["wheel"], wheel_sha256=done["wheel-sha256"],
-        source=done["source"], arch_list=tuple(done["arch-list"]), knobs=dict(done["knobs"]),
+        name=fields["name"], version=fields["version"], requirement=fields["requirement"],
+        cache_key=fields["cache-key"], wheel=fields["wheel"], wheel_sha256=fields["wheel-sha256"],
+        source=fields["source"], arch_list=tuple(str(a) for a in arch_list),
+        knobs={str(k): str(v) for k, v in knobs.items()},
     )
 
 

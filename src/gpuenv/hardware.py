@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gpuenv.errors import HardwareFileError, InputError
+from gpuenv.inputs import UnreadableInput, read_input
 
 
 @dataclass(frozen=True, order=True)
@@ -35,7 +37,7 @@ class ComputeCapability:
             major_s, minor_s = raw[:-1], raw[-1]
         else:
             major_s, minor_s = raw, "0"
-        if not (major_s.isdigit() and minor_s.isdigit()) or len(minor_s) != 1:
+        if not (major_s.isdigit() and minor_s.isdigit()) or len(minor_s) != 1 or not 0 < len(major_s) <= 2:
             raise ValueError(f"not a compute capability: {text!r} (expected e.g. 9.0 or 8.6)")
         return cls(int(major_s), int(minor_s))
 
@@ -149,6 +151,21 @@ class Hardware:
         )
 
 
+#: Bounds of a probe's values: no machine comes near them; a file beyond them is not a probe's.
+_MAX_COUNT = 1 << 40
+_MAX_TEXT = 4096
+_MAX_GPUS = 1024
+_CUDA_VERSION = re.compile(r"[1-9][0-9]?\.[0-9]{1,2}")
+_TOOLKIT_VERSION = re.compile(r"[1-9][0-9]?\.[0-9]{1,2}(\.[0-9]{1,4})?")
+_DRIVER_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}")
+
+
+def _short(value: object) -> str:
+    """A value for an error message, cut short (a hostile file may hold megabytes in one string)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
     """Build :class:`Hardware` from the JSON contract; raise HardwareFileError if malformed."""
 
@@ -166,25 +183,33 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
     def opt_str(key: str) -> str | None:
         value = data[key]
         if value is not None and not isinstance(value, str):
-            raise fail(f"{key}: expected a string or null, got {value!r}")
+            raise fail(f"{key}: expected a string or null, got {_short(value)}")
         return value
 
     def count(container: Mapping[str, Any], key: str, where: str) -> int:
         value = container.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise fail(f"{where}{key}: expected a non-negative integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_COUNT:
+            raise fail(f"{where}{key}: expected a non-negative integer, got {_short(value)}")
+        return value
+
+    def text(container: Mapping[str, Any], key: str, where: str, default: str) -> str:
+        value = container.get(key, default)
+        if not isinstance(value, str) or "\0" in value or len(value) > _MAX_TEXT:
+            raise fail(f"{where}{key}: expected a string, got {_short(value)}")
         return value
 
     cuda = opt_str("cuda_driver_version")
-    if cuda is not None:
-        try:
-            ComputeCapability.parse(cuda)  # same "M.m" shape
-        except ValueError:
-            raise fail(f"cuda_driver_version: expected e.g. \"12.4\", got {cuda!r}") from None
+    if cuda is not None and not _CUDA_VERSION.fullmatch(cuda):
+        raise fail(f"cuda_driver_version: expected e.g. \"12.4\", got {_short(cuda)}")
+    driver = opt_str("driver_version")
+    if driver is not None and not _DRIVER_VERSION.fullmatch(driver):
+        raise fail(f"driver_version: expected e.g. \"580.65.06\", got {_short(driver)}")
 
     raw_gpus = data["gpus"]
     if not isinstance(raw_gpus, list):
         raise fail("gpus: expected a list")
+    if len(raw_gpus) > _MAX_GPUS:
+        raise fail(f"gpus: {len(raw_gpus)} GPUs, more than one machine holds ({_MAX_GPUS})")
     gpus = []
     for i, raw in enumerate(raw_gpus):
         where = f"gpus[{i}]."
@@ -200,8 +225,8 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
         gpus.append(
             Gpu(
                 index=count(raw, "index", where) if "index" in raw else i,
-                name=str(raw.get("name", f"GPU {i}")),
-                uuid=str(raw.get("uuid", "")),
+                name=text(raw, "name", where, f"GPU {i}"),
+                uuid=text(raw, "uuid", where, ""),
                 compute_capability=str(cc),
                 memory_total_mib=count(raw, "memory_total_mib", where) if "memory_total_mib" in raw else 0,
             )
@@ -211,16 +236,24 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
     if not isinstance(raw_toolkits, list):
         raise fail("toolkits: expected a list")
     toolkits = []
+    if len(raw_toolkits) > _MAX_GPUS:
+        raise fail(f"toolkits: {len(raw_toolkits)} toolkits, more than a machine holds")
     for i, raw in enumerate(raw_toolkits):
         if not isinstance(raw, Mapping) or not isinstance(raw.get("nvcc"), str) or not isinstance(
             raw.get("version"), str
         ):
             raise fail(f"toolkits[{i}]: expected {{\"nvcc\": PATH, \"version\": \"12.1\"}}")
-        toolkits.append(Toolkit(nvcc=raw["nvcc"], version=raw["version"], home=str(raw.get("home", "")),
-                                source=str(raw.get("source", "system")), release=str(raw.get("release", ""))))
+        where = f"toolkits[{i}]."
+        if not _TOOLKIT_VERSION.fullmatch(raw["version"]):
+            got = _short(raw["version"])
+            raise fail(f"{where}version: expected a CUDA release such as \"13.0\", got {got}")
+        toolkits.append(Toolkit(nvcc=text(raw, "nvcc", where, ""), version=raw["version"],
+                                home=text(raw, "home", where, ""),
+                                source=text(raw, "source", where, "system"),
+                                release=text(raw, "release", where, "")))
 
     return Hardware(
-        driver_version=opt_str("driver_version"),
+        driver_version=driver,
         cuda_driver_version=cuda,
         gpus=tuple(gpus),
         cpu_count=count(data, "cpu_count", ""),
@@ -234,13 +267,15 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
 def load_hardware_file(path: Path | str) -> Hardware:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HardwareFileError(path, f"cannot read: {exc.strerror or exc}") from None
+        text = read_input(path)
+    except UnreadableInput as exc:
+        raise HardwareFileError(path, "cannot read: no such file" if exc.missing else exc.problem) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HardwareFileError(path, f"not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long to convert
+        raise HardwareFileError(path, f"not a probe's JSON: {exc}") from None
     return hardware_from_json(data, origin=str(path))
 
 

@@ -9,13 +9,15 @@ doctor``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError, UnsatisfiableError
 from gpuenv.hardware import Hardware
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan import ExtensionPlan, Plan, PlanOptions, pinned_version
 from gpuenv.recipe import Recipe
 
@@ -71,6 +74,15 @@ class LockedEnv:
     cxx11_abi: bool
     extensions: tuple[LockedExtension, ...]
     distributions: Mapping[str, str]
+    #: Why this entry is not what gpuenv wrote (its content does not match its digest), or None.
+    edited: str | None = field(default=None, compare=False)
+    #: The digest the file holds for this entry ("" for an entry not read from a file).
+    stored_digest: str = field(default="", compare=False)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of everything the entry records: what the lock file stores beside it."""
+        return content_digest(self)
 
     def extension(self, name: str) -> LockedExtension | None:
         return next((e for e in self.extensions if e.name == name), None)
@@ -121,6 +133,33 @@ class LockedSource:
     digest: str
 
 
+def content_digest(env: LockedEnv) -> str:
+    """"sha256:<hex>" of an entry's recorded content (not its name, nor how it was read)."""
+    content = {f.name: getattr(env, f.name) for f in fields(env)
+               if f.name not in ("name", "edited", "stored_digest")}
+    content["extensions"] = [
+        {**{f.name: getattr(e, f.name) for f in fields(e)},
+         "arch_list": list(e.arch_list), "knobs": dict(e.knobs)}
+        for e in env.extensions
+    ]
+    content["arch_list"] = list(env.arch_list)
+    content["distributions"] = dict(sorted(env.distributions.items()))
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LockEditedError(InputError):
+    """An entry of gpuenv.lock whose content is not what gpuenv wrote."""
+
+    def __init__(self, env: LockedEnv) -> None:
+        self.env = env
+        super().__init__(
+            f"{LOCK_NAME} was edited by hand: envs.{env.name}: {env.edited}",
+            hint="restore it (e.g. from version control), or run 'gpuenv setup' without --locked, "
+                 "which writes a new entry",
+        )
+
+
 def lock_path_for(recipe_path: Path) -> Path:
     return recipe_path.parent / LOCK_NAME
 
@@ -140,12 +179,20 @@ def env_fingerprint(
 
 
 def read_lock(path: Path) -> dict[str, LockedEnv]:
-    """Every environment in the lock file at ``path`` (an empty dict if there is none)."""
+    """Every environment in the lock file at ``path`` (an empty dict if there is none).
+
+    An entry whose content does not match the digest written beside it comes
+    back with :attr:`LockedEnv.edited` saying so; the callers decide (setup
+    rewrites it, ``--locked`` refuses it, doctor reports it).
+    """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(read_input(path))
+    except UnreadableInput as exc:
+        if exc.missing:
+            return {}
+        raise InputError(f"{path}: cannot read the lock file: {exc.problem}",
+                         hint="delete it and run 'gpuenv setup' to write a new one") from None
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
         raise InputError(f"{path}: cannot read the lock file: {exc}",
                          hint="delete it and run 'gpuenv setup' to write a new one") from None
     version = data.get("lock-version")
@@ -154,40 +201,79 @@ def read_lock(path: Path) -> dict[str, LockedEnv]:
                          hint="run 'gpuenv setup' without --locked to write a new lock")
     envs = data.get("envs", {})
     try:
-        return {name: _env_from(name, raw) for name, raw in envs.items()}
-    except (KeyError, TypeError, ValueError) as exc:
+        if not isinstance(envs, Mapping):
+            raise TypeError("envs is not a table")
+        return {str(name): _checked(_env_from(str(name), raw), raw) for name, raw in envs.items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(f"{path}: envs: malformed lock entry ({exc})",
                          hint="delete it and run 'gpuenv setup' to write a new one") from None
 
 
+def _checked(env: LockedEnv, raw: Mapping[str, Any]) -> LockedEnv:
+    stored = raw.get("digest")
+    if not isinstance(stored, str) or not stored:
+        return replace(env, edited="it has no digest (gpuenv writes one with every entry)")
+    if stored != env.digest:
+        return replace(env, edited="its content does not match the digest gpuenv wrote with it",
+                       stored_digest=stored)
+    return replace(env, stored_digest=stored)
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: object) -> str | None:
+    return _str(value) or None if value is not None else None
+
+
+def _strs(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected an array, got {type(value).__name__}")
+    return tuple(_str(v) for v in value)
+
+
+def _str_table(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table, got {type(value).__name__}")
+    return {_str(k): _str(v) for k, v in value.items()}
+
+
 def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
     torch = raw["torch"]
+    if not isinstance(torch, Mapping) or not isinstance(torch["cxx11-abi"], bool):
+        raise TypeError("torch: expected a table with cxx11-abi = true or false")
+    extensions = raw.get("extensions", [])
+    if not isinstance(extensions, list) or not all(isinstance(e, Mapping) for e in extensions):
+        raise TypeError("extensions: expected an array of tables")
     return LockedEnv(
         name=name,
-        recipe=str(raw["recipe"]),
-        recipe_sha256=str(raw["recipe-sha256"]),
-        fingerprint=str(raw["fingerprint"]),
-        variant=str(raw["variant"]),
-        cuda=raw.get("cuda") or None,
-        index_url=raw.get("index-url") or None,
-        torch_requirement=str(raw["torch-requirement"]),
-        arch_list=tuple(raw.get("arch-list", [])),
-        toolkit=raw.get("toolkit") or None,
-        python_tag=str(raw["python"]),
-        platform=str(raw["platform"]),
-        torch_version=str(torch["version"]),
-        torch_cuda=torch.get("cuda") or None,
-        cxx11_abi=bool(torch["cxx11-abi"]),
+        recipe=_str(raw["recipe"]),
+        recipe_sha256=_str(raw["recipe-sha256"]),
+        fingerprint=_str(raw["fingerprint"]),
+        variant=_str(raw["variant"]),
+        cuda=_opt_str(raw.get("cuda")),
+        index_url=_opt_str(raw.get("index-url")),
+        torch_requirement=_str(raw["torch-requirement"]),
+        arch_list=_strs(raw.get("arch-list", [])),
+        toolkit=_opt_str(raw.get("toolkit")),
+        python_tag=_str(raw["python"]),
+        platform=_str(raw["platform"]),
+        torch_version=_str(torch["version"]),
+        torch_cuda=_opt_str(torch.get("cuda")),
+        cxx11_abi=torch["cxx11-abi"],
         extensions=tuple(
             LockedExtension(
-                name=str(e["name"]), version=str(e["version"]), requirement=str(e["requirement"]),
-                cache_key=str(e["cache-key"]), wheel=str(e["wheel"]), wheel_sha256=str(e["wheel-sha256"]),
-                source=str(e["source"]), arch_list=tuple(e.get("arch-list", [])),
-                knobs=dict(e.get("knobs", {})),
+                name=_str(e["name"]), version=_str(e["version"]), requirement=_str(e["requirement"]),
+                cache_key=_str(e["cache-key"]), wheel=_str(e["wheel"]), wheel_sha256=_str(e["wheel-sha256"]),
+                source=_str(e["source"]), arch_list=_strs(e.get("arch-list", [])),
+                knobs=_str_table(e.get("knobs", {})),
             )
-            for e in raw.get("extensions", [])
+            for e in extensions
         ),
-        distributions=dict(raw.get("distributions", {})),
+        distributions=_str_table(raw.get("distributions", {})),
     )
 
 
@@ -197,10 +283,11 @@ def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
 def write_lock(path: Path, env: LockedEnv) -> None:
     """Put ``env`` into the lock file at ``path``, keeping the other environments; atomically."""
     envs = read_lock(path)
-    envs[env.name] = env
+    envs[env.name] = replace(env, edited=None)
     text = _render(envs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".gpuenv.lock.", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -208,6 +295,20 @@ def write_lock(path: Path, env: LockedEnv) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TEMP_PREFIX = ".gpuenv.lock."
+
+#: A lock is written in milliseconds: a temporary file this old belongs to a writer that was killed.
+_STALE_TEMP_SECONDS = 60.0
+
+
+def _remove_stale_temps(path: Path) -> None:
+    now = time.time()
+    for temp in path.parent.glob(_TEMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            if temp.is_file() and now - temp.stat().st_mtime > _STALE_TEMP_SECONDS:
+                temp.unlink()
 
 
 def _q(value: object) -> str:
@@ -245,6 +346,8 @@ def _render_env(env: LockedEnv) -> list[str]:
         f"recipe = {_q(env.recipe)}",
         f"recipe-sha256 = {_q(env.recipe_sha256)}",
         f"fingerprint = {_q(env.fingerprint)}",
+        "# sha256 of this entry's content: an entry edited by hand is reported, not trusted",
+        f"digest = {_q(env.stored_digest if env.edited else env.digest)}",
         "# the plan's decisions",
         f"variant = {_q(env.variant)}",
         f"cuda = {_q(env.cuda)}",
@@ -311,6 +414,8 @@ def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: 
     from gpuenv.hardware import with_arch_override
     from gpuenv.plan import plan
 
+    if locked.edited is not None:
+        raise LockEditedError(locked)
     check_machine(locked, hardware)
     if locked.cuda is not None and locked.arch_list:
         target = with_arch_override(hardware, ",".join(locked.arch_list))
@@ -328,7 +433,9 @@ def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: 
               if n not in extension_names and n not in torch_names and n not in ("torch", "pip")}
     return replace(
         base,
-        torch=f"torch=={locked.torch_version}",
+        # By the distribution's version: the cu130 wheel of PyPI is "2.14.1", its
+        # torch.__version__ (the lock's [torch] version) "2.14.1+cu130".
+        torch=f"torch=={pins.get('torch') or locked.torch_version}",
         index_url=locked.index_url,
         torch_packages=exact_torch_packages,
         extensions=tuple(_pin_extension(e, locked) for e in base.extensions),

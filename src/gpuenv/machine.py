@@ -19,6 +19,9 @@ from gpuenv.hardware import Gpu, Hardware, load_hardware_file, with_arch_overrid
 
 Prober = Callable[[], Hardware]
 
+#: More GPUs than any one machine holds: a plan is for one node.
+MAX_GPUS = 1024
+
 
 def _default_probe() -> Hardware:
     from gpuenv.probe import probe
@@ -39,7 +42,7 @@ def describe_machine(
     ``local_host`` keeps this machine's CPUs, memory and toolkits even when the
     GPUs come from a file (``setup`` builds here, whatever it builds for).
     """
-    if gpu and arch:
+    if gpu is not None and arch is not None:
         raise InputError("--gpu and --arch both describe the GPUs: give one of them")
     if hardware_file is not None:
         hardware = load_hardware_file(hardware_file)
@@ -47,9 +50,9 @@ def describe_machine(
             hardware = hardware.with_host(prober())
     else:
         hardware = prober()
-    if gpu:
+    if gpu is not None:  # "" is a mistake to report, not "no override"
         hardware = with_gpu_override(hardware, gpu)
-    elif arch:
+    elif arch is not None:
         hardware = with_arch_override(hardware, arch)
     return hardware
 
@@ -78,6 +81,9 @@ def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
                 hint=f"'gpuenv gpus {name.split()[0]}' lists the GPU names it knows; or give the compute "
                 "capability, e.g. --arch 9.0",
             )
+        if count > MAX_GPUS - len(gpus):
+            raise InputError(f"--gpu {part}: more than {MAX_GPUS} GPUs in one machine",
+                             hint="describe one node, e.g. --gpu 8xH100")
         for _ in range(count):
             gpus.append(
                 Gpu(index=len(gpus), name=f"NVIDIA {model.name}", uuid="", compute_capability=model.cc,
@@ -91,6 +97,10 @@ def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
 
 def _count_and_name(part: str) -> tuple[int, str]:
     match = re.fullmatch(r"(\d+)\s*x\s*(.+)", part, flags=re.IGNORECASE)
-    if match:
-        return max(1, int(match.group(1))), match.group(2)
-    return 1, part
+    if not match:
+        return 1, part
+    digits = match.group(1).lstrip("0")
+    if not digits or len(digits) > len(str(MAX_GPUS)):
+        what = "no GPU" if not digits else "more GPUs than a machine holds"
+        raise InputError(f"--gpu {part}: {what}", hint="e.g. --gpu H100 or --gpu 8xH100")
+    return int(digits), match.group(2)

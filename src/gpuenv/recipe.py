@@ -23,6 +23,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import RecipeError
+from gpuenv.inputs import UnreadableInput, read_input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -293,25 +294,23 @@ def parse_recipe(
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RecipeError(
-            path,
-            None,
-            "no such file",
-            suggestion=_closest_sibling(path),
-            hint="check the path, or create the recipe with 'gpuenv init'",
-        ) from None
-    except OSError as exc:
-        raise RecipeError(path, None, f"cannot read it: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecipeError(path, None, f"not valid TOML: not UTF-8 text (byte {exc.start})") from None
+        text = read_input(path)
+    except UnreadableInput as exc:
+        if exc.missing:
+            raise RecipeError(
+                path,
+                None,
+                "no such file",
+                suggestion=_closest_sibling(path),
+                hint="check the path, or create the recipe with 'gpuenv init'",
+            ) from None
+        raise RecipeError(path, None, exc.problem) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(path, None, f"not valid TOML {_toml_problem(exc)}") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long to convert
+        raise RecipeError(path, None, f"not a recipe gpuenv reads: {exc}") from None
 
 
 def _toml_problem(exc: ValueError) -> str:
@@ -412,9 +411,17 @@ def _table(where: _Where, key: str, value: object) -> Mapping[str, Any]:
     return value
 
 
+#: Longer than any requirement, URL or knob; short enough that no version in it overflows int().
+_MAX_STRING = 4096
+
+
 def _string(where: _Where, key: str, value: object) -> str:
     if not isinstance(value, str):
         raise where.error(key, f"expected a string, got {_describe(value)}{_quote_advice(key, value)}")
+    if "\0" in value:  # no command line or environment can carry it
+        raise where.error(key, "contains a NUL character")
+    if len(value) > _MAX_STRING:
+        raise where.error(key, f"longer than {_MAX_STRING} characters")
     return value
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gpuenv.hardware import Toolkit
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.installer import Installer
 from gpuenv.lock import LockedEnv, LockedExtension
 from gpuenv.plan import Plan
@@ -121,7 +122,12 @@ class Step:
 
 def load_state(venv: Path) -> dict[str, Any]:
     try:
-        data = json.loads((venv / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_input(venv / STATE_FILE))
+    except (UnreadableInput, ValueError, RecursionError):
+        return {}  # a damaged state file only costs the next run the work it would have skipped
+    if not isinstance(data, dict):
         return {}
-    return data if isinstance(data, dict) else {}
+    extensions = data.get("extensions")
+    data["extensions"] = ({name: done for name, done in extensions.items() if isinstance(done, dict)}
+                          if isinstance(extensions, dict) else {})
+    return data

@@ -8,6 +8,7 @@ torch landed in it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ from gpuenv.runner import Runner
 ANSWER_MARK = "@@gpuenv-json@@"
 
 _TORCH_FACTS = """
-import importlib.util, json
+import importlib.metadata, importlib.util, json
 def torch_facts():
     if importlib.util.find_spec("torch") is None:
         return None
@@ -34,7 +35,12 @@ def torch_facts():
         archs = list(torch.cuda.get_arch_list())
     except Exception:
         archs = []
+    try:
+        distribution = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        distribution = ""
     return {
+        "distribution": distribution,
         "version": torch.__version__,
         "cuda": torch.version.cuda,
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
@@ -120,6 +126,9 @@ class TorchInfo:
     cxx11_abi: bool
     #: ``torch.cuda.get_arch_list()``; empty without a GPU on torch ≤ 2.12.
     arch_list: tuple[str, ...]
+    #: The installed distribution's version, which installers compare: "2.14.1" for the
+    #: cu130 wheel of PyPI whose ``torch.__version__`` is "2.14.1+cu130"; "" if unknown.
+    distribution: str = ""
 
     @property
     def variant(self) -> str:
@@ -131,8 +140,9 @@ class TorchInfo:
 
     @property
     def requirement(self) -> str:
-        """A pin that keeps exactly this torch, e.g. "torch==2.13.0+cpu"."""
-        return f"torch=={self.version}"
+        """A pin that keeps exactly this torch, by its distribution version ("torch==2.13.0+cpu",
+        "torch==2.14.1"): an installer matches ``==2.14.1+cu130`` against "2.14.1" as a mismatch."""
+        return f"torch=={self.distribution or self.version}"
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,18 @@ class EnvCheck:
     installed: dict[str, str]
 
 
+class BrokenTorchError(StepError):
+    """torch is installed in the env but does not import (an interrupted install, a deleted file)."""
+
+    def __init__(self, path: Path, tail: str) -> None:
+        self.path = path
+        self.tail = tail
+        super().__init__(
+            f"torch is installed in {path} but does not import:\n{tail}",
+            hint="rerun 'gpuenv setup': its base step reinstalls a torch that does not import",
+        )
+
+
 def _torch_info(data: Any) -> TorchInfo | None:
     if data is None:
         return None
@@ -170,11 +192,22 @@ def _torch_info(data: Any) -> TorchInfo | None:
         cuda=None if data["cuda"] is None else str(data["cuda"]),
         cxx11_abi=bool(data["cxx11_abi"]),
         arch_list=tuple(str(a) for a in data["arch_list"]),
+        distribution=str(data.get("distribution") or ""),
     )
 
 
 def _canonical(data: Any) -> dict[str, str]:
     return {canonicalize_name(name): str(version) for name, version in data.items()}
+
+
+def _quiet_answers(runner: Runner) -> Runner:
+    """``runner`` with its live-line callback (a progress line) blind to the query's own markers."""
+    on_line = getattr(runner, "on_line", None)
+    if on_line is None:
+        return runner
+    quiet = copy.copy(runner)
+    quiet.on_line = lambda line: None if line.startswith((ANSWER_MARK, IMPORTING_MARK)) else on_line(line)  # type: ignore[attr-defined]
+    return quiet
 
 
 class TargetEnv:
@@ -243,7 +276,7 @@ class TargetEnv:
 
     def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        output = runner([str(self.python), "-c", script, *args], cwd=str(self.path))
+        output = _quiet_answers(runner)([str(self.python), "-c", script, *args], cwd=str(self.path))
         for line in reversed(output.splitlines()):
             if line.startswith(ANSWER_MARK):
                 return json.loads(line[len(ANSWER_MARK):])
@@ -254,10 +287,7 @@ class TargetEnv:
         try:
             data = self.query(runner, _TORCH_SCRIPT)
         except CommandError as exc:
-            raise StepError(
-                f"torch is installed in {self.path} but does not import:\n{exc.tail}",
-                hint="reinstall it: the torch install step of 'gpuenv setup' does",
-            ) from exc
+            raise BrokenTorchError(self.path, exc.tail) from exc
         return _torch_info(data)
 
     def check(self, runner: Runner, modules: Sequence[str]) -> EnvCheck:

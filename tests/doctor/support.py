@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpuenv.errors import CommandError
 from gpuenv.hardware import Gpu, Hardware, Toolkit
 from gpuenv.lock import LockedEnv, LockedExtension
-from gpuenv.targetenv import ANSWER_MARK, TorchInfo
+from gpuenv.targetenv import ANSWER_MARK, IMPORTING_MARK, TorchInfo
 
 #: The arch list torch 2.14.1+cu130 from PyPI reports (facts §3).
 CU130_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")
@@ -117,14 +116,21 @@ class FakeEnvRunner:
         self.failing_imports = dict(failing_imports or {})
         self.cuda = cuda or {"available": True, "count": 1, "reason": None}
         self.calls: list[list[str]] = []
+        self.checked: list[list[str]] = []
 
     def __call__(self, cmd: Sequence[str], cwd: str | None = None,
                  extra_environ: Mapping[str, str] | None = None) -> str:
         self.calls.append(list(cmd))
-        script = cmd[-1]
-        if script.startswith("import "):
-            return self._import(list(cmd), script.removeprefix("import ").strip())
+        at = list(cmd).index("-c")
+        script, args = cmd[at + 1], list(cmd[at + 2:])
+        if IMPORTING_MARK in script:
+            return ANSWER_MARK + json.dumps(self._check(args)) + "\n"
         return ANSWER_MARK + json.dumps(self._answer(script)) + "\n"
+
+    def _check(self, modules: list[str]) -> Any:
+        self.checked.append(modules)
+        return {"torch": self._answer("get_arch_list"), "installed": self._answer("distributions()"),
+                "failures": {m: self.failing_imports[m] for m in modules if m in self.failing_imports}}
 
     def _answer(self, script: str) -> Any:
         if "is_available" in script:
@@ -140,10 +146,6 @@ class FakeEnvRunner:
                     "platform_tag": "linux_x86_64", "purelib": str(self.site), "markers": {}}
         raise AssertionError(f"unexpected query: {script[:80]}")
 
-    def _import(self, cmd: list[str], module: str) -> str:
-        if module in self.failing_imports:
-            raise CommandError(cmd, 1, tail=self.failing_imports[module])
-        return ""
-
     def imported(self) -> list[str]:
-        return [c[-1].removeprefix("import ") for c in self.calls if c[-1].startswith("import ")]
+        """The modules the doctor imported, through setup's one check (one interpreter, torch first)."""
+        return [m for modules in self.checked for m in modules]

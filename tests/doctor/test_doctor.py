@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import subprocess
 import textwrap
 from dataclasses import replace
 from pathlib import Path
@@ -484,6 +485,29 @@ def test_real_env_on_this_gpu_less_machine_passes(torch_venv: Path, tmp_path: Pa
     assert f"ok   {PROBE_DIST} import {PROBE_MODULE} works" in text
     assert f"ok   {PROBE_DIST} archs sm_90 in 1 compiled file" in text
     assert f"ok   {PROBE_DIST} built against torch 2.13.0+cpu, the one installed" in text
+
+
+@pytest.mark.slow
+def test_real_extension_that_needs_torch_loaded_first_passes_as_in_setups_verify(
+    torch_venv: Path, tmp_path: Path
+) -> None:
+    # What every plain CppExtension does: link libc10.so, which only `import torch` puts in the process.
+    site = next((torch_venv / "lib").glob("python3*/site-packages"))
+    add_distribution(site, "needs-torch-first", "1.0",
+                     {"needs_torch_first.py": b"import ctypes\nctypes.CDLL('libc10.so')\n"})
+    try:
+        alone = subprocess.run([str(torch_venv / "bin" / "python"), "-c", "import needs_torch_first"],
+                               capture_output=True, text=True, check=False)
+        assert alone.returncode != 0 and "libc10.so" in alone.stderr, "the module cannot be imported alone"
+        recipe = load_recipe(write_recipe(tmp_path, '[torch]\nversion = "2.13.0"\n'
+                                          '[[extensions]]\nrequirement = "needs-torch-first"\n'
+                                          'import = "needs_torch_first"\n'))
+        report = diagnose(torch_venv, hardware=_gpu_less_probe(), recipe=recipe)
+        check = check_named(report, "needs-torch-first import")
+        assert check.verdict == "ok", report_text(report)
+    finally:
+        shutil.rmtree(site / "needs_torch_first-1.0.dist-info")
+        (site / "needs_torch_first.py").unlink()
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from gpuenv.lock import read_lock, write_lock
 from tests.e2e.support import CUDA_EXT, clean_env, gpuenv, write_recipe
 
 
@@ -114,6 +115,8 @@ cxx11-abi = true
 [envs.llm.distributions]
 torch = "2.14.1"
 """)
+    # Written as gpuenv writes it (with its digest): a hand-made lock would be refused as edited.
+    write_lock(tmp_path / "gpuenv.lock", read_lock(tmp_path / "gpuenv.lock")["llm"])
     venv = tmp_path / "venv"
     done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--locked", "--gpu", "A100"],
                   env=clean_env())

@@ -1,0 +1,110 @@
+"""The one reader of the files gpuenv is handed: recipes, hardware files, gpuenv.lock, the state file.
+
+Each is read only if it is a regular file (a FIFO would block forever,
+``/dev/zero`` never ends), up to a size no real one comes near, and as UTF-8
+text. Whatever is wrong is an :class:`UnreadableInput` carrying the problem in
+words; each caller turns it into its own error (a RecipeError names the
+recipe, a HardwareFileError the probe file), so every file fails the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+#: Far above any recipe, probe file or lock (they are kilobytes), far below what hurts memory.
+MAX_INPUT_BYTES = 16 << 20
+
+#: Deeper than any real TOML or JSON input nests; deeper input is refused before a parser recurses.
+MAX_NESTING = 64
+
+
+class UnreadableInput(Exception):
+    """Why a file cannot be read as an input; ``missing`` when it does not exist."""
+
+    def __init__(self, problem: str, *, missing: bool = False) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.missing = missing
+
+
+def read_input(path: Path | str, *, limit: int = MAX_INPUT_BYTES) -> str:
+    """The text of the regular file at ``path``, at most ``limit`` bytes of UTF-8, nested at most
+    :data:`MAX_NESTING` brackets deep."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UnreadableInput("no such file", missing=True) from None
+    except OSError as exc:
+        raise UnreadableInput(f"cannot read it: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise UnreadableInput(f"not a regular file ({_kind(info.st_mode)})")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            raw = file.read(limit + 1)
+        except OSError as exc:
+            raise UnreadableInput(f"cannot read it: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise UnreadableInput(f"larger than {limit >> 20} MiB: not a file gpuenv reads")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableInput(f"not UTF-8 text (byte {exc.start})") from None
+    check_nesting(text)
+    return text
+
+
+def check_nesting(text: str, *, limit: int = MAX_NESTING) -> None:
+    """Refuse brackets nested deeper than ``limit`` (counted over the raw text: quoted brackets
+    count too, which only makes the bound stricter for text no real input holds)."""
+    depth = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > limit:
+                raise UnreadableInput(f"nested more than {limit} levels deep")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def index_template(text: str, *, option: str = "--torch-index") -> str:
+    """``text`` if it is an index URL template (``{variant}`` may stand for "cu130") or "config"."""
+    from urllib.parse import urlsplit
+
+    from gpuenv.errors import InputError
+
+    if text == "config":
+        return text
+    hint = "e.g. https://mirror.example/whl/{variant}, or 'config' for the installer's own sources"
+    if not text or any(c.isspace() or not c.isprintable() for c in text) or len(text) > 4096:
+        raise InputError(f"{option} {text[:80]!r}: not an index URL", hint=hint)
+    try:
+        parts = urlsplit(text.replace("{variant}", "cu130"))
+    except ValueError:
+        raise InputError(f"{option} {text!r}: not an index URL", hint=hint) from None
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
+        raise InputError(f"{option} {text!r}: not an http(s) or file URL", hint=hint)
+    return text
+
+
+def venv_path(text: str) -> Path:
+    """The path of ``--venv``: "" would be the current directory, which is never meant."""
+    if not text.strip() or "\0" in text:
+        raise ValueError(f"{text!r} is not a path")
+    return Path(text)

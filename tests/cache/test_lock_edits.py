@@ -1,0 +1,118 @@
+"""gpuenv.lock edited by hand, damaged or half-written: reported, never trusted, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gpuenv.errors import InputError
+from gpuenv.execute import _lock_entry
+from gpuenv.hardware import Hardware
+from gpuenv.lock import LockEditedError, plan_locked, read_lock, write_lock
+from gpuenv.plan import PlanOptions, plan
+from gpuenv.recipe import load_recipe
+from gpuenv.steps import SetupOptions
+from tests.cache.test_lock import SCATTER, locked
+
+NO_GPU = Hardware(driver_version=None, cuda_driver_version=None, gpus=(), cpu_count=2,
+                  memory_total_mib=8192, memory_available_mib=4096, source="test")
+TORCH = replace(SCATTER, arch_list=("9.0",), knobs={"FORCE_CUDA": "1"})
+ENV = replace(locked(TORCH), distributions={"torch": "2.13.0+cpu", "six": "1.17.0"})
+
+
+class Said:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def step(self, text: str) -> None:
+        self.lines.append(text)
+
+    def status(self, text: str) -> None:
+        pass
+
+    def done(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_an_entry_reads_back_as_written_with_its_digest(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, ENV)
+    (back,) = read_lock(lock).values()
+    assert back == ENV and back.edited is None
+    assert f'digest = "{ENV.digest}"' in lock.read_text()
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ('version = "2.13.0+cpu"', 'version = "2.99.0+cpu"'),   # the torch build
+    ('six = "1.17.0"', 'six = "1.16.0"'),                     # a distribution
+    ('cache-key = "kkkk', 'cache-key = "jkkk'),               # an extension's cache key
+    ('variant = "cpu"', 'variant = "cu130"'),                 # a plan decision
+    ('arch-list = ["9.0"]', 'arch-list = ["8.0"]'),           # an arch list
+])
+def test_an_entry_edited_by_hand_is_reported_and_not_trusted(tmp_path: Path, before: str, after: str) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, ENV)
+    write_lock(lock, replace(ENV, name="other"))
+    text = lock.read_text()
+    assert before in text
+    lock.write_text(text.replace(before, after, 1))
+    envs = read_lock(lock)
+    assert envs["default"].edited and envs["other"].edited is None
+
+    said = Said()
+    recipe = tmp_path / "default.toml"
+    recipe.write_text('[torch]\nversion = "2.13.0"\n')
+    planned = plan(load_recipe(recipe), NO_GPU, PlanOptions(torch_index="config"))
+    assert _lock_entry(planned, SetupOptions(venv=tmp_path / "venv", lock_file=lock), said) is None
+    assert any("gpuenv.lock was edited by hand: envs.default" in line for line in said.lines)
+
+    with pytest.raises(LockEditedError) as caught:
+        plan_locked(load_recipe(recipe), NO_GPU, envs["default"], PlanOptions(torch_index="config"))
+    assert caught.value.exit_code == 2 and "edited by hand" in str(caught.value)
+
+    # Writing the other entry keeps the edit detectable; writing this one replaces it.
+    write_lock(lock, replace(ENV, name="other"))
+    assert read_lock(lock)["default"].edited
+    write_lock(lock, ENV)
+    assert read_lock(lock)["default"].edited is None
+
+
+@pytest.mark.parametrize("content", [
+    b"lock-version = 1\nenvs = \"x\"\n",
+    b"lock-version = 1\n[envs.a]\nrecipe = 5\n",
+    b"lock-version = 1\n# \xff\xfe not UTF-8\n",
+    b"lock-version = 1\nx = " + b"[" * 5000 + b"]" * 5000 + b"\n",
+    b"lock-version = 1\nx = " + b"1" * 5000 + b"\n",
+    b"lock-version = 1\n[envs.a]\ntorch = 1\n",
+    b"lock-version = 1\n[envs.a.torch]\ncxx11-abi = \"yes\"\n",
+])
+def test_a_damaged_lock_is_an_input_error(tmp_path: Path, content: bytes) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    lock.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        read_lock(lock)
+    assert caught.value.exit_code == 2 and caught.value.hint
+
+
+def test_a_lock_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    os.mkfifo(lock)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_lock(lock)
+
+
+def test_a_temporary_lock_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    stale = tmp_path / ".gpuenv.lock.abc123"
+    stale.write_text("half a lock")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".gpuenv.lock.def456"  # a writer at work right now: left alone
+    fresh.write_text("being written")
+    write_lock(lock, ENV)
+    assert not stale.exists() and fresh.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gpuenv.lock.def456", "gpuenv.lock"]
