@@ -18,6 +18,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from gpuenv.errors import InputError
+from gpuenv.inputs import UnreadableInput, read_input
 
 #: A requirements file larger than this is not a requirements file.
 MAX_BYTES = 4 << 20
@@ -76,15 +77,9 @@ class _Accumulator:
 
 def _text(path: Path) -> str:
     try:
-        if not path.is_file():
-            raise InputError(f"{path}: not a regular file", hint="name a requirements file")
-        if path.stat().st_size > MAX_BYTES:
-            raise InputError(f"{path}: larger than {MAX_BYTES >> 20} MiB: not a requirements file")
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+        return read_input(path, limit=MAX_BYTES)
+    except UnreadableInput as exc:
+        raise InputError(f"{path}: {exc.problem}", hint="name a requirements file") from None
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

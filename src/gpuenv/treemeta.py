@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.recipe import ProjectFacts, Recipe
 
 if sys.version_info >= (3, 11):
@@ -145,10 +146,8 @@ def _readers(tree: Path) -> list[tuple[str, tuple[str | None, str | None]]]:
 def small_text(path: Path) -> str | None:
     """The text of a small regular file (metadata, not data), or None."""
     try:
-        if not path.is_file() or path.stat().st_size > _MAX_BYTES:
-            return None
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        return read_input(path, limit=_MAX_BYTES)
+    except UnreadableInput:
         return None
 
 
