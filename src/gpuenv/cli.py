@@ -165,13 +165,19 @@ HELP: dict[str, _Help] = {
          "gpuenv doctor -q  # only what is not ok, and the summary"),
     ),
     "init": _Help(
-        "add gpuenv to this repository: a recipe, noxfile.py, tasks.py, a README section",
-        "Adds gpuenv to the repository in the current directory: a recipe, a noxfile.py with a "
-        "'gpu-env' session, a tasks.py with a 'setup' task and a 'GPU environment' section in the "
-        "README. It overwrites nothing: a file that exists is skipped and named, with the lines to "
-        "add by hand. Then 'nox -s gpu-env' sets the repository's environment up.",
-        "pyproject.toml (its project name; --pyproject), README.md, noxfile.py and tasks.py if they exist",
-        "envs/default.toml (or [tool.gpuenv] appended to pyproject.toml), noxfile.py, tasks.py, README.md",
+        "add gpuenv to this repository, from what it already declares",
+        "Reads what the repository in the current directory declares (requirements files through -r, "
+        "pyproject.toml's dependencies, extras and requires-python, environment.yml, static setup.py / "
+        "setup.cfg requirements, .gitmodules, folders whose setup.py builds a CUDAExtension), prints "
+        "where each went with its file and line, and writes a recipe that refers to the repository's "
+        "own requirements files, a noxfile.py (gpu-env, gpu-plan, gpu-doctor), a tasks.py (gpuenv's "
+        "invoke tasks), a README section and .gitignore lines. It overwrites nothing: a file that "
+        "exists is skipped and named, with the lines to add by hand. Then 'nox -s gpu-env' sets the "
+        "repository's environment up.",
+        "requirements*.txt, pyproject.toml, environment.yml, setup.py, setup.cfg, .gitmodules, "
+        "local extension folders, README.md, noxfile.py and tasks.py if they exist",
+        "envs/default.toml (or [tool.gpuenv] appended to pyproject.toml), noxfile.py, tasks.py, "
+        "README.md, .gitignore (appended)",
         ("gpuenv init", "gpuenv init --extension flash-attn==2.8.3.post2",
          "gpuenv init --pyproject --torch '2.13.*'  # the recipe in pyproject.toml"),
     ),
