@@ -22,7 +22,7 @@ except ImportError:  # a checkout where gpuenv is not installed next to invoke
         "arch": "build for these compute capabilities (9.0,8.0)",
         "venv": "target virtual environment (default: .venv)",
         "torch_index": "torch index template with {variant}, or 'config'",
-        "installer": "pip or uv",
+        "installer": "auto (default: uv if installed, else pip), pip or uv",
         "dry_run": "print the commands and change nothing",
     }
 )

@@ -15,6 +15,7 @@ an env that already matches it does nothing.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from packaging.version import Version
 from gpuenv.cache import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, VerifyError
 from gpuenv.extension_step import extension_step
-from gpuenv.installer import make_installer, preflight
+from gpuenv.installer import choose_installer, preflight
 from gpuenv.lock import LockedEnv, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
 from gpuenv.runner import SubprocessRunner
@@ -56,13 +57,15 @@ def _env_describe(ctx: Context) -> list[str]:
     venv = ctx.options.venv
     if (venv / "pyvenv.cfg").exists():
         return [f"# reuse the virtual environment {venv}"]
-    return [f"python -m venv {venv}"]
+    return [" ".join(ctx.installer.venv_command(venv, sys.executable))]
 
 
 def _env_run(ctx: Context) -> str:
-    ctx.env, created = TargetEnv.ensure(ctx.options.venv, ctx.runner)
+    create = ctx.installer.venv_command(ctx.options.venv, sys.executable)
+    ctx.env, ctx.created = TargetEnv.ensure(ctx.options.venv, ctx.runner, command=create)
     ctx.state = load_state(ctx.options.venv)
-    return f"created {ctx.options.venv}" if created else f"reusing {ctx.options.venv}"
+    how = f" with {ctx.installer.name}" if ctx.created else ""
+    return f"created {ctx.options.venv}{how}" if ctx.created else f"reusing {ctx.options.venv}"
 
 
 def _preflight_describe(ctx: Context) -> list[str]:
@@ -111,12 +114,14 @@ def torch_matches(plan: Plan, info: TorchInfo) -> str | None:
 
 def _base_run(ctx: Context) -> str:
     env = ctx.target
-    current = env.torch_info(ctx.runner)
+    # An env made a moment ago holds no torch: no interpreter needs to say so.
+    current = None if ctx.created else env.torch_info(ctx.runner)
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
         return f"torch {current.version} already installed"
     ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url)
-    info = env.torch_info(ctx.runner)
+    # What landed, from torch's files (verify imports it, once, and checks these facts).
+    info = env.facts(ctx.runner)
     if info is None:
         raise VerifyError("torch is not importable in the environment after installing it")
     problem = torch_matches(ctx.plan, info)
@@ -162,6 +167,15 @@ def _verify_run(ctx: Context) -> str:
         problem = "no torch" if info is None else torch_matches(ctx.plan, info)
         raise VerifyError(f"torch changed during setup: {problem}",
                           hint="a package requirement replaced torch; pin it in the recipe")
+    assumed = ctx.torch
+    if assumed is not None and (info.version, info.cuda, info.cxx11_abi) != (
+            assumed.version, assumed.cuda, assumed.cxx11_abi):
+        raise VerifyError(
+            f"the imported torch is {info.version} (CUDA {info.cuda}, C++11 ABI {int(info.cxx11_abi)}), "
+            f"but the steps took it for {assumed.version} (CUDA {assumed.cuda}, C++11 ABI "
+            f"{int(assumed.cxx11_abi)}) and chose its extension wheels for that",
+            hint="torch's files disagree with the torch that imports: reinstall torch and run setup again")
+    ctx.torch = info
     logs = ctx.options.work / "logs"
     if found.failures:
         failed = "\n".join(f"import {module} fails in {ctx.options.venv}:\n{error.rstrip()}"
@@ -280,8 +294,10 @@ def run_setup(
 ) -> SetupResult:
     """Run (or with ``dry_run`` only list) every step of ``plan``."""
     reporter = reporter or SilentReporter()
-    runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log")
-    ctx = Context(plan, options, reporter, runner, make_installer(options.installer, runner=runner))
+    # A dry run writes nothing, not even a log (uv's commands ask pip for its configuration).
+    runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log")
+    installer, note = choose_installer(options.installer, runner)
+    ctx = Context(plan, options, reporter, runner, installer)
     steps = setup_steps(plan, options)
     if dry_run:
         commands = [line for s in steps for line in s.describe(ctx)]
@@ -292,6 +308,8 @@ def run_setup(
         reporter.done(f"nothing to do: {options.venv} already matches {options.lock_file} "
                       f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
         return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
+    if note is not None:
+        reporter.done(note)
     for number, step in enumerate(steps, 1):
         reporter.step(f"[{number}/{len(steps)}] {step.title}")
         started = time.monotonic()

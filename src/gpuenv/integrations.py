@@ -40,8 +40,12 @@ def setup_command(python: str, args: Sequence[str]) -> list[str]:
 
 
 def nox_gpu_env(session: Any, *, requirement: str = DEFAULT_REQUIREMENT) -> None:
-    """Install gpuenv into the session and run ``gpuenv setup`` with the session's posargs."""
-    session.install(requirement)
+    """Install gpuenv into the session and run ``gpuenv setup`` with the session's posargs.
+
+    uv comes along (gpuenv's ``uv`` extra, whatever ``requirement`` says), so
+    ``--installer auto``, the default, finds it next to the session's interpreter.
+    """
+    session.install(requirement, "uv")
     session.run(*setup_command("python", session.posargs))
 
 
