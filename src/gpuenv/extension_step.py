@@ -22,7 +22,7 @@ from gpuenv.cache import CacheKey, WheelCache, binary_knobs
 from gpuenv.lock import LockedExtension
 from gpuenv.plan import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import Source, fetch_source, file_sha256
+from gpuenv.sources import Source, fetch_source, fetched_by_pip, file_sha256
 from gpuenv.steps import Context, Step
 
 
@@ -85,8 +85,8 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     # pip prepares the sdist's metadata even to download it, in the target env
     # and without isolation: the build requirements must be there first.
     ctx.reporter.status(f"installing build requirements of {ext.name}")
-    # The fetch runs the env's pip, which an env uv made lacks.
-    fetcher = [] if env.has_pip() else ["pip"]
+    # A download runs the env's pip, which an env uv made lacks.
+    fetcher = ["pip"] if fetched_by_pip(ext.requirement, _local_path(ext)) and not env.has_pip() else []
     install_build_requirements(env, [*ext.build_requires, *fetcher],
                                installer=ctx.installer.with_runner(runner), runner=runner)
     ctx.reporter.status(f"fetching {ext.requirement}")

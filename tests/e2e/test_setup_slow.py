@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.binaries import find_cuobjdump, list_elf, read_cuda_code
-from tests.e2e.support import REPO, clean_env, env_python, gpuenv, run_in, write_recipe
+from tests.e2e.support import REPO, clean_env, env_python, gpuenv, made_by_uv, run_in, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +30,39 @@ def test_setup_reports_each_step(cpu_setup: tuple[Path, subprocess.CompletedProc
     _, done = cpu_setup
     assert "[1/" in done.stderr and "extension torch-scatter" in done.stderr
     assert "ready:" in done.stdout
+
+
+def test_uv_is_the_default_installer_where_it_is_installed(
+    cpu_setup: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    venv, done = cpu_setup  # the test extra installs uv next to the tests' interpreter
+    assert f"created {venv} with uv" in done.stderr
+    assert made_by_uv(venv)
+    log = (venv / ".gpuenv" / "logs" / "setup.log").read_text()
+    installs = [line for line in log.splitlines() if line.startswith("$ ") and " install " in line]
+    assert installs and all(" pip install --python " in line for line in installs), installs
+    # torch is imported once, by verify (the script that defines torch_facts() imports it): the
+    # base step reads torch's facts from its files.
+    assert log.count("def torch_facts():") == 1
+
+
+def test_the_pip_installer_still_sets_up_an_env(
+    cpu_setup: tuple[Path, object], session_cache: Path, tmp_path: Path
+) -> None:
+    venv, _ = cpu_setup
+    recipe = next(venv.parent.glob("*.toml"))
+    fresh = tmp_path / "by-pip"
+    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(fresh), "--torch-index", "config",
+                   "--cache-dir", str(session_cache), "--installer", "pip"], env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert f"created {fresh} with pip" in done.stderr and not made_by_uv(fresh)
+    assert "cached: key" in done.stderr and "built and cached" not in done.stderr
+    log = (fresh / ".gpuenv" / "logs" / "setup.log").read_text()
+    assert f"$ {fresh}/bin/python -m pip install" in log and " pip install --python " not in log
+    out = run_in(fresh, "import torch, torch_scatter, pip\n"
+                        "src, index = torch.tensor([1., 2., 3.]), torch.tensor([0, 1, 0])\n"
+                        "print(torch_scatter.scatter_sum(src, index))\n")
+    assert "tensor([4., 2.])" in out
 
 
 def test_flash_attn_fails_under_isolation_and_builds_through_gpuenv(
