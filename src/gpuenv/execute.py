@@ -26,7 +26,6 @@ from packaging.version import Version
 
 from gpuenv.cache import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, VerifyError
-from gpuenv.extension_step import extension_step
 from gpuenv.installer import choose_installer, preflight
 from gpuenv.lock import LockedEnv, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
@@ -270,6 +269,10 @@ def already_done(
 
 
 def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
+    # Here, not at the top: a no-op run never gets this far, and the builder, the sources
+    # and their imports are a tenth of its time.
+    from gpuenv.extension_step import extension_step
+
     steps = [
         Step("index preflight", _preflight_describe, _preflight_run),
         Step("target environment", _env_describe, _env_run),
