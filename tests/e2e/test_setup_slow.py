@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,10 +52,12 @@ def test_the_pip_installer_still_sets_up_an_env(
     cpu_setup: tuple[Path, object], session_cache: Path, tmp_path: Path
 ) -> None:
     venv, _ = cpu_setup
-    recipe = next(venv.parent.glob("*.toml"))
+    # A copy of the recipe and its lock: this env's lock entry must not replace the session env's.
+    for name in ("graph.toml", "gpuenv.lock"):
+        shutil.copy(venv.parent / name, tmp_path / name)
     fresh = tmp_path / "by-pip"
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(fresh), "--torch-index", "config",
-                   "--cache-dir", str(session_cache), "--installer", "pip"], env=clean_env())
+    done = gpuenv(["setup", "-r", str(tmp_path / "graph.toml"), "--venv", str(fresh), "--torch-index",
+                   "config", "--cache-dir", str(session_cache), "--installer", "pip"], env=clean_env())
     assert done.returncode == 0, done.stderr
     assert f"created {fresh} with pip" in done.stderr and not made_by_uv(fresh)
     assert "cached: key" in done.stderr and "built and cached" not in done.stderr
@@ -150,10 +154,11 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
         [[extensions]]
         requirement = "torch-scatter==2.1.2"
     """)
-    args = ["-r", str(recipe), "--venv", str(tmp_path / "venv"), "--dry-run"]
+    venv = tmp_path / "venv"
+    args = ["-r", str(recipe), "--venv", str(venv), "--dry-run"]
     direct = gpuenv(["setup", *args], env=clean_env())
     assert direct.returncode == 0, direct.stderr
-    expected = [line for line in direct.stdout.splitlines() if line.strip()]
+    expected = [portable(line, venv) for line in direct.stdout.splitlines() if line.strip()]
 
     via_nox = subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "--envdir", str(tmp_path / "nox"),
@@ -161,8 +166,10 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
         capture_output=True, text=True, cwd=REPO, env=clean_env(), check=False,
     )
     assert via_nox.returncode == 0, via_nox.stdout + via_nox.stderr
+    # The session has its own interpreter and uv (its gpuenv installs with uv too).
+    printed = [portable(line, venv) for line in (via_nox.stdout + via_nox.stderr).splitlines()]
     for line in expected:
-        assert line in via_nox.stdout + via_nox.stderr
+        assert line in printed
 
     via_invoke = subprocess.run(
         [sys.executable, "-m", "invoke", "setup", "--recipe", str(recipe), "--venv", str(tmp_path / "venv"),
@@ -170,4 +177,11 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
         capture_output=True, text=True, cwd=REPO, env=clean_env(), check=False,
     )
     assert via_invoke.returncode == 0, via_invoke.stdout + via_invoke.stderr
-    assert [line for line in via_invoke.stdout.splitlines() if line.strip()] == expected
+    assert [portable(line, venv) for line in via_invoke.stdout.splitlines() if line.strip()] == expected
+
+
+def portable(line: str, venv: Path) -> str:
+    """A dry-run line without the paths of the interpreter gpuenv runs in and of its uv."""
+    line = re.sub(r"\S+/bin/uv(?= )", "uv", line)
+    return re.sub(r"--python (\S+)",
+                  lambda m: m.group(0) if m.group(1).startswith(str(venv)) else "--python PYTHON", line)
