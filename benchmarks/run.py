@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,7 +42,7 @@ SCATTER = "torch-scatter==2.1.2"
 ONE_ARCH = "9.0"  # what an H100 node detects
 PLAN_EXTENSIONS = ["flash-attn==2.8.3.post2", SCATTER, "torch-sparse==0.6.18", "causal-conv1d==1.7.0",
                    "mamba-ssm==2.3.2.post1"]
-COMPARISONS = ("arch", "warm", "pip", "noop", "plan", "memory")
+COMPARISONS = ("arch", "warm", "uv", "floor", "pip", "noop", "plan", "memory", "uvstale")
 MEMORY_SAMPLE_SECONDS = 0.2
 
 
@@ -62,6 +63,9 @@ class Run:
     peak_rss_mib: float | None = None
     #: MemAvailable when the command started.
     available_mib: float | None = None
+    #: User + system CPU seconds of the commands and everything they waited for: on a loaded
+    #: machine the wall clock measures the neighbours too, the CPU time much less.
+    cpu_seconds: float = 0.0
 
 
 def median(values: Sequence[float]) -> float:
@@ -121,6 +125,7 @@ def timed(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = 
     outputs: list[str] = []
     peak = 0.0
     available = mem_available_mib() if sample_memory else None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for cmd in commands:
         proc = subprocess.Popen([str(c) for c in cmd], env=dict(env) if env is not None else None,
@@ -135,7 +140,17 @@ def timed(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = 
             tail = "\n".join(out.splitlines()[-25:])
             raise BenchError(f"{' '.join(map(str, cmd))} failed with exit code {proc.returncode}:\n{tail}")
     seconds = time.perf_counter() - started
-    return Run(seconds, "".join(outputs), peak if sample_memory else None, available)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(seconds, "".join(outputs), peak if sample_memory else None, available, cpu)
+
+
+def cpu_note(baseline: str, baseline_runs: Sequence[Run], gpuenv: str, gpuenv_runs: Sequence[Run]) -> str:
+    """The same comparison in CPU seconds (medians), which a loaded machine distorts far less."""
+    a = median([r.cpu_seconds for r in baseline_runs])
+    b = median([r.cpu_seconds for r in gpuenv_runs])
+    return (f"CPU seconds (user + system, medians): {baseline} {a:.2f}, {gpuenv} {b:.2f} "
+            f"(ratio {b / a:.2f})" if a else "CPU seconds: not measured")
 
 
 def alternate(sides: Sequence[tuple[str, Callable[[int], Run]]], repeat: int) -> list[list[Run]]:
@@ -213,8 +228,13 @@ class Bench:
         return self.workdir.joinpath(*parts)
 
     def environ(self, **extra: str) -> dict[str, str]:
-        """This process's environment minus GPUENV_* (each command says what it wants)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+        """This process's environment minus GPUENV_* (each command says what it wants).
+
+        Minus PYTHONDONTWRITEBYTECODE too: users do not set it, and with it every
+        interpreter (gpuenv's, and each env's first ``import torch``) compiles from source.
+        """
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("GPUENV_") and k != "PYTHONDONTWRITEBYTECODE"}
         env.update(extra)
         return env
 
@@ -357,23 +377,33 @@ def check_scatter(venv: Path) -> None:
         raise BenchError(f"torch_scatter gives a wrong answer in {venv}")
 
 
-def gpuenv_setup(bench: Bench, venv: Path, cache: Path, *, sample_memory: bool = False) -> Run:
-    """gpuenv setup of torch + torch-scatter into a fresh ``venv`` with the wheel cache ``cache``."""
+def gpuenv_setup(bench: Bench, venv: Path, cache: Path, *, sample_memory: bool = False,
+                 installer: str = "auto", uv_cache: Path | None = None) -> Run:
+    """gpuenv setup of torch + torch-scatter into a fresh ``venv`` with the wheel cache ``cache``.
+
+    The installer is gpuenv's default (auto: uv, installed with gpuenv's test extra) unless
+    said; its own cache is the workdir's warm one unless ``uv_cache`` names another.
+    """
     remove(venv)
     recipe = scatter_recipe(bench)
-    run = timed([bench.setup(recipe, venv, "--cache-dir", str(cache))],
-                env=bench.environ(PIP_CACHE_DIR=str(bench.path("pip-cache-gpuenv"))),
+    run = timed([bench.setup(recipe, venv, "--cache-dir", str(cache), "--installer", installer)],
+                env=bench.environ(PIP_CACHE_DIR=str(bench.path("pip-cache-gpuenv")),
+                                  UV_CACHE_DIR=str(uv_cache or bench.path("uv-cache-gpuenv"))),
                 sample_memory=sample_memory)
     check_scatter(venv)
     return run
 
 
 def cold_setup(bench: Bench, round_: int) -> Run:
+    """gpuenv setup, its wheel cache and uv's empty: torch-scatter builds, torch is fetched."""
     cache = bench.path("cold-cache")
     remove(cache)  # empty: torch-scatter is built from its sdist
+    remove(bench.path("uv-cache-cold"))
     recipe = scatter_recipe(bench)
     jobs = bench.plan_json(recipe)["extensions"][0]["env"].get("MAX_JOBS", "?")
-    run = gpuenv_setup(bench, bench.path("cold-venv"), cache, sample_memory=True)
+    run = gpuenv_setup(bench, bench.path("cold-venv"), cache, sample_memory=True,
+                       uv_cache=bench.path("uv-cache-cold"))
+    remove(bench.path("uv-cache-cold"))
     if "built and cached" not in run.output:
         raise BenchError("the cold setup did not build torch-scatter")
     bench.builds.append(("torch-scatter (CPU build)", jobs, run))
@@ -388,10 +418,13 @@ def warm_cache_filled(bench: Bench) -> bool:
     return any(bench.path("warm-cache").rglob("torch_scatter-*.whl"))
 
 
-def warm_setup(bench: Bench, _round: int) -> Run:
-    run = gpuenv_setup(bench, bench.path("warm-venv"), bench.path("warm-cache"))
+def warm_setup(bench: Bench, _round: int, installer: str = "auto") -> Run:
+    fill_uv_cache(bench)
+    run = gpuenv_setup(bench, bench.path("warm-venv"), bench.path("warm-cache"), installer=installer)
     if "cached" not in run.output or "built and cached" in run.output:
         raise BenchError("the warm setup did not install torch-scatter from the cache")
+    if installer == "auto" and "with uv" not in run.output:
+        raise BenchError("gpuenv's default installer was not uv here: is uv installed next to gpuenv?")
     bench.warm_venv = bench.path("warm-venv")
     return run
 
@@ -440,7 +473,8 @@ def compare_warm_and_pip(bench: Bench) -> list[Result]:
     the same place (a warm run right after a cold build's writes and deletions
     is slower than one after another install: the sides must share that).
     """
-    want_cold, want_pip = "warm" in bench.only, "pip" in bench.only
+    # With "uv" too, the uv cycle's gpuenv runs make the warm comparison (see compare_uv).
+    want_cold, want_pip = "warm" in bench.only and "uv" not in bench.only, "pip" in bench.only
     results = []
     if want_cold:
         runs = alternate([("gpuenv cold", lambda r: cold_setup(bench, r)),
@@ -448,17 +482,19 @@ def compare_warm_and_pip(bench: Bench) -> list[Result]:
         cold, warm = Side("gpuenv cold", [r.seconds for r in runs[0]]), warm_side(runs[1])
         results.append(speedup("warm", "warm vs cold setup (torch + torch-scatter)", cold, warm, 10, [
             f"gpuenv setup of torch {TORCH_CPU} + {SCATTER} into a fresh venv, the wheel cache empty vs "
-            "filled", *warm_notes(runs[1])]))
+            "filled", cpu_note("gpuenv cold", runs[0], "gpuenv warm", runs[1]), *warm_notes(runs[1])]))
     if want_pip:
         notes_pip = [fill_pip_cache(bench)]
         fill_warm_cache(bench)
-        runs = alternate([("gpuenv warm", lambda r: warm_setup(bench, r)),
+        runs = alternate([("gpuenv --installer pip warm", lambda r: warm_setup(bench, r, "pip")),
                           ("pip warm", lambda r: pip_setup(bench, r))], bench.repeat)
-        warm, pip = warm_side(runs[0]), Side("pip warm", [r.seconds for r in runs[1]])
+        warm = Side("gpuenv --installer pip warm", [r.seconds for r in runs[0]])
+        pip = Side("pip warm", [r.seconds for r in runs[1]])
         ratio = warm.median / pip.median
-        results.append(Result("pip", "gpuenv warm vs pip warm (fresh venv)", pip, warm,
+        results.append(Result("pip", "gpuenv --installer pip warm vs pip warm (fresh venv)", pip, warm,
                               f"{ratio:.2f}x pip's time", "<= 1.2x pip's time", ratio <= 1.2, [
             *notes_pip,
+            cpu_note("pip warm", runs[1], "gpuenv --installer pip warm", runs[0]),
             *warm_notes(runs[0]),
             "pip's warm path is wrong after a torch change: its wheel cache key ignores torch, so it hands "
             "back the torch-scatter built for the old torch (undefined symbol at import); gpuenv's key holds "
@@ -475,9 +511,201 @@ def warm_notes(runs: Sequence[Run]) -> list[str]:
     steps = [step_seconds(r.output) for r in runs]
     breakdown = ", ".join(f"{name} {median([s.get(name, 0.0) for s in steps]):.1f}" for name in steps[0])
     unfetched = sum("not fetched" in r.output for r in runs)
-    return [f"gpuenv warm, median seconds per step: {breakdown}",
+    outside = median([r.seconds - sum(s.values()) for r, s in zip(runs, steps)])
+    return [f"gpuenv warm, median seconds per step: {breakdown}; outside the steps (interpreter start, "
+            f"imports, probe, plan, the installer's note): {outside:.1f}",
             f"gpuenv warm: in {unfetched} of {len(runs)} runs the lock of the runs before named the sdist's "
             f"sha256, so the wheel was looked up without fetching {SCATTER}"]
+
+
+# -- 3b. the seed's own uv workflow, cold and warm; 3c. the floor ------------------------
+
+
+def uv_bin() -> str:
+    from gpuenv.installer import find_uv
+
+    return str(find_uv())
+
+
+def uv_install(venv: Path, requirements: Sequence[str], *, no_build_isolation: bool = False) -> list[str]:
+    """``uv pip install`` into ``venv`` with the sources pip is configured with, as a uv user passes them.
+
+    gpuenv's own translation of pip's configuration writes the options (the
+    index, extra indexes, find-links, constraint files, and the index strategy
+    that makes uv pick the best version across them, as pip does).
+    """
+    from gpuenv.installer import UvInstaller
+    from gpuenv.runner import SubprocessRunner
+    from gpuenv.targetenv import TargetEnv
+
+    installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
+    [command] = installer.commands(TargetEnv(venv), requirements, no_build_isolation=no_build_isolation)
+    return command
+
+
+def uv_environ(bench: Bench, uv_cache: Path) -> dict[str, str]:
+    from gpuenv.installer import UvInstaller
+    from gpuenv.runner import SubprocessRunner
+    from gpuenv.targetenv import TargetEnv
+
+    installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
+    installer.sources(TargetEnv(bench.path("nowhere")))  # pip's cert, as SSL_CERT_FILE
+    return bench.environ(UV_CACHE_DIR=str(uv_cache), **installer.environ())
+
+
+def uv_venv(venv: Path) -> list[str]:
+    return [uv_bin(), "venv", "--quiet", "--python", sys.executable, str(venv)]
+
+
+def uv_workflow_commands(venv: Path) -> list[list[str]]:
+    """What the seed's users run: a uv env, torch and build tools, then the extension without isolation."""
+    return [uv_venv(venv),
+            uv_install(venv, [f"torch=={TORCH_CPU}", "setuptools", "wheel"]),
+            uv_install(venv, [SCATTER], no_build_isolation=True)]
+
+
+def uv_built_scatter(run: Run) -> bool:
+    return "Built torch-scatter" in run.output
+
+
+def uv_workflow(bench: Bench, *, cold: bool) -> Run:
+    """The uv workflow into a fresh env: cold with an empty uv cache, warm with the last cold run's."""
+    venv = bench.path("uv-venv")
+    cache = bench.path("uv-cache-cold" if cold else "uv-cache-workflow")
+    remove(venv)
+    if cold:
+        remove(cache)
+    run = timed(uv_workflow_commands(venv), env=uv_environ(bench, cache), sample_memory=cold)
+    check_scatter(venv)
+    remove(venv)
+    if cold:
+        if not uv_built_scatter(run):
+            raise BenchError("uv, cold, did not build torch-scatter")
+        remove(bench.path("uv-cache-workflow"))  # the warm runs take the cache of the last cold run
+        cache.rename(bench.path("uv-cache-workflow"))
+    return run
+
+
+def compare_uv(bench: Bench) -> list[Result]:
+    """One cycle, four sides: uv cold, gpuenv cold, uv warm, gpuenv warm (each into a fresh env).
+
+    Cold: uv's cache empty (torch fetched from the sources, torch-scatter built),
+    and for gpuenv its wheel cache too. Warm: uv's cache as the cold run before
+    it left it; gpuenv's wheel cache filled, and its uv cache warm.
+    """
+    runs = alternate([("uv cold", lambda _: uv_workflow(bench, cold=True)),
+                      ("gpuenv cold", lambda r: cold_setup(bench, r)),
+                      ("uv warm", lambda _: uv_workflow(bench, cold=False)),
+                      ("gpuenv warm", lambda r: warm_setup(bench, r))], bench.repeat)
+    uv_cold, gpuenv_cold, uv_warm = ([r.seconds for r in side] for side in runs[:3])
+    rebuilt = sum(uv_built_scatter(r) for r in runs[2])
+    warm_uv_note = (f"uv warm rebuilt torch-scatter in {rebuilt} of {len(runs[2])} runs (a fresh env each "
+                    "time, uv's cache filled by the run before)")
+    cold = Side("gpuenv cold", gpuenv_cold)
+    ratio = cold.median / median(uv_cold)
+    results = [
+        Result("uvcold", "gpuenv cold vs the uv workflow cold (fresh env, empty caches)",
+               Side("uv cold", uv_cold), cold, f"{ratio:.2f}x uv's time", "<= 1.05x uv's time",
+               ratio <= 1.05, [
+                   "uv: " + " && ".join(" ".join(c) for c in uv_workflow_commands(bench.path("uv-venv"))),
+                   f"both build {SCATTER} from its sdist",
+                   cpu_note("uv cold", runs[0], "gpuenv cold", runs[1])]),
+        speedup("uvwarm", "gpuenv warm vs the uv workflow warm (fresh env)", Side("uv warm", uv_warm),
+                warm_side(runs[3]), 10, [warm_uv_note, cpu_note("uv warm", runs[2], "gpuenv warm", runs[3]),
+                                         *warm_notes(runs[3])]),
+    ]
+    if "warm" in bench.only:
+        results.insert(0, speedup(
+            "warm", "warm vs cold setup (torch + torch-scatter)", cold, warm_side(runs[3]), 10,
+            [f"gpuenv setup of torch {TORCH_CPU} + {SCATTER} into a fresh venv, the wheel cache (and uv's) "
+             "empty vs filled; the runs of the uv cycle"]))
+    return results
+
+
+def floor_run(bench: Bench) -> Run:
+    """The least a tool can do for a fresh env with torch: a uv env, torch from uv's warm cache, an import."""
+    venv = bench.path("floor-venv")
+    remove(venv)
+    commands = [uv_venv(venv), uv_install(venv, [f"torch=={TORCH_CPU}"]),
+                [python_of(venv), "-c", "import torch"]]
+    run = timed(commands, env=uv_environ(bench, bench.path("uv-cache-gpuenv")))
+    remove(venv)
+    return run
+
+
+def fill_uv_cache(bench: Bench) -> None:
+    """uv's cache for the warm runs gets torch once (untimed): warm means every cache filled."""
+    if not any(bench.path("uv-cache-gpuenv").glob("*/*/torch*")) and not any(
+            bench.path("uv-cache-gpuenv").rglob("torch-*.dist-info")):
+        print("  (once) filling uv's cache for the warm runs: uv installs torch", flush=True)
+        floor_run(bench)
+
+
+def compare_floor(bench: Bench) -> Result:
+    fill_warm_cache(bench)
+    runs = alternate([("floor", lambda _: floor_run(bench)),
+                      ("gpuenv warm", lambda r: warm_setup(bench, r))], bench.repeat)
+    floor, warm = Side("uv venv + torch + import", [r.seconds for r in runs[0]]), warm_side(runs[1])
+    ratio = warm.median / floor.median
+    return Result("floor", "gpuenv warm vs the floor (fresh env)", floor, warm, f"{ratio:.2f}x the floor",
+                  "<= 1.2x the floor", ratio <= 1.2, [
+                      "floor: uv venv; uv pip install torch (pip's sources, uv's warm cache, the one "
+                      "gpuenv's warm runs use); python -c 'import torch'",
+                      cpu_note("floor", runs[0], "gpuenv warm", runs[1]), *warm_notes(runs[1])])
+
+
+# -- 3d. after a torch change: does uv hand back the wheel it built for the old torch? ------
+
+
+def compare_uvstale(bench: Bench) -> Result:
+    """uv builds torch-scatter against torch 2.13 (CPU), then installs it into a torch 2.14.1 env.
+
+    The check is the import in the new env: a wheel built for the old torch fails
+    with an undefined symbol. gpuenv's side is its plan for the same change with
+    the warm cache (which holds the torch 2.13 build only): a cache miss, a build.
+    """
+    cache = bench.path("uv-cache-stale")
+    remove(cache)
+    old, new = bench.path("uv-stale-213"), bench.path("uv-stale-214")
+    environ = uv_environ(bench, cache)
+    try:
+        remove(old)
+        first = timed(uv_workflow_commands(old), env=environ)
+        check_scatter(old)
+        remove(new)
+        second = timed([uv_venv(new), uv_install(new, [f"torch=={TORCH_CUDA}", "setuptools", "wheel"]),
+                        uv_install(new, [SCATTER], no_build_isolation=True)], env=environ)
+        imported = subprocess.run([python_of(new), "-c", SCATTER_CHECK], capture_output=True, text=True,
+                                  check=False)
+    finally:
+        remove(old)
+        remove(new)
+        remove(cache)
+    error = (imported.stderr.strip().splitlines() or ["?"])[-1]
+    works = imported.returncode == 0
+    built_again = uv_built_scatter(second)
+    fill_warm_cache(bench)
+    recipe = bench.recipe("scatter214", f"""
+        [torch]
+        version = "{TORCH_CUDA}"
+
+        [[extensions]]
+        requirement = "{SCATTER}"
+        import = "torch_scatter"
+    """)
+    planned = bench.plan_json(recipe, "--cache-dir", str(bench.path("warm-cache")))
+    action = planned["extensions"][0]["action"]
+    uv_said = ("rebuilt it for the new torch" if built_again else "did NOT rebuild it") + (
+        ", and it imports" if works else f", and the import fails: {error}")
+    return Result("uvstale", f"after a torch change ({TORCH_CPU} -> {TORCH_CUDA}): uv vs gpuenv",
+                  Side("uv: torch-scatter install", [second.seconds]), Side("gpuenv plan", [0.0]),
+                  f"uv {'ok' if works else 'stale'}; gpuenv {action}", "gpuenv rebuilds (action build)",
+                  action == "build", [
+                      f"uv built torch-scatter against torch {TORCH_CPU} ({first.seconds:.0f} s), then in a "
+                      f"fresh env with torch {TORCH_CUDA} and the same uv cache, `uv pip install "
+                      f"--no-build-isolation {SCATTER}` {uv_said}",
+                      f"gpuenv plan for torch {TORCH_CUDA} with the warm cache: torch-scatter {action} "
+                      f"({planned['extensions'][0]['reason']})"])
 
 
 # -- 4. no-op --------------------------------------------------------------------------
@@ -502,19 +730,22 @@ def compare_noop(bench: Bench) -> Result:
     pins.write_text("".join(f"{name}=={version}\n" for name, version in sorted(locked.distributions.items())),
                     encoding="utf-8")
     setup = bench.setup(recipe, venv, "--cache-dir", str(bench.path("warm-cache")))
-    pip = [python_of(venv), "-m", "pip", "install", "-r", str(pins)]
-    runs = alternate([("pip install -r", lambda _: timed([pip], env=bench.environ())),
+    # The env is uv's (gpuenv's default installer): the reference is uv asked for the same pins.
+    uv = uv_install(venv, ["-r", str(pins)])
+    environ = uv_environ(bench, bench.path("uv-cache-gpuenv"))
+    runs = alternate([("uv pip install -r", lambda _: timed([uv], env=environ)),
                       ("gpuenv no-op", lambda _: timed([setup], env=bench.environ()))], bench.repeat)
-    notes = [f"gpuenv setup on the env of the last warm setup; pip install -r of its lock's "
-             f"{len(locked.distributions)} pins into the same env"]
+    notes = [f"gpuenv setup on the env of the last warm setup; uv pip install -r of its lock's "
+             f"{len(locked.distributions)} pins into the same env (pip's sources, uv's warm cache)",
+             cpu_note("uv", runs[0], "gpuenv", runs[1])]
     noop = all("nothing to do" in r.output for r in runs[1])
     if not noop:
         notes.append("gpuenv did NOT report 'nothing to do': this is not a no-op")
     gpuenv = Side("gpuenv setup (no-op)", [r.seconds for r in runs[1]])
-    pip_side = Side("pip install -r pins", [r.seconds for r in runs[0]])
-    passed = noop and gpuenv.median < 1.5
-    return Result("noop", "no-op setup on an env matching its lock", pip_side, gpuenv,
-                  f"{gpuenv.median:.2f} s ({gpuenv.median / pip_side.median:.2f}x pip)", "< 1.5 s", passed,
+    uv_side = Side("uv pip install -r pins", [r.seconds for r in runs[0]])
+    passed = noop and gpuenv.median <= 0.3
+    return Result("noop", "no-op setup on an env matching its lock", uv_side, gpuenv,
+                  f"{gpuenv.median:.2f} s ({gpuenv.median / uv_side.median:.2f}x uv)", "<= 0.3 s", passed,
                   notes)
 
 
@@ -623,6 +854,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[tuple[str, Callable[[], list[Result]]]] = [
         ("arch", lambda: [compare_arch(bench)]),
         ("warm,pip", lambda: compare_warm_and_pip(bench)),
+        ("uv", lambda: compare_uv(bench)),
+        ("floor", lambda: [compare_floor(bench)]),
+        ("uvstale", lambda: [compare_uvstale(bench)]),
         ("noop", lambda: [compare_noop(bench)]),
         ("plan", lambda: [compare_plan(bench)]),
         ("memory", lambda: [compare_memory(bench)]),

@@ -81,7 +81,7 @@ def nox_snippet() -> str:
     return f'''\
 def _gpuenv_session(command: str):  # type: ignore[no-untyped-def]
     def session(session: nox.Session) -> None:
-        session.install(GPUENV)
+        session.install(GPUENV, "uv")  # uv: the installer gpuenv picks when it is there
         session.run("python", "-m", "gpuenv", command, *session.posargs)
 
     session.__doc__ = f"gpuenv {{command}} (arguments after -- go to it)"

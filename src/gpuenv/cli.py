@@ -311,8 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(setup)
     setup.add_argument("--venv", type=venv_path, default=Path(".venv"),
                        help="the target virtual environment, created or reused (default: .venv)")
-    setup.add_argument("--installer", choices=("pip", "uv"), default="pip",
-                       help="what installs packages into the target env (default: pip)")
+    setup.add_argument("--installer", choices=("auto", "pip", "uv"), default="auto",
+                       help="what makes the target env and installs into it: uv, or pip; "
+                            "auto (default): uv if gpuenv's uv extra or a uv on PATH has it, else pip")
     setup.add_argument("--work-dir", type=Path, default=None,
                        help="where build logs, sources and wheels go (default: VENV/.gpuenv)")
     setup.add_argument("--dry-run", action="store_true",

@@ -29,8 +29,7 @@ from packaging.version import Version
 from gpuenv.builder import install_build_requirements, read_build_system
 from gpuenv.cache import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
-from gpuenv.extension_step import extension_step
-from gpuenv.installer import make_installer, preflight
+from gpuenv.installer import choose_installer, preflight
 from gpuenv.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.plan import ExtensionPlan, Plan
@@ -64,7 +63,7 @@ def _env_describe(ctx: Context) -> list[str]:
     venv = ctx.options.venv
     if (venv / "pyvenv.cfg").exists():
         return [f"# reuse the virtual environment {shlex.quote(str(venv))}"]
-    return [shlex.join([_python_for(ctx).path, "-m", "venv", str(venv)])]
+    return [shlex.join(ctx.installer.venv_command(venv, _python_for(ctx).path))]
 
 
 def _python_for(ctx: Context) -> Interpreter:
@@ -76,20 +75,22 @@ def _python_for(ctx: Context) -> Interpreter:
 
 def _env_run(ctx: Context) -> str:
     venv = ctx.options.venv
-    if (venv / "pyvenv.cfg").is_file() or ctx.plan.python is None:
-        ctx.env, created = TargetEnv.ensure(venv, ctx.runner)
-    else:
-        ctx.env, created = TargetEnv.ensure(venv, ctx.runner, python=_python_for(ctx).path)
-    version = ctx.env.interpreter(ctx.runner).version
-    if not python_satisfies(version, ctx.plan.python):
-        # Never a silently different Python: an existing env made with another one stays as it is.
-        raise UnsatisfiableError(
-            f"{venv} has Python {version}; the recipe asks for python = {ctx.plan.python!r}",
-            hint=f"set up another env with --venv PATH, or remove {shlex.quote(str(venv))} yourself",
-        )
+    exists = (venv / "pyvenv.cfg").is_file()
+    python = sys.executable if exists or ctx.plan.python is None else _python_for(ctx).path
+    create = ctx.installer.venv_command(venv, python)
+    ctx.env, ctx.created = TargetEnv.ensure(venv, ctx.runner, python=python, command=create)
+    made = f"created {venv} with {ctx.installer.name}" if ctx.created else f"reusing {venv}"
+    if ctx.plan.python is not None:
+        version = ctx.env.interpreter(ctx.runner).version
+        if not python_satisfies(version, ctx.plan.python):
+            # Never a silently different Python: an existing env made with another one stays as it is.
+            raise UnsatisfiableError(
+                f"{venv} has Python {version}; the recipe asks for python = {ctx.plan.python!r}",
+                hint=f"set up another env with --venv PATH, or remove {shlex.quote(str(venv))} yourself",
+            )
+        made += f" (Python {version})"
     ctx.state = load_state(venv)
-    made = f"created {venv}" if created else f"reusing {venv}"
-    return f"{made} (Python {version})"
+    return made
 
 
 def _preflight_describe(ctx: Context) -> list[str]:
@@ -151,16 +152,19 @@ def torch_matches(plan: Plan, info: TorchInfo) -> str | None:
 
 def _base_run(ctx: Context) -> str:
     env = ctx.target
-    try:
-        current = env.torch_info(ctx.runner)
-    except BrokenTorchError as exc:
-        # An install killed while it unpacked torch: the files are half there, so
-        # reinstall it (and what it depends on) over them instead of trusting pip's record.
-        ctx.reporter.done(f"torch in {ctx.options.venv} does not import ({_last_line(exc.tail)}); "
-                          "reinstalling it")
-        ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url,
-                              force_reinstall=True)
-        return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
+    # An env made a moment ago holds no torch: no interpreter needs to say so.
+    current = None
+    if not ctx.created:
+        try:
+            current = env.torch_info(ctx.runner)
+        except BrokenTorchError as exc:
+            # An install killed while it unpacked torch: the files are half there, so
+            # reinstall it (and what it depends on) over them instead of trusting pip's record.
+            ctx.reporter.done(f"torch in {ctx.options.venv} does not import ({_last_line(exc.tail)}); "
+                              "reinstalling it")
+            ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url,
+                                  force_reinstall=True)
+            return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
         return f"torch {current.version} already installed"
@@ -176,7 +180,8 @@ def _last_line(text: str) -> str:
 def _base_landed(ctx: Context, *, note: str = "") -> str:
     """Check the torch the installer just put in the env is the planned one."""
     env = ctx.target
-    info = env.torch_info(ctx.runner)
+    # What landed, from torch's files (verify imports it, once, and checks these facts).
+    info = env.facts(ctx.runner)
     if info is None:
         raise VerifyError("torch is not importable in the environment after installing it")
     problem = torch_matches(ctx.plan, info)
@@ -291,6 +296,15 @@ def _verify_run(ctx: Context) -> str:
         problem = "no torch" if info is None else torch_matches(ctx.plan, info)
         raise VerifyError(f"torch changed during setup: {problem}",
                           hint="a package requirement replaced torch; pin it in the recipe")
+    assumed = ctx.torch
+    if assumed is not None and (info.version, info.cuda, info.cxx11_abi) != (
+            assumed.version, assumed.cuda, assumed.cxx11_abi):
+        raise VerifyError(
+            f"the imported torch is {info.version} (CUDA {info.cuda}, C++11 ABI {int(info.cxx11_abi)}), "
+            f"but the steps took it for {assumed.version} (CUDA {assumed.cuda}, C++11 ABI "
+            f"{int(assumed.cxx11_abi)}) and chose its extension wheels for that",
+            hint="torch's files disagree with the torch that imports: reinstall torch and run setup again")
+    ctx.torch = info
     logs = ctx.options.work / "logs"
     if found.failures:
         failed = "\n".join(f"import {module} fails in {ctx.options.venv}:\n{error.rstrip()}"
@@ -412,6 +426,10 @@ def already_done(
 
 
 def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
+    # Here, not at the top: a no-op run never gets this far, and the builder, the sources
+    # and their imports are a tenth of its time.
+    from gpuenv.extension_step import extension_step
+
     steps = [
         Step("index preflight", _preflight_describe, _preflight_run),
         Step("target environment", _env_describe, _env_run),
@@ -445,7 +463,8 @@ def run_setup(
     # --dry-run changes nothing, not even a log inside an existing env.
     runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log",
                                         on_line=reporter.status)
-    ctx = Context(plan, options, reporter, runner, make_installer(options.installer, runner=runner))
+    installer, note = choose_installer(options.installer, runner)
+    ctx = Context(plan, options, reporter, runner, installer)
     steps = setup_steps(plan, options)
     # The same decisions for --dry-run as for the run (they only read the lock and ask the env).
     ctx.prior = _lock_entry(plan, options, reporter)
@@ -460,6 +479,8 @@ def run_setup(
     if dry_run:
         commands = [line for s in steps for line in s.describe(ctx)]
         return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
+    if note is not None:
+        reporter.done(note)
     with ctx.resources:  # the toolkit step's lock, held until the builds are done
         for number, step in enumerate(steps, 1):
             reporter.step(f"[{number}/{len(steps)}] {step.title}")

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from gpuenv.builder import build_wheel, install_build_requirements
 from gpuenv.cache import CacheKey, WheelCache, binary_knobs
 from gpuenv.lock import LockedExtension
 from gpuenv.plan import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import Source, fetch_source, file_sha256
+from gpuenv.sources import Source, fetch_source, fetched_by_pip, file_sha256
 from gpuenv.steps import Context, Step
 from gpuenv.toolkit_step import toolkit_record
 
@@ -85,8 +86,10 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     # pip prepares the sdist's metadata even to download it, in the target env
     # and without isolation: the build requirements must be there first.
     ctx.reporter.status(f"installing build requirements of {ext.name}")
-    install_build_requirements(env, ext.build_requires, installer=ctx.installer.with_runner(runner),
-                               runner=runner)
+    # A download runs the env's pip, which an env uv made lacks.
+    fetcher = ["pip"] if fetched_by_pip(ext.requirement, _local_path(ext)) and not env.has_pip() else []
+    install_build_requirements(env, [*ext.build_requires, *fetcher],
+                               installer=ctx.installer.with_runner(runner), runner=runner)
     ctx.reporter.status(f"fetching {ext.requirement}")
     workdir = ctx.options.work / "src" / ext.name
     source = fetch_source(ext.requirement, env=env, runner=runner, workdir=workdir, path=_local_path(ext),
@@ -205,11 +208,10 @@ def _install_built(
     assert torch is not None
     ctx.reporter.status(f"installing {wheel.name}")
     pin = [torch.requirement]
-    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin)
-    if _wheel_name(wheel) in installed:
-        # A rebuild for other archs has the version already installed, which an
-        # installer leaves alone: put the wheel itself in again.
-        ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=True, force_reinstall=True)
+    # One installer run. A rebuild for other archs has its version installed already,
+    # with its dependencies, which an installer leaves alone: the wheel alone goes in again.
+    again = _same_version(installed.get(_wheel_name(wheel)), _wheel_version(wheel))
+    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=again, force_reinstall=again)
     record = LockedExtension(
         name=_wheel_name(wheel), version=_wheel_version(wheel), requirement=ext.requirement,
         cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=key.source_sha256,
@@ -228,6 +230,15 @@ def _install_built(
 def _wheel_name(wheel: Path) -> str:
     """The distribution a wheel installs (a local tree's directory name may differ)."""
     return canonicalize_name(wheel.name.split("-")[0])
+
+
+def _same_version(installed: str | None, version: str) -> bool:
+    if installed is None:
+        return False
+    try:
+        return Version(installed) == Version(version)
+    except InvalidVersion:
+        return installed == version
 
 
 def _wheel_version(wheel: Path) -> str:

@@ -5,7 +5,9 @@ configuration (indexes, find-links, constraints, certificates) applies as it
 would by hand. uv does not read pip's configuration, so :class:`UvInstaller`
 reads it (``pip config list`` plus the ``PIP_*`` variables) and passes the same
 sources explicitly: with ``--installer uv`` packages come from where pip would
-take them.
+take them. Each installer also makes the target env (``python -m venv``, or
+``uv venv``: seconds faster, as it seeds no pip), and :func:`choose_installer`
+picks uv where it is available (``--installer auto``, the default).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Installer(ABC):
         )
         for cmd in commands:
             self.runner(cmd, extra_environ={**self.environ(), **self.progress_environ(env)})
+        env.changed()
 
     @abstractmethod
     def commands(
@@ -114,6 +117,10 @@ class Installer(ABC):
     def progress_environ(self, env: TargetEnv) -> dict[str, str]:
         """Variables that make the installer print its progress as lines (none by default)."""
         return {}
+
+    def venv_command(self, path: Path, python: str) -> list[str]:
+        """The command that creates a virtual environment at ``path`` for the interpreter ``python``."""
+        return [python, "-m", "venv", str(path)]
 
 
 def constraints_file(constraints: Sequence[str]) -> Path:
@@ -194,7 +201,10 @@ class PipInstaller(Installer):
         args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade,
                        force_reinstall="--force-reinstall" if force_reinstall else None)
         args += _source_options(index_url, extra_index_urls, find_links, files)
-        return [args + list(requirements)]
+        # An env uv made has no pip: the interpreter's own ensurepip puts it in, offline.
+        lacks_pip = env.exists() and not env.has_pip()
+        seed = [[str(env.python), "-m", "ensurepip", "--default-pip"]] if lacks_pip else []
+        return [*seed, args + list(requirements)]
 
     def progress_environ(self, env: TargetEnv) -> dict[str, str]:
         # Through a pipe pip shows no download progress; `--progress-bar raw` (pip >= 24.1)
@@ -320,7 +330,9 @@ class UvInstaller(Installer):
         return self._sources
 
     def _pip_config_list(self, env: TargetEnv) -> str:
-        for python in (str(env.python), sys.executable):
+        # An env uv made has no pip: asking it would cost an interpreter start to learn that.
+        pythons = [str(env.python)] if env.has_pip() else []
+        for python in [*pythons, sys.executable]:
             try:
                 return self.runner([python, "-m", "pip", "config", "list"])
             except CommandError:
@@ -363,14 +375,39 @@ class UvInstaller(Installer):
             args += ["--index-strategy", "unsafe-best-match"]
         return [args + list(requirements)]
 
+    def venv_command(self, path: Path, python: str) -> list[str]:
+        # No sources needed: without --seed, uv venv fetches nothing. The interpreter is
+        # named, so uv neither looks for another one nor downloads a Python. The directory
+        # may exist: setup's log goes to VENV/.gpuenv before the env is made (ensure() has
+        # refused anything else already there).
+        return [str(self.uv), "venv", "--quiet", "--no-python-downloads", "--allow-existing",
+                "--python", python, str(path)]
+
+
+#: What --installer accepts; "auto" is uv where it is available, else pip.
+INSTALLERS = ("auto", "pip", "uv")
+
+
+def choose_installer(name: str, runner: Runner) -> tuple[Installer, str | None]:
+    """The installer ``name`` stands for, and a note when "auto" had to fall back to pip."""
+    if name == "auto":
+        try:
+            return UvInstaller(runner), None
+        except StepError:
+            return PipInstaller(runner), (
+                "installing with pip: uv was not found (pip install 'gpuenv[uv]' for faster setups)")
+    return make_installer(name, runner), None
+
 
 def make_installer(name: str, runner: Runner) -> Installer:
-    """"pip" or "uv"."""
+    """"auto", "pip" or "uv"."""
     if name == "pip":
         return PipInstaller(runner)
     if name == "uv":
         return UvInstaller(runner)
-    raise InputError(f"unknown installer {name!r}: choose pip or uv")
+    if name == "auto":
+        return choose_installer(name, runner)[0]
+    raise InputError(f"unknown installer {name!r}: choose auto, pip or uv")
 
 
 # -- preflight -------------------------------------------------------------------------

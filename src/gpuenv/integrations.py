@@ -100,7 +100,8 @@ def nox_session_body(command: str, requirement: str | None = None) -> Callable[[
     def session(session: Any) -> None:
         import os
 
-        session.install(requirement or os.environ.get(REQUIREMENT_VARIABLE) or gpuenv_origin())
+        # uv comes along (gpuenv's uv extra): --installer auto, the default, finds it in the session.
+        session.install(requirement or os.environ.get(REQUIREMENT_VARIABLE) or gpuenv_origin(), "uv")
         session.run(*gpuenv_command("python", command, session.posargs))
 
     session.__doc__ = f"gpuenv {command} (arguments after -- go to it)"

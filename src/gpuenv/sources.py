@@ -77,6 +77,21 @@ class Source:
     commit: str | None = None
 
 
+def fetched_by_pip(requirement: str, path: Path | None = None) -> bool:
+    """Whether :func:`fetch_source` downloads this source with the target env's pip.
+
+    An index pin or a direct URL is; a local tree, a ``file:`` URL and a git URL are not.
+    """
+    text = requirement.strip()
+    if path is not None or text.startswith("git+"):
+        return False
+    try:
+        url = Requirement(text).url
+    except InvalidRequirement:
+        return False
+    return not (url and url.startswith(("git+", "file:")))
+
+
 def fetch_source(
     requirement: str,
     *,

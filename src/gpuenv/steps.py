@@ -53,7 +53,8 @@ class SilentReporter:
 @dataclass(frozen=True)
 class SetupOptions:
     venv: Path
-    installer: str = "pip"
+    #: "auto" (uv where it is available, else pip), "pip" or "uv".
+    installer: str = "auto"
     #: Where logs, sources and built wheels go (default: <venv>/.gpuenv).
     work_dir: Path | None = None
     #: Check the plan's indexes answer before installing (off for --torch-index config).
@@ -81,6 +82,10 @@ class Context:
     runner: SubprocessRunner
     installer: Installer
     env: TargetEnv | None = None
+    #: True when this run created the env (it holds nothing yet).
+    created: bool = False
+    #: The torch the steps build against: read from its files after the base step,
+    #: then as verify's import of it found it.
     torch: TorchInfo | None = None
     state: dict[str, Any] = field(default_factory=dict)
     built: list[str] = field(default_factory=list)

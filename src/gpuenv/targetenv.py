@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,35 +83,64 @@ print({ANSWER_MARK!r} + json.dumps({{"torch": facts, "failures": failures, "inst
 
 # The marker environment is packaging.markers.default_environment(), computed
 # without packaging, which the env may not hold.
-_INTERPRETER_SCRIPT = f"""
+_INTERPRETER_FACTS = """
 import json, os, platform, sys, sysconfig
 def full(info):
     text = "%d.%d.%d" % (info.major, info.minor, info.micro)
     return text if info.releaselevel == "final" else text + info.releaselevel[0] + str(info.serial)
-impl = sys.implementation.name
-tag = {{"cpython": "cp", "pypy": "pp"}}.get(impl, impl[:2]) + "%d%d" % sys.version_info[:2]
-abi = tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
-print({ANSWER_MARK!r} + json.dumps({{
-    "version": platform.python_version(),
-    "python_tag": tag,
-    "abi_tag": abi,
-    "platform_tag": sysconfig.get_platform().replace("-", "_").replace(".", "_"),
-    "purelib": sysconfig.get_paths()["purelib"],
-    "markers": {{
-        "implementation_name": impl,
-        "implementation_version": full(sys.implementation.version),
-        "os_name": os.name,
-        "platform_machine": platform.machine(),
-        "platform_release": platform.release(),
-        "platform_system": platform.system(),
-        "platform_version": platform.version(),
-        "python_full_version": platform.python_version(),
-        "platform_python_implementation": platform.python_implementation(),
-        "python_version": ".".join(platform.python_version_tuple()[:2]),
-        "sys_platform": sys.platform,
-    }},
-}}))
+def interpreter():
+    impl = sys.implementation.name
+    tag = {"cpython": "cp", "pypy": "pp"}.get(impl, impl[:2]) + "%d%d" % sys.version_info[:2]
+    abi = tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
+    return {
+        "version": platform.python_version(),
+        "python_tag": tag,
+        "abi_tag": abi,
+        "platform_tag": sysconfig.get_platform().replace("-", "_").replace(".", "_"),
+        "purelib": sysconfig.get_paths()["purelib"],
+        "markers": {
+            "implementation_name": impl,
+            "implementation_version": full(sys.implementation.version),
+            "os_name": os.name,
+            "platform_machine": platform.machine(),
+            "platform_release": platform.release(),
+            "platform_system": platform.system(),
+            "platform_version": platform.version(),
+            "python_full_version": platform.python_version(),
+            "platform_python_implementation": platform.python_implementation(),
+            "python_version": ".".join(platform.python_version_tuple()[:2]),
+            "sys_platform": sys.platform,
+        },
+    }
 """
+
+_INTERPRETER_SCRIPT = _INTERPRETER_FACTS + f"print({ANSWER_MARK!r} + json.dumps(interpreter()))\n"
+
+# torch's facts without importing it (an import costs seconds, and verify does it
+# once, at the end): torch/version.py holds the version and the CUDA release, and
+# a C++11-ABI build's libc10 names std::__cxx11 types in its symbols. Where the
+# files do not say, "unknown": the caller imports torch instead.
+_TORCH_FILE_FACTS = """
+import importlib.util, os, runpy
+def torch_files():
+    spec = importlib.util.find_spec("torch")
+    if spec is None:
+        return None
+    roots = list(spec.submodule_search_locations or [])
+    libc10 = os.path.join(roots[0], "lib", "libc10.so") if roots else ""
+    try:
+        version = runpy.run_path(os.path.join(roots[0], "version.py"))
+        with open(libc10, "rb") as handle:
+            symbols = handle.read()
+    except Exception:
+        return "unknown"
+    return {"version": str(version["__version__"]), "cuda": version.get("cuda"),
+            "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": []}
+"""
+
+_FACTS_SCRIPT = _TORCH_FILE_FACTS + _INSTALLED_FACTS + _INTERPRETER_FACTS + (
+    f"print({ANSWER_MARK!r} + json.dumps({{'torch': torch_files(), 'installed': installed(), "
+    "'interpreter': interpreter()}))\n")
 
 
 @dataclass(frozen=True)
@@ -196,6 +225,17 @@ def _torch_info(data: Any) -> TorchInfo | None:
     )
 
 
+def _interpreter(data: Any) -> Interpreter:
+    return Interpreter(
+        version=data["version"],
+        python_tag=data["python_tag"],
+        abi_tag=data["abi_tag"],
+        platform_tag=data["platform_tag"],
+        site_packages=Path(data["purelib"]),
+        markers={str(k): str(v) for k, v in data["markers"].items()},
+    )
+
+
 def _canonical(data: Any) -> dict[str, str]:
     return {canonicalize_name(name): str(version) for name, version in data.items()}
 
@@ -216,6 +256,8 @@ class TargetEnv:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path).absolute()
         self._interpreter: Interpreter | None = None
+        #: What is installed, as last asked; None after an install changed it.
+        self._installed: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"TargetEnv({str(self.path)!r})"
@@ -234,11 +276,23 @@ class TargetEnv:
         """The env at ``path``, whether or not it exists yet (nothing is touched: for --dry-run)."""
         return cls(path)
 
+    def exists(self) -> bool:
+        return (self.path / "pyvenv.cfg").is_file()
+
+    def has_pip(self) -> bool:
+        """Whether pip is installed in the env (one that uv made has none)."""
+        lib = self.path / ("Lib" if os.name == "nt" else "lib")
+        return any(lib.glob("*/site-packages/pip/__init__.py")) or (lib / "site-packages" / "pip").is_dir()
+
     @classmethod
     def ensure(
-        cls, path: Path | str, runner: Runner, *, python: str = sys.executable
+        cls, path: Path | str, runner: Runner, *, python: str = sys.executable,
+        command: Sequence[str] | None = None,
     ) -> tuple[TargetEnv, bool]:
-        """Reuse the venv at ``path`` or create it (with pip); True when it was created.
+        """Reuse the venv at ``path`` or create it; True when it was created.
+
+        ``command`` creates it (the installer's, e.g. ``uv venv``); by default
+        ``python -m venv``, which puts pip in it.
 
         A path that exists and is neither a venv nor an empty directory is an
         error: gpuenv never deletes or overwrites what it did not make.
@@ -257,12 +311,12 @@ class TargetEnv:
                 "gpuenv will not write into it",
                 hint="pass another --venv path, or remove this one yourself if it is disposable",
             )
-        env._create(runner, python)
+        env._create(runner, python, command or [python, "-m", "venv", str(env.path)])
         return env, True
 
-    def _create(self, runner: Runner, python: str) -> None:
+    def _create(self, runner: Runner, python: str, command: Sequence[str]) -> None:
         try:
-            runner([python, "-m", "venv", str(self.path)])
+            runner(command)
         except CommandError as exc:
             hint = None
             if "ensurepip" in exc.tail:
@@ -304,28 +358,49 @@ class TargetEnv:
                          if line.startswith(IMPORTING_MARK)]
             doing = f"importing {importing[-1]}" if importing else "importing torch"
             raise StepError(f"the interpreter of {self.path} died {doing}:\n{exc.tail}") from exc
+        self._installed = _canonical(data["installed"])
         return EnvCheck(
             torch=_torch_info(data["torch"]),
             failures={str(k): str(v) for k, v in data["failures"].items()},
-            installed=_canonical(data["installed"]),
+            installed=dict(self._installed),
         )
 
     def installed(self, runner: Runner) -> dict[str, str]:
-        """Canonical distribution name → version of everything installed in the env."""
-        return _canonical(self.query(runner, _INSTALLED_SCRIPT))
+        """Canonical distribution name → version of everything installed in the env.
+
+        Asked once and kept until :meth:`changed` (every install through an
+        :class:`~gpuenv.installer.Installer` calls it).
+        """
+        if self._installed is None:
+            self._installed = _canonical(self.query(runner, _INSTALLED_SCRIPT))
+        return dict(self._installed)
+
+    def changed(self) -> None:
+        """Something was installed or removed: what :meth:`installed` knew is stale."""
+        self._installed = None
+
+    def facts(self, runner: Runner) -> TorchInfo | None:
+        """The env's torch, installed distributions and interpreter, in one interpreter, torch not imported.
+
+        torch's version, CUDA release and C++11 ABI are read from its files;
+        its arch list stays empty (verify, which imports torch, learns it).
+        Where the files do not say (a torch without ``version.py`` or
+        ``lib/libc10.so``), torch is imported after all. None: no torch.
+        """
+        data = self.query(runner, _FACTS_SCRIPT)
+        self._installed = _canonical(data["installed"])
+        if self._interpreter is None:
+            self._interpreter = _interpreter(data["interpreter"])
+        if data["torch"] == "unknown":
+            return self.torch_info(runner)
+        info = _torch_info(data["torch"])
+        # What installers compare is the distribution's version ("2.14.1" for PyPI's cu130 wheel).
+        return None if info is None else replace(info, distribution=self._installed.get("torch", ""))
 
     def interpreter(self, runner: Runner) -> Interpreter:
         """The env's Python version, wheel tags, site-packages and marker environment (asked once)."""
         if self._interpreter is None:
-            data = self.query(runner, _INTERPRETER_SCRIPT)
-            self._interpreter = Interpreter(
-                version=data["version"],
-                python_tag=data["python_tag"],
-                abi_tag=data["abi_tag"],
-                platform_tag=data["platform_tag"],
-                site_packages=Path(data["purelib"]),
-                markers={str(k): str(v) for k, v in data["markers"].items()},
-            )
+            self._interpreter = _interpreter(self.query(runner, _INTERPRETER_SCRIPT))
         return self._interpreter
 
     def python_tag(self, runner: Runner) -> str:

@@ -79,3 +79,16 @@ def make_sdist(tree: Path, name: str, version: str, out_dir: Path) -> Path:
                 tar.add(file, arcname=f"{base}/{file.name}")
     pkg_info.unlink()
     return archive
+
+
+def uninstall(venv: Path, name: str) -> None:
+    """Remove ``name`` from ``venv`` with uv: an env uv made has no pip."""
+    from gpuenv.installer import find_uv
+
+    subprocess.run([str(find_uv()), "pip", "uninstall", "--python", str(env_python(venv)), name], check=True,
+                   capture_output=True)
+
+
+def made_by_uv(venv: Path) -> bool:
+    """uv writes its version into the pyvenv.cfg of an env it makes; python -m venv does not."""
+    return any(line.startswith("uv =") for line in (venv / "pyvenv.cfg").read_text().splitlines())

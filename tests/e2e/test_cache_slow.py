@@ -21,6 +21,7 @@ from tests.e2e.support import (
     gpuenv,
     make_sdist,
     run_in,
+    uninstall,
     with_find_links,
     write_recipe,
 )
@@ -147,11 +148,10 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
     assert run_in(tmp_path / "two", "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())").strip() == "42"
     assert read_lock(tmp_path / "gpuenv.lock")["pinned"].extensions == (record,)
 
-    pip = [str(tmp_path / "two" / "bin" / "python"), "-m", "pip"]
     ext_log = tmp_path / "two" / ".gpuenv" / "logs" / "gpuenv-tiny-ext.log"
 
     # An altered entry met on that path is refused and said so, then fetched and rebuilt.
-    subprocess.run([*pip, "uninstall", "-y", "gpuenv-tiny-ext"], check=True, capture_output=True)
+    uninstall(tmp_path / "two", "gpuenv-tiny-ext")
     (entry,) = WheelCache(cache).entries()
     entry.wheel.write_bytes(entry.wheel.read_bytes() + b"altered")
     third = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
@@ -162,7 +162,7 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
 
     # Without the lock the same pin is fetched and hashed, and finds the same entry.
     (tmp_path / "gpuenv.lock").unlink()
-    subprocess.run([*pip, "uninstall", "-y", "gpuenv-tiny-ext"], check=True, capture_output=True)
+    uninstall(tmp_path / "two", "gpuenv-tiny-ext")
     fourth = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
     assert fourth.returncode == 0, fourth.stderr
     assert f"key {record.cache_key[:12]} matched" in fourth.stderr

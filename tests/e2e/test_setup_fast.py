@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +82,8 @@ def test_dry_run_lists_the_commands_in_order_and_changes_nothing(tmp_path: Path)
     def first(fragment: str) -> int:
         return next(i for i, line in enumerate(lines) if fragment in line)
 
-    assert first("https://download.pytorch.org/whl/cpu") < first("-m venv") < first("torch==2.13.0")
+    # The env is made by the installer: uv here (the test extra installs it), else python -m venv.
+    assert first("https://download.pytorch.org/whl/cpu") < first(" venv ") < first("torch==2.13.0")
     assert first("torch==2.13.0") < first("torch-scatter") < first("einops")
     assert "FORCE_ONLY_CPU=1" in text
     assert not venv.exists()
@@ -123,3 +126,31 @@ torch = "2.14.1"
     assert done.returncode == 3, done.stderr
     assert "built for 9.0" in done.stderr and "A100 (8.0)" in done.stderr
     assert not venv.exists()
+
+
+def test_the_installer_makes_the_env_and_uv_gets_pips_sources(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "cpu", """
+        [torch]
+        version = "2.13.0"
+    """)
+    venv = tmp_path / "venv"
+    args = ["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config", "--dry-run"]
+    by_pip = gpuenv([*args, "--installer", "pip"], env=clean_env())
+    by_uv = gpuenv([*args, "--installer", "uv"], env=clean_env())
+    by_default = gpuenv(args, env=clean_env())
+    assert by_pip.returncode == by_uv.returncode == by_default.returncode == 0, by_uv.stderr
+    assert f"-m venv {venv}" in by_pip.stdout and " venv " not in by_pip.stdout.replace("-m venv", "")
+    assert f"{venv}/bin/python -m pip install torch==2.13.0" in by_pip.stdout
+    uv_lines = by_uv.stdout.splitlines()
+    assert any(line.split()[1:3] == ["venv", "--quiet"] for line in uv_lines), by_uv.stdout
+    [install] = [line for line in uv_lines if "pip install" in line]
+    assert f"pip install --python {venv}/bin/python" in install
+    sources = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                             env=clean_env(), check=True).stdout
+    for line in sources.splitlines():  # every index and find-links pip is configured with, given to uv
+        key, _, value = line.partition("=")
+        if key.endswith((".extra-index-url", ".find-links", ".index-url")):
+            for url in value.strip("'\"").split():
+                assert url in install, (url, install)
+    # uv is installed next to the tests' interpreter: auto picks it.
+    assert by_default.stdout == by_uv.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.binaries import find_cuobjdump, list_elf, read_cuda_code
-from tests.e2e.support import REPO, clean_env, env_python, gpuenv, run_in, write_recipe
+from tests.e2e.support import REPO, clean_env, env_python, gpuenv, made_by_uv, run_in, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -30,6 +32,41 @@ def test_setup_reports_each_step(cpu_setup: tuple[Path, subprocess.CompletedProc
     _, done = cpu_setup
     assert "[1/" in done.stderr and "extension torch-scatter" in done.stderr
     assert "ready:" in done.stdout
+
+
+def test_uv_is_the_default_installer_where_it_is_installed(
+    cpu_setup: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    venv, done = cpu_setup  # the test extra installs uv next to the tests' interpreter
+    assert f"created {venv} with uv" in done.stderr
+    assert made_by_uv(venv)
+    log = (venv / ".gpuenv" / "logs" / "setup.log").read_text()
+    installs = [line for line in log.splitlines() if line.startswith("$ ") and " install " in line]
+    assert installs and all(" pip install --python " in line for line in installs), installs
+    # torch is imported once, by verify (the script that defines torch_facts() imports it): the
+    # base step reads torch's facts from its files.
+    assert log.count("def torch_facts():") == 1
+
+
+def test_the_pip_installer_still_sets_up_an_env(
+    cpu_setup: tuple[Path, object], session_cache: Path, tmp_path: Path
+) -> None:
+    venv, _ = cpu_setup
+    # A copy of the recipe and its lock: this env's lock entry must not replace the session env's.
+    for name in ("graph.toml", "gpuenv.lock"):
+        shutil.copy(venv.parent / name, tmp_path / name)
+    fresh = tmp_path / "by-pip"
+    done = gpuenv(["setup", "-r", str(tmp_path / "graph.toml"), "--venv", str(fresh), "--torch-index",
+                   "config", "--cache-dir", str(session_cache), "--installer", "pip"], env=clean_env())
+    assert done.returncode == 0, done.stderr
+    assert f"created {fresh} with pip" in done.stderr and not made_by_uv(fresh)
+    assert "cached: key" in done.stderr and "built and cached" not in done.stderr
+    log = (fresh / ".gpuenv" / "logs" / "setup.log").read_text()
+    assert f"$ {fresh}/bin/python -m pip install" in log and " pip install --python " not in log
+    out = run_in(fresh, "import torch, torch_scatter, pip\n"
+                        "src, index = torch.tensor([1., 2., 3.]), torch.tensor([0, 1, 0])\n"
+                        "print(torch_scatter.scatter_sum(src, index))\n")
+    assert "tensor([4., 2.])" in out
 
 
 def test_flash_attn_fails_under_isolation_and_builds_through_gpuenv(
@@ -117,10 +154,11 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
         [[extensions]]
         requirement = "torch-scatter==2.1.2"
     """)
-    args = ["-r", str(recipe), "--venv", str(tmp_path / "venv"), "--dry-run"]
+    venv = tmp_path / "venv"
+    args = ["-r", str(recipe), "--venv", str(venv), "--dry-run"]
     direct = gpuenv(["setup", *args], env=clean_env())
     assert direct.returncode == 0, direct.stderr
-    expected = [line for line in direct.stdout.splitlines() if line.strip()]
+    expected = [portable(line, venv) for line in direct.stdout.splitlines() if line.strip()]
 
     via_nox = subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "--envdir", str(tmp_path / "nox"),
@@ -128,8 +166,10 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
         capture_output=True, text=True, cwd=REPO, env=clean_env(), check=False,
     )
     assert via_nox.returncode == 0, via_nox.stdout + via_nox.stderr
+    # The session has its own interpreter and uv (its gpuenv installs with uv too).
+    printed = [portable(line, venv) for line in (via_nox.stdout + via_nox.stderr).splitlines()]
     for line in expected:
-        assert line in via_nox.stdout + via_nox.stderr
+        assert line in printed
 
     via_invoke = subprocess.run(
         [sys.executable, "-m", "invoke", "setup", "--recipe", str(recipe), "--venv", str(tmp_path / "venv"),
@@ -137,4 +177,11 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
         capture_output=True, text=True, cwd=REPO, env=clean_env(), check=False,
     )
     assert via_invoke.returncode == 0, via_invoke.stdout + via_invoke.stderr
-    assert [line for line in via_invoke.stdout.splitlines() if line.strip()] == expected
+    assert [portable(line, venv) for line in via_invoke.stdout.splitlines() if line.strip()] == expected
+
+
+def portable(line: str, venv: Path) -> str:
+    """A dry-run line without the paths of the interpreter gpuenv runs in and of its uv."""
+    line = re.sub(r"\S+/bin/uv(?= )", "uv", line)
+    return re.sub(r"--python (\S+)",
+                  lambda m: m.group(0) if m.group(1).startswith(str(venv)) else "--python PYTHON", line)

@@ -16,6 +16,7 @@ from gpuenv.installer import (
     PipInstaller,
     PipSources,
     UvInstaller,
+    choose_installer,
     constraints_file,
     find_uv,
     make_installer,
@@ -98,8 +99,85 @@ def test_with_runner_sends_commands_elsewhere() -> None:
 
 def test_make_installer() -> None:
     assert isinstance(make_installer("pip", FakeRunner()), PipInstaller)
-    with pytest.raises(InputError, match="pip or uv"):
+    with pytest.raises(InputError, match="auto, pip or uv"):
         make_installer("conda", FakeRunner())
+
+
+def test_auto_picks_uv_where_it_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_uv(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python" / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(fake.parent))
+    installer, note = choose_installer("auto", FakeRunner())
+    assert isinstance(installer, UvInstaller) and installer.uv == fake
+    assert note is None
+
+
+def test_auto_falls_back_to_pip_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "uv", None)  # importing it raises ImportError
+    installer, note = choose_installer("auto", FakeRunner())
+    assert isinstance(installer, PipInstaller)
+    assert note is not None and "uv was not found" in note and "gpuenv[uv]" in note
+    assert "\n" not in note
+    with pytest.raises(StepError, match="uv was not found"):  # forced, it is an error
+        choose_installer("uv", FakeRunner())
+
+
+def test_each_installer_makes_the_env_its_own_way() -> None:
+    pip = PipInstaller(FakeRunner()).venv_command(Path("/work/env"), "/usr/bin/python3")
+    assert pip == ["/usr/bin/python3", "-m", "venv", "/work/env"]
+    uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=PipSources(), environ={})
+    # The interpreter is named (uv neither searches for one nor downloads one); no sources: nothing
+    # is fetched.
+    assert uv.venv_command(Path("/work/env"), "/usr/bin/python3") == [
+        "/bin/uv", "venv", "--quiet", "--no-python-downloads", "--allow-existing",
+        "--python", "/usr/bin/python3", "/work/env"]
+
+
+def _venv_without_pip(tmp_path: Path) -> TargetEnv:
+    env = TargetEnv(tmp_path / "env")
+    (env.path / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    (env.path / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    return env
+
+
+def test_pip_puts_pip_into_an_env_uv_made(tmp_path: Path) -> None:
+    env = _venv_without_pip(tmp_path)
+    python = str(env.python)
+    assert not env.has_pip()
+    assert PipInstaller(FakeRunner()).commands(env, ["six"]) == [
+        [python, "-m", "ensurepip", "--default-pip"], [python, "-m", "pip", "install", "six"]]
+    (env.path / "lib" / "python3.11" / "site-packages" / "pip").mkdir()
+    (env.path / "lib" / "python3.11" / "site-packages" / "pip" / "__init__.py").touch()
+    assert env.has_pip()
+    assert PipInstaller(FakeRunner()).commands(env, ["six"]) == [[python, "-m", "pip", "install", "six"]]
+
+
+def test_uv_asks_gpuenvs_pip_for_the_configuration_when_the_env_has_none(tmp_path: Path) -> None:
+    env = _venv_without_pip(tmp_path)
+    runner = FakeRunner(answer=lambda cmd: CONFIG_LIST)
+    UvInstaller(runner, uv="/bin/uv", environ={}).commands(env, ["six"])
+    assert [c.cmd for c in runner.calls] == [[sys.executable, "-m", "pip", "config", "list"]]
+
+
+def test_an_install_makes_the_env_ask_again_what_is_installed() -> None:
+    answers = iter(['@@gpuenv-json@@{"six": "1.16"}', '@@gpuenv-json@@{"six": "1.17"}'])
+    runner = FakeRunner(answer=lambda cmd: next(answers) if "-c" in cmd else "")
+    env = TargetEnv("/work/env")
+    assert env.installed(runner) == {"six": "1.16"}
+    assert env.installed(runner) == {"six": "1.16"}, "asked once"
+    PipInstaller(runner).install(env, ["six==1.17"])
+    assert env.installed(runner) == {"six": "1.17"}
+    assert sum("-c" in c.cmd for c in runner.calls) == 2
+
+
+def _fake_uv(tmp_path: Path) -> Path:
+    fake = tmp_path / "bin" / "uv"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    return fake
 
 
 # -- uv: pip's configuration made explicit -------------------------------------------------
@@ -158,13 +236,16 @@ def test_uv_with_one_index_needs_no_index_strategy() -> None:
     assert uv.environ() == {}
 
 
-def test_uv_reads_pip_config_list_once_through_the_runner() -> None:
+def test_uv_reads_pip_config_list_once_through_the_runner(tmp_path: Path) -> None:
+    env = _venv_without_pip(tmp_path)
+    (env.path / "lib" / "python3.11" / "site-packages" / "pip").mkdir()
+    (env.path / "lib" / "python3.11" / "site-packages" / "pip" / "__init__.py").touch()
     runner = FakeRunner(answer=lambda cmd: CONFIG_LIST if cmd[-2:] == ["config", "list"] else "")
     uv = UvInstaller(runner, uv="/bin/uv", environ={})
-    uv.commands(ENV, ["six"])
-    uv.commands(ENV, ["packaging"])
-    assert [c.cmd for c in runner.calls] == [[PY, "-m", "pip", "config", "list"]]
-    assert uv.sources(ENV).find_links == ("/opt/wheels",)
+    uv.commands(env, ["six"])
+    uv.commands(env, ["packaging"])
+    assert [c.cmd for c in runner.calls] == [[str(env.python), "-m", "pip", "config", "list"]]
+    assert uv.sources(env).find_links == ("/opt/wheels",)
 
 
 def test_find_uv_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from gpuenv.sources import (
     GitUrl,
     copy_tree,
     fetch_source,
+    fetched_by_pip,
     file_sha256,
     git_commands,
     parse_git_url,
@@ -228,3 +229,18 @@ def test_a_git_source_is_checked_out_at_its_ref(tmp_path: Path) -> None:
     by_commit = fetch_source(f"git+{repo.as_uri()}@{first[:10]}", env=ENV, runner=runner,
                              workdir=tmp_path / "work")
     assert by_commit.commit == first and by_commit.name == "repo"
+
+
+@pytest.mark.parametrize(("requirement", "path", "by_pip"), [
+    ("torch-scatter==2.1.2", None, True),
+    ("flash-attn @ https://example.invalid/flash_attn-2.8.3.tar.gz", None, True),
+    ("torch-scatter==2.1.2", Path("/src/torch_scatter"), False),
+    ("tiny @ file:///src/tiny", None, False),
+    ("git+https://example.invalid/x.git@v1", None, False),
+    ("x @ git+https://example.invalid/x.git@v1", None, False),
+])
+def test_only_index_and_url_sources_are_downloaded_by_the_envs_pip(
+    requirement: str, path: Path | None, by_pip: bool
+) -> None:
+    # An env uv made has no pip: setup installs it first exactly for these.
+    assert fetched_by_pip(requirement, path) is by_pip

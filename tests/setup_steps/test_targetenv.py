@@ -47,6 +47,29 @@ def test_a_missing_env_is_created_with_the_given_python(tmp_path: Path) -> None:
     assert [c.cmd for c in runner.calls] == [["/usr/bin/python3.12", "-m", "venv", str(tmp_path / "new")]]
 
 
+def test_a_missing_env_is_created_by_the_installers_command(tmp_path: Path) -> None:
+    runner = FakeRunner()
+    command = ["/bin/uv", "venv", "--python", "/usr/bin/python3", str(tmp_path / "new")]
+    _, created = TargetEnv.ensure(tmp_path / "new", runner, command=command)
+    assert created and [c.cmd for c in runner.calls] == [command]
+
+
+def test_the_envs_facts_come_from_one_interpreter_without_importing_torch(tmp_path: Path) -> None:
+    venv.create(tmp_path / "venv", with_pip=False)
+    env = TargetEnv(tmp_path / "venv")
+    calls: list[list[str]] = []
+    real = SubprocessRunner()
+
+    def runner(cmd: object, cwd: str | None = None, extra_environ: object = None) -> str:
+        calls.append(list(cmd))  # type: ignore[call-overload]
+        return real(cmd, cwd=cwd)  # type: ignore[arg-type]
+
+    assert env.facts(runner) is None  # no torch here: an answer, not an error
+    assert "pip" not in env.installed(runner) and not env.has_pip()  # made without pip
+    assert env.interpreter(runner).python_tag == f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    assert len(calls) == 1, "torch, the installed distributions and the interpreter: one interpreter run"
+
+
 def answering(data: object) -> FakeRunner:
     noise = "UserWarning: Failed to initialize NumPy\n"
     return FakeRunner(answer=lambda cmd: f"{noise}{ANSWER_MARK}{json.dumps(data)}\n")
@@ -124,3 +147,15 @@ def test_the_real_env_reports_its_torch_and_tags(torch_env: TorchEnv) -> None:
     assert checked.torch == info and checked.failures == {} and checked.installed["torch"] == TORCH_VERSION
     again, created = TargetEnv.ensure(env.path, runner)
     assert not created and again.path == env.path
+
+
+@pytest.mark.slow
+def test_torchs_files_say_what_importing_it_says(torch_env: TorchEnv) -> None:
+    env, runner = torch_env.env, torch_env.runner
+    imported = env.torch_info(runner)
+    assert imported is not None
+    env.changed()
+    from_files = env.facts(runner)
+    assert from_files == TorchInfo(imported.version, imported.cuda, imported.cxx11_abi, ())
+    assert from_files.cxx11_abi, "torch 2.13's Linux wheels are built with the C++11 ABI"
+    assert env.installed(runner)["torch"] == TORCH_VERSION
