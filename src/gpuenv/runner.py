@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from gpuenv.errors import CommandError
+from gpuenv.runtime import OFF_SWITCH as RUNTIME_OFF_SWITCH
 
 #: How many trailing lines of output an error carries.
 TAIL_LINES = 25
@@ -61,6 +62,9 @@ class SubprocessRunner:
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(self.env if self.env is not None else os.environ)
+        # The env's runtime .pth sets CUDA_HOME and the arch list for code run in it later; gpuenv's
+        # own builds and installs there carry the plan's values themselves, which it must not override.
+        env[RUNTIME_OFF_SWITCH] = "0"
         for key, value in (extra_environ or {}).items():
             if value == "":
                 env.pop(key, None)

@@ -128,3 +128,12 @@ def test_gpuenv_origin_is_where_this_gpuenv_is_installed_from() -> None:
     repo = Path(__file__).resolve().parents[2]
     # Installed editable from a checkout (CI, nox -s tests) or run from it: the checkout.
     assert origin == str(repo) or origin.startswith(("gpuenv", "/")), origin
+
+
+def test_gpuenvs_own_builds_in_the_env_are_not_overridden_by_its_runtime_file(tmp_path: Path) -> None:
+    """A rebuild for other archs runs in the env, whose .pth names the old ones: the build's must win."""
+    write_runtime_env(tmp_path, {"TORCH_CUDA_ARCH_LIST": "9.0"})
+    code = "import site, os, sys; site.addsitedir(sys.argv[1]); print(os.environ['TORCH_CUDA_ARCH_LIST'])"
+    out = SubprocessRunner()([sys.executable, "-c", code, str(tmp_path)],
+                             extra_environ={"TORCH_CUDA_ARCH_LIST": "8.0;9.0"})
+    assert out.strip() == "8.0;9.0"
