@@ -16,6 +16,7 @@ import pytest
 from gpuenv.cache import CacheEntry, WheelCache
 from gpuenv.execute import run_setup
 from gpuenv.hardware import Hardware
+from gpuenv.installer import find_uv
 from gpuenv.lock import lock_path_for, read_lock
 from gpuenv.plan import PlanOptions, plan
 from gpuenv.recipe import load_recipe
@@ -127,7 +128,9 @@ def test_locked_rebuilds_a_cuda_env_whose_torch_distribution_has_no_local_tag(tm
         assert build == ("2.14.1+cu130", "13.0"), "the build, by its own fields"
         assert locked.distributions["torch"] == "2.14.1", "the distribution, by its own version"
 
-        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-y", "torch"], check=True,
+        # The env is uv's (the default installer), which puts no pip in it: uv takes torch out.
+        python = str(venv / "bin" / "python")
+        subprocess.run([str(find_uv()), "pip", "uninstall", "--python", python, "torch"], check=True,
                        capture_output=True)
         again = subprocess.run([*setup, "--locked"], env=clean_env(), capture_output=True, text=True,
                                check=False)
@@ -161,7 +164,9 @@ def test_a_matching_env_is_a_noop_whatever_index_is_named_and_dry_run_says_what_
     assert again.returncode == 0, again.stderr
     assert "nothing to do" in again.stderr
     dry = run("--dry-run", GPUENV_TORCH_INDEX="http://gpuenv-unreachable.invalid/{variant}")
-    assert dry.returncode == 0 and dry.stdout.startswith("# nothing to do"), dry.stdout + dry.stderr
+    lines = dry.stdout.splitlines()
+    assert dry.returncode == 0 and lines[0].startswith("# plan: torch 2.13.0"), dry.stdout + dry.stderr
+    assert lines[1].startswith("# nothing to do") and len(lines) == 2, dry.stdout
 
     # Something else lands in the env: the run reinstalls nothing of the base, and dry-run says so first.
     site = next((venv / "lib").glob("python3*/site-packages"))

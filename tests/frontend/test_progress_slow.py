@@ -70,7 +70,8 @@ def test_the_cuda_torch_install_shows_progress_at_least_every_10_s_in_a_log(
     tmp_path: Path, venv: Path
 ) -> None:
     recipe = write_recipe(tmp_path, "cuda", '[torch]\nversion = "2.14.1"\n')
-    code, lines, stdout = timed_lines(setup_args(recipe, venv, tmp_path))
+    # pip: a long download and unpack to watch (uv takes torch from its cache in a second).
+    code, lines, stdout = timed_lines(setup_args(recipe, venv, tmp_path, "--installer", "pip"))
     log = "\n".join(f"{t:7.1f} {text}" for t, text in lines)
     assert code == 0, log
     base = next(i for i, (_, text) in enumerate(lines) if re.match(r"\[\d/\d\] base: torch==2\.14\.1", text))
@@ -116,7 +117,7 @@ def test_a_terminal_sees_one_line_per_step_rewritten_in_place(tmp_path: Path, ve
     recipe = write_recipe(tmp_path, "cpu", '[torch]\nversion = "2.13.0"\n')
     env = {k: v for k, v in clean_env().items() if k != "NO_COLOR"}
     env.update(TERM="xterm", COLUMNS="120")
-    code, chunks = on_a_terminal(setup_args(recipe, venv, tmp_path), env)
+    code, chunks = on_a_terminal(setup_args(recipe, venv, tmp_path, "--installer", "pip"), env)
     # The terminal turns each newline into CR LF: back to lines.
     screen = b"".join(data for _, data in chunks).decode().replace("\r\n", "\n")
     assert code == 0, screen
@@ -128,10 +129,10 @@ def test_a_terminal_sees_one_line_per_step_rewritten_in_place(tmp_path: Path, ve
     # What stays on the screen: the step lines and their outcomes, in colour, then the final line.
     final = [ANSI.sub("", line.rsplit("\r", 1)[-1]) for line in screen.split("\n")]
     kept = [line.rstrip() for line in final if line.strip()]
-    assert "[3/5] base: torch==2.13.0" in kept, kept
+    assert "[3/6] base: torch==2.13.0" in kept, kept
     assert any(line.startswith("  torch 2.13.0+cpu (CUDA none") for line in kept), kept
     assert kept[-1].startswith(f"ready: {venv} "), kept
-    assert "\x1b[1m[3/5] base: torch==2.13.0\x1b[0m" in screen
+    assert "\x1b[1m[3/6] base: torch==2.13.0\x1b[0m" in screen
 
 
 def test_quiet_setup_prints_only_the_final_line(tmp_path: Path, venv: Path) -> None:

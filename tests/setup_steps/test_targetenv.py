@@ -156,6 +156,8 @@ def test_torchs_files_say_what_importing_it_says(torch_env: TorchEnv) -> None:
     assert imported is not None
     env.changed()
     from_files = env.facts(runner)
-    assert from_files == TorchInfo(imported.version, imported.cuda, imported.cxx11_abi, ())
+    assert from_files == TorchInfo(imported.version, imported.cuda, imported.cxx11_abi, (),
+                                   distribution=imported.distribution)
+    assert from_files.distribution == TORCH_VERSION  # what installers compare, from the install record
     assert from_files.cxx11_abi, "torch 2.13's Linux wheels are built with the C++11 ABI"
     assert env.installed(runner)["torch"] == TORCH_VERSION
