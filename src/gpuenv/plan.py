@@ -23,7 +23,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from gpuenv import knowledge
 from gpuenv.buildplan import (
@@ -61,7 +61,6 @@ from gpuenv.variants import (
     gpu_names,
     newest_runnable,
 )
-from gpuenv.wheelhouse import plan_group
 
 __all__ = ["Action", "ExtensionPlan", "Plan", "PlanOptions", "ToolkitPolicy", "driver_runs", "make_plan",
            "pinned_version", "plan"]
@@ -171,7 +170,7 @@ class Plan:
                 "path": str(self.repo.path), "editable": self.repo.editable, "extras": list(self.repo.extras),
                 "build_isolation": self.repo.isolation},
             "runtime_env": dict(self.runtime_env),
-            "wheelhouse_group": plan_group(self),
+            "wheelhouse_group": self.wheelhouse_group,
         }
 
     @property
@@ -183,12 +182,29 @@ class Plan:
             return f"{self.torch_version}+{self.variant}"
         return self.torch_version
 
+    @property
+    def wheelhouse_group(self) -> str | None:
+        """The group of a ``gpuenv cache export`` a node running this plan installs its wheels from."""
+        if self.torch_version is None:
+            return None
+        compiles = any(e.compiles_cuda for e in self.extensions if e.action != "skip")
+        return group_name(self.torch_version, self.variant, self.arch_list if compiles else ())
+
     def raise_for_blockers(self) -> None:
         """Raise what stops setup: the blocker itself, or all of them at once."""
         if len(self.blockers) == 1:
             raise self.blockers[0].error
         if self.blockers:
             raise PlanBlockedError([b.error for b in self.blockers])
+
+
+def group_name(torch_version: str, variant: str, arch_list: tuple[str, ...]) -> str:
+    """A wheelhouse group: ``torch-2.14.1-cu130-sm80-sm90``; ``torch-2.13.0-cpu`` without CUDA code."""
+    try:
+        public = Version(torch_version).public
+    except InvalidVersion:
+        public = torch_version.partition("+")[0]
+    return f"torch-{public}-{variant}" + "".join(f"-sm{a.replace('.', '')}" for a in arch_list)
 
 
 # -- the planner ----------------------------------------------------------------

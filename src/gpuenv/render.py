@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from gpuenv.hardware import Hardware, Toolkit
 from gpuenv.plan import Plan
-from gpuenv.wheelhouse import plan_group
 
 
 def hardware_text(hw: Hardware) -> str:
@@ -72,7 +71,7 @@ def plan_text(plan: Plan) -> str:
                 lines.append("         " + " ".join(f"{k}={v}" for k, v in own.items()))
     if plan.packages:
         lines.append("packages    " + ", ".join(plan.packages))
-    group = plan_group(plan)
+    group = plan.wheelhouse_group
     if group is not None and any(e.action != "skip" for e in plan.extensions):
         lines.append(f"wheelhouse  {group} (from 'gpuenv cache export DIR': "
                      f"pip install --no-index --find-links DIR/{group} …)")

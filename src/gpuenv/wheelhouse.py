@@ -10,7 +10,7 @@ whichever index served it) and an arch list. It holds every cached wheel built
 against that torch whose code runs on each of its archs: the wheels built for
 exactly those archs, those built for more, and those without CUDA code. The
 wheels without CUDA code of a torch also form a group of their own (no arch
-suffix). ``gpuenv plan`` prints the group a node needs (:func:`plan_group`).
+suffix). ``gpuenv plan`` prints the group a node needs (:attr:`gpuenv.plan.Plan.wheelhouse_group`).
 
 Each group directory has an ``index.html`` listing its wheels with their
 sha256, so the directory can also be served over HTTP
@@ -31,30 +31,17 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.cache import CacheEntry, CacheKey, WheelCache
 from gpuenv.errors import InputError
 from gpuenv.hardware import ComputeCapability
+from gpuenv.plan import group_name
 
 if TYPE_CHECKING:
-    from gpuenv.plan import Plan
+    pass
 
 INDEX_FILE = "index.html"
 #: In every index.html gpuenv writes: a group directory holding it is gpuenv's to replace.
 MARKER = "<!-- gpuenv wheelhouse -->"
 
 
-# -- group names (pure) ----------------------------------------------------------------
-
-
-def group_name(torch_version: str, variant: str, arch_list: tuple[str, ...]) -> str:
-    """``torch-2.14.1-cu130-sm80-sm90``; ``torch-2.13.0-cpu`` for wheels without CUDA code."""
-    name = f"torch-{_public(torch_version)}-{variant}"
-    return name + "".join(f"-sm{a.replace('.', '')}" for a in arch_list)
-
-
-def plan_group(plan: Plan) -> str | None:
-    """The group a node running ``plan`` installs its extensions from, or None if torch is unknown."""
-    if plan.torch_version is None:
-        return None
-    compiles = any(e.compiles_cuda for e in plan.extensions if e.action != "skip")
-    return group_name(plan.torch_version, plan.variant, plan.arch_list if compiles else ())
+# -- group names (pure: the planner's, so `gpuenv plan` names the group a node needs) ------------
 
 
 def key_variant(key: CacheKey) -> str:
