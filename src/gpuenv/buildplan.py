@@ -255,8 +255,9 @@ def choose_toolkit(
     exact = [d.spec.name for d in builders if d.entry.toolkit_match == "minor"]
     if policy.mode == "path" and policy.given is not None:
         return _given_toolkit(policy, variant, cuda, builders, exact, hardware, release, warnings)
-    chosen = _on_disk(_allowed(hardware, policy), cuda, minor_may_differ=not exact and policy.mode != "pypi",
-                      warnings=warnings)
+    chosen = toolkit_on_disk(_allowed(hardware, policy), cuda,
+                             minor_may_differ=not exact and policy.mode != "pypi",
+                             warnings=warnings)
     if chosen is not None:
         return chosen
     if policy.mode != "system" and cuda in knowledge.pypi_toolkit_versions():
@@ -276,8 +277,9 @@ def _allowed(hardware: Hardware, policy: ToolkitPolicy) -> list[Toolkit]:
     return list(hardware.toolkits)
 
 
-def _on_disk(toolkits: list[Toolkit], cuda: str, *, minor_may_differ: bool,
-             warnings: list[str]) -> Toolkit | None:
+def toolkit_on_disk(toolkits: list[Toolkit], cuda: str, *, minor_may_differ: bool,
+                    warnings: list[str]) -> Toolkit | None:
+    """The toolkit of torch's CUDA among ``toolkits``: the same release, else (if allowed) the same major."""
     want = knowledge.version_tuple(cuda)
     same_major = [t for t in toolkits if t.version_tuple[0] == want[0]]
     matching = [t for t in same_major if t.version_tuple == want]
@@ -303,7 +305,7 @@ def _given_toolkit(
 ) -> Toolkit:
     given = policy.given
     assert given is not None
-    chosen = _on_disk([given], cuda, minor_may_differ=not exact, warnings=warnings)
+    chosen = toolkit_on_disk([given], cuda, minor_may_differ=not exact, warnings=warnings)
     if chosen is None:
         raise _no_toolkit(variant, cuda, builders, exact, hardware, release, policy)
     return chosen

@@ -39,6 +39,7 @@ from gpuenv.buildplan import (
     finish,
     narrow,
     pinned_version,
+    toolkit_on_disk,
 )
 from gpuenv.errors import (
     ArchError,
@@ -565,7 +566,8 @@ def _runtime_env(
     """
     env: dict[str, str] = {}
     if cuda is not None:
-        toolkit = toolkit or _quiet_toolkit(cuda, hardware)
+        toolkit = toolkit or toolkit_on_disk(list(hardware.toolkits), cuda, minor_may_differ=True,
+                                             warnings=[])
         if toolkit is not None:
             env["CUDA_HOME"] = toolkit.root
         if arch_list:
@@ -574,14 +576,6 @@ def _runtime_env(
     by_memory = hardware.memory_available_mib // per_job if hardware.memory_available_mib else 1
     env["MAX_JOBS"] = str(max(1, min(hardware.cpu_count or 1, by_memory)))
     return env
-
-
-def _quiet_toolkit(cuda: str, hardware: Hardware) -> Toolkit | None:
-    want = knowledge.version_tuple(cuda)
-    same_major = [t for t in hardware.toolkits if t.version_tuple[0] == want[0]]
-    exact = [t for t in same_major if t.version_tuple == want[:2]]
-    found = exact or same_major
-    return found[0] if found else None
 
 
 def _toolkit_policy(recipe: Recipe, options: PlanOptions) -> ToolkitPolicy:
