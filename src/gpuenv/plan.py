@@ -393,7 +393,8 @@ def _trial(
     allowed: tuple[str, ...],
 ) -> _Trial:
     choice = choose_variant(release, forced, forced_by, hardware)
-    arch_list = _arch_list(release, choice.variant, hardware) if choice.problem is None else ()
+    # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
+    arch_list = _arch_list(release, choice.variant, hardware)
     drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version)
     problem = choice.problem
     if problem is None and any(d.compiles_cuda for d in drafts):
@@ -489,8 +490,6 @@ def _assemble(
     template = options.torch_index or recipe.torch.index
     index_url, index_note = _index(release, variant, template)
     arch_list = trial.arch_list
-    if trial.problem is not None and not arch_list and hardware.gpus and variant != "cpu":
-        arch_list = tuple(str(cc) for cc in sorted({g.cc for g in hardware.gpus}))
     if release is not None and not hardware.gpus and arch_list:
         warnings.append(
             f"no GPU given: extensions are built for every architecture torch's {variant} wheels carry "

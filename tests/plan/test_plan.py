@@ -856,3 +856,12 @@ def test_plan_json_carries_the_resolution() -> None:
     assert len(data["passed_over"]) == 7 and all(isinstance(line, str) for line in data["passed_over"])
     (blocker,) = data["blockers"]
     assert blocker["kind"] == "ToolkitError" and blocker["message"] and blocker["hint"]
+
+
+def test_a_blocked_plan_still_plans_the_extensions_for_the_gpus_it_was_asked_for() -> None:
+    """--arch 11.0: no wheel runs there (a blocker), and flash-attn is not 'skipped as too old' for it."""
+    result = make_plan(recipe("==2.13.*", FA), machine(("sm_110", "11.0"), nvcc=("13.0",)))
+    assert result.arch_list == ("11.0",)
+    assert [type(b.error).__name__ for b in result.blockers] == ["NoVariantError"]
+    (fa,) = result.extensions
+    assert "older" not in fa.reason, fa.reason
