@@ -358,11 +358,14 @@ def _toolkit_hint(
     if release is not None:
         for t in hardware.toolkits:
             v = f"cu{t.version.replace('.', '')}"
-            if v in release.variants and v != variant and f"--cuda {t.version}" not in alternatives:
+            # Only a variant that runs on these GPUs and this driver is worth planning instead.
+            runs = covers(release, v, hardware.gpus) and driver_runs(hardware, t.version) is not False
+            if v in release.variants and v != variant and runs and f"--cuda {t.version}" not in alternatives:
                 alternatives.append(f"--cuda {t.version}")
     if alternatives:
         hint += f", or plan for the toolkit you have with {' or '.join(alternatives)}"
     pypi = _pypi_plans(variant, hardware, release) if release is not None and policy.mode != "system" else []
+    pypi = [c for c in pypi if f"--cuda {c}" not in alternatives]  # a toolkit on disk needs no download
     if pypi:
         hint += (f", or plan {' or '.join(f'--cuda {c}' for c in pypi)}: gpuenv provisions "
                  f"{'its toolkit' if len(pypi) == 1 else 'their toolkits'} from PyPI")

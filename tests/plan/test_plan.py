@@ -865,3 +865,14 @@ def test_a_blocked_plan_still_plans_the_extensions_for_the_gpus_it_was_asked_for
     assert [type(b.error).__name__ for b in result.blockers] == ["NoVariantError"]
     (fa,) = result.extensions
     assert "older" not in fa.reason, fa.reason
+
+
+def test_the_toolkit_hint_names_only_variants_that_run_here() -> None:
+    """V100 + nvcc 13.0 only: cu130 has no sm_70 code, so '--cuda 13.0' is no way out."""
+    result = make_plan(recipe("==2.13.*", SCATTER), machine(V100, driver=D580, nvcc=("13.0",)))
+    (blocker,) = result.blockers
+    assert "--cuda 13.0" not in (blocker.error.hint or ""), blocker.error.hint
+    ok = make_plan(recipe("==2.13.*", SCATTER), machine(H100, driver=D580, nvcc=("13.0",)),
+                   PlanOptions(cuda="12.6", toolkit=ToolkitPolicy(mode="system", chosen_by="test")))
+    (blocker,) = ok.blockers
+    assert "plan for the toolkit you have with --cuda 13.0" in (blocker.error.hint or "")
