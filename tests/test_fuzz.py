@@ -10,6 +10,7 @@ reproduces.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from gpuenv.cli import main
+from tests.plan.test_hostile_input import PROBE
 
 SEED = 13
 SECONDS_PER_CASE = 10
@@ -95,14 +97,7 @@ def _first_table(value: Any) -> dict[str, Any] | None:
 
 
 def hardware_text(rng: random.Random) -> bytes:
-    probe: dict[str, Any] = {
-        "driver_version": "580.65.06", "cuda_driver_version": "13.0",
-        "gpus": [{"index": 0, "name": "NVIDIA H100", "uuid": "GPU-1", "compute_capability": "9.0",
-                  "memory_total_mib": 81559}],
-        "cpu_count": 2, "memory_total_mib": 24000, "memory_available_mib": 20000,
-        "toolkits": [{"nvcc": "/usr/local/cuda-13.0/bin/nvcc", "version": "13.0",
-                      "home": "/usr/local/cuda-13.0"}],
-    }
+    probe: dict[str, Any] = copy.deepcopy(PROBE)  # a sound probe file, then broken below
     kind = rng.randrange(6)
     if kind == 0:
         return rng.choice([b"\xff\xfe", b"{", b"[" * 100_000, b'{"cpu_count": ' + b"9" * 5000 + b"}", b"null",
