@@ -26,7 +26,6 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from gpuenv.builder import install_build_requirements, read_build_system
 from gpuenv.cache import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.installer import choose_installer, preflight
@@ -262,6 +261,8 @@ def _repo_run(ctx: Context) -> str:
 
     installer = ctx.installer.with_runner(with_build_env)
     if not repo.isolation:
+        from gpuenv.builder import install_build_requirements, read_build_system
+
         install_build_requirements(ctx.target, read_build_system(repo.path).requires, installer=installer,
                                    runner=runner)
     installer.install(ctx.target, _repo_args(repo), constraints=[torch.requirement],

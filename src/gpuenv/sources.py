@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
-from urllib.request import url2pathname
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidSdistFilename, parse_sdist_filename
@@ -122,6 +121,8 @@ def fetch_source(
     if req.url and req.url.startswith("git+"):
         return _from_git(req.url, req.name, runner, workdir)
     if req.url and req.url.startswith("file:"):
+        from urllib.request import url2pathname  # not at the top: a no-op run imports this module
+
         return _from_path(Path(url2pathname(urlsplit(req.url).path)), req.name, workdir)
     return _download(text, req, "url" if req.url else "index", env, runner, workdir, build_env or {})
 

@@ -3,7 +3,10 @@
 Every question goes to the env's own interpreter through the runner (a short
 script that prints one JSON line after a marker), never to the interpreter
 gpuenv runs in: the env may be another Python version, and only it knows which
-torch landed in it.
+torch landed in it. One exception: what is installed is read from the env's
+``*.dist-info`` / ``*.egg-info`` files where they alone answer it (an env that
+sees no system site-packages), as the interpreter would, without starting it:
+the no-op check of a re-run is made of little else.
 """
 
 from __future__ import annotations
@@ -240,6 +243,87 @@ def _canonical(data: Any) -> dict[str, str]:
     return {canonicalize_name(name): str(version) for name, version in data.items()}
 
 
+def installed_on_disk(venv: Path) -> dict[str, str] | None:
+    """What ``importlib.metadata.distributions()`` finds in ``venv``, read from the metadata files.
+
+    The places it looks: the env's site-packages, then each directory a
+    ``.pth`` file there adds, in the order ``site`` adds them (the first
+    distribution of a name wins, as in the interpreter). None where the files
+    alone do not answer: no single site-packages, an env that also sees the
+    system's (``include-system-site-packages = true``), an egg or an archive
+    on its path.
+    """
+    config = venv / "pyvenv.cfg"
+    try:
+        settings = dict(line.partition("=")[::2] for line in config.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError):
+        return None
+    keys = {k.strip().lower(): v.strip().lower() for k, v in settings.items()}
+    if keys.get("include-system-site-packages") != "false":
+        return None
+    if os.name == "nt":
+        candidates = [venv / "Lib" / "site-packages"]
+    else:
+        candidates = sorted(venv.glob("lib/*/site-packages"))
+    if len(candidates) != 1 or not candidates[0].is_dir():
+        return None
+    site = candidates[0]
+    found: dict[str, str] = {}
+    try:
+        for directory in [site, *_pth_directories(site)]:
+            for name, version in _metadata_in(directory):
+                found.setdefault(canonicalize_name(name), version)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return found
+
+
+def _pth_directories(site: Path) -> list[Path]:
+    """The directories the ``.pth`` files in ``site`` add to sys.path (lines not starting with import)."""
+    added: list[Path] = []
+    for pth in sorted(site.glob("*.pth")):
+        for line in pth.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or line.startswith(("import ", "import\t")):
+                continue
+            directory = (site / line).resolve()
+            if directory.suffix.lower() == ".egg" or (directory.exists() and not directory.is_dir()):
+                raise OSError(f"{directory}: an egg or an archive on sys.path: the interpreter reads it")
+            if directory.is_dir() and directory not in added:
+                added.append(directory)
+    return added
+
+
+def _metadata_in(directory: Path) -> list[tuple[str, str]]:
+    """(Name, Version) of each distribution whose metadata lies directly in ``directory``."""
+    found = []
+    for entry in sorted(directory.iterdir()):
+        if entry.suffix == ".dist-info":
+            headers = _headers(entry / "METADATA")
+        elif entry.suffix == ".egg-info":
+            headers = _headers(entry / "PKG-INFO" if entry.is_dir() else entry)
+        else:
+            continue
+        if headers.get("name") and "version" in headers:
+            found.append((headers["name"], headers["version"]))
+    return found
+
+
+def _headers(path: Path) -> dict[str, str]:
+    """The first Name and Version headers of a core-metadata file (the headers end at a blank line)."""
+    headers: dict[str, str] = {}
+    if not path.is_file():
+        return headers
+    with path.open(encoding="utf-8", errors="replace") as file:
+        for line in file:
+            if not line.strip():
+                break
+            key, sep, value = line.partition(":")
+            if sep and key.lower() in ("name", "version"):
+                headers.setdefault(key.lower(), value.strip())
+    return headers
+
+
 def _quiet_answers(runner: Runner) -> Runner:
     """``runner`` with its live-line callback (a progress line) blind to the query's own markers."""
     on_line = getattr(runner, "on_line", None)
@@ -372,7 +456,10 @@ class TargetEnv:
         :class:`~gpuenv.installer.Installer` calls it).
         """
         if self._installed is None:
-            self._installed = _canonical(self.query(runner, _INSTALLED_SCRIPT))
+            on_disk = installed_on_disk(self.path)
+            if on_disk is None:
+                on_disk = _canonical(self.query(runner, _INSTALLED_SCRIPT))
+            self._installed = on_disk
         return dict(self._installed)
 
     def changed(self) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv import targetenv
 from gpuenv.errors import StepError
 from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo
+from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo, installed_on_disk
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
 
@@ -97,6 +98,56 @@ def test_installed_names_are_canonical() -> None:
     assert installed == {"flash-attn": "2.8.3", "torch": "2.13.0+cpu"}
 
 
+def _asked(env: TargetEnv) -> dict[str, str]:
+    """What the env's own interpreter says is installed (importlib.metadata)."""
+    return targetenv._canonical(env.query(SubprocessRunner(), targetenv._INSTALLED_SCRIPT))
+
+
+def _distribution(directory: Path, name: str, version: str, kind: str = "dist-info") -> None:
+    headers = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nName: not-a-header\n"
+    if kind == "egg-info-file":
+        (directory / f"{name}-{version}.egg-info").write_text(headers)
+        return
+    meta = directory / f"{name}-{version}.{kind}"
+    meta.mkdir(parents=True)
+    (meta / ("METADATA" if kind == "dist-info" else "PKG-INFO")).write_text(headers)
+
+
+def test_what_is_installed_is_read_from_the_files_as_the_interpreter_finds_it(tmp_path: Path) -> None:
+    venv.create(tmp_path / "venv", with_pip=False)
+    env = TargetEnv(tmp_path / "venv")
+    (site,) = (tmp_path / "venv").glob("lib/*/site-packages")
+    _distribution(site, "Flash_Attn", "2.8.3")
+    _distribution(site, "legacy", "0.1", "egg-info")
+    _distribution(site, "older", "1.0", "egg-info-file")
+    _distribution(site, "shadowed", "1.0")
+    (tmp_path / "src").mkdir()
+    _distribution(tmp_path / "src", "mine", "0.0.1", "egg-info")  # an editable install's path entry
+    _distribution(tmp_path / "src", "shadowed", "2.0")  # site-packages comes first on sys.path
+    (site / "__editable__.mine.pth").write_text(f"# a comment\n{tmp_path / 'src'}\n{tmp_path / 'absent'}\n")
+    (site / "zz.pth").write_text("import os\n")
+
+    on_disk = installed_on_disk(env.path)
+    assert on_disk == _asked(env)
+    assert on_disk == {"flash-attn": "2.8.3", "legacy": "0.1", "older": "1.0", "shadowed": "1.0",
+                       "mine": "0.0.1"}
+    runner = FakeRunner()
+    assert env.installed(runner) == on_disk and runner.calls == [], "no interpreter started"
+
+
+def test_where_the_files_do_not_answer_the_interpreter_is_asked(tmp_path: Path) -> None:
+    venv.create(tmp_path / "venv", with_pip=False, system_site_packages=True)
+    assert installed_on_disk(tmp_path / "venv") is None, "it also sees the system's site-packages"
+    runner = answering({"torch": "2.13.0+cpu"})
+    assert TargetEnv(tmp_path / "venv").installed(runner) == {"torch": "2.13.0+cpu"}
+    assert len(runner.calls) == 1
+    venv.create(tmp_path / "egg", with_pip=False)
+    (site,) = (tmp_path / "egg").glob("lib/*/site-packages")
+    (tmp_path / "old.egg").mkdir()
+    (site / "easy-install.pth").write_text(f"{tmp_path / 'old.egg'}\n")
+    assert installed_on_disk(tmp_path / "egg") is None, "an egg on the path: the interpreter reads it"
+
+
 def test_an_interpreter_without_an_answer_is_an_error() -> None:
     with pytest.raises(StepError, match="no answer"):
         TargetEnv("/e").installed(FakeRunner(answer=lambda cmd: "Segmentation fault\n"))
@@ -161,3 +212,4 @@ def test_torchs_files_say_what_importing_it_says(torch_env: TorchEnv) -> None:
     assert from_files.distribution == TORCH_VERSION  # what installers compare, from the install record
     assert from_files.cxx11_abi, "torch 2.13's Linux wheels are built with the C++11 ABI"
     assert env.installed(runner)["torch"] == TORCH_VERSION
+    assert installed_on_disk(env.path) == _asked(env), "the metadata files say what the interpreter says"
