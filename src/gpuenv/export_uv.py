@@ -34,7 +34,6 @@ result is parsed back and checked before it is written.
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 import sys
@@ -46,10 +45,10 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from gpuenv.errors import CommandError, InputError
+from gpuenv.errors import InputError
 from gpuenv.hardware import Hardware
-from gpuenv.installer import PipSources, pip_sources
 from gpuenv.lock import _key, _q
+from gpuenv.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.plan import Plan, PlanOptions, pinned_version, plan
 from gpuenv.recipe import ProjectFacts, Recipe
 
@@ -200,13 +199,7 @@ def _uv_source_options(sources: PipSources) -> tuple[str, ...]:
 
 def configured_sources() -> PipSources:
     """pip's sources on this machine, read as ``--installer uv`` reads them."""
-    from gpuenv.runner import SubprocessRunner
-
-    try:
-        listed = SubprocessRunner()([sys.executable, "-m", "pip", "config", "list"])
-    except CommandError:
-        listed = ""
-    return pip_sources(listed, os.environ)
+    return pip_sources(pip_config())
 
 
 # -- rendering and merging -------------------------------------------------------------

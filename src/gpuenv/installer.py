@@ -3,8 +3,8 @@
 :class:`PipInstaller` runs the target env's own pip, so the user's pip
 configuration (indexes, find-links, constraints, certificates) applies as it
 would by hand. uv does not read pip's configuration, so :class:`UvInstaller`
-reads it (``pip config list`` plus the ``PIP_*`` variables) and passes the same
-sources explicitly: with ``--installer uv`` packages come from where pip would
+reads it (:mod:`gpuenv.pipconfig`: pip's files plus the ``PIP_*`` variables) and
+passes the same sources explicitly: with ``--installer uv`` packages come from where pip would
 take them. Each installer also makes the target env (``python -m venv``, or
 ``uv venv``: seconds faster, as it seeds no pip), and :func:`choose_installer`
 picks uv where it is available (``--installer auto``, the default).
@@ -12,31 +12,28 @@ picks uv where it is available (``--installer auto``, the default).
 
 from __future__ import annotations
 
-import ast
 import copy
 import hashlib
 import importlib
 import os
 import shutil
-import socket
-import ssl
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
-from gpuenv.errors import CommandError, IndexUnreachableError, InputError, StepError
+from gpuenv.errors import IndexUnreachableError, InputError, StepError
+from gpuenv.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.runner import Runner
 from gpuenv.targetenv import TargetEnv
+
+if TYPE_CHECKING:
+    import ssl
 
 #: The public PyTorch index; ``{variant}`` is "cpu", "cu121", ….
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
@@ -226,66 +223,6 @@ def pip_prints_raw_progress(env: TargetEnv) -> bool:
 # -- uv --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PipSources:
-    """Where pip's configuration says packages come from."""
-
-    index_url: str | None = None
-    extra_index_urls: tuple[str, ...] = ()
-    find_links: tuple[str, ...] = ()
-    #: Constraint files.
-    constraints: tuple[str, ...] = ()
-    no_index: bool = False
-    #: A CA bundle (pip's ``cert``); uv reads one from SSL_CERT_FILE.
-    cert: str | None = None
-
-
-#: pip's configuration sections, lowest precedence first, as ``pip install`` reads them.
-_SECTIONS = ("global", "install", ":env:")
-_MULTI = ("extra-index-url", "find-links", "constraint")
-_KEYS = ("index-url", "no-index", "cert", *_MULTI)
-
-
-def parse_pip_config(config_list: str) -> dict[str, str]:
-    """The options ``pip install`` takes from ``pip config list`` output (``section.key='value'`` lines)."""
-    by_section: dict[str, dict[str, str]] = {section: {} for section in _SECTIONS}
-    for line in config_list.splitlines():
-        name, sep, raw = line.partition("=")
-        section, dot, key = name.strip().rpartition(".")
-        if not sep or not dot or section not in by_section or key not in _KEYS:
-            continue
-        try:
-            value = ast.literal_eval(raw.strip())
-        except (ValueError, SyntaxError):
-            value = raw.strip()
-        by_section[section][key] = str(value)
-    merged: dict[str, str] = {}
-    for section in _SECTIONS:
-        merged.update(by_section[section])
-    return merged
-
-
-def pip_sources(config_list: str, environ: Mapping[str, str] | None = None) -> PipSources:
-    """pip's package sources from ``pip config list`` output, the ``PIP_*`` variables winning."""
-    options = parse_pip_config(config_list)
-    for key in _KEYS:
-        value = (environ or {}).get("PIP_" + key.upper().replace("-", "_"))
-        if value is not None:
-            options[key] = value
-    return PipSources(
-        index_url=options.get("index-url") or None,
-        extra_index_urls=tuple(options.get("extra-index-url", "").split()),
-        find_links=tuple(options.get("find-links", "").split()),
-        constraints=tuple(options.get("constraint", "").split()),
-        no_index=_truthy(options.get("no-index", "")),
-        cert=options.get("cert") or None,
-    )
-
-
-def _truthy(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on", "y", "t")
-
-
 def find_uv() -> Path:
     """The uv binary: next to this interpreter, on PATH, or from the ``uv`` package."""
     exe = "uv.exe" if os.name == "nt" else "uv"
@@ -324,20 +261,11 @@ class UvInstaller(Installer):
         self._environ = dict(os.environ if environ is None else environ)
 
     def sources(self, env: TargetEnv) -> PipSources:
-        """pip's configuration on this machine, read once (with the env's pip, else gpuenv's)."""
+        """pip's configuration on this machine, read once: as the env's pip reads it, else as gpuenv's."""
         if self._sources is None:
-            self._sources = pip_sources(self._pip_config_list(env), self._environ)
+            prefix = env.path if env.has_pip() else Path(sys.prefix)
+            self._sources = pip_sources(pip_config(prefix, self._environ))
         return self._sources
-
-    def _pip_config_list(self, env: TargetEnv) -> str:
-        # An env uv made has no pip: asking it would cost an interpreter start to learn that.
-        pythons = [str(env.python)] if env.has_pip() else []
-        for python in [*pythons, sys.executable]:
-            try:
-                return self.runner([python, "-m", "pip", "config", "list"])
-            except CommandError:
-                continue
-        return ""
 
     def environ(self) -> dict[str, str]:
         cert = self._sources.cert if self._sources is not None else None
@@ -441,6 +369,8 @@ def preflight(urls: Sequence[str], *, timeout: float = 5.0, project: str | None 
 
 def _check_index(url: str, timeout: float, project: str | None) -> str | None:
     target = url.rstrip("/") + f"/{project}/" if project else url
+    from urllib.request import url2pathname
+
     parsed = urlparse(target)
     if parsed.scheme in ("http", "https"):
         return _check_http(target, timeout, project)
@@ -451,6 +381,11 @@ def _check_index(url: str, timeout: float, project: str | None) -> str | None:
 
 
 def _check_http(target: str, timeout: float, project: str | None) -> str | None:
+    # Here, not at the top: ssl and urllib are a tenth of a no-op run's imports, and it asks no index.
+    import ssl
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(target, headers={"User-Agent": "gpuenv-preflight"})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_ssl_context()):
@@ -466,6 +401,8 @@ def _check_http(target: str, timeout: float, project: str | None) -> str | None:
 
 
 def _describe(reason: object, target: str, timeout: float) -> str:
+    import socket
+
     host = urlparse(target).hostname
     if isinstance(reason, socket.gaierror):
         return f"the host name {host} does not resolve ({reason.strerror or reason})"
@@ -477,6 +414,8 @@ def _describe(reason: object, target: str, timeout: float) -> str:
 
 
 def _ssl_context() -> ssl.SSLContext:
+    import ssl
+
     context = ssl.create_default_context()
     # A private mirror's CA, as pip is told about it.
     cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")

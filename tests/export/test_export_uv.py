@@ -19,7 +19,7 @@ import pytest
 from gpuenv.errors import InputError
 from gpuenv.export_uv import Table, merge, uv_tables
 from gpuenv.hardware import Hardware
-from gpuenv.installer import PipSources
+from gpuenv.pipconfig import PipSources
 from gpuenv.plan import PlanOptions, plan
 from gpuenv.recipe import load_recipe
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import subprocess
 import sys
 import threading
 import time
+import venv
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +16,14 @@ import pytest
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
 from gpuenv.installer import (
     PipInstaller,
-    PipSources,
     UvInstaller,
     choose_installer,
     constraints_file,
     find_uv,
     make_installer,
-    pip_sources,
     preflight,
 )
+from gpuenv.pipconfig import PipSources, parse_config_list, pip_config, pip_sources
 from gpuenv.targetenv import TargetEnv
 
 from .conftest import FakeRunner, TorchEnv
@@ -154,11 +155,18 @@ def test_pip_puts_pip_into_an_env_uv_made(tmp_path: Path) -> None:
     assert PipInstaller(FakeRunner()).commands(env, ["six"]) == [[python, "-m", "pip", "install", "six"]]
 
 
-def test_uv_asks_gpuenvs_pip_for_the_configuration_when_the_env_has_none(tmp_path: Path) -> None:
+def test_uv_reads_gpuenvs_pip_configuration_when_the_env_has_no_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = _venv_without_pip(tmp_path)
-    runner = FakeRunner(answer=lambda cmd: CONFIG_LIST)
-    UvInstaller(runner, uv="/bin/uv", environ={}).commands(env, ["six"])
-    assert [c.cmd for c in runner.calls] == [[sys.executable, "-m", "pip", "config", "list"]]
+    (env.path / "pip.conf").write_text("[global]\nfind-links = /not/read\n")  # no pip there reads it
+    (tmp_path / "gpuenv-prefix").mkdir()
+    (tmp_path / "gpuenv-prefix" / "pip.conf").write_text("[global]\nfind-links = /gpuenv/wheels\n")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "gpuenv-prefix"))
+    runner = FakeRunner()
+    uv = UvInstaller(runner, uv="/bin/uv", environ={"HOME": str(tmp_path / "nohome")})
+    uv.commands(env, ["six"])
+    assert uv.sources(env).find_links == ("/gpuenv/wheels",) and runner.calls == []
 
 
 def test_an_install_makes_the_env_ask_again_what_is_installed() -> None:
@@ -184,7 +192,7 @@ def _fake_uv(tmp_path: Path) -> Path:
 
 
 def test_pip_configuration_is_read_like_pip_install_reads_it() -> None:
-    sources = pip_sources(CONFIG_LIST, environ={})
+    sources = pip_sources(parse_config_list(CONFIG_LIST))
     assert sources == PipSources(
         index_url="https://index-install.invalid/simple",  # [install] beats [global]; [download] is ignored
         extra_index_urls=("file:///opt/pypi/simple", "file:///opt/pypi-more/simple"),
@@ -194,22 +202,77 @@ def test_pip_configuration_is_read_like_pip_install_reads_it() -> None:
     )
 
 
-def test_pip_variables_win_over_pip_config_list() -> None:
-    sources = pip_sources(CONFIG_LIST, environ={
+def _config_world(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A home, site-wide dirs and a prefix, each with a pip.conf, and the environment naming them."""
+    home, xdg, prefix = tmp_path / "home", tmp_path / "xdg", tmp_path / "prefix"
+    (xdg / "pip").mkdir(parents=True)
+    (xdg / "pip" / "pip.conf").write_text(
+        "[global]\nindex-url = https://site.invalid/simple\nextra-index-url =\n  file:///a/simple\n"
+        "  file:///b/simple\n[install]\nfind_links = /site/wheels\n")
+    (home / ".config" / "pip").mkdir(parents=True)
+    (home / ".config" / "pip" / "pip.conf").write_text("[global]\nindex-url = https://user.invalid/simple\n")
+    (home / ".pip").mkdir()
+    (home / ".pip" / "pip.conf").write_text("[global]\nconstraint = /legacy/c.txt\n")
+    prefix.mkdir()
+    (prefix / "pip.conf").write_text("[install]\nindex-url = https://prefix.invalid/simple\n"
+                                     "[global]\ncert = /prefix/ca.pem\n")
+    environ = {"HOME": str(home), "XDG_CONFIG_DIRS": str(xdg), "XDG_CONFIG_HOME": str(home / ".config"),
+               "PATH": "/usr/bin:/bin", "PIP_DEFAULT_TIMEOUT": "60", "PIP_FIND_LINKS": "/env/wheels"}
+    return prefix, environ
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pip's file locations per platform: these are Linux's")
+@pytest.mark.parametrize("variant", ["all files", "PIP_CONFIG_FILE", "PIP_CONFIG_FILE=/dev/null"])
+def test_pips_files_are_read_as_pip_config_list_reads_them(tmp_path: Path, variant: str) -> None:
+    prefix, environ = _config_world(tmp_path)
+    if variant == "PIP_CONFIG_FILE":  # it wins over every file, and the user's files are skipped
+        (tmp_path / "named.conf").write_text("[global]\nno-index = yes\n")
+        environ["PIP_CONFIG_FILE"] = str(tmp_path / "named.conf")
+    elif variant == "PIP_CONFIG_FILE=/dev/null":  # no file at all
+        environ["PIP_CONFIG_FILE"] = "/dev/null"
+    # pip itself, run from a venv at the prefix (it reads the prefix's pip.conf), is the reference.
+    venv.create(prefix, with_pip=False, system_site_packages=True)
+    listed = subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "config", "list"], env=environ,
+                            capture_output=True, text=True, check=True).stdout
+    assert pip_config(prefix, environ) == parse_config_list(listed)
+    sources = pip_sources(pip_config(prefix, environ))
+    if variant == "all files":
+        assert sources == PipSources(index_url="https://prefix.invalid/simple",
+                                     extra_index_urls=("file:///a/simple", "file:///b/simple"),
+                                     find_links=("/env/wheels",), constraints=("/legacy/c.txt",),
+                                     cert="/prefix/ca.pem")
+    elif variant == "PIP_CONFIG_FILE":
+        assert sources.no_index and sources.constraints == () and sources.index_url == "https://prefix.invalid/simple"
+    else:
+        assert sources == PipSources(find_links=("/env/wheels",))
+
+
+def test_pip_variables_win_over_pips_files(tmp_path: Path) -> None:
+    prefix, environ = _config_world(tmp_path)
+    sources = pip_sources(pip_config(prefix, {
+        **environ,
         "PIP_INDEX_URL": "https://index-env.invalid/simple",
         "PIP_EXTRA_INDEX_URL": "https://extra-a.invalid/simple https://extra-b.invalid/simple",
         "PIP_CONSTRAINT": "/c1.txt /c2.txt",
         "PIP_NO_INDEX": "yes",
         "UNRELATED": "x",
-    })
+    }))
     assert sources.index_url == "https://index-env.invalid/simple"
     assert sources.extra_index_urls == ("https://extra-a.invalid/simple", "https://extra-b.invalid/simple")
     assert sources.constraints == ("/c1.txt", "/c2.txt")
     assert sources.no_index
 
 
+def test_a_pip_configuration_file_pip_cannot_parse_is_an_error_with_a_hint(tmp_path: Path) -> None:
+    prefix, environ = _config_world(tmp_path)
+    (prefix / "pip.conf").write_text("index-url = no section\n")
+    with pytest.raises(InputError, match=r"pip\.conf cannot be read") as info:
+        pip_config(prefix, environ)
+    assert info.value.hint is not None and "pip config list" in info.value.hint
+
+
 def test_uv_gets_pips_sources_explicitly() -> None:
-    sources = pip_sources(CONFIG_LIST, environ={})
+    sources = pip_sources(parse_config_list(CONFIG_LIST))
     uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=sources, environ={})
     commands = uv.commands(
         ENV, ["torch==2.13.0"], index_url="https://download.pytorch.org/whl/cpu",
@@ -236,16 +299,18 @@ def test_uv_with_one_index_needs_no_index_strategy() -> None:
     assert uv.environ() == {}
 
 
-def test_uv_reads_pip_config_list_once_through_the_runner(tmp_path: Path) -> None:
+def test_uv_reads_pips_configuration_files_without_starting_pip(tmp_path: Path) -> None:
     env = _venv_without_pip(tmp_path)
     (env.path / "lib" / "python3.11" / "site-packages" / "pip").mkdir()
     (env.path / "lib" / "python3.11" / "site-packages" / "pip" / "__init__.py").touch()
-    runner = FakeRunner(answer=lambda cmd: CONFIG_LIST if cmd[-2:] == ["config", "list"] else "")
-    uv = UvInstaller(runner, uv="/bin/uv", environ={})
-    uv.commands(env, ["six"])
-    uv.commands(env, ["packaging"])
-    assert [c.cmd for c in runner.calls] == [[str(env.python), "-m", "pip", "config", "list"]]
-    assert uv.sources(env).find_links == ("/opt/wheels",)
+    (env.path / "pip.conf").write_text("[global]\nfind-links = /env-prefix/wheels\n")  # its pip reads it
+    runner = FakeRunner()
+    uv = UvInstaller(runner, uv="/bin/uv", environ={"HOME": str(tmp_path / "nohome"),
+                                                     "XDG_CONFIG_DIRS": str(tmp_path / "nodirs")})
+    [cmd] = uv.commands(env, ["six"])
+    assert runner.calls == [], "no pip started to learn its configuration"
+    assert uv.sources(env).find_links == ("/env-prefix/wheels",)
+    assert cmd[cmd.index("--find-links") + 1] == "/env-prefix/wheels"
 
 
 def test_find_uv_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -346,8 +411,8 @@ def test_uv_installs_with_the_sources_pip_is_configured_with(torch_env: TorchEnv
     env, _ = TargetEnv.ensure(tmp_path / "venv", runner)
     uv = UvInstaller(runner, uv=uv_bin)
     [cmd] = uv.commands(env, ["six"])
-    pip_config = pip_sources(runner([str(env.python), "-m", "pip", "config", "list"]))
-    for url in pip_config.extra_index_urls:
+    configured = pip_sources(parse_config_list(runner([str(env.python), "-m", "pip", "config", "list"])))
+    for url in configured.extra_index_urls:
         assert url in cmd
     uv.install(env, ["six"], constraints=["six>=1.16"])
     assert "six" in env.installed(runner)
