@@ -9,8 +9,10 @@ the resolver can try an older torch where a newer one rules an extension out.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -217,6 +219,14 @@ def _incompatibility(
 #: What ``--toolkit`` (and the recipe's ``toolkit``, and GPUENV_TOOLKIT) may say besides a path.
 TOOLKIT_MODES = ("auto", "system", "pypi")
 
+#: The layout of the toolkit cache (:mod:`gpuenv.toolkitcache`), in the paths the plan names.
+TOOLKIT_SCHEMA = 1
+
+
+def toolkit_home(root: Path | str, version: str) -> str:
+    """Where CUDA ``version`` ("13.0") is, or will be, provisioned under the toolkit cache ``root``."""
+    return os.path.join(str(root), f"v{TOOLKIT_SCHEMA}", f"cuda-{version}")
+
 
 @dataclass(frozen=True)
 class ToolkitPolicy:
@@ -261,8 +271,6 @@ def choose_toolkit(
     if chosen is not None:
         return chosen
     if policy.mode != "system" and cuda in knowledge.pypi_toolkit_versions():
-        from gpuenv.toolkitcache import toolkit_home  # the cache's layout; imports toolkits.py
-
         home = toolkit_home(policy.cache_dir, cuda)
         return Toolkit(nvcc=f"{home}/bin/nvcc", version=cuda, home=home, source="pypi")
     raise _no_toolkit(variant, cuda, builders, exact, hardware, release, policy)

@@ -73,7 +73,8 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 def _cache_dir(args: argparse.Namespace) -> Path:
     from gpuenv.cache import default_cache_dir
 
-    return Path(args.cache_dir) if args.cache_dir is not None else default_cache_dir()
+    given = getattr(args, "cache_dir", None)  # not every command has --cache-dir; the probe reads the cache
+    return Path(given) if given is not None else default_cache_dir()
 
 
 @dataclass(frozen=True)
@@ -399,13 +400,19 @@ def _toolkit_dir(args: argparse.Namespace) -> Path:
     return default_toolkit_dir(_cache_dir(args))
 
 
+def _probe(args: argparse.Namespace) -> Hardware:
+    """This machine, its toolkits including those in gpuenv's toolkit cache."""
+    from gpuenv.probe import probe
+    from gpuenv.toolkitcache import ToolkitCache
+
+    return probe(provisioned=[p.toolkit for p in ToolkitCache(_toolkit_dir(args)).toolkits()])
+
+
 def _hardware(args: argparse.Namespace, *, local_host: bool = False) -> Hardware:
     from gpuenv.machine import describe_machine
-    from gpuenv.probe import probe
 
-    toolkit_dir = _toolkit_dir(args) if hasattr(args, "cache_dir") else None
     return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host,
-                            prober=lambda: probe(toolkit_dir=toolkit_dir))
+                            prober=lambda: _probe(args))
 
 
 def _style(args: argparse.Namespace, stream: Any = None) -> Style:
@@ -435,10 +442,9 @@ def _cmd_gpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from gpuenv.probe import probe
     from gpuenv.render import hardware_text
 
-    hardware = probe(toolkit_dir=_toolkit_dir(args))
+    hardware = _probe(args)
     print(json.dumps(hardware.to_json(), indent=2) if args.json else hardware_text(hardware))
     return EXIT_OK
 

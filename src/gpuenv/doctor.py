@@ -33,9 +33,9 @@ from gpuenv.hints import hint_for
 from gpuenv.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
 from gpuenv.plan import driver_runs
 from gpuenv.recipe import Recipe, find_recipe, load_recipe
-from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.runner import ANSWER_MARK, Runner, SubprocessRunner
 from gpuenv.runtime import RUNTIME_PTH, read_runtime_env
-from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo
+from gpuenv.targetenv import TargetEnv, TorchInfo
 
 #: "skip": the check was not made; its detail says why (never "ok" for what was not checked).
 Verdict = Literal["ok", "warn", "fail", "skip"]

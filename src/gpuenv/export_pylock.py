@@ -37,8 +37,8 @@ from gpuenv import __version__
 from gpuenv.cache import WheelCache
 from gpuenv.errors import CommandError, InputError
 from gpuenv.lock import LockedEnv, LockedExtension, _key, _q
-from gpuenv.runner import Runner
-from gpuenv.targetenv import ANSWER_MARK, TargetEnv
+from gpuenv.runner import ANSWER_MARK, Runner
+from gpuenv.targetenv import TargetEnv
 
 PYLOCK_NAME = "pylock.toml"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +83,12 @@ _EXPLANATIONS: dict[int, tuple[str, str]] = {
 
 
 def probe(environ: Mapping[str, str] | None = None, runner: Runner | None = None, *,
-          toolkit_dir: Path | None = None) -> Hardware:
+          provisioned: Sequence[Toolkit] = ()) -> Hardware:
     """Everything :class:`Hardware` holds, measured on this machine.
 
-    The toolkits are those on disk and those gpuenv provisioned into the
-    toolkit cache ``toolkit_dir`` (default: the one of the default wheel cache).
+    The toolkits are those on disk and ``provisioned``: those gpuenv put into
+    its toolkit cache, which the caller reads (the cache is a layer above the
+    probe: :meth:`gpuenv.toolkitcache.ToolkitCache.toolkits`).
     """
     driver, cuda, gpus = probe_gpus()
     cpu_count, memory_total, memory_available = probe_host()
@@ -98,20 +99,14 @@ def probe(environ: Mapping[str, str] | None = None, runner: Runner | None = None
         cpu_count=cpu_count,
         memory_total_mib=memory_total,
         memory_available_mib=memory_available,
-        toolkits=probe_toolkits(environ, runner, toolkit_dir=toolkit_dir),
+        toolkits=probe_toolkits(environ, runner, provisioned=provisioned),
         source="nvml",
     )
 
 
 def probe_toolkits(environ: Mapping[str, str] | None = None, runner: Runner | None = None, *,
-                   toolkit_dir: Path | None = None) -> tuple[Toolkit, ...]:
-    """The toolkits on disk, then those in the toolkit cache (each root once)."""
-    from gpuenv.cache import default_cache_dir
-    from gpuenv.toolkitcache import ToolkitCache, default_toolkit_dir
-
-    env = os.environ if environ is None else environ
-    directory = toolkit_dir or default_toolkit_dir(default_cache_dir(env))
-    provisioned = [p.toolkit for p in ToolkitCache(directory, runner).toolkits()]
+                   provisioned: Sequence[Toolkit] = ()) -> tuple[Toolkit, ...]:
+    """The toolkits on disk, then the ``provisioned`` ones (each root once)."""
     mine = {os.path.realpath(t.root) for t in provisioned}
     system = [t for t in find_toolkits(environ, runner) if os.path.realpath(t.root) not in mine]
     return (*system, *provisioned)

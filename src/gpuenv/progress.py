@@ -35,6 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+from gpuenv.runner import ANSWER_MARK
+
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 
 COLOR_CHOICES = ("auto", "always", "never")
@@ -213,9 +215,6 @@ class TerminalReporter:
         refresh: float = 0.2,
         tick_interval: float = 1.0,
     ) -> None:
-        # Here, not at the top: the CLI imports this module for its options, setup alone needs this.
-        from gpuenv.targetenv import ANSWER_MARK
-
         self.answer_mark = ANSWER_MARK
         self.stream = stream or sys.stderr
         self.tty = is_terminal(self.stream) if tty is None else tty

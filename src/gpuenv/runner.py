@@ -19,10 +19,18 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from gpuenv.errors import CommandError
-from gpuenv.runtime import OFF_SWITCH as RUNTIME_OFF_SWITCH
 
 #: How many trailing lines of output an error carries.
 TAIL_LINES = 25
+
+#: Precedes the JSON line a query script run in an env prints (its output is mixed with stderr
+#: and warnings); a progress display hides such lines.
+ANSWER_MARK = "@@gpuenv-json@@"
+
+#: Set to 0, the env's runtime ``.pth`` (:mod:`gpuenv.setup.runtime`) leaves the environment alone.
+#: Every command this runner starts gets it: gpuenv's own builds and installs in an env carry the
+#: plan's values themselves, which the runtime env must not override.
+RUNTIME_OFF_SWITCH = "GPUENV_RUNTIME_ENV"
 
 
 class Runner(Protocol):
@@ -62,9 +70,7 @@ class SubprocessRunner:
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(self.env if self.env is not None else os.environ)
-        # The env's runtime .pth sets CUDA_HOME and the arch list for code run in it later; gpuenv's
-        # own builds and installs there carry the plan's values themselves, which it must not override.
-        env[RUNTIME_OFF_SWITCH] = "0"
+        env[RUNTIME_OFF_SWITCH] = "0"  # the env's runtime .pth is for the user's runs, not gpuenv's
         for key, value in (extra_environ or {}).items():
             if value == "":
                 env.pop(key, None)

@@ -17,16 +17,16 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from gpuenv.runner import RUNTIME_OFF_SWITCH
+
 #: The file in site-packages; the leading underscore sorts it before most .pth files.
 RUNTIME_PTH = "_gpuenv_runtime.pth"
-#: Set to 0 to run without gpuenv's runtime build environment.
-OFF_SWITCH = "GPUENV_RUNTIME_ENV"
 
 
 def runtime_pth_line(env: Mapping[str, str]) -> str:
     """The one import line a .pth may hold: set each variable unless switched off."""
     values = json.dumps(dict(sorted(env.items())))
-    return (f"import os; os.environ.get({OFF_SWITCH!r}) == '0' or "
+    return (f"import os; os.environ.get({RUNTIME_OFF_SWITCH!r}) == '0' or "
             f"os.environ.update({values})  # written by gpuenv setup\n")
 
 

@@ -23,10 +23,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from gpuenv.errors import CommandError, StepError
-from gpuenv.runner import Runner
-
-#: Precedes the JSON line a query script prints (its output is mixed with stderr and warnings).
-ANSWER_MARK = "@@gpuenv-json@@"
+from gpuenv.runner import ANSWER_MARK, Runner
 
 _TORCH_FACTS = """
 import importlib.metadata, importlib.util, json

@@ -9,13 +9,18 @@ is recorded in the state file, where ``gpuenv doctor`` reads it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gpuenv.buildplan import toolkit_home
+from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.hardware import Toolkit
+from gpuenv.installer import Installer
 from gpuenv.plan import Plan
 from gpuenv.steps import Context, Step
-from gpuenv.toolkitcache import ToolkitCache, pinned_wheels, toolkit_home, wheel_installer
+from gpuenv.targetenv import TargetEnv
+from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels
 
 
 def needs_toolkit_step(plan: Plan) -> bool:
@@ -71,3 +76,33 @@ def record(ctx: Context, toolkit: Toolkit) -> None:
 def toolkit_record(toolkit: Toolkit) -> dict[str, Any]:
     return {"version": toolkit.version, "release": toolkit.release, "source": toolkit.source,
             "home": toolkit.root}
+
+
+def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
+    """Install wheels into a directory with setup's own installer (pip or uv) and the sources it uses.
+
+    The installer's command for ``env``, with ``--target DIR --only-binary :all:``
+    before the requirements: pip and uv both take them, and the package
+    sources (pip's configuration, which gpuenv passes to uv too) are the ones
+    every other install of the setup uses.
+    """
+
+    def install(requirements: Sequence[str], target: Path) -> None:
+        wanted = list(requirements)
+        try:
+            for cmd in installer.commands(env, wanted, no_deps=True):
+                head = cmd[: len(cmd) - len(wanted)]
+                installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
+                                 extra_environ=installer.environ())
+        except CommandError as exc:
+            release = wanted[0].split("==")[-1].removesuffix(".*") if wanted else ""
+            raise ToolkitError(
+                f"cannot install the CUDA toolkit wheels ({' '.join(wanted)}) from the package "
+                f"sources {installer.name} is configured with: {exc}",
+                needed=release, found=[],
+                hint="check that the installer reaches PyPI or a mirror of it (pip config list); offline, "
+                "install a CUDA toolkit of this release (conda's cuda-nvcc, your cluster's module, "
+                "NVIDIA's runfile) and pass --toolkit PATH or --toolkit system",
+            ) from exc
+
+    return install

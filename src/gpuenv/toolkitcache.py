@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv import __version__, knowledge
+from gpuenv.buildplan import TOOLKIT_SCHEMA, toolkit_home
 from gpuenv.cache import (
     LAST_USED_FILE,
     STALE_TEMP_AGE,
@@ -59,14 +60,11 @@ from gpuenv.cache import (
     _write_holder,
     _write_synced,
 )
-from gpuenv.errors import CommandError, ToolkitError
+from gpuenv.errors import ToolkitError
 from gpuenv.hardware import Toolkit
-from gpuenv.installer import Installer
 from gpuenv.runner import Runner, SubprocessRunner
-from gpuenv.targetenv import TargetEnv
 from gpuenv.toolkits import _toolkit_at, is_toolkit_root
 
-TOOLKIT_SCHEMA = 1
 META_FILE = "gpuenv-toolkit.json"
 
 #: CUDA's name of this machine's target directory (nvcc.profile reads targets/<it>/include).
@@ -81,11 +79,6 @@ WheelInstaller = Callable[[Sequence[str], Path], None]
 def default_toolkit_dir(cache_dir: Path | str) -> Path:
     """The toolkit cache of the wheel cache at ``cache_dir``: ``cache_dir/toolkits``."""
     return Path(cache_dir) / "toolkits"
-
-
-def toolkit_home(root: Path | str, version: str) -> str:
-    """Where CUDA ``version`` ("13.0") is, or will be, provisioned under the toolkit cache ``root``."""
-    return os.path.join(str(root), f"v{TOOLKIT_SCHEMA}", f"cuda-{version}")
 
 
 @dataclass(frozen=True)
@@ -338,36 +331,6 @@ def pinned_wheels(version: str) -> list[str]:
     the newest crt, runtime and nvvm, another CUDA release than the compiler.
     """
     return [f"{name}=={version}.*" for name in knowledge.pypi_toolkit_wheels()]
-
-
-def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
-    """Install wheels into a directory with setup's own installer (pip or uv) and the sources it uses.
-
-    The installer's command for ``env``, with ``--target DIR --only-binary :all:``
-    before the requirements: pip and uv both take them, and the package
-    sources (pip's configuration, which gpuenv passes to uv too) are the ones
-    every other install of the setup uses.
-    """
-
-    def install(requirements: Sequence[str], target: Path) -> None:
-        wanted = list(requirements)
-        try:
-            for cmd in installer.commands(env, wanted, no_deps=True):
-                head = cmd[: len(cmd) - len(wanted)]
-                installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
-                                 extra_environ=installer.environ())
-        except CommandError as exc:
-            release = wanted[0].split("==")[-1].removesuffix(".*") if wanted else ""
-            raise ToolkitError(
-                f"cannot install the CUDA toolkit wheels ({' '.join(wanted)}) from the package "
-                f"sources {installer.name} is configured with: {exc}",
-                needed=release, found=[],
-                hint="check that the installer reaches PyPI or a mirror of it (pip config list); offline, "
-                "install a CUDA toolkit of this release (conda's cuda-nvcc, your cluster's module, "
-                "NVIDIA's runfile) and pass --toolkit PATH or --toolkit system",
-            ) from exc
-
-    return install
 
 
 def lay_out(site: Path, home: Path, version: str) -> dict[str, Any]:

@@ -20,10 +20,12 @@ import pytest
 
 from gpuenv import knowledge
 from gpuenv.binaries import read_cuda_code
+from gpuenv.buildplan import toolkit_home
 from gpuenv.installer import make_installer
 from gpuenv.runner import SubprocessRunner
 from gpuenv.targetenv import TargetEnv
-from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home, wheel_installer
+from gpuenv.toolkit_step import wheel_installer
+from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels
 from gpuenv.toolkits import is_toolkit_root
 
 KERNEL = """
@@ -40,7 +42,8 @@ import json, os, signal, sys
 from gpuenv.installer import make_installer
 from gpuenv.runner import SubprocessRunner
 from gpuenv.targetenv import TargetEnv
-from gpuenv.toolkitcache import ToolkitCache, wheel_installer
+from gpuenv.toolkit_step import wheel_installer
+from gpuenv.toolkitcache import ToolkitCache
 
 def checkpoint(stage):
     if len(sys.argv) > 2 and stage == sys.argv[2]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from gpuenv.hardware import Gpu, Hardware, Toolkit
 from gpuenv.lock import LockedEnv, LockedExtension
-from gpuenv.targetenv import ANSWER_MARK, IMPORTING_MARK, TorchInfo
+from gpuenv.runner import ANSWER_MARK
+from gpuenv.targetenv import IMPORTING_MARK, TorchInfo
 
 #: The arch list torch 2.14.1+cu130 from PyPI reports (facts §3).
 CU130_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")

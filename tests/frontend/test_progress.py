@@ -21,7 +21,7 @@ from gpuenv.progress import (
     paint_verdicts,
     use_color,
 )
-from gpuenv.targetenv import ANSWER_MARK
+from gpuenv.runner import ANSWER_MARK
 
 #: What pip 26 prints, with --progress-bar raw, installing a wheel from an index over HTTP.
 PIP_RAW = [

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.buildplan import toolkit_home
 from gpuenv.errors import InputError, RecipeError, ToolkitError
 from gpuenv.hardware import Hardware, Toolkit
 from gpuenv.plan import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
 from gpuenv.recipe import parse_recipe
 from gpuenv.render import plan_text
-from gpuenv.toolkitcache import toolkit_home
 from gpuenv.toolkits import toolkit_policy
 from tests.plan.test_plan import A100, APEX, D550, D580, H100, SCATTER, V100, machine, recipe
 

@@ -24,8 +24,8 @@ from gpuenv.builder import (
 )
 from gpuenv.errors import BuildError
 from gpuenv.installer import Installer
-from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import ANSWER_MARK, TargetEnv
+from gpuenv.runner import ANSWER_MARK, SubprocessRunner
+from gpuenv.targetenv import TargetEnv
 
 from .conftest import FakeRunner
 

@@ -11,8 +11,8 @@ import pytest
 
 from gpuenv import targetenv
 from gpuenv.errors import StepError
-from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import ANSWER_MARK, TargetEnv, TorchInfo, installed_on_disk
+from gpuenv.runner import ANSWER_MARK, SubprocessRunner
+from gpuenv.targetenv import TargetEnv, TorchInfo, installed_on_disk
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
 
