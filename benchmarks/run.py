@@ -327,8 +327,9 @@ def build_kernels(bench: Bench, venv: Path, archs: str) -> Run:
         import = "gpuenv_bench_kernels"
     """)
     # Uninstalled first, so every run builds and installs whatever ran before: gpuenv
-    # skips an extension already installed with the same cache key.
-    subprocess.run([python_of(venv), "-m", "pip", "uninstall", "-y", "-q", KERNELS_DIST], check=True,
+    # skips an extension already installed with the same cache key. uv's uninstall: gpuenv's
+    # default installer made the env, with no pip in it.
+    subprocess.run([uv_bin(), "pip", "uninstall", "--python", python_of(venv), KERNELS_DIST], check=True,
                    capture_output=True)
     jobs = bench.plan_json(recipe, "--arch", archs)["extensions"][0]["env"].get("MAX_JOBS", "?")
     run = timed([bench.setup(recipe, venv, "--no-cache", "--arch", archs)], env=bench.environ(),
@@ -869,7 +870,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"== {names}", flush=True)
         try:
             results.extend(compare())
-        except BenchError as exc:
+        except (BenchError, subprocess.CalledProcessError, OSError) as exc:
+            # One comparison that cannot run must not cost the others (the full run is an hour).
             failures[names] = str(exc)
             print(f"error: {names}: {exc}", file=sys.stderr, flush=True)
     remove(bench.path("warm-venv"))  # venvs are ~1 GB each; the workdir keeps recipes and caches
