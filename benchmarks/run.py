@@ -523,7 +523,7 @@ def warm_notes(runs: Sequence[Run]) -> list[str]:
 
 
 def uv_bin() -> str:
-    from gpuenv.installer import find_uv
+    from gpuenv.setup.installer import find_uv
 
     return str(find_uv())
 
@@ -535,9 +535,9 @@ def uv_install(venv: Path, requirements: Sequence[str], *, no_build_isolation: b
     index, extra indexes, find-links, constraint files, and the index strategy
     that makes uv pick the best version across them, as pip does).
     """
-    from gpuenv.installer import UvInstaller
     from gpuenv.runner import SubprocessRunner
-    from gpuenv.targetenv import TargetEnv
+    from gpuenv.setup.installer import UvInstaller
+    from gpuenv.setup.targetenv import TargetEnv
 
     installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
     [command] = installer.commands(TargetEnv(venv), requirements, no_build_isolation=no_build_isolation)
@@ -545,9 +545,9 @@ def uv_install(venv: Path, requirements: Sequence[str], *, no_build_isolation: b
 
 
 def uv_environ(bench: Bench, uv_cache: Path) -> dict[str, str]:
-    from gpuenv.installer import UvInstaller
     from gpuenv.runner import SubprocessRunner
-    from gpuenv.targetenv import TargetEnv
+    from gpuenv.setup.installer import UvInstaller
+    from gpuenv.setup.targetenv import TargetEnv
 
     installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
     installer.sources(TargetEnv(bench.path("nowhere")))  # pip's cert, as SSL_CERT_FILE
@@ -722,7 +722,7 @@ def noop_env(bench: Bench) -> Path:
 
 
 def compare_noop(bench: Bench) -> Result:
-    from gpuenv.lock import lock_path_for, read_lock
+    from gpuenv.cache.lock import lock_path_for, read_lock
 
     venv = noop_env(bench)
     recipe = scatter_recipe(bench)

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from gpuenv import __version__
 from gpuenv.errors import EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
-from gpuenv.hardware import Hardware
 from gpuenv.inputs import index_template, venv_path
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.recipe import Recipe
 from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE, Style, use_color
-from gpuenv.recipe import Recipe
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from gpuenv.plan import PlanOptions, ToolkitPolicy
-    from gpuenv.toolkitcache import ProvisionedToolkit
+    from gpuenv.cache.toolkits import ProvisionedToolkit
+    from gpuenv.plan.planner import PlanOptions, ToolkitPolicy
 
 #: Environment variable holding a torch index template (same as --torch-index).
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
@@ -71,7 +71,7 @@ def _add_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
-    from gpuenv.cache import default_cache_dir
+    from gpuenv.cache.wheels import default_cache_dir
 
     given = getattr(args, "cache_dir", None)  # not every command has --cache-dir; the probe reads the cache
     return Path(given) if given is not None else default_cache_dir()
@@ -123,7 +123,7 @@ HELP: dict[str, _Help] = {
         "'--gpu' accepts (with a count: 8xH100). Names match ignoring case, spaces, dashes and a "
         "leading NVIDIA, Tesla or GeForce; SUBSTRING filters the list the same way. A GPU not listed "
         "is planned for by its compute capability: --arch X.Y.",
-        "the GPU table inside the package (gpuenv/data/gpus.toml)",
+        "the GPU table inside the package (gpuenv/plan/data/gpus.toml)",
         "nothing",
         ("gpuenv gpus", "gpuenv gpus rtx  # only names containing 'rtx'", "gpuenv gpus h100 --json"),
     ),
@@ -395,21 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _toolkit_dir(args: argparse.Namespace) -> Path:
-    from gpuenv.toolkitcache import default_toolkit_dir
+    from gpuenv.cache.toolkits import default_toolkit_dir
 
     return default_toolkit_dir(_cache_dir(args))
 
 
 def _probe(args: argparse.Namespace) -> Hardware:
     """This machine, its toolkits including those in gpuenv's toolkit cache."""
-    from gpuenv.probe import probe
-    from gpuenv.toolkitcache import ToolkitCache
+    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.probe.host import probe
 
     return probe(provisioned=[p.toolkit for p in ToolkitCache(_toolkit_dir(args)).toolkits()])
 
 
 def _hardware(args: argparse.Namespace, *, local_host: bool = False) -> Hardware:
-    from gpuenv.machine import describe_machine
+    from gpuenv.probe.machine import describe_machine
 
     return describe_machine(hardware_file=args.hardware, gpu=args.gpu, arch=args.arch, local_host=local_host,
                             prober=lambda: _probe(args))
@@ -420,7 +420,7 @@ def _style(args: argparse.Namespace, stream: Any = None) -> Style:
 
 
 def _cmd_gpus(args: argparse.Namespace) -> int:
-    from gpuenv.machine import gpu_models_matching
+    from gpuenv.probe.machine import gpu_models_matching
 
     models = gpu_models_matching(args.substring)
     if args.json:
@@ -450,21 +450,21 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _load_recipe(args: argparse.Namespace) -> Recipe:
-    from gpuenv.recipe import find_recipe, load_recipe
+    from gpuenv.plan.recipe import find_recipe, load_recipe
 
     return load_recipe(args.recipe if args.recipe is not None else find_recipe(Path.cwd()))
 
 
 def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
-    from gpuenv.plan import PlanOptions
-    from gpuenv.treemeta import recipe_sources
+    from gpuenv.plan.planner import PlanOptions
+    from gpuenv.plan.treemeta import recipe_sources
 
     return PlanOptions(cuda=args.cuda, torch_index=_torch_index(args), sources=recipe_sources(recipe),
                        toolkit=_toolkit_policy(args, recipe))
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
-    from gpuenv.toolkits import toolkit_policy
+    from gpuenv.probe.toolkits import toolkit_policy
 
     if args.toolkit:
         choice, by = args.toolkit, f"--toolkit {args.toolkit}"
@@ -482,7 +482,7 @@ def _torch_index(args: argparse.Namespace) -> str | None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from gpuenv.plan import make_plan
+    from gpuenv.plan.planner import make_plan
     from gpuenv.render import plan_text
 
     recipe = _load_recipe(args)
@@ -490,8 +490,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     options = _plan_options(args, recipe)
     result = make_plan(recipe, hardware, options)
     if not args.no_cache and not result.blockers:
-        from gpuenv.cache import WheelCache
-        from gpuenv.cachehits import predicted_hits
+        from gpuenv.cache.hits import predicted_hits
+        from gpuenv.cache.wheels import WheelCache
 
         hits = predicted_hits(result, WheelCache(_cache_dir(args)))
         if hits:
@@ -504,13 +504,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from gpuenv.execute import run_setup
-    from gpuenv.lock import lock_path_for, plan_locked, read_lock
-    from gpuenv.plan import plan
+    from gpuenv.cache.lock import lock_path_for, plan_locked, read_lock
+    from gpuenv.plan.planner import plan
     from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary
-    from gpuenv.sources import file_sha256
-    from gpuenv.steps import SetupOptions
+    from gpuenv.setup.run import run_setup
+    from gpuenv.setup.sources import file_sha256
+    from gpuenv.setup.steps import SetupOptions
 
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)
@@ -576,7 +576,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from gpuenv.bootstrap import init_repo, init_text
+    from gpuenv.init.writer import init_repo, init_text
 
     result = init_repo(Path.cwd(), name=args.name, into_pyproject=args.pyproject,
                        torch_version=args.torch, extensions=args.extension)
@@ -586,7 +586,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_uv(args: argparse.Namespace) -> int:
-    from gpuenv.export_uv import export_uv
+    from gpuenv.export.uv import export_uv
 
     recipe = _load_recipe(args)
     result = export_uv(recipe, _hardware(args), _plan_options(args, recipe), write=args.write)
@@ -596,7 +596,7 @@ def _cmd_export_uv(args: argparse.Namespace) -> int:
 
 def _cmd_export_pylock(args: argparse.Namespace) -> int:
     from gpuenv.doctor import recipe_and_lock
-    from gpuenv.export_pylock import export_pylock
+    from gpuenv.export.pylock import export_pylock
 
     _, locked = recipe_and_lock(args.recipe, start=Path.cwd())
     text = export_pylock(args.venv.absolute(), locked=locked, cache_dir=_cache_dir(args), output=args.output)
@@ -610,8 +610,8 @@ def _cmd_cache_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_list(args: argparse.Namespace) -> int:
-    from gpuenv.cache import WheelCache
-    from gpuenv.toolkitcache import ToolkitCache
+    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.cache.wheels import WheelCache
 
     cache = WheelCache(_cache_dir(args))
     entries = cache.entries() if cache.path.exists() else []
@@ -637,7 +637,7 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    from gpuenv.cache import WheelCache, prune_limits
+    from gpuenv.cache.wheels import WheelCache, prune_limits
 
     limits = prune_limits(older_than_days=args.older_than, unused_since=args.unused_since,
                           max_size=args.max_size)
@@ -671,8 +671,8 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_export(args: argparse.Namespace) -> int:
-    from gpuenv.cache import WheelCache
-    from gpuenv.wheelhouse import export_text, export_wheelhouse
+    from gpuenv.cache.wheelhouse import export_text, export_wheelhouse
+    from gpuenv.cache.wheels import WheelCache
 
     print(export_text(export_wheelhouse(WheelCache(_cache_dir(args)), args.directory)))
     return EXIT_OK
@@ -681,7 +681,7 @@ def _cmd_cache_export(args: argparse.Namespace) -> int:
 def _prune_toolkits(
     args: argparse.Namespace, older_than: timedelta | None, unused_since: datetime | None
 ) -> list[ProvisionedToolkit]:
-    from gpuenv.toolkitcache import ToolkitCache
+    from gpuenv.cache.toolkits import ToolkitCache
 
     if older_than is None and unused_since is None:
         return []

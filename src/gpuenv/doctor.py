@@ -2,7 +2,7 @@
 
 :func:`diagnose` asks the environment's own interpreter what it holds (through
 the runner), reads the GPU code of the compiled files on disk (the fat binary
-reader of :mod:`gpuenv.binaries`, ``cuobjdump`` as a second opinion when one is
+reader of :mod:`gpuenv.probe.binaries`, ``cuobjdump`` as a second opinion when one is
 found) and compares both with the hardware, the recipe and the lock. Each
 finding is a :class:`Check` with a verdict and, where one is known, a fix. The
 checks themselves are pure functions of those facts, so they are tested with
@@ -25,17 +25,17 @@ from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 
-from gpuenv import knowledge
-from gpuenv.binaries import BinaryFormatError, CudaCode, find_cuobjdump, list_elf, read_cuda_code
+from gpuenv.cache.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
 from gpuenv.errors import EXIT_OK, EXIT_STEP_FAILED, GpuenvError, RecipeError
-from gpuenv.hardware import Gpu, Hardware, Toolkit
 from gpuenv.hints import hint_for
-from gpuenv.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
-from gpuenv.plan import driver_runs
-from gpuenv.recipe import Recipe, find_recipe, load_recipe
+from gpuenv.plan import knowledge
+from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
+from gpuenv.plan.planner import driver_runs
+from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
+from gpuenv.probe.binaries import BinaryFormatError, CudaCode, find_cuobjdump, list_elf, read_cuda_code
 from gpuenv.runner import ANSWER_MARK, Runner, SubprocessRunner
-from gpuenv.runtime import RUNTIME_PTH, read_runtime_env
-from gpuenv.targetenv import TargetEnv, TorchInfo
+from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env
+from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 #: "skip": the check was not made; its detail says why (never "ok" for what was not checked).
 Verdict = Literal["ok", "warn", "fail", "skip"]
@@ -538,7 +538,7 @@ def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
 
 def built_with_check(venv: Path) -> Check | None:
     """The toolkit setup built this env's CUDA extensions with, as its state file records it."""
-    from gpuenv.steps import load_state
+    from gpuenv.setup.steps import load_state
 
     record = load_state(venv).get("toolkit")
     if not isinstance(record, dict) or not record.get("home"):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.binaries import (
+from gpuenv.errors import CommandError
+from gpuenv.probe.binaries import (
     BinaryFormatError,
     CudaCode,
     arch_to_capability,
@@ -29,7 +30,6 @@ from gpuenv.binaries import (
     list_ptx,
     read_cuda_code,
 )
-from gpuenv.errors import CommandError
 
 KERNEL = """
 #include <cuda_runtime.h>

@@ -11,14 +11,14 @@ import pytest
 
 from gpuenv.cli import build_parser
 from gpuenv.errors import RecipeError
-from gpuenv.execute import run_setup
 from gpuenv.integrations import _params, _subparsers, gpuenv_origin, invoke_collection, setup_args
-from gpuenv.interpreters import NoPythonError, find_python
-from gpuenv.plan import plan
-from gpuenv.recipe import load_recipe
+from gpuenv.plan.planner import plan
+from gpuenv.plan.recipe import load_recipe
+from gpuenv.probe.interpreters import NoPythonError, find_python
 from gpuenv.runner import SubprocessRunner
-from gpuenv.runtime import RUNTIME_PTH, read_runtime_env, write_runtime_env
-from gpuenv.steps import SetupOptions
+from gpuenv.setup.run import run_setup
+from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env, write_runtime_env
+from gpuenv.setup.steps import SetupOptions
 from tests.plan.test_plan import A100, D580, machine
 
 

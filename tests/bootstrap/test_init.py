@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.bootstrap import README_HEADING, init_repo, init_text, noxfile_text, tasks_text
 from gpuenv.errors import InputError, RecipeError
-from gpuenv.recipe import find_recipe, load_recipe
+from gpuenv.init.writer import README_HEADING, init_repo, init_text, noxfile_text, tasks_text
+from gpuenv.plan.recipe import find_recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = ("envs/default.toml", "noxfile.py", "tasks.py", "README.md", ".gitignore")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.bootstrap import init_repo, init_text
 from gpuenv.errors import InputError
-from gpuenv.hardware import Hardware, hardware_from_json
-from gpuenv.plan import make_plan
-from gpuenv.recipe import load_recipe
-from gpuenv.reposcan import scan_repo
-from gpuenv.treemeta import check_submodules, recipe_sources
+from gpuenv.init.reposcan import scan_repo
+from gpuenv.init.writer import init_repo, init_text
+from gpuenv.plan.hardware import Hardware, hardware_from_json
+from gpuenv.plan.planner import make_plan
+from gpuenv.plan.recipe import load_recipe
+from gpuenv.plan.treemeta import check_submodules, recipe_sources
 
 CUDA_SETUP = textwrap.dedent("""\
     from setuptools import setup

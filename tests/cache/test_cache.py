@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache import (
+from gpuenv.cache.wheels import (
     CACHE_SCHEMA,
     CacheEntry,
     CacheError,
@@ -70,7 +70,7 @@ CHANGED = {
 CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from gpuenv.cache import CacheKey, WheelCache
+from gpuenv.cache.wheels import CacheKey, WheelCache
 
 root, key_json, action, *args = sys.argv[1:]
 cache = WheelCache(Path(root))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.lock import LockEditedError, plan_locked, read_lock, write_lock
 from gpuenv.errors import InputError
-from gpuenv.execute import _lock_entry
-from gpuenv.hardware import Hardware
-from gpuenv.lock import LockEditedError, plan_locked, read_lock, write_lock
-from gpuenv.plan import PlanOptions, plan
-from gpuenv.recipe import load_recipe
-from gpuenv.steps import SetupOptions
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.planner import PlanOptions, plan
+from gpuenv.plan.recipe import load_recipe
+from gpuenv.setup.run import _lock_entry
+from gpuenv.setup.steps import SetupOptions
 from tests.cache.test_lock import SCATTER, locked
 
 NO_GPU = Hardware(driver_version=None, cuda_driver_version=None, gpus=(), cpu_count=2,

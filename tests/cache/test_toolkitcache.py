@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv import knowledge
-from gpuenv.binaries import read_cuda_code
-from gpuenv.buildplan import toolkit_home
-from gpuenv.installer import make_installer
+from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
+from gpuenv.plan import knowledge
+from gpuenv.plan.buildplan import toolkit_home
+from gpuenv.probe.binaries import read_cuda_code
+from gpuenv.probe.toolkits import is_toolkit_root
 from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import TargetEnv
-from gpuenv.toolkit_step import wheel_installer
-from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels
-from gpuenv.toolkits import is_toolkit_root
+from gpuenv.setup.installer import make_installer
+from gpuenv.setup.targetenv import TargetEnv
+from gpuenv.setup.toolkit import wheel_installer
 
 KERNEL = """
 #include <cstdio>
@@ -39,11 +39,11 @@ int main() { float* d = nullptr; cudaMalloc(&d, 4); twice<<<1, 1>>>(d); std::pri
 #: With argv[2], SIGKILL this process at that stage of the provisioning.
 USE_SCRIPT = """
 import json, os, signal, sys
-from gpuenv.installer import make_installer
+from gpuenv.setup.installer import make_installer
 from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import TargetEnv
-from gpuenv.toolkit_step import wheel_installer
-from gpuenv.toolkitcache import ToolkitCache
+from gpuenv.setup.targetenv import TargetEnv
+from gpuenv.setup.toolkit import wheel_installer
+from gpuenv.cache.toolkits import ToolkitCache
 
 def checkpoint(stage):
     if len(sys.argv) > 2 and stage == sys.argv[2]:
@@ -178,8 +178,8 @@ def test_prune_keeps_a_toolkit_in_use_and_removes_it_after(tmp_path: Path) -> No
 
 
 def test_a_cached_wheel_matches_a_toolkit_to_provision_by_its_release() -> None:
-    from gpuenv.cachehits import _same_nvcc
-    from gpuenv.hardware import Toolkit
+    from gpuenv.cache.hits import _same_nvcc
+    from gpuenv.plan.hardware import Toolkit
 
     pending = Toolkit(nvcc="/c/v1/cuda-13.0/bin/nvcc", version="13.0", home="/c/v1/cuda-13.0", source="pypi")
     assert _same_nvcc("13.0.88", pending) and not _same_nvcc("13.1.80", pending)

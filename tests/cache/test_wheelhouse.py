@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache import CacheKey, WheelCache
+from gpuenv.cache.wheelhouse import export_wheelhouse, group_name
+from gpuenv.cache.wheels import CacheKey, WheelCache
 from gpuenv.errors import InputError
-from gpuenv.wheelhouse import export_wheelhouse, group_name
 
 SCATTER = CacheKey(
     name="torch-scatter", version="2.1.2", source_sha256="ab" * 32, python_tag="cp311",

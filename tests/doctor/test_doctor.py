@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv import doctor
-from gpuenv.binaries import CudaCode, find_cuobjdump
+from gpuenv.cache.lock import LockedEnv, lock_path_for, write_lock
 from gpuenv.doctor import (
     Binary,
     Check,
@@ -43,11 +43,11 @@ from gpuenv.doctor import (
     torch_driver_check,
     torch_kernels_check,
 )
-from gpuenv.hardware import Hardware
-from gpuenv.lock import LockedEnv, lock_path_for, write_lock
-from gpuenv.probe import probe
-from gpuenv.recipe import load_recipe
-from gpuenv.runtime import write_runtime_env
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.recipe import load_recipe
+from gpuenv.probe.binaries import CudaCode, find_cuobjdump
+from gpuenv.probe.host import probe
+from gpuenv.setup.runtime import write_runtime_env
 from tests.doctor.conftest import PROBE_DIST, PROBE_MODULE, PROBE_VERSION
 from tests.doctor.support import (
     FakeEnvRunner,

@@ -83,7 +83,7 @@ def make_sdist(tree: Path, name: str, version: str, out_dir: Path) -> Path:
 
 def uninstall(venv: Path, name: str) -> None:
     """Remove ``name`` from ``venv`` with uv: an env uv made has no pip."""
-    from gpuenv.installer import find_uv
+    from gpuenv.setup.installer import find_uv
 
     subprocess.run([str(find_uv()), "pip", "uninstall", "--python", str(env_python(venv)), name], check=True,
                    capture_output=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.binaries import find_cuobjdump, list_elf, read_cuda_code
+from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
 from tests.e2e.support import CUDA_EXT, clean_env, env_python
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache import WheelCache
-from gpuenv.lock import read_lock
-from gpuenv.sources import file_sha256
+from gpuenv.cache.lock import read_lock
+from gpuenv.cache.wheels import WheelCache
+from gpuenv.setup.sources import file_sha256
 from tests.e2e.support import (
     TINY_EXT,
     clean_env,

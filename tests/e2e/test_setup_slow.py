@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.binaries import find_cuobjdump, list_elf, read_cuda_code
+from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
 from tests.e2e.support import REPO, clean_env, env_python, gpuenv, made_by_uv, run_in, write_recipe
 
 pytestmark = pytest.mark.slow

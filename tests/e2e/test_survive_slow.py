@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache import CacheEntry, WheelCache
-from gpuenv.execute import run_setup
-from gpuenv.hardware import Hardware
-from gpuenv.installer import find_uv
-from gpuenv.lock import lock_path_for, read_lock
-from gpuenv.plan import PlanOptions, plan
-from gpuenv.recipe import load_recipe
+from gpuenv.cache.lock import lock_path_for, read_lock
+from gpuenv.cache.wheels import CacheEntry, WheelCache
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.planner import PlanOptions, plan
+from gpuenv.plan.recipe import load_recipe
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import file_sha256
-from gpuenv.steps import SetupOptions
+from gpuenv.setup.installer import find_uv
+from gpuenv.setup.run import run_setup
+from gpuenv.setup.sources import file_sha256
+from gpuenv.setup.steps import SetupOptions
 from tests.e2e.support import TINY_EXT, clean_env, make_sdist, run_in, with_find_links, write_recipe
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from gpuenv.export_pylock import Artifact, LockedPackage, Pylock, artifact_from_direct_url
+from gpuenv.export.pylock import Artifact, LockedPackage, Pylock, artifact_from_direct_url
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from gpuenv.errors import InputError
-from gpuenv.export_uv import Table, merge, uv_tables
-from gpuenv.hardware import Hardware
-from gpuenv.pipconfig import PipSources
-from gpuenv.plan import PlanOptions, plan
-from gpuenv.recipe import load_recipe
+from gpuenv.export.uv import Table, merge, uv_tables
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.planner import PlanOptions, plan
+from gpuenv.plan.recipe import load_recipe
+from gpuenv.setup.pipconfig import PipSources
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache import CacheKey, WheelCache
+from gpuenv.cache.wheels import CacheKey, WheelCache
 from gpuenv.cli import HELP
-from gpuenv.hardware import Hardware
-from gpuenv.machine import with_gpu_override
+from gpuenv.plan.hardware import Hardware
+from gpuenv.probe.machine import with_gpu_override
 
 KEY = CacheKey(
     name="torch-scatter", version="2.1.2", source_sha256="ab" * 32, python_tag="cp311",

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gpuenv.cli import main
-from gpuenv.hardware import hardware_from_json
-from gpuenv.steps import STATE_FILE, load_state
+from gpuenv.plan.hardware import hardware_from_json
+from gpuenv.setup.steps import STATE_FILE, load_state
 
 RECIPE = '[torch]\nversion = "2.13.0"\n'
 PROBE: dict[str, Any] = {
@@ -132,7 +132,7 @@ def test_the_query_marker_never_reaches_the_live_progress_line(tmp_path: Path) -
     import sys
 
     from gpuenv.runner import ANSWER_MARK, SubprocessRunner
-    from gpuenv.targetenv import TargetEnv
+    from gpuenv.setup.targetenv import TargetEnv
 
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").symlink_to(sys.executable)

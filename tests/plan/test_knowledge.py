@@ -7,8 +7,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from gpuenv import knowledge
-from gpuenv.hardware import ComputeCapability
+from gpuenv.plan import knowledge
+from gpuenv.plan.hardware import ComputeCapability
 
 # -- variants ------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gpuenv.errors import HardwareFileError, InputError
-from gpuenv.hardware import (
+from gpuenv.plan.hardware import (
     Gpu,
     Hardware,
     Toolkit,
@@ -17,7 +17,7 @@ from gpuenv.hardware import (
     load_hardware_file,
     with_arch_override,
 )
-from gpuenv.machine import describe_machine, with_gpu_override
+from gpuenv.probe.machine import describe_machine, with_gpu_override
 
 HOST = Hardware(
     driver_version="580.95.05",

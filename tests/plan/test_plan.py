@@ -23,7 +23,6 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from gpuenv import knowledge
 from gpuenv.errors import (
     ArchError,
     GpuenvError,
@@ -34,9 +33,10 @@ from gpuenv.errors import (
     ToolkitError,
     UnknownTorchError,
 )
-from gpuenv.hardware import Gpu, Hardware, Toolkit
-from gpuenv.plan import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
-from gpuenv.recipe import (
+from gpuenv.plan import knowledge
+from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
+from gpuenv.plan.planner import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
+from gpuenv.plan.recipe import (
     DEFAULT_INDEX,
     CatalogOverrides,
     ExtensionSpec,

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.buildplan import toolkit_home
 from gpuenv.errors import InputError, RecipeError, ToolkitError
-from gpuenv.hardware import Hardware, Toolkit
-from gpuenv.plan import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
-from gpuenv.recipe import parse_recipe
+from gpuenv.plan.buildplan import toolkit_home
+from gpuenv.plan.hardware import Hardware, Toolkit
+from gpuenv.plan.planner import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
+from gpuenv.plan.recipe import parse_recipe
+from gpuenv.probe.toolkits import toolkit_policy
 from gpuenv.render import plan_text
-from gpuenv.toolkits import toolkit_policy
 from tests.plan.test_plan import A100, APEX, D550, D580, H100, SCATTER, V100, machine, recipe
 
 CACHE = "/cache/gpuenv/toolkits"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuenv.recipe import load_recipe
-from gpuenv.treemeta import read_tree, recipe_sources
+from gpuenv.plan.recipe import load_recipe
+from gpuenv.plan.treemeta import read_tree, recipe_sources
 
 
 def test_pyproject_project_table(tmp_path: Path) -> None:

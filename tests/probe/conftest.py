@@ -28,7 +28,7 @@ PROBE_SCRIPT = textwrap.dedent(
     """
     import json
     from gpuenv.errors import GpuenvError
-    from gpuenv.probe import probe
+    from gpuenv.probe.host import probe
 
     try:
         hardware = probe()

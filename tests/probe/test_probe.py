@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from gpuenv.probe import cuda_version_text, parse_meminfo, probe_host
+from gpuenv.probe.host import cuda_version_text, parse_meminfo, probe_host
 
 from .conftest import RunProbe
 
@@ -199,7 +199,7 @@ def test_nvml_is_shut_down_after_the_probe(run_probe: RunProbe, extra: str) -> N
     script = (
         "import contextlib, pynvml\n"
         "from gpuenv.errors import ProbeError\n"
-        "from gpuenv.probe import probe_gpus\n"
+        "from gpuenv.probe.host import probe_gpus\n"
         "with contextlib.suppress(ProbeError):\n"
         "    probe_gpus()\n"
         "print(pynvml._nvmlLib_refcount)\n"
@@ -210,7 +210,7 @@ def test_nvml_is_shut_down_after_the_probe(run_probe: RunProbe, extra: str) -> N
 
 
 def test_import_touches_no_nvml() -> None:
-    script = "import sys, gpuenv.probe; print('pynvml' in sys.modules)"
+    script = "import sys, gpuenv.probe.host; print('pynvml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

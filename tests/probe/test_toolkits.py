@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.hardware import Toolkit
+from gpuenv.plan.hardware import Toolkit
+from gpuenv.probe.toolkits import STANDARD_LOCATIONS, find_toolkits, is_toolkit_root
 from gpuenv.runner import SubprocessRunner
-from gpuenv.toolkits import STANDARD_LOCATIONS, find_toolkits, is_toolkit_root
 
 REAL_ROOT = "/usr/local/cuda-13.0"
 REAL_WRAPPER = "/usr/local/bin/nvcc"

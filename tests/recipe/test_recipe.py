@@ -9,7 +9,7 @@ import pytest
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import RecipeError
-from gpuenv.recipe import (
+from gpuenv.plan.recipe import (
     DEFAULT_INDEX,
     ExtensionSpec,
     Recipe,

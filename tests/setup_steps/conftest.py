@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.installer import PipInstaller
 from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import TargetEnv
+from gpuenv.setup.installer import PipInstaller
+from gpuenv.setup.targetenv import TargetEnv
 
 TORCH = "torch==2.13.0"
 TORCH_VERSION = "2.13.0+cpu"

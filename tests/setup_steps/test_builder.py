@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.builder import (
+from gpuenv.errors import BuildError
+from gpuenv.runner import ANSWER_MARK, SubprocessRunner
+from gpuenv.setup.builder import (
     LEGACY_BACKEND,
     LEGACY_REQUIRES,
     BuildSystem,
@@ -22,10 +24,8 @@ from gpuenv.builder import (
     read_build_system,
     requirements_to_install,
 )
-from gpuenv.errors import BuildError
-from gpuenv.installer import Installer
-from gpuenv.runner import ANSWER_MARK, SubprocessRunner
-from gpuenv.targetenv import TargetEnv
+from gpuenv.setup.installer import Installer
+from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
-from gpuenv.installer import (
+from gpuenv.setup.installer import (
     PipInstaller,
     UvInstaller,
     choose_installer,
@@ -23,8 +23,8 @@ from gpuenv.installer import (
     make_installer,
     preflight,
 )
-from gpuenv.pipconfig import PipSources, parse_config_list, pip_config, pip_sources
-from gpuenv.targetenv import TargetEnv
+from gpuenv.setup.pipconfig import PipSources, parse_config_list, pip_config, pip_sources
+from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner, TorchEnv
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.builder import build_wheel, read_build_system
 from gpuenv.errors import CommandError
 from gpuenv.hints import hint_for
-from gpuenv.installer import PipInstaller
-from gpuenv.sources import fetch_source
+from gpuenv.setup.builder import build_wheel, read_build_system
+from gpuenv.setup.installer import PipInstaller
+from gpuenv.setup.sources import fetch_source
 
 from .conftest import TORCH_VERSION, TorchEnv
 

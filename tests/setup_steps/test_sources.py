@@ -12,7 +12,7 @@ import pytest
 
 from gpuenv.errors import InputError, StepError
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import (
+from gpuenv.setup.sources import (
     GitUrl,
     copy_tree,
     fetch_source,
@@ -23,7 +23,7 @@ from gpuenv.sources import (
     tree_sha256,
     unpack,
 )
-from gpuenv.targetenv import TargetEnv
+from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv import targetenv
 from gpuenv.errors import StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
-from gpuenv.targetenv import TargetEnv, TorchInfo, installed_on_disk
+from gpuenv.setup import targetenv
+from gpuenv.setup.targetenv import TargetEnv, TorchInfo, installed_on_disk
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
 

@@ -1,4 +1,4 @@
-"""The compatibility knowledge, read lazily from the data files in ``gpuenv/data``.
+"""The compatibility knowledge, read lazily from the data files in ``gpuenv/plan/data``.
 
 torch.toml (releases, variants, wheel archs), cuda.toml (driver minimums, nvcc
 and torch arch support), gpus.toml (``--gpu`` names) and extensions.toml (the
@@ -21,7 +21,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.hardware import ComputeCapability
+from gpuenv.plan.hardware import ComputeCapability
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +31,7 @@ else:  # pragma: no cover
 
 @functools.cache
 def _data(name: str) -> dict[str, Any]:
-    text = resources.files("gpuenv").joinpath("data").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("gpuenv.plan").joinpath("data").joinpath(name).read_text(encoding="utf-8")
     data: dict[str, Any] = tomllib.loads(text)
     return data
 

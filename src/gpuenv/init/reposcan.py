@@ -28,10 +28,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from gpuenv import knowledge
 from gpuenv.errors import InputError
-from gpuenv.requirements import read_requirements
-from gpuenv.treemeta import small_text, submodule_paths
+from gpuenv.plan import knowledge
+from gpuenv.plan.requirements import read_requirements
+from gpuenv.plan.treemeta import small_text, submodule_paths
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -911,8 +911,8 @@ def _requirement_files(
     read again every time the recipe is loaded.
     """
     from gpuenv.errors import InputError
-    from gpuenv.knowledge import paired_packages
-    from gpuenv.requirements import read_requirements
+    from gpuenv.plan.knowledge import paired_packages
+    from gpuenv.plan.requirements import read_requirements
 
     handled = {"torch": f"torch comes from {where.header('torch')}"}
     handled.update({name: f"{name} comes from {where.header('torch')}: paired with the chosen torch"

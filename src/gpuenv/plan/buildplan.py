@@ -1,6 +1,6 @@
 """How each extension is built: its catalog entry, its skips, its archs, its knobs, the toolkit.
 
-Part of the pure planner (:mod:`gpuenv.plan`): no I/O. The catalog entry of an
+Part of the pure planner (:mod:`gpuenv.plan.planner`): no I/O. The catalog entry of an
 extension is chosen by its distribution name and, where known, its version
 (a local tree's own metadata, read before planning, counts); the recipe's
 overrides go on top. A skip says whether it depends on the torch release, so
@@ -18,12 +18,12 @@ from typing import Any, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from gpuenv import knowledge
 from gpuenv.errors import ToolkitError
-from gpuenv.hardware import ComputeCapability, Hardware, Toolkit
-from gpuenv.knowledge import CatalogEntry, TorchRelease
-from gpuenv.recipe import ExtensionSpec, ProjectFacts
-from gpuenv.variants import covers, driver_runs
+from gpuenv.plan import knowledge
+from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
+from gpuenv.plan.knowledge import CatalogEntry, TorchRelease
+from gpuenv.plan.recipe import ExtensionSpec, ProjectFacts
+from gpuenv.plan.variants import covers, driver_runs
 
 Action = Literal["build", "cached", "skip"]
 
@@ -219,7 +219,7 @@ def _incompatibility(
 #: What ``--toolkit`` (and the recipe's ``toolkit``, and GPUENV_TOOLKIT) may say besides a path.
 TOOLKIT_MODES = ("auto", "system", "pypi")
 
-#: The layout of the toolkit cache (:mod:`gpuenv.toolkitcache`), in the paths the plan names.
+#: The layout of the toolkit cache (:mod:`gpuenv.cache.toolkits`), in the paths the plan names.
 TOOLKIT_SCHEMA = 1
 
 

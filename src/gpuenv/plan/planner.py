@@ -1,7 +1,7 @@
 """The planner: a pure function of (Recipe, Hardware, PlanOptions) → Plan.
 
 No I/O, no subprocess, no GPU. Every decision a user sees in ``gpuenv plan``
-is made here, from the compatibility data in :mod:`gpuenv.knowledge`.
+is made here, from the compatibility data in :mod:`gpuenv.plan.knowledge`.
 
 The torch release and its CUDA variant are chosen together: the candidates
 are every release in the data the recipe's specifier (and a forced variant,
@@ -25,8 +25,18 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from gpuenv import knowledge
-from gpuenv.buildplan import (
+from gpuenv.errors import (
+    ArchError,
+    GpuenvError,
+    InputError,
+    NoVariantError,
+    PlanBlockedError,
+    RequiredSkipError,
+    UnknownTorchError,
+    UnsatisfiableError,
+)
+from gpuenv.plan import knowledge
+from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
     Action,
     Draft,
@@ -41,20 +51,10 @@ from gpuenv.buildplan import (
     pinned_version,
     toolkit_on_disk,
 )
-from gpuenv.errors import (
-    ArchError,
-    GpuenvError,
-    InputError,
-    NoVariantError,
-    PlanBlockedError,
-    RequiredSkipError,
-    UnknownTorchError,
-    UnsatisfiableError,
-)
-from gpuenv.hardware import Hardware, Toolkit
-from gpuenv.knowledge import TorchRelease
-from gpuenv.recipe import PackageSources, ProjectFacts, Recipe, RepoSpec
-from gpuenv.variants import (
+from gpuenv.plan.hardware import Hardware, Toolkit
+from gpuenv.plan.knowledge import TorchRelease
+from gpuenv.plan.recipe import PackageSources, ProjectFacts, Recipe, RepoSpec
+from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
     driver_runs,
@@ -80,7 +80,7 @@ class PlanOptions:
     #: Plan exactly this torch version ("2.5.1"), as ``setup --locked`` does.
     torch_version: str | None = None
     #: Where nvcc may come from (--toolkit, GPUENV_TOOLKIT, the recipe's torch.toolkit, resolved by
-    #: :func:`gpuenv.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
+    #: :func:`gpuenv.probe.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
     toolkit: ToolkitPolicy | None = None
 
 
@@ -257,7 +257,7 @@ def _unknown_torch(version: str) -> UnknownTorchError:
         f"torch {version} is not a release gpuenv knows (it knows {known})",
         hint="allow a release it knows in the recipe's torch.version, or force a variant with --cuda "
         "(e.g. --cuda 13.0; the plan then cannot check the wheels), or add the release to "
-        "gpuenv/data/torch.toml",
+        "gpuenv/plan/data/torch.toml",
     )
 
 
@@ -442,7 +442,7 @@ def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease) -> Arc
             return ArchError(
                 f"compute capability {arch} is not in gpuenv's data "
                 f"(it knows {', '.join(knowledge.known_archs())})",
-                hint="add it to gpuenv/data/cuda.toml",
+                hint="add it to gpuenv/plan/data/cuda.toml",
             )
         if not support.torch_accepts(release.release):
             accepting = [r for r in knowledge.torch_releases() if support.torch_accepts(r)]
@@ -585,7 +585,7 @@ def _toolkit_policy(recipe: Recipe, options: PlanOptions) -> ToolkitPolicy:
     raise InputError(
         f"toolkit = {recipe.torch.toolkit!r} in {recipe.path.name}: a toolkit given by path is checked "
         "before planning",
-        hint="pass PlanOptions(toolkit=gpuenv.toolkits.toolkit_policy(...)), as the gpuenv command does",
+        hint="pass PlanOptions(toolkit=gpuenv.probe.toolkits.toolkit_policy(...)) as the gpuenv command does",
     )
 
 

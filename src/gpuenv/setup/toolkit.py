@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpuenv.buildplan import toolkit_home
+from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
 from gpuenv.errors import CommandError, ToolkitError
-from gpuenv.hardware import Toolkit
-from gpuenv.installer import Installer
-from gpuenv.plan import Plan
-from gpuenv.steps import Context, Step
-from gpuenv.targetenv import TargetEnv
-from gpuenv.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels
+from gpuenv.plan.buildplan import toolkit_home
+from gpuenv.plan.hardware import Toolkit
+from gpuenv.plan.planner import Plan
+from gpuenv.setup.installer import Installer
+from gpuenv.setup.steps import Context, Step
+from gpuenv.setup.targetenv import TargetEnv
 
 
 def needs_toolkit_step(plan: Plan) -> bool:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from gpuenv import knowledge
 from gpuenv.errors import InputError
-from gpuenv.hardware import Gpu, Hardware, load_hardware_file, with_arch_override
+from gpuenv.plan import knowledge
+from gpuenv.plan.hardware import Gpu, Hardware, load_hardware_file, with_arch_override
 
 Prober = Callable[[], Hardware]
 
@@ -24,7 +24,7 @@ MAX_GPUS = 1024
 
 
 def _default_probe() -> Hardware:
-    from gpuenv.probe import probe
+    from gpuenv.probe.host import probe
 
     return probe()
 

@@ -1,6 +1,6 @@
 """``gpuenv init``: put gpuenv into an existing research repository, from what it already declares.
 
-:func:`init_repo` reads the repository (:mod:`gpuenv.reposcan`: requirements
+:func:`init_repo` reads the repository (:mod:`gpuenv.init.reposcan`: requirements
 files, pyproject, environment.yml, setup.py/cfg, submodules, local extension
 folders) and writes a recipe (``envs/default.toml``, or a ``[tool.gpuenv]`` table
 appended to the repository's pyproject.toml) that refers to the repository's
@@ -37,9 +37,9 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import InputError, RecipeError
+from gpuenv.init.reposcan import RepoScan, scan_repo, torch_choice
 from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE, gpuenv_origin
-from gpuenv.recipe import PYPROJECT_TABLE, parse_recipe
-from gpuenv.reposcan import RepoScan, scan_repo, torch_choice
+from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -34,11 +34,11 @@ from urllib.request import url2pathname
 from packaging.utils import canonicalize_name
 
 from gpuenv import __version__
-from gpuenv.cache import WheelCache
+from gpuenv.cache.lock import LockedEnv, LockedExtension, _key, _q
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
-from gpuenv.lock import LockedEnv, LockedExtension, _key, _q
 from gpuenv.runner import ANSWER_MARK, Runner
-from gpuenv.targetenv import TargetEnv
+from gpuenv.setup.targetenv import TargetEnv
 
 PYLOCK_NAME = "pylock.toml"
 
@@ -122,7 +122,7 @@ def artifact_from_direct_url(data: Mapping[str, Any]) -> Artifact | None:
     if sha256 is None and str(archive.get("hash", "")).startswith("sha256="):
         sha256 = str(archive["hash"]).partition("=")[2]
     if sha256 is None and local is not None and Path(local).is_file():
-        from gpuenv.sources import file_sha256
+        from gpuenv.setup.sources import file_sha256
 
         sha256 = file_sha256(Path(local))
     kind = "wheel" if url.endswith(".whl") else ("sdist" if _is_sdist(url) else "archive")

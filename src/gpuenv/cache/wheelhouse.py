@@ -10,7 +10,7 @@ whichever index served it) and an arch list. It holds every cached wheel built
 against that torch whose code runs on each of its archs: the wheels built for
 exactly those archs, those built for more, and those without CUDA code. The
 wheels without CUDA code of a torch also form a group of their own (no arch
-suffix). ``gpuenv plan`` prints the group a node needs (:attr:`gpuenv.plan.Plan.wheelhouse_group`).
+suffix). ``gpuenv plan`` prints the group a node needs (:attr:`gpuenv.plan.planner.Plan.wheelhouse_group`).
 
 Each group directory has an ``index.html`` listing its wheels with their
 sha256, so the directory can also be served over HTTP
@@ -28,10 +28,10 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.cache import CacheEntry, CacheKey, WheelCache
+from gpuenv.cache.wheels import CacheEntry, CacheKey, WheelCache
 from gpuenv.errors import InputError
-from gpuenv.hardware import ComputeCapability
-from gpuenv.plan import group_name
+from gpuenv.plan.hardware import ComputeCapability
+from gpuenv.plan.planner import group_name
 
 if TYPE_CHECKING:
     pass
@@ -60,7 +60,7 @@ def _public(version: str) -> str:
 
 
 def _runs_on_all(wheel_archs: tuple[str, ...], group_archs: tuple[str, ...]) -> bool:
-    from gpuenv import knowledge
+    from gpuenv.plan import knowledge
 
     return all(knowledge.runs_on(wheel_archs, ComputeCapability.parse(a)) for a in group_archs)
 

@@ -1,11 +1,11 @@
 """Carry out a Plan: target env, index preflight, base, extensions, packages, verify, lock.
 
-:func:`setup_steps` turns a Plan into an ordered list of :class:`~gpuenv.steps.Step`
+:func:`setup_steps` turns a Plan into an ordered list of :class:`~gpuenv.setup.steps.Step`
 objects; :func:`run_setup` runs them (or, for ``--dry-run``, only lists their
 commands). Each step says what it does, and reports progress through a
-:class:`~gpuenv.steps.Reporter` the front end chooses; the library never prints.
+:class:`~gpuenv.setup.steps.Reporter` the front end chooses; the library never prints.
 
-The extension step (:mod:`gpuenv.extension_step`) takes every wheel through
+The extension step (:mod:`gpuenv.setup.extension`) takes every wheel through
 the ABI-keyed wheel cache. A failed extension leaves the environment as it was
 before that extension: the base and the extensions already built stay
 installed, and the state file ``<venv>/gpuenv-state.json`` lets the next run
@@ -26,18 +26,18 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from gpuenv.cache import binary_knobs
+from gpuenv.cache.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
+from gpuenv.cache.wheels import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
-from gpuenv.installer import choose_installer, preflight
-from gpuenv.interpreters import Interpreter, find_python, python_satisfies
-from gpuenv.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
-from gpuenv.plan import ExtensionPlan, Plan
-from gpuenv.recipe import RepoSpec
+from gpuenv.plan.planner import ExtensionPlan, Plan
+from gpuenv.plan.recipe import RepoSpec
+from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import SubprocessRunner
-from gpuenv.runtime import RUNTIME_PTH, write_runtime_env
-from gpuenv.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
-from gpuenv.targetenv import BrokenTorchError, TargetEnv, TorchInfo
-from gpuenv.toolkit_step import needs_toolkit_step, toolkit_step
+from gpuenv.setup.installer import choose_installer, preflight
+from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
+from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
+from gpuenv.setup.targetenv import BrokenTorchError, TargetEnv, TorchInfo
+from gpuenv.setup.toolkit import needs_toolkit_step, toolkit_step
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ def _repo_run(ctx: Context) -> str:
 
     installer = ctx.installer.with_runner(with_build_env)
     if not repo.isolation:
-        from gpuenv.builder import install_build_requirements, read_build_system
+        from gpuenv.setup.builder import install_build_requirements, read_build_system
 
         install_build_requirements(ctx.target, read_build_system(repo.path).requires, installer=installer,
                                    runner=runner)
@@ -329,7 +329,7 @@ def _distribution(ctx: Context, ext: ExtensionPlan) -> str:
 
 def _built_without_its_module(ext: ExtensionPlan) -> bool:
     """flash-attn & co. built with their SKIP_CUDA_BUILD flag have no compiled module to import."""
-    from gpuenv.knowledge import catalog_entry
+    from gpuenv.plan.knowledge import catalog_entry
 
     return catalog_entry(ext.name).skips_cuda(ext.env)
 
@@ -429,7 +429,7 @@ def already_done(
 def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
     # Here, not at the top: a no-op run never gets this far, and the builder, the sources
     # and their imports are a tenth of its time.
-    from gpuenv.extension_step import extension_step
+    from gpuenv.setup.extension import extension_step
 
     steps = [
         Step("index preflight", _preflight_describe, _preflight_run),

@@ -26,10 +26,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError, UnsatisfiableError
-from gpuenv.hardware import Hardware
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.plan import ExtensionPlan, Plan, PlanOptions, pinned_version
-from gpuenv.recipe import Recipe
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.planner import ExtensionPlan, Plan, PlanOptions, pinned_version
+from gpuenv.plan.recipe import Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -387,8 +387,8 @@ def _render_env(env: LockedEnv) -> list[str]:
 
 def check_machine(locked: LockedEnv, hardware: Hardware) -> None:
     """Stop (exit 3) if this machine's GPUs or driver cannot use the locked environment."""
-    from gpuenv import knowledge
-    from gpuenv.plan import driver_runs
+    from gpuenv.plan import knowledge
+    from gpuenv.plan.planner import driver_runs
 
     if locked.cuda is None:
         return
@@ -411,8 +411,8 @@ def check_machine(locked: LockedEnv, hardware: Hardware) -> None:
 
 def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: PlanOptions) -> Plan:
     """The plan that rebuilds ``locked``: its variant, index, archs and every exact version."""
-    from gpuenv.hardware import with_arch_override
-    from gpuenv.plan import plan
+    from gpuenv.plan.hardware import with_arch_override
+    from gpuenv.plan.planner import plan
 
     if locked.edited is not None:
         raise LockEditedError(locked)

@@ -33,9 +33,9 @@ from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
+from gpuenv.plan.treemeta import tree_name, tree_version
 from gpuenv.runner import Runner
-from gpuenv.targetenv import TargetEnv
-from gpuenv.treemeta import tree_name, tree_version
+from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
     pass

@@ -25,9 +25,9 @@ from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMiss
 
 from gpuenv.errors import BuildError, CommandError, StepError
 from gpuenv.hints import hint_for
-from gpuenv.installer import Installer
 from gpuenv.runner import TAIL_LINES, LineCallback, Runner, SubprocessRunner
-from gpuenv.targetenv import TargetEnv
+from gpuenv.setup.installer import Installer
+from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -21,9 +21,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
-from gpuenv.buildplan import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.errors import GpuenvError, InputError
-from gpuenv.hardware import Toolkit
+from gpuenv.plan.buildplan import TOOLKIT_MODES, ToolkitPolicy
+from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import Runner, SubprocessRunner
 
 logger = logging.getLogger(__name__)

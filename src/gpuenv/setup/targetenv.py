@@ -450,7 +450,7 @@ class TargetEnv:
         """Canonical distribution name → version of everything installed in the env.
 
         Asked once and kept until :meth:`changed` (every install through an
-        :class:`~gpuenv.installer.Installer` calls it).
+        :class:`~gpuenv.setup.installer.Installer` calls it).
         """
         if self._installed is None:
             on_disk = installed_on_disk(self.path)

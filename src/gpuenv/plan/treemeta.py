@@ -26,7 +26,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.recipe import ProjectFacts, Recipe
+from gpuenv.plan.recipe import ProjectFacts, Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,6 +1,6 @@
 """The step of one extension: the ABI-keyed cache, the fetch, the build, the install, the record.
 
-A hit in the :class:`~gpuenv.cache.WheelCache` installs without building (for
+A hit in the :class:`~gpuenv.cache.wheels.WheelCache` installs without building (for
 an exact pin the lock records, without fetching either); a miss says which part
 of the key differs from the nearest entry, builds through pyproject-hooks in
 the target env and stores the wheel; a key is built once even by concurrent
@@ -17,14 +17,14 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.builder import build_wheel, install_build_requirements
-from gpuenv.cache import CacheKey, WheelCache, binary_knobs
-from gpuenv.lock import LockedExtension
-from gpuenv.plan import ExtensionPlan
+from gpuenv.cache.lock import LockedExtension
+from gpuenv.cache.wheels import CacheKey, WheelCache, binary_knobs
+from gpuenv.plan.planner import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.sources import Source, fetch_source, fetched_by_pip, file_sha256
-from gpuenv.steps import Context, Step
-from gpuenv.toolkit_step import toolkit_record
+from gpuenv.setup.builder import build_wheel, install_build_requirements
+from gpuenv.setup.sources import Source, fetch_source, fetched_by_pip, file_sha256
+from gpuenv.setup.steps import Context, Step
+from gpuenv.setup.toolkit import toolkit_record
 
 
 def extension_step(ext: ExtensionPlan) -> Step:

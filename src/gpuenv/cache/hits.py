@@ -10,9 +10,9 @@ from __future__ import annotations
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.cache import CacheEntry, WheelCache, binary_knobs
-from gpuenv.hardware import Toolkit
-from gpuenv.plan import ExtensionPlan, Plan, pinned_version
+from gpuenv.cache.wheels import CacheEntry, WheelCache, binary_knobs
+from gpuenv.plan.hardware import Toolkit
+from gpuenv.plan.planner import ExtensionPlan, Plan, pinned_version
 
 
 def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:

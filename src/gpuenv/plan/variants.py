@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from packaging.specifiers import SpecifierSet
 
-from gpuenv import knowledge
 from gpuenv.errors import GpuenvError, InputError, NoVariantError
-from gpuenv.hardware import Gpu, Hardware
-from gpuenv.knowledge import TorchRelease
+from gpuenv.plan import knowledge
+from gpuenv.plan.hardware import Gpu, Hardware
+from gpuenv.plan.knowledge import TorchRelease
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ On disk (``root`` is ``<wheel cache>/toolkits``, see :func:`default_toolkit_dir`
     root/v1/.locks/cuda-13.0.lock           flock(2): shared while used, exclusive to provision or prune
     root/v1/.tmp/<...>                      toolkits being provisioned or removed
 
-The guarantees of the wheel cache (:mod:`gpuenv.cache`, whose lock and file
+The guarantees of the wheel cache (:mod:`gpuenv.cache.wheels`, whose lock and file
 helpers this module uses): a toolkit is published by one ``rename(2)`` of a
 complete directory, so a provisioning killed at any point leaves at most a
 stale temporary directory (removed an hour later) and never a usable
@@ -40,9 +40,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from gpuenv import __version__, knowledge
-from gpuenv.buildplan import TOOLKIT_SCHEMA, toolkit_home
-from gpuenv.cache import (
+from gpuenv import __version__
+from gpuenv.cache.wheels import (
     LAST_USED_FILE,
     STALE_TEMP_AGE,
     CacheError,
@@ -61,9 +60,11 @@ from gpuenv.cache import (
     _write_synced,
 )
 from gpuenv.errors import ToolkitError
-from gpuenv.hardware import Toolkit
+from gpuenv.plan import knowledge
+from gpuenv.plan.buildplan import TOOLKIT_SCHEMA, toolkit_home
+from gpuenv.plan.hardware import Toolkit
+from gpuenv.probe.toolkits import _toolkit_at, is_toolkit_root
 from gpuenv.runner import Runner, SubprocessRunner
-from gpuenv.toolkits import _toolkit_at, is_toolkit_root
 
 META_FILE = "gpuenv-toolkit.json"
 

@@ -45,12 +45,12 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from gpuenv.cache.lock import _key, _q
 from gpuenv.errors import InputError
-from gpuenv.hardware import Hardware
-from gpuenv.lock import _key, _q
-from gpuenv.pipconfig import PipSources, pip_config, pip_sources
-from gpuenv.plan import Plan, PlanOptions, pinned_version, plan
-from gpuenv.recipe import ProjectFacts, Recipe
+from gpuenv.plan.hardware import Hardware
+from gpuenv.plan.planner import Plan, PlanOptions, pinned_version, plan
+from gpuenv.plan.recipe import ProjectFacts, Recipe
+from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,6 +1,6 @@
 """What the setup steps share: the options, the reporter, the context they fill in, a Step.
 
-:mod:`gpuenv.execute` orders and runs the steps; :mod:`gpuenv.extension_step`
+:mod:`gpuenv.setup.run` orders and runs the steps; :mod:`gpuenv.setup.extension`
 holds the extension step. Both fill one :class:`Context` as they go: the
 target env, the torch that landed, the state file, what was built, reused,
 taken from the cache and locked.
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpuenv.hardware import Toolkit
+from gpuenv.cache.lock import LockedEnv, LockedExtension
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.installer import Installer
-from gpuenv.lock import LockedEnv, LockedExtension
-from gpuenv.plan import Plan
+from gpuenv.plan.hardware import Toolkit
+from gpuenv.plan.planner import Plan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.targetenv import TargetEnv, TorchInfo
+from gpuenv.setup.installer import Installer
+from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 STATE_FILE = "gpuenv-state.json"
 
