@@ -22,17 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, binary_knobs
 from gpuenv.cache.wheels import (
-    CACHE_SCHEMA,
     CacheEntry,
     CacheError,
-    CacheKey,
     CacheLockTimeout,
     LockWait,
     WheelCache,
     _human_age,
     _human_size,
-    binary_knobs,
     default_cache_dir,
 )
 from gpuenv.errors import GpuenvError
@@ -70,7 +68,8 @@ CHANGED = {
 CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from gpuenv.cache.wheels import CacheKey, WheelCache
+from gpuenv.cache.key import CacheKey
+from gpuenv.cache.wheels import WheelCache
 
 root, key_json, action, *args = sys.argv[1:]
 cache = WheelCache(Path(root))

@@ -96,7 +96,8 @@ def _read_only_mount_works() -> bool:
 READ_ONLY_CHILD = r"""
 import json, sys
 from pathlib import Path
-from gpuenv.cache.wheels import CacheKey, WheelCache
+from gpuenv.cache.key import CacheKey
+from gpuenv.cache.wheels import WheelCache
 cache = WheelCache(Path(sys.argv[1]))
 key = CacheKey.from_json(json.loads(sys.argv[2]))
 with cache.lock(key) as held:

@@ -1,9 +1,9 @@
 """The wheel cache: every built wheel stored once per ABI, safe to share.
 
-A wheel is stored under a :class:`CacheKey`, a fingerprint of everything that
-changes the binary (source, Python, platform, the torch it was compiled
-against, the arch list, nvcc, the build knobs). The key is computed *before*
-building, so a hit skips the build entirely.
+A wheel is stored under a :class:`~gpuenv.cache.key.CacheKey`, a fingerprint
+of everything that changes the binary (source, Python, platform, the torch it
+was compiled against, the arch list, nvcc, the build knobs). The key is
+computed *before* building, so a hit skips the build entirely.
 
 On disk (``root`` is :func:`default_cache_dir` or ``GPUENV_CACHE_DIR``)::
 
@@ -54,25 +54,20 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from gpuenv import __version__
+from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, archs, differing_fields, key_differences, short_sha
 from gpuenv.errors import InputError, StepError
-
-#: Version of the key's definition; part of every digest and of the layout (``v1``).
-CACHE_SCHEMA = 1
 
 META_FILE = "meta.json"
 LAST_USED_FILE = "last_used"
 
 #: A temporary directory older than this belongs to a dead process.
 STALE_TEMP_AGE = timedelta(hours=1)
-
-#: Build environment entries that do not change the binary.
-NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
 
 _CHUNK = 1 << 20
 
@@ -99,134 +94,6 @@ class CacheLockTimeout(CacheError):
             f"gave up after {timeout:g} s waiting for the cache lock of {name}, held{by}",
             hint="another gpuenv setup is building the same wheel; wait for it or raise the timeout",
         )
-
-
-# -- the key --------------------------------------------------------------------------
-
-
-def binary_knobs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """The entries of a build environment that change the binary, sorted.
-
-    Parallelism (``MAX_JOBS``, ``NVCC_THREADS``, anything with ``JOBS`` in its
-    name), ``PATH`` and ``CUDA_HOME`` (the key holds nvcc's version instead of
-    its location) are dropped.
-    """
-    return tuple(
-        sorted(
-            (name, value)
-            for name, value in env.items()
-            if name not in NON_BINARY_KNOBS and "JOBS" not in name
-        )
-    )
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    """Everything a built wheel's binary depends on.
-
-    ``version`` may be ``""`` when it is unknown before building (a local
-    tree): ``source_sha256`` covers it.
-    """
-
-    name: str
-    version: str
-    source_sha256: str
-    python_tag: str
-    platform: str
-    torch_version: str
-    torch_cuda: str | None
-    cxx11_abi: bool
-    arch_list: tuple[str, ...]
-    nvcc_version: str | None
-    knobs: tuple[tuple[str, str], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields as JSON-ready values (tuples become lists)."""
-        return {
-            **asdict(self),
-            "arch_list": list(self.arch_list),
-            "knobs": [list(knob) for knob in self.knobs],
-        }
-
-    @property
-    def digest(self) -> str:
-        """sha256 of the canonical JSON of the fields and :data:`CACHE_SCHEMA`."""
-        payload = {"schema": CACHE_SCHEMA, **self.to_json()}
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    def describe(self) -> dict[str, str]:
-        """The key in words, for meta.json, plans and error messages."""
-        return {
-            "name": self.name,
-            "version": self.version or "(from source)",
-            "source sha256": self.source_sha256,
-            "python": self.python_tag,
-            "platform": self.platform,
-            "torch": self.torch_version,
-            "torch cuda": self.torch_cuda or "none (CPU build)",
-            "C++11 ABI": "on" if self.cxx11_abi else "off",
-            "archs": _archs(self.arch_list),
-            "nvcc": self.nvcc_version or "none",
-            "knobs": " ".join(f"{k}={v}" for k, v in self.knobs) or "none",
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CacheKey:
-        """The key :meth:`to_json` wrote; raises KeyError/TypeError/ValueError on anything else."""
-        names = {f.name for f in fields(cls)}
-        if not isinstance(data, Mapping) or set(data) != names:
-            raise ValueError(f"key fields {sorted(data) if isinstance(data, Mapping) else data!r} "
-                             f"are not {sorted(names)}")
-        for name in ("name", "version", "source_sha256", "python_tag", "platform", "torch_version"):
-            if not isinstance(data[name], str):
-                raise TypeError(f"key field {name} is not a string")
-        for name in ("torch_cuda", "nvcc_version"):
-            if data[name] is not None and not isinstance(data[name], str):
-                raise TypeError(f"key field {name} is not a string or null")
-        if not isinstance(data["cxx11_abi"], bool):
-            raise TypeError("key field cxx11_abi is not a boolean")
-        return cls(
-            **{
-                **data,
-                "arch_list": tuple(str(a) for a in data["arch_list"]),
-                "knobs": tuple((str(k), str(v)) for k, v in data["knobs"]),
-            }
-        )
-
-
-def _archs(arch_list: tuple[str, ...]) -> str:
-    return ";".join(arch_list) or "none"
-
-
-def _short_sha(sha: str) -> str:
-    return sha[:8] + "…"
-
-
-def key_differences(cached: CacheKey, wanted: CacheKey) -> list[str]:
-    """What differs from ``cached`` to ``wanted``, in words: ``"torch 2.4.1+cu121 → 2.5.1+cu124"``."""
-    said_cached, said_wanted = cached.describe(), wanted.describe()
-    if cached.source_sha256 != wanted.source_sha256:
-        said_cached["source sha256"] = _short_sha(cached.source_sha256)
-        said_wanted["source sha256"] = _short_sha(wanted.source_sha256)
-    words = [
-        f"{what} {said_cached[what]} → {said_wanted[what]}"
-        for what in said_cached
-        if what != "knobs" and said_cached[what] != said_wanted[what]
-    ]
-    return words + _knob_differences(dict(cached.knobs), dict(wanted.knobs))
-
-
-def _knob_differences(cached: dict[str, str], wanted: dict[str, str]) -> list[str]:
-    return [
-        f"knob {name} {cached.get(name, '(unset)')} → {wanted.get(name, '(unset)')}"
-        for name in sorted(set(cached) | set(wanted))
-        if cached.get(name) != wanted.get(name)
-    ]
-
-
-def _differing_fields(a: CacheKey, b: CacheKey) -> int:
-    return sum(getattr(a, f.name) != getattr(b, f.name) for f in fields(CacheKey))
 
 
 # -- entries --------------------------------------------------------------------------
@@ -266,7 +133,7 @@ class CacheEntry:
             f"{key.name} {version}".rstrip(),
             f"torch {key.torch_version}",
             f"cu {key.torch_cuda}" if key.torch_cuda else "cpu",
-            f"archs {_archs(key.arch_list)}",
+            f"archs {archs(key.arch_list)}",
             _human_size(self.size),
             _human_age(now - self.created),
         ]
@@ -495,8 +362,8 @@ class WheelCache:
             return f"cannot read {entry.wheel.name}: {exc.strerror or exc}"
         if actual != entry.sha256:
             return (
-                f"{entry.wheel.name} has sha256 {_short_sha(actual)}, "
-                f"{_short_sha(entry.sha256)} was stored: the file was altered"
+                f"{entry.wheel.name} has sha256 {short_sha(actual)}, "
+                f"{short_sha(entry.sha256)} was stored: the file was altered"
             )
         return None
 
@@ -695,7 +562,7 @@ class WheelCache:
             return None
         best, best_key = min(
             candidates,
-            key=lambda c: (_differing_fields(c[1], key), len(key_differences(c[1], key)),
+            key=lambda c: (differing_fields(c[1], key), len(key_differences(c[1], key)),
                            -c[0].last_used.timestamp()),
         )
         return best, key_differences(best_key, key)
