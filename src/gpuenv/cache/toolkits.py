@@ -45,10 +45,7 @@ from gpuenv.cache.wheels import (
     LAST_USED_FILE,
     STALE_TEMP_AGE,
     CacheError,
-    _aware,
     _fsync_dir,
-    _human_age,
-    _human_size,
     _open_lock_file,
     _read_holder,
     _remove_older,
@@ -59,6 +56,9 @@ from gpuenv.cache.wheels import (
     _write_holder,
     _write_synced,
 )
+from gpuenv.cache.words import aware as _aware
+from gpuenv.cache.words import human_age as _human_age
+from gpuenv.cache.words import human_size as _human_size
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
 from gpuenv.plan.buildplan import TOOLKIT_SCHEMA, toolkit_home

@@ -61,6 +61,7 @@ from typing import Any, Callable, Optional
 
 from gpuenv import __version__
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, archs, differing_fields, key_differences, short_sha
+from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import InputError, StepError
 
 META_FILE = "meta.json"
@@ -134,11 +135,11 @@ class CacheEntry:
             f"torch {key.torch_version}",
             f"cu {key.torch_cuda}" if key.torch_cuda else "cpu",
             f"archs {archs(key.arch_list)}",
-            _human_size(self.size),
-            _human_age(now - self.created),
+            human_size(self.size),
+            human_age(now - self.created),
         ]
         if self.last_used - self.created > timedelta(minutes=1):
-            parts.append(f"used {_human_age(now - self.last_used)}")
+            parts.append(f"used {human_age(now - self.last_used)}")
         return " · ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -260,7 +261,7 @@ def prune_limits(
     if unused_since is not None:
         try:
             since = datetime.fromisoformat(unused_since.strip())
-            _aware(since)
+            aware(since)
         except (ValueError, OverflowError, OSError):
             raise InputError(f"--unused-since {unused_since!r}: not a date", hint="e.g. 2026-10-01") from None
     size = parse_size(max_size, option="--max-size") if max_size is not None else None
@@ -588,7 +589,7 @@ class WheelCache:
         if "/" in meta["wheel"] or meta["wheel"] in ("", ".", ".."):
             raise ValueError(f"{META_FILE}: wheel {meta['wheel']!r} is not a file name")
         wheel = directory / str(meta["wheel"])
-        created = _aware(datetime.fromisoformat(str(meta["created"])))
+        created = aware(datetime.fromisoformat(str(meta["created"])))
         try:
             last_used = datetime.fromtimestamp((directory / LAST_USED_FILE).stat().st_mtime, timezone.utc)
         except FileNotFoundError:
@@ -630,7 +631,7 @@ class WheelCache:
             self._remove_unreadable()
         remove = (lambda entry: True) if dry_run else self._remove_entry
         now = datetime.now(timezone.utc)
-        since = _aware(unused_since) if unused_since is not None else None
+        since = aware(unused_since) if unused_since is not None else None
         kept = sorted(self.entries(), key=lambda e: e.last_used)  # least recently used first
         removed = []
         for entry in list(kept):
@@ -876,26 +877,6 @@ def _read_holder(path: Path) -> LockHolder | None:
 # -- words ----------------------------------------------------------------------------
 
 
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.astimezone()
-
-
 def _wheel_version(filename: str) -> str:
     parts = filename.split("-")
     return parts[1] if len(parts) >= 5 else ""
-
-
-def _human_size(size: int) -> str:
-    if size < 1000:
-        return f"{size} B"
-    scale, unit = next((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")) if size >= s)
-    return f"{size / scale:.1f} {unit}"
-
-
-def _human_age(age: timedelta) -> str:
-    seconds = max(0, int(age.total_seconds()))
-    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= length:
-            count = seconds // length
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
