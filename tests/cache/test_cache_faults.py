@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.wheels import WheelCache, parse_size, prune_limits
+from gpuenv.cache.prune import parse_size, prune_limits
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.cli import main
 from gpuenv.errors import InputError
 from tests.cache.test_cache import KEY, make_wheel
