@@ -41,20 +41,20 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv import __version__
+from gpuenv.cache.files import fsync_dir as _fsync_dir
+from gpuenv.cache.files import remove_older as _remove_older
+from gpuenv.cache.files import remove_tree as _remove_tree
+from gpuenv.cache.files import touch as _touch
+from gpuenv.cache.files import write_synced as _write_synced
 from gpuenv.cache.wheels import (
     LAST_USED_FILE,
     STALE_TEMP_AGE,
     CacheError,
-    _fsync_dir,
     _open_lock_file,
     _read_holder,
-    _remove_older,
-    _remove_tree,
-    _touch,
     _try_flock,
     _wait_flock,
     _write_holder,
-    _write_synced,
 )
 from gpuenv.cache.words import aware as _aware
 from gpuenv.cache.words import human_age as _human_age

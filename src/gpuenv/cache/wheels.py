@@ -46,11 +46,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -60,6 +58,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from gpuenv import __version__
+from gpuenv.cache.files import (
+    copy_synced,
+    fsync_dir,
+    remove_older,
+    remove_tree,
+    sha256_file,
+    touch,
+    write_synced,
+)
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, archs, differing_fields, key_differences, short_sha
 from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import StepError
@@ -69,8 +76,6 @@ LAST_USED_FILE = "last_used"
 
 #: A temporary directory older than this belongs to a dead process.
 STALE_TEMP_AGE = timedelta(hours=1)
-
-_CHUNK = 1 << 20
 
 #: What a cache that may be read but not written answers to a lock or a store.
 _READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -284,7 +289,7 @@ class WheelCache:
         if entry is None:
             moved = self._quarantine(directory, before)
             return LookupResult(None, refused=problem, quarantined=moved)
-        _touch(directory / LAST_USED_FILE)
+        touch(directory / LAST_USED_FILE)
         return LookupResult(_replace_last_used(entry, datetime.now(timezone.utc)))
 
     def entry_of(self, digest: str) -> CacheEntry | None:
@@ -300,7 +305,7 @@ class WheelCache:
             size = entry.wheel.stat().st_size
             if size != entry.meta.get("size"):
                 return f"{entry.wheel.name} is {size} bytes, {entry.meta.get('size')} were stored"
-            actual = _sha256_file(entry.wheel)
+            actual = sha256_file(entry.wheel)
         except OSError as exc:
             return f"cannot read {entry.wheel.name}: {exc.strerror or exc}"
         if actual != entry.sha256:
@@ -362,7 +367,7 @@ class WheelCache:
                 hook("before-publish")
                 return self._publish(key, temp)
             finally:
-                _remove_tree(temp)  # gone already once published
+                remove_tree(temp)  # gone already once published
         except OSError as exc:
             raise CacheError(
                 f"cannot store {wheel_path.name} in the wheel cache {self.path}: {exc.strerror or exc}",
@@ -370,7 +375,7 @@ class WheelCache:
             ) from exc
 
     def _fill_temp(self, temp: Path, key: CacheKey, wheel_path: Path, hook: Callable[[str], None]) -> None:
-        sha, size = _copy_synced(wheel_path, temp / wheel_path.name)
+        sha, size = copy_synced(wheel_path, temp / wheel_path.name)
         hook("wheel-copied")
         meta = {
             "schema": CACHE_SCHEMA,
@@ -383,9 +388,9 @@ class WheelCache:
             "created": datetime.now(timezone.utc).isoformat(),
             "gpuenv_version": __version__,
         }
-        _write_synced(temp / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        _write_synced(temp / LAST_USED_FILE, "")
-        _fsync_dir(temp)
+        write_synced(temp / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        write_synced(temp / LAST_USED_FILE, "")
+        fsync_dir(temp)
         hook("meta-written")
 
     def _new_temp(self, prefix: str) -> Path:
@@ -407,7 +412,7 @@ class WheelCache:
                 if existing is not None:  # another process won; the caller discards our copy
                     return existing
                 continue  # the existing one was refused and moved aside: take its place
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return self._load(final)
         raise CacheError(f"cannot publish {key.name} in the wheel cache {self.path}: keeps being replaced")
 
@@ -615,7 +620,7 @@ class WheelCache:
             finally:
                 with contextlib.suppress(OSError):
                     self._lock_path(entry.digest).unlink()  # waiters notice and re-open
-            _remove_tree(trash)
+            remove_tree(trash)
             return True
         finally:
             os.close(fd)
@@ -644,7 +649,7 @@ class WheelCache:
                 try:
                     trash = self._new_temp(f"{directory.name[:16]}-removing")
                     os.rename(directory, trash / "entry")
-                    _remove_tree(trash)
+                    remove_tree(trash)
                 finally:
                     os.close(fd)
 
@@ -666,80 +671,17 @@ class WheelCache:
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return _remove_older(self._tmp, older_than)
+        return remove_older(self._tmp, older_than)
 
     def _remove_quarantined(self) -> list[Path]:
-        return _remove_older(self._corrupt, timedelta(0))
+        return remove_older(self._corrupt, timedelta(0))
 
 
-# -- file helpers ---------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------
 
 
 def _no_checkpoint(stage: str) -> None:
     pass
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _copy_synced(source: Path, target: Path) -> tuple[str, int]:
-    """Copy ``source`` to ``target``, fsync it, return the sha256 and size of what was written."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            digest.update(chunk)
-            dst.write(chunk)
-            size += len(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return digest.hexdigest(), size
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "x", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some network file systems refuse fsync on a directory
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _touch(path: Path) -> None:
-    with contextlib.suppress(OSError):  # read-only shared cache, or removed meanwhile: only a statistic
-        path.touch()
-        os.utime(path)
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _remove_older(directory: Path, older_than: timedelta) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    cutoff = time.time() - older_than.total_seconds()
-    removed = []
-    for child in directory.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if child.lstat().st_mtime <= cutoff:
-                _remove_tree(child)
-                removed.append(child)
-    return removed
 
 
 def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
