@@ -46,15 +46,15 @@ from gpuenv.cache.files import remove_older as _remove_older
 from gpuenv.cache.files import remove_tree as _remove_tree
 from gpuenv.cache.files import touch as _touch
 from gpuenv.cache.files import write_synced as _write_synced
+from gpuenv.cache.locking import open_lock_file as _open_lock_file
+from gpuenv.cache.locking import read_holder as _read_holder
+from gpuenv.cache.locking import try_flock as _try_flock
+from gpuenv.cache.locking import wait_flock as _wait_flock
+from gpuenv.cache.locking import write_holder as _write_holder
 from gpuenv.cache.wheels import (
     LAST_USED_FILE,
     STALE_TEMP_AGE,
     CacheError,
-    _open_lock_file,
-    _read_holder,
-    _try_flock,
-    _wait_flock,
-    _write_holder,
 )
 from gpuenv.cache.words import aware as _aware
 from gpuenv.cache.words import human_age as _human_age

@@ -30,6 +30,10 @@ Guarantees, also on a shared (cluster) file system:
   shared between clients; Lustre needs the ``flock`` mount option.)
 - :meth:`WheelCache.prune` removes an entry only while holding its key lock.
 
+The key is defined in :mod:`gpuenv.cache.key`; the locks and the crash-safe
+file operations these guarantees rest on are in :mod:`gpuenv.cache.locking`
+and :mod:`gpuenv.cache.files`, shared with the toolkit cache.
+
 The intended flow of a caller::
 
     key = CacheKey(...)
@@ -45,11 +49,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import secrets
-import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +70,16 @@ from gpuenv.cache.files import (
     write_synced,
 )
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, archs, differing_fields, key_differences, short_sha
+from gpuenv.cache.locking import (
+    READ_ONLY_ERRNOS,
+    LockHolder,
+    is_current,
+    open_lock_file,
+    read_holder,
+    try_flock,
+    wait_flock,
+    write_holder,
+)
 from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import StepError
 
@@ -76,9 +88,6 @@ LAST_USED_FILE = "last_used"
 
 #: A temporary directory older than this belongs to a dead process.
 STALE_TEMP_AGE = timedelta(hours=1)
-
-#: What a cache that may be read but not written answers to a lock or a store.
-_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -176,23 +185,6 @@ class LookupResult:
     @property
     def hit(self) -> bool:
         return self.entry is not None
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """Who holds a key's lock, as the holder wrote it into the lock file."""
-
-    pid: int | None
-    host: str | None
-    since: datetime | None
-
-    def __str__(self) -> str:
-        where = f"pid {self.pid}" if self.pid is not None else "a process"
-        if self.host:
-            where += f" on {self.host}"
-        if self.since:
-            where += f" since {self.since.astimezone().strftime('%Y-%m-%d %H:%M:%S')}"
-        return where
 
 
 @dataclass(frozen=True)
@@ -440,7 +432,7 @@ class WheelCache:
         try:
             fd, waited = self._acquire(key, path, timeout, on_wait, poll_interval)
         except OSError as exc:
-            if exc.errno in _READ_ONLY_ERRNOS and self._base.is_dir():
+            if exc.errno in READ_ONLY_ERRNOS and self._base.is_dir():
                 yield LockInfo(key, False, 0.0, read_only=True)
                 return
             raise CacheError(
@@ -448,7 +440,7 @@ class WheelCache:
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
             ) from exc
         try:
-            _write_holder(fd)
+            write_holder(fd)
             read_only = not os.access(self._base, os.W_OK)  # locked through another's file: store fails
             yield LockInfo(key, waited, time.monotonic() - started, read_only=read_only)
         finally:
@@ -465,22 +457,22 @@ class WheelCache:
         deadline = None if timeout is None else time.monotonic() + timeout
         waited = False
         while True:
-            fd = _open_lock_file(path)
-            if not _try_flock(fd):
+            fd = open_lock_file(path)
+            if not try_flock(fd):
                 if not waited and on_wait is not None:
-                    on_wait(LockWait(key, path, _read_holder(path)))
+                    on_wait(LockWait(key, path, read_holder(path)))
                 waited = True
-                if not _wait_flock(fd, deadline, poll_interval):
+                if not wait_flock(fd, deadline, poll_interval):
                     os.close(fd)
-                    raise CacheLockTimeout(key.name, timeout or 0.0, _read_holder(path))
-            if _is_current(fd, path):
+                    raise CacheLockTimeout(key.name, timeout or 0.0, read_holder(path))
+            if is_current(fd, path):
                 return fd, waited
             os.close(fd)  # prune unlinked this lock file while we waited: lock the new one
 
     def _try_lock_digest(self, digest: str) -> int | None:
         """The fd of the digest's lock if it is free now, else None."""
-        fd = _open_lock_file(self._lock_path(digest))
-        if _try_flock(fd) and _is_current(fd, self._lock_path(digest)):
+        fd = open_lock_file(self._lock_path(digest))
+        if try_flock(fd) and is_current(fd, self._lock_path(digest)):
             return fd
         os.close(fd)
         return None
@@ -686,79 +678,6 @@ def _no_checkpoint(stage: str) -> None:
 
 def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
     return CacheEntry(entry.digest, entry.path, entry.wheel, entry.meta, entry.size, entry.created, when)
-
-
-# -- lock helpers ---------------------------------------------------------------------
-
-
-def _open_lock_file(path: Path) -> int:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        # Another user's lock file in a shared cache, or a read-only mount of it:
-        # flock works on a read-only descriptor of a file that is there.
-        if exc.errno not in _READ_ONLY_ERRNOS:
-            raise
-        try:
-            return os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise exc from None  # nothing to lock: the caller sees the cache as read-only
-
-
-def _try_flock(fd: int, mode: int = fcntl.LOCK_EX) -> bool:
-    """Take the lock (exclusive, or ``LOCK_SH`` for the toolkit cache's users) if it is free now."""
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _wait_flock(fd: int, deadline: float | None, poll_interval: float, mode: int = fcntl.LOCK_EX) -> bool:
-    """Block until locked (True) or the deadline passes (False)."""
-    if deadline is None:
-        fcntl.flock(fd, mode)
-        return True
-    while time.monotonic() < deadline:
-        time.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
-        if _try_flock(fd, mode):
-            return True
-    return False
-
-
-def _is_current(fd: int, path: Path) -> bool:
-    """Whether the locked fd is still the file at ``path`` (prune may have unlinked it)."""
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
-
-
-def _write_holder(fd: int) -> None:
-    holder = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": datetime.now(timezone.utc).isoformat(),
-    }
-    with contextlib.suppress(OSError):  # read-only fd: waiters just learn less
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-
-
-def _read_holder(path: Path) -> LockHolder | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        since = datetime.fromisoformat(data["since"]) if data.get("since") else None
-        pid = data.get("pid")
-        return LockHolder(int(pid) if pid is not None else None, data.get("host"), since)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-# -- words ----------------------------------------------------------------------------
 
 
 def _wheel_version(filename: str) -> str:
