@@ -637,7 +637,8 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    from gpuenv.cache.wheels import WheelCache, prune_limits
+    from gpuenv.cache.prune import prune_limits
+    from gpuenv.cache.wheels import WheelCache
 
     limits = prune_limits(older_than_days=args.older_than, unused_since=args.unused_since,
                           max_size=args.max_size)

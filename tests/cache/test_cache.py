@@ -22,19 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, binary_knobs
 from gpuenv.cache.wheels import (
-    CACHE_SCHEMA,
     CacheEntry,
     CacheError,
-    CacheKey,
     CacheLockTimeout,
     LockWait,
     WheelCache,
-    _human_age,
-    _human_size,
-    binary_knobs,
     default_cache_dir,
 )
+from gpuenv.cache.words import human_age, human_size
 from gpuenv.errors import GpuenvError
 
 KEY = CacheKey(
@@ -70,7 +67,8 @@ CHANGED = {
 CHILD = r"""
 import json, os, sys, time
 from pathlib import Path
-from gpuenv.cache.wheels import CacheKey, WheelCache
+from gpuenv.cache.key import CacheKey
+from gpuenv.cache.wheels import WheelCache
 
 root, key_json, action, *args = sys.argv[1:]
 cache = WheelCache(Path(root))
@@ -508,14 +506,14 @@ def test_entries_and_summary(cache: WheelCache, tmp_path: Path) -> None:
     [(5, "5 B"), (123_400, "123.4 kB"), (123_400_000, "123.4 MB"), (2_500_000_000, "2.5 GB")],
 )
 def test_sizes_in_words(size: int, words: str) -> None:
-    assert _human_size(size) == words
+    assert human_size(size) == words
 
 
 @pytest.mark.parametrize(
     ("seconds", "words"), [(5, "just now"), (60, "1 minute ago"), (7300, "2 hours ago"), (86400, "1 day ago")]
 )
 def test_ages_in_words(seconds: int, words: str) -> None:
-    assert _human_age(timedelta(seconds=seconds)) == words
+    assert human_age(timedelta(seconds=seconds)) == words
 
 
 def stored(cache: WheelCache, tmp_path: Path, version: str, size: int) -> CacheEntry:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.wheels import WheelCache, parse_size, prune_limits
+from gpuenv.cache.prune import parse_size, prune_limits
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.cli import main
 from gpuenv.errors import InputError
 from tests.cache.test_cache import KEY, make_wheel
@@ -96,7 +97,8 @@ def _read_only_mount_works() -> bool:
 READ_ONLY_CHILD = r"""
 import json, sys
 from pathlib import Path
-from gpuenv.cache.wheels import CacheKey, WheelCache
+from gpuenv.cache.key import CacheKey
+from gpuenv.cache.wheels import WheelCache
 cache = WheelCache(Path(sys.argv[1]))
 key = CacheKey.from_json(json.loads(sys.argv[2]))
 with cache.lock(key) as held:

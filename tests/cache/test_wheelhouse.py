@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.key import CacheKey
 from gpuenv.cache.wheelhouse import export_wheelhouse, group_name
-from gpuenv.cache.wheels import CacheKey, WheelCache
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import InputError
 
 SCATTER = CacheKey(

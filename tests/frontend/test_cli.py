@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.wheels import CacheKey, WheelCache
+from gpuenv.cache.key import CacheKey
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.cli import HELP
 from gpuenv.plan.hardware import Hardware
 from gpuenv.probe.machine import with_gpu_override

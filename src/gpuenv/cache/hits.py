@@ -10,7 +10,8 @@ from __future__ import annotations
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.cache.wheels import CacheEntry, WheelCache, binary_knobs
+from gpuenv.cache.key import binary_knobs
+from gpuenv.cache.wheels import CacheEntry, WheelCache
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.planner import ExtensionPlan, Plan, pinned_version
 

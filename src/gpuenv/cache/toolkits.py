@@ -16,8 +16,9 @@ On disk (``root`` is ``<wheel cache>/toolkits``, see :func:`default_toolkit_dir`
     root/v1/.locks/cuda-13.0.lock           flock(2): shared while used, exclusive to provision or prune
     root/v1/.tmp/<...>                      toolkits being provisioned or removed
 
-The guarantees of the wheel cache (:mod:`gpuenv.cache.wheels`, whose lock and file
-helpers this module uses): a toolkit is published by one ``rename(2)`` of a
+The guarantees of the wheel cache (:mod:`gpuenv.cache.wheels`, whose locks and
+file operations, :mod:`gpuenv.cache.locking` and :mod:`gpuenv.cache.files`,
+this module uses too): a toolkit is published by one ``rename(2)`` of a
 complete directory, so a provisioning killed at any point leaves at most a
 stale temporary directory (removed an hour later) and never a usable
 half-toolkit; concurrent setups that need one release download it once (the
@@ -41,24 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv import __version__
-from gpuenv.cache.wheels import (
-    LAST_USED_FILE,
-    STALE_TEMP_AGE,
-    CacheError,
-    _aware,
-    _fsync_dir,
-    _human_age,
-    _human_size,
-    _open_lock_file,
-    _read_holder,
-    _remove_older,
-    _remove_tree,
-    _touch,
-    _try_flock,
-    _wait_flock,
-    _write_holder,
-    _write_synced,
-)
+from gpuenv.cache.files import fsync_dir, remove_older, remove_tree, touch, write_synced
+from gpuenv.cache.locking import open_lock_file, read_holder, try_flock, wait_flock, write_holder
+from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError
+from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
 from gpuenv.plan.buildplan import TOOLKIT_SCHEMA, toolkit_home
@@ -96,10 +83,10 @@ class ProvisionedToolkit:
     def summary(self, now: datetime | None = None) -> str:
         """``CUDA 13.0 · nvcc 13.0.88 · 271.0 MB · 3 days ago``."""
         now = now or datetime.now(timezone.utc)
-        parts = [f"CUDA {self.toolkit.version}", f"nvcc {self.toolkit.nvcc_version}", _human_size(self.size),
-                 _human_age(now - self.created)]
+        parts = [f"CUDA {self.toolkit.version}", f"nvcc {self.toolkit.nvcc_version}", human_size(self.size),
+                 human_age(now - self.created)]
         if self.last_used - self.created > timedelta(minutes=1):
-            parts.append(f"used {_human_age(now - self.last_used)}")
+            parts.append(f"used {human_age(now - self.last_used)}")
         return " · ".join(parts)
 
 
@@ -161,7 +148,7 @@ class ToolkitCache:
         toolkit = _toolkit_at(str(home), self._run)
         if toolkit is None or toolkit.release != meta["release"]:
             raise ValueError(f"{home}/bin/nvcc does not answer with {meta['release']}")
-        created = _aware(datetime.fromisoformat(str(meta["created"])))
+        created = aware(datetime.fromisoformat(str(meta["created"])))
         try:
             last_used = datetime.fromtimestamp((home / LAST_USED_FILE).stat().st_mtime, timezone.utc)
         except FileNotFoundError:
@@ -197,21 +184,21 @@ class ToolkitCache:
             downloaded = False
             while entry is None:
                 waited = self._lock(fd, version, fcntl.LOCK_EX, on_wait) or waited
-                _write_holder(fd)  # who provisions, for whoever waits
+                write_holder(fd)  # who provisions, for whoever waits
                 entry = self.find(version)
                 if entry is None:
                     entry = self.provision(version, install, checkpoint=checkpoint)
                     downloaded = True
                 self._lock(fd, version, fcntl.LOCK_SH, None)
                 entry = self.find(version)  # a prune may slip in while the lock changes mode
-            _touch(entry.path / LAST_USED_FILE)
+            touch(entry.path / LAST_USED_FILE)
             yield Provided(entry.toolkit, downloaded, waited)
         finally:
             os.close(fd)
 
     def _open_lock(self, version: str) -> int:
         try:
-            return _open_lock_file(self._lock_path(version))
+            return open_lock_file(self._lock_path(version))
         except OSError as exc:
             raise CacheError(
                 f"cannot lock CUDA {version} in the toolkit cache {self.path}: {exc.strerror or exc}",
@@ -219,13 +206,13 @@ class ToolkitCache:
             ) from exc
 
     def _lock(self, fd: int, version: str, mode: int, on_wait: Callable[[str], None] | None) -> bool:
-        if _try_flock(fd, mode):
+        if try_flock(fd, mode):
             return False
         if on_wait is not None:
-            holder = _read_holder(self._lock_path(version))
+            holder = read_holder(self._lock_path(version))
             by = f" ({holder})" if holder else ""
             on_wait(f"waiting for another process provisioning CUDA {version} into {self.path}{by}")
-        _wait_flock(fd, None, 0.2, mode)
+        wait_flock(fd, None, 0.2, mode)
         return True
 
     def provision(self, version: str, install: WheelInstaller, *, checkpoint: Checkpoint | None = None
@@ -251,22 +238,22 @@ class ToolkitCache:
                                    needed=version, found=[said])
             meta.update(release=toolkit.release, size=_tree_size(home),
                         created=datetime.now(timezone.utc).isoformat(), gpuenv_version=__version__)
-            _write_synced(home / META_FILE, json.dumps(meta, indent=2) + "\n")
-            _write_synced(home / LAST_USED_FILE, "")
-            _fsync_dir(home)
+            write_synced(home / META_FILE, json.dumps(meta, indent=2) + "\n")
+            write_synced(home / LAST_USED_FILE, "")
+            fsync_dir(home)
             hook("before-publish")
             final = self.home(version)
             if final.exists():
-                _remove_tree(self._set_aside(final))
+                remove_tree(self._set_aside(final))
             os.rename(home, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             raise CacheError(
                 f"cannot provision CUDA {version} into the toolkit cache {self.path}: {exc.strerror or exc}",
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
             ) from exc
         finally:
-            _remove_tree(temp)
+            remove_tree(temp)
         entry = self.find(version)
         if entry is None:
             raise CacheError(f"CUDA {version} was provisioned into {self.path} but does not answer")
@@ -294,7 +281,7 @@ class ToolkitCache:
         """
         self.remove_stale_temps()
         now = datetime.now(timezone.utc)
-        since = _aware(unused_since) if unused_since is not None else None
+        since = aware(unused_since) if unused_since is not None else None
         removed = []
         for entry in self.toolkits():
             too_old = older_than is not None and now - entry.created > older_than
@@ -306,20 +293,20 @@ class ToolkitCache:
     def _remove(self, entry: ProvisionedToolkit) -> bool:
         fd = self._open_lock(entry.toolkit.version)
         try:
-            if not _try_flock(fd):
+            if not try_flock(fd):
                 return False
             try:
                 trash = self._set_aside(entry.path)
             except FileNotFoundError:
                 return False
-            _remove_tree(trash)
+            remove_tree(trash)
             return True
         finally:
             os.close(fd)
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return _remove_older(self._tmp, older_than)
+        return remove_older(self._tmp, older_than)
 
 
 # -- the wheels and their layout ---------------------------------------------------------

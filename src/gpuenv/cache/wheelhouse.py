@@ -28,7 +28,8 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.cache.wheels import CacheEntry, CacheKey, WheelCache
+from gpuenv.cache.key import CacheKey
+from gpuenv.cache.wheels import CacheEntry, WheelCache
 from gpuenv.errors import InputError
 from gpuenv.plan.hardware import ComputeCapability
 from gpuenv.plan.planner import group_name

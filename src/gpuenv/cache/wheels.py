@@ -1,9 +1,9 @@
 """The wheel cache: every built wheel stored once per ABI, safe to share.
 
-A wheel is stored under a :class:`CacheKey`, a fingerprint of everything that
-changes the binary (source, Python, platform, the torch it was compiled
-against, the arch list, nvcc, the build knobs). The key is computed *before*
-building, so a hit skips the build entirely.
+A wheel is stored under a :class:`~gpuenv.cache.key.CacheKey`, a fingerprint
+of everything that changes the binary (source, Python, platform, the torch it
+was compiled against, the arch list, nvcc, the build knobs). The key is
+computed *before* building, so a hit skips the build entirely.
 
 On disk (``root`` is :func:`default_cache_dir` or ``GPUENV_CACHE_DIR``)::
 
@@ -30,6 +30,10 @@ Guarantees, also on a shared (cluster) file system:
   shared between clients; Lustre needs the ``flock`` mount option.)
 - :meth:`WheelCache.prune` removes an entry only while holding its key lock.
 
+The key is defined in :mod:`gpuenv.cache.key`; the locks and the crash-safe
+file operations these guarantees rest on are in :mod:`gpuenv.cache.locking`
+and :mod:`gpuenv.cache.files`, shared with the toolkit cache.
+
 The intended flow of a caller::
 
     key = CacheKey(...)
@@ -45,39 +49,45 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import hashlib
 import json
 import os
 import secrets
-import shutil
-import socket
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from gpuenv import __version__
-from gpuenv.errors import InputError, StepError
-
-#: Version of the key's definition; part of every digest and of the layout (``v1``).
-CACHE_SCHEMA = 1
+from gpuenv.cache.files import (
+    copy_synced,
+    fsync_dir,
+    remove_older,
+    remove_tree,
+    sha256_file,
+    touch,
+    write_synced,
+)
+from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, archs, differing_fields, key_differences, short_sha
+from gpuenv.cache.locking import (
+    READ_ONLY_ERRNOS,
+    LockHolder,
+    is_current,
+    open_lock_file,
+    read_holder,
+    try_flock,
+    wait_flock,
+    write_holder,
+)
+from gpuenv.cache.words import aware, human_age, human_size
+from gpuenv.errors import StepError
 
 META_FILE = "meta.json"
 LAST_USED_FILE = "last_used"
 
 #: A temporary directory older than this belongs to a dead process.
 STALE_TEMP_AGE = timedelta(hours=1)
-
-#: Build environment entries that do not change the binary.
-NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
-
-_CHUNK = 1 << 20
-
-#: What a cache that may be read but not written answers to a lock or a store.
-_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -99,134 +109,6 @@ class CacheLockTimeout(CacheError):
             f"gave up after {timeout:g} s waiting for the cache lock of {name}, held{by}",
             hint="another gpuenv setup is building the same wheel; wait for it or raise the timeout",
         )
-
-
-# -- the key --------------------------------------------------------------------------
-
-
-def binary_knobs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """The entries of a build environment that change the binary, sorted.
-
-    Parallelism (``MAX_JOBS``, ``NVCC_THREADS``, anything with ``JOBS`` in its
-    name), ``PATH`` and ``CUDA_HOME`` (the key holds nvcc's version instead of
-    its location) are dropped.
-    """
-    return tuple(
-        sorted(
-            (name, value)
-            for name, value in env.items()
-            if name not in NON_BINARY_KNOBS and "JOBS" not in name
-        )
-    )
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    """Everything a built wheel's binary depends on.
-
-    ``version`` may be ``""`` when it is unknown before building (a local
-    tree): ``source_sha256`` covers it.
-    """
-
-    name: str
-    version: str
-    source_sha256: str
-    python_tag: str
-    platform: str
-    torch_version: str
-    torch_cuda: str | None
-    cxx11_abi: bool
-    arch_list: tuple[str, ...]
-    nvcc_version: str | None
-    knobs: tuple[tuple[str, str], ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """The fields as JSON-ready values (tuples become lists)."""
-        return {
-            **asdict(self),
-            "arch_list": list(self.arch_list),
-            "knobs": [list(knob) for knob in self.knobs],
-        }
-
-    @property
-    def digest(self) -> str:
-        """sha256 of the canonical JSON of the fields and :data:`CACHE_SCHEMA`."""
-        payload = {"schema": CACHE_SCHEMA, **self.to_json()}
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    def describe(self) -> dict[str, str]:
-        """The key in words, for meta.json, plans and error messages."""
-        return {
-            "name": self.name,
-            "version": self.version or "(from source)",
-            "source sha256": self.source_sha256,
-            "python": self.python_tag,
-            "platform": self.platform,
-            "torch": self.torch_version,
-            "torch cuda": self.torch_cuda or "none (CPU build)",
-            "C++11 ABI": "on" if self.cxx11_abi else "off",
-            "archs": _archs(self.arch_list),
-            "nvcc": self.nvcc_version or "none",
-            "knobs": " ".join(f"{k}={v}" for k, v in self.knobs) or "none",
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CacheKey:
-        """The key :meth:`to_json` wrote; raises KeyError/TypeError/ValueError on anything else."""
-        names = {f.name for f in fields(cls)}
-        if not isinstance(data, Mapping) or set(data) != names:
-            raise ValueError(f"key fields {sorted(data) if isinstance(data, Mapping) else data!r} "
-                             f"are not {sorted(names)}")
-        for name in ("name", "version", "source_sha256", "python_tag", "platform", "torch_version"):
-            if not isinstance(data[name], str):
-                raise TypeError(f"key field {name} is not a string")
-        for name in ("torch_cuda", "nvcc_version"):
-            if data[name] is not None and not isinstance(data[name], str):
-                raise TypeError(f"key field {name} is not a string or null")
-        if not isinstance(data["cxx11_abi"], bool):
-            raise TypeError("key field cxx11_abi is not a boolean")
-        return cls(
-            **{
-                **data,
-                "arch_list": tuple(str(a) for a in data["arch_list"]),
-                "knobs": tuple((str(k), str(v)) for k, v in data["knobs"]),
-            }
-        )
-
-
-def _archs(arch_list: tuple[str, ...]) -> str:
-    return ";".join(arch_list) or "none"
-
-
-def _short_sha(sha: str) -> str:
-    return sha[:8] + "…"
-
-
-def key_differences(cached: CacheKey, wanted: CacheKey) -> list[str]:
-    """What differs from ``cached`` to ``wanted``, in words: ``"torch 2.4.1+cu121 → 2.5.1+cu124"``."""
-    said_cached, said_wanted = cached.describe(), wanted.describe()
-    if cached.source_sha256 != wanted.source_sha256:
-        said_cached["source sha256"] = _short_sha(cached.source_sha256)
-        said_wanted["source sha256"] = _short_sha(wanted.source_sha256)
-    words = [
-        f"{what} {said_cached[what]} → {said_wanted[what]}"
-        for what in said_cached
-        if what != "knobs" and said_cached[what] != said_wanted[what]
-    ]
-    return words + _knob_differences(dict(cached.knobs), dict(wanted.knobs))
-
-
-def _knob_differences(cached: dict[str, str], wanted: dict[str, str]) -> list[str]:
-    return [
-        f"knob {name} {cached.get(name, '(unset)')} → {wanted.get(name, '(unset)')}"
-        for name in sorted(set(cached) | set(wanted))
-        if cached.get(name) != wanted.get(name)
-    ]
-
-
-def _differing_fields(a: CacheKey, b: CacheKey) -> int:
-    return sum(getattr(a, f.name) != getattr(b, f.name) for f in fields(CacheKey))
 
 
 # -- entries --------------------------------------------------------------------------
@@ -266,12 +148,12 @@ class CacheEntry:
             f"{key.name} {version}".rstrip(),
             f"torch {key.torch_version}",
             f"cu {key.torch_cuda}" if key.torch_cuda else "cpu",
-            f"archs {_archs(key.arch_list)}",
-            _human_size(self.size),
-            _human_age(now - self.created),
+            f"archs {archs(key.arch_list)}",
+            human_size(self.size),
+            human_age(now - self.created),
         ]
         if self.last_used - self.created > timedelta(minutes=1):
-            parts.append(f"used {_human_age(now - self.last_used)}")
+            parts.append(f"used {human_age(now - self.last_used)}")
         return " · ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -306,23 +188,6 @@ class LookupResult:
 
 
 @dataclass(frozen=True)
-class LockHolder:
-    """Who holds a key's lock, as the holder wrote it into the lock file."""
-
-    pid: int | None
-    host: str | None
-    since: datetime | None
-
-    def __str__(self) -> str:
-        where = f"pid {self.pid}" if self.pid is not None else "a process"
-        if self.host:
-            where += f" on {self.host}"
-        if self.since:
-            where += f" since {self.since.astimezone().strftime('%Y-%m-%d %H:%M:%S')}"
-        return where
-
-
-@dataclass(frozen=True)
 class LockWait:
     """Passed to the ``on_wait`` callback of :meth:`WheelCache.lock` before it waits."""
 
@@ -354,64 +219,6 @@ class LockInfo:
 # Runtime aliases: typing.Optional/Callable, not ``X | None``, so Python 3.9 can evaluate them.
 WaitCallback = Callable[[LockWait], None]
 Checkpoint = Optional[Callable[[str], None]]
-
-
-# -- prune limits from words ------------------------------------------------------------
-
-#: Longer than any cache lives; a bound so that timedelta and datetime arithmetic cannot overflow.
-_MAX_DAYS = 365 * 1000
-
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-@dataclass(frozen=True)
-class PruneLimits:
-    """What ``gpuenv cache prune`` was asked to remove, checked: the keyword arguments of
-    :meth:`WheelCache.prune`."""
-
-    older_than: timedelta | None = None
-    unused_since: datetime | None = None
-    max_total_bytes: int | None = None
-
-
-def prune_limits(
-    *, older_than_days: float | None, unused_since: str | None, max_size: str | None
-) -> PruneLimits:
-    """Check the words of ``cache prune``: a finite, non-negative age, a date, a size such as
-    ``20G``; raise InputError (exit 2) on anything else, so a typo never empties the cache."""
-
-    if older_than_days is None and unused_since is None and max_size is None:
-        raise InputError("cache prune: say what to remove",
-                         hint="--older-than DAYS, --unused-since YYYY-MM-DD or --max-size SIZE")
-    older = None
-    if older_than_days is not None:
-        if not (0 <= older_than_days <= _MAX_DAYS):  # False for nan too
-            raise InputError(f"--older-than {older_than_days:g}: not a number of days from 0 to {_MAX_DAYS}",
-                             hint="e.g. --older-than 30")
-        older = timedelta(days=older_than_days)
-    since = None
-    if unused_since is not None:
-        try:
-            since = datetime.fromisoformat(unused_since.strip())
-            _aware(since)
-        except (ValueError, OverflowError, OSError):
-            raise InputError(f"--unused-since {unused_since!r}: not a date", hint="e.g. 2026-10-01") from None
-    size = parse_size(max_size, option="--max-size") if max_size is not None else None
-    return PruneLimits(older, since, size)
-
-
-def parse_size(text: str, *, option: str = "size") -> int:
-    """Bytes of ``20G``, ``500M``, ``1.5GiB``, ``0``: a finite, non-negative size."""
-
-    raw = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _SIZE_UNITS else (raw, "")
-    try:
-        value = float(number.strip())
-    except ValueError:
-        value = float("nan")
-    if not (0 <= value < 1 << 62) or value * _SIZE_UNITS[unit] >= 1 << 62:
-        raise InputError(f"{option} {text!r}: not a size", hint="e.g. 20G or 500M (0 empties the cache)")
-    return int(value * _SIZE_UNITS[unit])
 
 
 # -- the cache ------------------------------------------------------------------------
@@ -474,7 +281,7 @@ class WheelCache:
         if entry is None:
             moved = self._quarantine(directory, before)
             return LookupResult(None, refused=problem, quarantined=moved)
-        _touch(directory / LAST_USED_FILE)
+        touch(directory / LAST_USED_FILE)
         return LookupResult(_replace_last_used(entry, datetime.now(timezone.utc)))
 
     def entry_of(self, digest: str) -> CacheEntry | None:
@@ -490,13 +297,13 @@ class WheelCache:
             size = entry.wheel.stat().st_size
             if size != entry.meta.get("size"):
                 return f"{entry.wheel.name} is {size} bytes, {entry.meta.get('size')} were stored"
-            actual = _sha256_file(entry.wheel)
+            actual = sha256_file(entry.wheel)
         except OSError as exc:
             return f"cannot read {entry.wheel.name}: {exc.strerror or exc}"
         if actual != entry.sha256:
             return (
-                f"{entry.wheel.name} has sha256 {_short_sha(actual)}, "
-                f"{_short_sha(entry.sha256)} was stored: the file was altered"
+                f"{entry.wheel.name} has sha256 {short_sha(actual)}, "
+                f"{short_sha(entry.sha256)} was stored: the file was altered"
             )
         return None
 
@@ -552,7 +359,7 @@ class WheelCache:
                 hook("before-publish")
                 return self._publish(key, temp)
             finally:
-                _remove_tree(temp)  # gone already once published
+                remove_tree(temp)  # gone already once published
         except OSError as exc:
             raise CacheError(
                 f"cannot store {wheel_path.name} in the wheel cache {self.path}: {exc.strerror or exc}",
@@ -560,7 +367,7 @@ class WheelCache:
             ) from exc
 
     def _fill_temp(self, temp: Path, key: CacheKey, wheel_path: Path, hook: Callable[[str], None]) -> None:
-        sha, size = _copy_synced(wheel_path, temp / wheel_path.name)
+        sha, size = copy_synced(wheel_path, temp / wheel_path.name)
         hook("wheel-copied")
         meta = {
             "schema": CACHE_SCHEMA,
@@ -573,9 +380,9 @@ class WheelCache:
             "created": datetime.now(timezone.utc).isoformat(),
             "gpuenv_version": __version__,
         }
-        _write_synced(temp / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        _write_synced(temp / LAST_USED_FILE, "")
-        _fsync_dir(temp)
+        write_synced(temp / META_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        write_synced(temp / LAST_USED_FILE, "")
+        fsync_dir(temp)
         hook("meta-written")
 
     def _new_temp(self, prefix: str) -> Path:
@@ -597,7 +404,7 @@ class WheelCache:
                 if existing is not None:  # another process won; the caller discards our copy
                     return existing
                 continue  # the existing one was refused and moved aside: take its place
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return self._load(final)
         raise CacheError(f"cannot publish {key.name} in the wheel cache {self.path}: keeps being replaced")
 
@@ -625,7 +432,7 @@ class WheelCache:
         try:
             fd, waited = self._acquire(key, path, timeout, on_wait, poll_interval)
         except OSError as exc:
-            if exc.errno in _READ_ONLY_ERRNOS and self._base.is_dir():
+            if exc.errno in READ_ONLY_ERRNOS and self._base.is_dir():
                 yield LockInfo(key, False, 0.0, read_only=True)
                 return
             raise CacheError(
@@ -633,7 +440,7 @@ class WheelCache:
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
             ) from exc
         try:
-            _write_holder(fd)
+            write_holder(fd)
             read_only = not os.access(self._base, os.W_OK)  # locked through another's file: store fails
             yield LockInfo(key, waited, time.monotonic() - started, read_only=read_only)
         finally:
@@ -650,22 +457,22 @@ class WheelCache:
         deadline = None if timeout is None else time.monotonic() + timeout
         waited = False
         while True:
-            fd = _open_lock_file(path)
-            if not _try_flock(fd):
+            fd = open_lock_file(path)
+            if not try_flock(fd):
                 if not waited and on_wait is not None:
-                    on_wait(LockWait(key, path, _read_holder(path)))
+                    on_wait(LockWait(key, path, read_holder(path)))
                 waited = True
-                if not _wait_flock(fd, deadline, poll_interval):
+                if not wait_flock(fd, deadline, poll_interval):
                     os.close(fd)
-                    raise CacheLockTimeout(key.name, timeout or 0.0, _read_holder(path))
-            if _is_current(fd, path):
+                    raise CacheLockTimeout(key.name, timeout or 0.0, read_holder(path))
+            if is_current(fd, path):
                 return fd, waited
             os.close(fd)  # prune unlinked this lock file while we waited: lock the new one
 
     def _try_lock_digest(self, digest: str) -> int | None:
         """The fd of the digest's lock if it is free now, else None."""
-        fd = _open_lock_file(self._lock_path(digest))
-        if _try_flock(fd) and _is_current(fd, self._lock_path(digest)):
+        fd = open_lock_file(self._lock_path(digest))
+        if try_flock(fd) and is_current(fd, self._lock_path(digest)):
             return fd
         os.close(fd)
         return None
@@ -695,7 +502,7 @@ class WheelCache:
             return None
         best, best_key = min(
             candidates,
-            key=lambda c: (_differing_fields(c[1], key), len(key_differences(c[1], key)),
+            key=lambda c: (differing_fields(c[1], key), len(key_differences(c[1], key)),
                            -c[0].last_used.timestamp()),
         )
         return best, key_differences(best_key, key)
@@ -721,7 +528,7 @@ class WheelCache:
         if "/" in meta["wheel"] or meta["wheel"] in ("", ".", ".."):
             raise ValueError(f"{META_FILE}: wheel {meta['wheel']!r} is not a file name")
         wheel = directory / str(meta["wheel"])
-        created = _aware(datetime.fromisoformat(str(meta["created"])))
+        created = aware(datetime.fromisoformat(str(meta["created"])))
         try:
             last_used = datetime.fromtimestamp((directory / LAST_USED_FILE).stat().st_mtime, timezone.utc)
         except FileNotFoundError:
@@ -763,7 +570,7 @@ class WheelCache:
             self._remove_unreadable()
         remove = (lambda entry: True) if dry_run else self._remove_entry
         now = datetime.now(timezone.utc)
-        since = _aware(unused_since) if unused_since is not None else None
+        since = aware(unused_since) if unused_since is not None else None
         kept = sorted(self.entries(), key=lambda e: e.last_used)  # least recently used first
         removed = []
         for entry in list(kept):
@@ -805,7 +612,7 @@ class WheelCache:
             finally:
                 with contextlib.suppress(OSError):
                     self._lock_path(entry.digest).unlink()  # waiters notice and re-open
-            _remove_tree(trash)
+            remove_tree(trash)
             return True
         finally:
             os.close(fd)
@@ -834,7 +641,7 @@ class WheelCache:
                 try:
                     trash = self._new_temp(f"{directory.name[:16]}-removing")
                     os.rename(directory, trash / "entry")
-                    _remove_tree(trash)
+                    remove_tree(trash)
                 finally:
                     os.close(fd)
 
@@ -856,179 +663,23 @@ class WheelCache:
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return _remove_older(self._tmp, older_than)
+        return remove_older(self._tmp, older_than)
 
     def _remove_quarantined(self) -> list[Path]:
-        return _remove_older(self._corrupt, timedelta(0))
+        return remove_older(self._corrupt, timedelta(0))
 
 
-# -- file helpers ---------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------
 
 
 def _no_checkpoint(stage: str) -> None:
     pass
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _copy_synced(source: Path, target: Path) -> tuple[str, int]:
-    """Copy ``source`` to ``target``, fsync it, return the sha256 and size of what was written."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            digest.update(chunk)
-            dst.write(chunk)
-            size += len(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return digest.hexdigest(), size
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "x", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some network file systems refuse fsync on a directory
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _touch(path: Path) -> None:
-    with contextlib.suppress(OSError):  # read-only shared cache, or removed meanwhile: only a statistic
-        path.touch()
-        os.utime(path)
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _remove_older(directory: Path, older_than: timedelta) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    cutoff = time.time() - older_than.total_seconds()
-    removed = []
-    for child in directory.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if child.lstat().st_mtime <= cutoff:
-                _remove_tree(child)
-                removed.append(child)
-    return removed
-
-
 def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
     return CacheEntry(entry.digest, entry.path, entry.wheel, entry.meta, entry.size, entry.created, when)
-
-
-# -- lock helpers ---------------------------------------------------------------------
-
-
-def _open_lock_file(path: Path) -> int:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        # Another user's lock file in a shared cache, or a read-only mount of it:
-        # flock works on a read-only descriptor of a file that is there.
-        if exc.errno not in _READ_ONLY_ERRNOS:
-            raise
-        try:
-            return os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise exc from None  # nothing to lock: the caller sees the cache as read-only
-
-
-def _try_flock(fd: int, mode: int = fcntl.LOCK_EX) -> bool:
-    """Take the lock (exclusive, or ``LOCK_SH`` for the toolkit cache's users) if it is free now."""
-    try:
-        fcntl.flock(fd, mode | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _wait_flock(fd: int, deadline: float | None, poll_interval: float, mode: int = fcntl.LOCK_EX) -> bool:
-    """Block until locked (True) or the deadline passes (False)."""
-    if deadline is None:
-        fcntl.flock(fd, mode)
-        return True
-    while time.monotonic() < deadline:
-        time.sleep(max(0.0, min(poll_interval, deadline - time.monotonic())))
-        if _try_flock(fd, mode):
-            return True
-    return False
-
-
-def _is_current(fd: int, path: Path) -> bool:
-    """Whether the locked fd is still the file at ``path`` (prune may have unlinked it)."""
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
-
-
-def _write_holder(fd: int) -> None:
-    holder = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": datetime.now(timezone.utc).isoformat(),
-    }
-    with contextlib.suppress(OSError):  # read-only fd: waiters just learn less
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-
-
-def _read_holder(path: Path) -> LockHolder | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        since = datetime.fromisoformat(data["since"]) if data.get("since") else None
-        pid = data.get("pid")
-        return LockHolder(int(pid) if pid is not None else None, data.get("host"), since)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-# -- words ----------------------------------------------------------------------------
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.astimezone()
 
 
 def _wheel_version(filename: str) -> str:
     parts = filename.split("-")
     return parts[1] if len(parts) >= 5 else ""
-
-
-def _human_size(size: int) -> str:
-    if size < 1000:
-        return f"{size} B"
-    scale, unit = next((s, u) for s, u in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")) if size >= s)
-    return f"{size / scale:.1f} {unit}"
-
-
-def _human_age(age: timedelta) -> str:
-    seconds = max(0, int(age.total_seconds()))
-    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= length:
-            count = seconds // length
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"

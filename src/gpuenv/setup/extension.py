@@ -17,8 +17,9 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.cache.key import CacheKey, binary_knobs
 from gpuenv.cache.lock import LockedExtension
-from gpuenv.cache.wheels import CacheKey, WheelCache, binary_knobs
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.plan.planner import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.builder import build_wheel, install_build_requirements

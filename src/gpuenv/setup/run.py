@@ -26,8 +26,8 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from gpuenv.cache.key import binary_knobs
 from gpuenv.cache.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
-from gpuenv.cache.wheels import binary_knobs
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.plan.planner import ExtensionPlan, Plan
 from gpuenv.plan.recipe import RepoSpec

@@ -1,0 +1,90 @@
+"""The file operations both caches publish and remove entries with, safe against a crash.
+
+A file is written and fsynced before the rename that publishes its directory
+(:func:`write_synced`, :func:`copy_synced`, :func:`fsync_dir`), so an entry
+appears complete or not at all; removal (:func:`remove_tree`,
+:func:`remove_older`) tolerates what another process removed first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_synced(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``target``, fsync it, return the sha256 and size of what was written."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        for chunk in iter(lambda: src.read(_CHUNK), b""):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return digest.hexdigest(), size
+
+
+def write_synced(path: Path, text: str) -> None:
+    """Create ``path`` (it must not exist) with ``text`` and fsync it."""
+    with open(path, "x", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Fsync the directory ``path``, so the names created or renamed in it last; a no-op where the file
+    system refuses."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some network file systems refuse fsync on a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def touch(path: Path) -> None:
+    """Set the mtime of ``path`` to now, creating it; failures are ignored."""
+    with contextlib.suppress(OSError):  # read-only shared cache, or removed meanwhile: only a statistic
+        path.touch()
+        os.utime(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything under it, whatever is already gone."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_older(directory: Path, older_than: timedelta) -> list[Path]:
+    """Remove the children of ``directory`` last modified longer ago than ``older_than``; return them."""
+    if not directory.is_dir():
+        return []
+    cutoff = time.time() - older_than.total_seconds()
+    removed = []
+    for child in directory.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if child.lstat().st_mtime <= cutoff:
+                remove_tree(child)
+                removed.append(child)
+    return removed

@@ -1,0 +1,147 @@
+"""The wheel cache's key: everything a built wheel's binary depends on, its digest and its words.
+
+A :class:`CacheKey` is computed before building, from the recipe, the
+interpreter, the torch and the toolkit; its :attr:`~CacheKey.digest` names the
+entry in :class:`~gpuenv.cache.wheels.WheelCache`. :func:`binary_knobs` picks
+the build environment entries that belong in it; :func:`key_differences` says
+in words how two keys differ (why a cached wheel does not fit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+#: Version of the key's definition; part of every digest and of the layout (``v1``).
+CACHE_SCHEMA = 1
+
+#: Build environment entries that do not change the binary.
+NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
+
+
+def binary_knobs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The entries of a build environment that change the binary, sorted.
+
+    Parallelism (``MAX_JOBS``, ``NVCC_THREADS``, anything with ``JOBS`` in its
+    name), ``PATH`` and ``CUDA_HOME`` (the key holds nvcc's version instead of
+    its location) are dropped.
+    """
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in env.items()
+            if name not in NON_BINARY_KNOBS and "JOBS" not in name
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything a built wheel's binary depends on.
+
+    ``version`` may be ``""`` when it is unknown before building (a local
+    tree): ``source_sha256`` covers it.
+    """
+
+    name: str
+    version: str
+    source_sha256: str
+    python_tag: str
+    platform: str
+    torch_version: str
+    torch_cuda: str | None
+    cxx11_abi: bool
+    arch_list: tuple[str, ...]
+    nvcc_version: str | None
+    knobs: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (tuples become lists)."""
+        return {
+            **asdict(self),
+            "arch_list": list(self.arch_list),
+            "knobs": [list(knob) for knob in self.knobs],
+        }
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical JSON of the fields and :data:`CACHE_SCHEMA`."""
+        payload = {"schema": CACHE_SCHEMA, **self.to_json()}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def describe(self) -> dict[str, str]:
+        """The key in words, for meta.json, plans and error messages."""
+        return {
+            "name": self.name,
+            "version": self.version or "(from source)",
+            "source sha256": self.source_sha256,
+            "python": self.python_tag,
+            "platform": self.platform,
+            "torch": self.torch_version,
+            "torch cuda": self.torch_cuda or "none (CPU build)",
+            "C++11 ABI": "on" if self.cxx11_abi else "off",
+            "archs": archs(self.arch_list),
+            "nvcc": self.nvcc_version or "none",
+            "knobs": " ".join(f"{k}={v}" for k, v in self.knobs) or "none",
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CacheKey:
+        """The key :meth:`to_json` wrote; raises KeyError/TypeError/ValueError on anything else."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, Mapping) or set(data) != names:
+            raise ValueError(f"key fields {sorted(data) if isinstance(data, Mapping) else data!r} "
+                             f"are not {sorted(names)}")
+        for name in ("name", "version", "source_sha256", "python_tag", "platform", "torch_version"):
+            if not isinstance(data[name], str):
+                raise TypeError(f"key field {name} is not a string")
+        for name in ("torch_cuda", "nvcc_version"):
+            if data[name] is not None and not isinstance(data[name], str):
+                raise TypeError(f"key field {name} is not a string or null")
+        if not isinstance(data["cxx11_abi"], bool):
+            raise TypeError("key field cxx11_abi is not a boolean")
+        return cls(
+            **{
+                **data,
+                "arch_list": tuple(str(a) for a in data["arch_list"]),
+                "knobs": tuple((str(k), str(v)) for k, v in data["knobs"]),
+            }
+        )
+
+
+def archs(arch_list: tuple[str, ...]) -> str:
+    return ";".join(arch_list) or "none"
+
+
+def short_sha(sha: str) -> str:
+    return sha[:8] + "…"
+
+
+def key_differences(cached: CacheKey, wanted: CacheKey) -> list[str]:
+    """What differs from ``cached`` to ``wanted``, in words: ``"torch 2.4.1+cu121 → 2.5.1+cu124"``."""
+    said_cached, said_wanted = cached.describe(), wanted.describe()
+    if cached.source_sha256 != wanted.source_sha256:
+        said_cached["source sha256"] = short_sha(cached.source_sha256)
+        said_wanted["source sha256"] = short_sha(wanted.source_sha256)
+    words = [
+        f"{what} {said_cached[what]} → {said_wanted[what]}"
+        for what in said_cached
+        if what != "knobs" and said_cached[what] != said_wanted[what]
+    ]
+    return words + _knob_differences(dict(cached.knobs), dict(wanted.knobs))
+
+
+def _knob_differences(cached: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    return [
+        f"knob {name} {cached.get(name, '(unset)')} → {wanted.get(name, '(unset)')}"
+        for name in sorted(set(cached) | set(wanted))
+        if cached.get(name) != wanted.get(name)
+    ]
+
+
+def differing_fields(a: CacheKey, b: CacheKey) -> int:
+    return sum(getattr(a, f.name) != getattr(b, f.name) for f in fields(CacheKey))
