@@ -22,9 +22,7 @@ from gpuenv.cache.lock import LockedEnv, lock_path_for, write_lock
 from gpuenv.doctor import diagnosis
 from gpuenv.doctor.diagnosis import (
     Binary,
-    Check,
     ExtensionTarget,
-    Report,
     archs_check,
     built_against_check,
     cuda_available_check,
@@ -36,13 +34,13 @@ from gpuenv.doctor.diagnosis import (
     machine_checks,
     read_binaries,
     recipe_and_lock,
-    report_text,
     runtime_check,
     toolkit_check,
     torch_code,
     torch_driver_check,
     torch_kernels_check,
 )
+from gpuenv.doctor.report import Check, Report, report_text
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.binaries import CudaCode, find_cuobjdump

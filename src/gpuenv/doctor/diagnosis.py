@@ -21,12 +21,13 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from gpuenv.cache.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
-from gpuenv.errors import EXIT_OK, EXIT_STEP_FAILED, GpuenvError, RecipeError
+from gpuenv.doctor.report import Check, Report, Verdict
+from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.hints import hint_for
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
@@ -36,9 +37,6 @@ from gpuenv.probe.binaries import BinaryFormatError, CudaCode, find_cuobjdump, l
 from gpuenv.runner import ANSWER_MARK, Runner, SubprocessRunner
 from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo
-
-#: "skip": the check was not made; its detail says why (never "ok" for what was not checked).
-Verdict = Literal["ok", "warn", "fail", "skip"]
 
 NO_KERNEL_IMAGE = "no kernel image is available for execution on the device"
 UNDEFINED_SYMBOL = "undefined symbol"
@@ -62,62 +60,6 @@ print({ANSWER_MARK!r} + json.dumps({{
     "reason": reason,
 }}))
 """
-
-
-# -- the report ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Check:
-    """One finding: ``name`` is what was checked, ``detail`` what was found."""
-
-    name: str
-    verdict: Verdict
-    detail: str
-    fix: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "verdict": self.verdict, "detail": self.detail, "fix": self.fix}
-
-
-@dataclass(frozen=True)
-class Report:
-    venv: Path
-    checks: tuple[Check, ...]
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if c.verdict == "fail")
-
-    @property
-    def warnings(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if c.verdict == "warn")
-
-    @property
-    def exit_code(self) -> int:
-        """0 when nothing fails, 1 otherwise (warnings do not count)."""
-        return EXIT_STEP_FAILED if self.failures else EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "venv": str(self.venv),
-            "exit_code": self.exit_code,
-            "checks": [c.to_json() for c in self.checks],
-        }
-
-
-def report_text(report: Report) -> str:
-    """One line per check ("ok   torch 2.13.0+cpu, …"), its fix indented under it, and a summary."""
-    lines = []
-    for check in report.checks:
-        lines.append(f"{check.verdict:<4} {check.name} {check.detail}")
-        if check.fix:
-            lines.append(f"     fix: {check.fix}")
-    failed, warned = len(report.failures), len(report.warnings)
-    skipped = sum(c.verdict == "skip" for c in report.checks)
-    lines.append(f"{report.venv}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}"
-                 + (f", {skipped} skipped" if skipped else ""))
-    return "\n".join(lines)
 
 
 # -- finding the recipe and the lock (for the front ends) ------------------------------------
