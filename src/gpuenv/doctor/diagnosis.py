@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.cache.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
 from gpuenv.doctor.report import Check, Report, Verdict
+from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
 from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.hints import hint_for
 from gpuenv.plan import knowledge
@@ -38,7 +39,6 @@ from gpuenv.runner import ANSWER_MARK, Runner, SubprocessRunner
 from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
-NO_KERNEL_IMAGE = "no kernel image is available for execution on the device"
 UNDEFINED_SYMBOL = "undefined symbol"
 
 #: The torch library whose fat binary holds its kernels (read when torch reports no arch list).
@@ -228,7 +228,7 @@ def _torch_of(env: TargetEnv, run: Runner, checks: list[Check]) -> TorchInfo | N
     try:
         torch = env.torch_info(run)
     except GpuenvError as exc:
-        checks.append(Check("torch", "fail", f"is installed but does not import: {_last_error(str(exc))}",
+        checks.append(Check("torch", "fail", f"is installed but does not import: {last_error(str(exc))}",
                             fix="reinstall it: 'gpuenv setup'"))
         return None
     if torch is None:
@@ -254,7 +254,7 @@ def _cuda_answer(env: TargetEnv, run: Runner) -> Mapping[str, Any]:
     try:
         answer = env.query(run, _CUDA_SCRIPT)
     except GpuenvError as exc:
-        return {"available": False, "count": 0, "reason": _last_error(str(exc))}
+        return {"available": False, "count": 0, "reason": last_error(str(exc))}
     return answer if isinstance(answer, Mapping) else {"available": False, "count": 0, "reason": None}
 
 
@@ -374,12 +374,12 @@ def torch_kernels_check(torch: TorchInfo, code: CudaCode | None, source: str, ha
         return Check(name, "skip", f"{archs} (from {source}); no GPU to check them against")
     missing = [g for g in hardware.gpus if not code.runs_on(g.compute_capability)]
     if not missing:
-        return Check(name, "ok", f"{archs} cover {_gpu_list(hardware.gpus)}")
+        return Check(name, "ok", f"{archs} cover {gpu_list(hardware.gpus)}")
     return Check(
         name, "fail",
-        f"{archs} hold no code for {_gpu_list(missing)}: expect '{NO_KERNEL_IMAGE}'",
+        f"{archs} hold no code for {gpu_list(missing)}: expect '{NO_KERNEL_IMAGE}'",
         fix=suggest_variant(torch.version, hardware) or f"no torch {_release(torch.version)} build runs on "
-        f"{_gpu_list(missing)}: choose another torch.version in the recipe",
+        f"{gpu_list(missing)}: choose another torch.version in the recipe",
     )
 
 
@@ -621,7 +621,7 @@ def import_check(target: ExtensionTarget, module: str, error: str | None) -> Che
         return Check(name, "skip", f"built with {target.skip_cuda_knob}, it has no compiled module")
     if error is None:
         return Check(name, "ok", f"{module} works")
-    last = _last_error(error)
+    last = last_error(error)
     return Check(name, "fail", f"{module} fails: {last}", fix=_import_fix(target, module, error))
 
 
@@ -654,11 +654,11 @@ def archs_check(target: ExtensionTarget, binaries: Sequence[Binary], hardware: H
         return Check(name, "skip", f"{held}{agreed}; no GPU to check them against")
     missing = _uncovered(with_code, hardware.gpus)
     if not missing:
-        return Check(name, "ok", f"{held} cover {_gpu_list(hardware.gpus)}{agreed}")
+        return Check(name, "ok", f"{held} cover {gpu_list(hardware.gpus)}{agreed}")
     where = ", ".join(sorted({p for _, p in missing}))
     gpus = tuple(dict.fromkeys(g for g, _ in missing))
     return Check(name, "fail",
-                 f"{held}: no code for {_gpu_list(gpus)} in {where}: expect '{NO_KERNEL_IMAGE}'",
+                 f"{held}: no code for {gpu_list(gpus)} in {where}: expect '{NO_KERNEL_IMAGE}'",
                  fix="'gpuenv setup' rebuilds it for the GPUs it detects (or pass --gpu/--arch for others)")
 
 
@@ -691,7 +691,7 @@ def _no_gpu_code_check(
     if not hardware.gpus:
         return Check(name, "ok", held)
     verdict: Verdict = "fail" if entry.cuda == "required" else "warn"
-    return Check(name, verdict, f"{held}; its GPU operations will fail on {_gpu_list(hardware.gpus)}",
+    return Check(name, verdict, f"{held}; its GPU operations will fail on {gpu_list(hardware.gpus)}",
                  fix="'gpuenv setup' rebuilds it with CUDA for these GPUs")
 
 
@@ -729,22 +729,6 @@ def _cuobjdump(site: Path, hardware: Hardware) -> Path | None:
 # -- wording ---------------------------------------------------------------------------------------
 
 
-def describe_code(code: CudaCode) -> str:
-    """"sm_80 sm_90 +PTX compute_90", in arch order."""
-    sass = " ".join(sorted(code.sass, key=_arch_order))
-    ptx = " ".join(sorted(code.ptx, key=_arch_order))
-    return " ".join(part for part in (sass, f"+PTX {ptx}" if ptx else "") if part)
-
-
-def _arch_order(name: str) -> tuple[int, str]:
-    digits = re.search(r"(\d+)(\w?)$", name)
-    return (int(digits.group(1)), digits.group(2)) if digits else (0, name)
-
-
-def _gpu_list(gpus: Sequence[Gpu]) -> str:
-    return ", ".join(f"GPU {g.index} {g.name} ({g.compute_capability})" for g in gpus)
-
-
 def _gpu_count(hardware: Hardware) -> str:
     n = len(hardware.gpus)
     return f"{n} GPU{'s' if n != 1 else ''}"
@@ -769,10 +753,3 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else text
 
 
-def _last_error(text: str) -> str:
-    """The line that names the error in a traceback ("ImportError: …"), else the last line."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.match(r"^[\w.]*(Error|Exception)\b", line):
-            return line
-    return lines[-1] if lines else text
