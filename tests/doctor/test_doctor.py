@@ -31,7 +31,6 @@ from gpuenv.doctor.diagnosis import (
     extension_targets,
     import_check,
     lock_check,
-    machine_checks,
     read_binaries,
     recipe_and_lock,
     runtime_check,
@@ -40,6 +39,7 @@ from gpuenv.doctor.diagnosis import (
     torch_driver_check,
     torch_kernels_check,
 )
+from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, report_text
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe
