@@ -30,7 +30,6 @@ from gpuenv.doctor.diagnosis import (
     distribution_files,
     extension_targets,
     import_check,
-    lock_check,
     read_binaries,
     recipe_and_lock,
     runtime_check,
@@ -39,6 +38,7 @@ from gpuenv.doctor.diagnosis import (
     torch_driver_check,
     torch_kernels_check,
 )
+from gpuenv.doctor.lock import lock_check
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, report_text
 from gpuenv.plan.hardware import Hardware

@@ -26,6 +26,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from gpuenv.cache.lock import LockedEnv, LockedExtension, lock_path_for, read_lock
+from gpuenv.doctor.lock import lock_check, torch_differs
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
@@ -477,42 +478,6 @@ def runtime_check(runtime: Mapping[str, str] | None, torch: TorchInfo) -> Check:
         return Check(name, "fail", f"{values}: but {home}/bin/nvcc does not exist",
                      fix="run 'gpuenv setup' again to point it at a toolkit on this machine")
     return Check(name, "ok", f"kernels compiled at run time get {values} ({RUNTIME_PTH})")
-
-
-def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions: bool) -> Check:
-    if locked is None:
-        if has_extensions:
-            return Check("lock", "warn", "none for this env: which torch its extensions were built against "
-                         "cannot be told", fix="'gpuenv setup' writes gpuenv.lock next to the recipe")
-        return Check("lock", "skip", "none for this env (nothing built to compare)")
-    if locked.edited is not None:
-        return Check("lock", "warn", f"env '{locked.name}': gpuenv.lock was edited by hand "
-                     f"({locked.edited}); its records are not trusted",
-                     fix="'gpuenv setup' writes a new entry")
-    if torch is None or torch_differs(locked, torch) is None:
-        return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.torch_version}")
-    return Check(
-        "lock", "warn",
-        f"env '{locked.name}' locked torch {locked.torch_version}, the env has {torch.version}: "
-        "something replaced it",
-        fix=f"'gpuenv setup --locked' restores torch {locked.torch_version} and what was built for it; "
-        f"'gpuenv setup' rebuilds the extensions for torch {torch.version}",
-    )
-
-
-def torch_differs(locked: LockedEnv, torch: TorchInfo) -> str | None:
-    """"2.13.0+cpu → 2.14.1+cu130" when the env's torch is not the one the lock built against."""
-    before = (locked.torch_version, locked.torch_cuda, locked.cxx11_abi)
-    now = (torch.version, torch.cuda, torch.cxx11_abi)
-    if before == now:
-        return None
-    if locked.torch_version != torch.version:
-        return f"{locked.torch_version} → {torch.version}"
-    return f"{_build_of(*before)} → {_build_of(*now)}"
-
-
-def _build_of(version: str, cuda: str | None, abi: bool) -> str:
-    return f"{version} ({'CPU' if cuda is None else 'CUDA ' + cuda}, {'C++11' if abi else 'pre-C++11'} ABI)"
 
 
 # -- the extensions ----------------------------------------------------------------------------
