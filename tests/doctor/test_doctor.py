@@ -32,8 +32,6 @@ from gpuenv.doctor.diagnosis import (
     import_check,
     read_binaries,
     recipe_and_lock,
-    runtime_check,
-    toolkit_check,
     torch_code,
     torch_driver_check,
     torch_kernels_check,
@@ -41,6 +39,7 @@ from gpuenv.doctor.diagnosis import (
 from gpuenv.doctor.lock import lock_check
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, report_text
+from gpuenv.doctor.toolkit import runtime_check, toolkit_check
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.binaries import CudaCode, find_cuobjdump
@@ -566,7 +565,7 @@ def test_doctor_reports_what_kernels_compiled_at_run_time_get(tmp_path: Path) ->
 
 
 def test_doctor_says_which_toolkit_the_extensions_were_built_with(tmp_path: Path) -> None:
-    from gpuenv.doctor.diagnosis import built_with_check
+    from gpuenv.doctor.toolkit import built_with_check
 
     assert built_with_check(tmp_path) is None, "no state file: nothing to say"
     home = tmp_path / "toolkits" / "v1" / "cuda-13.0"

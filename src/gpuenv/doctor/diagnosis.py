@@ -29,16 +29,17 @@ from gpuenv.cache.lock import LockedEnv, LockedExtension, lock_path_for, read_lo
 from gpuenv.doctor.lock import lock_check, torch_differs
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, Verdict
+from gpuenv.doctor.toolkit import built_with_check, runtime_check, toolkit_check
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
 from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.hints import hint_for
 from gpuenv.plan import knowledge
-from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
+from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.planner import driver_runs
 from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, find_cuobjdump, list_elf, read_cuda_code
 from gpuenv.runner import ANSWER_MARK, Runner, SubprocessRunner
-from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env
+from gpuenv.setup.runtime import read_runtime_env
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 UNDEFINED_SYMBOL = "undefined symbol"
@@ -398,86 +399,8 @@ def _unavailable_fix(torch: TorchInfo, hardware: Hardware, reason: str) -> str:
             "the GPUs")
 
 
-# -- the toolkit ----------------------------------------------------------------------------
-
-
-def toolkit_check(torch: TorchInfo, hardware: Hardware, *, exact_for: Sequence[str] = ()) -> Check | None:
-    """The nvcc that would build extensions for this torch (``exact_for``: those needing major.minor)."""
-    if torch.cuda is None:
-        return Check("toolkit", "ok", "not needed: torch is a CPU build, its extensions build without CUDA")
-    want = knowledge.version_tuple(torch.cuda)[:2]
-    exact = [t for t in hardware.toolkits if t.version_tuple == want]
-    if exact:
-        return Check("toolkit", "ok", f"{_nvcc(exact[0])} matches torch's CUDA {torch.cuda}")
-    if not hardware.toolkits:
-        return Check("toolkit", "warn", f"none found: installed extensions still run, but none can be "
-                     f"built here for torch's CUDA {torch.cuda}", fix=_toolkit_fix(torch))
-    same_major = [t for t in hardware.toolkits if t.version_tuple[0] == want[0]]
-    if same_major and not exact_for:
-        return Check("toolkit", "warn", f"{_nvcc(same_major[0])} vs torch's CUDA {torch.cuda}: the minors "
-                     "differ (torch only warns)", fix=_toolkit_fix(torch))
-    if same_major:
-        return Check("toolkit", "fail", f"{_nvcc(same_major[0])}, but {', '.join(exact_for)} need(s) nvcc "
-                     f"{torch.cuda} exactly", fix=_toolkit_fix(torch, exact=True))
-    found = hardware.toolkits[0]
-    return Check(
-        "toolkit", "fail",
-        f"{_nvcc(found)} cannot build for torch's CUDA {torch.cuda}: builds stop with 'The detected CUDA "
-        f"version ({found.version}) mismatches the version that was used to compile PyTorch ({torch.cuda})'",
-        fix=_toolkit_fix(torch) + f", or use the torch build for your toolkit: 'gpuenv setup --cuda "
-        f"{found.version}'",
-    )
-
-
-def _toolkit_fix(torch: TorchInfo, *, exact: bool = False) -> str:
-    cuda = torch.cuda or ""
-    wanted = cuda if exact else f"{cuda} (or another {cuda.split('.')[0]}.x)"
-    return f"install the CUDA {wanted} toolkit and point CUDA_HOME at its root"
-
-
-def _nvcc(toolkit: Toolkit) -> str:
-    return f"nvcc {toolkit.version} at {toolkit.nvcc}"
-
-
 def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
     return [t.name for t in targets if knowledge.catalog_entry(t.name).toolkit_match == "minor"]
-
-
-def built_with_check(venv: Path) -> Check | None:
-    """The toolkit setup built this env's CUDA extensions with, as its state file records it."""
-    from gpuenv.setup.steps import load_state
-
-    record = load_state(venv).get("toolkit")
-    if not isinstance(record, dict) or not record.get("home"):
-        return None
-    nvcc = f"nvcc {record.get('release') or record.get('version')}"
-    origin = "CUDA {} from PyPI, in gpuenv's toolkit cache".format(record.get("version")) \
-        if record.get("source") == "pypi" else "the toolkit"
-    detail = f"the CUDA extensions were built with {origin} at {record['home']} ({nvcc})"
-    if Path(str(record["home"]), "bin", "nvcc").exists():
-        return Check("built with", "ok", detail)
-    return Check("built with", "ok",
-                 f"{detail}; it is gone since (pruned?): a rebuild takes the plan's toolkit")
-
-
-# -- the lock ---------------------------------------------------------------------------------
-
-
-def runtime_check(runtime: Mapping[str, str] | None, torch: TorchInfo) -> Check:
-    """What kernels compiled while the env runs (cpp_extension.load, DeepSpeed ops) will build with."""
-    name = "runtime builds"
-    if runtime is None:
-        if torch.cuda is None:
-            return Check(name, "ok", "a CPU torch: kernels compiled at run time build for the CPU")
-        return Check(name, "warn", f"no {RUNTIME_PTH} in the env: code that compiles CUDA kernels when it "
-                     "runs guesses CUDA_HOME (often /usr/local) and the archs",
-                     fix="run 'gpuenv setup' to write it")
-    values = " ".join(f"{k}={v}" for k, v in sorted(runtime.items()))
-    home = runtime.get("CUDA_HOME")
-    if home is not None and not Path(home, "bin", "nvcc").exists():
-        return Check(name, "fail", f"{values}: but {home}/bin/nvcc does not exist",
-                     fix="run 'gpuenv setup' again to point it at a toolkit on this machine")
-    return Check(name, "ok", f"kernels compiled at run time get {values} ({RUNTIME_PTH})")
 
 
 # -- the extensions ----------------------------------------------------------------------------
