@@ -21,16 +21,18 @@ import pytest
 from gpuenv.cache.lock import LockedEnv, lock_path_for, write_lock
 from gpuenv.doctor import diagnosis
 from gpuenv.doctor.diagnosis import (
+    diagnose,
+    recipe_and_lock,
+)
+from gpuenv.doctor.extensions import (
     Binary,
     ExtensionTarget,
     archs_check,
     built_against_check,
-    diagnose,
     distribution_files,
     extension_targets,
     import_check,
     read_binaries,
-    recipe_and_lock,
 )
 from gpuenv.doctor.lock import lock_check
 from gpuenv.doctor.machine import machine_checks
