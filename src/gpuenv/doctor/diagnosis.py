@@ -4,9 +4,11 @@
 the runner), reads the GPU code of the compiled files on disk (the fat binary
 reader of :mod:`gpuenv.probe.binaries`, ``cuobjdump`` as a second opinion when one is
 found) and compares both with the hardware, the recipe and the lock. Each
-finding is a :class:`Check` with a verdict and, where one is known, a fix. The
-checks themselves are pure functions of those facts, so they are tested with
-synthetic hardware, torch builds and binaries.
+finding is a :class:`~gpuenv.doctor.report.Check` with a verdict and, where one
+is known, a fix. The checks themselves are pure functions of those facts, so they
+are tested with synthetic hardware, torch builds and binaries; they live by
+subject next to this module (``machine``, ``torch``, ``toolkit``, ``lock``,
+``extensions``).
 
 It runs on a machine without a GPU (it says so, skips what needs one and checks
 the rest) and on an environment gpuenv did not make (no lock: what was built
@@ -163,9 +165,6 @@ def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
 def _cuobjdump(site: Path, hardware: Hardware) -> Path | None:
     dirs: list[Path | str] = [site, *(Path(t.nvcc).parent for t in hardware.toolkits)]
     return find_cuobjdump(dirs)
-
-
-# -- wording ---------------------------------------------------------------------------------------
 
 
 def _first_line(text: str) -> str:
