@@ -559,7 +559,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from gpuenv.doctor import diagnose, recipe_and_lock, report_text
+    from gpuenv.doctor.diagnosis import diagnose, recipe_and_lock
+    from gpuenv.doctor.report import report_text
     from gpuenv.progress import paint_verdicts
 
     recipe, locked = recipe_and_lock(args.recipe, start=Path.cwd())
@@ -595,7 +596,7 @@ def _cmd_export_uv(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_pylock(args: argparse.Namespace) -> int:
-    from gpuenv.doctor import recipe_and_lock
+    from gpuenv.doctor.diagnosis import recipe_and_lock
     from gpuenv.export.pylock import export_pylock
 
     _, locked = recipe_and_lock(args.recipe, start=Path.cwd())

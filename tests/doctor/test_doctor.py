@@ -18,31 +18,27 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv import doctor
 from gpuenv.cache.lock import LockedEnv, lock_path_for, write_lock
-from gpuenv.doctor import (
+from gpuenv.doctor import diagnosis
+from gpuenv.doctor.diagnosis import (
+    diagnose,
+    recipe_and_lock,
+)
+from gpuenv.doctor.extensions import (
     Binary,
-    Check,
     ExtensionTarget,
-    Report,
     archs_check,
     built_against_check,
-    cuda_available_check,
-    diagnose,
     distribution_files,
     extension_targets,
     import_check,
-    lock_check,
-    machine_checks,
     read_binaries,
-    recipe_and_lock,
-    report_text,
-    runtime_check,
-    toolkit_check,
-    torch_code,
-    torch_driver_check,
-    torch_kernels_check,
 )
+from gpuenv.doctor.lock import lock_check
+from gpuenv.doctor.machine import machine_checks
+from gpuenv.doctor.report import Check, Report, report_text
+from gpuenv.doctor.toolkit import runtime_check, toolkit_check
+from gpuenv.doctor.torch import cuda_available_check, torch_code, torch_driver_check, torch_kernels_check
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.binaries import CudaCode, find_cuobjdump
@@ -436,8 +432,8 @@ def test_recipe_and_lock_are_found_from_the_project(tmp_path: Path) -> None:
 
 def test_setup_command_names_the_recipe_and_venv(tmp_path: Path) -> None:
     recipe = load_recipe(write_recipe(tmp_path, '[torch]\nversion = "2.13.0"\n', name="llm"))
-    assert doctor.setup_command(Path(".venv"), recipe) == f"gpuenv setup -r {recipe.path} --venv .venv"
-    assert doctor.setup_command(Path("/my env"), None) == "gpuenv setup --venv '/my env'"
+    assert diagnosis.setup_command(Path(".venv"), recipe) == f"gpuenv setup -r {recipe.path} --venv .venv"
+    assert diagnosis.setup_command(Path("/my env"), None) == "gpuenv setup --venv '/my env'"
 
 
 def test_report_text_of_a_whole_diagnosis(tmp_path: Path) -> None:
@@ -568,7 +564,7 @@ def test_doctor_reports_what_kernels_compiled_at_run_time_get(tmp_path: Path) ->
 
 
 def test_doctor_says_which_toolkit_the_extensions_were_built_with(tmp_path: Path) -> None:
-    from gpuenv.doctor import built_with_check
+    from gpuenv.doctor.toolkit import built_with_check
 
     assert built_with_check(tmp_path) is None, "no state file: nothing to say"
     home = tmp_path / "toolkits" / "v1" / "cuda-13.0"
