@@ -37,13 +37,12 @@ from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.plan.planner import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
 from gpuenv.plan.recipe import (
-    DEFAULT_INDEX,
     CatalogOverrides,
     ExtensionSpec,
     ProjectFacts,
     Recipe,
-    TorchSpec,
 )
+from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 # -- building blocks ------------------------------------------------------------------
 

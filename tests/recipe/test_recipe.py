@@ -10,14 +10,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import RecipeError
 from gpuenv.plan.recipe import (
-    DEFAULT_INDEX,
     ExtensionSpec,
     Recipe,
-    TorchSpec,
     find_recipe,
     load_recipe,
     parse_recipe,
 )
+from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 ENVS = Path(__file__).resolve().parents[2] / "envs"
 
