@@ -51,9 +51,10 @@ from gpuenv.plan.buildplan import (
     pinned_version,
     toolkit_on_disk,
 )
+from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.knowledge import TorchRelease
-from gpuenv.plan.recipe import PackageSources, ProjectFacts, Recipe, RepoSpec
+from gpuenv.plan.recipe import PackageSources, Recipe, RepoSpec
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
