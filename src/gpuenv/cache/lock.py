@@ -27,8 +27,9 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError, UnsatisfiableError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import ExtensionPlan, Plan, PlanOptions, pinned_version
+from gpuenv.plan.planner import ExtensionPlan, PlanOptions, pinned_version
 from gpuenv.plan.recipe import Recipe
 
 if sys.version_info >= (3, 11):
