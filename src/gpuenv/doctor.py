@@ -30,8 +30,8 @@ from gpuenv.errors import EXIT_OK, EXIT_STEP_FAILED, GpuenvError, RecipeError
 from gpuenv.hints import hint_for
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
-from gpuenv.plan.planner import driver_runs
 from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
+from gpuenv.plan.variants import driver_runs
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, find_cuobjdump, list_elf, read_cuda_code
 from gpuenv.runner import ANSWER_MARK, Runner, SubprocessRunner
 from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env

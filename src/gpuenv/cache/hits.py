@@ -11,9 +11,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache.wheels import CacheEntry, WheelCache, binary_knobs
+from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.plan.planner import ExtensionPlan, pinned_version
 
 
 def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:

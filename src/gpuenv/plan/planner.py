@@ -36,9 +36,7 @@ from gpuenv.errors import (
 from gpuenv.plan import knowledge
 from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
-    Action,
     Draft,
-    ExtensionPlan,
     ToolkitPolicy,
     below_min_nvcc,
     choose_toolkit,
@@ -57,14 +55,10 @@ from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
-    driver_runs,
     forced_hint,
     gpu_names,
     newest_runnable,
 )
-
-__all__ = ["Action", "ExtensionPlan", "PlanOptions", "ToolkitPolicy", "driver_runs", "make_plan",
-           "pinned_version", "plan"]
 
 
 @dataclass(frozen=True)
