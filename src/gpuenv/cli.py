@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from gpuenv.cache.toolkits import ProvisionedToolkit
-    from gpuenv.plan.planner import PlanOptions, ToolkitPolicy
+    from gpuenv.plan.buildplan import ToolkitPolicy
+    from gpuenv.plan.planner import PlanOptions
 
 #: Environment variable holding a torch index template (same as --torch-index).
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, Toolkit
-from gpuenv.plan.planner import Plan
 
 
 def hardware_text(hw: Hardware) -> str:

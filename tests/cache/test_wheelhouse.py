@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from gpuenv.cache.key import CacheKey
-from gpuenv.cache.wheelhouse import export_wheelhouse, group_name
+from gpuenv.cache.wheelhouse import export_wheelhouse
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import InputError
+from gpuenv.plan.envplan import group_name
 
 SCATTER = CacheKey(
     name="torch-scatter", version="2.1.2", source_sha256="ab" * 32, python_tag="cp311",

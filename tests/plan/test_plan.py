@@ -34,16 +34,13 @@ from gpuenv.errors import (
     UnknownTorchError,
 )
 from gpuenv.plan import knowledge
+from gpuenv.plan.buildplan import ToolkitPolicy
+from gpuenv.plan.envplan import Plan
+from gpuenv.plan.extensionspec import CatalogOverrides, ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
-from gpuenv.plan.planner import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
-from gpuenv.plan.recipe import (
-    DEFAULT_INDEX,
-    CatalogOverrides,
-    ExtensionSpec,
-    ProjectFacts,
-    Recipe,
-    TorchSpec,
-)
+from gpuenv.plan.planner import PlanOptions, make_plan, plan
+from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 # -- building blocks ------------------------------------------------------------------
 

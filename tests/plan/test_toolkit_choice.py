@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import InputError, RecipeError, ToolkitError
-from gpuenv.plan.buildplan import toolkit_home
+from gpuenv.plan.buildplan import ToolkitPolicy, toolkit_home
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, Toolkit
-from gpuenv.plan.planner import Plan, PlanOptions, ToolkitPolicy, make_plan, plan
+from gpuenv.plan.planner import PlanOptions, make_plan, plan
 from gpuenv.plan.recipe import parse_recipe
 from gpuenv.probe.toolkits import toolkit_policy
 from gpuenv.render import plan_text

@@ -9,15 +9,9 @@ import pytest
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import RecipeError
-from gpuenv.plan.recipe import (
-    DEFAULT_INDEX,
-    ExtensionSpec,
-    Recipe,
-    TorchSpec,
-    find_recipe,
-    load_recipe,
-    parse_recipe,
-)
+from gpuenv.plan.extensionspec import ExtensionSpec
+from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe, parse_recipe
+from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 ENVS = Path(__file__).resolve().parents[2] / "envs"
 

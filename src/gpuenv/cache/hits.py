@@ -12,8 +12,9 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache.key import binary_knobs
 from gpuenv.cache.wheels import CacheEntry, WheelCache
+from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.plan.planner import ExtensionPlan, Plan, pinned_version
 
 
 def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:

@@ -27,8 +27,10 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError, UnsatisfiableError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import ExtensionPlan, Plan, PlanOptions, pinned_version
+from gpuenv.plan.planner import PlanOptions
 from gpuenv.plan.recipe import Recipe
 
 if sys.version_info >= (3, 11):
@@ -388,7 +390,7 @@ def _render_env(env: LockedEnv) -> list[str]:
 def check_machine(locked: LockedEnv, hardware: Hardware) -> None:
     """Stop (exit 3) if this machine's GPUs or driver cannot use the locked environment."""
     from gpuenv.plan import knowledge
-    from gpuenv.plan.planner import driver_runs
+    from gpuenv.plan.variants import driver_runs
 
     if locked.cuda is None:
         return

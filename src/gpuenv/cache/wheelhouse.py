@@ -10,7 +10,7 @@ whichever index served it) and an arch list. It holds every cached wheel built
 against that torch whose code runs on each of its archs: the wheels built for
 exactly those archs, those built for more, and those without CUDA code. The
 wheels without CUDA code of a torch also form a group of their own (no arch
-suffix). ``gpuenv plan`` prints the group a node needs (:attr:`gpuenv.plan.planner.Plan.wheelhouse_group`).
+suffix). ``gpuenv plan`` prints the group a node needs (:attr:`gpuenv.plan.envplan.Plan.wheelhouse_group`).
 
 Each group directory has an ``index.html`` listing its wheels with their
 sha256, so the directory can also be served over HTTP
@@ -31,8 +31,8 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.cache.key import CacheKey
 from gpuenv.cache.wheels import CacheEntry, WheelCache
 from gpuenv.errors import InputError
+from gpuenv.plan.envplan import group_name
 from gpuenv.plan.hardware import ComputeCapability
-from gpuenv.plan.planner import group_name
 
 if TYPE_CHECKING:
     pass

@@ -13,7 +13,7 @@ from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last
 from gpuenv.errors import GpuenvError
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import driver_runs
+from gpuenv.plan.variants import driver_runs
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, read_cuda_code
 from gpuenv.runner import ANSWER_MARK, Runner
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo

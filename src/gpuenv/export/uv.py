@@ -47,9 +47,12 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.cache.lock import _key, _q
 from gpuenv.errors import InputError
+from gpuenv.plan.buildplan import pinned_version
+from gpuenv.plan.envplan import Plan
+from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import Plan, PlanOptions, pinned_version, plan
-from gpuenv.plan.recipe import ProjectFacts, Recipe
+from gpuenv.plan.planner import PlanOptions, plan
+from gpuenv.plan.recipe import Recipe
 from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 
 if sys.version_info >= (3, 11):

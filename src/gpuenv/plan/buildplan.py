@@ -20,9 +20,9 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
+from gpuenv.plan.extensionspec import ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.knowledge import CatalogEntry, TorchRelease
-from gpuenv.plan.recipe import ExtensionSpec, ProjectFacts
 from gpuenv.plan.variants import covers, driver_runs
 
 Action = Literal["build", "cached", "skip"]

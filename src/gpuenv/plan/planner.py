@@ -1,4 +1,4 @@
-"""The planner: a pure function of (Recipe, Hardware, PlanOptions) → Plan.
+"""The planner: a pure function of (Recipe, Hardware, PlanOptions) → :class:`~gpuenv.plan.envplan.Plan`.
 
 No I/O, no subprocess, no GPU. Every decision a user sees in ``gpuenv plan``
 is made here, from the compatibility data in :mod:`gpuenv.plan.knowledge`.
@@ -18,19 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import (
     ArchError,
     GpuenvError,
     InputError,
     NoVariantError,
-    PlanBlockedError,
     RequiredSkipError,
     UnknownTorchError,
     UnsatisfiableError,
@@ -38,9 +36,7 @@ from gpuenv.errors import (
 from gpuenv.plan import knowledge
 from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
-    Action,
     Draft,
-    ExtensionPlan,
     ToolkitPolicy,
     below_min_nvcc,
     choose_toolkit,
@@ -51,20 +47,18 @@ from gpuenv.plan.buildplan import (
     pinned_version,
     toolkit_on_disk,
 )
+from gpuenv.plan.envplan import Blocker, Plan
+from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.knowledge import TorchRelease
-from gpuenv.plan.recipe import PackageSources, ProjectFacts, Recipe, RepoSpec
+from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
-    driver_runs,
     forced_hint,
     gpu_names,
     newest_runnable,
 )
-
-__all__ = ["Action", "ExtensionPlan", "Plan", "PlanOptions", "ToolkitPolicy", "driver_runs", "make_plan",
-           "pinned_version", "plan"]
 
 
 @dataclass(frozen=True)
@@ -82,130 +76,6 @@ class PlanOptions:
     #: Where nvcc may come from (--toolkit, GPUENV_TOOLKIT, the recipe's torch.toolkit, resolved by
     #: :func:`gpuenv.probe.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
     toolkit: ToolkitPolicy | None = None
-
-
-@dataclass(frozen=True)
-class Blocker:
-    """Something that stops ``setup`` on this plan, with the hint that gets past it."""
-
-    error: UnsatisfiableError = field(compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": type(self.error).__name__, "message": str(self.error), "hint": self.error.hint}
-
-
-@dataclass(frozen=True)
-class Plan:
-    recipe: str
-    env_name: str
-    #: "cu121", "cu130", "cpu".
-    variant: str
-    #: "12.1" or None for cpu.
-    cuda: str | None
-    #: The index torch comes from, or None when the ordinary index serves this variant.
-    index_url: str | None
-    #: Why the index is what it is (e.g. "cu130 is PyPI's default build of torch 2.14").
-    index_note: str
-    #: The torch requirement that will be installed, e.g. "torch==2.4.*".
-    torch: str
-    #: The torch minor release planned for, e.g. "2.4".
-    torch_release: str
-    #: Installed together with torch, from the same index (paired packages pinned to their pair).
-    torch_packages: tuple[str, ...]
-    arch_list: tuple[str, ...]
-    #: The toolkit extensions compile with, or None when nothing compiles CUDA.
-    toolkit: Toolkit | None
-    #: The environment common to all builds (CUDA_HOME, TORCH_CUDA_ARCH_LIST, …).
-    build_env: Mapping[str, str]
-    extensions: tuple[ExtensionPlan, ...]
-    #: Ordinary requirements, installed last.
-    packages: tuple[str, ...]
-    warnings: tuple[str, ...]
-    #: Why this variant: one line per rule that decided it.
-    reasons: tuple[str, ...] = ()
-    #: Where the hardware facts came from ("nvml", "--gpu H100", "file nodes.json").
-    hardware_source: str = "nvml"
-    #: The newest torch version of the chosen release the data knows ("2.5.1"), or None.
-    torch_version: str | None = None
-    #: Each newer torch the recipe allows that was passed over, with the reason: one line each.
-    passed_over: tuple[str, ...] = ()
-    #: What stops setup on this plan; empty when it can run.
-    blockers: tuple[Blocker, ...] = ()
-    #: The Python the env must have (a specifier), or None for the one gpuenv runs in.
-    python: str | None = None
-    #: The repository itself, installed last (editable, with its extras), or None.
-    repo: RepoSpec | None = None
-    #: Index options of the recipe's requirements files, for the packages step.
-    package_sources: PackageSources = field(default_factory=PackageSources)
-    #: What code that compiles kernels when it runs inside the env gets (CUDA_HOME, TORCH_CUDA_ARCH_LIST,
-    #: MAX_JOBS): ``torch.utils.cpp_extension.load`` then builds with the planned toolkit and archs.
-    runtime_env: Mapping[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "recipe": self.recipe,
-            "env_name": self.env_name,
-            "variant": self.variant,
-            "cuda": self.cuda,
-            "index_url": self.index_url,
-            "index_note": self.index_note,
-            "torch": self.torch,
-            "torch_release": self.torch_release,
-            "torch_version": self.torch_version,
-            "torch_packages": list(self.torch_packages),
-            "arch_list": list(self.arch_list),
-            "toolkit": None
-            if self.toolkit is None
-            else {"nvcc": self.toolkit.nvcc, "version": self.toolkit.version, "home": self.toolkit.root,
-                  "source": self.toolkit.source, "release": self.toolkit.release},
-            "build_env": dict(self.build_env),
-            "extensions": [e.to_json() for e in self.extensions],
-            "packages": list(self.packages),
-            "warnings": list(self.warnings),
-            "reasons": list(self.reasons),
-            "passed_over": list(self.passed_over),
-            "blockers": [b.to_json() for b in self.blockers],
-            "hardware_source": self.hardware_source,
-            "python": self.python,
-            "repo": None if self.repo is None else {
-                "path": str(self.repo.path), "editable": self.repo.editable, "extras": list(self.repo.extras),
-                "build_isolation": self.repo.isolation},
-            "runtime_env": dict(self.runtime_env),
-            "wheelhouse_group": self.wheelhouse_group,
-        }
-
-    @property
-    def torch_build(self) -> str | None:
-        """The torch the plan expects to land: "2.5.1+cu121" from the PyTorch index, "2.5.1" from PyPI."""
-        if self.torch_version is None:
-            return None
-        if self.index_url is not None and "+" not in self.torch_version:
-            return f"{self.torch_version}+{self.variant}"
-        return self.torch_version
-
-    @property
-    def wheelhouse_group(self) -> str | None:
-        """The group of a ``gpuenv cache export`` a node running this plan installs its wheels from."""
-        if self.torch_version is None:
-            return None
-        compiles = any(e.compiles_cuda for e in self.extensions if e.action != "skip")
-        return group_name(self.torch_version, self.variant, self.arch_list if compiles else ())
-
-    def raise_for_blockers(self) -> None:
-        """Raise what stops setup: the blocker itself, or all of them at once."""
-        if len(self.blockers) == 1:
-            raise self.blockers[0].error
-        if self.blockers:
-            raise PlanBlockedError([b.error for b in self.blockers])
-
-
-def group_name(torch_version: str, variant: str, arch_list: tuple[str, ...]) -> str:
-    """A wheelhouse group: ``torch-2.14.1-cu130-sm80-sm90``; ``torch-2.13.0-cpu`` without CUDA code."""
-    try:
-        public = Version(torch_version).public
-    except InvalidVersion:
-        public = torch_version.partition("+")[0]
-    return f"torch-{public}-{variant}" + "".join(f"-sm{a.replace('.', '')}" for a in arch_list)
 
 
 # -- the planner ----------------------------------------------------------------

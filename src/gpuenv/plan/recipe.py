@@ -2,112 +2,44 @@
 
 A recipe is a TOML file (``envs/NAME.toml``) or the ``[tool.gpuenv]`` table of a
 pyproject.toml. It is read once, validated fully, and becomes the frozen
-dataclasses below. See README.md ("Recipes") for every key.
+:class:`Recipe` below. This module reads the file and the [env], [repo] and
+[packages] tables; [torch] is :mod:`gpuenv.plan.torchspec`'s, [[extensions]]
+:mod:`gpuenv.plan.extensionspec`'s, and the checks of single values
+:mod:`gpuenv.plan.recipevalues`'. See README.md ("Recipes") for every key.
 """
 
 from __future__ import annotations
 
 import difflib
-import keyword
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from gpuenv.errors import RecipeError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.extensionspec import ExtensionSpec, extensions_table
+from gpuenv.plan.recipevalues import (
+    Where,
+    as_boolean,
+    as_requirements,
+    as_string,
+    as_strings,
+    as_table,
+    check_keys,
+    describe,
+    local_path,
+)
+from gpuenv.plan.torchspec import TorchSpec, torch_is_set_by, torch_table
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
-
-DEFAULT_INDEX = "https://download.pytorch.org/whl/{variant}"
-
-
-@dataclass(frozen=True)
-class TorchSpec:
-    #: The PEP 440 specifier, normalised: "2.4.1" is stored as "==2.4.1".
-    version: str
-    #: "auto", "cpu", or a variant such as "cu121" ("12.1" is normalised to "cu121").
-    cuda: str = "auto"
-    #: Index URL template; ``{variant}`` is replaced by the chosen variant.
-    index: str = DEFAULT_INDEX
-    #: Whether ``index`` was written in the recipe (rather than the default).
-    index_given: bool = False
-    #: Requirements installed together with torch, from the same index.
-    packages: tuple[str, ...] = ()
-    #: Where nvcc comes from: "auto", "system", "pypi", or a toolkit root (made absolute).
-    toolkit: str = "auto"
-
-
-@dataclass(frozen=True)
-class CatalogOverrides:
-    """What a recipe says about how an extension builds, over what gpuenv's catalog says.
-
-    None (or an empty tuple for ``force_build``) leaves the catalog's value.
-    """
-
-    #: The environment variable that carries the arch list ("TORCH_CUDA_ARCH_LIST").
-    arch_knob: str | None = None
-    #: How the arch knob spells archs: "torch" (8.0;9.0) or "nodot" (80;90).
-    arch_format: str | None = None
-    #: The archs the package builds whatever gpuenv sets (its setup.py's own -gencode list).
-    fixed_archs: tuple[str, ...] | None = None
-    #: The variables that make its setup.py build instead of downloading a prebuilt wheel;
-    #: they replace the catalog's.
-    force_build: tuple[tuple[str, str], ...] | None = None
-    #: The oldest compute capability it supports ("7.0").
-    min_cc: str | None = None
-    #: The oldest nvcc it builds with ("11.6").
-    min_nvcc: str | None = None
-
-    def given(self) -> list[str]:
-        """The recipe keys that were set, as the recipe spells them."""
-        names = {"arch_knob": "arch-knob", "arch_format": "arch-format", "fixed_archs": "fixed-archs",
-                 "force_build": "force-build", "min_cc": "min-compute-capability", "min_nvcc": "min-nvcc"}
-        return [key for attr, key in names.items() if getattr(self, attr) is not None]
-
-
-@dataclass(frozen=True)
-class ProjectFacts:
-    """What a local or URL source says about itself without building it (read before planning)."""
-
-    #: The distribution name its metadata gives (canonical), or None if it cannot be read.
-    name: str | None
-    #: Its version, or None if it cannot be read without building.
-    version: str | None
-    #: Where the facts were read ("pyproject.toml", "setup.py", "causal_conv1d/__init__.py").
-    origin: str = ""
-
-
-@dataclass(frozen=True)
-class ExtensionSpec:
-    #: What the recipe wrote: PEP 508, a direct URL, or a local path.
-    requirement: str
-    #: The canonical distribution name (PEP 503 normalised), e.g. "flash-attn".
-    name: str
-    env: tuple[tuple[str, str], ...] = ()
-    build_requires: tuple[str, ...] = ()
-    required: bool = False
-    import_name: str | None = None
-    #: For a local requirement: the absolute directory ("./ext", "/src/ext"), or what
-    #: "name @ file:..." points at (a directory or a source archive); else None.
-    path: Path | None = None
-    #: The recipe's corrections to the catalog.
-    overrides: CatalogOverrides = field(default_factory=CatalogOverrides)
-
-    @property
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
 
 
 @dataclass(frozen=True)
@@ -169,28 +101,12 @@ class Recipe:
 #: The table of a pyproject.toml that holds a recipe.
 PYPROJECT_TABLE = "tool.gpuenv"
 
-#: Examples quoted by errors, so every message points at something that works.
-_VERSION_EXAMPLES = '"2.14.1", "2.14.*" or ">=2.13,<2.15"'
-_CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as "cu121"'
-
 _TOP_KEYS = ("env", "torch", "extensions", "packages", "repo")
 _ENV_KEYS = ("name", "description", "python")
 _REPO_KEYS = ("path", "editable", "extras", "build-isolation")
-_TORCH_KEYS = ("version", "cuda", "index", "packages", "toolkit")
-_EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import", "arch-knob", "arch-format",
-                   "fixed-archs", "force-build", "min-compute-capability", "min-nvcc")
-_ARCH_FORMATS = ("torch", "nodot")
 _PACKAGES_KEYS = ("requirements", "requirements-files")
 
-_CUDA_VERSION = re.compile(r"(\d{2})\.(\d)")
-_CUDA_VARIANT = re.compile(r"cu\d{3}")
-_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_VCS_URL = re.compile(r"(git|hg|svn|bzr)\+[A-Za-z]+://", re.IGNORECASE)
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_NAME_THEN_SINGLE_EQUALS = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*=\s*(\d[^=<>!~;]*)")
-_NAME_THEN_REST = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)\s*(.*)")
 _TOML_POSITION = re.compile(r"(?P<msg>.*) \(at (?P<where>line \d+, column \d+|end of document)\)", re.DOTALL)
 
 
@@ -254,12 +170,12 @@ def parse_recipe(
     path in an error starts with it. ``default_name`` replaces the file stem
     as the environment's name when the recipe gives none.
     """
-    where = _Where(Path(path), f"{table}." if table else "")
+    where = Where(Path(path), f"{table}." if table else "")
     if not isinstance(data, Mapping):
         # Only a [tool.gpuenv] can be something else: `gpuenv = "llm"` in [tool].
-        raise RecipeError(where.path, table, f"expected a table, got {_describe(data)}")
+        raise RecipeError(where.path, table, f"expected a table, got {describe(data)}")
     top: Mapping[str, Any] = data
-    _check_keys(where, "", top, _TOP_KEYS)
+    check_keys(where, "", top, _TOP_KEYS)
     name, description = _env_table(where, top.get("env"), default_name or where.path.stem)
     python = _python(where, top.get("env"))
     if "torch" not in top:
@@ -268,8 +184,8 @@ def parse_recipe(
             f"missing; every recipe needs a {where.header('torch')} table with at least "
             'version = "2.14.*"',
         )
-    torch = _torch_table(where, top["torch"])
-    extensions = _extensions(where, top.get("extensions", []))
+    torch = torch_table(where, top["torch"])
+    extensions = extensions_table(where, top.get("extensions", []))
     packages, files = _packages_table(where, top.get("packages"))
     repo = _repo_table(where, top.get("repo"))
     from_files, sources, left_out = _requirement_files(where, files, torch, extensions, repo)
@@ -349,120 +265,18 @@ def _project_name(pyproject: Mapping[str, Any], path: Path) -> str:
     return name if isinstance(name, str) and name else path.resolve().parent.name
 
 
-# -- key paths and type checks ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Where:
-    """The file and the table prefix every error names."""
-
-    path: Path
-    prefix: str
-
-    def error(self, key: str, problem: str, *, suggestion: str | None = None) -> RecipeError:
-        return RecipeError(self.path, self.prefix + key, problem, suggestion=suggestion)
-
-    def header(self, key: str) -> str:
-        return f"[{self.prefix}{key}]"
-
-
-def _child(key: str, name: str) -> str:
-    """The key path of ``name`` inside ``key``, quoted the way TOML would need it."""
-    part = name if _BARE_KEY.fullmatch(name) else '"' + name.replace('"', '\\"') + '"'
-    return f"{key}.{part}" if key else part
-
-
-def _leaf(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def _describe(value: object) -> str:
-    # bool before int: True is an int to Python but a boolean to whoever wrote the TOML.
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return "a date/time"
-
-
-def _quote_advice(key: str, value: object) -> str:
-    """How to turn an unquoted TOML value into the string that was meant."""
-    if isinstance(value, bool):
-        return f'; quote the value the build expects, e.g. {_leaf(key)} = "1" or "TRUE"'
-    if isinstance(value, int):
-        return f'; quote it: {_leaf(key)} = "{value}"'
-    if isinstance(value, float):
-        # The float has already lost what was written (2.10 reads as 2.1), so show no digits.
-        return f'; quote it: {_leaf(key)} = "..."'
-    return ""
-
-
-def _table(where: _Where, key: str, value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise where.error(key, f"expected a table, got {_describe(value)}")
-    return value
-
-
-#: Longer than any requirement, URL or knob; short enough that no version in it overflows int().
-_MAX_STRING = 4096
-
-
-def _string(where: _Where, key: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise where.error(key, f"expected a string, got {_describe(value)}{_quote_advice(key, value)}")
-    if "\0" in value:  # no command line or environment can carry it
-        raise where.error(key, "contains a NUL character")
-    if len(value) > _MAX_STRING:
-        raise where.error(key, f"longer than {_MAX_STRING} characters")
-    return value
-
-
-def _boolean(where: _Where, key: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    advice = ""
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        advice = f"; write {_leaf(key)} = {value.lower()} without quotes"
-    raise where.error(key, f"expected a boolean (true or false), got {_describe(value)}{advice}")
-
-
-def _strings(where: _Where, key: str, value: object) -> list[str]:
-    if isinstance(value, str):
-        advice = f'; write {_leaf(key)} = ["{value}"]'
-        raise where.error(key, f"expected an array of strings, got a string{advice}")
-    if not isinstance(value, list):
-        raise where.error(key, f"expected an array of strings, got {_describe(value)}")
-    return [_string(where, f"{key}[{i}]", item) for i, item in enumerate(value)]
-
-
-def _check_keys(where: _Where, key: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    for name in table:
-        if name not in allowed:
-            match = difflib.get_close_matches(name, allowed, n=1)
-            problem = "unknown key" if match else f"unknown key (valid keys: {', '.join(sorted(allowed))})"
-            raise where.error(_child(key, name), problem, suggestion=match[0] if match else None)
-
-
 # -- [env] --------------------------------------------------------------------------
 
 
-def _env_table(where: _Where, value: object, default_name: str) -> tuple[str, str]:
+def _env_table(where: Where, value: object, default_name: str) -> tuple[str, str]:
     if value is None:
         return default_name, ""
-    table = _table(where, "env", value)
-    _check_keys(where, "env", table, _ENV_KEYS)
-    description = _string(where, "env.description", table.get("description", ""))
+    table = as_table(where, "env", value)
+    check_keys(where, "env", table, _ENV_KEYS)
+    description = as_string(where, "env.description", table.get("description", ""))
     if "name" not in table:
         return default_name, description
-    name = _string(where, "env.name", table["name"])
+    name = as_string(where, "env.name", table["name"])
     # The name ends up in paths and lock files: keep it to one path component.
     if not _ENV_NAME.fullmatch(name):
         raise where.error(
@@ -471,11 +285,11 @@ def _env_table(where: _Where, value: object, default_name: str) -> tuple[str, st
     return name, description
 
 
-def _python(where: _Where, env: object) -> str | None:
+def _python(where: Where, env: object) -> str | None:
     """``[env] python``: "3.10" means 3.10.*, a specifier is taken as written."""
     if not isinstance(env, Mapping) or "python" not in env:
         return None
-    text = _string(where, "env.python", env["python"]).strip()
+    text = as_string(where, "env.python", env["python"]).strip()
     spec = f"=={text}.*" if re.fullmatch(r"\d+\.\d+", text) else text
     try:
         SpecifierSet(spec)
@@ -488,32 +302,33 @@ def _python(where: _Where, env: object) -> str | None:
 # -- [repo] -------------------------------------------------------------------------
 
 
-def _repo_table(where: _Where, value: object) -> RepoSpec | None:
+def _repo_table(where: Where, value: object) -> RepoSpec | None:
     if value is None:
         return None
-    table = _table(where, "repo", value)
-    _check_keys(where, "repo", table, _REPO_KEYS)
+    table = as_table(where, "repo", value)
+    check_keys(where, "repo", table, _REPO_KEYS)
     if "path" in table:
-        path = _local_path(where, "repo.path", _string(where, "repo.path", table["path"]),
-                           Path(_string(where, "repo.path", table["path"])).expanduser(), directory_only=True)
+        path = local_path(where, "repo.path", as_string(where, "repo.path", table["path"]),
+                          Path(as_string(where, "repo.path", table["path"])).expanduser(),
+                          directory_only=True)
     else:
         path = _project_root(where)
     if not any((path / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
         raise where.error("repo.path",
                           f"{path} has no pyproject.toml, setup.py or setup.cfg: nothing to install")
-    extras = _strings(where, "repo.extras", table.get("extras", []))
+    extras = as_strings(where, "repo.extras", table.get("extras", []))
     for i, extra in enumerate(extras):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", extra):
             raise where.error(f"repo.extras[{i}]", f"{extra!r} is not an extra's name")
     return RepoSpec(
         path=path,
-        editable=_boolean(where, "repo.editable", table.get("editable", True)),
+        editable=as_boolean(where, "repo.editable", table.get("editable", True)),
         extras=tuple(extras),
-        isolation=_boolean(where, "repo.build-isolation", table.get("build-isolation", False)),
+        isolation=as_boolean(where, "repo.build-isolation", table.get("build-isolation", False)),
     )
 
 
-def _project_root(where: _Where) -> Path:
+def _project_root(where: Where) -> Path:
     """The project a recipe belongs to: its own directory or the nearest parent with project files."""
     start = where.path.resolve().parent
     for directory in (start, *start.parents):
@@ -525,150 +340,7 @@ def _project_root(where: _Where) -> Path:
                               'set repo.path = "PATH"')
 
 
-# -- [torch] ------------------------------------------------------------------------
-
-
-def _torch_table(where: _Where, value: object) -> TorchSpec:
-    table = _table(where, "torch", value)
-    _check_keys(where, "torch", table, _TORCH_KEYS)
-    if "version" not in table:
-        raise where.error("torch.version", 'missing; write the torch to install, e.g. version = "2.14.*"')
-    index = table.get("index")
-    return TorchSpec(
-        version=_torch_version(where, _string(where, "torch.version", table["version"])),
-        cuda=_cuda(where, _string(where, "torch.cuda", table.get("cuda", "auto"))),
-        index=DEFAULT_INDEX if index is None else _index(where, _string(where, "torch.index", index)),
-        index_given=index is not None,
-        packages=_requirements(where, "torch.packages", table.get("packages", []), _torch_is_set_by(where)),
-        toolkit=_toolkit(where, _string(where, "torch.toolkit", table.get("toolkit", "auto"))),
-    )
-
-
-def _toolkit(where: _Where, text: str) -> str:
-    """"auto", "system", "pypi", or a toolkit directory (relative to the recipe)."""
-    modes = ("auto", "system", "pypi")
-    if text.strip().lower() in modes:
-        return text.strip().lower()
-    if "/" not in text and not text.startswith(("~", ".")):
-        match = difflib.get_close_matches(text.strip().lower(), modes, n=1)
-        raise where.error("torch.toolkit", f"{text!r} is neither auto, system, pypi nor a path to a toolkit "
-                          "root (write ./cuda or /opt/cuda-13.0)", suggestion=match[0] if match else None)
-    return str((where.path.parent / Path(text).expanduser()).absolute())
-
-
-def _torch_version(where: _Where, text: str) -> str:
-    """The recipe's version as a specifier: "2.4.1" → "==2.4.1", "2.4.*" → "==2.4.*"."""
-    key, text = "torch.version", text.strip()
-    if not text:
-        raise where.error(key, f"is empty; write e.g. {_VERSION_EXAMPLES}")
-    named = _NAME_THEN_REST.fullmatch(text)
-    if named and named[2]:
-        # "torch>=2.4": the package is implied by the table.
-        raise where.error(
-            key,
-            f"{text!r} names a package, not a version; "
-            f'write only the version or specifier: version = "{named[2]}"',
-        )
-    if not any(char in text for char in "<>=!~,"):
-        return _bare_version(where, text)
-    for clause in (part.strip() for part in text.split(",")):
-        _specifier_clause(where, text, clause)
-    return text
-
-
-def _bare_version(where: _Where, text: str) -> str:
-    release = text[:-2] if text.endswith(".*") else text
-    try:
-        version = Version(release)
-    except InvalidVersion:
-        raise where.error(
-            "torch.version", f"{text!r} is not a PEP 440 version; write e.g. {_VERSION_EXAMPLES}"
-        ) from None
-    _no_local_label(where, text, version)
-    return f"=={version}.*" if text.endswith(".*") else f"=={version}"
-
-
-def _specifier_clause(where: _Where, text: str, clause: str) -> None:
-    inside = f" in {text!r}" if clause != text else ""
-    try:
-        specifier = Specifier(clause)
-    except InvalidSpecifier:
-        raise where.error(
-            "torch.version",
-            f"{clause!r}{inside} is not a valid specifier; write e.g. {_VERSION_EXAMPLES}",
-        ) from None
-    if "*" not in specifier.version and specifier.operator != "===":
-        _no_local_label(where, text, Version(specifier.version))
-
-
-def _no_local_label(where: _Where, text: str, version: Version) -> None:
-    # The CUDA build is the planner's choice (torch.cuda); a "+cu121" here would fight it.
-    if version.local is None:
-        return
-    raise where.error(
-        "torch.version",
-        f"{text!r} has a local label (+{version.local}); choose the build with torch.cuda instead: "
-        f'version = "{version.public}" and cuda = "{version.local}"',
-    )
-
-
-def _cuda(where: _Where, text: str) -> str:
-    """"auto", "cpu" or a variant: "12.1" and "cu121" both become "cu121"."""
-    value = text.strip().lower()
-    if value in ("auto", "cpu") or _CUDA_VARIANT.fullmatch(value):
-        return value
-    version = _CUDA_VERSION.fullmatch(value)
-    if version:
-        return f"cu{version[1]}{version[2]}"
-    raise where.error("torch.cuda", f"{text!r} is not a CUDA choice; write {_CUDA_FORMS}")
-
-
-def _index(where: _Where, template: str) -> str:
-    rest = template.replace("{variant}", "")
-    if "{" in rest or "}" in rest:
-        placeholders = re.findall(r"\{[^{}]*\}", rest)
-        what = f"an unknown placeholder {placeholders[0]}" if placeholders else "an unmatched '{' or '}'"
-        raise where.error(
-            "torch.index", f"{template!r} has {what}; only {{variant}} is replaced (by e.g. cu121 or cpu)"
-        )
-    lowered = template.lower()
-    if not (lowered.startswith(("http://", "https://", "file://")) or template.startswith("/")):
-        raise where.error(
-            "torch.index",
-            f"{template!r} is not a URL; write an http(s):// or file:// URL or an absolute path, "
-            f'e.g. "{DEFAULT_INDEX}"',
-        )
-    return template
-
-
-# -- requirements -------------------------------------------------------------------
-
-
-def _requirement(where: _Where, key: str, text: str) -> Requirement:
-    try:
-        return Requirement(text)
-    except InvalidRequirement as exc:
-        # packaging's message continues with the text and a caret: the first line is the problem.
-        reason = str(exc).splitlines()[0] if str(exc) else "cannot be parsed"
-        single = _NAME_THEN_SINGLE_EQUALS.fullmatch(text.strip())
-        raise where.error(
-            key,
-            f"{text!r} is not a valid PEP 508 requirement: {reason}",
-            suggestion=f"{single[1]}=={single[2].strip()}" if single else None,
-        ) from None
-
-
-def _requirements(where: _Where, key: str, value: object, why_not_torch: str) -> tuple[str, ...]:
-    """A list of PEP 508 requirements; none may be torch, which only [torch] installs."""
-    texts = _strings(where, key, value)
-    for i, text in enumerate(texts):
-        if canonicalize_name(_requirement(where, f"{key}[{i}]", text).name) == "torch":
-            raise where.error(f"{key}[{i}]", why_not_torch)
-    return tuple(text.strip() for text in texts)
-
-
-def _torch_is_set_by(where: _Where) -> str:
-    return f"torch is set by {where.prefix}torch.version; list only other packages here"
+# -- [packages] ---------------------------------------------------------------------
 
 
 def _line_path(text: str) -> Path | None:
@@ -680,228 +352,25 @@ def _line_path(text: str) -> Path | None:
     return Path(target).expanduser().resolve()
 
 
-# -- [[extensions]] --------------------------------------------------------------------
-
-
-def _extensions(where: _Where, value: object) -> tuple[ExtensionSpec, ...]:
-    if isinstance(value, Mapping):
-        raise where.error(
-            "extensions", "expected an array of tables, got a table; write each as [[extensions]]"
-        )
-    if not isinstance(value, list):
-        raise where.error(
-            "extensions", f"expected an array of tables ([[extensions]]), got {_describe(value)}"
-        )
-    specs: list[ExtensionSpec] = []
-    seen: dict[str, int] = {}
-    for i, item in enumerate(value):
-        spec = _extension(where, f"extensions[{i}]", item)
-        if spec.name in seen:
-            raise where.error(
-                f"extensions[{i}].requirement",
-                f"{spec.name} is already listed as extensions[{seen[spec.name]}]; list each extension once",
-            )
-        seen[spec.name] = i
-        specs.append(spec)
-    return tuple(specs)
-
-
-def _extension(where: _Where, key: str, value: object) -> ExtensionSpec:
-    table = _table(where, key, value)
-    _check_keys(where, key, table, _EXTENSION_KEYS)
-    if "requirement" not in table:
-        raise where.error(
-            f"{key}.requirement", 'missing; write what to build, e.g. requirement = "flash-attn"'
-        )
-    text = _string(where, f"{key}.requirement", table["requirement"]).strip()
-    name, path = _extension_source(where, f"{key}.requirement", text)
-    if name == "torch":
-        raise where.error(
-            f"{key}.requirement",
-            f"torch is never built as an extension: it is installed from {where.header('torch')} "
-            f"(set {where.prefix}torch.version there)",
-        )
-    import_name = table.get("import")
-    return ExtensionSpec(
-        requirement=text,
-        name=name,
-        env=_build_env(where, f"{key}.env", table.get("env", {})),
-        build_requires=_requirements(
-            where,
-            f"{key}.build-requires",
-            table.get("build-requires", []),
-            "torch is never a build requirement: extensions build against the torch of "
-            + where.header("torch"),
-        ),
-        required=_boolean(where, f"{key}.required", table.get("required", False)),
-        import_name=None if import_name is None else _module(where, f"{key}.import", import_name),
-        path=path,
-        overrides=_overrides(where, key, table),
-    )
-
-
-def _overrides(where: _Where, key: str, table: Mapping[str, Any]) -> CatalogOverrides:
-    """The catalog keys an [[extensions]] table overrides."""
-    arch_knob = table.get("arch-knob")
-    if arch_knob is not None and not _ENV_VAR.fullmatch(_string(where, f"{key}.arch-knob", arch_knob)):
-        raise where.error(f"{key}.arch-knob", f"{arch_knob!r} is not an environment variable name")
-    arch_format = table.get("arch-format")
-    if arch_format is not None and _string(where, f"{key}.arch-format", arch_format) not in _ARCH_FORMATS:
-        raise where.error(f"{key}.arch-format",
-                          f'{arch_format!r} is not "torch" (8.0;9.0) or "nodot" (80;90)')
-    fixed = table.get("fixed-archs")
-    force = table.get("force-build")
-    return CatalogOverrides(
-        arch_knob=arch_knob,
-        arch_format=arch_format,
-        fixed_archs=None if fixed is None else tuple(
-            _capability(where, f"{key}.fixed-archs[{i}]", text)
-            for i, text in enumerate(_strings(where, f"{key}.fixed-archs", fixed))),
-        force_build=None if force is None else _build_env(where, f"{key}.force-build", force),
-        min_cc=_optional_version(where, f"{key}.min-compute-capability", table, _capability),
-        min_nvcc=_optional_version(where, f"{key}.min-nvcc", table, _cuda_release),
-    )
-
-
-def _capability(where: _Where, key: str, text: str) -> str:
-    match = re.fullmatch(r"\s*(\d{1,2})\.(\d)\s*", text)
-    if match is None:
-        raise where.error(key, f'{text!r} is not a compute capability; write e.g. "8.0" or "9.0"')
-    return f"{int(match[1])}.{match[2]}"
-
-
-def _cuda_release(where: _Where, key: str, text: str) -> str:
-    match = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\s*", text)
-    if match is None:
-        raise where.error(key, f'{text!r} is not a CUDA release; write e.g. "11.8" or "12.6"')
-    return f"{int(match[1])}.{int(match[2])}"
-
-
-def _optional_version(
-    where: _Where, key: str, table: Mapping[str, Any], check: Callable[[_Where, str, str], str]
-) -> str | None:
-    value = table.get(_leaf(key))
-    if value is None:
-        return None
-    return check(where, key, _string(where, key, value))
-
-
-def _extension_source(where: _Where, key: str, text: str) -> tuple[str, Path | None]:
-    """The canonical name and, for local sources, the absolute path of what to build."""
-    if _is_local_path(text):
-        path = _local_path(where, key, text, Path(text).expanduser(), directory_only=True)
-        return _canonical_name(where, key, text, path.name), path
-    if _VCS_URL.match(text):
-        return _canonical_name(where, key, text, _vcs_name(text)), None
-    if _URL.match(text):
-        raise where.error(key, f"{text!r} is a URL without a name; write it as 'NAME @ {text}'")
-    requirement = _requirement(where, key, text)
-    if requirement.url and _is_file_url_or_path(requirement.url):
-        return canonicalize_name(requirement.name), _local_path(
-            where, key, text, _url_path(requirement.url), directory_only=False
-        )
-    return canonicalize_name(requirement.name), None
-
-
-def _is_local_path(text: str) -> bool:
-    return text in (".", "..") or text.startswith(("./", "../", "/", "~"))
-
-
-def _is_file_url_or_path(url: str) -> bool:
-    return url.lower().startswith("file:") or not _URL.match(url)
-
-
-def _url_path(url: str) -> Path:
-    """The path of "file:///abs", "file://localhost/abs", "file:rel" or a bare path."""
-    if not url.lower().startswith("file:"):
-        return Path(url).expanduser()
-    parts = urlsplit(url)
-    return Path(unquote(parts.path))
-
-
-def _local_path(where: _Where, key: str, text: str, path: Path, *, directory_only: bool) -> Path:
-    # Relative paths belong to the recipe, not to wherever gpuenv happens to run.
-    resolved = (where.path.parent / path).resolve()
-    if not resolved.exists():
-        raise where.error(key, f"{text!r} does not exist (looked for {resolved})")
-    if directory_only and not resolved.is_dir():
-        raise where.error(
-            key,
-            f"{text!r} is not a directory; a path must be a source tree ('NAME @ file://…' takes archives)",
-        )
-    return resolved
-
-
-def _vcs_name(url: str) -> str:
-    """The project a VCS URL names: #egg=, else #subdirectory='s last part, else the repository."""
-    parts = urlsplit(url)
-    fragment = dict(item.partition("=")[::2] for item in parts.fragment.split("&") if item)
-    if fragment.get("egg"):
-        return fragment["egg"]
-    if fragment.get("subdirectory"):
-        return fragment["subdirectory"].rstrip("/").rsplit("/", 1)[-1]
-    # The ref follows the first '@' of the path ("apex.git@release/25.09" has a '/' in the ref).
-    repository = parts.path.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return repository[: -len(".git")] if repository.endswith(".git") else repository
-
-
-def _canonical_name(where: _Where, key: str, text: str, raw: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", raw):
-        raise where.error(key, f"cannot tell the distribution name of {text!r}; write it as 'NAME @ {text}'")
-    return canonicalize_name(raw)
-
-
-def _build_env(where: _Where, key: str, value: object) -> tuple[tuple[str, str], ...]:
-    table = _table(where, key, value)
-    pairs: list[tuple[str, str]] = []
-    for name, item in table.items():
-        child = _child(key, name)
-        if not _ENV_VAR.fullmatch(name):
-            raise where.error(
-                child, "not an environment variable name (letters, digits and '_', no digit first)"
-            )
-        pairs.append((name, _string(where, child, item)))
-    return tuple(pairs)
-
-
-def _module(where: _Where, key: str, value: object) -> str:
-    text = _string(where, key, value)
-    if _is_module_name(text):
-        return text
-    fixed = text.strip().replace("-", "_")
-    raise where.error(
-        key,
-        f'{text!r} is not a Python module name; write a dotted name such as "flash_attn"',
-        suggestion=fixed if fixed != text and _is_module_name(fixed) else None,
-    )
-
-
-def _is_module_name(text: str) -> bool:
-    parts = text.split(".")
-    return all(part.isidentifier() and not keyword.iskeyword(part) for part in parts)
-
-
-# -- [packages] ---------------------------------------------------------------------
-
-
-def _packages_table(where: _Where, value: object) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple[Path, ...]]:
     if value is None:
         return (), ()
     if isinstance(value, list):
         # `packages = [...]` at the top: the list belongs one level down.
         raise where.error("packages", "expected a table, got an array; write [packages] requirements = [...]")
-    table = _table(where, "packages", value)
-    _check_keys(where, "packages", table, _PACKAGES_KEYS)
+    table = as_table(where, "packages", value)
+    check_keys(where, "packages", table, _PACKAGES_KEYS)
     requirements = table.get("requirements", [])
-    files = [_local_path(where, f"packages.requirements-files[{i}]", text, Path(text).expanduser(),
-                         directory_only=False)
-             for i, text in enumerate(_strings(where, "packages.requirements-files",
-                                               table.get("requirements-files", [])))]
-    return _requirements(where, "packages.requirements", requirements, _torch_is_set_by(where)), tuple(files)
+    files = [local_path(where, f"packages.requirements-files[{i}]", text, Path(text).expanduser(),
+                        directory_only=False)
+             for i, text in enumerate(as_strings(where, "packages.requirements-files",
+                                                 table.get("requirements-files", [])))]
+    return (as_requirements(where, "packages.requirements", requirements, torch_is_set_by(where)),
+            tuple(files))
 
 
 def _requirement_files(
-    where: _Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...],
+    where: Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...],
     repo: RepoSpec | None,
 ) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...]]:
     """The lines of the repository's requirements files the recipe does not install itself.

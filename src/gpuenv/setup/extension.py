@@ -20,7 +20,7 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.cache.key import CacheKey, binary_knobs
 from gpuenv.cache.lock import LockedExtension
 from gpuenv.cache.wheels import WheelCache
-from gpuenv.plan.planner import ExtensionPlan
+from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.builder import build_wheel, install_build_requirements
 from gpuenv.setup.sources import Source, fetch_source, fetched_by_pip, file_sha256

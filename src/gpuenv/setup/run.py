@@ -29,7 +29,8 @@ from packaging.version import Version
 from gpuenv.cache.key import binary_knobs
 from gpuenv.cache.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
-from gpuenv.plan.planner import ExtensionPlan, Plan
+from gpuenv.plan.buildplan import ExtensionPlan
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.recipe import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import SubprocessRunner

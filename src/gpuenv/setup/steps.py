@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from gpuenv.cache.lock import LockedEnv, LockedExtension
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.plan.planner import Plan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import Installer
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo

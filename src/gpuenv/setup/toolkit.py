@@ -16,8 +16,8 @@ from typing import Any
 from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
 from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.plan.buildplan import toolkit_home
+from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.plan.planner import Plan
 from gpuenv.setup.installer import Installer
 from gpuenv.setup.steps import Context, Step
 from gpuenv.setup.targetenv import TargetEnv

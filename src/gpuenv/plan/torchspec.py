@@ -1,0 +1,164 @@
+"""The ``[torch]`` table of a recipe: :class:`TorchSpec` and its validation.
+
+Which torch (``version``, normalised to a specifier), which CUDA build
+(``cuda``: "auto", "cpu" or a variant), the index it comes from (``index``),
+the packages installed with it (``packages``) and where nvcc comes from
+(``toolkit``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, Specifier
+from packaging.version import InvalidVersion, Version
+
+from gpuenv.plan.recipevalues import Where, as_requirements, as_string, as_table, check_keys
+
+DEFAULT_INDEX = "https://download.pytorch.org/whl/{variant}"
+
+
+@dataclass(frozen=True)
+class TorchSpec:
+    #: The PEP 440 specifier, normalised: "2.4.1" is stored as "==2.4.1".
+    version: str
+    #: "auto", "cpu", or a variant such as "cu121" ("12.1" is normalised to "cu121").
+    cuda: str = "auto"
+    #: Index URL template; ``{variant}`` is replaced by the chosen variant.
+    index: str = DEFAULT_INDEX
+    #: Whether ``index`` was written in the recipe (rather than the default).
+    index_given: bool = False
+    #: Requirements installed together with torch, from the same index.
+    packages: tuple[str, ...] = ()
+    #: Where nvcc comes from: "auto", "system", "pypi", or a toolkit root (made absolute).
+    toolkit: str = "auto"
+
+
+#: Examples quoted by errors, so every message points at something that works.
+_VERSION_EXAMPLES = '"2.14.1", "2.14.*" or ">=2.13,<2.15"'
+_CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as "cu121"'
+
+_TORCH_KEYS = ("version", "cuda", "index", "packages", "toolkit")
+_CUDA_VERSION = re.compile(r"(\d{2})\.(\d)")
+_CUDA_VARIANT = re.compile(r"cu\d{3}")
+_NAME_THEN_REST = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)\s*(.*)")
+
+
+def torch_table(where: Where, value: object) -> TorchSpec:
+    table = as_table(where, "torch", value)
+    check_keys(where, "torch", table, _TORCH_KEYS)
+    if "version" not in table:
+        raise where.error("torch.version", 'missing; write the torch to install, e.g. version = "2.14.*"')
+    index = table.get("index")
+    return TorchSpec(
+        version=_torch_version(where, as_string(where, "torch.version", table["version"])),
+        cuda=_cuda(where, as_string(where, "torch.cuda", table.get("cuda", "auto"))),
+        index=DEFAULT_INDEX if index is None else _index(where, as_string(where, "torch.index", index)),
+        index_given=index is not None,
+        packages=as_requirements(where, "torch.packages", table.get("packages", []), torch_is_set_by(where)),
+        toolkit=_toolkit(where, as_string(where, "torch.toolkit", table.get("toolkit", "auto"))),
+    )
+
+
+def _toolkit(where: Where, text: str) -> str:
+    """"auto", "system", "pypi", or a toolkit directory (relative to the recipe)."""
+    modes = ("auto", "system", "pypi")
+    if text.strip().lower() in modes:
+        return text.strip().lower()
+    if "/" not in text and not text.startswith(("~", ".")):
+        match = difflib.get_close_matches(text.strip().lower(), modes, n=1)
+        raise where.error("torch.toolkit", f"{text!r} is neither auto, system, pypi nor a path to a toolkit "
+                          "root (write ./cuda or /opt/cuda-13.0)", suggestion=match[0] if match else None)
+    return str((where.path.parent / Path(text).expanduser()).absolute())
+
+
+def _torch_version(where: Where, text: str) -> str:
+    """The recipe's version as a specifier: "2.4.1" → "==2.4.1", "2.4.*" → "==2.4.*"."""
+    key, text = "torch.version", text.strip()
+    if not text:
+        raise where.error(key, f"is empty; write e.g. {_VERSION_EXAMPLES}")
+    named = _NAME_THEN_REST.fullmatch(text)
+    if named and named[2]:
+        # "torch>=2.4": the package is implied by the table.
+        raise where.error(
+            key,
+            f"{text!r} names a package, not a version; "
+            f'write only the version or specifier: version = "{named[2]}"',
+        )
+    if not any(char in text for char in "<>=!~,"):
+        return _bare_version(where, text)
+    for clause in (part.strip() for part in text.split(",")):
+        _specifier_clause(where, text, clause)
+    return text
+
+
+def _bare_version(where: Where, text: str) -> str:
+    release = text[:-2] if text.endswith(".*") else text
+    try:
+        version = Version(release)
+    except InvalidVersion:
+        raise where.error(
+            "torch.version", f"{text!r} is not a PEP 440 version; write e.g. {_VERSION_EXAMPLES}"
+        ) from None
+    _no_local_label(where, text, version)
+    return f"=={version}.*" if text.endswith(".*") else f"=={version}"
+
+
+def _specifier_clause(where: Where, text: str, clause: str) -> None:
+    inside = f" in {text!r}" if clause != text else ""
+    try:
+        specifier = Specifier(clause)
+    except InvalidSpecifier:
+        raise where.error(
+            "torch.version",
+            f"{clause!r}{inside} is not a valid specifier; write e.g. {_VERSION_EXAMPLES}",
+        ) from None
+    if "*" not in specifier.version and specifier.operator != "===":
+        _no_local_label(where, text, Version(specifier.version))
+
+
+def _no_local_label(where: Where, text: str, version: Version) -> None:
+    # The CUDA build is the planner's choice (torch.cuda); a "+cu121" here would fight it.
+    if version.local is None:
+        return
+    raise where.error(
+        "torch.version",
+        f"{text!r} has a local label (+{version.local}); choose the build with torch.cuda instead: "
+        f'version = "{version.public}" and cuda = "{version.local}"',
+    )
+
+
+def _cuda(where: Where, text: str) -> str:
+    """"auto", "cpu" or a variant: "12.1" and "cu121" both become "cu121"."""
+    value = text.strip().lower()
+    if value in ("auto", "cpu") or _CUDA_VARIANT.fullmatch(value):
+        return value
+    version = _CUDA_VERSION.fullmatch(value)
+    if version:
+        return f"cu{version[1]}{version[2]}"
+    raise where.error("torch.cuda", f"{text!r} is not a CUDA choice; write {_CUDA_FORMS}")
+
+
+def _index(where: Where, template: str) -> str:
+    rest = template.replace("{variant}", "")
+    if "{" in rest or "}" in rest:
+        placeholders = re.findall(r"\{[^{}]*\}", rest)
+        what = f"an unknown placeholder {placeholders[0]}" if placeholders else "an unmatched '{' or '}'"
+        raise where.error(
+            "torch.index", f"{template!r} has {what}; only {{variant}} is replaced (by e.g. cu121 or cpu)"
+        )
+    lowered = template.lower()
+    if not (lowered.startswith(("http://", "https://", "file://")) or template.startswith("/")):
+        raise where.error(
+            "torch.index",
+            f"{template!r} is not a URL; write an http(s):// or file:// URL or an absolute path, "
+            f'e.g. "{DEFAULT_INDEX}"',
+        )
+    return template
+
+
+def torch_is_set_by(where: Where) -> str:
+    return f"torch is set by {where.prefix}torch.version; list only other packages here"
