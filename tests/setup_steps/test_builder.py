@@ -24,7 +24,7 @@ from gpuenv.setup.builder import (
     read_build_system,
     requirements_to_install,
 )
-from gpuenv.setup.installer import Installer
+from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions
 from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner
@@ -41,13 +41,13 @@ class FakeInstaller(Installer):
         super().__init__(FakeRunner())
         self.installs: list[tuple[list[str], list[str]]] = []
 
-    def commands(self, env: TargetEnv, requirements: Sequence[str], **options: object) -> list[list[str]]:
+    def commands(self, env: TargetEnv, requirements: Sequence[str],
+                 options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
         return []
 
-    def install(self, env: TargetEnv, requirements: Sequence[str], **options: object) -> None:
-        constraints = options.get("constraints", ())
-        assert isinstance(constraints, (list, tuple))
-        self.installs.append((list(requirements), list(constraints)))
+    def install(self, env: TargetEnv, requirements: Sequence[str],
+                options: InstallOptions = NO_OPTIONS) -> None:
+        self.installs.append((list(requirements), list(options.constraints)))
 
 
 # -- [build-system] --------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMiss
 from gpuenv.errors import BuildError, CommandError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.runner import TAIL_LINES, LineCallback, Runner, SubprocessRunner
-from gpuenv.setup.installer import Installer
+from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
@@ -122,7 +122,7 @@ def install_build_requirements(
         if on_install is not None:
             on_install(missing)
         pin = [f"torch=={installed['torch']}"] if "torch" in installed else []
-        installer.install(env, missing, constraints=pin)
+        installer.install(env, missing, InstallOptions(constraints=pin))
     return missing
 
 
