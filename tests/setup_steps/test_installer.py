@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.server
+import locale
+import os
 import subprocess
 import sys
 import threading
@@ -273,6 +275,24 @@ def test_a_pip_configuration_file_pip_cannot_parse_is_an_error_with_a_hint(tmp_p
     with pytest.raises(InputError, match=r"pip\.conf cannot be read") as info:
         pip_config(prefix, environ)
     assert info.value.hint is not None and "pip config list" in info.value.hint
+
+
+def test_a_pip_configuration_file_in_another_encoding_is_an_error_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix, environ = _config_world(tmp_path)
+    (prefix / "pip.conf").write_bytes(b"[global]\n# caf\xe9\n")
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "UTF-8")
+    with pytest.raises(InputError, match=r"pip\.conf cannot be read: not UTF-8 text") as info:
+        pip_config(prefix, environ)
+    assert info.value.hint is not None and "pip config list" in info.value.hint
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_a_pip_configuration_file_pip_cannot_open_is_skipped_as_pip_skips_it(tmp_path: Path) -> None:
+    prefix, environ = _config_world(tmp_path)
+    (prefix / "pip.conf").chmod(0)
+    assert pip_sources(pip_config(prefix, environ)).index_url == "https://user.invalid/simple"
 
 
 def test_uv_gets_pips_sources_explicitly() -> None:
