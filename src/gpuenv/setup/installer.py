@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import Runner
 from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.setup.targetenv import TargetEnv
@@ -210,8 +211,8 @@ def pip_prints_raw_progress(env: TargetEnv) -> bool:
     """Whether the env's pip has ``--progress-bar raw`` (read from its source: no subprocess)."""
     for site in (*env.path.glob("lib/python*/site-packages"), env.path / "Lib" / "site-packages"):
         try:
-            text = (site / "pip" / "_internal" / "cli" / "progress_bars.py").read_text(encoding="utf-8")
-        except OSError:
+            text = read_input(site / "pip" / "_internal" / "cli" / "progress_bars.py")
+        except UnreadableInput:
             continue
         return "_raw_progress_bar" in text
     return False
