@@ -536,11 +536,12 @@ def uv_install(venv: Path, requirements: Sequence[str], *, no_build_isolation: b
     that makes uv pick the best version across them, as pip does).
     """
     from gpuenv.runner import SubprocessRunner
-    from gpuenv.setup.installer import UvInstaller
+    from gpuenv.setup.installer import InstallOptions, UvInstaller
     from gpuenv.setup.targetenv import TargetEnv
 
     installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
-    [command] = installer.commands(TargetEnv(venv), requirements, no_build_isolation=no_build_isolation)
+    options = InstallOptions(no_build_isolation=no_build_isolation)
+    [command] = installer.commands(TargetEnv(venv), requirements, options)
     return command
 
 

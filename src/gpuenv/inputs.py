@@ -1,14 +1,18 @@
-"""The one reader of the files gpuenv is handed: recipes, hardware files, gpuenv.lock, the state file.
+"""The one reader of the files gpuenv is handed: recipes, hardware files, gpuenv.lock, the state file,
+requirements files, a repository's metadata and README, pip's configuration files, a target env's
+``pyvenv.cfg`` and ``.pth`` files.
 
 Each is read only if it is a regular file (a FIFO would block forever,
 ``/dev/zero`` never ends), up to a size no real one comes near, and as UTF-8
-text. Whatever is wrong is an :class:`UnreadableInput` carrying the problem in
+text (or the encoding its own reader uses: pip reads its configuration in the
+locale's). Whatever is wrong is an :class:`UnreadableInput` carrying the problem in
 words; each caller turns it into its own error (a RecipeError names the
 recipe, a HardwareFileError the probe file), so every file fails the same way.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 from pathlib import Path
@@ -29,9 +33,17 @@ class UnreadableInput(Exception):
         self.missing = missing
 
 
-def read_input(path: Path | str, *, limit: int = MAX_INPUT_BYTES) -> str:
-    """The text of the regular file at ``path``, at most ``limit`` bytes of UTF-8, nested at most
-    :data:`MAX_NESTING` brackets deep."""
+def read_input(
+    path: Path | str, *, limit: int = MAX_INPUT_BYTES, encoding: str = "utf-8", errors: str = "strict",
+    universal_newlines: bool = False,
+) -> str:
+    """The text of the regular file at ``path``, at most ``limit`` bytes in ``encoding``, nested at
+    most :data:`MAX_NESTING` brackets deep.
+
+    As ``open()`` in text mode would read it: ``errors="replace"`` for text that is only searched
+    (a README, a .gitignore) whatever its encoding; ``universal_newlines`` for text gpuenv appends
+    to or rewrites, so CRLF and CR line ends read as LF.
+    """
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -51,11 +63,12 @@ def read_input(path: Path | str, *, limit: int = MAX_INPUT_BYTES) -> str:
     if len(raw) > limit:
         raise UnreadableInput(f"larger than {limit >> 20} MiB: not a file gpuenv reads")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding, errors)
     except UnicodeDecodeError as exc:
-        raise UnreadableInput(f"not UTF-8 text (byte {exc.start})") from None
+        name = codecs.lookup(encoding).name
+        raise UnreadableInput(f"not {'UTF-8' if name == 'utf-8' else name} text (byte {exc.start})") from None
     check_nesting(text)
-    return text
+    return text.replace("\r\n", "\n").replace("\r", "\n") if universal_newlines else text
 
 
 def check_nesting(text: str, *, limit: int = MAX_NESTING) -> None:

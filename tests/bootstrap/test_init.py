@@ -147,6 +147,19 @@ def test_a_pyproject_whose_tool_table_is_inline_is_not_touched(tmp_path: Path) -
     assert set(snapshot(tmp_path)) == {"pyproject.toml"}
 
 
+def test_a_readme_init_cannot_read_is_an_error_before_anything_is_written(tmp_path: Path) -> None:
+    (tmp_path / "README.md").mkdir()
+    with pytest.raises(InputError, match=r"cannot read .*README\.md: not a regular file \(a directory\)"):
+        init_repo(tmp_path, extensions=[], origin=ORIGIN)
+    assert snapshot(tmp_path) == {}
+
+
+def test_a_readme_in_another_encoding_keeps_its_bytes_and_gets_the_section(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_bytes(b"# caf\xe9\n")
+    init_repo(tmp_path, extensions=[], origin=ORIGIN)
+    assert (tmp_path / "README.md").read_bytes().startswith(b"# caf\xe9\n\n" + README_HEADING.encode())
+
+
 def test_bad_input_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"torch\.version"):
         init_repo(tmp_path, torch_version="torch>=2.4")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from gpuenv.errors import InputError
-from gpuenv.export.uv import Table, merge, uv_tables
-from gpuenv.plan.hardware import Hardware
+from gpuenv.export.uv import Table, export_uv, merge, uv_tables
+from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.setup.pipconfig import PipSources
@@ -148,3 +148,13 @@ def test_a_local_tree_is_a_named_path_requirement_with_its_own_version(tmp_path:
     assert f"my-ext @ {tree.as_uri()}" in data["dependency-groups"]["gpuenv"]
     metadata = data["tool"]["uv"]["dependency-metadata"]
     assert {"name": "my-ext", "version": "0.3", "requires-dist": []} in metadata
+
+
+def test_write_into_a_file_that_cannot_be_read_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "graph.toml").write_text(GRAPH)
+    (tmp_path / "pyproject.toml").mkdir()
+    recipe, hardware = load_recipe(tmp_path / "graph.toml"), hardware_from_json(node("13.0"))
+    with pytest.raises(InputError, match=r"cannot read .*pyproject\.toml: not a regular file"):
+        export_uv(recipe, hardware, PlanOptions(), write=tmp_path / "pyproject.toml")
+    with pytest.raises(InputError, match="does not exist"):
+        export_uv(recipe, hardware, PlanOptions(), write=tmp_path / "absent.toml")

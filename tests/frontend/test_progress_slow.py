@@ -25,7 +25,7 @@ import pytest
 
 from gpuenv.progress import OutputDigest
 from gpuenv.runner import SubprocessRunner
-from gpuenv.setup.installer import PipInstaller, pip_prints_raw_progress
+from gpuenv.setup.installer import InstallOptions, PipInstaller, pip_prints_raw_progress
 from gpuenv.setup.targetenv import TargetEnv
 from tests.e2e.support import clean_env, write_recipe
 
@@ -185,7 +185,8 @@ def test_pip_reports_its_bytes_where_it_can_and_the_reporter_reads_them(
         # Only this index: pip's configured sources would serve the file without downloading it.
         quiet_config = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         runner = SubprocessRunner(on_line=seen.append, env={**quiet_config, "PIP_CONFIG_FILE": os.devnull})
-        PipInstaller(runner).install(env, ["pip"], index_url=http_index, no_deps=True, force_reinstall=True)
+        options = InstallOptions(index_url=http_index, no_deps=True, force_reinstall=True)
+        PipInstaller(runner).install(env, ["pip"], options)
         assert any(re.match(r"\s*Progress \d+ of \d+", line) for line in seen), seen
         digest = OutputDigest()
         said = [digest.feed(line) or "" for line in seen]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.errors import BuildError
+from gpuenv.errors import BuildError, StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
 from gpuenv.setup.builder import (
     LEGACY_BACKEND,
@@ -24,7 +24,7 @@ from gpuenv.setup.builder import (
     read_build_system,
     requirements_to_install,
 )
-from gpuenv.setup.installer import Installer
+from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions
 from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner
@@ -41,13 +41,13 @@ class FakeInstaller(Installer):
         super().__init__(FakeRunner())
         self.installs: list[tuple[list[str], list[str]]] = []
 
-    def commands(self, env: TargetEnv, requirements: Sequence[str], **options: object) -> list[list[str]]:
+    def commands(self, env: TargetEnv, requirements: Sequence[str],
+                 options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
         return []
 
-    def install(self, env: TargetEnv, requirements: Sequence[str], **options: object) -> None:
-        constraints = options.get("constraints", ())
-        assert isinstance(constraints, (list, tuple))
-        self.installs.append((list(requirements), list(constraints)))
+    def install(self, env: TargetEnv, requirements: Sequence[str],
+                options: InstallOptions = NO_OPTIONS) -> None:
+        self.installs.append((list(requirements), list(options.constraints)))
 
 
 # -- [build-system] --------------------------------------------------------------------
@@ -67,6 +67,12 @@ def test_requires_without_a_backend_keep_their_requires(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=61", "torch"]\n')
     expected = BuildSystem(("setuptools>=61", "torch"), LEGACY_BACKEND, legacy=True)
     assert read_build_system(tmp_path) == expected
+
+
+def test_a_pyproject_that_is_not_utf8_is_a_step_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(b"# caf\xe9\n[build-system]\nrequires = []\n")
+    with pytest.raises(StepError, match=r"pyproject\.toml: not UTF-8 text"):
+        read_build_system(tmp_path)
 
 
 def test_a_declared_backend_is_used(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.server
+import locale
+import os
 import subprocess
 import sys
 import threading
@@ -15,6 +17,7 @@ import pytest
 
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
 from gpuenv.setup.installer import (
+    InstallOptions,
     PipInstaller,
     UvInstaller,
     choose_installer,
@@ -52,13 +55,15 @@ def test_pip_command_line() -> None:
     commands = PipInstaller(FakeRunner()).commands(
         ENV,
         ["flash-attn==2.8.3.post2", "einops"],
-        index_url="https://download.pytorch.org/whl/cu130",
-        extra_index_urls=["file:///mirror/simple"],
-        constraints=["torch==2.13.0+cpu"],
-        no_deps=True,
-        no_build_isolation=True,
-        upgrade=True,
-        find_links=["/wheels"],
+        InstallOptions(
+            index_url="https://download.pytorch.org/whl/cu130",
+            extra_index_urls=["file:///mirror/simple"],
+            constraints=["torch==2.13.0+cpu"],
+            no_deps=True,
+            no_build_isolation=True,
+            upgrade=True,
+            find_links=["/wheels"],
+        ),
     )
     assert commands == [[
         PY, "-m", "pip", "install", "--upgrade", "--no-deps", "--no-build-isolation",
@@ -77,9 +82,10 @@ def test_pip_plain_install_leaves_sources_to_pips_configuration() -> None:
 def test_install_writes_the_constraints_file_and_runs_the_commands() -> None:
     runner = FakeRunner()
     installer = PipInstaller(runner)
-    installer.install(ENV, ["flash-attn"], constraints=["torch==2.13.0+cpu"], no_deps=True)
+    options = InstallOptions(constraints=["torch==2.13.0+cpu"], no_deps=True)
+    installer.install(ENV, ["flash-attn"], options)
     [call] = runner.calls
-    expected = installer.commands(ENV, ["flash-attn"], constraints=["torch==2.13.0+cpu"], no_deps=True)
+    expected = installer.commands(ENV, ["flash-attn"], options)
     assert [call.cmd] == expected
     path = Path(call.cmd[call.cmd.index("--constraint") + 1])
     assert path.read_text() == "torch==2.13.0+cpu\n"
@@ -271,12 +277,32 @@ def test_a_pip_configuration_file_pip_cannot_parse_is_an_error_with_a_hint(tmp_p
     assert info.value.hint is not None and "pip config list" in info.value.hint
 
 
+def test_a_pip_configuration_file_in_another_encoding_is_an_error_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix, environ = _config_world(tmp_path)
+    (prefix / "pip.conf").write_bytes(b"[global]\n# caf\xe9\n")
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "UTF-8")
+    with pytest.raises(InputError, match=r"pip\.conf cannot be read: not UTF-8 text") as info:
+        pip_config(prefix, environ)
+    assert info.value.hint is not None and "pip config list" in info.value.hint
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_a_pip_configuration_file_pip_cannot_open_is_skipped_as_pip_skips_it(tmp_path: Path) -> None:
+    prefix, environ = _config_world(tmp_path)
+    (prefix / "pip.conf").chmod(0)
+    assert pip_sources(pip_config(prefix, environ)).index_url == "https://user.invalid/simple"
+
+
 def test_uv_gets_pips_sources_explicitly() -> None:
     sources = pip_sources(parse_config_list(CONFIG_LIST))
     uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=sources, environ={})
     commands = uv.commands(
-        ENV, ["torch==2.13.0"], index_url="https://download.pytorch.org/whl/cpu",
-        extra_index_urls=["https://mirror.invalid/simple"], constraints=["torch==2.13.0+cpu"], no_deps=True,
+        ENV, ["torch==2.13.0"], InstallOptions(
+            index_url="https://download.pytorch.org/whl/cpu", extra_index_urls=["https://mirror.invalid/simple"],
+            constraints=["torch==2.13.0+cpu"], no_deps=True,
+        ),
     )
     assert commands == [[
         "/bin/uv", "pip", "install", "--python", PY, "--no-deps",
@@ -414,14 +440,15 @@ def test_uv_installs_with_the_sources_pip_is_configured_with(torch_env: TorchEnv
     configured = pip_sources(parse_config_list(runner([str(env.python), "-m", "pip", "config", "list"])))
     for url in configured.extra_index_urls:
         assert url in cmd
-    uv.install(env, ["six"], constraints=["six>=1.16"])
+    uv.install(env, ["six"], InstallOptions(constraints=["six>=1.16"]))
     assert "six" in env.installed(runner)
 
 
 def test_force_reinstall_is_spelled_as_each_installer_spells_it() -> None:
     # setup reinstalls a rebuilt wheel of the same version: without this it is left alone.
-    pip = PipInstaller(FakeRunner()).commands(ENV, ["x.whl"], no_deps=True, force_reinstall=True)
+    options = InstallOptions(no_deps=True, force_reinstall=True)
+    pip = PipInstaller(FakeRunner()).commands(ENV, ["x.whl"], options)
     assert pip == [[PY, "-m", "pip", "install", "--force-reinstall", "--no-deps", "x.whl"]]
     uv = UvInstaller(FakeRunner(), uv="/bin/uv", sources=PipSources(), environ={})
-    (command,) = uv.commands(ENV, ["x.whl"], force_reinstall=True)
+    (command,) = uv.commands(ENV, ["x.whl"], InstallOptions(force_reinstall=True))
     assert "--reinstall" in command and "--force-reinstall" not in command

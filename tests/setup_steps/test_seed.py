@@ -16,7 +16,7 @@ import pytest
 from gpuenv.errors import CommandError
 from gpuenv.hints import hint_for
 from gpuenv.setup.builder import build_wheel, read_build_system
-from gpuenv.setup.installer import PipInstaller
+from gpuenv.setup.installer import InstallOptions, PipInstaller
 from gpuenv.setup.sources import fetch_source
 
 from .conftest import TORCH_VERSION, TorchEnv
@@ -57,7 +57,7 @@ def test_flash_attn_fails_under_isolation_and_builds_without_it(torch_env: Torch
     assert "compiling" in phases
 
     torch_pin = [f"torch=={TORCH_VERSION}"]
-    PipInstaller(runner).install(env, [str(wheel)], no_deps=True, constraints=torch_pin)
+    PipInstaller(runner).install(env, [str(wheel)], InstallOptions(no_deps=True, constraints=torch_pin))
     installed = env.installed(runner)
     assert installed["flash-attn"] == "2.8.3.post2"
     assert installed["torch"] == TORCH_VERSION  # untouched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import venv
 from pathlib import Path
@@ -146,6 +147,14 @@ def test_where_the_files_do_not_answer_the_interpreter_is_asked(tmp_path: Path) 
     (tmp_path / "old.egg").mkdir()
     (site / "easy-install.pth").write_text(f"{tmp_path / 'old.egg'}\n")
     assert installed_on_disk(tmp_path / "egg") is None, "an egg on the path: the interpreter reads it"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_pth_file_that_is_a_fifo_leaves_the_answer_to_the_interpreter_at_once(tmp_path: Path) -> None:
+    venv.create(tmp_path / "venv", with_pip=False)
+    (site,) = (tmp_path / "venv").glob("lib/*/site-packages")
+    os.mkfifo(site / "odd.pth")  # read_text would wait for a writer forever
+    assert installed_on_disk(tmp_path / "venv") is None
 
 
 def test_an_interpreter_without_an_answer_is_an_error() -> None:

@@ -31,6 +31,7 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.cache.key import CacheKey
 from gpuenv.cache.wheels import CacheEntry, WheelCache
 from gpuenv.errors import InputError
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import group_name
 from gpuenv.plan.hardware import ComputeCapability
 
@@ -152,8 +153,11 @@ def _one_per_file(members: list[_Member]) -> tuple[list[_Member], list[str]]:
 
 def _write_group(directory: Path, name: str, members: list[_Member]) -> ExportedGroup:
     if directory.exists():
-        index = directory / INDEX_FILE
-        if not (index.is_file() and MARKER in index.read_text(encoding="utf-8", errors="replace")):
+        try:
+            ours = MARKER in read_input(directory / INDEX_FILE, errors="replace")
+        except UnreadableInput:
+            ours = False
+        if not ours:
             raise InputError(f"{directory} exists and is not a wheelhouse group gpuenv wrote",
                              hint="export into an empty directory, or remove this one yourself")
         shutil.rmtree(directory)

@@ -47,6 +47,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.cache.lock import _key, _q
 from gpuenv.errors import InputError
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.buildplan import pinned_version
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import ProjectFacts
@@ -408,8 +409,10 @@ def export_uv(recipe: Recipe, hardware: Hardware, options: PlanOptions, *,
     if write is None:
         return export
     try:
-        text = write.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_input(write, universal_newlines=True)
+    except UnreadableInput as exc:
+        if not exc.missing:
+            raise InputError(f"cannot read {write}: {exc.problem}") from None
         raise InputError(f"{write} does not exist",
                          hint="run it in your project's directory, or name the file: --write PATH") from None
     merged = merge(text, export.tables)

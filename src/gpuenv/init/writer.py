@@ -38,6 +38,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import InputError, RecipeError
 from gpuenv.init.reposcan import RepoScan, scan_repo, torch_choice
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE, gpuenv_origin
 from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
 
@@ -403,8 +404,8 @@ def _plan_recipe(
 
 def _has_gpuenv_table(pyproject: Path) -> bool:
     try:
-        tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool")
-    except (OSError, tomllib.TOMLDecodeError):
+        tool = tomllib.loads(read_input(pyproject)).get("tool")
+    except (UnreadableInput, tomllib.TOMLDecodeError):
         return False
     return isinstance(tool, dict) and "gpuenv" in tool
 
@@ -424,7 +425,10 @@ def _plan_pyproject(root: Path, parts: _RecipeParts, writes: list[_Write], skipp
             f"{path} does not exist; gpuenv init adds its [{PYPROJECT_TABLE}] table to an existing one",
             hint="run 'gpuenv init' without --pyproject to write envs/default.toml instead",
         )
-    existing = path.read_text(encoding="utf-8")
+    try:
+        existing = read_input(path, universal_newlines=True)
+    except UnreadableInput as exc:
+        raise RecipeError(path, None, exc.problem) from None
     table = recipe_toml(parts, table=PYPROJECT_TABLE, to_root=".")
     text = _separator(existing) + table
     try:
@@ -469,7 +473,7 @@ def _plan_new_file(
     if not path.exists():
         writes.append(_Write(path, text))
         return
-    if marker in path.read_text(encoding="utf-8", errors="replace"):
+    if marker in _existing_text(path):
         skipped.append(Skipped(path, f"it exists and already mentions {marker!r}"))
         return
     skipped.append(Skipped(path, "it exists; add this by hand", snippet))
@@ -510,7 +514,7 @@ def _plan_readme(root: Path, recipe: Path, origin: str, writes: list[_Write], sk
     if not path.exists():
         writes.append(_Write(path, f"# {root.resolve().name}\n\n{section}"))
         return
-    existing = path.read_text(encoding="utf-8", errors="replace")
+    existing = _existing_text(path)
     if any(line.strip() == README_HEADING for line in existing.splitlines()):
         skipped.append(Skipped(path, f"it already has a '{README_HEADING}' section"))
         return
@@ -520,7 +524,7 @@ def _plan_readme(root: Path, recipe: Path, origin: str, writes: list[_Write], sk
 def _plan_gitignore(root: Path, writes: list[_Write], skipped: list[Skipped]) -> None:
     """Append the env's and nox's folders to .gitignore (never replacing what is there)."""
     path = root / ".gitignore"
-    existing = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    existing = _existing_text(path)
     present = {line.strip().rstrip("/").lstrip("/") for line in existing.splitlines()}
     missing = [line for line in GITIGNORE_LINES if line.rstrip("/") not in present]
     if not missing:
@@ -528,6 +532,18 @@ def _plan_gitignore(root: Path, writes: list[_Write], skipped: list[Skipped]) ->
         return
     text = "# gpuenv: the GPU environment and nox's session envs\n" + "".join(f"{m}\n" for m in missing)
     writes.append(_Write(path, _separator(existing) + text if existing else text, append=path.exists()))
+
+
+def _existing_text(path: Path) -> str:
+    """What a file init searches or appends to holds, as open() reads it ("" when there is none)."""
+    try:
+        return read_input(path, errors="replace", universal_newlines=True)
+    except UnreadableInput as exc:
+        if exc.missing:
+            return ""
+        raise InputError(f"cannot read {path}: {exc.problem}",
+                         hint="gpuenv init reads it before adding to it: make it a readable file, "
+                         "or move it aside") from None
 
 
 def _separator(existing: str) -> str:

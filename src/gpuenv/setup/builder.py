@@ -25,8 +25,9 @@ from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMiss
 
 from gpuenv.errors import BuildError, CommandError, StepError
 from gpuenv.hints import hint_for
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import TAIL_LINES, LineCallback, Runner, SubprocessRunner
-from gpuenv.setup.installer import Installer
+from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
@@ -60,7 +61,9 @@ def read_build_system(source_dir: Path) -> BuildSystem:
     table: object = None
     if pyproject.is_file():
         try:
-            table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system")
+            table = tomllib.loads(read_input(pyproject)).get("build-system")
+        except UnreadableInput as exc:
+            raise StepError(f"{pyproject}: {exc.problem}") from None
         except tomllib.TOMLDecodeError as exc:
             raise StepError(f"{pyproject}: invalid TOML: {exc}") from None
     if not isinstance(table, dict):
@@ -122,7 +125,7 @@ def install_build_requirements(
         if on_install is not None:
             on_install(missing)
         pin = [f"torch=={installed['torch']}"] if "torch" in installed else []
-        installer.install(env, missing, constraints=pin)
+        installer.install(env, missing, InstallOptions(constraints=pin))
     return missing
 
 

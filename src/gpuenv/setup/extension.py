@@ -23,6 +23,7 @@ from gpuenv.cache.wheels import WheelCache
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.builder import build_wheel, install_build_requirements
+from gpuenv.setup.installer import InstallOptions
 from gpuenv.setup.sources import Source, fetch_source, fetched_by_pip, file_sha256
 from gpuenv.setup.steps import Context, Step
 from gpuenv.setup.toolkit import toolkit_record
@@ -212,7 +213,8 @@ def _install_built(
     # One installer run. A rebuild for other archs has its version installed already,
     # with its dependencies, which an installer leaves alone: the wheel alone goes in again.
     again = _same_version(installed.get(_wheel_name(wheel)), _wheel_version(wheel))
-    ctx.installer.install(ctx.target, [str(wheel)], constraints=pin, no_deps=again, force_reinstall=again)
+    ctx.installer.install(ctx.target, [str(wheel)],
+                          InstallOptions(constraints=pin, no_deps=again, force_reinstall=again))
     record = LockedExtension(
         name=_wheel_name(wheel), version=_wheel_version(wheel), requirement=ext.requirement,
         cache_key=key.digest, wheel=wheel.name, wheel_sha256=wheel_sha256, source=key.source_sha256,

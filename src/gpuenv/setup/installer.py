@@ -23,11 +23,13 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlparse
 
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import Runner
 from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.setup.targetenv import TargetEnv
@@ -48,6 +50,34 @@ MIRROR_HINT = (
 # -- the interface ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class InstallOptions:
+    """Where one install takes packages from and how: both installers take these, each in its spelling.
+
+    One value instead of the same eight keywords repeated on :meth:`Installer.install`,
+    :meth:`Installer.commands` and each installer's ``commands``: a new option is added once.
+    """
+
+    index_url: str | None = None
+    extra_index_urls: Sequence[str] = ()
+    #: Requirement lines such as "torch==2.13.0+cpu", passed to the installer as a constraints file.
+    constraints: Sequence[str] = ()
+    find_links: Sequence[str] = ()
+    no_deps: bool = False
+    no_build_isolation: bool = False
+    upgrade: bool = False
+    force_reinstall: bool = False
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: a caller's list is copied, so changing it later changes nothing here.
+        for name in ("extra_index_urls", "constraints", "find_links"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+
+#: An install with none of the options: the installer's configured sources, its default flags.
+NO_OPTIONS = InstallOptions()
+
+
 class Installer(ABC):
     """Installs requirements into a :class:`TargetEnv` through a runner."""
 
@@ -66,27 +96,14 @@ class Installer(ABC):
         self,
         env: TargetEnv,
         requirements: Sequence[str],
-        *,
-        index_url: str | None = None,
-        extra_index_urls: Sequence[str] = (),
-        constraints: Sequence[str] = (),
-        no_deps: bool = False,
-        no_build_isolation: bool = False,
-        upgrade: bool = False,
-        force_reinstall: bool = False,
-        find_links: Sequence[str] = (),
+        options: InstallOptions = NO_OPTIONS,
     ) -> None:
-        """Install ``requirements``; ``constraints`` are requirement lines such as "torch==2.13.0+cpu"."""
+        """Install ``requirements`` with ``options`` (where from, which flags)."""
         if not requirements:
             return
-        if constraints:
-            write_constraints(constraints)
-        commands = self.commands(
-            env, requirements, index_url=index_url, extra_index_urls=extra_index_urls,
-            constraints=constraints, no_deps=no_deps, no_build_isolation=no_build_isolation,
-            upgrade=upgrade, force_reinstall=force_reinstall, find_links=find_links,
-        )
-        for cmd in commands:
+        if options.constraints:
+            write_constraints(options.constraints)
+        for cmd in self.commands(env, requirements, options):
             self.runner(cmd, extra_environ={**self.environ(), **self.progress_environ(env)})
         env.changed()
 
@@ -95,15 +112,7 @@ class Installer(ABC):
         self,
         env: TargetEnv,
         requirements: Sequence[str],
-        *,
-        index_url: str | None = None,
-        extra_index_urls: Sequence[str] = (),
-        constraints: Sequence[str] = (),
-        no_deps: bool = False,
-        no_build_isolation: bool = False,
-        upgrade: bool = False,
-        force_reinstall: bool = False,
-        find_links: Sequence[str] = (),
+        options: InstallOptions = NO_OPTIONS,
     ) -> list[list[str]]:
         """The command lines :meth:`install` runs, in order, without running them."""
 
@@ -159,15 +168,13 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _flags(
-    *, no_deps: bool, no_build_isolation: bool, upgrade: bool, force_reinstall: str | None
-) -> list[str]:
-    """Installer flags; ``force_reinstall`` is the installer's own spelling of it, or None."""
+def _flags(options: InstallOptions, *, force_reinstall: str) -> list[str]:
+    """Installer flags; ``force_reinstall`` is the installer's own spelling of it."""
     return (
-        (["--upgrade"] if upgrade else [])
-        + ([force_reinstall] if force_reinstall else [])
-        + (["--no-deps"] if no_deps else [])
-        + (["--no-build-isolation"] if no_build_isolation else [])
+        (["--upgrade"] if options.upgrade else [])
+        + ([force_reinstall] if options.force_reinstall else [])
+        + (["--no-deps"] if options.no_deps else [])
+        + (["--no-build-isolation"] if options.no_build_isolation else [])
     )
 
 
@@ -183,21 +190,12 @@ class PipInstaller(Installer):
         self,
         env: TargetEnv,
         requirements: Sequence[str],
-        *,
-        index_url: str | None = None,
-        extra_index_urls: Sequence[str] = (),
-        constraints: Sequence[str] = (),
-        no_deps: bool = False,
-        no_build_isolation: bool = False,
-        upgrade: bool = False,
-        force_reinstall: bool = False,
-        find_links: Sequence[str] = (),
+        options: InstallOptions = NO_OPTIONS,
     ) -> list[list[str]]:
-        files = [str(constraints_file(constraints))] if constraints else []
+        files = [str(constraints_file(options.constraints))] if options.constraints else []
         args = [str(env.python), "-m", "pip", "install"]
-        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade,
-                       force_reinstall="--force-reinstall" if force_reinstall else None)
-        args += _source_options(index_url, extra_index_urls, find_links, files)
+        args += _flags(options, force_reinstall="--force-reinstall")
+        args += _source_options(options.index_url, options.extra_index_urls, options.find_links, files)
         # An env uv made has no pip: the interpreter's own ensurepip puts it in, offline.
         lacks_pip = env.exists() and not env.has_pip()
         seed = [[str(env.python), "-m", "ensurepip", "--default-pip"]] if lacks_pip else []
@@ -213,8 +211,8 @@ def pip_prints_raw_progress(env: TargetEnv) -> bool:
     """Whether the env's pip has ``--progress-bar raw`` (read from its source: no subprocess)."""
     for site in (*env.path.glob("lib/python*/site-packages"), env.path / "Lib" / "site-packages"):
         try:
-            text = (site / "pip" / "_internal" / "cli" / "progress_bars.py").read_text(encoding="utf-8")
-        except OSError:
+            text = read_input(site / "pip" / "_internal" / "cli" / "progress_bars.py")
+        except UnreadableInput:
             continue
         return "_raw_progress_bar" in text
     return False
@@ -277,26 +275,18 @@ class UvInstaller(Installer):
         self,
         env: TargetEnv,
         requirements: Sequence[str],
-        *,
-        index_url: str | None = None,
-        extra_index_urls: Sequence[str] = (),
-        constraints: Sequence[str] = (),
-        no_deps: bool = False,
-        no_build_isolation: bool = False,
-        upgrade: bool = False,
-        force_reinstall: bool = False,
-        find_links: Sequence[str] = (),
+        options: InstallOptions = NO_OPTIONS,
     ) -> list[list[str]]:
         pip = self.sources(env)
-        index = index_url or pip.index_url
-        extras = _unique([*pip.extra_index_urls, *extra_index_urls])
-        files = [*pip.constraints, *([str(constraints_file(constraints))] if constraints else [])]
+        index = options.index_url or pip.index_url
+        extras = _unique([*pip.extra_index_urls, *options.extra_index_urls])
+        ours = [str(constraints_file(options.constraints))] if options.constraints else []
+        files = [*pip.constraints, *ours]
         args = [str(self.uv), "pip", "install", "--python", str(env.python)]
-        args += _flags(no_deps=no_deps, no_build_isolation=no_build_isolation, upgrade=upgrade,
-                       force_reinstall="--reinstall" if force_reinstall else None)
+        args += _flags(options, force_reinstall="--reinstall")
         if pip.no_index:
             args.append("--no-index")
-        args += _source_options(index, extras, [*pip.find_links, *find_links], files)
+        args += _source_options(index, extras, [*pip.find_links, *options.find_links], files)
         if extras and not pip.no_index:
             # uv takes each package from the first index that has it; pip takes the best
             # version from all of them.

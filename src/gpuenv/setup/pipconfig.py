@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuenv.errors import InputError
+from gpuenv.inputs import UnreadableInput, read_input
 
 _BASENAME = "pip.ini" if sys.platform == "win32" else "pip.conf"
 
@@ -88,12 +89,14 @@ def pip_config(prefix: Path | None = None, environ: Mapping[str, str] | None = N
     environ = os.environ if environ is None else environ
     items: dict[str, str] = {}
     for path in config_files(Path(sys.prefix) if prefix is None else prefix, environ):
-        if not path.is_file():
+        # ConfigParser.read, which pip uses, skips a file it cannot open.
+        if not (path.is_file() and os.access(path, os.R_OK)):
             continue
         parser = configparser.RawConfigParser()
         try:
-            parser.read(path, encoding=locale.getpreferredencoding(False))
-        except (configparser.Error, UnicodeDecodeError) as exc:
+            text = read_input(path, encoding=locale.getpreferredencoding(False), universal_newlines=True)
+            parser.read_string(text, source=str(path))
+        except (UnreadableInput, configparser.Error) as exc:
             raise InputError(f"pip's configuration file {path} cannot be read: {exc}",
                              hint="pip refuses it too ('pip config list'): fix or remove it") from None
         for section in parser.sections():

@@ -34,7 +34,7 @@ from gpuenv.plan.envplan import Plan
 from gpuenv.plan.recipe import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import SubprocessRunner
-from gpuenv.setup.installer import choose_installer, preflight
+from gpuenv.setup.installer import InstallOptions, choose_installer, preflight
 from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.setup.targetenv import BrokenTorchError, TargetEnv, TorchInfo
@@ -129,8 +129,8 @@ def _base_describe(ctx: Context) -> list[str]:
             if current is not None and keep and not ctx.plan.torch_packages:
                 return [f"# torch {current.version} already installed"]
     lines = ["# torch does not import: reinstall it"] if force else []
-    return lines + [shlex.join(c) for c in ctx.installer.commands(
-        env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url, force_reinstall=force)]
+    options = InstallOptions(index_url=ctx.plan.index_url, force_reinstall=force)
+    return lines + [shlex.join(c) for c in ctx.installer.commands(env, _base_requirements(ctx.plan), options)]
 
 
 def _python_placeholder(ctx: Context) -> TargetEnv:
@@ -162,13 +162,13 @@ def _base_run(ctx: Context) -> str:
             # reinstall it (and what it depends on) over them instead of trusting pip's record.
             ctx.reporter.done(f"torch in {ctx.options.venv} does not import ({_last_line(exc.tail)}); "
                               "reinstalling it")
-            ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url,
-                                  force_reinstall=True)
+            ctx.installer.install(env, _base_requirements(ctx.plan),
+                                  InstallOptions(index_url=ctx.plan.index_url, force_reinstall=True))
             return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
         return f"torch {current.version} already installed"
-    ctx.installer.install(env, _base_requirements(ctx.plan), index_url=ctx.plan.index_url)
+    ctx.installer.install(env, _base_requirements(ctx.plan), InstallOptions(index_url=ctx.plan.index_url))
     return _base_landed(ctx)
 
 
@@ -209,24 +209,25 @@ def _package_args(packages: tuple[str, ...]) -> list[str]:
     return args
 
 
-def _packages_options(ctx: Context) -> dict[str, Any]:
+def _packages_options(ctx: Context, torch_requirement: str) -> InstallOptions:
     sources = ctx.plan.package_sources
     # A requirements file's --index-url adds to where packages come from: it must not hide the
     # sources the installer is configured with (nor torch's index).
     extra = [u for u in (sources.index_url, *sources.extra_index_urls) if u]
-    return {"extra_index_urls": extra, "find_links": list(sources.find_links)}
+    return InstallOptions(extra_index_urls=extra, find_links=sources.find_links,
+                          constraints=[torch_requirement])
 
 
 def _packages_describe(ctx: Context) -> list[str]:
     return [shlex.join(c) for c in ctx.installer.commands(
         _python_placeholder(ctx), _package_args(ctx.plan.packages),
-        constraints=["torch==<installed version>"], **_packages_options(ctx))]
+        _packages_options(ctx, "torch==<installed version>"))]
 
 
 def _packages_run(ctx: Context) -> str:
     assert ctx.torch is not None
     ctx.installer.install(ctx.target, _package_args(ctx.plan.packages),
-                          constraints=[ctx.torch.requirement], **_packages_options(ctx))
+                          _packages_options(ctx, ctx.torch.requirement))
     return f"installed {', '.join(ctx.plan.packages)}"
 
 
@@ -240,8 +241,11 @@ def _repo_describe(ctx: Context) -> list[str]:
     lines = [] if repo.isolation else [f"# install the build requirements of {repo.path} (torch untouched)"]
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _repo_build_env(ctx.plan).items())
     return lines + [(env + " " if env else "") + shlex.join(c) for c in ctx.installer.commands(
-        _python_placeholder(ctx), _repo_args(repo), constraints=["torch==<installed version>"],
-        no_build_isolation=not repo.isolation)]
+        _python_placeholder(ctx), _repo_args(repo), _repo_options(repo, "torch==<installed version>"))]
+
+
+def _repo_options(repo: RepoSpec, torch_requirement: str) -> InstallOptions:
+    return InstallOptions(constraints=[torch_requirement], no_build_isolation=not repo.isolation)
 
 
 def _repo_build_env(plan: Plan) -> dict[str, str]:
@@ -266,8 +270,7 @@ def _repo_run(ctx: Context) -> str:
 
         install_build_requirements(ctx.target, read_build_system(repo.path).requires, installer=installer,
                                    runner=runner)
-    installer.install(ctx.target, _repo_args(repo), constraints=[torch.requirement],
-                      no_build_isolation=not repo.isolation)
+    installer.install(ctx.target, _repo_args(repo), _repo_options(repo, torch.requirement))
     how = "editable" if repo.editable else "installed"
     return f"{repo.requirement} {how} (log: {log})"
 

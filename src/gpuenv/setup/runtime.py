@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import RUNTIME_OFF_SWITCH
 
 #: The file in site-packages; the leading underscore sorts it before most .pth files.
@@ -50,8 +51,8 @@ def write_runtime_env(site_packages: Path, env: Mapping[str, str]) -> Path:
 def read_runtime_env(site_packages: Path) -> dict[str, str] | None:
     """The variables the env's .pth sets, or None when there is none (or it is not gpuenv's)."""
     try:
-        text = (site_packages / RUNTIME_PTH).read_text(encoding="utf-8")
-    except OSError:
+        text = read_input(site_packages / RUNTIME_PTH)
+    except UnreadableInput:
         return None
     start, end = text.find("os.environ.update("), text.rfind(")")
     if start < 0 or end < start:

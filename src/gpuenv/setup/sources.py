@@ -33,6 +33,7 @@ from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.treemeta import tree_name, tree_version
 from gpuenv.runner import Runner
 from gpuenv.setup.targetenv import TargetEnv
@@ -251,11 +252,12 @@ def copy_tree(source: Path, target: Path) -> None:
 
 def _uses_vcs_versioning(tree: Path) -> bool:
     for config in ("pyproject.toml", "setup.py", "setup.cfg"):
-        file = tree / config
-        if file.is_file():
-            text = file.read_text(encoding="utf-8", errors="replace")
-            if any(plugin in text for plugin in _VCS_VERSIONING):
-                return True
+        try:
+            text = read_input(tree / config, errors="replace")
+        except UnreadableInput:
+            continue
+        if any(plugin in text for plugin in _VCS_VERSIONING):
+            return True
     return False
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from gpuenv.errors import CommandError, StepError
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import ANSWER_MARK, Runner
 
 _TORCH_FACTS = """
@@ -252,8 +253,8 @@ def installed_on_disk(venv: Path) -> dict[str, str] | None:
     """
     config = venv / "pyvenv.cfg"
     try:
-        settings = dict(line.partition("=")[::2] for line in config.read_text(encoding="utf-8").splitlines())
-    except (OSError, UnicodeDecodeError):
+        settings = dict(line.partition("=")[::2] for line in read_input(config).splitlines())
+    except UnreadableInput:
         return None
     keys = {k.strip().lower(): v.strip().lower() for k, v in settings.items()}
     if keys.get("include-system-site-packages") != "false":
@@ -270,7 +271,7 @@ def installed_on_disk(venv: Path) -> dict[str, str] | None:
         for directory in [site, *_pth_directories(site)]:
             for name, version in _metadata_in(directory):
                 found.setdefault(canonicalize_name(name), version)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnreadableInput):
         return None
     return found
 
@@ -279,7 +280,7 @@ def _pth_directories(site: Path) -> list[Path]:
     """The directories the ``.pth`` files in ``site`` add to sys.path (lines not starting with import)."""
     added: list[Path] = []
     for pth in sorted(site.glob("*.pth")):
-        for line in pth.read_text(encoding="utf-8").splitlines():
+        for line in read_input(pth).splitlines():
             line = line.strip()
             if not line or line.startswith("#") or line.startswith(("import ", "import\t")):
                 continue

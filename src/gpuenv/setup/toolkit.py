@@ -18,7 +18,7 @@ from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.setup.installer import Installer
+from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.steps import Context, Step
 from gpuenv.setup.targetenv import TargetEnv
 
@@ -90,7 +90,7 @@ def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
     def install(requirements: Sequence[str], target: Path) -> None:
         wanted = list(requirements)
         try:
-            for cmd in installer.commands(env, wanted, no_deps=True):
+            for cmd in installer.commands(env, wanted, InstallOptions(no_deps=True)):
                 head = cmd[: len(cmd) - len(wanted)]
                 installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
                                  extra_environ=installer.environ())

@@ -1,0 +1,53 @@
+"""The one reader of the files gpuenv is handed: what it refuses, and how it reads as ``open()`` does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gpuenv.inputs import UnreadableInput, read_input
+
+
+def test_a_missing_file_is_said_to_be_missing(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableInput) as info:
+        read_input(tmp_path / "absent.toml")
+    assert info.value.missing and info.value.problem == "no such file"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_or_a_directory_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    for path, kind in ((tmp_path / "fifo", "a FIFO"), (tmp_path, "a directory")):
+        with pytest.raises(UnreadableInput, match=f"not a regular file \\({kind}\\)") as info:
+            read_input(path)
+        assert not info.value.missing
+
+
+def test_text_is_utf8_unless_another_encoding_is_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "pip.conf"
+    path.write_bytes(b"[global]\n# caf\xe9\n")
+    with pytest.raises(UnreadableInput, match=r"not UTF-8 text \(byte 14\)"):
+        read_input(path)
+    with pytest.raises(UnreadableInput, match=r"not ascii text \(byte 14\)"):
+        read_input(path, encoding="ascii")
+    assert read_input(path, encoding="latin-1") == "[global]\n# caf\xe9\n"
+    assert read_input(path, errors="replace") == "[global]\n# caf\ufffd\n"
+
+
+def test_universal_newlines_read_crlf_and_cr_as_lf_and_the_default_keeps_the_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    path.write_bytes(b"# a\r\n\r\nb\rc\n")
+    assert read_input(path) == "# a\r\n\r\nb\rc\n"
+    assert read_input(path, universal_newlines=True) == "# a\n\nb\nc\n"
+
+
+def test_a_file_over_the_limit_or_nested_too_deep_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"x" * 1025)
+    with pytest.raises(UnreadableInput, match="larger than"):
+        read_input(path, limit=1024)
+    path.write_text("a = " + "[" * 65 + "]" * 65 + "\n")
+    with pytest.raises(UnreadableInput, match="nested more than 64 levels deep"):
+        read_input(path)
