@@ -2,7 +2,7 @@
 
 The layers, lowest first (each package's ``__init__`` says the same):
 
-- the ground: ``errors``, ``runner``, ``inputs``, ``hints``, ``progress``;
+- the ground: ``errors``, ``runner``, ``inputs``, ``hints``, ``progress``, ``tomlwrite``;
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
 - ``probe``: what this machine has;
 - ``cache``: what outlives a setup;
@@ -24,7 +24,7 @@ import pytest
 import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
-GROUND = {"errors", "runner", "inputs", "hints", "progress", "__init__"}
+GROUND = {"errors", "runner", "inputs", "hints", "progress", "tomlwrite", "__init__"}
 FRONT_ENDS = {"cli", "render", "integrations", "doctor", "init", "export", "__main__"}
 LAYERS = ["ground", "plan", "probe", "cache", "setup", "front end"]
 

@@ -32,6 +32,7 @@ from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions
 from gpuenv.plan.recipe import Recipe
+from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -313,22 +314,6 @@ def _remove_stale_temps(path: Path) -> None:
                 temp.unlink()
 
 
-def _q(value: object) -> str:
-    """A TOML value: strings are JSON-quoted (valid TOML basic strings), lists inline."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_q(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_q(v)}" for k, v in value.items()) + " }" if value else "{}"
-    return json.dumps("" if value is None else str(value), ensure_ascii=False)
-
-
-def _key(key: str) -> str:
-    bare = key.replace("-", "").replace("_", "").isalnum()
-    return key if bare else json.dumps(key)
-
-
 def _render(envs: Mapping[str, LockedEnv]) -> str:
     lines = [
         "# gpuenv.lock: written by `gpuenv setup`. `gpuenv setup --locked` rebuilds exactly this;",
@@ -341,46 +326,47 @@ def _render(envs: Mapping[str, LockedEnv]) -> str:
 
 
 def _render_env(env: LockedEnv) -> list[str]:
-    prefix = f"envs.{_key(env.name)}"
+    prefix = f"envs.{toml_key(env.name)}"
     lines = [
         "",
         f"[{prefix}]",
-        f"recipe = {_q(env.recipe)}",
-        f"recipe-sha256 = {_q(env.recipe_sha256)}",
-        f"fingerprint = {_q(env.fingerprint)}",
+        f"recipe = {toml_value(env.recipe)}",
+        f"recipe-sha256 = {toml_value(env.recipe_sha256)}",
+        f"fingerprint = {toml_value(env.fingerprint)}",
         "# sha256 of this entry's content: an entry edited by hand is reported, not trusted",
-        f"digest = {_q(env.stored_digest if env.edited else env.digest)}",
+        f"digest = {toml_value(env.stored_digest if env.edited else env.digest)}",
         "# the plan's decisions",
-        f"variant = {_q(env.variant)}",
-        f"cuda = {_q(env.cuda)}",
-        f"index-url = {_q(env.index_url)}  # empty: the ordinary index",
-        f"torch-requirement = {_q(env.torch_requirement)}",
-        f"arch-list = {_q(env.arch_list)}",
-        f"toolkit = {_q(env.toolkit)}  # nvcc version the extensions were built with",
-        f"python = {_q(env.python_tag)}",
-        f"platform = {_q(env.platform)}",
+        f"variant = {toml_value(env.variant)}",
+        f"cuda = {toml_value(env.cuda)}",
+        f"index-url = {toml_value(env.index_url)}  # empty: the ordinary index",
+        f"torch-requirement = {toml_value(env.torch_requirement)}",
+        f"arch-list = {toml_value(env.arch_list)}",
+        f"toolkit = {toml_value(env.toolkit)}  # nvcc version the extensions were built with",
+        f"python = {toml_value(env.python_tag)}",
+        f"platform = {toml_value(env.platform)}",
         "",
         f"[{prefix}.torch]",
-        f"version = {_q(env.torch_version)}",
-        f"cuda = {_q(env.torch_cuda)}",
-        f"cxx11-abi = {_q(env.cxx11_abi)}",
+        f"version = {toml_value(env.torch_version)}",
+        f"cuda = {toml_value(env.torch_cuda)}",
+        f"cxx11-abi = {toml_value(env.cxx11_abi)}",
     ]
     for ext in env.extensions:
         lines += [
             "",
             f"[[{prefix}.extensions]]",
-            f"name = {_q(ext.name)}",
-            f"version = {_q(ext.version)}",
-            f"requirement = {_q(ext.requirement)}",
-            f"cache-key = {_q(ext.cache_key)}",
-            f"wheel = {_q(ext.wheel)}",
-            f"wheel-sha256 = {_q(ext.wheel_sha256)}",
-            f"source = {_q(ext.source)}",
-            f"arch-list = {_q(ext.arch_list)}",
-            f"knobs = {_q(dict(ext.knobs))}",
+            f"name = {toml_value(ext.name)}",
+            f"version = {toml_value(ext.version)}",
+            f"requirement = {toml_value(ext.requirement)}",
+            f"cache-key = {toml_value(ext.cache_key)}",
+            f"wheel = {toml_value(ext.wheel)}",
+            f"wheel-sha256 = {toml_value(ext.wheel_sha256)}",
+            f"source = {toml_value(ext.source)}",
+            f"arch-list = {toml_value(ext.arch_list)}",
+            f"knobs = {toml_value(dict(ext.knobs))}",
         ]
     lines += ["", f"[{prefix}.distributions]"]
-    lines += [f"{_key(name)} = {_q(version)}" for name, version in sorted(env.distributions.items())]
+    lines += [f"{toml_key(name)} = {toml_value(version)}"
+              for name, version in sorted(env.distributions.items())]
     return lines
 
 

@@ -34,11 +34,12 @@ from urllib.request import url2pathname
 from packaging.utils import canonicalize_name
 
 from gpuenv import __version__
-from gpuenv.cache.lock import LockedEnv, LockedExtension, _key, _q
+from gpuenv.cache.lock import LockedEnv, LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
 from gpuenv.runner import ANSWER_MARK, Runner
 from gpuenv.setup.targetenv import TargetEnv
+from gpuenv.tomlwrite import toml_key, toml_value
 
 PYLOCK_NAME = "pylock.toml"
 
@@ -268,22 +269,23 @@ def render_pylock(lock: Pylock) -> str:
         "# pylock.toml (PEP 751) of an environment set up by gpuenv: `gpuenv export pylock`.",
         "# Install it into a fresh env: uv pip install -r pylock.toml (or pip install -r, pip >= 25.1).",
         'lock-version = "1.0"',
-        f"created-by = {_q('gpuenv')}",
+        f"created-by = {toml_value('gpuenv')}",
     ]
     if lock.environment:
-        lines.append(f"environments = {_q([lock.environment])}")
+        lines.append(f"environments = {toml_value([lock.environment])}")
     for package in lock.packages:
-        lines += ["", "[[packages]]", f"name = {_q(package.name)}", f"version = {_q(package.version)}"]
+        lines += ["", "[[packages]]", f"name = {toml_value(package.name)}",
+                  f"version = {toml_value(package.version)}"]
         if package.requires_python:
-            lines.append(f"requires-python = {_q(package.requires_python)}")
+            lines.append(f"requires-python = {toml_value(package.requires_python)}")
         lines.append(_artifact_line(package.artifact))
         if package.tool:
             lines += ["", "[packages.tool.gpuenv]"]
-            lines += [f"{_key(k)} = {_q(v)}" for k, v in package.tool.items()]
+            lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in package.tool.items()]
     lines += ["", "[tool.gpuenv]"]
-    lines += [f"{_key(k)} = {_q(v)}" for k, v in lock.tool.items() if v is not None]
+    lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in lock.tool.items() if v is not None]
     if lock.unlocked:
-        lines.append(f"unlocked = {_q(list(lock.unlocked))}")
+        lines.append(f"unlocked = {toml_value(list(lock.unlocked))}")
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +303,7 @@ def _artifact_line(a: Artifact) -> str:
 
 
 def _inline(table: Mapping[str, Any]) -> str:
-    return _q({k: v for k, v in table.items() if v is not None})
+    return toml_value({k: v for k, v in table.items() if v is not None})
 
 
 def write_pylock(lock: Pylock, path: Path) -> None:

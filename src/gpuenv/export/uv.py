@@ -45,7 +45,6 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from gpuenv.cache.lock import _key, _q
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.buildplan import pinned_version
@@ -55,6 +54,7 @@ from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import Recipe
 from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
+from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -212,14 +212,14 @@ def configured_sources() -> PipSources:
 def render_tables(tables: Sequence[Table]) -> str:
     blocks = []
     for table in tables:
-        header = ".".join(_key(p) for p in table.path)
+        header = ".".join(toml_key(p) for p in table.path)
         header = f"[[{header}]]" if table.array_entry else f"[{header}]"
         blocks.append("\n".join([header, *(_line(k, v) for k, v in table.values.items())]))
     return "\n\n".join(blocks) + "\n"
 
 
 def _line(key: str, value: Any) -> str:
-    return f"{_key(key)} = {_q(value)}"
+    return f"{toml_key(key)} = {toml_value(value)}"
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
