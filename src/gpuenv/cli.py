@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -295,18 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     probe = _command(commands, "probe")
     probe.add_argument("--json", action="store_true", help="print the hardware as JSON")
     _add_cache_options(probe)  # the toolkits gpuenv provisioned are listed too
-    probe.set_defaults(func=_cmd_probe)
+    probe.set_defaults(command_key="probe")
 
     gpus = _command(commands, "gpus")
     gpus.add_argument("substring", nargs="?", default="", metavar="SUBSTRING",
                       help="list only the names that contain it (ignoring case, spaces and dashes)")
     gpus.add_argument("--json", action="store_true", help="print the list as JSON")
-    gpus.set_defaults(func=_cmd_gpus)
+    gpus.set_defaults(command_key="gpus")
 
     plan = _command(commands, "plan")
     _add_target_options(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.set_defaults(func=_cmd_plan)
+    plan.set_defaults(command_key="plan")
 
     setup = _command(commands, "setup")
     _add_target_options(setup)
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the commands setup would run, in order, and change nothing")
     setup.add_argument("--locked", action="store_true",
                        help="rebuild exactly what gpuenv.lock (next to the recipe) records")
-    setup.set_defaults(func=_cmd_setup)
+    setup.set_defaults(command_key="setup")
 
     doctor = _command(commands, "doctor")
     doctor.add_argument("--venv", type=venv_path, default=Path(".venv"),
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--gpu", metavar="NAME[,NAME]", help="check against these GPUs")
     group.add_argument("--arch", metavar="X.Y[,X.Y]", help="check against these compute capabilities")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    doctor.set_defaults(func=_cmd_doctor)
+    doctor.set_defaults(command_key="doctor")
 
     init = _command(commands, "init")
     init.add_argument("--pyproject", action="store_true",
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--extension", action="append", default=[], metavar="REQ",
                       help="an extension to build without isolation (repeatable)")
     init.add_argument("--name", default=None, help="the environment's name")
-    init.set_defaults(func=_cmd_init)
+    init.set_defaults(command_key="init")
 
     export = _command(commands, "export")
     export_commands = export.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=Path, metavar="PYPROJECT",
                            help="merge them into this pyproject.toml (default: ./pyproject.toml) instead of "
                                 "printing them")
-    export_uv.set_defaults(func=_cmd_export_uv)
+    export_uv.set_defaults(command_key="export uv")
     export_pylock = export_commands.add_parser(
         "pylock", help="a pylock.toml (PEP 751) of a set-up env",
         description="Writes a PEP 751 lock of the env: every distribution at its installed version with its "
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_pylock.add_argument("-o", "--output", type=Path, default=None,
                                help="write the lock here (e.g. pylock.toml) instead of printing it")
     _add_cache_options(export_pylock)
-    export_pylock.set_defaults(func=_cmd_export_pylock)
+    export_pylock.set_defaults(command_key="export pylock")
 
     cache = _command(commands, "cache")
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -383,14 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     cache_prune.add_argument("--json", action="store_true", help="print the removed entries as JSON")
     cache_export = _command(cache_commands, "export", "cache export")
     cache_export.add_argument("directory", type=Path, metavar="DIR", help="where the group directories go")
-    for sub, func in ((cache_path, _cmd_cache_path), (cache_list, _cmd_cache_list),
-                      (cache_prune, _cmd_cache_prune), (cache_export, _cmd_cache_export)):
+    for sub, key in ((cache_path, "cache path"), (cache_list, "cache list"),
+                     (cache_prune, "cache prune"), (cache_export, "cache export")):
         _add_cache_options(sub)
-        sub.set_defaults(func=func)
+        sub.set_defaults(command_key=key)
 
     completion = _command(commands, "completion")
     completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
-    completion.set_defaults(func=_cmd_completion)
+    completion.set_defaults(command_key="completion")
     return parser
 
 
@@ -703,6 +703,15 @@ def _print_error(exc: GpuenvError, args: argparse.Namespace | None = None) -> No
         print(f"{style('hint:', 'yellow')} {exc.hint}", file=sys.stderr)
 
 
+#: Each command's handler, by the key the parser gives it (``args.command_key``: "cache prune").
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "probe": _cmd_probe, "gpus": _cmd_gpus, "plan": _cmd_plan, "setup": _cmd_setup,
+    "doctor": _cmd_doctor, "init": _cmd_init, "export uv": _cmd_export_uv,
+    "export pylock": _cmd_export_pylock, "cache path": _cmd_cache_path, "cache list": _cmd_cache_list,
+    "cache prune": _cmd_cache_prune, "cache export": _cmd_cache_export, "completion": _cmd_completion,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:
@@ -712,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(HANDLERS[args.command_key](args))
     except GpuenvError as exc:
         _print_error(exc, args)
         return exc.exit_code
