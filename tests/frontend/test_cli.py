@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.cache.wheels import CacheKey, WheelCache
-from gpuenv.cli import HELP
+from gpuenv.cli_help import HELP
 from gpuenv.plan.hardware import Hardware
 from gpuenv.probe.machine import with_gpu_override
 
