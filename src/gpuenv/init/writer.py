@@ -25,8 +25,6 @@ loader) before the first file is written, so bad input writes nothing.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -34,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from gpuenv.errors import InputError, RecipeError
-from gpuenv.init.reposcan import RepoScan, scan_repo, torch_choice
+from gpuenv.init.recipetoml import RECIPE_HEADER, RecipeParts, recipe_parts, recipe_toml
+from gpuenv.init.reposcan import RepoScan, scan_repo
 from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE, gpuenv_origin
 from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
 
@@ -50,8 +47,6 @@ RECIPE_PATH = Path("envs") / "default.toml"
 README_HEADING = "## GPU environment"
 #: What .gitignore must hold so a 5 GB env and nox's envs stay out of git.
 GITIGNORE_LINES = (".venv/", ".nox/")
-#: The torch a recipe allows when the repository pins none.
-DEFAULT_TORCH = ">=2.1"
 
 
 def noxfile_text(origin: str) -> str:
@@ -203,7 +198,7 @@ def init_repo(
     origin = origin or gpuenv_origin()
     writes: list[_Write] = []
     skipped: list[Skipped] = []
-    parts = _recipe_parts(scan, name, torch_version, extensions)
+    parts = recipe_parts(scan, name, torch_version, extensions)
     recipe = _plan_recipe(root, parts, into_pyproject, writes, skipped)
     _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env",
                    f"import os\n\nimport nox\n\nGPUENV = os.environ.get({json.dumps(REQUIREMENT_VARIABLE)}, "
@@ -254,141 +249,14 @@ def _relative(path: Path, root: Path) -> str:
 # -- the recipe ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _RecipeParts:
-    """What the recipe holds, sorted from the repository and the command line."""
-
-    name: str | None = None
-    python: str | None = None
-    torch_version: str = DEFAULT_TORCH
-    cuda: str | None = None
-    torch_packages: tuple[str, ...] = ()
-    #: Requirements or paths, relative to the repository root ("./csrc/ext").
-    extensions: tuple[str, ...] = ()
-    requirement_files: tuple[str, ...] = ()
-    packages: tuple[str, ...] = ()
-    repo: bool = False
-    repo_extras: tuple[str, ...] = ()
-    #: Where a forced CUDA variant came from ("torch==2.0.1+cu118 in requirements.txt:2").
-    cuda_origin: str = ""
-
-
-def _recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
-                  extensions: Sequence[str]) -> _RecipeParts:
-    found_version, cuda = torch_choice(scan.torch, [f for f in scan.placed("torch") if f is not scan.torch])
-    paired: list[str] = []
-    for f in scan.placed("paired"):
-        text = _without_local_label(f.text)
-        if text not in paired and not any(_name(p) == _name(text) for p in paired):
-            paired.append(text)
-    exts = list(dict.fromkeys([*extensions, *(f.text for f in scan.placed("extension")),
-                               *(f.text for f in scan.placed("local-extension"))]))
-    from_files = {f.origin.split(":", 1)[0] for f in scan.findings if f.origin.split(":", 1)[0]
-                  in scan.requirement_files}
-    packages = [f.text for f in scan.placed("package")
-                if f.origin.split(":", 1)[0] not in from_files and not f.note.startswith("kept in")]
-    python = _python(scan)
-    return _RecipeParts(
-        name=name, python=python, torch_version=torch_version or found_version or DEFAULT_TORCH, cuda=cuda,
-        torch_packages=tuple(paired), extensions=tuple(exts), requirement_files=scan.requirement_files,
-        packages=tuple(dict.fromkeys(packages)), repo=scan.installable,
-        repo_extras=scan.selected_extras,
-        cuda_origin=next((f"{f.text} in {f.origin}" for f in scan.placed("torch") if "+" in f.text
-                          or f.text.startswith("cuda=")), ""),
-    )
-
-
-def _python(scan: RepoScan) -> str | None:
-    for f in scan.placed("python"):
-        text = f.text.strip()
-        if re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
-            return ".".join(text.split(".")[:2])
-        if text:
-            return text
-    return None
-
-
-def _name(text: str) -> str:
-    try:
-        return Requirement(text).name.lower()
-    except InvalidRequirement:
-        return text
-
-
-def _without_local_label(text: str) -> str:
-    """"torchvision==0.15.2+cu118" → "torchvision==0.15.2": the variant is the plan's choice."""
-    return re.sub(r"(==\s*[0-9][0-9.]*)\+[A-Za-z0-9.]+", r"\1", text)
-
-
-def recipe_toml(parts: _RecipeParts, *, table: str = "", to_root: str = ".") -> str:
-    """The recipe's TOML; ``table`` ("tool.gpuenv") prefixes every table, for a pyproject.toml.
-
-    ``to_root`` is the repository root relative to the recipe's directory ("..", ".").
-    """
-    prefix = f"{table}." if table else ""
-    lines = []
-    if parts.name is not None or parts.python is not None:
-        lines.append(f"[{prefix}env]")
-        if parts.name is not None:
-            lines.append(f"name = {_toml_string(parts.name)}")
-        if parts.python is not None:
-            lines.append(f"python = {_toml_string(parts.python)}  # the env's Python satisfies it")
-        lines.append("")
-    lines += [
-        f"[{prefix}torch]",
-        f"version = {_toml_string(parts.torch_version)}  # or a specifier: the newest that runs here",
-        f"cuda = {_toml_string(parts.cuda)}  # from {parts.cuda_origin}; \"auto\" lets gpuenv choose"
-        if parts.cuda else 'cuda = "auto"  # the CUDA build this machine\'s GPUs and driver run',
-    ]
-    if parts.torch_packages:
-        lines.append(f"packages = {_toml_list(parts.torch_packages)}  # unpinned: paired with torch")
-    for requirement in parts.extensions:
-        text = _from_root(requirement, to_root)
-        lines += ["", f"[[{prefix}extensions]]  # built without isolation, against this torch, for your GPUs",
-                  f"requirement = {_toml_string(text)}"]
-    if parts.repo:
-        lines += ["", f"[{prefix}repo]  # this repository itself, installed last, against the env's torch",
-                  f"path = {_toml_string(to_root)}", "editable = true"]
-        if parts.repo_extras:
-            lines.append(f"extras = {_toml_list(parts.repo_extras)}")
-    if parts.requirement_files or parts.packages:
-        lines += ["", f"[{prefix}packages]"]
-        if parts.requirement_files:
-            files = [_from_root("./" + f, to_root) for f in parts.requirement_files]
-            lines.append(f"requirements-files = {_toml_list(files)}  # read at every plan, minus torch and "
-                         "what the recipe builds itself")
-        if parts.packages:
-            lines.append(f"requirements = {_toml_list(parts.packages)}")
-    else:
-        lines += ["", f"# [{prefix}packages]", '# requirements = ["transformers>=4.40"]']
-    return "\n".join(lines) + "\n"
-
-
-def _from_root(requirement: str, to_root: str) -> str:
-    """A path relative to the repository root, made relative to the recipe (paths in a recipe are)."""
-    if not requirement.startswith(("./", "../")) and requirement not in (".", ".."):
-        return requirement
-    joined = os.path.normpath(os.path.join(to_root, requirement))
-    return joined if joined.startswith("..") or joined == "." else "./" + joined
-
-
-def _toml_string(text: str) -> str:
-    # A JSON string with ASCII escapes is a valid TOML basic string.
-    return json.dumps(text)
-
-
-def _toml_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join(_toml_string(i) for i in items) + "]"
-
-
 def _plan_recipe(
-    root: Path, parts: _RecipeParts, into_pyproject: bool, writes: list[_Write], skipped: list[Skipped],
+    root: Path, parts: RecipeParts, into_pyproject: bool, writes: list[_Write], skipped: list[Skipped],
 ) -> Path:
     if into_pyproject:
         return _plan_pyproject(root, parts, writes, skipped)
     path = root / RECIPE_PATH
     # Paths in a recipe are relative to its directory (envs/); init's are relative to the root.
-    text = _RECIPE_HEADER + recipe_toml(parts, to_root="..")
+    text = RECIPE_HEADER + recipe_toml(parts, to_root="..")
     _validate(tomllib.loads(text), path, None)
     if path.exists():
         skipped.append(Skipped(path, "it exists (gpuenv never overwrites a recipe)"))
@@ -409,15 +277,7 @@ def _has_gpuenv_table(pyproject: Path) -> bool:
     return isinstance(tool, dict) and "gpuenv" in tool
 
 
-_RECIPE_HEADER = """\
-# This repository's GPU environment, for gpuenv: `gpuenv plan` shows what it would
-# install on this machine, `nox -s gpu-env` (or `gpuenv setup`) sets it up in .venv.
-# Written by `gpuenv init` from what the repository declares; edit it freely.
-
-"""
-
-
-def _plan_pyproject(root: Path, parts: _RecipeParts, writes: list[_Write], skipped: list[Skipped]) -> Path:
+def _plan_pyproject(root: Path, parts: RecipeParts, writes: list[_Write], skipped: list[Skipped]) -> Path:
     path = root / "pyproject.toml"
     if not path.is_file():
         raise InputError(
