@@ -19,13 +19,13 @@ gpuenv that ran ``init`` came from (its install record: a checkout, a git URL,
 a version). The tasks file takes gpuenv's invoke collection in one line.
 
 Everything is rendered and validated (the recipe is parsed by the recipe
-loader) before the first file is written, so bad input writes nothing.
+loader) before the first file is written, so bad input writes nothing. The
+texts come from :mod:`gpuenv.init.recipetoml` and :mod:`gpuenv.init.templates`;
+this module decides what is written where, and what is left alone.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +35,15 @@ from typing import Any
 from gpuenv.errors import InputError, RecipeError
 from gpuenv.init.recipetoml import RECIPE_HEADER, RecipeParts, recipe_parts, recipe_toml
 from gpuenv.init.reposcan import RepoScan, scan_repo
-from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE, gpuenv_origin
+from gpuenv.init.templates import (
+    README_HEADING,
+    noxfile_addition,
+    noxfile_text,
+    readme_section,
+    tasks_snippet,
+    tasks_text,
+)
+from gpuenv.integrations import gpuenv_origin
 from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
 
 if sys.version_info >= (3, 11):
@@ -44,83 +52,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 RECIPE_PATH = Path("envs") / "default.toml"
-README_HEADING = "## GPU environment"
 #: What .gitignore must hold so a 5 GB env and nox's envs stay out of git.
 GITIGNORE_LINES = (".venv/", ".nox/")
-
-
-def noxfile_text(origin: str) -> str:
-    """The noxfile init writes: gpuenv's sessions, without importing gpuenv (nox -l works with nox alone)."""
-    return f'''\
-"""nox sessions: `nox -s gpu-env` sets up this repository's GPU environment with gpuenv.
-
-gpu-env, gpu-plan and gpu-doctor run `gpuenv setup`, `plan` and `doctor` with the
-arguments after `--` (e.g. `nox -s gpu-env -- --gpu H100`).
-"""
-
-from __future__ import annotations
-
-import os
-
-import nox
-
-# gpuenv is installed into each session, not next to nox: from ${REQUIREMENT_VARIABLE}
-# (a version, a git URL or a path), else from where `gpuenv init` ran from.
-GPUENV = os.environ.get("{REQUIREMENT_VARIABLE}", {json.dumps(origin)})
-
-
-{nox_snippet()}'''
-
-
-def nox_snippet() -> str:
-    return f'''\
-def _gpuenv_session(command: str):  # type: ignore[no-untyped-def]
-    def session(session: nox.Session) -> None:
-        session.install(GPUENV, "uv")  # uv: the installer gpuenv picks when it is there
-        session.run("python", "-m", "gpuenv", command, *session.posargs)
-
-    session.__doc__ = f"gpuenv {{command}} (arguments after -- go to it)"
-    return session
-
-
-for _name, _command in {json.dumps(NOX_SESSIONS)}.items():
-    nox.session(name=_name, default=False)(_gpuenv_session(_command))
-'''
-
-
-def tasks_text(origin: str) -> str:
-    """The tasks.py init writes: gpuenv's invoke collection (setup, plan, probe, doctor, cache)."""
-    return f'''\
-"""invoke tasks: `invoke setup` sets up this repository's GPU environment with gpuenv.
-
-Also plan, probe, doctor and cache; each task has every option its gpuenv command has
-(`invoke --help setup`).
-"""
-
-{tasks_snippet(origin)}'''
-
-
-def tasks_snippet(origin: str) -> str:
-    return f'''\
-try:
-    from gpuenv.integrations import invoke_collection
-except ImportError as exc:  # invoke runs in an interpreter without gpuenv
-    raise SystemExit("these tasks need gpuenv next to invoke: "
-                     {json.dumps("pip install " + shlex.quote(with_extra(origin, "frontends")))}) from exc
-
-namespace = invoke_collection()
-'''
-
-
-def with_extra(origin: str, extra: str) -> str:
-    """gpuenv from ``origin`` with an extra: "/src/gpuenv[frontends]", "gpuenv[frontends] @ URL"."""
-    if origin.startswith("gpuenv @ "):
-        return f"gpuenv[{extra}] @ " + origin.removeprefix("gpuenv @ ")
-    if origin.startswith("gpuenv=="):
-        return f"gpuenv[{extra}]==" + origin.removeprefix("gpuenv==")
-    if origin == "gpuenv":
-        return f"gpuenv[{extra}]"
-    return f"{origin}[{extra}]"
 
 
 @dataclass(frozen=True)
@@ -200,9 +133,8 @@ def init_repo(
     skipped: list[Skipped] = []
     parts = recipe_parts(scan, name, torch_version, extensions)
     recipe = _plan_recipe(root, parts, into_pyproject, writes, skipped)
-    _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env",
-                   f"import os\n\nimport nox\n\nGPUENV = os.environ.get({json.dumps(REQUIREMENT_VARIABLE)}, "
-                   f"{json.dumps(origin)})\n\n\n{nox_snippet()}", writes, skipped)
+    _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env", noxfile_addition(origin),
+                   writes, skipped)
     _plan_new_file(root / "tasks.py", tasks_text(origin), "invoke_collection", tasks_snippet(origin),
                    writes, skipped)
     _plan_readme(root, recipe.relative_to(root), origin, writes, skipped)
@@ -333,35 +265,6 @@ def _plan_new_file(
         skipped.append(Skipped(path, f"it exists and already mentions {marker!r}"))
         return
     skipped.append(Skipped(path, "it exists; add this by hand", snippet))
-
-
-def readme_section(recipe: Path, origin: str) -> str:
-    """The README section: what the recipe is and the commands that use it."""
-    where = f"the `[{PYPROJECT_TABLE}]` table of `pyproject.toml`" if recipe.name == "pyproject.toml" \
-        else f"`{recipe.as_posix()}`"
-    install = shlex.quote(with_extra(origin, "frontends"))
-    return f"""\
-{README_HEADING}
-
-The GPU environment of this repository is described by {where} and set up by
-gpuenv: it picks the PyTorch release and CUDA build for this machine's GPUs and
-driver, builds the CUDA extensions against that torch, and installs this
-repository itself last.
-
-```
-pip install {install}   # once: gpuenv, with nox and invoke
-gpuenv probe                      # what this machine has
-gpuenv plan                       # what setup would install here
-nox -s gpu-env                    # set up .venv (or: invoke setup, gpuenv setup)
-gpuenv doctor --venv .venv        # check that it runs on these GPUs
-```
-
-The nox sessions (gpu-env, gpu-plan, gpu-doctor) install gpuenv from
-`${REQUIREMENT_VARIABLE}` (default: `{origin}`; a version, a git URL or a path).
-Arguments after `--` go to gpuenv, e.g. `nox -s gpu-env -- --gpu H100` to build
-for a GPU this machine does not have. Kernels the code compiles when it runs
-(`torch.utils.cpp_extension.load`) get the same toolkit and GPU archs.
-"""
 
 
 def _plan_readme(root: Path, recipe: Path, origin: str, writes: list[_Write], skipped: list[Skipped]) -> None:
