@@ -25,7 +25,8 @@ import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
 GROUND = {"errors", "runner", "inputs", "hints", "progress", "tomlwrite", "__init__"}
-FRONT_ENDS = {"cli", "render", "integrations", "doctor", "init", "export", "__main__"}
+FRONT_ENDS = {"cli", "cli_help", "cli_parser", "render", "integrations", "doctor", "init", "export",
+              "__main__"}
 LAYERS = ["ground", "plan", "probe", "cache", "setup", "front end"]
 
 

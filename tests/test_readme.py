@@ -90,7 +90,8 @@ def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.Comp
 
 def help_examples() -> list[str]:
     """The examples every command's --help shows (the lines under "examples:"), comments dropped."""
-    from gpuenv.cli import HELP, main
+    from gpuenv.cli import main
+    from gpuenv.cli_help import HELP
 
     examples = []
     for command in sorted(HELP):

@@ -1,6 +1,7 @@
-"""The ``gpuenv`` command: argument parsing and one error boundary, nothing else.
+"""The ``gpuenv`` command: a handler per command and one error boundary, nothing else.
 
-Every command translates its arguments and calls the library. A
+:mod:`gpuenv.cli_parser` parses the arguments; every handler translates them
+and calls the library. A
 :class:`~gpuenv.errors.GpuenvError` becomes an ``error:`` line, an optional
 ``hint:`` line and its exit code; any other exception is a bug and keeps its
 traceback.
@@ -13,18 +14,16 @@ import json
 import os
 import shlex
 import sys
-import textwrap
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpuenv import __version__
+from gpuenv.cli_parser import TOOLKIT_ENV, build_parser
 from gpuenv.errors import EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
-from gpuenv.inputs import index_template, venv_path
+from gpuenv.inputs import index_template
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe
-from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE, Style, use_color
+from gpuenv.progress import QUIET, Style, use_color
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -33,366 +32,12 @@ if TYPE_CHECKING:
     from gpuenv.plan.buildplan import ToolkitPolicy
     from gpuenv.plan.planner import PlanOptions
 
-#: Environment variable holding a torch index template (same as --torch-index).
-TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
-#: Environment variable holding where nvcc comes from (same as --toolkit).
-TOOLKIT_ENV = "GPUENV_TOOLKIT"
-
-
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-r", "--recipe", type=Path, default=None,
-                        help="recipe file or pyproject.toml (default: envs/default.toml, "
-                             "else pyproject.toml's [tool.gpuenv])")
-    group = parser.add_argument_group("hardware (default: probe this machine)")
-    group.add_argument("--hardware", type=Path, metavar="FILE",
-                       help="plan from a 'gpuenv probe --json' file taken elsewhere")
-    group.add_argument("--gpu", metavar="NAME[,NAME]",
-                       help="plan for these GPUs instead of the probed ones (H100, A100, L4, 8xH100…)")
-    group.add_argument("--arch", metavar="X.Y[,X.Y]",
-                       help="plan for these compute capabilities instead of the probed GPUs")
-    parser.add_argument("--cuda", metavar="VERSION",
-                        help="force the torch variant: 12.1, cu121 or cpu (default: the recipe's, else auto)")
-    parser.add_argument("--torch-index", metavar="TEMPLATE",
-                        default=os.environ.get(TORCH_INDEX_ENV) or None,
-                        help="index URL template for torch, {variant} is replaced (e.g. a mirror); "
-                             f"'config' uses the installer's own configuration; env: {TORCH_INDEX_ENV}")
-    parser.add_argument("--toolkit", metavar="auto|system|pypi|PATH",
-                        help="where nvcc comes from: auto (a matching toolkit on disk, else CUDA 13.x "
-                             "from PyPI into the toolkit cache), system (never download), pypi, "
-                             "or a toolkit root "
-                             f"(default: the recipe's torch.toolkit, else auto); env: {TOOLKIT_ENV}")
-    _add_cache_options(parser)
-    parser.add_argument("--no-cache", action="store_true", help="neither use nor fill the wheel cache")
-
-
-def _add_cache_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="the wheel cache (default: $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels); "
-                             "a shared directory works for a whole cluster")
-
 
 def _cache_dir(args: argparse.Namespace) -> Path:
     from gpuenv.cache.wheels import default_cache_dir
 
     given = getattr(args, "cache_dir", None)  # not every command has --cache-dir; the probe reads the cache
     return Path(given) if given is not None else default_cache_dir()
-
-
-@dataclass(frozen=True)
-class _Help:
-    """A command's help: the line in the command list, a paragraph, its files, runnable examples."""
-
-    summary: str
-    description: str
-    reads: str
-    writes: str
-    #: "command  # what it shows": tests/test_readme.py runs every one of them.
-    examples: tuple[str, ...]
-
-    def epilog(self) -> str:
-        width = max(len(e.partition("  #")[0].strip()) for e in self.examples)
-        lines = ["files:", _wrap(self.reads, "  reads   "), _wrap(self.writes, "  writes  "), "", "examples:"]
-        for example in self.examples:
-            command, _, comment = example.partition("  #")
-            line = f"  {command.strip():<{width}}" + (f"  # {comment.strip()}" if comment else "")
-            lines.append(line.rstrip())
-        return "\n".join(lines)
-
-
-def _wrap(text: str, first: str = "") -> str:
-    return textwrap.fill(text, width=79, initial_indent=first, subsequent_indent=" " * len(first),
-                         break_on_hyphens=False)
-
-
-_RECIPE_FILES = "the recipe (-r FILE, else envs/default.toml, else pyproject.toml's [tool.gpuenv])"
-_CACHE_FILES = "the wheel cache (--cache-dir, else $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels)"
-
-HELP: dict[str, _Help] = {
-    "probe": _Help(
-        "what this machine has: driver, GPUs, toolkits, CPUs, memory",
-        "Asks NVML for the driver, the CUDA version it supports and each GPU (name, compute capability, "
-        "memory), and looks for CUDA toolkits in CUDA_HOME, CUDA_PATH, every nvcc on PATH and "
-        "/usr/local/cuda*. No driver is a normal answer: no GPUs, exit 0. The JSON is what "
-        "'--hardware FILE' reads back, to plan for this machine from another one.",
-        "NVML (libnvidia-ml.so.1), the CUDA toolkits on disk, /proc/meminfo",
-        "nothing (--json > FILE saves it)",
-        ("gpuenv probe", "gpuenv probe --json > node.json  # to plan elsewhere: --hardware node.json"),
-    ),
-    "gpus": _Help(
-        "the GPU names --gpu accepts, with their compute capability",
-        "Lists the GPU models gpuenv knows by name, with compute capability and memory: the names "
-        "'--gpu' accepts (with a count: 8xH100). Names match ignoring case, spaces, dashes and a "
-        "leading NVIDIA, Tesla or GeForce; SUBSTRING filters the list the same way. A GPU not listed "
-        "is planned for by its compute capability: --arch X.Y.",
-        "the GPU table inside the package (gpuenv/plan/data/gpus.toml)",
-        "nothing",
-        ("gpuenv gpus", "gpuenv gpus rtx  # only names containing 'rtx'", "gpuenv gpus h100 --json"),
-    ),
-    "plan": _Help(
-        "what setup would do for a recipe on this (or another) machine",
-        "Shows what 'gpuenv setup' would do, without doing it: the torch variant and why, the index "
-        "torch comes from, the arch list, the toolkit, the environment each extension is built with, "
-        "which extensions the wheel cache already holds, and every skip with its reason. It runs no "
-        "subprocess and needs no network and no GPU; --gpu, --arch or --hardware plan for other machines.",
-        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache",
-        "nothing",
-        ("gpuenv plan", "gpuenv plan -r envs/llm.toml --gpu H100  # for a GPU this node does not have",
-         "gpuenv plan --arch 8.0,9.0 --json"),
-    ),
-    "setup": _Help(
-        "create the environment: torch, then the extensions built for your GPUs",
-        "Creates (or reuses) the virtual environment, installs torch from the planned index and checks "
-        "that the planned build landed, then builds each extension without build isolation in that "
-        "env, against that torch, for exactly the planned archs (through the wheel cache), installs "
-        "the recipe's packages, verifies the imports and writes the lock file. Every step shows live "
-        "progress; -v streams the installers' and compilers' output, -q prints only the final line. "
-        "Run it again after a failure: what is done is kept.",
-        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration; {_CACHE_FILES}",
-        "the env (--venv, default .venv) and VENV/gpuenv-state.json; logs in VENV/.gpuenv/logs "
-        "(setup.log, NAME.log per extension; --work-dir moves them); the wheel cache; gpuenv.lock",
-        ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100",
-         "gpuenv setup --dry-run  # the commands it would run; changes nothing"),
-    ),
-    "doctor": _Help(
-        "check that an env really runs on this machine's GPUs",
-        "Checks an existing environment (made by gpuenv or not) against this machine's GPUs, or the "
-        "ones --gpu/--arch/--hardware name: the driver, each GPU, torch's build and whether its "
-        "wheel holds code for every GPU, torch.cuda.is_available(), the toolkit that would build "
-        "extensions, and each extension of the recipe or lock (imports, archs of its .so files, "
-        "built against the torch installed). Each check says ok, warn, fail or skip (with the reason), "
-        "and a fix where one is known. Exit 0 when nothing fails, 1 otherwise.",
-        f"the env (--venv, default .venv); {_RECIPE_FILES} and gpuenv.lock, if any; NVML",
-        "nothing",
-        ("gpuenv doctor", "gpuenv doctor --gpu H100 --json  # an env for GPUs this node does not have",
-         "gpuenv doctor -q  # only what is not ok, and the summary"),
-    ),
-    "init": _Help(
-        "add gpuenv to this repository, from what it already declares",
-        "Reads what the repository in the current directory declares (requirements files through -r, "
-        "pyproject.toml's dependencies, extras and requires-python, environment.yml, static setup.py / "
-        "setup.cfg requirements, .gitmodules, folders whose setup.py builds a CUDAExtension), prints "
-        "where each went with its file and line, and writes a recipe that refers to the repository's "
-        "own requirements files, a noxfile.py (gpu-env, gpu-plan, gpu-doctor), a tasks.py (gpuenv's "
-        "invoke tasks), a README section and .gitignore lines. It overwrites nothing: a file that "
-        "exists is skipped and named, with the lines to add by hand. Then 'nox -s gpu-env' sets the "
-        "repository's environment up.",
-        "requirements*.txt, pyproject.toml, environment.yml, setup.py, setup.cfg, .gitmodules, "
-        "local extension folders, README.md, noxfile.py and tasks.py if they exist",
-        "envs/default.toml (or [tool.gpuenv] appended to pyproject.toml), noxfile.py, tasks.py, "
-        "README.md, .gitignore (appended)",
-        ("gpuenv init", "gpuenv init --extension flash-attn==2.8.3.post2",
-         "gpuenv init --pyproject --torch '2.13.*'  # the recipe in pyproject.toml"),
-    ),
-    "cache": _Help(
-        "the wheel cache: list, prune, path",
-        "Every extension wheel gpuenv builds is kept under a key that captures its ABI (torch's "
-        "version and CUDA, the C++11 ABI, Python, platform, archs, nvcc, build knobs). These "
-        "commands show where it is, what it holds, and remove what is no longer needed.",
-        _CACHE_FILES,
-        "the cache (prune only)",
-        ("gpuenv cache list --json", "gpuenv cache prune --max-size 50G --dry-run"),
-    ),
-    "cache path": _Help(
-        "print where the cache is",
-        "Prints the wheel cache's directory: --cache-dir, else $GPUENV_CACHE_DIR, else "
-        "$XDG_CACHE_HOME/gpuenv/wheels or ~/.cache/gpuenv/wheels.",
-        "the environment variables above", "nothing",
-        ("gpuenv cache path", "gpuenv cache path --cache-dir shared-wheels"),
-    ),
-    "cache list": _Help(
-        "every cached wheel: key, size, age, last use",
-        "Lists every wheel in the cache: its key (first 12 hex digits), distribution and version, "
-        "the torch and CUDA it was built against, its archs, size, age and last use; then the total. "
-        "--json prints the same for scripts: path, total_bytes and one object per entry.",
-        _CACHE_FILES, "nothing",
-        ("gpuenv cache list", "gpuenv cache list --json"),
-    ),
-    "cache prune": _Help(
-        "remove wheels by age, last use or total size",
-        "Removes wheels built more than DAYS ago, not used since a date, and then the least recently "
-        "used until the cache fits in SIZE. An entry being built or installed is kept. --dry-run "
-        "lists what would go and removes nothing.",
-        _CACHE_FILES, "the cache (nothing with --dry-run)",
-        ("gpuenv cache prune --older-than 30 --dry-run", "gpuenv cache prune --unused-since 2026-09-01",
-         "gpuenv cache prune --max-size 50G  # least recently used first"),
-    ),
-    "export": _Help(
-        "hand the plan to uv, and a set-up env to PEP 751 installers",
-        "export uv prints the [tool.uv] settings that make 'uv sync' follow the plan (the torch index of "
-        "the variant, the extensions built against the runtime torch with their planned build variables); "
-        "export pylock writes a PEP 751 pylock.toml of a set-up env.",
-        _RECIPE_FILES + "; for pylock, the env and gpuenv.lock", "stdout, or the file named",
-        ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/llm.toml --gpu A100"),
-    ),
-    "export uv": _Help(
-        "the [tool.uv] settings for uv sync to follow the plan",
-        "Plans as 'gpuenv plan' does and prints the [tool.uv] settings that make 'uv sync' reproduce it: "
-        "the variant's index as an explicit index with torch and its paired packages sourced from it, the "
-        "extensions built without isolation against the runtime torch, each with its planned build "
-        "variables. Lines starting with '# note:' say what uv cannot be told. --write merges them into a "
-        "pyproject.toml, keeping everything else byte for byte.",
-        _RECIPE_FILES, "stdout, or pyproject.toml with --write",
-        ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/graph.toml --arch 8.0,9.0"),
-    ),
-    "cache export": _Help(
-        "the cached wheels as find-links directories, one per ABI group, for nodes without the cache",
-        "Lays the cache's wheels out as DIR/GROUP directories (torch build and archs, e.g. "
-        "torch-2.14.1-cu130-sm90), each with an index.html, so 'pip install --no-index --find-links "
-        "DIR/GROUP NAME' on a node without a shared file system installs the right build. 'gpuenv plan' "
-        "names the group a node needs.",
-        _CACHE_FILES, "DIR",
-        ("gpuenv cache export wheelhouse", "gpuenv cache export wheelhouse -q  # only the final line"),
-    ),
-    "completion": _Help(
-        "print the shell code that completes gpuenv's commands (bash, zsh, fish)",
-        "Prints the completion code for SHELL, generated from this command's parser by argcomplete: "
-        "commands, options and their choices complete with TAB. Load it from your shell's startup "
-        "file: eval \"$(gpuenv completion bash)\" in ~/.bashrc, eval \"$(gpuenv completion zsh)\" in "
-        "~/.zshrc (after compinit), gpuenv completion fish | source in ~/.config/fish/config.fish.",
-        "nothing", "nothing (print only)",
-        ("gpuenv completion bash", "gpuenv completion zsh", "gpuenv completion fish"),
-    ),
-}
-
-
-def _add_output_options(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
-    """-v/-q/--color on the main parser and on every command (``gpuenv -q setup`` = ``gpuenv setup -q``)."""
-    # A command's own defaults must not undo the main parser's: its options default to "unset".
-    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    group = parser.add_argument_group("output")
-    loudness = group.add_mutually_exclusive_group()
-    loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=VERBOSE,
-                          help="also stream the installers' and compilers' output", **default)
-    loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=QUIET,
-                          help="print only errors and the final line", **default)
-    group.add_argument("--color", choices=COLOR_CHOICES, metavar="WHEN",
-                       help="colour: auto (default: on a terminal, unless NO_COLOR is set), always, never",
-                       **default)
-    if top:
-        parser.set_defaults(verbosity=NORMAL, color="auto")
-
-
-def _command(commands: Any, name: str, key: str | None = None) -> argparse.ArgumentParser:
-    """A subcommand with its help from :data:`HELP` and the output options."""
-    entry = HELP[key or name]
-    parser: argparse.ArgumentParser = commands.add_parser(
-        name, help=entry.summary, description=_wrap(entry.description), epilog=entry.epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_output_options(parser)
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gpuenv",
-        description="PyTorch GPU environments that work: probe, plan, set up.",
-        epilog="'gpuenv COMMAND --help' describes a command, the files it reads and writes, with examples.",
-    )
-    parser.add_argument("--version", action="version", version=f"gpuenv {__version__}")
-    _add_output_options(parser, top=True)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    probe = _command(commands, "probe")
-    probe.add_argument("--json", action="store_true", help="print the hardware as JSON")
-    _add_cache_options(probe)  # the toolkits gpuenv provisioned are listed too
-    probe.set_defaults(func=_cmd_probe)
-
-    gpus = _command(commands, "gpus")
-    gpus.add_argument("substring", nargs="?", default="", metavar="SUBSTRING",
-                      help="list only the names that contain it (ignoring case, spaces and dashes)")
-    gpus.add_argument("--json", action="store_true", help="print the list as JSON")
-    gpus.set_defaults(func=_cmd_gpus)
-
-    plan = _command(commands, "plan")
-    _add_target_options(plan)
-    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.set_defaults(func=_cmd_plan)
-
-    setup = _command(commands, "setup")
-    _add_target_options(setup)
-    setup.add_argument("--venv", type=venv_path, default=Path(".venv"),
-                       help="the target virtual environment, created or reused (default: .venv)")
-    setup.add_argument("--installer", choices=("auto", "pip", "uv"), default="auto",
-                       help="what makes the target env and installs into it: uv, or pip; "
-                            "auto (default): uv if gpuenv's uv extra or a uv on PATH has it, else pip")
-    setup.add_argument("--work-dir", type=Path, default=None,
-                       help="where build logs, sources and wheels go (default: VENV/.gpuenv)")
-    setup.add_argument("--dry-run", action="store_true",
-                       help="print the commands setup would run, in order, and change nothing")
-    setup.add_argument("--locked", action="store_true",
-                       help="rebuild exactly what gpuenv.lock (next to the recipe) records")
-    setup.set_defaults(func=_cmd_setup)
-
-    doctor = _command(commands, "doctor")
-    doctor.add_argument("--venv", type=venv_path, default=Path(".venv"),
-                        help="the environment to check (default: .venv)")
-    doctor.add_argument("-r", "--recipe", type=Path, default=None,
-                        help="recipe whose extensions and lock to check (default: the project's, if any)")
-    group = doctor.add_argument_group("hardware (default: probe this machine)")
-    group.add_argument("--hardware", type=Path, metavar="FILE", help="a 'gpuenv probe --json' file")
-    group.add_argument("--gpu", metavar="NAME[,NAME]", help="check against these GPUs")
-    group.add_argument("--arch", metavar="X.Y[,X.Y]", help="check against these compute capabilities")
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    doctor.set_defaults(func=_cmd_doctor)
-
-    init = _command(commands, "init")
-    init.add_argument("--pyproject", action="store_true",
-                      help="put the recipe in pyproject.toml's [tool.gpuenv] instead of envs/default.toml")
-    init.add_argument("--torch", default=None, metavar="VERSION",
-                      help="torch version or specifier (default: the repository's pin, else >=2.1)")
-    init.add_argument("--extension", action="append", default=[], metavar="REQ",
-                      help="an extension to build without isolation (repeatable)")
-    init.add_argument("--name", default=None, help="the environment's name")
-    init.set_defaults(func=_cmd_init)
-
-    export = _command(commands, "export")
-    export_commands = export.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
-    export_uv = _command(export_commands, "uv", "export uv")
-    _add_target_options(export_uv)
-    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=Path, metavar="PYPROJECT",
-                           help="merge them into this pyproject.toml (default: ./pyproject.toml) instead of "
-                                "printing them")
-    export_uv.set_defaults(func=_cmd_export_uv)
-    export_pylock = export_commands.add_parser(
-        "pylock", help="a pylock.toml (PEP 751) of a set-up env",
-        description="Writes a PEP 751 lock of the env: every distribution at its installed version with its "
-                    "file and hash, each built extension as its cached wheel. Reads the env, gpuenv.lock and "
-                    "the wheel cache; writes pylock.toml with -o (else prints it). Example: "
-                    "gpuenv export pylock --venv .venv -o pylock.toml")
-    _add_output_options(export_pylock)
-    export_pylock.add_argument("--venv", type=Path, default=Path(".venv"), help="the env (default: .venv)")
-    export_pylock.add_argument("-r", "--recipe", type=Path, default=None,
-                               help="the recipe whose gpuenv.lock describes the env (default: the project's)")
-    export_pylock.add_argument("-o", "--output", type=Path, default=None,
-                               help="write the lock here (e.g. pylock.toml) instead of printing it")
-    _add_cache_options(export_pylock)
-    export_pylock.set_defaults(func=_cmd_export_pylock)
-
-    cache = _command(commands, "cache")
-    cache_commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    cache_path = _command(cache_commands, "path", "cache path")
-    cache_list = _command(cache_commands, "list", "cache list")
-    cache_list.add_argument("--json", action="store_true", help="print the entries as JSON")
-    cache_prune = _command(cache_commands, "prune", "cache prune")
-    cache_prune.add_argument("--older-than", type=float, metavar="DAYS", help="built more than DAYS ago")
-    cache_prune.add_argument("--unused-since", metavar="YYYY-MM-DD", help="not used since this date")
-    cache_prune.add_argument("--max-size", metavar="SIZE",
-                             help="keep the cache under SIZE (e.g. 20G, 500M): least recently used go first")
-    cache_prune.add_argument("--dry-run", action="store_true",
-                             help="list what would be removed; remove nothing")
-    cache_prune.add_argument("--json", action="store_true", help="print the removed entries as JSON")
-    cache_export = _command(cache_commands, "export", "cache export")
-    cache_export.add_argument("directory", type=Path, metavar="DIR", help="where the group directories go")
-    for sub, func in ((cache_path, _cmd_cache_path), (cache_list, _cmd_cache_list),
-                      (cache_prune, _cmd_cache_prune), (cache_export, _cmd_cache_export)):
-        _add_cache_options(sub)
-        sub.set_defaults(func=func)
-
-    completion = _command(commands, "completion")
-    completion.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
-    completion.set_defaults(func=_cmd_completion)
-    return parser
 
 
 def _toolkit_dir(args: argparse.Namespace) -> Path:
@@ -706,6 +351,15 @@ def _print_error(exc: GpuenvError, args: argparse.Namespace | None = None) -> No
         print(f"{style('hint:', 'yellow')} {exc.hint}", file=sys.stderr)
 
 
+#: Each command's handler, by the key the parser gives it (``args.command_key``: "cache prune").
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "probe": _cmd_probe, "gpus": _cmd_gpus, "plan": _cmd_plan, "setup": _cmd_setup,
+    "doctor": _cmd_doctor, "init": _cmd_init, "export uv": _cmd_export_uv,
+    "export pylock": _cmd_export_pylock, "cache path": _cmd_cache_path, "cache list": _cmd_cache_list,
+    "cache prune": _cmd_cache_prune, "cache export": _cmd_cache_export, "completion": _cmd_completion,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:
@@ -715,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(HANDLERS[args.command_key](args))
     except GpuenvError as exc:
         _print_error(exc, args)
         return exc.exit_code

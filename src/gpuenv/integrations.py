@@ -128,7 +128,7 @@ def invoke_collection(python: str | None = None) -> Any:
     """An invoke Collection with a task per gpuenv command, each with every option of the command."""
     from invoke.collection import Collection
 
-    from gpuenv.cli import build_parser
+    from gpuenv.cli_parser import build_parser
 
     parser = build_parser()
     commands, helps = _subparsers(parser), _subcommand_help(parser)
@@ -141,7 +141,7 @@ def invoke_collection(python: str | None = None) -> Any:
 
 def invoke_setup(c: Any, *, python: str | None = None, **options: Any) -> Any:
     """Run ``gpuenv setup`` from an invoke task (options by their names: cuda="12.1", dry_run=True)."""
-    from gpuenv.cli import build_parser
+    from gpuenv.cli_parser import build_parser
 
     parser = _subparsers(build_parser())["setup"]
     return c.run(shlex.join(setup_command(python or sys.executable, _argv(_params(parser), options))),
@@ -150,7 +150,7 @@ def invoke_setup(c: Any, *, python: str | None = None, **options: Any) -> Any:
 
 def setup_args(**options: Any) -> list[str]:
     """``gpuenv setup`` arguments for options by their names (``setup_args(cuda="12.1")``)."""
-    from gpuenv.cli import build_parser
+    from gpuenv.cli_parser import build_parser
 
     return _argv(_params(_subparsers(build_parser())["setup"]), options)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cli import build_parser
+from gpuenv.cli_parser import build_parser
 from gpuenv.errors import RecipeError
 from gpuenv.integrations import _params, _subparsers, gpuenv_origin, invoke_collection, setup_args
 from gpuenv.plan.planner import plan

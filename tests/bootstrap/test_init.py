@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import InputError, RecipeError
-from gpuenv.init.writer import README_HEADING, init_repo, init_text, noxfile_text, tasks_text
+from gpuenv.init.templates import README_HEADING, noxfile_text, tasks_text
+from gpuenv.init.writer import init_repo, init_text
 from gpuenv.plan.recipe import find_recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]

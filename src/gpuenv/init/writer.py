@@ -19,27 +19,32 @@ gpuenv that ran ``init`` came from (its install record: a checkout, a git URL,
 a version). The tasks file takes gpuenv's invoke collection in one line.
 
 Everything is rendered and validated (the recipe is parsed by the recipe
-loader) before the first file is written, so bad input writes nothing.
+loader) before the first file is written, so bad input writes nothing. The
+texts come from :mod:`gpuenv.init.recipetoml` and :mod:`gpuenv.init.templates`;
+this module decides what is written where, and what is left alone.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from gpuenv.errors import InputError, RecipeError
-from gpuenv.init.reposcan import RepoScan, scan_repo, torch_choice
+from gpuenv.init.recipetoml import RECIPE_HEADER, RecipeParts, recipe_parts, recipe_toml
+from gpuenv.init.reposcan import RepoScan, scan_repo
+from gpuenv.init.templates import (
+    README_HEADING,
+    noxfile_addition,
+    noxfile_text,
+    readme_section,
+    tasks_snippet,
+    tasks_text,
+)
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE, gpuenv_origin
+from gpuenv.integrations import gpuenv_origin
 from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
 
 if sys.version_info >= (3, 11):
@@ -48,85 +53,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 RECIPE_PATH = Path("envs") / "default.toml"
-README_HEADING = "## GPU environment"
 #: What .gitignore must hold so a 5 GB env and nox's envs stay out of git.
 GITIGNORE_LINES = (".venv/", ".nox/")
-#: The torch a recipe allows when the repository pins none.
-DEFAULT_TORCH = ">=2.1"
-
-
-def noxfile_text(origin: str) -> str:
-    """The noxfile init writes: gpuenv's sessions, without importing gpuenv (nox -l works with nox alone)."""
-    return f'''\
-"""nox sessions: `nox -s gpu-env` sets up this repository's GPU environment with gpuenv.
-
-gpu-env, gpu-plan and gpu-doctor run `gpuenv setup`, `plan` and `doctor` with the
-arguments after `--` (e.g. `nox -s gpu-env -- --gpu H100`).
-"""
-
-from __future__ import annotations
-
-import os
-
-import nox
-
-# gpuenv is installed into each session, not next to nox: from ${REQUIREMENT_VARIABLE}
-# (a version, a git URL or a path), else from where `gpuenv init` ran from.
-GPUENV = os.environ.get("{REQUIREMENT_VARIABLE}", {json.dumps(origin)})
-
-
-{nox_snippet()}'''
-
-
-def nox_snippet() -> str:
-    return f'''\
-def _gpuenv_session(command: str):  # type: ignore[no-untyped-def]
-    def session(session: nox.Session) -> None:
-        session.install(GPUENV, "uv")  # uv: the installer gpuenv picks when it is there
-        session.run("python", "-m", "gpuenv", command, *session.posargs)
-
-    session.__doc__ = f"gpuenv {{command}} (arguments after -- go to it)"
-    return session
-
-
-for _name, _command in {json.dumps(NOX_SESSIONS)}.items():
-    nox.session(name=_name, default=False)(_gpuenv_session(_command))
-'''
-
-
-def tasks_text(origin: str) -> str:
-    """The tasks.py init writes: gpuenv's invoke collection (setup, plan, probe, doctor, cache)."""
-    return f'''\
-"""invoke tasks: `invoke setup` sets up this repository's GPU environment with gpuenv.
-
-Also plan, probe, doctor and cache; each task has every option its gpuenv command has
-(`invoke --help setup`).
-"""
-
-{tasks_snippet(origin)}'''
-
-
-def tasks_snippet(origin: str) -> str:
-    return f'''\
-try:
-    from gpuenv.integrations import invoke_collection
-except ImportError as exc:  # invoke runs in an interpreter without gpuenv
-    raise SystemExit("these tasks need gpuenv next to invoke: "
-                     {json.dumps("pip install " + shlex.quote(with_extra(origin, "frontends")))}) from exc
-
-namespace = invoke_collection()
-'''
-
-
-def with_extra(origin: str, extra: str) -> str:
-    """gpuenv from ``origin`` with an extra: "/src/gpuenv[frontends]", "gpuenv[frontends] @ URL"."""
-    if origin.startswith("gpuenv @ "):
-        return f"gpuenv[{extra}] @ " + origin.removeprefix("gpuenv @ ")
-    if origin.startswith("gpuenv=="):
-        return f"gpuenv[{extra}]==" + origin.removeprefix("gpuenv==")
-    if origin == "gpuenv":
-        return f"gpuenv[{extra}]"
-    return f"{origin}[{extra}]"
 
 
 @dataclass(frozen=True)
@@ -204,11 +132,10 @@ def init_repo(
     origin = origin or gpuenv_origin()
     writes: list[_Write] = []
     skipped: list[Skipped] = []
-    parts = _recipe_parts(scan, name, torch_version, extensions)
+    parts = recipe_parts(scan, name, torch_version, extensions)
     recipe = _plan_recipe(root, parts, into_pyproject, writes, skipped)
-    _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env",
-                   f"import os\n\nimport nox\n\nGPUENV = os.environ.get({json.dumps(REQUIREMENT_VARIABLE)}, "
-                   f"{json.dumps(origin)})\n\n\n{nox_snippet()}", writes, skipped)
+    _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env", noxfile_addition(origin),
+                   writes, skipped)
     _plan_new_file(root / "tasks.py", tasks_text(origin), "invoke_collection", tasks_snippet(origin),
                    writes, skipped)
     _plan_readme(root, recipe.relative_to(root), origin, writes, skipped)
@@ -255,141 +182,14 @@ def _relative(path: Path, root: Path) -> str:
 # -- the recipe ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _RecipeParts:
-    """What the recipe holds, sorted from the repository and the command line."""
-
-    name: str | None = None
-    python: str | None = None
-    torch_version: str = DEFAULT_TORCH
-    cuda: str | None = None
-    torch_packages: tuple[str, ...] = ()
-    #: Requirements or paths, relative to the repository root ("./csrc/ext").
-    extensions: tuple[str, ...] = ()
-    requirement_files: tuple[str, ...] = ()
-    packages: tuple[str, ...] = ()
-    repo: bool = False
-    repo_extras: tuple[str, ...] = ()
-    #: Where a forced CUDA variant came from ("torch==2.0.1+cu118 in requirements.txt:2").
-    cuda_origin: str = ""
-
-
-def _recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
-                  extensions: Sequence[str]) -> _RecipeParts:
-    found_version, cuda = torch_choice(scan.torch, [f for f in scan.placed("torch") if f is not scan.torch])
-    paired: list[str] = []
-    for f in scan.placed("paired"):
-        text = _without_local_label(f.text)
-        if text not in paired and not any(_name(p) == _name(text) for p in paired):
-            paired.append(text)
-    exts = list(dict.fromkeys([*extensions, *(f.text for f in scan.placed("extension")),
-                               *(f.text for f in scan.placed("local-extension"))]))
-    from_files = {f.origin.split(":", 1)[0] for f in scan.findings if f.origin.split(":", 1)[0]
-                  in scan.requirement_files}
-    packages = [f.text for f in scan.placed("package")
-                if f.origin.split(":", 1)[0] not in from_files and not f.note.startswith("kept in")]
-    python = _python(scan)
-    return _RecipeParts(
-        name=name, python=python, torch_version=torch_version or found_version or DEFAULT_TORCH, cuda=cuda,
-        torch_packages=tuple(paired), extensions=tuple(exts), requirement_files=scan.requirement_files,
-        packages=tuple(dict.fromkeys(packages)), repo=scan.installable,
-        repo_extras=scan.selected_extras,
-        cuda_origin=next((f"{f.text} in {f.origin}" for f in scan.placed("torch") if "+" in f.text
-                          or f.text.startswith("cuda=")), ""),
-    )
-
-
-def _python(scan: RepoScan) -> str | None:
-    for f in scan.placed("python"):
-        text = f.text.strip()
-        if re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
-            return ".".join(text.split(".")[:2])
-        if text:
-            return text
-    return None
-
-
-def _name(text: str) -> str:
-    try:
-        return Requirement(text).name.lower()
-    except InvalidRequirement:
-        return text
-
-
-def _without_local_label(text: str) -> str:
-    """"torchvision==0.15.2+cu118" → "torchvision==0.15.2": the variant is the plan's choice."""
-    return re.sub(r"(==\s*[0-9][0-9.]*)\+[A-Za-z0-9.]+", r"\1", text)
-
-
-def recipe_toml(parts: _RecipeParts, *, table: str = "", to_root: str = ".") -> str:
-    """The recipe's TOML; ``table`` ("tool.gpuenv") prefixes every table, for a pyproject.toml.
-
-    ``to_root`` is the repository root relative to the recipe's directory ("..", ".").
-    """
-    prefix = f"{table}." if table else ""
-    lines = []
-    if parts.name is not None or parts.python is not None:
-        lines.append(f"[{prefix}env]")
-        if parts.name is not None:
-            lines.append(f"name = {_toml_string(parts.name)}")
-        if parts.python is not None:
-            lines.append(f"python = {_toml_string(parts.python)}  # the env's Python satisfies it")
-        lines.append("")
-    lines += [
-        f"[{prefix}torch]",
-        f"version = {_toml_string(parts.torch_version)}  # or a specifier: the newest that runs here",
-        f"cuda = {_toml_string(parts.cuda)}  # from {parts.cuda_origin}; \"auto\" lets gpuenv choose"
-        if parts.cuda else 'cuda = "auto"  # the CUDA build this machine\'s GPUs and driver run',
-    ]
-    if parts.torch_packages:
-        lines.append(f"packages = {_toml_list(parts.torch_packages)}  # unpinned: paired with torch")
-    for requirement in parts.extensions:
-        text = _from_root(requirement, to_root)
-        lines += ["", f"[[{prefix}extensions]]  # built without isolation, against this torch, for your GPUs",
-                  f"requirement = {_toml_string(text)}"]
-    if parts.repo:
-        lines += ["", f"[{prefix}repo]  # this repository itself, installed last, against the env's torch",
-                  f"path = {_toml_string(to_root)}", "editable = true"]
-        if parts.repo_extras:
-            lines.append(f"extras = {_toml_list(parts.repo_extras)}")
-    if parts.requirement_files or parts.packages:
-        lines += ["", f"[{prefix}packages]"]
-        if parts.requirement_files:
-            files = [_from_root("./" + f, to_root) for f in parts.requirement_files]
-            lines.append(f"requirements-files = {_toml_list(files)}  # read at every plan, minus torch and "
-                         "what the recipe builds itself")
-        if parts.packages:
-            lines.append(f"requirements = {_toml_list(parts.packages)}")
-    else:
-        lines += ["", f"# [{prefix}packages]", '# requirements = ["transformers>=4.40"]']
-    return "\n".join(lines) + "\n"
-
-
-def _from_root(requirement: str, to_root: str) -> str:
-    """A path relative to the repository root, made relative to the recipe (paths in a recipe are)."""
-    if not requirement.startswith(("./", "../")) and requirement not in (".", ".."):
-        return requirement
-    joined = os.path.normpath(os.path.join(to_root, requirement))
-    return joined if joined.startswith("..") or joined == "." else "./" + joined
-
-
-def _toml_string(text: str) -> str:
-    # A JSON string with ASCII escapes is a valid TOML basic string.
-    return json.dumps(text)
-
-
-def _toml_list(items: Sequence[str]) -> str:
-    return "[" + ", ".join(_toml_string(i) for i in items) + "]"
-
-
 def _plan_recipe(
-    root: Path, parts: _RecipeParts, into_pyproject: bool, writes: list[_Write], skipped: list[Skipped],
+    root: Path, parts: RecipeParts, into_pyproject: bool, writes: list[_Write], skipped: list[Skipped],
 ) -> Path:
     if into_pyproject:
         return _plan_pyproject(root, parts, writes, skipped)
     path = root / RECIPE_PATH
     # Paths in a recipe are relative to its directory (envs/); init's are relative to the root.
-    text = _RECIPE_HEADER + recipe_toml(parts, to_root="..")
+    text = RECIPE_HEADER + recipe_toml(parts, to_root="..")
     _validate(tomllib.loads(text), path, None)
     if path.exists():
         skipped.append(Skipped(path, "it exists (gpuenv never overwrites a recipe)"))
@@ -410,15 +210,7 @@ def _has_gpuenv_table(pyproject: Path) -> bool:
     return isinstance(tool, dict) and "gpuenv" in tool
 
 
-_RECIPE_HEADER = """\
-# This repository's GPU environment, for gpuenv: `gpuenv plan` shows what it would
-# install on this machine, `nox -s gpu-env` (or `gpuenv setup`) sets it up in .venv.
-# Written by `gpuenv init` from what the repository declares; edit it freely.
-
-"""
-
-
-def _plan_pyproject(root: Path, parts: _RecipeParts, writes: list[_Write], skipped: list[Skipped]) -> Path:
+def _plan_pyproject(root: Path, parts: RecipeParts, writes: list[_Write], skipped: list[Skipped]) -> Path:
     path = root / "pyproject.toml"
     if not path.is_file():
         raise InputError(
@@ -477,35 +269,6 @@ def _plan_new_file(
         skipped.append(Skipped(path, f"it exists and already mentions {marker!r}"))
         return
     skipped.append(Skipped(path, "it exists; add this by hand", snippet))
-
-
-def readme_section(recipe: Path, origin: str) -> str:
-    """The README section: what the recipe is and the commands that use it."""
-    where = f"the `[{PYPROJECT_TABLE}]` table of `pyproject.toml`" if recipe.name == "pyproject.toml" \
-        else f"`{recipe.as_posix()}`"
-    install = shlex.quote(with_extra(origin, "frontends"))
-    return f"""\
-{README_HEADING}
-
-The GPU environment of this repository is described by {where} and set up by
-gpuenv: it picks the PyTorch release and CUDA build for this machine's GPUs and
-driver, builds the CUDA extensions against that torch, and installs this
-repository itself last.
-
-```
-pip install {install}   # once: gpuenv, with nox and invoke
-gpuenv probe                      # what this machine has
-gpuenv plan                       # what setup would install here
-nox -s gpu-env                    # set up .venv (or: invoke setup, gpuenv setup)
-gpuenv doctor --venv .venv        # check that it runs on these GPUs
-```
-
-The nox sessions (gpu-env, gpu-plan, gpu-doctor) install gpuenv from
-`${REQUIREMENT_VARIABLE}` (default: `{origin}`; a version, a git URL or a path).
-Arguments after `--` go to gpuenv, e.g. `nox -s gpu-env -- --gpu H100` to build
-for a GPU this machine does not have. Kernels the code compiles when it runs
-(`torch.utils.cpp_extension.load`) get the same toolkit and GPU archs.
-"""
 
 
 def _plan_readme(root: Path, recipe: Path, origin: str, writes: list[_Write], skipped: list[Skipped]) -> None:

@@ -1,0 +1,184 @@
+"""Each command's help: the line in the command list, a paragraph, the files it reads and writes, and
+runnable examples (tests/test_readme.py runs every one); the parser shows them in ``--help``."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class _Help:
+    """A command's help: the line in the command list, a paragraph, its files, runnable examples."""
+
+    summary: str
+    description: str
+    reads: str
+    writes: str
+    #: "command  # what it shows": tests/test_readme.py runs every one of them.
+    examples: tuple[str, ...]
+
+    def epilog(self) -> str:
+        width = max(len(e.partition("  #")[0].strip()) for e in self.examples)
+        lines = ["files:", wrap(self.reads, "  reads   "), wrap(self.writes, "  writes  "), "", "examples:"]
+        for example in self.examples:
+            command, _, comment = example.partition("  #")
+            line = f"  {command.strip():<{width}}" + (f"  # {comment.strip()}" if comment else "")
+            lines.append(line.rstrip())
+        return "\n".join(lines)
+
+
+def wrap(text: str, first: str = "") -> str:
+    return textwrap.fill(text, width=79, initial_indent=first, subsequent_indent=" " * len(first),
+                         break_on_hyphens=False)
+
+
+_RECIPE_FILES = "the recipe (-r FILE, else envs/default.toml, else pyproject.toml's [tool.gpuenv])"
+_CACHE_FILES = "the wheel cache (--cache-dir, else $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels)"
+
+HELP: dict[str, _Help] = {
+    "probe": _Help(
+        "what this machine has: driver, GPUs, toolkits, CPUs, memory",
+        "Asks NVML for the driver, the CUDA version it supports and each GPU (name, compute capability, "
+        "memory), and looks for CUDA toolkits in CUDA_HOME, CUDA_PATH, every nvcc on PATH and "
+        "/usr/local/cuda*. No driver is a normal answer: no GPUs, exit 0. The JSON is what "
+        "'--hardware FILE' reads back, to plan for this machine from another one.",
+        "NVML (libnvidia-ml.so.1), the CUDA toolkits on disk, /proc/meminfo",
+        "nothing (--json > FILE saves it)",
+        ("gpuenv probe", "gpuenv probe --json > node.json  # to plan elsewhere: --hardware node.json"),
+    ),
+    "gpus": _Help(
+        "the GPU names --gpu accepts, with their compute capability",
+        "Lists the GPU models gpuenv knows by name, with compute capability and memory: the names "
+        "'--gpu' accepts (with a count: 8xH100). Names match ignoring case, spaces, dashes and a "
+        "leading NVIDIA, Tesla or GeForce; SUBSTRING filters the list the same way. A GPU not listed "
+        "is planned for by its compute capability: --arch X.Y.",
+        "the GPU table inside the package (gpuenv/plan/data/gpus.toml)",
+        "nothing",
+        ("gpuenv gpus", "gpuenv gpus rtx  # only names containing 'rtx'", "gpuenv gpus h100 --json"),
+    ),
+    "plan": _Help(
+        "what setup would do for a recipe on this (or another) machine",
+        "Shows what 'gpuenv setup' would do, without doing it: the torch variant and why, the index "
+        "torch comes from, the arch list, the toolkit, the environment each extension is built with, "
+        "which extensions the wheel cache already holds, and every skip with its reason. It runs no "
+        "subprocess and needs no network and no GPU; --gpu, --arch or --hardware plan for other machines.",
+        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache",
+        "nothing",
+        ("gpuenv plan", "gpuenv plan -r envs/llm.toml --gpu H100  # for a GPU this node does not have",
+         "gpuenv plan --arch 8.0,9.0 --json"),
+    ),
+    "setup": _Help(
+        "create the environment: torch, then the extensions built for your GPUs",
+        "Creates (or reuses) the virtual environment, installs torch from the planned index and checks "
+        "that the planned build landed, then builds each extension without build isolation in that "
+        "env, against that torch, for exactly the planned archs (through the wheel cache), installs "
+        "the recipe's packages, verifies the imports and writes the lock file. Every step shows live "
+        "progress; -v streams the installers' and compilers' output, -q prints only the final line. "
+        "Run it again after a failure: what is done is kept.",
+        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration; {_CACHE_FILES}",
+        "the env (--venv, default .venv) and VENV/gpuenv-state.json; logs in VENV/.gpuenv/logs "
+        "(setup.log, NAME.log per extension; --work-dir moves them); the wheel cache; gpuenv.lock",
+        ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100",
+         "gpuenv setup --dry-run  # the commands it would run; changes nothing"),
+    ),
+    "doctor": _Help(
+        "check that an env really runs on this machine's GPUs",
+        "Checks an existing environment (made by gpuenv or not) against this machine's GPUs, or the "
+        "ones --gpu/--arch/--hardware name: the driver, each GPU, torch's build and whether its "
+        "wheel holds code for every GPU, torch.cuda.is_available(), the toolkit that would build "
+        "extensions, and each extension of the recipe or lock (imports, archs of its .so files, "
+        "built against the torch installed). Each check says ok, warn, fail or skip (with the reason), "
+        "and a fix where one is known. Exit 0 when nothing fails, 1 otherwise.",
+        f"the env (--venv, default .venv); {_RECIPE_FILES} and gpuenv.lock, if any; NVML",
+        "nothing",
+        ("gpuenv doctor", "gpuenv doctor --gpu H100 --json  # an env for GPUs this node does not have",
+         "gpuenv doctor -q  # only what is not ok, and the summary"),
+    ),
+    "init": _Help(
+        "add gpuenv to this repository, from what it already declares",
+        "Reads what the repository in the current directory declares (requirements files through -r, "
+        "pyproject.toml's dependencies, extras and requires-python, environment.yml, static setup.py / "
+        "setup.cfg requirements, .gitmodules, folders whose setup.py builds a CUDAExtension), prints "
+        "where each went with its file and line, and writes a recipe that refers to the repository's "
+        "own requirements files, a noxfile.py (gpu-env, gpu-plan, gpu-doctor), a tasks.py (gpuenv's "
+        "invoke tasks), a README section and .gitignore lines. It overwrites nothing: a file that "
+        "exists is skipped and named, with the lines to add by hand. Then 'nox -s gpu-env' sets the "
+        "repository's environment up.",
+        "requirements*.txt, pyproject.toml, environment.yml, setup.py, setup.cfg, .gitmodules, "
+        "local extension folders, README.md, noxfile.py and tasks.py if they exist",
+        "envs/default.toml (or [tool.gpuenv] appended to pyproject.toml), noxfile.py, tasks.py, "
+        "README.md, .gitignore (appended)",
+        ("gpuenv init", "gpuenv init --extension flash-attn==2.8.3.post2",
+         "gpuenv init --pyproject --torch '2.13.*'  # the recipe in pyproject.toml"),
+    ),
+    "cache": _Help(
+        "the wheel cache: list, prune, path",
+        "Every extension wheel gpuenv builds is kept under a key that captures its ABI (torch's "
+        "version and CUDA, the C++11 ABI, Python, platform, archs, nvcc, build knobs). These "
+        "commands show where it is, what it holds, and remove what is no longer needed.",
+        _CACHE_FILES,
+        "the cache (prune only)",
+        ("gpuenv cache list --json", "gpuenv cache prune --max-size 50G --dry-run"),
+    ),
+    "cache path": _Help(
+        "print where the cache is",
+        "Prints the wheel cache's directory: --cache-dir, else $GPUENV_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/gpuenv/wheels or ~/.cache/gpuenv/wheels.",
+        "the environment variables above", "nothing",
+        ("gpuenv cache path", "gpuenv cache path --cache-dir shared-wheels"),
+    ),
+    "cache list": _Help(
+        "every cached wheel: key, size, age, last use",
+        "Lists every wheel in the cache: its key (first 12 hex digits), distribution and version, "
+        "the torch and CUDA it was built against, its archs, size, age and last use; then the total. "
+        "--json prints the same for scripts: path, total_bytes and one object per entry.",
+        _CACHE_FILES, "nothing",
+        ("gpuenv cache list", "gpuenv cache list --json"),
+    ),
+    "cache prune": _Help(
+        "remove wheels by age, last use or total size",
+        "Removes wheels built more than DAYS ago, not used since a date, and then the least recently "
+        "used until the cache fits in SIZE. An entry being built or installed is kept. --dry-run "
+        "lists what would go and removes nothing.",
+        _CACHE_FILES, "the cache (nothing with --dry-run)",
+        ("gpuenv cache prune --older-than 30 --dry-run", "gpuenv cache prune --unused-since 2026-09-01",
+         "gpuenv cache prune --max-size 50G  # least recently used first"),
+    ),
+    "export": _Help(
+        "hand the plan to uv, and a set-up env to PEP 751 installers",
+        "export uv prints the [tool.uv] settings that make 'uv sync' follow the plan (the torch index of "
+        "the variant, the extensions built against the runtime torch with their planned build variables); "
+        "export pylock writes a PEP 751 pylock.toml of a set-up env.",
+        _RECIPE_FILES + "; for pylock, the env and gpuenv.lock", "stdout, or the file named",
+        ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/llm.toml --gpu A100"),
+    ),
+    "export uv": _Help(
+        "the [tool.uv] settings for uv sync to follow the plan",
+        "Plans as 'gpuenv plan' does and prints the [tool.uv] settings that make 'uv sync' reproduce it: "
+        "the variant's index as an explicit index with torch and its paired packages sourced from it, the "
+        "extensions built without isolation against the runtime torch, each with its planned build "
+        "variables. Lines starting with '# note:' say what uv cannot be told. --write merges them into a "
+        "pyproject.toml, keeping everything else byte for byte.",
+        _RECIPE_FILES, "stdout, or pyproject.toml with --write",
+        ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/graph.toml --arch 8.0,9.0"),
+    ),
+    "cache export": _Help(
+        "the cached wheels as find-links directories, one per ABI group, for nodes without the cache",
+        "Lays the cache's wheels out as DIR/GROUP directories (torch build and archs, e.g. "
+        "torch-2.14.1-cu130-sm90), each with an index.html, so 'pip install --no-index --find-links "
+        "DIR/GROUP NAME' on a node without a shared file system installs the right build. 'gpuenv plan' "
+        "names the group a node needs.",
+        _CACHE_FILES, "DIR",
+        ("gpuenv cache export wheelhouse", "gpuenv cache export wheelhouse -q  # only the final line"),
+    ),
+    "completion": _Help(
+        "print the shell code that completes gpuenv's commands (bash, zsh, fish)",
+        "Prints the completion code for SHELL, generated from this command's parser by argcomplete: "
+        "commands, options and their choices complete with TAB. Load it from your shell's startup "
+        "file: eval \"$(gpuenv completion bash)\" in ~/.bashrc, eval \"$(gpuenv completion zsh)\" in "
+        "~/.zshrc (after compinit), gpuenv completion fish | source in ~/.config/fish/config.fish.",
+        "nothing", "nothing (print only)",
+        ("gpuenv completion bash", "gpuenv completion zsh", "gpuenv completion fish"),
+    ),
+}
