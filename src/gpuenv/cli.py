@@ -150,7 +150,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from gpuenv.cache.lock import lock_path_for, plan_locked, read_lock
+    from gpuenv.cache.lockfile import lock_path_for, plan_locked, read_lock
     from gpuenv.plan.planner import plan
     from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from gpuenv.cache.lock import LockedEnv, LockedExtension, LockedSource
+from gpuenv.cache.lockfile import LockedEnv, LockedExtension, LockedSource
 
 SDIST = "sha256:" + "ab" * 32
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lock import LockEditedError, plan_locked, read_lock, write_lock
+from gpuenv.cache.lockfile import LockEditedError, plan_locked, read_lock, write_lock
 from gpuenv.errors import InputError
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan

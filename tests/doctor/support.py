@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpuenv.cache.lock import LockedEnv, LockedExtension
+from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.runner import ANSWER_MARK
 from gpuenv.setup.targetenv import IMPORTING_MARK, TorchInfo

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lock import LockedEnv, lock_path_for, write_lock
+from gpuenv.cache.lockfile import LockedEnv, lock_path_for, write_lock
 from gpuenv.doctor import diagnosis
 from gpuenv.doctor.diagnosis import (
     diagnose,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lock import read_lock
+from gpuenv.cache.lockfile import read_lock
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.setup.sources import file_sha256
 from tests.e2e.support import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lock import lock_path_for, read_lock
+from gpuenv.cache.lockfile import lock_path_for, read_lock
 from gpuenv.cache.wheels import CacheEntry, WheelCache
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan

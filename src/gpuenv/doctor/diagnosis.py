@@ -24,7 +24,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from gpuenv.cache.lock import LockedEnv, lock_path_for, read_lock
+from gpuenv.cache.lockfile import LockedEnv, lock_path_for, read_lock
 from gpuenv.doctor.extensions import (
     ExtensionTarget,
     extension_checks,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from gpuenv.cache.lock import LockedEnv, LockedExtension
+from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.doctor.lock import torch_differs
 from gpuenv.doctor.report import Check, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuenv.cache.lock import LockedEnv
+from gpuenv.cache.lockfile import LockedEnv
 from gpuenv.doctor.report import Check
 from gpuenv.setup.targetenv import TorchInfo
 

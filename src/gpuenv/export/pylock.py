@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 from packaging.utils import canonicalize_name
 
 from gpuenv import __version__
-from gpuenv.cache.lock import LockedEnv, LockedExtension
+from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
 from gpuenv.runner import ANSWER_MARK, Runner

@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache.key import CacheKey, binary_knobs
-from gpuenv.cache.lock import LockedExtension
+from gpuenv.cache.lockfile import LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.runner import SubprocessRunner

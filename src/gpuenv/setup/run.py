@@ -27,7 +27,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from gpuenv.cache.key import binary_knobs
-from gpuenv.cache.lock import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
+from gpuenv.cache.lockfile import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpuenv.cache.lock import LockedEnv, LockedExtension
+from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
