@@ -7,7 +7,8 @@ The layers, lowest first (each package's ``__init__`` says the same):
 - ``probe``: what this machine has;
 - ``cache``: what outlives a setup;
 - ``setup``: making the env;
-- the front ends: ``cli``, ``render``, ``integrations``, ``doctor``, ``init``, ``export``.
+- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``), ``render``, ``integrations``,
+  ``doctor``, ``init``, ``export``.
 
 Every import counts, those inside functions too: a deferred import still
 ties the layers together.
