@@ -39,6 +39,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (about 75 min on 2 cores; args after -- go to benchmarks/run.py: --only arch)."""
+    """Run the benchmarks (about 95 min on 2 cores; args after -- go to benchmarks/run.py: --only arch)."""
     session.install("-e", str(ROOT))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
