@@ -38,7 +38,7 @@ from gpuenv.doctor.lock import lock_check
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, report_text
 from gpuenv.doctor.toolkit import runtime_check, toolkit_check
-from gpuenv.doctor.torch import cuda_available_check, torch_code, torch_driver_check, torch_kernels_check
+from gpuenv.doctor.torchwheel import cuda_available_check, torch_code, torch_driver_check, torch_kernels_check
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.binaries import CudaCode, find_cuobjdump

@@ -36,7 +36,7 @@ from gpuenv.doctor.lock import lock_check
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report
 from gpuenv.doctor.toolkit import built_with_check, runtime_check, toolkit_check
-from gpuenv.doctor.torch import torch_checks, torch_of
+from gpuenv.doctor.torchwheel import torch_checks, torch_of
 from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Hardware
