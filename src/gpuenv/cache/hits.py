@@ -10,8 +10,9 @@ from __future__ import annotations
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.cache.entry import CacheEntry
 from gpuenv.cache.key import binary_knobs
-from gpuenv.cache.wheels import CacheEntry, WheelCache
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit

@@ -28,8 +28,9 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.cache.entry import CacheEntry
 from gpuenv.cache.key import CacheKey
-from gpuenv.cache.wheels import CacheEntry, WheelCache
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import group_name

@@ -54,12 +54,13 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from gpuenv import __version__
+from gpuenv.cache.entry import CacheEntry, LookupResult
 from gpuenv.cache.files import (
     copy_synced,
     fsync_dir,
@@ -69,7 +70,7 @@ from gpuenv.cache.files import (
     touch,
     write_synced,
 )
-from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, archs, differing_fields, key_differences, short_sha
+from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, differing_fields, key_differences, short_sha
 from gpuenv.cache.locking import (
     READ_ONLY_ERRNOS,
     LockHolder,
@@ -80,7 +81,7 @@ from gpuenv.cache.locking import (
     wait_flock,
     write_holder,
 )
-from gpuenv.cache.words import aware, human_age, human_size
+from gpuenv.cache.words import aware
 from gpuenv.errors import StepError
 
 META_FILE = "meta.json"
@@ -111,80 +112,7 @@ class CacheLockTimeout(CacheError):
         )
 
 
-# -- entries --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One stored wheel. ``meta`` is the parsed meta.json."""
-
-    digest: str
-    path: Path
-    wheel: Path
-    meta: dict[str, Any] = field(repr=False)
-    size: int
-    created: datetime
-    last_used: datetime
-
-    @property
-    def key(self) -> CacheKey:
-        return CacheKey.from_json(self.meta["key"])
-
-    @property
-    def sha256(self) -> str:
-        return str(self.meta["wheel_sha256"])
-
-    def summary(self, now: datetime | None = None) -> str:
-        """One line, e.g. ``flash-attn 2.8.3.post2 · torch 2.13.0+cu130 · cu 13.0 · archs 9.0 · 123.4 MB ·
-        3 days ago``.
-
-        The age is the time since the wheel was stored; the last use is added
-        when it is later than that.
-        """
-        now = now or datetime.now(timezone.utc)
-        key = self.key
-        version = key.version or _wheel_version(self.wheel.name)
-        parts = [
-            f"{key.name} {version}".rstrip(),
-            f"torch {key.torch_version}",
-            f"cu {key.torch_cuda}" if key.torch_cuda else "cpu",
-            f"archs {archs(key.arch_list)}",
-            human_size(self.size),
-            human_age(now - self.created),
-        ]
-        if self.last_used - self.created > timedelta(minutes=1):
-            parts.append(f"used {human_age(now - self.last_used)}")
-        return " · ".join(parts)
-
-    def to_json(self) -> dict[str, Any]:
-        """What ``gpuenv cache list --json`` prints for the entry (a stable shape for scripts)."""
-        return {
-            "digest": self.digest,
-            "wheel": str(self.wheel),
-            "size": self.size,
-            "created": self.created.isoformat(),
-            "last_used": self.last_used.isoformat(),
-            "key": self.key.to_json(),
-        }
-
-
-@dataclass(frozen=True)
-class LookupResult:
-    """What :meth:`WheelCache.lookup` found.
-
-    ``entry`` is a verified hit or None. ``refused`` says why an entry that
-    existed for this key was not handed out (its wheel's sha256 differs from
-    the recorded one, its meta.json is unreadable...); it was moved to
-    ``quarantined`` (None if another process moved it first).
-    """
-
-    entry: CacheEntry | None
-    refused: str | None = None
-    quarantined: Path | None = None
-
-    @property
-    def hit(self) -> bool:
-        return self.entry is not None
+# -- waiting for a key's lock --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -679,7 +607,3 @@ def _no_checkpoint(stage: str) -> None:
 def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
     return CacheEntry(entry.digest, entry.path, entry.wheel, entry.meta, entry.size, entry.created, when)
 
-
-def _wheel_version(filename: str) -> str:
-    parts = filename.split("-")
-    return parts[1] if len(parts) >= 5 else ""
