@@ -80,6 +80,8 @@ class TorchRelease:
     variants: Mapping[str, tuple[str, ...]]
     #: arch strings of the PyPI wheel (the default variant), when they differ.
     pypi_archs: tuple[str, ...] | None = None
+    #: The C++ standard torch's headers require of an extension (14, 17, 20), or None if unknown.
+    cxx_standard: int | None = None
 
     def archs(self, variant: str, *, from_pypi: bool) -> tuple[str, ...]:
         if from_pypi and variant == self.pypi_default and self.pypi_archs is not None:
@@ -104,6 +106,7 @@ def torch_releases() -> dict[str, TorchRelease]:
             pypi_default=raw["pypi_default"],
             variants={v: tuple(sets[s]) for v, s in raw["variants"].items()},
             pypi_archs=tuple(sets[pypi_set]) if pypi_set else None,
+            cxx_standard=int(raw["cxx_standard"]) if "cxx_standard" in raw else None,
         )
     return releases
 
