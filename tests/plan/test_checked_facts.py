@@ -171,3 +171,15 @@ def test_an_arch_nvidia_never_made_is_refused_naming_those_that_exist() -> None:
     assert "9.9" in str(info.value) and "9.0" in str(info.value) and "12.1" in str(info.value)
     assert info.value.exit_code == 2
     assert isinstance(info.value, GpuenvError)
+
+
+def test_a_recipe_gives_build_options_to_a_fork_the_catalog_does_not_know() -> None:
+    from dataclasses import replace
+
+    from gpuenv.plan.extensionspec import CatalogOverrides
+
+    fork = replace(ext("my-apex @ git+https://example.invalid/my-apex"),
+                   overrides=CatalogOverrides(build_options=("--cpp_ext",)))
+    result = plan(recipe("==2.13.*", fork), machine(H100, driver=D580, nvcc=("13.0",)))
+    assert result.extensions[0].build_options == ("--cpp_ext",)
+    assert "build-options" in result.extensions[0].reason

@@ -128,6 +128,8 @@ def _overridden(entry: CatalogEntry, ext: ExtensionSpec) -> CatalogEntry:
         changes["min_cc"] = o.min_cc
     if o.min_nvcc is not None:
         changes["min_nvcc"] = o.min_nvcc
+    if o.build_options is not None:
+        changes["build_options"] = o.build_options
     return replace(entry, **changes)
 
 
