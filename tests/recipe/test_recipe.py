@@ -355,7 +355,8 @@ MALFORMED = [
     ),
     pytest.param(
         _TORCH + '[[extensions]]\nrequirement = "x"\nbuild-options = ["cpp_ext"]\n',
-        "{path}: extensions[0].build-options[0]: 'cpp_ext' is not one command-line option such as \"--cpp_ext\"",
+        "{path}: extensions[0].build-options[0]: 'cpp_ext' is not one command-line option "
+        "such as \"--cpp_ext\"",
         id="build-option-not-an-option",
     ),
     pytest.param(
