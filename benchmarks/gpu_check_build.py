@@ -135,7 +135,13 @@ class ExtensionSteps:
         shutil.copytree(CUDA_EXT, source,
                         ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "*.so"))
         (source / "pyproject.toml").write_text(EXT_PYPROJECT, encoding="utf-8")
-        so = self.build(scratch, source)
+        so = None
+        if not self.env.facts.get("python_h", True):
+            # The run-time compile below builds kernels.cu alone, which needs no Python header.
+            self.skip(["build"], f"no Python.h for {self.env.python} (its -dev package): a Python extension "
+                      "cannot be built against it")
+        else:
+            so = self.build(scratch, source)
         if so is None:
             self.skip(["fatbin", "cuobjdump", "kernel"], "the build did not finish (see 'cuda_ext: build')")
         else:

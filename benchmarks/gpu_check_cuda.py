@@ -70,6 +70,7 @@ def is_site(p):
     return not any(real == s or real.startswith(s + os.sep) for s in stdlib)
 facts = {"executable": sys.executable, "prefix": sys.prefix, "python": "%d.%d.%d" % sys.version_info[:3],
          "scripts": sysconfig.get_path("scripts"),
+         "python_h": os.path.isfile(os.path.join(sysconfig.get_path("include"), "Python.h")),
          "site_dirs": [os.path.abspath(p) for p in sys.path if p and os.path.isdir(p) and is_site(p)]}
 try:
     from importlib.metadata import version
