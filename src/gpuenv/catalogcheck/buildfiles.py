@@ -205,7 +205,8 @@ def _ninja(scans: list[FileScan]) -> Ninja:
 
 def _options(scans: list[FileScan]) -> tuple[BuildOption, ...]:
     seen: dict[str, BuildOption] = {}
-    for option in (o for s in scans for o in s.options()):
+    found = sorted((o for s in scans for o in s.options()), key=lambda o: (o.where.file, o.where.line))
+    for option in found:
         known = seen.get(option.option)
         if known is None or (option.env and not known.env):
             seen[option.option] = option

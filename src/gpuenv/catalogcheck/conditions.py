@@ -110,7 +110,7 @@ class Option(Cond):
             return True
         if ctx.env is not None and any(c.accepts(ctx.env.get(c.name)) for c in self.checks):
             return True
-        if ctx.options is None or (self.checks and ctx.env is None):
+        if (self.options and ctx.options is None) or (self.checks and ctx.env is None):
             return None
         return False
 
@@ -225,9 +225,15 @@ class Reader:
     def __init__(self, source: PyFile, reads: EnvReads) -> None:
         self.source = source
         self.reads = reads
+        self._around: dict[ast.AST, Cond] = {}
 
     def around(self, node: ast.AST) -> Cond:
         """Every condition the lines holding ``node`` sit under, up to its function's top."""
+        if node not in self._around:
+            self._around[node] = self._conditions(node)
+        return self._around[node]
+
+    def _conditions(self, node: ast.AST) -> Cond:
         parts: list[Cond] = []
         for ancestor, child in self.source.ancestors(node):
             if isinstance(ancestor, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):

@@ -34,6 +34,8 @@ class PyFile:
         self.name = name
         self.text = text
         self.tree = ast.parse(text, filename=name)
+        #: The lines as UTF-8 (``ast`` counts columns in bytes).
+        self._lines = [line.encode("utf-8") for line in text.splitlines(keepends=True)]
         self.parents: dict[ast.AST, ast.AST] = {}
         for node in ast.walk(self.tree):
             for child in ast.iter_child_nodes(node):
@@ -68,8 +70,17 @@ class PyFile:
         return Where(self.name, getattr(node, "lineno", 0))
 
     def segment(self, node: ast.AST) -> str:
-        text = ast.get_source_segment(self.text, node) or ast.unparse(node)
-        return " ".join(text.split())
+        """The source text of ``node``, on one line."""
+        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        first, last = getattr(node, "col_offset", None), getattr(node, "end_col_offset", None)
+        if start is None or end is None or first is None or last is None:
+            return ast.unparse(node)
+        if start == end:
+            raw = self._lines[start - 1][first:last]
+        else:
+            raw = b"".join([self._lines[start - 1][first:], *self._lines[start:end - 1],
+                            self._lines[end - 1][:last]])
+        return " ".join(raw.decode("utf-8", "replace").split())
 
     def parent(self, node: ast.AST) -> ast.AST | None:
         return self.parents.get(node)
