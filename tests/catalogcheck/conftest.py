@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from gpuenv.plan import knowledge
+from gpuenv.plan.catalog import Catalog
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,25 +26,19 @@ jobs_knobs = ["MAX_JOBS"]
 """
 
 
-def _clear() -> None:
-    knowledge._catalog_tables.cache_clear()
-    knowledge.catalog.cache_clear()
+@pytest.fixture
+def fake_catalog() -> Callable[[str], Catalog]:
+    """A tiny catalog, not the shipped one: the text of an extensions.toml (its [generic] table is added)."""
+    def make(text: str) -> Catalog:
+        return Catalog(tomllib.loads(GENERIC + textwrap.dedent(text)))
+    return make
 
 
 @pytest.fixture
-def fake_catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    """Replace the shipped extensions.toml by a tiny one (its [generic] table is added)."""
-    real = knowledge._data
-
-    def install(text: str) -> None:
-        data = tomllib.loads(GENERIC + text)
-
-        def fake(name: str) -> dict[str, Any]:
-            return data if name == "extensions.toml" else real(name)
-
-        monkeypatch.setattr(knowledge, "_data", fake)
-        _clear()
-
-    yield install
-    monkeypatch.undo()
-    _clear()
+def catalog_file(tmp_path: Path) -> Callable[[str], Path]:
+    """The same, as a file for ``--catalog``."""
+    def write(text: str) -> Path:
+        path = tmp_path / "extensions.toml"
+        path.write_text(GENERIC + textwrap.dedent(text))
+        return path
+    return write

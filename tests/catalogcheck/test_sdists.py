@@ -199,40 +199,46 @@ def pip_index(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
 
 
 def test_the_command_exits_1_on_a_disagreement_and_writes_the_dated_report(
-        index: Callable[..., str], pip_index: Callable[[str], None], fake_catalog: Callable[[str], None],
+        index: Callable[..., str], pip_index: Callable[[str], None], catalog_file: Callable[[str], Path],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pip_index(index())
-    fake_catalog('[pkg]\ncuda = "required"\nenv = { PKG_FORCE_BUILD = "1" }\n')
+    catalog = str(catalog_file('[pkg]\ncuda = "required"\nforce_build = { PKG_FORCE_BUILD = "1" }\n'))
     out = tmp_path / "docs" / "knowledge-check.md"
-    code = main(["--only", "pkg", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    code = main(["--catalog", catalog, "--only", "pkg", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert code == 1
     text = out.read_text()
     assert text == capsys.readouterr().out
     assert "Run on 20" in text and "--only pkg" in text
     assert "| pkg | 1.0 | force build PKG_FORCE_BUILD |" in text and "**DISAGREE**" in text
-    fake_catalog('[pkg]\ncuda = "required"\nenv = { PKG_FORCE_BUILD = "TRUE" }\n')
-    assert main(["--only", "pkg", "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    catalog = str(catalog_file('[pkg]\ncuda = "required"\nforce_build = { PKG_FORCE_BUILD = "TRUE" }\n'))
+    cache = str(tmp_path / "cache")
+    assert main(["--catalog", catalog, "--only", "pkg", "--cache-dir", cache, "--quiet"]) == 0
 
 
 def test_a_source_given_by_path_is_read_and_an_unreachable_one_is_reported(
-        index: Callable[..., str], pip_index: Callable[[str], None], fake_catalog: Callable[[str], None],
+        index: Callable[..., str], pip_index: Callable[[str], None], catalog_file: Callable[[str], Path],
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pip_index(index())
-    fake_catalog('[pkg]\ncuda = "required"\nenv = { PKG_FORCE_BUILD = "TRUE" }\n[gone]\ncuda = "required"\n')
+    catalog = str(catalog_file(
+        '[pkg]\ncuda = "required"\nforce_build = { PKG_FORCE_BUILD = "TRUE" }\n[gone]\ncuda = "required"\n'))
     sdist = tmp_path / "pkg-1.0.tar.gz"
     make_sdist(sdist)
-    code = main(["--source", f"pkg={sdist}", "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    code = main(["--catalog", catalog, "--source", f"pkg={sdist}", "--cache-dir", str(tmp_path / "cache"),
+                 "--quiet"])
     text = capsys.readouterr().out
     assert code == 0
     assert "| pkg | ? (pkg-1.0.tar.gz) | force build PKG_FORCE_BUILD |" in text
     assert "- **gone**: not checked: source not reachable (give --source gone=PATH)" in text
 
 
-def test_bad_arguments_exit_2_with_a_hint(fake_catalog: Callable[[str], None],
+def test_bad_arguments_exit_2_with_a_hint(catalog_file: Callable[[str], Path], tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    fake_catalog('[pkg]\ncuda = "required"\n')
-    assert main(["--only", "pgk"]) == 2
+    catalog = str(catalog_file('[pkg]\ncuda = "required"\n'))
+    assert main(["--catalog", catalog, "--only", "pgk"]) == 2
     err = capsys.readouterr().err
     assert "error: --only pgk: not an extension of the catalog" in err and "hint: did you mean pkg?" in err
-    assert main(["--source", "pkg"]) == 2
+    assert main(["--catalog", catalog, "--source", "pkg"]) == 2
     assert "write NAME=VALUE" in capsys.readouterr().err
+    assert main(["--catalog", str(tmp_path / "none.toml")]) == 2
+    assert "error: --catalog" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gpuenv.cache.wheels import default_cache_dir
-from gpuenv.catalogcheck.catalogview import extension_names
+from gpuenv.catalogcheck.catalogview import load_catalog
 from gpuenv.catalogcheck.check import CheckOptions, parse_assignments, run_check
 from gpuenv.catalogcheck.report import render_markdown
 from gpuenv.catalogcheck.sdists import index_urls
@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--also", action="append", default=[], metavar="NAME==VERSION",
                         help="also check this version from the index (repeatable)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE as well")
+    parser.add_argument("--catalog", type=Path, metavar="FILE",
+                        help="check this extensions.toml instead of the one gpuenv ships")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR",
                         help="where sdists are kept (default: the gpuenv cache's catalogcheck folder)")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
@@ -49,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> CheckOptions:
-    known = extension_names()
+    catalog = load_catalog(args.catalog)
+    known = catalog.names
 
     def check_name(name: str, option: str) -> str:
         if name not in known:
@@ -80,6 +83,7 @@ def _options(args: argparse.Namespace) -> CheckOptions:
         cert=pip.cert,
         cache=(args.cache_dir or default_cache_dir() / "catalogcheck").expanduser().absolute(),
         timeout=args.timeout,
+        catalog=catalog,
     )
 
 

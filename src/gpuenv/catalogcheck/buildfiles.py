@@ -110,6 +110,8 @@ def derive(files: Mapping[str, str]) -> BuildFacts:
         gpu_gates=tuple(g for s in scans for g in s.gpu_gates()),
         options=_options(scans),
         toolkit_match=tuple(t for s in scans for t in s.toolkit_match()),
+        nvcc_threads=tuple(t for s in scans for t in s.nvcc_threads()),
+        stable_abi=tuple(a for s in scans for a in s.stable_abi()),
         declared_version=setup.declared_version() if setup else None,
         notes=tuple(notes),
     )

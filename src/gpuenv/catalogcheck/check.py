@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuenv.catalogcheck.buildfiles import derive
-from gpuenv.catalogcheck.catalogview import extension_names, version_ranges
 from gpuenv.catalogcheck.compare import Row, compare, versions_to_check
 from gpuenv.catalogcheck.facts import BuildFacts
 from gpuenv.catalogcheck.sdists import (
@@ -24,6 +23,7 @@ from gpuenv.catalogcheck.sdists import (
     read_project,
 )
 from gpuenv.errors import GpuenvError, InputError
+from gpuenv.plan.catalog import Catalog, shipped
 
 Progress = Callable[[str], None]
 
@@ -41,6 +41,8 @@ class CheckOptions:
     cert: str | None = None
     cache: Path = Path(".")
     timeout: float = 30.0
+    #: The catalog checked (None: the one gpuenv ships).
+    catalog: Catalog | None = None
 
 
 @dataclass(frozen=True)
@@ -81,30 +83,32 @@ class CheckResult:
 def run_check(options: CheckOptions, *, date: str, progress: Progress | None = None) -> CheckResult:
     say = progress or (lambda _: None)
     result = CheckResult(date=date, indexes=options.indexes)
-    for name in options.only or tuple(extension_names()):
+    catalog = options.catalog or shipped()
+    for name in options.only or tuple(catalog.names):
         try:
             if name in options.sources:
-                result.checked += [_local(name, path, say) for path in options.sources[name]]
+                result.checked += [_local(catalog, name, path, say) for path in options.sources[name]]
             else:
-                _from_index(name, options, result, say)
+                _from_index(catalog, name, options, result, say)
         except GpuenvError as exc:
             result.not_checked.append(NotChecked(name, f"not checked: {exc}"))
     return result
 
 
-def _local(name: str, path: Path, say: Progress) -> Checked:
+def _local(catalog: Catalog, name: str, path: Path, say: Progress) -> Checked:
     say(f"{name}: reading {path}")
     files = build_files_of_archive(path) if path.is_file() else build_files_of_tree(path)
     facts = derive(files)
     label = f"{facts.declared_version or '?'} ({path.name})"
     return Checked(name, label, "given with --source", str(path), facts,
-                   tuple(compare(name, facts.declared_version, facts, label)))
+                   tuple(compare(catalog, name, facts.declared_version, facts, label)))
 
 
-def _from_index(name: str, options: CheckOptions, result: CheckResult, say: Progress) -> None:
+def _from_index(catalog: Catalog, name: str, options: CheckOptions, result: CheckResult,
+                say: Progress) -> None:
     say(f"{name}: asking the index")
     project = read_project(name, list(options.indexes), timeout=options.timeout, cert=options.cert)
-    picked = versions_to_check(version_ranges(name), project.sdists)
+    picked = versions_to_check(catalog.version_ranges(name), project.sdists)
     picked += [(v, "asked for with --also") for v in options.also.get(name, ())
                if v not in {p for p, _ in picked}]
     if not picked:
@@ -126,7 +130,7 @@ def _from_index(name: str, options: CheckOptions, result: CheckResult, say: Prog
                       "on the index builds no torch extension (another project of that name?)"))
             return
         origin = f"{file.filename} (sha256 {file.sha256 or 'not given by the index'})"
-        rows = tuple(compare(name, version, facts))
+        rows = tuple(compare(catalog, name, version, facts))
         result.checked.append(Checked(name, version, why, origin, facts, rows))
 
 

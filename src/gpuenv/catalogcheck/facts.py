@@ -48,6 +48,26 @@ class StdFlag:
 
 
 @dataclass(frozen=True)
+class NvccThreads:
+    """``--threads N`` passed to nvcc: a constant ``count``, or the value of ``knob`` (``count``: its
+    default)."""
+
+    count: int | None
+    knob: str | None
+    condition: Cond
+    where: Where
+
+
+@dataclass(frozen=True)
+class StableAbi:
+    """``-DTORCH_TARGET_VERSION=0x020a…``: it builds against the stable ABI of torch ``version`` ("2.10")."""
+
+    version: str
+    condition: Cond
+    where: Where
+
+
+@dataclass(frozen=True)
 class MinNvcc:
     """``if bare_metal_version < Version(X): raise``, in code that runs when ``condition`` holds."""
 
@@ -160,6 +180,8 @@ class BuildFacts:
     gpu_gates: tuple[GpuGate, ...]
     options: tuple[BuildOption, ...]
     toolkit_match: tuple[ToolkitMatch, ...]
+    nvcc_threads: tuple[NvccThreads, ...]
+    stable_abi: tuple[StableAbi, ...]
     #: The version the files declare (``setup(version="0.1")``), if a constant.
     declared_version: str | None
     #: What could not be read: a file that does not parse, an env read whose name is computed.

@@ -29,6 +29,8 @@ from gpuenv.catalogcheck.facts import (
     GpuGate,
     MinNvcc,
     Ninja,
+    NvccThreads,
+    StableAbi,
     StdFlag,
     ToolkitMatch,
 )
@@ -36,6 +38,8 @@ from gpuenv.catalogcheck.pysource import PyFile, Where, call_name, dotted
 
 GENCODE = re.compile(r"arch=compute_(\d+)([af]?),code=(sm|compute)_(\d+)([af]?)")
 _STD = re.compile(r"^--?std=c\+\+(\d+)$")
+_THREADS = re.compile(r"^--threads[= ](\d+)$")
+_TARGET = re.compile(r"-DTORCH_TARGET_VERSION=0x([0-9a-fA-F]{2})([0-9a-fA-F]{2})")
 #: What is known of every build before the catalog says more: nothing but the platform.
 _STATIC = Context()
 TORCH_ARCH_LIST = "TORCH_CUDA_ARCH_LIST"
@@ -239,6 +243,53 @@ class FileScan:
                     if found != "?":
                         return found
         return "?"
+
+    # -- nvcc's threads, torch's stable ABI ----------------------------------------------------------
+
+    def nvcc_threads(self) -> list[NvccThreads]:
+        found = []
+        for node in ast.walk(self.source.tree):
+            value: ast.expr | None = None
+            if isinstance(node, (ast.List, ast.Tuple)):
+                for first, second in zip(node.elts, node.elts[1:]):
+                    if isinstance(first, ast.Constant) and first.value == "--threads":
+                        value = second
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = _THREADS.match(node.value)
+                if match:
+                    value = ast.Constant(match.group(1))
+            elif isinstance(node, ast.JoinedStr) and self.source.segment(node).startswith(("f'--threads=",
+                                                                                          'f"--threads=')):
+                value = next((v.value for v in node.values if isinstance(v, ast.FormattedValue)), None)
+            if value is None or not self.runs(node):
+                continue
+            count, knob = self._threads(value, node)
+            found.append(NvccThreads(count, knob, self.reader.around(node), self.source.where(node)))
+        return found
+
+    def _threads(self, value: ast.expr, at: ast.AST) -> tuple[int | None, str | None]:
+        """(the count, the variable it comes from) of ``--threads``'s argument."""
+        if isinstance(value, ast.Constant):
+            text = str(value.value)
+            return (int(text) if text.isdigit() else None), None
+        holders = self.source.values_of(value.id, at) if isinstance(value, ast.Name) else [value]
+        for holder in holders:
+            for node in ast.walk(holder):
+                for read in self.reads.reads:
+                    if read.read is node:
+                        check = read.checks[0]
+                        default = check.default
+                        return (int(default) if default and default.isdigit() else None), check.name
+        return None, None
+
+    def stable_abi(self) -> list[StableAbi]:
+        found = []
+        for node, text in self.strings():
+            match = _TARGET.search(text)
+            if match and self.runs(node):
+                version = f"{int(match.group(1), 16)}.{int(match.group(2), 16)}"
+                found.append(StableAbi(version, self.reader.around(node), self.source.where(node)))
+        return found
 
     # -- checks that stop the build ----------------------------------------------------------------
 
