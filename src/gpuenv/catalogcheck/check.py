@@ -106,8 +106,10 @@ def _local(catalog: Catalog, name: str, path: Path, say: Progress) -> Checked:
 
 def _from_index(catalog: Catalog, name: str, options: CheckOptions, result: CheckResult,
                 say: Progress) -> None:
-    say(f"{name}: asking the index")
+    say(f"{name}: asking {', '.join(options.indexes) or 'no index'}")
     project = read_project(name, list(options.indexes), timeout=options.timeout, cert=options.cert)
+    for answer in project.asked:
+        say(f"  {answer}")
     picked = versions_to_check(catalog.version_ranges(name), project.sdists)
     picked += [(v, "asked for with --also") for v in options.also.get(name, ())
                if v not in {p for p, _ in picked}]
@@ -139,9 +141,8 @@ def _builds_torch_extension(facts: BuildFacts) -> bool:
 
 
 def _unreachable(name: str, project: Project) -> str:
-    asked = "; ".join(project.asked) or "no index configured"
     return (f"not checked: source not reachable (give --source {name}=PATH): "
-            f"no release sdist on the indexes ({asked})")
+            f"no release sdist on the {len(project.asked)} indexes pip is configured with")
 
 
 def parse_assignments(values: Sequence[str], *, option: str, separator: str) -> dict[str, list[str]]:

@@ -21,7 +21,8 @@ def render_markdown(result: CheckResult, *, command: str) -> str:
         "The catalog is `src/gpuenv/plan/data/extensions.toml`; each fact was derived from the build files "
         "(read, never run) of the versions listed under \"The versions read\".",
         "",
-        f"Indexes asked: {', '.join(f'`{u}`' for u in result.indexes) or 'none'}.",
+        f"The sdists came from the {len(result.indexes)} indexes pip is configured with (each checked "
+        "against the sha256 its index gives); a tree given with `--source` was read as it is.",
         "",
         "**" + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + "**"
         + f" in {len(result.checked)} versions of {len({c.extension for c in result.checked})} extensions"
