@@ -137,8 +137,8 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
     def get(key: str, default: Any = None) -> Any:
         return raw.get(key, generic.get(key, default))
 
-    # A package that fixes its own archs has no arch knob to inherit.
-    arch_knob = None if raw.get("fixed_archs") else get("arch_knob")
+    # A package that fixes its own archs has no arch knob to inherit; "" undoes an inherited knob.
+    arch_knob = None if raw.get("fixed_archs") else (get("arch_knob") or None)
     sources = raw.get("sources", [])
     return CatalogEntry(
         name=name,
@@ -152,7 +152,7 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         fixed_archs=arch_entries(raw.get("fixed_archs", [])),
         min_cc=raw.get("min_cc"),
         toolkit_match=get("toolkit_match", "major"),
-        skip_cuda_knob=raw.get("skip_cuda_knob"),
+        skip_cuda_knob=raw.get("skip_cuda_knob") or None,
         skip_cuda_value=raw.get("skip_cuda_value"),
         env=dict(raw.get("env", {})),
         # An entry's own tables replace the generic ones: torch-scatter's
@@ -160,7 +160,7 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         cuda_env=dict(raw.get("cuda_env", {} if known else generic.get("cuda_env", {}))),
         cpu_env=dict(raw.get("cpu_env", {})),
         jobs_knobs=tuple(get("jobs_knobs", ["MAX_JOBS"])),
-        threads_knob=raw.get("threads_knob"),
+        threads_knob=raw.get("threads_knob") or None,
         job_memory_mib=int(get("job_memory_mib", 2048)),
         cpu_job_memory_mib=int(get("cpu_job_memory_mib", 1536)),
         incompatible=tuple(
