@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from gpuenv.catalogcheck.buildfiles import derive
-from gpuenv.catalogcheck.facts import BuildFacts
 from gpuenv.catalogcheck.sdists import build_files_of_tree
+from gpuenv.plan.buildfiles.derive import derive
+from gpuenv.plan.buildfiles.facts import BuildFacts
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "setup_py"
 

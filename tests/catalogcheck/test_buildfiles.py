@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from packaging.version import Version
 
-from gpuenv.catalogcheck.conditions import Context, spec_over
-from gpuenv.catalogcheck.facts import BuildFacts, Gencode
+from gpuenv.plan.buildfiles.conditions import Context, spec_over
+from gpuenv.plan.buildfiles.facts import BuildFacts, Gencode
 from tests.catalogcheck.fixtures import facts_of, line_of, lines_of
 
 

@@ -7,8 +7,8 @@ import textwrap
 import pytest
 from packaging.version import Version
 
-from gpuenv.catalogcheck.buildfiles import derive, imported_files
-from gpuenv.catalogcheck.conditions import Context, spec_over
+from gpuenv.plan.buildfiles.conditions import Context, spec_over
+from gpuenv.plan.buildfiles.derive import derive, imported_files
 
 
 def derived(text: str, **more: str):  # type: ignore[no-untyped-def]

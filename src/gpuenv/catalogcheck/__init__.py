@@ -1,7 +1,7 @@
 """The knowledge checker: re-derives the extension catalog's facts from the packages' own build files.
 
-``buildfiles`` reads a package's setup.py (and the build helpers it imports) with ``ast``, never
-running it; ``sdists`` gets those files from the index or a local tree; ``compare`` sets them
+:mod:`gpuenv.plan.buildfiles` reads a package's setup.py (and the build helpers it imports) with
+``ast``, never running it; ``sdists`` gets those files from the index or a local tree; ``compare`` sets them
 against the catalog; ``report`` prints the table. ``python -m gpuenv.catalogcheck``, or
 ``nox -s check-knowledge``.
 

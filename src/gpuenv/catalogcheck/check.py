@@ -12,9 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuenv.catalogcheck.buildfiles import derive
 from gpuenv.catalogcheck.compare import Row, compare, versions_to_check
-from gpuenv.catalogcheck.facts import BuildFacts
 from gpuenv.catalogcheck.sdists import (
     Project,
     build_files_of_archive,
@@ -23,6 +21,8 @@ from gpuenv.catalogcheck.sdists import (
     read_project,
 )
 from gpuenv.errors import GpuenvError, InputError
+from gpuenv.plan.buildfiles.derive import derive
+from gpuenv.plan.buildfiles.facts import BuildFacts
 from gpuenv.plan.catalog import Catalog, shipped
 
 Progress = Callable[[str], None]

@@ -2,7 +2,7 @@
 
 :func:`versions_to_check` picks the versions worth reading (the newest, and both sides of
 every edge of a version range the catalog names); :func:`compare` sets a version's
-:class:`~gpuenv.catalogcheck.facts.BuildFacts` against the catalog's entry for it (read through
+:class:`~gpuenv.plan.buildfiles.facts.BuildFacts` against the catalog's entry for it (read through
 :mod:`~gpuenv.catalogcheck.catalogview`, the one adapter to the catalog's schema), one
 :class:`~gpuenv.catalogcheck.rows.Row` per fact (:mod:`~gpuenv.catalogcheck.rows`).
 """
@@ -15,8 +15,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.catalogcheck.catalogview import catalog_view
-from gpuenv.catalogcheck.facts import BuildFacts
 from gpuenv.catalogcheck.rows import VERDICTS, FactRows, Row, Verdict
+from gpuenv.plan.buildfiles.facts import BuildFacts
 from gpuenv.plan.catalog import Catalog
 
 __all__ = ["VERDICTS", "Row", "Verdict", "compare", "versions_to_check"]

@@ -7,7 +7,7 @@ from collections import Counter
 
 from gpuenv.catalogcheck.check import Checked, CheckResult
 from gpuenv.catalogcheck.compare import VERDICTS, Row
-from gpuenv.catalogcheck.facts import BuildFacts
+from gpuenv.plan.buildfiles.facts import BuildFacts
 
 _HEADER = ("extension", "version", "fact", "catalog says", "source says", "verdict", "where")
 

@@ -16,10 +16,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from gpuenv.catalogcheck.catalogview import CatalogView
-from gpuenv.catalogcheck.conditions import Context, Env, Option, Versioned
-from gpuenv.catalogcheck.envreads import EnvCheck
-from gpuenv.catalogcheck.facts import BuildFacts, Gencode
 from gpuenv.plan import knowledge
+from gpuenv.plan.buildfiles.conditions import Context, Env, Option, Versioned
+from gpuenv.plan.buildfiles.envreads import EnvCheck
+from gpuenv.plan.buildfiles.facts import BuildFacts, Gencode
 
 Verdict = Literal["agree", "DISAGREE", "not in catalog", "unrecognised"]
 VERDICTS: tuple[Verdict, ...] = ("agree", "DISAGREE", "not in catalog", "unrecognised")

@@ -35,9 +35,9 @@ from urllib.request import url2pathname
 
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 
-from gpuenv.catalogcheck.buildfiles import IMPORT_DEPTH, TOP_FILES, imported_files
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
 from gpuenv.inputs import MAX_INPUT_BYTES, UnreadableInput, read_input
+from gpuenv.plan.buildfiles.derive import IMPORT_DEPTH, TOP_FILES, imported_files
 from gpuenv.setup.pipconfig import PipSources
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"

@@ -19,8 +19,8 @@ from typing import Optional
 
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.catalogcheck.envreads import EnvCheck, EnvReads
-from gpuenv.catalogcheck.pysource import PyFile, call_name, dotted
+from gpuenv.plan.buildfiles.envreads import EnvCheck, EnvReads
+from gpuenv.plan.buildfiles.pysource import PyFile, call_name, dotted
 
 #: True, False, or None: cannot tell. (A runtime alias: Python 3.9 has no `bool | None`.)
 Truth = Optional[bool]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gpuenv.catalogcheck.pysource import Function, PyFile, Where, call_name, dotted
+from gpuenv.plan.buildfiles.pysource import Function, PyFile, Where, call_name, dotted
 
 Test = Literal["equals", "not-equals", "int", "set", "present", "unset", "value"]
 

@@ -1,8 +1,8 @@
 """One Python build file read for every kind of fact: env reads, -gencode flags, -std flags, CUDA
 extensions, nvcc checks, ninja, GPU detection, setup.py options.
 
-:class:`FileScan` works on the text alone (:class:`~gpuenv.catalogcheck.pysource.PyFile`);
-:mod:`~gpuenv.catalogcheck.buildfiles` puts the scans of a package's files together.
+:class:`FileScan` works on the text alone (:class:`~gpuenv.plan.buildfiles.pysource.PyFile`);
+:mod:`~gpuenv.plan.buildfiles.derive` puts the scans of a package's files together.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 
-from gpuenv.catalogcheck.conditions import (
+from gpuenv.plan.buildfiles.conditions import (
     Const,
     Context,
     Env,
@@ -20,8 +20,8 @@ from gpuenv.catalogcheck.conditions import (
     Reader,
     spec_over,
 )
-from gpuenv.catalogcheck.envreads import EnvCheck, EnvReads, env_reads
-from gpuenv.catalogcheck.facts import (
+from gpuenv.plan.buildfiles.envreads import EnvCheck, EnvReads, env_reads
+from gpuenv.plan.buildfiles.facts import (
     ArchDefault,
     BuildOption,
     CudaExtension,
@@ -34,7 +34,7 @@ from gpuenv.catalogcheck.facts import (
     StdFlag,
     ToolkitMatch,
 )
-from gpuenv.catalogcheck.pysource import PyFile, Where, call_name, dotted
+from gpuenv.plan.buildfiles.pysource import PyFile, Where, call_name, dotted
 
 GENCODE = re.compile(r"arch=compute_(\d+)([af]?),code=(sm|compute)_(\d+)([af]?)")
 _STD = re.compile(r"^--?std=c\+\+(\d+)$")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpuenv.catalogcheck.conditions import Cond, Context
-from gpuenv.catalogcheck.envreads import EnvCheck
-from gpuenv.catalogcheck.pysource import Where
+from gpuenv.plan.buildfiles.conditions import Cond, Context
+from gpuenv.plan.buildfiles.envreads import EnvCheck
+from gpuenv.plan.buildfiles.pysource import Where
 
 
 @dataclass(frozen=True)

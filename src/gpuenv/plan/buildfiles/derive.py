@@ -1,7 +1,7 @@
 """Read a package's build facts from its build files' text: pure, nothing is run or imported.
 
 :func:`derive` takes the files' text (``{"setup.py": "...", "build_tools/utils.py": "..."}``)
-and returns :class:`~gpuenv.catalogcheck.facts.BuildFacts`: the arch knob, the force-build
+and returns :class:`~gpuenv.plan.buildfiles.facts.BuildFacts`: the arch knob, the force-build
 and skip variables with the values they are compared with, ``-std=c++NN`` per compiler, the
 hard-coded ``-gencode`` flags with the nvcc versions each needs, whether ninja builds it, the
 oldest nvcc it accepts, whether it compiles CUDA only when it sees a GPU. Code a Linux CUDA
@@ -16,14 +16,14 @@ import posixpath
 import re
 from collections.abc import Collection, Mapping
 
-from gpuenv.catalogcheck.conditions import (
+from gpuenv.plan.buildfiles.conditions import (
     Const,
     Context,
     Unknown,
     spec_over,
 )
-from gpuenv.catalogcheck.envreads import EnvCheck
-from gpuenv.catalogcheck.facts import (
+from gpuenv.plan.buildfiles.envreads import EnvCheck
+from gpuenv.plan.buildfiles.facts import (
     ArchChoice,
     ArchDefault,
     ArchKnob,
@@ -34,8 +34,8 @@ from gpuenv.catalogcheck.facts import (
     Ninja,
     StdFlag,
 )
-from gpuenv.catalogcheck.filescan import TORCH_ARCH_LIST, FileScan, torch_defaults
-from gpuenv.catalogcheck.pysource import PyFile, Where
+from gpuenv.plan.buildfiles.filescan import TORCH_ARCH_LIST, FileScan, torch_defaults
+from gpuenv.plan.buildfiles.pysource import PyFile, Where
 
 #: The build files read from the top of a package, besides the helpers setup.py imports.
 TOP_FILES = ("setup.py", "pyproject.toml", "setup.cfg", "CMakeLists.txt")
