@@ -6,6 +6,7 @@ index facts are cached never pays for them.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,12 @@ class Page:
     body: bytes
 
 
+@functools.cache
 def ssl_context(cafile: str | None = None) -> ssl.SSLContext:
-    """The system's trust, and the CA bundle pip is told about (``cert``, PIP_CERT, SSL_CERT_FILE)."""
+    """The system's trust, and the CA bundle pip is told about (``cert``, PIP_CERT, SSL_CERT_FILE).
+
+    Made once per run (loading the trust store costs tens of milliseconds): every page and range
+    request shares it."""
     import ssl
 
     context = ssl.create_default_context()
@@ -66,7 +71,8 @@ def get_page(url: str, *, timeout: float, cafile: str | None = None, limit: int 
 
     request = urllib.request.Request(url, headers={"Accept": SIMPLE_ACCEPT, "User-Agent": "gpuenv"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context(cafile)) as response:
+        context = ssl_context(cafile) if parts.scheme == "https" else None
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body: bytes = response.read(limit + 1)
             content_type = response.headers.get("Content-Type", "")
             final = response.geturl()

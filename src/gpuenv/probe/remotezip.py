@@ -52,12 +52,15 @@ class _Entry:
 class RangeSource:
     """Bytes of one file by offset: HTTP Range requests, or a local file."""
 
-    def __init__(self, url: str, *, timeout: float, user_agent: str = "gpuenv",
+    def __init__(self, url: str, *, timeout: float, cafile: str | None = None, user_agent: str = "gpuenv",
                  opener: Callable[..., Any] | None = None) -> None:
         self.url = url.split("#", 1)[0]
         self.timeout = timeout
+        self.cafile = cafile
         self.user_agent = user_agent
         self.requests = 0
+        #: Bytes received, all requests together.
+        self.received = 0
         self.size = -1
         self._tail = b""
         self._opener = opener
@@ -111,9 +114,11 @@ class RangeSource:
         request = urllib.request.Request(self.url, headers=headers)
         opener = self._opener or urllib.request.urlopen
         try:
-            with opener(request, timeout=self.timeout, context=ssl_context()) as response:
+            context = ssl_context(self.cafile) if self.url.startswith("https:") else None
+            with opener(request, timeout=self.timeout, context=context) as response:
                 status = getattr(response, "status", 200)
                 data: bytes = response.read(length + 1)
+                self.received += len(data)
                 if status == 200 and len(data) <= length and self.size < 0:
                     self.size = len(data)  # the whole file, smaller than the tail asked for
                     return data

@@ -147,8 +147,8 @@ def read_index_facts(query: IndexQuery, shipped: TorchReleases, options: ReadOpt
     wanted = [] if options.offline else _new_files(listings, shipped, files)
     if wanted:
         _say(options, f"reading {len(wanted)} new wheel file(s) by range requests")
-        read = _run_all({(url, kind): partial(_read_file, url, kind, options) for url, kind in wanted},
-                        3 * options.timeout + 1.0)
+        tasks = {(url, kind): partial(_read_file, url, kind, options, query.cafile) for url, kind in wanted}
+        read = _run_all(tasks, 3 * options.timeout + 1.0)
         for (url, _), result in read.items():
             if isinstance(result, FileFacts):
                 files[url] = cache.files[url] = result
@@ -340,8 +340,8 @@ def _new_files(listings: list[Listing], shipped: TorchReleases, known: Mapping[s
     return [(url, project) for _, url, project in sorted(fresh, reverse=True)[:MAX_NEW_FILES]]
 
 
-def _read_file(url: str, project: str, options: ReadOptions) -> FileFacts:
-    source = RangeSource(url, timeout=options.timeout, opener=options.opener)
+def _read_file(url: str, project: str, options: ReadOptions, cafile: str | None) -> FileFacts:
+    source = RangeSource(url, timeout=options.timeout, cafile=cafile, opener=options.opener)
     if project == "torch":
         members = read_members(source, lambda name: name in (VERSION_PY, ALL_H))
         if VERSION_PY not in members:
