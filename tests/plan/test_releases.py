@@ -58,8 +58,9 @@ def test_a_pinned_pair_keeps_every_torch_its_requirement_admits() -> None:
     result = plan(recipe(">=2.14", "torchvision==0.29.1"), H100)
     assert result.torch_version == "2.15.0" and result.torch_packages == ("torchvision==0.29.1",)
     # torchvision 0.17.0 pins torch 2.2.0 exactly.
-    assert plan(recipe(">=2.1", "torchvision==0.17.0"), H100, PlanOptions(cuda="12.1")).torch_version == "2.2.0"
-    with pytest.raises(InputError, match="torchvision==0.17.0 is released with torch 2.2.0"):
+    pinned = plan(recipe(">=2.1", "torchvision==0.17.0"), H100, PlanOptions(cuda="12.1"))
+    assert pinned.torch_version == "2.2.0"
+    with pytest.raises(InputError, match=r"torchvision==0\.17\.0 is released with torch 2\.2\.0"):
         plan(recipe(">=2.5", "torchvision==0.17.0"), H100)
 
 
@@ -85,7 +86,7 @@ def test_a_torch_without_a_wheel_for_the_envs_python_is_passed_over() -> None:
 
 
 def test_no_torch_with_a_wheel_for_the_envs_python_is_unsatisfiable() -> None:
-    with pytest.raises(UnsatisfiableError, match=r"no torch release the recipe allows \(torch==2.15.\*\) has a "
-                                                 r"wheel for Python 3.10 on linux_x86_64") as caught:
+    wanted = r"no torch release the recipe allows \(torch==2.15.\*\) has a wheel for Python 3.10 on linux"
+    with pytest.raises(UnsatisfiableError, match=wanted) as caught:
         plan(recipe("==2.15.*"), H100, PlanOptions(python_version="3.10", platform="linux_x86_64"))
     assert caught.value.hint and "[env] python" in caught.value.hint

@@ -57,5 +57,6 @@ def test_the_data_says_when_it_was_checked() -> None:
 
 def test_every_arch_set_is_used_and_every_release_names_known_sets() -> None:
     data = shipped_data()
-    used = {s for r in data["releases"].values() for s in [*r["variants"].values(), r.get("pypi_arch_set")] if s}
+    used = {s for r in data["releases"].values()
+            for s in [*r["variants"].values(), r.get("pypi_arch_set")] if s}
     assert used == set(data["arch_sets"])

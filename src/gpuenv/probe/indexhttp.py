@@ -42,19 +42,21 @@ class Page:
     body: bytes
 
 
-@functools.cache
 def ssl_context(cafile: str | None = None) -> ssl.SSLContext:
-    """The system's trust, and the CA bundle pip is told about (``cert``, PIP_CERT, SSL_CERT_FILE).
+    """The system's trust, and the CA bundle pip is told about (``cert``, PIP_CERT, SSL_CERT_FILE):
+    a private mirror's CA."""
+    candidates = (cafile, os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"))
+    return _context(next((c for c in candidates if c and Path(c).is_file()), None))
 
-    Made once per run (loading the trust store costs tens of milliseconds): every page and range
-    request shares it."""
+
+@functools.cache
+def _context(cafile: str | None) -> ssl.SSLContext:
+    # Made once per bundle and run (loading a trust store costs tens of milliseconds).
     import ssl
 
     context = ssl.create_default_context()
-    for candidate in (cafile, os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE")):
-        if candidate and Path(candidate).is_file():
-            context.load_verify_locations(candidate)
-            break
+    if cafile is not None:
+        context.load_verify_locations(cafile)
     return context
 
 
