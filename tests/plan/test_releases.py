@@ -10,6 +10,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from gpuenv.errors import InputError, UnsatisfiableError
+from gpuenv.plan.candidates import Constraint
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import Recipe
@@ -90,3 +91,15 @@ def test_no_torch_with_a_wheel_for_the_envs_python_is_unsatisfiable() -> None:
     with pytest.raises(UnsatisfiableError, match=wanted) as caught:
         plan(recipe("==2.15.*"), H100, PlanOptions(python_version="3.10", platform="linux_x86_64"))
     assert caught.value.hint and "[env] python" in caught.value.hint
+
+
+def test_the_installers_constraints_hold_torch_and_its_pairs() -> None:
+    # pip refuses what its constraint files exclude: the plan does not propose it.
+    caps = (Constraint("torch<=2.14.1", "/etc/pip/constraints.txt"),
+            Constraint("torchvision<=0.29.1", "/etc/pip/constraints.txt"))
+    result = plan(recipe(">=2.1", "torchvision"), H100, PlanOptions(constraints=caps))
+    assert result.torch_version == "2.14.1" and result.torch_packages == ("torchvision==0.29.1",)
+    assert result.passed_over == ("torch 2.15.0: the installer's constraint torch<=2.14.1 "
+                                  "(/etc/pip/constraints.txt) excludes it",)
+    with pytest.raises(UnsatisfiableError, match=r"constraint torch<=2\.14\.1 .* allows no torch"):
+        plan(recipe("==2.15.*"), H100, PlanOptions(constraints=caps))

@@ -289,7 +289,7 @@ def _gpuenv(tmp_path: Path, fake: FakeIndex, *args: str, offline: bool) -> subpr
                                           'packages = ["torchvision"]\n')
     (tmp_path / "pip.conf").write_text(f"[global]\nindex-url = {fake.simple}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "GPUENV_"))}
-    env.update(PIP_CONFIG_FILE=str(tmp_path / "pip.conf"), PIP_EXTRA_INDEX_URL="",
+    env.update(PIP_CONFIG_FILE=str(tmp_path / "pip.conf"), PIP_EXTRA_INDEX_URL="", PIP_CONSTRAINT="",
                GPUENV_CACHE_DIR=str(tmp_path / "c"), GPUENV_TORCH_INDEX=fake.variant_template)
     if offline:
         env["GPUENV_OFFLINE"] = "1"
@@ -317,3 +317,15 @@ def test_offline_asks_no_index(fake: FakeIndex, tmp_path: Path, how: str) -> Non
     assert data["torch_version"] == "2.15.0"
     (source,) = data["knowledge"]["sources"]
     assert source["kind"] == "shipped" and source["note"] == "offline: no index asked"
+
+
+def test_the_constraints_come_from_pips_constraint_files(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuenv.setup.indexquery import installer_constraints
+    from gpuenv.setup.pipconfig import PipSources
+
+    caps = tmp_path / "constraints.txt"
+    caps.write_text("# the machine's caps\ntorch<=2.14.1  # on disk\nnumpy<2\n-r other.txt\n"
+                    "torchvision<=0.29.1; python_version < '3'\nnot a requirement!\n")
+    found = installer_constraints(PipSources(constraints=(str(caps), str(tmp_path / "missing.txt"))))
+    assert [(c.requirement, c.source) for c in found] == [("torch<=2.14.1", str(caps))]

@@ -1,11 +1,13 @@
-"""The torch versions a plan may choose: what the recipe allows, paired as it pins, with a wheel for the env.
+"""The torch versions a plan may choose: what the recipe allows, paired as it pins, installable in the env.
 
 The resolver (:mod:`gpuenv.plan.planner`) tries the releases :func:`torch_candidates`
 returns, newest first. Before it does, a version is dropped when a package
-paired with torch is pinned to a release that does not pair with it
-(``torchvision==0.17.0`` allows only torch 2.2.0), and when it has no wheel
-for the env's Python or platform (torch 2.15 has none for Python 3.10): each
-release dropped for want of a wheel is passed over with that reason.
+paired with torch is pinned to a release that does not go with it
+(``torchvision==0.17.0`` allows only torch 2.2.0), when the installer's
+constraint files exclude it (pip's ``constraint``: ``torch<=2.14.1``), and when
+it has no wheel for the env's Python or platform (torch 2.15 has none for
+Python 3.10): each release dropped for the last two reasons is passed over with
+the reason.
 """
 
 from __future__ import annotations
@@ -22,8 +24,20 @@ from gpuenv.plan.releases import Companion, TorchRelease, TorchReleases
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A requirement the installer holds every install to (a line of pip's constraint file)."""
+
+    requirement: str
+    #: Where it is written (the constraint file).
+    source: str
+
+    def text(self) -> str:
+        return f"{self.requirement} ({self.source})"
+
+
+@dataclass(frozen=True)
 class WheelTarget:
-    """The env torch is installed into, as far as its wheels care."""
+    """The env torch is installed into, as far as its wheels and its installer care."""
 
     #: Its Python ("3.11", "3.14t"), where known.
     python: str | None = None
@@ -31,6 +45,18 @@ class WheelTarget:
     python_spec: str | None = None
     #: Its platform ("linux_x86_64"), where known.
     platform: str | None = None
+    #: The installer's constraints on torch and the packages paired with it.
+    constraints: tuple[Constraint, ...] = ()
+
+    def limit(self, package: str) -> tuple[SpecifierSet, list[Constraint]]:
+        """What the constraints allow of ``package``, and the constraints that say so."""
+        spec, named = SpecifierSet(), []
+        for constraint in self.constraints:
+            req = Requirement(constraint.requirement)
+            if canonicalize_name(req.name) == canonicalize_name(package):
+                spec &= req.specifier
+                named.append(constraint)
+        return spec, named
 
     def describe(self) -> str:
         python = f"Python {self.python}" if self.python else \
@@ -58,9 +84,10 @@ def torch_candidates(
     found = releases.candidates(spec)
     if not found:
         return None
-    found = _paired(found, packages, spec, releases)
-    kept: list[tuple[TorchRelease, str]] = []
     dropped: dict[str, tuple[str, str]] = {}
+    found = _constrained(found, spec, target, dropped)
+    found = _paired(found, packages, spec, releases, target)
+    kept: list[tuple[TorchRelease, str]] = []
     for release, version in found:
         problem = wheel_problem(release, version, target)
         if problem is None:
@@ -76,6 +103,26 @@ def torch_candidates(
         )
     tried = {release.release for release, _ in kept}
     return Candidates(_per_release(kept), [pair for name, pair in dropped.items() if name not in tried])
+
+
+def _constrained(found: list[tuple[TorchRelease, str]], spec: SpecifierSet, target: WheelTarget,
+                 dropped: dict[str, tuple[str, str]]) -> list[tuple[TorchRelease, str]]:
+    """The candidates the installer's constraints on torch allow; each release they exclude: ``dropped``."""
+    limit, named = target.limit("torch")
+    if not named:
+        return found
+    kept = [(r, v) for r, v in found if limit.contains(Version(v).public, prereleases=True)]
+    words = ", ".join(c.text() for c in named)
+    for release, version in found:
+        if (release, version) not in kept:
+            dropped.setdefault(release.release, (version, f"the installer's constraint {words} excludes it"))
+    if not kept:
+        raise UnsatisfiableError(
+            f"the installer's constraint {words} allows no torch the recipe allows (torch{spec})",
+            hint="allow a torch the constraint allows in the recipe's torch.version, or lift the constraint "
+            "(pip config list shows where it is set)",
+        )
+    return kept
 
 
 def wheel_problem(release: TorchRelease, version: str, target: WheelTarget) -> str | None:
@@ -132,21 +179,23 @@ def _per_release(
 
 def _paired(
     candidates: list[tuple[TorchRelease, str]], packages: tuple[str, ...], spec: SpecifierSet,
-    releases: TorchReleases,
+    releases: TorchReleases, target: WheelTarget,
 ) -> list[tuple[TorchRelease, str]]:
-    """The candidates whose paired packages satisfy the recipe's pins of them (torchvision==0.17.0)."""
+    """The candidates whose paired packages satisfy the recipe's pins of them (torchvision==0.17.0) and
+    the installer's constraints."""
     for text in packages:
         req = Requirement(text)
         name = canonicalize_name(req.name)
-        if name not in releases.packages or not req.specifier:
+        wanted = req.specifier & target.limit(name)[0]
+        if name not in releases.packages or not wanted:
             continue
         # A release of the package the pin allows must go with the torch: pin it, or admit it.
         allowed = [c for c in releases.companions.get(name, ())
-                   if req.specifier.contains(c.version, prereleases=True)]
+                   if wanted.contains(c.version, prereleases=True)]
         kept = [(r, v) for r, v in candidates
                 if releases.paired_version(v, name) is None or _goes_with(allowed, v)]
         if not kept:
-            raise _no_pair(text, name, req.specifier, candidates, spec, releases)
+            raise _no_pair(text, name, wanted, candidates, spec, releases)
         candidates = kept
     return candidates
 
@@ -172,15 +221,16 @@ def _goes_with(companions: list[Companion], torch_version: str) -> bool:
     return any(c.pins(torch) or c.admits(torch) for c in companions)
 
 
-def pin_pairs(packages: tuple[str, ...], torch_version: str | None,
-              releases: TorchReleases) -> tuple[str, ...]:
-    """Unpinned paired packages get the version paired with ``torch_version``."""
+def pin_pairs(packages: tuple[str, ...], torch_version: str | None, releases: TorchReleases,
+              target: WheelTarget | None = None) -> tuple[str, ...]:
+    """Unpinned paired packages get the version paired with ``torch_version`` (that the constraints allow)."""
     if torch_version is None:
         return packages
     pinned = []
     for text in packages:
         req = Requirement(text)
-        pair = releases.paired_version(torch_version, req.name)
+        within = target.limit(req.name)[0] if target is not None else None
+        pair = releases.paired_version(torch_version, req.name, within=within or None)
         if pair is not None and not req.specifier and not req.url:
             req.specifier = SpecifierSet(f"=={pair}")
             text = str(req)

@@ -45,7 +45,7 @@ from gpuenv.plan.buildplan import (
     pinned_version,
     toolkit_on_disk,
 )
-from gpuenv.plan.candidates import WheelTarget, pin_pairs, torch_candidates
+from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import Hardware, Toolkit
@@ -82,6 +82,8 @@ class PlanOptions:
     #: for them is passed over.
     python_version: str | None = None
     platform: str | None = None
+    #: The installer's constraints (pip's constraint files) on torch and the packages paired with it.
+    constraints: tuple[Constraint, ...] = ()
 
 
 # -- the planner ----------------------------------------------------------------
@@ -107,7 +109,7 @@ def make_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = 
         spec &= SpecifierSet(f"=={options.torch_version}")
     forced, forced_by = _forced_variant(recipe, options)
     releases = _releases(options)
-    target = WheelTarget(options.python_version, recipe.python, options.platform)
+    target = _target(recipe, options)
     candidates = torch_candidates(spec, recipe.torch.packages, releases, target)
     if candidates is None:
         if forced is None:
@@ -130,6 +132,10 @@ def make_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = 
     if chosen.problem is not None:
         extra.append(_with_newest_runnable(chosen.problem, hardware, forced, releases))
     return _assemble(recipe, hardware, options, chosen, spec, passed, tuple(extra))
+
+
+def _target(recipe: Recipe, options: PlanOptions) -> WheelTarget:
+    return WheelTarget(options.python_version, recipe.python, options.platform, options.constraints)
 
 
 def _releases(options: PlanOptions) -> TorchReleases:
@@ -362,7 +368,7 @@ def _assemble(
         torch=_torch_requirement(spec, trial),
         torch_release=release.release if release is not None
         else (knowledge.release_of_spec(spec) or "unknown"),
-        torch_packages=pin_pairs(recipe.torch.packages, trial.version, releases),
+        torch_packages=pin_pairs(recipe.torch.packages, trial.version, releases, _target(recipe, options)),
         arch_list=arch_list,
         toolkit=toolkit,
         build_env=build_env,

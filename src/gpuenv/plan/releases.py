@@ -166,13 +166,16 @@ class TorchReleases:
         """The distributions paired with torch (torchvision, torchaudio)."""
         return frozenset(self.companions)
 
-    def paired_version(self, torch_version: str, package: str) -> str | None:
-        """The release of ``package`` paired with ``torch_version`` ("2.5.1", "torchvision" → "0.20.1")."""
+    def paired_version(self, torch_version: str, package: str, *,
+                       within: SpecifierSet | None = None) -> str | None:
+        """The release of ``package`` paired with ``torch_version`` ("2.5.1", "torchvision" → "0.20.1"),
+        among those ``within`` allows."""
         try:
             torch = Version(Version(torch_version).public)
         except InvalidVersion:
             return None
-        releases = self.companions.get(canonicalize_name(package), ())
+        releases = [c for c in self.companions.get(canonicalize_name(package), ())
+                    if within is None or within.contains(c.version, prereleases=True)]
         exact = [c for c in releases if c.pins(torch)]
         fitting = exact or [c for c in releases if c.admits(torch)]
         return max(fitting, key=lambda c: Version(c.version)).version if fitting else None

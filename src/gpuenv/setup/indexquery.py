@@ -1,11 +1,12 @@
-"""The torch releases a plan is made from: the shipped data, with what the configured indexes say today.
+"""What the installer's configuration tells the plan: the torch releases on its indexes, its constraints.
 
 The indexes are pip's (its index-url, else pip's own default, and its
 extra-index-urls, read from its configuration files by
 :mod:`gpuenv.setup.pipconfig`) and the variant indexes of the recipe's (or
 ``--torch-index``'s) template, for the variants the recipe's torch range may
 use. ``offline`` asks no index and reads no cache: the plan is made from the
-data this gpuenv shipped with, exactly as released.
+data this gpuenv shipped with, exactly as released. :func:`installer_constraints`
+reads pip's constraint files for what they allow of torch and its pairs.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
+from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.candidates import Constraint
 from gpuenv.plan.knowledge import normalize_variant
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.releases import KnowledgeSource, TorchReleases, shipped_releases
-from gpuenv.setup.pipconfig import pip_config, pip_sources
+from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 
 
 def plan_releases(
@@ -51,6 +56,35 @@ def plan_releases(
     )
     options = ReadOptions(cache_dir=cache_dir, refresh=refresh, progress=progress)
     return torch_releases(query, shipped, options)
+
+
+def installer_constraints(sources: PipSources | None = None) -> tuple[Constraint, ...]:
+    """What pip's constraint files (its ``constraint`` setting) say of torch and the packages paired with it.
+
+    pip holds every install to them, and gpuenv gives uv the same files: a plan outside them would fail
+    at install. A file that cannot be read, or a line that is not a requirement, says nothing here (pip
+    itself reports those when it installs).
+    """
+    sources = sources if sources is not None else pip_sources(pip_config())
+    names = {"torch", *shipped_releases().packages}
+    found: list[Constraint] = []
+    for name in sources.constraints:
+        path = Path(name.removeprefix("file://"))
+        try:
+            text = read_input(path)
+        except UnreadableInput:
+            continue
+        for line in text.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if not line or line.startswith(("#", "-")):
+                continue
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if canonicalize_name(req.name) in names and (req.marker is None or req.marker.evaluate()):
+                found.append(Constraint(str(req), str(path)))
+    return tuple(found)
 
 
 def _pip_default_index() -> str | None:
