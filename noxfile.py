@@ -42,3 +42,13 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (about 95 min on 2 cores; args after -- go to benchmarks/run.py: --only arch)."""
     session.install("-e", str(ROOT))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
+
+
+@nox.session(name="gpu-check", venv_backend="none", default=False)
+def gpu_check(session: nox.Session) -> None:
+    """Check gpuenv on this machine's GPUs, offline, with nox's own Python (under 8 min; -- --python PATH)."""
+    # No session venv, no install: this runs where nox runs (the small venv benchmarks/gpu/README.md
+    # makes from wheels), so it starts on a node without network. Paths are the caller's.
+    with session.chdir(session.invoked_from):
+        session.run(sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), *session.posargs,
+                    external=True)

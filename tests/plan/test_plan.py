@@ -33,7 +33,7 @@ from gpuenv.errors import (
     ToolkitError,
     UnknownTorchError,
 )
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog, knowledge
 from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import CatalogOverrides, ExtensionSpec, ProjectFacts
@@ -434,10 +434,10 @@ SCENARIOS = [
         recipe("==2.14.*", FA), machine(H100, driver=D580),
         Expect("cu130", None, "torch==2.14.*", "9.0", nvcc=None,
                ext={"flash-attn": Ext("skip", reason="C++20")})),
-    row("a newer flash-attn builds against torch 2.14",
+    row("flash-attn 2.8.4 (newer than the catalog's tables) is planned with its newest: -std=c++17 on 2.14",
         recipe("==2.14.*", ext("flash-attn==2.8.4")), machine(H100, driver=D580, nvcc=("13.0",)),
-        Expect("cu130", None, "torch==2.14.*", "9.0", nvcc="13.0",
-               ext={"flash-attn": Ext("build", {"FLASH_ATTN_CUDA_ARCHS": "90"})})),
+        Expect("cu130", None, "torch==2.14.*", "9.0",
+               ext={"flash-attn": Ext("skip", reason="-std=c++17")})),
     # -- torch versions ---------------------------------------------------------------------------
     row("unknown torch 3.0 -> UnknownTorchError with a hint naming --cuda",
         recipe("==3.0.*"), machine(H100, driver=D580),
@@ -503,15 +503,19 @@ SCENARIOS = [
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
                ext={"my-kernels": Ext("build", {"TORCH_CUDA_ARCH_LIST": "9.0", "FORCE_CUDA": "1",
                                                 "MAX_JOBS": "8", "CUDA_HOME": "/usr/local/cuda-13.0"})})),
-    row("MAX_JOBS from memory: 20 GiB / (5 GiB x NVCC_THREADS 2) = 2 of 64 cores",
+    row("MAX_JOBS from memory: two archs, NVCC_THREADS 2 compiles both at once: 20 GiB / (5 GiB x 2) = 2",
+        recipe("==2.13.*", FA), machine(A100, H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=20),
+        Expect("cu130", None, "torch==2.13.*", "8.0;9.0", nvcc="13.0",
+               ext={"flash-attn": Ext("build", {"MAX_JOBS": "2", "NVCC_THREADS": "2"})})),
+    row("MAX_JOBS from memory: one arch leaves nvcc's threads nothing to share: 20 GiB / 5 GiB = 4",
         recipe("==2.13.*", FA), machine(H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=20),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
-               ext={"flash-attn": Ext("build", {"MAX_JOBS": "2", "NVCC_THREADS": "2"})})),
-    row("MAX_JOBS with NVCC_THREADS=4 from the recipe: 64 GiB / 20 GiB = 3",
+               ext={"flash-attn": Ext("build", {"MAX_JOBS": "4", "NVCC_THREADS": "2"})})),
+    row("MAX_JOBS with NVCC_THREADS=4 from the recipe and two archs: 64 GiB / (5 GiB x 2) = 6",
         recipe("==2.13.*", ext("flash-attn==2.8.3.post2", NVCC_THREADS="4")),
-        machine(H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=64),
-        Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
-               ext={"flash-attn": Ext("build", {"MAX_JOBS": "3", "NVCC_THREADS": "4"})})),
+        machine(A100, H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=64),
+        Expect("cu130", None, "torch==2.13.*", "8.0;9.0", nvcc="13.0",
+               ext={"flash-attn": Ext("build", {"MAX_JOBS": "6", "NVCC_THREADS": "4"})})),
     row("MAX_JOBS is at least 1 on a tiny machine",
         recipe("==2.13.*", FA, SCATTER), machine(H100, driver=D580, nvcc=("13.0",), cpus=2, mem_gib=1),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
@@ -554,7 +558,7 @@ def _check_invariants(result: Plan) -> None:
         if e.action == "skip":
             assert e.reason, e.name
             continue
-        entry = knowledge.catalog_entry(e.name)
+        entry = catalog.catalog_entry(e.name)
         if entry.ignores_jobs:
             # Its setup.py builds one file at a time: the plan promises no job count.
             assert "MAX_JOBS" not in e.env and "one file at a time" in e.reason, e.name
@@ -741,8 +745,10 @@ def test_passed_over_names_the_extension_a_newer_torch_rules_out() -> None:
     result = plan(recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)))
     assert result.torch_version == "2.13.0"
     newest, line = result.passed_over
-    assert newest.startswith("torch 2.15.0: flash-attn 2.8.3.post2 cannot build against torch 2.15.0")
-    assert line.startswith("torch 2.14.1: flash-attn 2.8.3.post2 cannot build against torch 2.14.1")
+    assert newest.startswith("torch 2.15.0: flash-attn 2.8.3.post2 compiles with -std=c++17 and "
+                             "torch 2.15.0's headers require C++20")
+    assert line.startswith("torch 2.14.1: flash-attn 2.8.3.post2 compiles with -std=c++17 and torch 2.14.1's "
+                           "headers require C++20")
 
 
 def test_optional_extension_skipped_on_every_release_is_said_once() -> None:

@@ -22,20 +22,19 @@ CACHE_SCHEMA = 1
 NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
 
 
-def binary_knobs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """The entries of a build environment that change the binary, sorted.
+def binary_knobs(env: Mapping[str, str], build_options: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+    """The entries of a build environment (and the build options) that change the binary, sorted.
 
     Parallelism (``MAX_JOBS``, ``NVCC_THREADS``, anything with ``JOBS`` in its
     name), ``PATH`` and ``CUDA_HOME`` (the key holds nvcc's version instead of
-    its location) are dropped.
+    its location) are dropped. Build options (apex's ``--cuda_ext``) choose what
+    is compiled: they are a knob named ``--build-option``.
     """
-    return tuple(
-        sorted(
-            (name, value)
-            for name, value in env.items()
-            if name not in NON_BINARY_KNOBS and "JOBS" not in name
-        )
-    )
+    knobs = [(name, value) for name, value in env.items()
+             if name not in NON_BINARY_KNOBS and "JOBS" not in name]
+    if build_options:
+        knobs.append(("--build-option", " ".join(build_options)))
+    return tuple(sorted(knobs))
 
 
 @dataclass(frozen=True)

@@ -315,10 +315,13 @@ class ToolkitCache:
 def pinned_wheels(version: str) -> list[str]:
     """The requirement lines of CUDA ``version``'s toolkit: every wheel pinned to the release.
 
-    nvidia-cuda-nvcc's own requirements are unpinned; left to pip they bring
-    the newest crt, runtime and nvvm, another CUDA release than the compiler.
+    nvidia-cuda-nvcc's own requirements are unpinned, left to pip they bring the
+    newest crt, runtime and nvvm; and the components do not share a version
+    scheme (nvidia-cuda-cccl of CUDA 13.3 is 13.3.3.3.1). NVIDIA's meta-package
+    ``cuda-toolkit`` pins each component of one release: it is installed with the
+    extras that make a CUDA_HOME.
     """
-    return [f"{name}=={version}.*" for name in knowledge.pypi_toolkit_wheels()]
+    return [knowledge.pypi_toolkit_requirement(version)]
 
 
 def lay_out(site: Path, home: Path, version: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from gpuenv.doctor.report import Check, Report
 from gpuenv.doctor.toolkit import built_with_check, runtime_check, toolkit_check
 from gpuenv.doctor.torchwheel import torch_checks, torch_of
 from gpuenv.errors import GpuenvError, RecipeError
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
 from gpuenv.probe.binaries import find_cuobjdump
@@ -159,7 +159,7 @@ def _env_check(env: TargetEnv, run: Runner, checks: list[Check]) -> Path | None:
 
 
 def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
-    return [t.name for t in targets if knowledge.catalog_entry(t.name).toolkit_match == "minor"]
+    return [t.name for t in targets if catalog.catalog_entry(t.name).toolkit_match == "minor"]
 
 
 def _cuobjdump(site: Path, hardware: Hardware) -> Path | None:

@@ -18,7 +18,7 @@ from gpuenv.doctor.report import Check, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
 from gpuenv.errors import GpuenvError
 from gpuenv.hints import hint_for
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.recipe import Recipe
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, list_elf, read_cuda_code
@@ -43,7 +43,7 @@ class ExtensionTarget:
     @property
     def skip_cuda_knob(self) -> str | None:
         """"FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE" when it was built without its CUDA module."""
-        entry = knowledge.catalog_entry(self.name)
+        entry = catalog.catalog_entry(self.name)
         if entry.skip_cuda_knob is None or not entry.skips_cuda(self.env):
             return None
         return f"{entry.skip_cuda_knob}={self.env[entry.skip_cuda_knob]}"
@@ -65,7 +65,7 @@ def extension_targets(recipe: Recipe | None, locked: LockedEnv | None) -> list[E
 def module_of(site: Path, target: ExtensionTarget) -> str:
     """The module to import: the recipe's, the catalog's, the top-level module it installed, else its name."""
     _, top_level = distribution_files(site, target.name)
-    return (target.module or knowledge.catalog_entry(target.name).import_name or top_level
+    return (target.module or catalog.catalog_entry(target.name).import_name or top_level
             or target.name.replace("-", "_"))
 
 
@@ -213,7 +213,7 @@ def _no_gpu_code_check(
         return Check(name, "ok", f"none: built with {target.skip_cuda_knob}")
     if not binaries:
         return Check(name, "ok", "none: no compiled files")
-    entry = knowledge.catalog_entry(target.name)
+    entry = catalog.catalog_entry(target.name)
     held = f"no GPU code in {_files(len(binaries))}: a CPU-only build"
     if not hardware.gpus:
         return Check(name, "ok", held)

@@ -36,19 +36,18 @@ from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
     Draft,
     ToolkitPolicy,
-    below_min_nvcc,
     choose_toolkit,
     draft,
     entry_for,
     finish,
-    narrow,
+    for_toolkit,
     pinned_version,
     toolkit_on_disk,
 )
 from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
-from gpuenv.plan.hardware import Hardware, Toolkit
+from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
 from gpuenv.plan.variants import (
@@ -224,7 +223,7 @@ def _trial(
     choice = choose_variant(release, forced, forced_by, hardware, _releases(options).releases)
     # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
     arch_list = _arch_list(release, choice.variant, hardware)
-    drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version)
+    drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version, release.cxx_standard)
     problem = choice.problem
     if problem is None and any(d.compiles_cuda for d in drafts):
         problem = _arch_not_accepted(arch_list, release, _releases(options))
@@ -239,18 +238,19 @@ def _blind_trial(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec:
     choice = VariantChoice(forced, (f"{forced} forced by {forced_by}",), (
         f"torch {recipe.torch.version} is not in gpuenv's data: cannot check that {forced} exists "
         "for it or which GPUs its wheels run on",))
-    drafts = _drafts(recipe, hardware, options, forced, arch_list, None)
+    drafts = _drafts(recipe, hardware, options, forced, arch_list, None, None)
     return _Trial(None, None, (), choice, arch_list, tuple(drafts), None, str(spec))
 
 
 def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: str,
-            arch_list: tuple[str, ...], torch_version: str | None) -> list[Draft]:
+            arch_list: tuple[str, ...], torch_version: str | None, torch_cxx: int | None) -> list[Draft]:
     drafts = []
     for ext in recipe.extensions:
         facts = options.sources.get(ext.name)
         entry, how = entry_for(ext, facts)
         version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
-        drafts.append(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version))
+        drafts.append(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version,
+                            torch_cxx=torch_cxx))
     return drafts
 
 
@@ -258,9 +258,40 @@ def _arch_list(release: TorchRelease, variant: str, hardware: Hardware) -> tuple
     if variant == "cpu":
         return ()
     if hardware.gpus:
-        return tuple(str(cc) for cc in sorted({g.cc for g in hardware.gpus}))
+        return tuple(dict.fromkeys(_buildable(str(cc), release.release)
+                                   for cc in sorted({g.cc for g in hardware.gpus})))
     wheel = release.archs(variant, from_pypi=variant == release.pypi_default)
     return tuple(a.removesuffix("+PTX") for a in wheel)
+
+
+def _buildable(arch: str, release: str) -> str:
+    """The arch extensions are built for so that a GPU of ``arch`` runs them, on torch ``release``.
+
+    ``arch`` itself when torch's TORCH_CUDA_ARCH_LIST accepts it; else the newest arch
+    it accepts of the same major and not newer (a cubin for X.Y runs on X.Z, Z ≥ Y:
+    torch 1.13 builds 8.6 for an 8.9 GPU); else ``arch``, which the plan then refuses.
+    """
+    support = knowledge.arch_support(arch)
+    if support is None or support.torch_accepts(release):
+        return arch
+    cc = ComputeCapability.parse(arch)
+    same_major = [a for a in knowledge.torch_archs(release)
+                  if ComputeCapability.parse(a).major == cc.major and ComputeCapability.parse(a) <= cc]
+    return same_major[-1] if same_major else arch
+
+
+def _substitutions(arch_list: tuple[str, ...], hardware: Hardware, release: TorchRelease | None) -> list[str]:
+    """A warning for each GPU whose own arch the plan replaces by an older one of the same major."""
+    if release is None:
+        return []
+    notes = []
+    for cc in sorted({str(g.cc) for g in hardware.gpus}):
+        built = _buildable(cc, release.release)
+        if built != cc and built in arch_list:
+            names = ", ".join(sorted({g.name for g in hardware.gpus if str(g.cc) == cc}))
+            notes.append(f"torch {release.release}'s TORCH_CUDA_ARCH_LIST does not accept {cc} ({names}): "
+                         f"extensions are built for {built}, whose code runs on {cc}")
+    return notes
 
 
 def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease,
@@ -316,6 +347,8 @@ def _assemble(
     release, variant = trial.release, trial.choice.variant
     releases = _releases(options)
     warnings = [*releases.warnings, *trial.choice.warnings]
+    if variant != "cpu":
+        warnings += _substitutions(trial.arch_list, hardware, release)
     reasons = list(trial.choice.reasons)
     found: list[UnsatisfiableError] = list(blockers)
     cuda = knowledge.variant_cuda(variant)
@@ -344,7 +377,7 @@ def _assemble(
             arch_list = _check_toolkit_archs(arch_list, toolkit, hardware, warnings)
         except UnsatisfiableError as exc:
             found.append(exc)
-        drafts = [below_min_nvcc(narrow(d, arch_list), toolkit) for d in drafts]
+        drafts = [for_toolkit(d, arch_list, toolkit, hardware) for d in drafts]
 
     build_env: dict[str, str] = {}
     if toolkit is not None:

@@ -16,20 +16,13 @@ torch exactly is its pair; else the newest whose requirement (a lower bound,
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 #: The platform the shipped arch sets and Python lists describe.
 LINUX_X86_64 = "linux_x86_64"
@@ -230,11 +223,12 @@ def newest_first(companions: Iterable[Companion]) -> tuple[Companion, ...]:
 DATA_FILE = "torch.toml"
 
 
-@functools.cache
 def shipped_data() -> dict[str, Any]:
-    text = resources.files("gpuenv.plan").joinpath("data").joinpath(DATA_FILE).read_text(encoding="utf-8")
-    data: dict[str, Any] = tomllib.loads(text)
-    return data
+    """``data/torch.toml``, parsed once."""
+    # Here, not at the top: knowledge re-exports this module's names.
+    from gpuenv.plan.knowledge import data_file
+
+    return data_file(DATA_FILE)
 
 
 @functools.cache

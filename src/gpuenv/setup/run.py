@@ -333,7 +333,7 @@ def _distribution(ctx: Context, ext: ExtensionPlan) -> str:
 
 def _built_without_its_module(ext: ExtensionPlan) -> bool:
     """flash-attn & co. built with their SKIP_CUDA_BUILD flag have no compiled module to import."""
-    from gpuenv.plan.knowledge import catalog_entry
+    from gpuenv.plan.catalog import catalog_entry
 
     return catalog_entry(ext.name).skips_cuda(ext.env)
 
@@ -356,7 +356,8 @@ def plan_signature(plan: Plan) -> dict[str, Any]:
         "toolkit": plan.toolkit.version if plan.toolkit else None,
         "packages": list(plan.packages),
         "extensions": [
-            [e.name, e.requirement, "skip" if e.action == "skip" else "build", dict(binary_knobs(e.env))]
+            [e.name, e.requirement, "skip" if e.action == "skip" else "build",
+             dict(binary_knobs(e.env, e.build_options))]
             for e in plan.extensions
         ],
     }
