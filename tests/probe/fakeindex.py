@@ -56,6 +56,8 @@ class FakeIndex:
     def __init__(self) -> None:
         #: (index path, project) → [(filename, bytes)]: index path "simple" or "whl/cu132".
         self.pages: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+        #: filename → the URL its page gives instead of the fake's own /files/NAME.
+        self.urls: dict[str, str] = {}
         self.requests: Counter[str] = Counter()
         #: Whether files honour Range (a server that does not must not be downloaded from).
         self.ranges = True
@@ -110,8 +112,8 @@ class FakeIndex:
                         return
                     body = json.dumps({
                         "meta": {"api-version": "1.1"}, "name": page.group(2),
-                        "files": [{"filename": name, "url": f"/files/{name}", "hashes": {}}
-                                  for name, _ in files],
+                        "files": [{"filename": name, "url": index.urls.get(name, f"/files/{name}"),
+                                   "hashes": {}} for name, _ in files],
                     }).encode()
                     self._send(200, body, {"Content-Type": PEP691})
                     return

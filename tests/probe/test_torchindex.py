@@ -329,3 +329,13 @@ def test_the_constraints_come_from_pips_constraint_files(tmp_path: Path,
                     "torchvision<=0.29.1; python_version < '3'\nnot a requirement!\n")
     found = installer_constraints(PipSources(constraints=(str(caps), str(tmp_path / "missing.txt"))))
     assert [(c.requirement, c.source) for c in found] == [("torch<=2.14.1", str(caps))]
+
+
+def test_a_remote_page_cannot_send_the_reader_to_local_files(fake: FakeIndex, tmp_path: Path) -> None:
+    local = tmp_path / "torch-2.17.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    local.write_bytes(torch_wheel("2.17.0+cu134", "13.4"))
+    fake.add("torch", local.name, b"")
+    fake.urls[local.name] = local.as_uri()
+    facts = read_index_facts(query(fake), shipped_releases(), options(tmp_path))
+    assert not any("2.17.0" in x.versions for x in facts.listings)
+    assert any("2.16.0" in x.versions for x in facts.listings)

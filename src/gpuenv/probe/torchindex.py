@@ -232,7 +232,10 @@ def _read_listing(page: tuple[str, str, str | None], floors: Mapping[str, Versio
         if not exc.missing:
             raise
         return Listing(index, project, variant, _iso(now))  # the index answered: it has no such project
-    files = _parse_page(answer.body, answer.content_type, answer.url)
+    # A file on disk only from an index on disk: a remote page cannot send the reader to local files.
+    local = answer.url.startswith("file:")
+    files = [f for f in _parse_page(answer.body, answer.content_type, answer.url)
+             if f.url.startswith("file:") == local and f.url.startswith(("http:", "https:", "file:"))]
     return _summary(index, project, variant, files, floors.get(project), _iso(now))
 
 
