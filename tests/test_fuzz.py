@@ -198,7 +198,7 @@ def snapshot(root: Path) -> dict[str, float]:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home, a cache and a working directory of their own: every write lands where we can see it."""
-    for name in [n for n in os.environ if n.startswith("GPUENV_")]:
+    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))

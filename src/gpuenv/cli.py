@@ -104,9 +104,22 @@ def _load_recipe(args: argparse.Namespace) -> Recipe:
 def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     from gpuenv.plan.planner import PlanOptions
     from gpuenv.plan.treemeta import recipe_sources
+    from gpuenv.setup.indexquery import env_python, host_platform, installer_constraints, plan_releases
 
+    releases = plan_releases(recipe, cache_dir=_cache_dir(args), torch_index=_torch_index(args),
+                             cuda=args.cuda, refresh=args.refresh, offline=args.offline,
+                             progress=_progress(args))
     return PlanOptions(cuda=args.cuda, torch_index=_torch_index(args), sources=recipe_sources(recipe),
-                       toolkit=_toolkit_policy(args, recipe))
+                       toolkit=_toolkit_policy(args, recipe), releases=releases,
+                       python_version=env_python(recipe), platform=host_platform(),
+                       constraints=installer_constraints())
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Progress lines on stderr (the plan may be JSON on stdout), unless -q."""
+    if args.verbosity <= QUIET:
+        return None
+    return lambda text: print(f"{text}...", file=sys.stderr, flush=True)
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:

@@ -61,10 +61,13 @@ HELP: dict[str, _Help] = {
         "what setup would do for a recipe on this (or another) machine",
         "Shows what 'gpuenv setup' would do, without doing it: the torch variant and why, the index "
         "torch comes from, the arch list, the toolkit, the environment each extension is built with, "
-        "which extensions the wheel cache already holds, and every skip with its reason. It runs no "
-        "subprocess and needs no network and no GPU; --gpu, --arch or --hardware plan for other machines.",
-        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache",
-        "nothing",
+        "which extensions the wheel cache already holds, every skip with its reason, and where its torch "
+        "facts came from. It first reads which torch releases exist from pip's indexes and the PyTorch "
+        "index (cached for a day; --offline: none, gpuenv's shipped data only); it runs no subprocess and "
+        "needs no GPU; --gpu, --arch or --hardware plan for other machines.",
+        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache; pip's "
+        "configuration; the package indexes (or CACHE_DIR/index/torch-index.json)",
+        "CACHE_DIR/index/torch-index.json (what the indexes said)",
         ("gpuenv plan", "gpuenv plan -r envs/llm.toml --gpu H100  # for a GPU this node does not have",
          "gpuenv plan --arch 8.0,9.0 --json"),
     ),
@@ -76,7 +79,8 @@ HELP: dict[str, _Help] = {
         "the recipe's packages, verifies the imports and writes the lock file. Every step shows live "
         "progress; -v streams the installers' and compilers' output, -q prints only the final line. "
         "Run it again after a failure: what is done is kept.",
-        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration; {_CACHE_FILES}",
+        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration and indexes (as plan); "
+        f"{_CACHE_FILES}",
         "the env (--venv, default .venv) and VENV/gpuenv-state.json; logs in VENV/.gpuenv/logs "
         "(setup.log, NAME.log per extension; --work-dir moves them); the wheel cache; gpuenv.lock",
         ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100",

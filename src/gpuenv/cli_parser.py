@@ -20,6 +20,8 @@ from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
 #: Environment variable holding where nvcc comes from (same as --toolkit).
 TOOLKIT_ENV = "GPUENV_TOOLKIT"
+#: Environment variable that makes plan and setup ask no index (same as --offline).
+OFFLINE_ENV = "GPUENV_OFFLINE"
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +48,17 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
                              f"(default: the recipe's torch.toolkit, else auto); env: {TOOLKIT_ENV}")
     _add_cache_options(parser)
     parser.add_argument("--no-cache", action="store_true", help="neither use nor fill the wheel cache")
+    index = parser.add_argument_group("torch releases (default: gpuenv's data and what the indexes say, "
+                                      "cached for a day)")
+    index.add_argument("--offline", action="store_true", default=_flag(os.environ.get(OFFLINE_ENV)),
+                       help="ask no index: plan from the data this gpuenv shipped with; "
+                            f"env: {OFFLINE_ENV}=1")
+    index.add_argument("--refresh", action="store_true",
+                       help="read the torch releases from the indexes now, whatever the cache holds")
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _add_cache_options(parser: argparse.ArgumentParser) -> None:

@@ -43,7 +43,7 @@ def node(nvcc: str) -> dict[str, Any]:
 def export(tmp_path: Path, *args: str, recipe: str = GRAPH, nvcc: str = "13.0") -> tuple[dict[str, Any], str]:
     (tmp_path / "graph.toml").write_text(recipe)
     (tmp_path / "node.json").write_text(json.dumps(node(nvcc)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
     done = subprocess.run([sys.executable, "-m", "gpuenv", "export", "uv", "-r", str(tmp_path / "graph.toml"),
                            "--hardware", str(tmp_path / "node.json"), *args],
                           capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)

@@ -22,9 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DATA = resources.files("gpuenv.plan").joinpath("data")
-# torch.toml's facts are being sourced on the `index` branch (releases read from the index); it joins
-# these tests when that lands.
-FILES = sorted(p.name for p in DATA.iterdir() if p.name.endswith(".toml") and p.name != "torch.toml")
+FILES = sorted(p.name for p in DATA.iterdir() if p.name.endswith(".toml"))
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -39,11 +37,11 @@ def _fact_tables(name: str, data: Mapping[str, Any]) -> Iterator[tuple[str, Mapp
             for i, older in enumerate(table.get("older", [])):
                 yield f"{ext}.older[{i}]", older
     elif name == "torch.toml":
+        # Each arch set, release and paired package is a table of its own (tests/plan/test_torch_data.py
+        # holds each of their facts to a source).
         for key, table in data.items():
-            if key == "releases":
-                yield from ((f"releases.{r}", t) for r, t in table.items())
-            elif isinstance(table, Mapping):
-                yield key, table
+            if isinstance(table, Mapping):
+                yield from ((f"{key}.{r}", t) for r, t in table.items())
     else:
         yield from ((key, table) for key, table in data.items() if isinstance(table, Mapping))
 

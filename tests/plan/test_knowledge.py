@@ -49,7 +49,7 @@ def test_variant_cuda(variant: str, cuda: str | None) -> None:
 @pytest.mark.parametrize(
     ("spec", "release", "version"),
     [
-        (">=2.4", "2.14", "2.14.1"),
+        (">=2.4", "2.15", "2.15.0"),
         ("==2.4.*", "2.4", "2.4.1"),
         ("==2.4.1", "2.4", "2.4.1"),
         ("==2.4.7", "2.4", "2.4.7"),  # an unknown patch of a known minor
@@ -89,6 +89,7 @@ FACTS_VARIANTS = {
     "2.12": ({"cu126", "cu130", "cu132"}, "cu130"),
     "2.13": ({"cu126", "cu130", "cu132"}, "cu130"),
     "2.14": ({"cu126", "cu130", "cu132"}, "cu130"),
+    "2.15": ({"cu126", "cu130", "cu132"}, "cu132"),
 }
 
 

@@ -451,9 +451,9 @@ SCENARIOS = [
         Expect("cu121", None, "torch==2.4.7", "9.0")),
     row(">=2.4 -> the newest known release, pinned to its minor",
         recipe(">=2.4"), machine(H100, driver=D580),
-        Expect("cu130", None, "torch==2.14.*,>=2.4", "9.0")),
+        Expect("cu130", idx("cu130"), "torch==2.15.*,>=2.4", "9.0")),
     # -- resolution over releases (the resolver issue) ---------------------------------------------
-    row(">=2.1 on a driver-470 V100: 2.8-2.14 passed over, torch 2.7 with cu118",
+    row(">=2.1 on a driver-470 V100: 2.8-2.15 passed over, torch 2.7 with cu118",
         recipe(">=2.1", SCATTER), machine(V100, driver=D470, nvcc=("11.8",)),
         Expect("cu118", idx("cu118"), "torch==2.7.*,>=2.1", "7.0", nvcc="11.8",
                ext={"torch-scatter": Ext("build", {"TORCH_CUDA_ARCH_LIST": "7.0"})},
@@ -462,7 +462,7 @@ SCENARIOS = [
         recipe(">=2.1"), machine(H100, driver=D580),
         Expect("cu121", idx("cu121"), "torch==2.5.*,>=2.1", "9.0"),
         options=PlanOptions(cuda="12.1")),
-    row(">=2.1 with flash-attn 2.8.3 on an H100: 2.14 passed over (C++20), 2.13 builds it",
+    row(">=2.1 with flash-attn 2.8.3 on an H100: 2.15 and 2.14 passed over (C++20), 2.13 builds it",
         recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)),
         Expect("cu130", None, "torch==2.13.*,>=2.1", "9.0", nvcc="13.0",
                ext={"flash-attn": Ext("build", {"FLASH_ATTN_CUDA_ARCHS": "90"})})),
@@ -735,22 +735,24 @@ def test_each_newer_release_passed_over_is_named_with_its_reason() -> None:
     result = plan(recipe(">=2.1"), machine(V100, driver=D470))
     assert result.torch_version == "2.7.1" and result.variant == "cu118"
     passed = {line.split(":")[0] for line in result.passed_over}
-    assert passed == {"torch 2.14.1", "torch 2.13.0", "torch 2.12.1", "torch 2.11.0", "torch 2.10.0",
-                      "torch 2.9.1", "torch 2.8.0"}
+    assert passed == {"torch 2.15.0", "torch 2.14.1", "torch 2.13.0", "torch 2.12.1", "torch 2.11.0",
+                      "torch 2.10.0", "torch 2.9.1", "torch 2.8.0"}
     assert all("driver 470.82.01 supports CUDA 11.4" in line for line in result.passed_over)
 
 
 def test_passed_over_names_the_extension_a_newer_torch_rules_out() -> None:
     result = plan(recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)))
     assert result.torch_version == "2.13.0"
-    (line,) = result.passed_over
+    newest, line = result.passed_over
+    assert newest.startswith("torch 2.15.0: flash-attn 2.8.3.post2 compiles with -std=c++17 and "
+                             "torch 2.15.0's headers require C++20")
     assert line.startswith("torch 2.14.1: flash-attn 2.8.3.post2 compiles with -std=c++17 and torch 2.14.1's "
                            "headers require C++20")
 
 
 def test_optional_extension_skipped_on_every_release_is_said_once() -> None:
     # flash-attn 2.8.3 cannot build on 2.14, and the recipe allows nothing older: it is skipped there.
-    result = plan(recipe(">=2.14", FA), machine(H100, driver=D580))
+    result = plan(recipe("==2.14.*", FA), machine(H100, driver=D580))
     assert result.torch_version == "2.14.1"
     assert result.extensions[0].action == "skip" and "C++20" in result.extensions[0].reason
 
@@ -854,7 +856,7 @@ def test_plan_json_carries_the_resolution() -> None:
     data = make_plan(recipe(">=2.1", SCATTER), machine(V100, driver=D470)).to_json()
     data = json.loads(json.dumps(data))
     assert data["torch_version"] == "2.7.1"
-    assert len(data["passed_over"]) == 7 and all(isinstance(line, str) for line in data["passed_over"])
+    assert len(data["passed_over"]) == 8 and all(isinstance(line, str) for line in data["passed_over"])
     (blocker,) = data["blockers"]
     assert blocker["kind"] == "ToolkitError" and blocker["message"] and blocker["hint"]
 

@@ -20,6 +20,7 @@ from gpuenv.errors import PlanBlockedError, UnsatisfiableError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.recipe import PackageSources, RepoSpec
+from gpuenv.plan.releases import PlanKnowledge
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Plan:
     #: What code that compiles kernels when it runs inside the env gets (CUDA_HOME, TORCH_CUDA_ARCH_LIST,
     #: MAX_JOBS): ``torch.utils.cpp_extension.load`` then builds with the planned toolkit and archs.
     runtime_env: Mapping[str, str] = field(default_factory=dict)
+    #: Where the torch releases and pairs came from (shipped data, an index), with their dates, and the
+    #: facts of the chosen release that were assumed from another.
+    knowledge: PlanKnowledge = field(default_factory=PlanKnowledge)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +114,7 @@ class Plan:
                 "build_isolation": self.repo.isolation},
             "runtime_env": dict(self.runtime_env),
             "wheelhouse_group": self.wheelhouse_group,
+            "knowledge": self.knowledge.to_json(),
         }
 
     @property

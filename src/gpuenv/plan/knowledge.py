@@ -18,10 +18,11 @@ from importlib import resources
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from gpuenv.plan.hardware import ComputeCapability
+from gpuenv.plan.releases import TorchRelease, release_of_spec, shipped_releases
+
+__all__ = ["TorchRelease", "release_of_spec"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,118 +70,37 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text))
 
 
-# -- torch releases -------------------------------------------------------------
+# -- torch releases (the shipped data; see gpuenv.plan.releases) ---------------------------------
 
 
-@dataclass(frozen=True)
-class TorchRelease:
-    release: str
-    versions: tuple[str, ...]
-    pypi_default: str
-    #: variant → arch strings ("9.0", "12.0+PTX") of the index build.
-    variants: Mapping[str, tuple[str, ...]]
-    #: arch strings of the PyPI wheel (the default variant), when they differ.
-    pypi_archs: tuple[str, ...] | None = None
-    #: The C++ standard torch's headers require of an extension (14, 17, 20), or None if unknown.
-    cxx_standard: int | None = None
-
-    def archs(self, variant: str, *, from_pypi: bool) -> tuple[str, ...]:
-        if from_pypi and variant == self.pypi_default and self.pypi_archs is not None:
-            return self.pypi_archs
-        return self.variants.get(variant, ())
-
-    @property
-    def version(self) -> Version:
-        return Version(self.release)
-
-
-@functools.cache
-def torch_releases() -> dict[str, TorchRelease]:
-    data = data_file("torch.toml")
-    sets: dict[str, list[str]] = data["arch_sets"]
-    releases = {}
-    for name, raw in data["releases"].items():
-        pypi_set = raw.get("pypi_arch_set")
-        releases[name] = TorchRelease(
-            release=name,
-            versions=tuple(raw["versions"]),
-            pypi_default=raw["pypi_default"],
-            variants={v: tuple(sets[s]) for v, s in raw["variants"].items()},
-            pypi_archs=tuple(sets[pypi_set]) if pypi_set else None,
-            cxx_standard=int(raw["cxx_standard"]) if "cxx_standard" in raw else None,
-        )
-    return releases
-
-
-def _exact_pins(spec: SpecifierSet) -> list[str]:
-    return [s.version for s in spec if s.operator in ("==", "===") and "*" not in s.version]
+def torch_releases() -> Mapping[str, TorchRelease]:
+    """The releases of the shipped data, oldest first (the planner takes :class:`TorchReleases` instead)."""
+    return shipped_releases().releases
 
 
 def torch_candidates(spec: SpecifierSet) -> list[tuple[TorchRelease, str]]:
-    """Every (release, version) gpuenv knows that ``spec`` admits, newest version first.
-
-    An exact pin to a patch gpuenv has not heard of (``==2.4.7``) is a
-    candidate of its minor release: it has that release's variants.
-    """
-    found: dict[str, tuple[TorchRelease, str]] = {}
-    pins = _exact_pins(spec)
-    for rel in torch_releases().values():
-        for text in (*rel.versions, *(p for p in pins if _release_of(p) == rel.release)):
-            if spec.contains(Version(text), prereleases=True):
-                found.setdefault(str(Version(text)), (rel, text))
-    return sorted(found.values(), key=lambda pair: Version(pair[1]), reverse=True)
+    """Every (release, version) of the shipped data that ``spec`` admits, newest version first."""
+    return shipped_releases().candidates(spec)
 
 
 def resolve_release(spec: SpecifierSet) -> tuple[TorchRelease, str] | None:
-    """The newest known release with a version ``spec`` admits, and that version."""
-    candidates = torch_candidates(spec)
-    return candidates[0] if candidates else None
-
-
-def _release_of(version_text: str) -> str | None:
-    try:
-        version = Version(version_text)
-    except InvalidVersion:
-        return None
-    return f"{version.major}.{version.minor}"
-
-
-def release_of_spec(spec: SpecifierSet) -> str | None:
-    """The minor release a specifier pins ("==2.15.*" → "2.15"), if it pins one."""
-    for s in spec:
-        if s.operator == "==":
-            release = _release_of(s.version.rstrip(".*"))
-            if release:
-                return release
-    return None
-
-
-@functools.cache
-def _pairs() -> dict[str, dict[str, str]]:
-    raw: dict[str, dict[str, str]] = data_file("torch.toml").get("pairs", {})
-    return {str(Version(v)): {canonicalize_name(k): str(p) for k, p in packages.items()}
-            for v, packages in raw.items()}
+    """The newest release of the shipped data with a version ``spec`` admits, and that version."""
+    return shipped_releases().resolve(spec)
 
 
 def paired_packages() -> frozenset[str]:
     """The distributions released together with torch (torchvision, torchaudio)."""
-    return frozenset(name for packages in _pairs().values() for name in packages)
+    return shipped_releases().packages
 
 
 def paired_version(torch_version: str, package: str) -> str | None:
-    """The version of ``package`` released with ``torch_version`` ("2.5.1", "torchvision" → "0.20.1")."""
-    try:
-        key = str(Version(torch_version).public)
-    except InvalidVersion:
-        return None
-    return _pairs().get(key, {}).get(canonicalize_name(package))
+    """The version of ``package`` the shipped data pairs with ``torch_version``."""
+    return shipped_releases().paired_version(torch_version, package)
 
 
 def pairs_of(package: str) -> list[tuple[str, str]]:
-    """Every (torch version, package version) pair the data knows, newest torch first."""
-    name = canonicalize_name(package)
-    pairs = [(torch, packages[name]) for torch, packages in _pairs().items() if name in packages]
-    return sorted(pairs, key=lambda pair: Version(pair[0]), reverse=True)
+    """Every (torch version, package version) pair of the shipped data, newest torch first."""
+    return shipped_releases().pairs_of(package)
 
 
 # -- archs, toolkits, drivers -----------------------------------------------------
