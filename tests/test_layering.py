@@ -2,7 +2,8 @@
 
 The layers, lowest first (each package's ``__init__`` says the same):
 
-- the ground: ``errors``, ``runner``, ``inputs``, ``hints``, ``progress``, ``tomlwrite``;
+- the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
+  ``tomlwrite``;
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
 - ``probe``: what this machine has;
 - ``cache``: what outlives a setup;
@@ -25,7 +26,7 @@ import pytest
 import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
-GROUND = {"errors", "runner", "inputs", "hints", "progress", "tomlwrite", "__init__"}
+GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "__init__"}
 FRONT_ENDS = {"cli", "cli_help", "cli_parser", "render", "integrations", "doctor", "init", "export",
               "catalogcheck", "__main__"}
 LAYERS = ["ground", "plan", "probe", "cache", "setup", "front end"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from gpuenv import __version__
 from gpuenv.cli_help import HELP, wrap
-from gpuenv.inputs import venv_path
+from gpuenv.outputs import path_argument
 from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE
 
 #: Environment variable holding a torch index template (same as --torch-index).
@@ -25,11 +25,11 @@ OFFLINE_ENV = "GPUENV_OFFLINE"
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-r", "--recipe", type=Path, default=None,
+    parser.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe file or pyproject.toml (default: envs/default.toml, "
                              "else pyproject.toml's [tool.gpuenv])")
     group = parser.add_argument_group("hardware (default: probe this machine)")
-    group.add_argument("--hardware", type=Path, metavar="FILE",
+    group.add_argument("--hardware", type=path_argument, metavar="FILE",
                        help="plan from a 'gpuenv probe --json' file taken elsewhere")
     group.add_argument("--gpu", metavar="NAME[,NAME]",
                        help="plan for these GPUs instead of the probed ones (H100, A100, L4, 8xH100…)")
@@ -62,7 +62,7 @@ def _flag(value: str | None) -> bool:
 
 
 def _add_cache_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=None,
+    parser.add_argument("--cache-dir", type=path_argument, default=None,
                         help="the wheel cache (default: $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels); "
                              "a shared directory works for a whole cluster")
 
@@ -123,12 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     setup = _command(commands, "setup")
     _add_target_options(setup)
-    setup.add_argument("--venv", type=venv_path, default=Path(".venv"),
+    setup.add_argument("--venv", type=path_argument, default=Path(".venv"),
                        help="the target virtual environment, created or reused (default: .venv)")
     setup.add_argument("--installer", choices=("auto", "pip", "uv"), default="auto",
                        help="what makes the target env and installs into it: uv, or pip; "
                             "auto (default): uv if gpuenv's uv extra or a uv on PATH has it, else pip")
-    setup.add_argument("--work-dir", type=Path, default=None,
+    setup.add_argument("--work-dir", type=path_argument, default=None,
                        help="where build logs, sources and wheels go (default: VENV/.gpuenv)")
     setup.add_argument("--dry-run", action="store_true",
                        help="print the commands setup would run, in order, and change nothing")
@@ -137,12 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(command_key="setup")
 
     doctor = _command(commands, "doctor")
-    doctor.add_argument("--venv", type=venv_path, default=Path(".venv"),
+    doctor.add_argument("--venv", type=path_argument, default=Path(".venv"),
                         help="the environment to check (default: .venv)")
-    doctor.add_argument("-r", "--recipe", type=Path, default=None,
+    doctor.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe whose extensions and lock to check (default: the project's, if any)")
     group = doctor.add_argument_group("hardware (default: probe this machine)")
-    group.add_argument("--hardware", type=Path, metavar="FILE", help="a 'gpuenv probe --json' file")
+    group.add_argument("--hardware", type=path_argument, metavar="FILE", help="a 'gpuenv probe --json' file")
     group.add_argument("--gpu", metavar="NAME[,NAME]", help="check against these GPUs")
     group.add_argument("--arch", metavar="X.Y[,X.Y]", help="check against these compute capabilities")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_commands = export.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     export_uv = _command(export_commands, "uv", "export uv")
     _add_target_options(export_uv)
-    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=Path, metavar="PYPROJECT",
+    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=path_argument,
+                           metavar="PYPROJECT",
                            help="merge them into this pyproject.toml (default: ./pyproject.toml) instead of "
                                 "printing them")
     export_uv.set_defaults(command_key="export uv")
@@ -173,10 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the wheel cache; writes pylock.toml with -o (else prints it). Example: "
                     "gpuenv export pylock --venv .venv -o pylock.toml")
     _add_output_options(export_pylock)
-    export_pylock.add_argument("--venv", type=Path, default=Path(".venv"), help="the env (default: .venv)")
-    export_pylock.add_argument("-r", "--recipe", type=Path, default=None,
+    export_pylock.add_argument("--venv", type=path_argument, default=Path(".venv"),
+                               help="the env (default: .venv)")
+    export_pylock.add_argument("-r", "--recipe", type=path_argument, default=None,
                                help="the recipe whose gpuenv.lock describes the env (default: the project's)")
-    export_pylock.add_argument("-o", "--output", type=Path, default=None,
+    export_pylock.add_argument("-o", "--output", type=path_argument, default=None,
                                help="write the lock here (e.g. pylock.toml) instead of printing it")
     _add_cache_options(export_pylock)
     export_pylock.set_defaults(command_key="export pylock")
@@ -195,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="list what would be removed; remove nothing")
     cache_prune.add_argument("--json", action="store_true", help="print the removed entries as JSON")
     cache_export = _command(cache_commands, "export", "cache export")
-    cache_export.add_argument("directory", type=Path, metavar="DIR", help="where the group directories go")
+    cache_export.add_argument("directory", type=path_argument, metavar="DIR",
+                              help="where the group directories go")
     for sub, key in ((cache_path, "cache path"), (cache_list, "cache list"),
                      (cache_prune, "cache prune"), (cache_export, "cache export")):
         _add_cache_options(sub)

@@ -11,8 +11,11 @@ lines and the log path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +36,19 @@ ANSWER_MARK = "@@gpuenv-json@@"
 RUNTIME_OFF_SWITCH = "GPUENV_RUNTIME_ENV"
 
 
+#: How long a tool may take to answer a question about itself (``nvcc --version``, ``nvcc --dryrun``,
+#: ``cuobjdump --list-elf``, ``uv python find``, a Python's version): they answer in well under a
+#: second; a hung one (a broken toolkit in a shared cache, a wrapper waiting on a dead mount) must
+#: not hang ``probe``, ``plan`` or ``cache list``. ``GPUENV_QUERY_TIMEOUT`` (seconds) replaces it.
+QUERY_TIMEOUT = 20.0
+QUERY_TIMEOUT_ENV = "GPUENV_QUERY_TIMEOUT"
+#: An env's interpreter answering a query imports torch and the extensions, on a cold cluster file
+#: system too: this many times the query timeout (10 minutes by default). Installs, downloads and
+#: builds have no time limit: a build of flash-attn takes hours; they show their progress, and
+#: Ctrl-C stops them.
+ENV_QUERY_FACTOR = 30
+
+
 class Runner(Protocol):
     def __call__(
         self,
@@ -45,12 +61,50 @@ class Runner(Protocol):
 LineCallback = Callable[[str], None]
 
 
+def query_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The time limit of a tool's answer: ``GPUENV_QUERY_TIMEOUT`` if it is a positive number of
+    seconds, else :data:`QUERY_TIMEOUT`."""
+    text = (os.environ if environ is None else environ).get(QUERY_TIMEOUT_ENV, "")
+    try:
+        seconds = float(text)
+    except ValueError:
+        return QUERY_TIMEOUT
+    return seconds if 0 < seconds < 1e6 else QUERY_TIMEOUT
+
+
+def env_query_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The time limit of an env's interpreter answering a query (imports included)."""
+    return query_timeout(environ) * ENV_QUERY_FACTOR
+
+
+def bounded(runner: Runner, seconds: float | None) -> Runner:
+    """``runner`` with a time limit on each command (a runner that takes none, a test's fake, as is)."""
+    with_timeout = getattr(runner, "with_timeout", None)
+    return with_timeout(seconds) if callable(with_timeout) else runner
+
+
+class CommandTimeout(CommandError):
+    """A command ran past its time limit and was killed (with whatever it had started)."""
+
+    def __init__(self, cmd: list[str], seconds: float, *, log_path: Path | None = None,
+                 tail: str = "") -> None:
+        self.seconds = seconds
+        super().__init__(
+            cmd, -9, log_path=log_path, tail=tail,
+            message=f"{cmd[0]} did not answer within {seconds:g} s and was stopped: {' '.join(cmd)}",
+            hint=f"it hangs, or this machine is very slow: check that it runs by hand; "
+                 f"{QUERY_TIMEOUT_ENV}=SECONDS gives such queries longer",
+        )
+
+
 class SubprocessRunner:
     """Run commands, tee their output to ``log_path`` and ``on_line``, raise on failure.
 
     ``env`` replaces the inherited environment when given (tests use it to
     pin PATH); ``extra_environ`` of a call is layered on top, and a value of
-    ``""`` for a key removes it.
+    ``""`` for a key removes it. ``timeout`` (seconds; None: no limit) bounds each
+    command: one that runs past it is killed with every process it started (it runs
+    in a process group of its own) and :class:`CommandTimeout` is raised.
     """
 
     def __init__(
@@ -59,14 +113,21 @@ class SubprocessRunner:
         log_path: Path | None = None,
         on_line: LineCallback | None = None,
         env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.log_path = log_path
         self.on_line = on_line
         self.env = dict(env) if env is not None else None
+        self.timeout = timeout
 
     def with_log(self, log_path: Path | None, on_line: LineCallback | None = None) -> SubprocessRunner:
         """A runner like this one that writes to another log (one log per build)."""
-        return SubprocessRunner(log_path=log_path, on_line=on_line or self.on_line, env=self.env)
+        return SubprocessRunner(log_path=log_path, on_line=on_line or self.on_line, env=self.env,
+                                timeout=self.timeout)
+
+    def with_timeout(self, seconds: float | None) -> SubprocessRunner:
+        """A runner like this one whose commands are stopped after ``seconds`` (None: never)."""
+        return SubprocessRunner(log_path=self.log_path, on_line=self.on_line, env=self.env, timeout=seconds)
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(self.env if self.env is not None else os.environ)
@@ -94,6 +155,8 @@ class SubprocessRunner:
             log = open(self.log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
+        timer: threading.Timer | None = None
+        expired, finished = threading.Event(), threading.Event()
         try:
             try:
                 proc = subprocess.Popen(
@@ -106,24 +169,55 @@ class SubprocessRunner:
                     text=True,
                     errors="replace",
                     bufsize=1,
+                    # A bounded command gets a process group of its own, so what it started dies with it.
+                    start_new_session=self.timeout is not None,
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in the command
                 raise CommandError(cmd, 127, log_path=self.log_path,
-                                   message=f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
-            assert proc.stdout is not None
-            with proc.stdout:
-                for line in proc.stdout:
-                    lines.append(line)
-                    tail.append(line.rstrip("\n"))
-                    if log is not None:
-                        log.write(line)
-                        log.flush()
-                    if self.on_line is not None:
-                        self.on_line(line.rstrip("\n"))
-            returncode = proc.wait()
+                                   message=f"cannot run {cmd[0]}: {getattr(exc, 'strerror', None) or exc}"
+                                   ) from None
+            if self.timeout is not None:
+                timer = threading.Timer(self.timeout, _expire, (proc, expired, finished))
+                timer.daemon = True
+                timer.start()
+            try:
+                assert proc.stdout is not None
+                with proc.stdout:
+                    for line in proc.stdout:
+                        lines.append(line)
+                        tail.append(line.rstrip("\n"))
+                        if log is not None:
+                            log.write(line)
+                            log.flush()
+                        if self.on_line is not None:
+                            self.on_line(line.rstrip("\n"))
+                returncode = proc.wait()
+                finished.set()
+            except BaseException:
+                if self.timeout is not None:  # interrupted: no query outlives gpuenv
+                    _kill_group(proc)
+                raise
         finally:
+            if timer is not None:
+                timer.cancel()
             if log is not None:
                 log.close()
+        if expired.is_set():
+            raise CommandTimeout(cmd, self.timeout or 0.0, log_path=self.log_path, tail="\n".join(tail))
         if returncode != 0:
             raise CommandError(cmd, returncode, log_path=self.log_path, tail="\n".join(tail))
         return "".join(lines)
+
+
+def _expire(proc: subprocess.Popen[str], expired: threading.Event, finished: threading.Event) -> None:
+    """The time limit passed: unless the command is done, kill it and all it started (a child that
+    still holds the output pipe would keep the read waiting)."""
+    if not finished.is_set():
+        expired.set()
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc``'s process group (it leads one: ``start_new_session``)."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -17,13 +17,19 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from gpuenv.inputs import UnreadableInput, open_input
+
 _CHUNK = 1 << 20
 
 
 def sha256_file(path: Path) -> str:
-    """The sha256 of the file at ``path``, read in chunks."""
+    """The sha256 of the regular file at ``path``, read in chunks (a FIFO or device is an OSError)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    try:
+        file = open_input(path)
+    except UnreadableInput as exc:
+        raise OSError(errno.ENOENT if exc.missing else errno.EINVAL, exc.problem, str(path)) from None
+    with file:
         for chunk in iter(lambda: file.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -65,10 +71,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def touch(path: Path) -> None:
-    """Set the mtime of ``path`` to now, creating it; failures are ignored."""
+    """Set the mtime of ``path`` to now, creating it; failures are ignored. A link is not followed
+    (in a shared cache it could lead anywhere), nor a FIFO waited on."""
     with contextlib.suppress(OSError):  # read-only shared cache, or removed meanwhile: only a statistic
-        path.touch()
-        os.utime(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        os.close(os.open(path, flags, 0o666))
+        os.utime(path, follow_symlinks=False)
 
 
 def remove_tree(path: Path) -> None:

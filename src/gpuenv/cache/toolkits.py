@@ -44,7 +44,7 @@ from typing import Any
 from gpuenv import __version__
 from gpuenv.cache.files import fsync_dir, remove_older, remove_tree, touch, write_synced
 from gpuenv.cache.locking import open_lock_file, read_holder, try_flock, wait_flock, write_holder
-from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError
+from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, read_meta
 from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
@@ -142,9 +142,12 @@ class ToolkitCache:
         return sorted(found, key=lambda e: e.toolkit.version_tuple, reverse=True)
 
     def _load(self, home: Path) -> ProvisionedToolkit:
-        meta = json.loads((home / META_FILE).read_text(encoding="utf-8"))
-        if not isinstance(meta, dict) or not is_toolkit_root(str(home)):
+        meta = read_meta(home / META_FILE)
+        if not is_toolkit_root(str(home)):
             raise ValueError(f"{home} is not a complete toolkit")
+        for name, kind in (("release", str), ("created", str), ("size", int)):
+            if not isinstance(meta.get(name), kind) or isinstance(meta[name], bool):
+                raise TypeError(f"{META_FILE}: {name} is not a {kind.__name__}")
         toolkit = _toolkit_at(str(home), self._run)
         if toolkit is None or toolkit.release != meta["release"]:
             raise ValueError(f"{home}/bin/nvcc does not answer with {meta['release']}")

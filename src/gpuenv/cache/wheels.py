@@ -51,13 +51,14 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from gpuenv import __version__
 from gpuenv.cache.entry import CacheEntry, LookupResult
@@ -83,9 +84,13 @@ from gpuenv.cache.locking import (
 )
 from gpuenv.cache.words import aware
 from gpuenv.errors import StepError
+from gpuenv.inputs import UnreadableInput, read_json
 
 META_FILE = "meta.json"
 LAST_USED_FILE = "last_used"
+
+#: A record gpuenv writes is a few KB; one far larger is not one of its records.
+MAX_META_BYTES = 1 << 20
 
 #: A temporary directory older than this belongs to a dead process.
 STALE_TEMP_AGE = timedelta(hours=1)
@@ -214,6 +219,8 @@ class WheelCache:
 
     def entry_of(self, digest: str) -> CacheEntry | None:
         """The published entry of the key digest ``digest`` (as gpuenv.lock records it), not verified."""
+        if not _DIGEST.fullmatch(digest):
+            return None
         try:
             return self._load(self._entry_dir(digest))
         except (OSError, ValueError, KeyError, TypeError):
@@ -447,14 +454,16 @@ class WheelCache:
         """The entry in ``directory``; raises OSError/ValueError/KeyError/TypeError for anything
         short of a complete meta.json (a missing or malformed key included), so every reader
         meets a damaged entry the same way: as unreadable."""
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise TypeError(f"{META_FILE} is not an object")
+        meta = read_meta(directory / META_FILE)
         CacheKey.from_json(meta["key"])
         if not isinstance(meta["wheel_sha256"], str) or not isinstance(meta["wheel"], str):
             raise TypeError(f"{META_FILE}: wheel and wheel_sha256 must be strings")
-        if "/" in meta["wheel"] or meta["wheel"] in ("", ".", ".."):
-            raise ValueError(f"{META_FILE}: wheel {meta['wheel']!r} is not a file name")
+        if not _WHEEL_NAME.fullmatch(meta["wheel"]) or meta["wheel"] in (".", ".."):
+            raise ValueError(f"{META_FILE}: wheel {meta['wheel'][:80]!r} is not a file name")
+        if not isinstance(meta.get("size"), int) or isinstance(meta["size"], bool) or meta["size"] < 0:
+            raise TypeError(f"{META_FILE}: size is not a byte count")
+        if not isinstance(meta["digest"], str) or not _DIGEST.fullmatch(meta["digest"]):
+            raise ValueError(f"{META_FILE}: digest {str(meta['digest'])[:80]!r} is not a key digest")
         wheel = directory / str(meta["wheel"])
         created = aware(datetime.fromisoformat(str(meta["created"])))
         try:
@@ -598,6 +607,26 @@ class WheelCache:
 
 
 # -- helpers --------------------------------------------------------------------------
+
+#: A wheel's file name as a cache entry records it: one name, ASCII, no folder.
+_WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+!-]{1,255}", re.ASCII)
+#: A key's digest, as entries are named (it names lock files too: nothing else may be in it).
+_DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The JSON object of a cache entry's record (``meta.json``, ``gpuenv-toolkit.json``), read through
+    the bounded reader: a FIFO, a link to /dev/zero, a huge, deeply nested or non-finite one is a
+    ValueError, as is anything but an object, so every reader meets a damaged entry the same way."""
+    try:
+        meta = read_json(path, limit=MAX_META_BYTES)
+    except UnreadableInput as exc:
+        if exc.missing:
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(path)) from None
+        raise ValueError(f"{path.name}: {exc.problem}") from None
+    if not isinstance(meta, dict):
+        raise TypeError(f"{path.name} is not a JSON object")
+    return meta
 
 
 def _no_checkpoint(stage: str) -> None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuenv.errors import CommandError, GpuenvError
-from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.runner import Runner, SubprocessRunner, bounded, query_timeout
 
 FATBIN_MAGIC = 0xBA55ED50
 #: Linked device code, the one the CUDA runtime loads.
@@ -370,7 +370,7 @@ def list_ptx(path: Path | str, cuobjdump: Path | str, runner: Runner | None = No
 def _cuobjdump_list(
     path: Path | str, cuobjdump: Path | str, kind: str, runner: Runner | None
 ) -> frozenset[str]:
-    runner = runner or SubprocessRunner()
+    runner = bounded(runner or SubprocessRunner(), query_timeout())
     try:
         output = runner([str(cuobjdump), f"--list-{kind.lower()}", str(path)])
     except CommandError as exc:

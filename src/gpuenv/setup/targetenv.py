@@ -12,7 +12,6 @@ the no-op check of a re-run is made of little else.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -23,8 +22,8 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from gpuenv.errors import CommandError, StepError
-from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.runner import ANSWER_MARK, Runner
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
+from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout
 
 _TORCH_FACTS = """
 import importlib.metadata, importlib.util, json
@@ -412,10 +411,14 @@ class TargetEnv:
 
     def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        output = _quiet_answers(runner)([str(self.python), "-c", script, *args], cwd=str(self.path))
+        ask = bounded(_quiet_answers(runner), env_query_timeout())
+        output = ask([str(self.python), "-c", script, *args], cwd=str(self.path))
         for line in reversed(output.splitlines()):
             if line.startswith(ANSWER_MARK):
-                return json.loads(line[len(ANSWER_MARK):])
+                try:
+                    return parse_json(line[len(ANSWER_MARK):])
+                except UnreadableInput as exc:
+                    raise StepError(f"{self.python} answered gpuenv's query with {exc.problem}") from None
         raise StepError(f"{self.python} printed no answer to gpuenv's query:\n{output[-2000:]}")
 
     def torch_info(self, runner: Runner) -> TorchInfo | None:
