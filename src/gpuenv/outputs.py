@@ -43,14 +43,15 @@ def path_argument(text: str) -> Path:
     return Path(text)
 
 
-def path_inside(root: Path | str, path: Path | str) -> Path:
+def path_inside(root: Path | str, path: Path | str, *, folder: bool = False) -> Path:
     """Where ``path`` (relative to ``root``, or absolute) really is, checked to be a place gpuenv may
     write inside ``root``; raise :class:`OutputError` if it is not.
 
     Refused: a path that resolves outside ``root`` (through ``..`` or a link), a link that leads
     nowhere (dangling or in a loop), a folder or a device where a file goes, a file where a folder
     is needed. The path returned is the resolved one: write there, and a link inside ``root`` (a
-    README.md that is a link to docs/README.md) keeps pointing at what was written.
+    README.md that is a link to docs/README.md) keeps pointing at what was written. ``folder``: the
+    path is a folder to fill (a wheelhouse group), so a folder there is fine and a file is not.
     """
     given = Path(root) / path
     if "\0" in str(given):
@@ -63,15 +64,18 @@ def path_inside(root: Path | str, path: Path | str) -> Path:
                           hint="if it is a link, replace it by a file (or remove it), then rerun")
     _check_folders(given, real.parent, top)
     for step in _steps(given, Path(root)):
-        if (os.path.islink(step) or step == given and os.path.lexists(real)) and not os.path.exists(step):
+        if (os.path.islink(step) or (step == given and os.path.lexists(real))) and not os.path.exists(step):
             raise OutputError(given, f"{'it' if step == given else step} is a link that leads nowhere "
                               "(dangling, or a loop)",
                               hint="remove the link or make it point at what exists, then rerun")
     if os.path.exists(real):
         mode = os.stat(real).st_mode
-        if stat.S_ISDIR(mode):
+        if folder:
+            if not stat.S_ISDIR(mode):
+                raise OutputError(given, "is not a folder; a folder goes here", hint="move it aside")
+        elif stat.S_ISDIR(mode):
             raise OutputError(given, "is a folder; a file goes here", hint="name a file, not a folder")
-        if not stat.S_ISREG(mode):
+        elif not stat.S_ISREG(mode):
             raise OutputError(given, "is not a regular file (a device, FIFO or socket); gpuenv will not "
                               "replace it", hint="name a regular file")
     return real

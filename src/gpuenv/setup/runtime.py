@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
 from gpuenv.runner import RUNTIME_OFF_SWITCH
 
 #: The file in site-packages; the leading underscore sorts it before most .pth files.
@@ -58,7 +58,10 @@ def read_runtime_env(site_packages: Path) -> dict[str, str] | None:
     if start < 0 or end < start:
         return None
     try:
-        data = json.loads(text[start + len("os.environ.update("):end])
-    except ValueError:
+        data = parse_json(text[start + len("os.environ.update("):end])
+    except UnreadableInput:
         return None
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    # A value that is not a string, or holds a NUL, is not one gpuenv wrote (and no path holds it).
+    return {str(k): v for k, v in data.items() if isinstance(v, str) and "\0" not in v and "\0" not in k}
