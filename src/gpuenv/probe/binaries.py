@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuenv.errors import CommandError, GpuenvError
+from gpuenv.inputs import UnreadableInput, open_input
 from gpuenv.runner import Runner, SubprocessRunner, bounded, query_timeout
 
 FATBIN_MAGIC = 0xBA55ED50
@@ -172,7 +173,11 @@ def read_cuda_code(path: Path | str) -> CudaCode:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as file:
+        file = open_input(path)  # a FIFO among an env's files must not hang doctor
+    except UnreadableInput as exc:
+        raise BinaryFormatError(path, f"cannot read: {exc.problem}") from None
+    try:
+        with file:
             size = os.fstat(file.fileno()).st_size
             if size < 64:
                 raise BinaryFormatError(path, f"not an ELF file (only {size} bytes)")
@@ -230,10 +235,18 @@ def _section_headers(path: Path, data: mmap.mmap) -> tuple[list[tuple[int, ...]]
         header = struct.Struct(end + "IIIIIIII")
     if table == 0:
         return [], 0
+    # Every count and size below comes from the file: each is bounded by the file's own size
+    # before anything is read or allocated from it (a 200-byte file may claim 2^40 sections).
+    if entry_size < header.size:
+        raise BinaryFormatError(path, f"ELF section headers of {entry_size} bytes, fewer than the "
+                                f"{header.size} each one takes: a damaged or crafted file")
     headers = [_section_header(path, data, header, table, 0)]
     # Extended numbering: past 0xff00 sections the real values live in section 0.
     count = count or headers[0][5]
     names_index = headers[0][6] if names_index == _SHN_XINDEX else names_index
+    if table + count * entry_size > len(data):
+        raise BinaryFormatError(path, f"truncated ELF file: {count} section headers of {entry_size} bytes "
+                                f"at {table:#x} run past its {len(data)} bytes")
     headers += [_section_header(path, data, header, table + i * entry_size, i) for i in range(1, count)]
     return headers, names_index
 

@@ -37,7 +37,7 @@ def torch_facts():
         archs = []
     try:
         distribution = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
+    except Exception:  # not installed as a distribution, or its METADATA is unreadable
         distribution = ""
     return {
         "distribution": distribution,
@@ -48,14 +48,63 @@ def torch_facts():
     }
 """
 
-_INSTALLED_FACTS = """
-import importlib.metadata, json
+#: Script text (for the env's interpreter) that reads one distribution's metadata however damaged it
+#: is: a METADATA that is not UTF-8 (old packages have Latin-1 ones) fails importlib.metadata, so it
+#: is read as bytes and its headers decoded with replacement; a FIFO or a device where the metadata
+#: goes is not read at all (it would hang the query). ``meta_header(dist, name)`` gives one header.
+DISTRIBUTION_READER = """
+import importlib.metadata, json, os, stat
+def _metadata_files(dist):
+    base = getattr(dist, "_path", None)
+    if base is None:
+        return []
+    base = str(base)
+    return [os.path.join(base, f) for f in ("METADATA", "PKG-INFO")] if os.path.isdir(base) else [base]
+def _regular(path):
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
+def _headers(dist):
+    for path in _metadata_files(dist):
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(1 << 24)
+        except OSError:
+            continue
+        headers = {}
+        for line in raw.decode("utf-8", "replace").splitlines():
+            if not line.strip():
+                break
+            key, sep, value = line.partition(":")
+            if sep:
+                headers.setdefault(key.strip().lower(), value.strip())
+        return headers
+    return {}
+def meta_header(dist, name):
+    if not all(_regular(path) for path in _metadata_files(dist)):
+        return None
+    try:
+        return dist.metadata[name]
+    except Exception:
+        return _headers(dist).get(name.lower())
+def name_and_version(dist):
+    name = meta_header(dist, "Name")
+    if not name:
+        return None, ""
+    try:
+        return name, dist.version
+    except Exception:
+        return name, meta_header(dist, "Version") or ""
+"""
+
+_INSTALLED_FACTS = DISTRIBUTION_READER + """
 def installed():
     found = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
+        name, version = name_and_version(dist)
         if name:
-            found.setdefault(name, dist.version)
+            found.setdefault(name, version)
     return found
 """
 
@@ -213,31 +262,69 @@ class BrokenTorchError(StepError):
         )
 
 
+class AnswerError(StepError):
+    """The env's interpreter answered a query with something gpuenv's script does not print (a
+    ``python`` that is a wrapper, a damaged site-packages, a hostile sitecustomize)."""
+
+    def __init__(self, what: str, data: Any) -> None:
+        shown = repr(data)
+        super().__init__(f"the env's interpreter answered gpuenv's query with something else than asked "
+                         f"({what}): {shown[:200]}{'…' if len(shown) > 200 else ''}",
+                         hint="is the env's python a real Python? recreate the env with 'gpuenv setup'")
+
+
+def _part(data: Any, key: str) -> Any:
+    """``data[key]`` of an answer, or :class:`AnswerError`."""
+    if not isinstance(data, dict) or key not in data:
+        raise AnswerError(f"no '{key}'", data)
+    return data[key]
+
+
+def _text(data: Any, key: str, *, optional: bool = False) -> Any:
+    value = _part(data, key)
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise AnswerError(f"a {key} that is not a string", data)
+    return value
+
+
 def _torch_info(data: Any) -> TorchInfo | None:
     if data is None:
         return None
+    archs = _part(data, "arch_list")
+    if not isinstance(_part(data, "cxx11_abi"), bool) or not isinstance(archs, list) \
+            or not all(isinstance(a, str) for a in archs):
+        raise AnswerError("torch facts of the wrong types", data)
+    distribution = data.get("distribution") or ""
     return TorchInfo(
-        version=str(data["version"]),
-        cuda=None if data["cuda"] is None else str(data["cuda"]),
-        cxx11_abi=bool(data["cxx11_abi"]),
-        arch_list=tuple(str(a) for a in data["arch_list"]),
-        distribution=str(data.get("distribution") or ""),
+        version=_text(data, "version"),
+        cuda=_text(data, "cuda", optional=True),
+        cxx11_abi=data["cxx11_abi"],
+        arch_list=tuple(archs),
+        distribution=distribution if isinstance(distribution, str) else "",
     )
 
 
 def _interpreter(data: Any) -> Interpreter:
+    markers = _part(data, "markers")
+    if not isinstance(markers, dict):
+        raise AnswerError("markers that are not a table", data)
+    purelib = _text(data, "purelib")
+    if "\0" in purelib or not purelib:
+        raise AnswerError("no site-packages path", data)
     return Interpreter(
-        version=data["version"],
-        python_tag=data["python_tag"],
-        abi_tag=data["abi_tag"],
-        platform_tag=data["platform_tag"],
-        site_packages=Path(data["purelib"]),
-        markers={str(k): str(v) for k, v in data["markers"].items()},
+        version=_text(data, "version"),
+        python_tag=_text(data, "python_tag"),
+        abi_tag=_text(data, "abi_tag"),
+        platform_tag=_text(data, "platform_tag"),
+        site_packages=Path(purelib),
+        markers={str(k): str(v) for k, v in markers.items()},
     )
 
 
 def _canonical(data: Any) -> dict[str, str]:
-    return {canonicalize_name(name): str(version) for name, version in data.items()}
+    if not isinstance(data, dict):
+        raise AnswerError("distributions that are not a table", data)
+    return {canonicalize_name(str(name)): str(version) for name, version in data.items()}
 
 
 def installed_on_disk(venv: Path) -> dict[str, str] | None:
@@ -279,11 +366,13 @@ def _pth_directories(site: Path) -> list[Path]:
     """The directories the ``.pth`` files in ``site`` add to sys.path (lines not starting with import)."""
     added: list[Path] = []
     for pth in sorted(site.glob("*.pth")):
-        for line in read_input(pth).splitlines():
+        for line in read_input(pth, errors="replace").splitlines():
             line = line.strip()
             if not line or line.startswith("#") or line.startswith(("import ", "import\t")):
                 continue
-            directory = (site / line).resolve()
+            if "\0" in line:  # site.py finds no such directory either
+                continue
+            directory = Path(os.path.realpath(site / line))  # a link loop stays a path that does not exist
             if directory.suffix.lower() == ".egg" or (directory.exists() and not directory.is_dir()):
                 raise OSError(f"{directory}: an egg or an archive on sys.path: the interpreter reads it")
             if directory.is_dir() and directory not in added:
@@ -311,13 +400,13 @@ def _headers(path: Path) -> dict[str, str]:
     headers: dict[str, str] = {}
     if not path.is_file():
         return headers
-    with path.open(encoding="utf-8", errors="replace") as file:
-        for line in file:
-            if not line.strip():
-                break
-            key, sep, value = line.partition(":")
-            if sep and key.lower() in ("name", "version"):
-                headers.setdefault(key.lower(), value.strip())
+    # errors="replace": old packages have Latin-1 METADATA; only the Name and Version are read.
+    for line in read_input(path, errors="replace").splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.lower() in ("name", "version"):
+            headers.setdefault(key.lower(), value.strip())
     return headers
 
 
@@ -443,10 +532,13 @@ class TargetEnv:
                          if line.startswith(IMPORTING_MARK)]
             doing = f"importing {importing[-1]}" if importing else "importing torch"
             raise StepError(f"the interpreter of {self.path} died {doing}:\n{exc.tail}") from exc
-        self._installed = _canonical(data["installed"])
+        self._installed = _canonical(_part(data, "installed"))
+        failures = _part(data, "failures")
+        if not isinstance(failures, dict):
+            raise AnswerError("import failures that are not a table", data)
         return EnvCheck(
-            torch=_torch_info(data["torch"]),
-            failures={str(k): str(v) for k, v in data["failures"].items()},
+            torch=_torch_info(_part(data, "torch")),
+            failures={str(k): str(v) for k, v in failures.items()},
             installed=dict(self._installed),
         )
 
@@ -476,10 +568,10 @@ class TargetEnv:
         ``lib/libc10.so``), torch is imported after all. None: no torch.
         """
         data = self.query(runner, _FACTS_SCRIPT)
-        self._installed = _canonical(data["installed"])
+        self._installed = _canonical(_part(data, "installed"))
         if self._interpreter is None:
-            self._interpreter = _interpreter(data["interpreter"])
-        if data["torch"] == "unknown":
+            self._interpreter = _interpreter(_part(data, "interpreter"))
+        if _part(data, "torch") == "unknown":
             return self.torch_info(runner)
         info = _torch_info(data["torch"])
         # What installers compare is the distribution's version ("2.14.1" for PyPI's cu130 wheel).
