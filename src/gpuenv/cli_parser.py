@@ -24,6 +24,13 @@ TOOLKIT_ENV = "GPUENV_TOOLKIT"
 OFFLINE_ENV = "GPUENV_OFFLINE"
 
 
+def _value(text: str) -> str:
+    """A value that must say something: "" (or blanks) would be silently taken as "not given"."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a value: give one, or leave the option out")
+    return text
+
+
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe file or pyproject.toml (default: envs/default.toml, "
@@ -151,11 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     init = _command(commands, "init")
     init.add_argument("--pyproject", action="store_true",
                       help="put the recipe in pyproject.toml's [tool.gpuenv] instead of envs/default.toml")
-    init.add_argument("--torch", default=None, metavar="VERSION",
+    init.add_argument("--torch", default=None, metavar="VERSION", type=_value,
                       help="torch version or specifier (default: the repository's pin, else >=2.1)")
-    init.add_argument("--extension", action="append", default=[], metavar="REQ",
+    init.add_argument("--extension", action="append", default=[], metavar="REQ", type=_value,
                       help="an extension to build without isolation (repeatable)")
-    init.add_argument("--name", default=None, help="the environment's name")
+    init.add_argument("--name", default=None, type=_value, help="the environment's name")
     init.set_defaults(command_key="init")
 
     export = _command(commands, "export")

@@ -214,6 +214,9 @@ def write_all(writes: Sequence[PlannedWrite]) -> None:
     try:
         for write in writes:
             made += make_folders(write.path.parent)
+            if write.previous is None and os.path.lexists(write.path):
+                raise OutputError(write.path, "appeared since gpuenv checked it; it is left as it is",
+                                  hint="run the command again: it sees the file this time")
             write_atomic(write.path, write.data)
             done.append(write)
     except BaseException:
