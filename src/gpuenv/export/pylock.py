@@ -39,6 +39,7 @@ from gpuenv import __version__
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
+from gpuenv.outputs import output_file, write_atomic
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout
 from gpuenv.setup.targetenv import DISTRIBUTION_READER, AnswerError, TargetEnv
 from gpuenv.tomlwrite import toml_key, toml_value
@@ -356,7 +357,8 @@ def _inline(table: Mapping[str, Any]) -> str:
 
 
 def write_pylock(lock: Pylock, path: Path) -> None:
-    path.write_text(lock.render(), encoding="utf-8")
+    """Write the lock to ``path``: checked inside its folder, replaced whole (see gpuenv.outputs)."""
+    write_atomic(output_file(path), lock.render().encode("utf-8"))
 
 
 
@@ -365,6 +367,8 @@ def export_pylock(venv: Path, *, locked: LockedEnv | None, cache_dir: Path | Non
     """``gpuenv export pylock``: the lock, or (with ``output``) where it went and what is not locked."""
     from gpuenv.runner import SubprocessRunner
 
+    if output is not None:
+        output_file(output)  # a place it cannot write is said before the env is asked anything
     lock = make_pylock(TargetEnv.at(venv), SubprocessRunner(), locked=locked,
                        cache=WheelCache(cache_dir) if cache_dir is not None else None)
     text = lock.render()
