@@ -31,6 +31,16 @@ def _value(text: str) -> str:
     return text
 
 
+def _days(text: str) -> float:
+    """A number of days, in ASCII digits (float() reads Arabic-Indic and full-width digits too)."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days")
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+
+
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe file or pyproject.toml (default: envs/default.toml, "
@@ -196,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache_list = _command(cache_commands, "list", "cache list")
     cache_list.add_argument("--json", action="store_true", help="print the entries as JSON")
     cache_prune = _command(cache_commands, "prune", "cache prune")
-    cache_prune.add_argument("--older-than", type=float, metavar="DAYS", help="built more than DAYS ago")
+    cache_prune.add_argument("--older-than", type=_days, metavar="DAYS", help="built more than DAYS ago")
     cache_prune.add_argument("--unused-since", metavar="YYYY-MM-DD", help="not used since this date")
     cache_prune.add_argument("--max-size", metavar="SIZE",
                              help="keep the cache under SIZE (e.g. 20G, 500M): least recently used go first")

@@ -173,4 +173,19 @@ def index_template(text: str, *, option: str = "--torch-index") -> str:
         raise InputError(f"{option} {text!r}: not an index URL", hint=hint) from None
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
         raise InputError(f"{option} {text!r}: not an http(s) or file URL", hint=hint)
+    problem = placeholder_problem(text)
+    if problem is not None:
+        raise InputError(f"{option} {text!r} {problem}", hint=hint)
     return text
+
+
+def placeholder_problem(template: str) -> str | None:
+    """What is wrong with the braces of an index template (only ``{variant}`` is replaced), or None."""
+    import re
+
+    rest = template.replace("{variant}", "")
+    if "{" not in rest and "}" not in rest:
+        return None
+    placeholders = re.findall(r"\{[^{}]*\}", rest)
+    what = f"an unknown placeholder {placeholders[0]}" if placeholders else "an unmatched '{' or '}'"
+    return f"has {what}; only {{variant}} is replaced (by e.g. cu121 or cpu)"

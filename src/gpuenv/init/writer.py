@@ -54,6 +54,7 @@ from gpuenv.inputs import UnreadableInput, read_input, read_input_bytes
 from gpuenv.integrations import gpuenv_origin
 from gpuenv.outputs import PlannedWrite, path_inside, write_all
 from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
+from gpuenv.printable import printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -160,12 +161,13 @@ def init_text(result: InitResult) -> str:
         lines.append("found")
         for f in result.scan.findings:
             where = _PLACES[f.place]
-            note = f" ({f.note})" if f.note else ""
-            lines.append(f"  {f.origin}: {f.text} -> {where}{note}")
-    lines += [f"{'appended' if p in result.appended else 'wrote':<8} {_relative(p, result.root)}"
+            note = f" ({printable(f.note)})" if f.note else ""
+            # One line each, whatever the repository's file names and lines hold.
+            lines.append(f"  {printable(f.origin)}: {printable(f.text)} -> {where}{note}")
+    lines += [f"{'appended' if p in result.appended else 'wrote':<8} {printable(_relative(p, result.root))}"
               for p in result.written]
     for skip in result.skipped:
-        lines.append(f"skipped  {_relative(skip.path, result.root)}: {skip.reason}")
+        lines.append(f"skipped  {printable(_relative(skip.path, result.root))}: {printable(skip.reason)}")
         if skip.snippet:
             lines += ["", *("    " + line if line else "" for line in skip.snippet.splitlines()), ""]
     lines.append("next: 'gpuenv plan' shows what setup would install here; 'nox -s gpu-env' sets it up")

@@ -65,7 +65,7 @@ _ENTRY_MIN_SIZE = 48
 
 _SHT_NOBITS = 8
 _SHN_XINDEX = 0xFFFF
-_ARCH_NAME = re.compile(r"^(sm|compute|lto)_(\d+)([af]?)$")
+_ARCH_NAME = re.compile(r"^(sm|compute|lto)_([0-9]+)([af]?)$", re.ASCII)
 
 
 class BinaryFormatError(GpuenvError):
@@ -131,7 +131,7 @@ def _split_arch(name: str) -> tuple[int, str]:
 
 def _parse_capability(capability: str) -> tuple[int, int]:
     major, _, minor = capability.partition(".")
-    if not (major.isdigit() and minor.isdigit()):
+    if not (major.isascii() and minor.isascii() and major.isdigit() and minor.isdigit()):
         raise ValueError(f"not a compute capability: {capability!r} (expected e.g. '9.0')")
     return int(major), int(minor)
 
@@ -364,7 +364,8 @@ def _toolkit_version(root: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in parts if part.isdigit())
 
 
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+.*\.(sm_\d+[af]?)\.(cubin|ptx)\s*$", re.MULTILINE)
+_LISTED = re.compile(r"^(ELF|PTX) file\s+[0-9]+:\s+.*\.(sm_[0-9]+[af]?)\.(cubin|ptx)\s*$",
+                     re.MULTILINE | re.ASCII)
 _NO_DEVICE_CODE = "does not contain device code"
 
 

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 STANDARD_LOCATIONS: tuple[str, ...] = ("/usr/local/cuda", "/usr/local/cuda-*", "/opt/cuda*")
 
 #: "Cuda compilation tools, release 13.0, V13.0.88"
-_RELEASE = re.compile(r"release (\d+)\.(\d+)")
-_FULL = re.compile(r"\bV(\d+\.\d+\.\d+)")
+_RELEASE = re.compile(r"release ([0-9]{1,3})\.([0-9]{1,3})", re.ASCII)
+_FULL = re.compile(r"\bV([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,6})", re.ASCII)
 #: An absolute ``<root>/bin/nvcc`` inside a wrapper script.
 _SCRIPT_NVCC = re.compile(r"(/[^\s'\"`;|&<>()]+)/bin/nvcc(?![\w.-])")
 #: "#$ TOP=/usr/local/cuda-13.0/bin/.." in ``nvcc --dryrun`` output.
