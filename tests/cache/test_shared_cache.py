@@ -7,80 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.plan.buildplan import toolkit_home
 from tests.cache.test_cache import KEY, make_wheel
+from tests.hostile import ENTRY_DAMAGES, SOUND_DAMAGES, TOOLKIT_DAMAGES, Damage
 from tests.probe.test_toolkits import make_toolkit
 from tests.test_fuzz import Hang, run_cli, snapshot
 
-Damage = Callable[[Path, dict[str, Any]], "dict[str, Any] | None"]
-
-
-def _set_key(field: str, value: Any) -> Damage:
-    def damage(entry: Path, meta: dict[str, Any]) -> dict[str, Any]:
-        meta["key"][field] = value
-        return meta
-    return damage
-
-
-def _replace_meta(make: Callable[[Path], None]) -> Damage:
-    def damage(entry: Path, meta: dict[str, Any]) -> None:
-        (entry / "meta.json").unlink()
-        make(entry / "meta.json")
-    return damage
-
-
-def _set(field: str, value: Any) -> Damage:
-    def damage(entry: Path, meta: dict[str, Any]) -> dict[str, Any]:
-        meta[field] = value
-        return meta
-    return damage
-
-
-def _wheel_is_a_fifo(entry: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    wheel = entry / meta["wheel"]
-    wheel.unlink()
-    os.mkfifo(wheel)
-    meta["size"] = 0
-    return meta
-
-
-def _last_used_links_out(entry: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    (entry / "last_used").unlink()
-    (entry / "last_used").symlink_to(entry.parents[4] / "outside" / "TOUCHED")
-    return meta
-
-
-#: What a hostile or broken writer of a shared cache can leave in one entry.
-DAMAGES: dict[str, Damage] = {
-    "meta.json is a FIFO": _replace_meta(lambda p: os.mkfifo(p)),
-    "meta.json links to /dev/zero": _replace_meta(lambda p: p.symlink_to("/dev/zero")),
-    "meta.json is 20 MB": _replace_meta(lambda p: p.write_bytes(b" " * (20 << 20))),
-    "meta.json nested 100000 deep": _replace_meta(lambda p: p.write_text("[" * 100_000 + "]" * 100_000)),
-    "meta.json is not UTF-8": _replace_meta(lambda p: p.write_bytes(b'{"key": "\xff"}')),
-    "size is 1e999": lambda e, m: json.loads(json.dumps(m).replace('"size": ', '"size": 1e999, "x": ')),
-    "an arch 'abc'": _set_key("arch_list", ["abc"]),
-    "an arch in Arabic-Indic digits": _set_key("arch_list", ["\u0669.\u0660"]),
-    "torch_version climbs out": _set_key("torch_version", "x/../../../outside/ESCAPED"),
-    "torch_cuda climbs out": _set_key("torch_cuda", "../../outside"),
-    "a name that sets the window title": _set_key("name", "\x1b]0;pwned\x07scatter"),
-    "a version with a newline": _set_key("version", "2.1.2\nok   forged"),
-    "knobs that are not pairs": _set_key("knobs", [["A"], 5]),
-    "digest climbs out": _set("digest", "../../../../outside/x"),
-    "created is a table": _set("created", {"a": 1}),
-    "the wheel is a FIFO": _wheel_is_a_fifo,
-    "last_used links out of the cache": _last_used_links_out,
-}
-
-#: Damages that leave the entry usable: it is exported, and still nothing outside is touched.
-SOUND = {"last_used links out of the cache"}
+DAMAGES = ENTRY_DAMAGES
+SOUND = SOUND_DAMAGES
 
 COMMANDS = [
     ["cache", "list"],
@@ -154,37 +93,19 @@ def test_the_printed_lines_hold_no_control_character_from_the_cache(
     assert "flash-attn 2.8.3.post2" in out and "\x1b" not in out
 
 
-def _toolkit_entry(root: Path, meta: dict[str, Any] | None, nvcc: str | None = None) -> Path:
+def _toolkit_entry(root: Path, damage: str) -> Path:
     home = Path(toolkit_home(root / "toolkits", "13.0"))
-    make_toolkit(home, "13.0", nvcc=nvcc)
-    if meta is not None:
-        (home / "gpuenv-toolkit.json").write_text(json.dumps(meta))
+    make_toolkit(home, "13.0")
+    TOOLKIT_DAMAGES[damage](home)
     return home
 
 
-TOOLKIT_META = {"schema": 1, "version": "13.0", "release": "13.0.105", "size": 10,
-                "created": "2026-01-01T00:00:00+00:00", "wheels": {}}
-
-
-@pytest.mark.parametrize("damage", ["a FIFO", "/dev/zero", "size 1e999", "nested", "nvcc hangs",
-                                    "release is a number"])
+@pytest.mark.parametrize("damage", sorted(TOOLKIT_DAMAGES))
 def test_a_damaged_toolkit_entry_never_hangs_probe_plan_or_cache_list(
     work: Path, damage: str
 ) -> None:
     root = work.parent / "cache"
-    nvcc = "#!/bin/sh\n/bin/sleep 300 &\n/bin/sleep 300\n" if damage == "nvcc hangs" else None
-    home = _toolkit_entry(root, TOOLKIT_META if damage in ("nvcc hangs",) else None, nvcc)
-    meta_file = home / "gpuenv-toolkit.json"
-    if damage == "a FIFO":
-        os.mkfifo(meta_file)
-    elif damage == "/dev/zero":
-        meta_file.symlink_to("/dev/zero")
-    elif damage == "size 1e999":
-        meta_file.write_text(json.dumps(TOOLKIT_META).replace('"size": 10', '"size": 1e999'))
-    elif damage == "nested":
-        meta_file.write_text("[" * 100_000 + "]" * 100_000)
-    elif damage == "release is a number":
-        meta_file.write_text(json.dumps({**TOOLKIT_META, "release": 13}))
+    _toolkit_entry(root, damage)
     for argv in (["cache", "list"], ["probe"], ["plan", "--gpu", "H100", "-r", "recipe.toml"],
                  ["cache", "prune", "--older-than", "30"]):
         try:
@@ -194,4 +115,42 @@ def test_a_damaged_toolkit_entry_never_hangs_probe_plan_or_cache_list(
         assert code in (0, 3), (argv, err)
         if damage == "nvcc hangs" and argv[0] != "cache":
             assert "did not answer within 1 s" in err, (argv, err)
-    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("folder", ["v1/.tmp", "v1/.corrupt", "v1/.locks", "v1/ab", "v1", "toolkits/v1/.tmp",
+                                    "toolkits/v1/.locks", "toolkits/v1", "toolkits"])
+def test_a_link_where_the_cache_keeps_a_folder_of_its_own_leads_nothing_outside(
+    work: Path, folder: str
+) -> None:
+    """On a shared cache another user can replace .tmp, .corrupt or .locks by a link to a folder of
+    yours: prune removes old children of .tmp and .corrupt, stores create there, locks truncate.
+    None of it may happen through the link."""
+    from gpuenv.cache.key import CacheKey
+    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.errors import GpuenvError
+
+    root = work.parent / "cache"
+    victim = work.parent / "victim"
+    (victim / "project").mkdir(parents=True)
+    (victim / "notes.txt").write_text("mine\n")
+    (victim / "0123.lock").write_text("mine\n")
+    old = 1_000_000_000
+    for path in (victim / "project", victim / "notes.txt", victim / "0123.lock"):
+        os.utime(path, (old, old))
+    cache = WheelCache(root)
+    key = KEY if folder != "v1/ab" else CacheKey.from_json({**KEY.to_json(), "version": "9.9"})
+    (root / folder).parent.mkdir(parents=True, exist_ok=True)
+    (root / folder).symlink_to(victim)
+    before = snapshot(victim)
+    wheel = make_wheel(work / "built", b"wheel bytes")
+    for act in (lambda: cache.store(key, wheel), lambda: cache.lookup(key), lambda: cache.prune(older_than=None),
+                lambda: ToolkitCache(root / "toolkits").prune(older_than=None)):
+        try:
+            act()
+        except (GpuenvError, OSError):
+            pass  # refused: the point is what happened outside
+    for argv in (["cache", "prune", "--older-than", "0"], ["cache", "list"], ["cache", "export", "house"]):
+        code, err = run_cli(argv)
+        assert code in (0, 1, 2), err
+    assert snapshot(victim) == before
+    assert (victim / "notes.txt").read_text() == "mine\n" and (victim / "project").is_dir()

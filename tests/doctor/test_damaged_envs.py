@@ -9,35 +9,17 @@ a FIFO where metadata or a compiled file goes, a crafted ELF).
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.binaries.test_binaries import crafted_elf
+from tests.hostile import ANSWERS, fake_env
+from tests.hostile import damaged_venv as make_damaged_venv
 from tests.test_fuzz import Hang, run_cli
 
 RECIPE = '[torch]\nversion = "2.13.0"\n\n[[extensions]]\nrequirement = "latin-ext"\n'
-
-#: Answer lines a fake env's python prints after gpuenv's marker, whatever it was asked.
-ANSWERS = {
-    "a list": "[1, 2, 3]",
-    "null": "null",
-    "a string with escapes": json.dumps("\x1b]0;pwned\x07"),
-    "wrong types": json.dumps({"installed": 5, "interpreter": {"version": 3}, "torch": {"version": []},
-                               "failures": [], "markers": 7}),
-    "torch facts of the wrong types": json.dumps({"version": 5, "cuda": [], "cxx11_abi": "yes",
-                                                  "arch_list": "sm_90"}),
-    "nested 100000 deep": "[" * 100_000 + "]" * 100_000,
-    "a float too large": '{"version": 1e999}',
-    "not JSON": "{'python': 3}",
-    "a NUL in site-packages": json.dumps({"version": "3.11.7", "python_tag": "cp311", "abi_tag": "cp311",
-                                          "platform_tag": "linux_x86_64", "purelib": "/tmp/a\x00b",
-                                          "markers": {}}),
-}
 
 COMMANDS = {
     "doctor": ["doctor", "--venv", "venv", "-r", "recipe.toml", "--gpu", "H100"],
@@ -73,12 +55,7 @@ def _run(argv: list[str]) -> tuple[int, str]:
 def test_an_answer_that_is_not_gpuenvs_json_is_an_error_not_a_traceback(
     work: Path, answer: str, command: str
 ) -> None:
-    (work / "answer").write_text("@@gpuenv-json@@" + ANSWERS[answer] + "\n")
-    venv = work / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    (venv / "bin" / "python").write_text(f"#!/bin/sh\ncat {work / 'answer'}\n")
-    (venv / "bin" / "python").chmod(0o755)
+    fake_env(work / "venv", ANSWERS[answer])
     code, err = _run(COMMANDS[command])
     assert code in (0, 1, 2, 3)
     assert "\x1b" not in err
@@ -88,39 +65,7 @@ def test_an_answer_that_is_not_gpuenvs_json_is_an_error_not_a_traceback(
 
 @pytest.fixture
 def damaged_venv(work: Path) -> Path:
-    """A real venv (no pip) holding an extension and packages whose files are damaged."""
-    venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next(venv.glob("lib/python*/site-packages"))
-    # Latin-1 METADATA and RECORD (old packages), a crafted ELF and a FIFO among its compiled files.
-    info = site / "latin_ext-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_bytes(b"Metadata-Version: 2.1\nName: latin-ext\nVersion: 1.0\n"
-                                    b"Author: Fran\xe7ois\n\nD\xe9j\xe0 vu\n")
-    (site / "latin_ext").mkdir()
-    (site / "latin_ext" / "__init__.py").write_text("")
-    (site / "latin_ext" / "_crafted.so").write_bytes(crafted_elf(entry_size=0, count=0,
-                                                                 count_in_section0=1 << 40))
-    os.mkfifo(site / "latin_ext" / "_fifo.so")
-    (info / "RECORD").write_bytes(b"latin_ext/__init__.py,,\nlatin_ext/_crafted.so,,\nlatin_ext/_fifo.so,,\n"
-                                  b"latin_ext/caf\xe9.so,,\n/etc/passwd.so,,\n../../x.so,,\n")
-    (info / "top_level.txt").write_text("latin_ext\n")
-    # direct_url.json files of the wrong shape.
-    for i, text in enumerate(['{"url": 5, "dir_info": []}', "[1]", '{"url": "file:///x.whl", "archive_info": '
-                              '{"hashes": "sha256"}}', "{not json", '{"url": "x", "vcs_info": "git"}',
-                              '{"url": "file:///tmp/a.whl", "archive_info": {"hash": 1e999}}']):
-        other = site / f"odd{i}-1.0.dist-info"
-        other.mkdir()
-        (other / "METADATA").write_text(f"Metadata-Version: 2.1\nName: odd{i}\nVersion: 1.0\n")
-        (other / "direct_url.json").write_text(text)
-    # A package whose METADATA is a FIFO: reading it would hang.
-    (site / "fifo_meta-1.0.dist-info").mkdir()
-    os.mkfifo(site / "fifo_meta-1.0.dist-info" / "METADATA")
-    # .pth lines with a NUL and a link loop (the interpreter skips both; so must gpuenv's reader).
-    (site / "nul.pth").write_bytes(b"/tmp/a\x00b\n")
-    (site / "loop").symlink_to("loop")
-    (site / "loop.pth").write_text("loop\n")
-    return venv
+    return make_damaged_venv(work / "venv")
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

@@ -84,9 +84,44 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_older(directory: Path, older_than: timedelta) -> list[Path]:
-    """Remove the children of ``directory`` last modified longer ago than ``older_than``; return them."""
-    if not directory.is_dir():
+def own_folder(path: Path, root: Path) -> Path:
+    """``path`` made if missing (with its parents) and checked to be a folder of its own: neither it
+    nor a folder between ``root`` (the cache) and it is a link.
+
+    A cache keeps its temporary, quarantine and lock files in such folders; on a shared cache
+    another user could put a link there, and what gpuenv then creates, moves or deletes in
+    "its" folder would happen wherever the link points. Raises OSError naming the path.
+    """
+    if root not in path.parents:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    root.mkdir(parents=True, exist_ok=True)
+    step = root
+    for part in path.relative_to(root).parts:  # checked before anything is made below it
+        step = step / part
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(step)
+        if step.is_symlink() or not step.is_dir():
+            raise OSError(errno.ENOTDIR, "a link or a file where the cache keeps a folder of its own",
+                          str(step))
+    return path
+
+
+def is_own_folder(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a folder and neither it nor a folder between ``root`` and it is a link."""
+    step = path
+    while root in step.parents:
+        if step.is_symlink() or not step.is_dir():
+            return False
+        step = step.parent
+    return path.is_dir()
+
+
+def remove_older(directory: Path, older_than: timedelta, root: Path) -> list[Path]:
+    """Remove the children of ``directory`` (a folder of the cache ``root``) last modified longer ago
+    than ``older_than``; return them. A ``directory`` reached through a link is left alone: what
+    the link points at is not the cache's to remove."""
+    if not is_own_folder(directory, root):
         return []
     cutoff = time.time() - older_than.total_seconds()
     removed = []

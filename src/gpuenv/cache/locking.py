@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gpuenv.cache.files import own_folder
 from gpuenv.inputs import UnreadableInput, parse_json, read_input
 
 #: What a cache that may be read but not written answers to a lock or a store.
@@ -44,11 +45,13 @@ class LockHolder:
         return where
 
 
-def open_lock_file(path: Path) -> int:
-    """A descriptor of the lock file at ``path``, created if missing; read-only where it cannot be
-    written (another user's file, a read-only mount). Raises OSError when there is nothing to lock."""
+def open_lock_file(path: Path, root: Path) -> int:
+    """A descriptor of the lock file at ``path`` (in the cache ``root``), created if missing; read-only
+    where it cannot be written (another user's file, a read-only mount). Raises OSError when there
+    is nothing to lock, or when its folder is a link (in a shared cache, lock files created there
+    would land wherever it points)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        own_folder(path.parent, root)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_LINK, 0o666)
     except OSError as exc:
         # Another user's lock file in a shared cache, or a read-only mount of it:

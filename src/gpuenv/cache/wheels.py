@@ -65,6 +65,7 @@ from gpuenv.cache.entry import CacheEntry, LookupResult
 from gpuenv.cache.files import (
     copy_synced,
     fsync_dir,
+    own_folder,
     remove_older,
     remove_tree,
     sha256_file,
@@ -263,7 +264,7 @@ class WheelCache:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         target = self._corrupt / f"{directory.name}-{stamp}-{secrets.token_hex(3)}"
         try:
-            self._corrupt.mkdir(parents=True, exist_ok=True)
+            own_folder(self._corrupt, self.path)
             os.rename(directory, target)
         except OSError:  # gone meanwhile, or a read-only shared cache: refused all the same
             return None
@@ -321,14 +322,14 @@ class WheelCache:
         hook("meta-written")
 
     def _new_temp(self, prefix: str) -> Path:
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        own_folder(self._tmp, self.path)
         temp = self._tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
         temp.mkdir()  # not mkdtemp: the umask decides who else may read a shared cache
         return temp
 
     def _publish(self, key: CacheKey, temp: Path) -> CacheEntry:
         final = self.entry_dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        own_folder(final.parent, self.path)
         for _ in range(3):
             try:
                 os.rename(temp, final)
@@ -392,7 +393,7 @@ class WheelCache:
         deadline = None if timeout is None else time.monotonic() + timeout
         waited = False
         while True:
-            fd = open_lock_file(path)
+            fd = open_lock_file(path, self.path)
             if not try_flock(fd):
                 if not waited and on_wait is not None:
                     on_wait(LockWait(key, path, read_holder(path)))
@@ -406,7 +407,7 @@ class WheelCache:
 
     def _try_lock_digest(self, digest: str) -> int | None:
         """The fd of the digest's lock if it is free now, else None."""
-        fd = open_lock_file(self._lock_path(digest))
+        fd = open_lock_file(self._lock_path(digest), self.path)
         if try_flock(fd) and is_current(fd, self._lock_path(digest)):
             return fd
         os.close(fd)
@@ -443,12 +444,15 @@ class WheelCache:
         return best, key_differences(best_key, key)
 
     def _entry_dirs(self) -> Iterator[Path]:
-        if not self._base.is_dir():
+        """Every published entry's folder. A link is none (gpuenv publishes an entry by renaming a
+        folder it made): on a shared cache it could lead to another user's folders, which prune
+        would then remove as unreadable entries."""
+        if self._base.is_symlink() or not self._base.is_dir():
             return
         for shard in sorted(self._base.iterdir()):
-            if shard.name.startswith(".") or not shard.is_dir():
+            if shard.name.startswith(".") or shard.is_symlink() or not shard.is_dir():
                 continue
-            yield from sorted(d for d in shard.iterdir() if d.is_dir())
+            yield from sorted(d for d in shard.iterdir() if not d.is_symlink() and d.is_dir())
 
     def _load(self, directory: Path) -> CacheEntry:
         """The entry in ``directory``; raises OSError/ValueError/KeyError/TypeError for anything
@@ -585,7 +589,7 @@ class WheelCache:
     def _remove_orphan_locks(self) -> None:
         """Unlink lock files of keys without an entry (failed builds), if nobody holds them."""
         locks = self._base / ".locks"
-        if not locks.is_dir():
+        if locks.is_symlink() or not locks.is_dir():
             return
         for lock_file in locks.glob("*.lock"):
             digest = lock_file.name[: -len(".lock")]
@@ -600,10 +604,10 @@ class WheelCache:
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return remove_older(self._tmp, older_than)
+        return remove_older(self._tmp, older_than, self.path)
 
     def _remove_quarantined(self) -> list[Path]:
-        return remove_older(self._corrupt, timedelta(0))
+        return remove_older(self._corrupt, timedelta(0), self.path)
 
 
 # -- helpers --------------------------------------------------------------------------
