@@ -154,3 +154,11 @@ def test_a_link_where_the_cache_keeps_a_folder_of_its_own_leads_nothing_outside(
         assert code in (0, 1, 2), err
     assert snapshot(victim) == before
     assert (victim / "notes.txt").read_text() == "mine\n" and (victim / "project").is_dir()
+
+
+def test_a_cache_dir_of_a_user_this_machine_lacks_is_an_input_error(work: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUENV_CACHE_DIR", "~no-such-user-here/cache")
+    for argv in (["cache", "path"], ["cache", "list"], ["plan", "--gpu", "H100", "-r", "recipe.toml"]):
+        code, err = run_cli(argv)
+        assert code == 2 and "GPUENV_CACHE_DIR=~no-such-user-here/cache" in err, err

@@ -84,7 +84,7 @@ from gpuenv.cache.locking import (
     write_holder,
 )
 from gpuenv.cache.words import aware
-from gpuenv.errors import StepError
+from gpuenv.errors import InputError, StepError
 from gpuenv.inputs import UnreadableInput, read_json
 
 META_FILE = "meta.json"
@@ -161,7 +161,11 @@ Checkpoint = Optional[Callable[[str], None]]
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """``GPUENV_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpuenv/wheels``, else ``~/.cache/gpuenv/wheels``."""
     if environ.get("GPUENV_CACHE_DIR"):
-        return Path(environ["GPUENV_CACHE_DIR"]).expanduser()
+        try:
+            return Path(environ["GPUENV_CACHE_DIR"]).expanduser()
+        except RuntimeError:  # ~someone for a user this machine does not have
+            raise InputError(f"GPUENV_CACHE_DIR={environ['GPUENV_CACHE_DIR']}: no such user's home here",
+                             hint="set it to a path that exists on this machine") from None
     xdg = environ.get("XDG_CACHE_HOME", "")
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "gpuenv" / "wheels"
