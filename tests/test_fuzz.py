@@ -32,6 +32,7 @@ from gpuenv.cli import main
 from tests.hostile import (
     ANSWERS,
     ENTRY_DAMAGES,
+    HUNG_NVCC,
     PLACES,
     TOOLKIT_DAMAGES,
     damaged_venv,
@@ -401,9 +402,17 @@ def _export_case(rng: random.Random, root: Path, venv: Path) -> Case:
 
 def _env_case(rng: random.Random, root: Path, venv: Path) -> Case:
     (root / "recipe.toml").write_text(RECIPE.replace("torch-scatter==2.1.2", "latin-ext"))
-    if rng.random() < 0.5:
+    kind = rng.random()
+    if kind < 0.4:
         answer = rng.choice(sorted(ANSWERS))
         env, what = fake_env(root / "fake", ANSWERS[answer]), f"a python answering {answer}"
+    elif kind < 0.6:
+        env, what = fake_env(root / "fake", ""), "a python that hangs"
+        (env / "bin" / "python").write_text(HUNG_NVCC)
+    elif kind < 0.7:
+        env, what = fake_env(root / "fake", "{}"), "a pyvenv.cfg that is a FIFO"
+        (env / "pyvenv.cfg").unlink()
+        os.mkfifo(env / "pyvenv.cfg")
     else:
         env, what = venv, "a venv with damaged files"
     argv = rng.choice([["doctor", "--gpu", "H100"], ["doctor", "--json"], ["export", "pylock"],

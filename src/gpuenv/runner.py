@@ -37,16 +37,21 @@ RUNTIME_OFF_SWITCH = "GPUENV_RUNTIME_ENV"
 
 
 #: How long a tool may take to answer a question about itself (``nvcc --version``, ``nvcc --dryrun``,
-#: ``cuobjdump --list-elf``, ``uv python find``, a Python's version): they answer in well under a
-#: second; a hung one (a broken toolkit in a shared cache, a wrapper waiting on a dead mount) must
-#: not hang ``probe``, ``plan`` or ``cache list``. ``GPUENV_QUERY_TIMEOUT`` (seconds) replaces it.
-QUERY_TIMEOUT = 20.0
+#: ``cuobjdump --list-elf``, ``uv python find``, a Python's version, ``git rev-parse``): they answer
+#: in well under a second; a hung one (a broken toolkit in a shared cache, a wrapper waiting on a
+#: dead mount) must not hang ``probe``, ``plan`` or ``cache list``. ``GPUENV_QUERY_TIMEOUT``
+#: (seconds) replaces it; the two limits below scale with it.
+QUERY_TIMEOUT = 5.0
 QUERY_TIMEOUT_ENV = "GPUENV_QUERY_TIMEOUT"
-#: An env's interpreter answering a query imports torch and the extensions, on a cold cluster file
-#: system too: this many times the query timeout (10 minutes by default). Installs, downloads and
-#: builds have no time limit: a build of flash-attn takes hours; they show their progress, and
-#: Ctrl-C stops them.
-ENV_QUERY_FACTOR = 30
+#: An env's interpreter answering what it holds without importing torch (its version, its
+#: distributions, torch's files): this many query timeouts (15 s by default; a cold start on a
+#: cluster file system takes seconds).
+ENV_QUERY_FACTOR = 3
+#: An interpreter importing torch and the extensions (verify, doctor) or pip asking an index about
+#: a release: this many query timeouts (10 minutes by default). Installs, downloads and builds
+#: have no time limit: a build of flash-attn takes hours; they show their progress, and Ctrl-C
+#: stops them.
+IMPORT_FACTOR = 120
 
 
 class Runner(Protocol):
@@ -73,8 +78,13 @@ def query_timeout(environ: Mapping[str, str] | None = None) -> float:
 
 
 def env_query_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """The time limit of an env's interpreter answering a query (imports included)."""
+    """The time limit of an env's interpreter answering a query that imports nothing heavy."""
     return query_timeout(environ) * ENV_QUERY_FACTOR
+
+
+def import_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The time limit of an interpreter importing torch and extensions, or of pip asking an index."""
+    return query_timeout(environ) * IMPORT_FACTOR
 
 
 def bounded(runner: Runner, seconds: float | None) -> Runner:

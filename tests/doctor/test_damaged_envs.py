@@ -138,3 +138,24 @@ def test_doctor_prints_what_the_lock_and_the_runtime_pth_hold_escaped(tmp_path: 
     assert not any(line.startswith("ok   forged") or line.startswith("ok   torch fine")
                    for line in text.splitlines())
     assert "\\x1b]0;pwned\\x07" in text and "9.0\\nok   forged" in text
+
+
+@pytest.mark.parametrize("damage", ["pyvenv.cfg is a FIFO", "a .pth is a FIFO", "python hangs"])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_env_whose_python_would_wait_forever_is_not_waited_on(
+    work: Path, monkeypatch: pytest.MonkeyPatch, damage: str, command: str
+) -> None:
+    monkeypatch.setenv("GPUENV_QUERY_TIMEOUT", "0.5")  # a hung python is stopped after 1.5 s here
+    venv = make_damaged_venv(work / "venv")
+    site = next(venv.glob("lib/python*/site-packages"))
+    if damage == "pyvenv.cfg is a FIFO":
+        (venv / "pyvenv.cfg").unlink()
+        os.mkfifo(venv / "pyvenv.cfg")
+    elif damage == "a .pth is a FIFO":
+        os.mkfifo(site / "zz.pth")
+    else:
+        (venv / "bin" / "python").unlink()
+        (venv / "bin" / "python").write_text("#!/bin/sh\n/bin/sleep 300 &\n/bin/sleep 300\n")
+        (venv / "bin" / "python").chmod(0o755)
+    code, err = _run(COMMANDS[command])
+    assert code in (0, 1, 2), err

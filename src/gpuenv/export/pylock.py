@@ -40,7 +40,7 @@ from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
 from gpuenv.outputs import output_file, write_atomic
-from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout
+from gpuenv.runner import ANSWER_MARK, Runner, bounded, import_timeout
 from gpuenv.setup.targetenv import DISTRIBUTION_READER, AnswerError, TargetEnv
 from gpuenv.tomlwrite import toml_key, toml_value
 
@@ -191,7 +191,7 @@ def resolve_from_sources(env: TargetEnv, runner: Runner, pins: Mapping[str, str]
         args = ["install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
                 "--disable-pip-version-check", "--report", str(report),
                 *[f"{name}=={version}" for name, version in sorted(pins.items())]]
-        runner = bounded(runner, env_query_timeout())
+        runner = bounded(runner, import_timeout())
         try:
             runner([str(env.python), "-m", "pip", *args])
         except CommandError:

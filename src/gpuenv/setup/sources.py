@@ -35,7 +35,7 @@ from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.treemeta import tree_name, tree_version
-from gpuenv.runner import Runner, bounded, env_query_timeout, query_timeout
+from gpuenv.runner import Runner, bounded, import_timeout, query_timeout
 from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
@@ -189,7 +189,7 @@ def _download_error(
 
 def _index_versions(name: str, env: TargetEnv, runner: Runner) -> str | None:
     try:
-        ask = bounded(runner, env_query_timeout())  # an index answers in seconds, a slow one in minutes
+        ask = bounded(runner, import_timeout())  # an index answers in seconds, a slow one in minutes
         output = ask([str(env.python), "-m", "pip", "index", "versions", name])
     except CommandError:
         return None

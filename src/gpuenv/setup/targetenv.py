@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import CommandError, StepError
 from gpuenv.inputs import UnreadableInput, parse_json, read_input
-from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout
+from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
 
 _TORCH_FACTS = """
 import importlib.metadata, importlib.util, json
@@ -410,6 +410,17 @@ def _headers(path: Path) -> dict[str, str]:
     return headers
 
 
+def _check_startup_files(venv: Path) -> None:
+    """Raise StepError if a file the env's Python reads when it starts (``pyvenv.cfg``, a ``.pth``
+    of site-packages) is a FIFO or a device: Python would wait on it forever."""
+    candidates = [venv / "pyvenv.cfg", *venv.glob("lib/*/site-packages/*.pth"),
+                  *venv.glob("Lib/site-packages/*.pth")]
+    for path in candidates:
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise StepError(f"{path} is not a regular file (a FIFO or a device): the env's Python would "
+                            "wait on it forever when it starts", hint="remove it, or recreate the env")
+
+
 def _quiet_answers(runner: Runner) -> Runner:
     """``runner`` with its live-line callback (a progress line) blind to the query's own markers."""
     on_line = getattr(runner, "on_line", None)
@@ -500,7 +511,13 @@ class TargetEnv:
 
     def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        ask = bounded(_quiet_answers(runner), env_query_timeout())
+        _check_startup_files(self.path)
+        # Importing torch (and the extensions named in args) takes long on a cold file system;
+        # a question about what is installed does not.
+        imports = bool(args) or "import torch" in script
+        if imports and self._interpreter is None and callable(getattr(runner, "with_timeout", None)):
+            self.interpreter(runner)  # a python that hangs is found in seconds, not after the import's limit
+        ask = bounded(_quiet_answers(runner), import_timeout() if imports else env_query_timeout())
         output = ask([str(self.python), "-c", script, *args], cwd=str(self.path))
         for line in reversed(output.splitlines()):
             if line.startswith(ANSWER_MARK):
