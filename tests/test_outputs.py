@@ -167,3 +167,13 @@ def test_a_dangling_folder_link_inside_is_refused_too(repo: Path) -> None:
     with pytest.raises(OutputError, match="envs is a link that leads nowhere"):
         path_inside(repo, "envs/default.toml")
     assert not (repo / "not-made").exists()
+
+
+def test_two_names_for_one_file_are_refused_before_anything_is_written(repo: Path) -> None:
+    (repo / "README.md").write_text("# a\n")
+    (repo / ".gitignore").symlink_to("README.md")  # appending to both would drop one of the appends
+    writes = [PlannedWrite(path_inside(repo, name), b"new\n", previous=b"# a\n")
+              for name in ("README.md", ".gitignore")]
+    with pytest.raises(OutputError, match="written twice"):
+        write_all(writes)
+    assert (repo / "README.md").read_text() == "# a\n"

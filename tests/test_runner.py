@@ -10,6 +10,8 @@ import pytest
 
 from gpuenv.errors import CommandError
 from gpuenv.runner import (
+    MAX_LINE_CHARS,
+    MAX_OUTPUT_CHARS,
     QUERY_TIMEOUT,
     CommandTimeout,
     SubprocessRunner,
@@ -66,3 +68,12 @@ def test_the_query_timeout_comes_from_the_environment_when_it_is_a_sane_number(
 ) -> None:
     assert query_timeout({"GPUENV_QUERY_TIMEOUT": value}) == seconds
     assert env_query_timeout({"GPUENV_QUERY_TIMEOUT": value}) > seconds
+
+
+def test_output_without_end_or_newline_is_kept_to_its_end_within_bounds(tmp_path: Path) -> None:
+    # 40 MB on one line, then the answer: the memory holds at most the last MAX_OUTPUT_CHARS.
+    script = tmp_path / "chatty"
+    script.write_text("#!/bin/sh\nhead -c 41943040 /dev/zero | tr '\\0' x\necho\necho answer\n")
+    script.chmod(0o755)
+    output = SubprocessRunner(timeout=60)([str(script)])
+    assert output.endswith("x\nanswer\n") and len(output) <= MAX_OUTPUT_CHARS + MAX_LINE_CHARS

@@ -207,7 +207,12 @@ def write_all(writes: Sequence[PlannedWrite]) -> None:
     already written get their previous content back (or are removed), the folders made for them
     are removed, and the error is raised.
     """
+    seen: set[Path] = set()
     for write in writes:
+        if write.path in seen:  # two names for one file (a link to another target): one would undo the other
+            raise OutputError(write.path, "is written twice: two of the files to write are the same file "
+                              "(one is a link to the other)", hint="replace the link by a file of its own")
+        seen.add(write.path)
         check_replaceable(write.path)
     done: list[PlannedWrite] = []
     made: list[Path] = []

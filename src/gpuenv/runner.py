@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -25,6 +25,13 @@ from gpuenv.errors import CommandError
 
 #: How many trailing lines of output an error carries.
 TAIL_LINES = 25
+#: The most output of one command kept in memory (its end; the log has it all), and the longest
+#: piece read as one line: a command that prints without end (a broken env's python, a hostile
+#: tool) cannot fill the memory before its time limit.
+MAX_OUTPUT_CHARS = 32 << 20
+MAX_LINE_CHARS = 1 << 20
+#: The most of one line an error's tail shows.
+TAIL_LINE_CHARS = 2000
 
 #: Precedes the JSON line a query script run in an env prints (its output is mixed with stderr
 #: and warnings); a progress display hides such lines.
@@ -158,7 +165,8 @@ class SubprocessRunner:
         cmd = [str(c) for c in cmd]
         env = self.environ(extra_environ)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        lines: list[str] = []
+        lines: deque[str] = deque()
+        kept = 0
         log: IO[str] | None = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,9 +201,12 @@ class SubprocessRunner:
             try:
                 assert proc.stdout is not None
                 with proc.stdout:
-                    for line in proc.stdout:
+                    for line in _pieces(proc.stdout):
                         lines.append(line)
-                        tail.append(line.rstrip("\n"))
+                        kept += len(line)
+                        while kept > MAX_OUTPUT_CHARS:
+                            kept -= len(lines.popleft())
+                        tail.append(line.rstrip("\n")[:TAIL_LINE_CHARS])
                         if log is not None:
                             log.write(line)
                             log.flush()
@@ -217,6 +228,15 @@ class SubprocessRunner:
         if returncode != 0:
             raise CommandError(cmd, returncode, log_path=self.log_path, tail="\n".join(tail))
         return "".join(lines)
+
+
+def _pieces(stream: IO[str]) -> Iterator[str]:
+    """The lines of ``stream``, a line longer than :data:`MAX_LINE_CHARS` in pieces of that size."""
+    while True:
+        piece = stream.readline(MAX_LINE_CHARS)
+        if not piece:
+            return
+        yield piece
 
 
 def _expire(proc: subprocess.Popen[str], expired: threading.Event, finished: threading.Event) -> None:

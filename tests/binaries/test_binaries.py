@@ -174,7 +174,8 @@ def crafted_elf(*, entry_size: int, count: int, count_in_section0: int = 0, tabl
 @pytest.mark.parametrize(("elf", "problem"), [
     # Zero-sized entries and an extended count of 2^40: all headers at one place, a list of 2^40.
     (crafted_elf(entry_size=0, count=0, count_in_section0=1 << 40), "fewer than the 48 each one takes"),
-    (crafted_elf(entry_size=64, count=0, count_in_section0=1 << 40), "run past its 200 bytes"),
+    (crafted_elf(entry_size=64, count=0, count_in_section0=1 << 40), "more than any shared object has"),
+    (crafted_elf(entry_size=64, count=0, count_in_section0=1000), "run past its 200 bytes"),
     (crafted_elf(entry_size=64, count=0xFFFF), "run past its 200 bytes"),
     (crafted_elf(entry_size=1 << 15, count=2), "run past its 200 bytes"),
     (crafted_elf(entry_size=64, count=1, table=(1 << 64) - 8), "past the end"),

@@ -64,6 +64,9 @@ _ENTRY_FLAGS = struct.Struct("<Q")
 _ENTRY_MIN_SIZE = 48
 
 _SHT_NOBITS = 8
+#: Far above the sections of any shared object (tens) or object file (thousands); below what a
+#: list of their headers can take in memory.
+_MAX_SECTIONS = 1 << 20
 _SHN_XINDEX = 0xFFFF
 _ARCH_NAME = re.compile(r"^(sm|compute|lto)_([0-9]+)([af]?)$", re.ASCII)
 
@@ -244,6 +247,9 @@ def _section_headers(path: Path, data: mmap.mmap) -> tuple[list[tuple[int, ...]]
     # Extended numbering: past 0xff00 sections the real values live in section 0.
     count = count or headers[0][5]
     names_index = headers[0][6] if names_index == _SHN_XINDEX else names_index
+    if count > _MAX_SECTIONS:
+        raise BinaryFormatError(path, f"{count} ELF sections, more than any shared object has: a damaged "
+                                "or crafted file")
     if table + count * entry_size > len(data):
         raise BinaryFormatError(path, f"truncated ELF file: {count} section headers of {entry_size} bytes "
                                 f"at {table:#x} run past its {len(data)} bytes")
