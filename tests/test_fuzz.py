@@ -296,7 +296,7 @@ def _case_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
     env.update(HOME=str(root / "home"), XDG_CACHE_HOME=str(root / "home" / ".cache"),
                GPUENV_CACHE_DIR=str(root / "cache"), GPUENV_QUERY_TIMEOUT="1", NO_COLOR="1",
-               GPUENV_REQUIREMENT="gpuenv", PYTHONPATH=os.pathsep.join(sys.path))
+               GPUENV_REQUIREMENT="gpuenv", GPUENV_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
     return env
 
 

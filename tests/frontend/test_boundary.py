@@ -18,7 +18,7 @@ from tests.test_fuzz import run_cli
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("GPUENV_")]:
+    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GPUENV_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NO_COLOR", "1")
