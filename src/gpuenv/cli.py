@@ -123,7 +123,7 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     """Progress lines on stderr (the plan may be JSON on stdout), unless -q."""
     if args.verbosity <= QUIET:
         return None
-    return lambda text: print(f"{text}...", file=sys.stderr, flush=True)
+    return lambda text: print(f"{printable(text)}...", file=sys.stderr, flush=True)
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
