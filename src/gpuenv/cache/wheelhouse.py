@@ -26,7 +26,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from packaging.version import InvalidVersion, Version
 
@@ -152,12 +152,21 @@ def _check_ours(index: Path, *, shown: Path, what: str, folder: Path | None = No
     if not os.path.lexists(folder if folder is not None else index):
         return
     try:
-        ours = MARKER in read_input(index, errors="replace")
+        text = read_input(index, errors="replace")
     except UnreadableInput:
-        ours = False
-    if not ours:
+        text = ""
+    if MARKER not in text:
         raise OutputError(shown, f"exists and is not {what} gpuenv wrote; gpuenv does not replace it",
                           hint="export into an empty directory, or remove this one yourself")
+    if folder is None:
+        return
+    # A group is replaced whole: a file someone added to it would go with it, silently.
+    listed = {INDEX_FILE, *(unquote(name) for name in re.findall(r'href="([^"#]+)', text))}
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in listed)
+    if foreign:
+        raise OutputError(shown / foreign[0], "is in a wheelhouse group gpuenv wrote, but gpuenv did not "
+                          "write it; replacing the group would remove it",
+                          hint="move it out of the group, then export again")
 
 
 def _groups(members: list[_Member], left_out: list[str]) -> dict[str, list[_Member]]:
