@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
-import logging
 import os
 import shlex
 import sys
@@ -21,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpuenv.cli_output import Output, os_error, show_warnings, tolerant_streams
 from gpuenv.cli_parser import TOOLKIT_ENV, build_parser
 from gpuenv.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
 from gpuenv.inputs import index_template
@@ -389,9 +388,9 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _tolerant_streams()
-    _show_warnings()
-    output = _Output(sys.stdout)
+    tolerant_streams()
+    show_warnings()
+    output = Output(sys.stdout)
     sys.stdout = output
     try:
         return _main(argv, output)
@@ -399,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = output.stream
 
 
-def _main(argv: Sequence[str] | None, output: _Output) -> int:
+def _main(argv: Sequence[str] | None, output: Output) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:
         # The shell asks for completions (see 'gpuenv completion'): answer and exit.
@@ -426,96 +425,11 @@ def _main(argv: Sequence[str] | None, output: _Output) -> int:
         return EXIT_OK
     except OSError as exc:
         # The net under every write and read: a refusal of the OS is the user's to fix, not a bug.
-        error = _os_error(exc, output)
+        error = os_error(exc, output)
         _print_error(error, args)
         return error.exit_code
     except SystemExit:  # argparse after --help or a usage error: it ignores a failed write
         if output.failed is not None:
-            _print_error(_os_error(output.failed, output), args)
+            _print_error(os_error(output.failed, output), args)
             return EXIT_BAD_INPUT
         raise
-
-
-class _Output:
-    """Standard output as main() found it, remembering a write that failed (argparse's help swallows
-    the error; Python's flush at exit would print a traceback-like message): after a failure nothing
-    more is written to it."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.failed: OSError | None = None
-
-    def write(self, text: str) -> int:
-        if self.failed is not None:
-            return len(text)
-        try:
-            return int(self.stream.write(text))
-        except OSError as exc:
-            self._fail(exc)
-            raise
-
-    def flush(self) -> None:
-        if self.failed is not None:
-            return
-        try:
-            self.stream.flush()
-        except OSError as exc:
-            self._fail(exc)
-            raise
-
-    def _fail(self, exc: OSError) -> None:
-        if not isinstance(exc, BrokenPipeError):
-            self.failed = exc
-        self.drop()
-
-    def drop(self) -> None:
-        """Point the real stream at /dev/null: what is still buffered cannot fail at exit."""
-        try:
-            fd = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(fd, self.stream.fileno())
-            os.close(fd)
-        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # a test's StringIO
-            pass
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
-
-
-def _os_error(exc: OSError, output: _Output) -> GpuenvError:
-    """An OSError that reached the boundary, as an error naming its path (or the output) and a hint."""
-    from gpuenv.outputs import hint_of, problem_of
-
-    if exc is output.failed:
-        return InputError(f"cannot write the output: {problem_of(exc)}",
-                          hint="standard output is full or closed: send it elsewhere (> FILE)")
-    where = f"{exc.filename}: " if exc.filename is not None else ""
-    if exc.filename2 is not None:
-        where = f"{exc.filename} -> {exc.filename2}: "
-    return InputError(f"{where}{problem_of(exc)}", hint=hint_of(exc))
-
-
-def _tolerant_streams() -> None:
-    """An ASCII-only terminal (LANG=C, PYTHONIOENCODING=ascii) gets escapes for what it cannot show,
-    never a UnicodeEncodeError: help texts and plans hold arrows and dashes."""
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            with contextlib.suppress(ValueError, OSError):
-                reconfigure(errors="backslashreplace")
-
-
-class _WarningLine(logging.Handler):
-    """The library's logged warnings (a toolkit that hangs and was left out) as ``warning:`` lines."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            print(f"warning: {printable(record.getMessage())}", file=sys.stderr)
-
-
-_WARNINGS = _WarningLine(logging.WARNING)
-
-
-def _show_warnings() -> None:
-    logger = logging.getLogger("gpuenv")
-    if _WARNINGS not in logger.handlers:
-        logger.addHandler(_WARNINGS)

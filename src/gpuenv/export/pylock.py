@@ -41,7 +41,8 @@ from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
 from gpuenv.outputs import output_file, write_atomic
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, import_timeout
-from gpuenv.setup.targetenv import DISTRIBUTION_READER, AnswerError, TargetEnv
+from gpuenv.setup.envanswers import DISTRIBUTION_READER, AnswerError
+from gpuenv.setup.targetenv import TargetEnv
 from gpuenv.tomlwrite import toml_key, toml_value
 
 PYLOCK_NAME = "pylock.toml"

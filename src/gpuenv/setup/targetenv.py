@@ -24,6 +24,13 @@ from packaging.utils import canonicalize_name
 from gpuenv.errors import CommandError, StepError
 from gpuenv.inputs import UnreadableInput, parse_json, read_input
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
+from gpuenv.setup.envanswers import (
+    DISTRIBUTION_READER,
+    AnswerError,
+    answer_field,
+    answer_text,
+    check_startup_files,
+)
 
 _TORCH_FACTS = """
 import importlib.metadata, importlib.util, json
@@ -46,56 +53,6 @@ def torch_facts():
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "arch_list": archs,
     }
-"""
-
-#: Script text (for the env's interpreter) that reads one distribution's metadata however damaged it
-#: is: a METADATA that is not UTF-8 (old packages have Latin-1 ones) fails importlib.metadata, so it
-#: is read as bytes and its headers decoded with replacement; a FIFO or a device where the metadata
-#: goes is not read at all (it would hang the query). ``meta_header(dist, name)`` gives one header.
-DISTRIBUTION_READER = """
-import importlib.metadata, json, os, stat
-def _metadata_files(dist):
-    base = getattr(dist, "_path", None)
-    if base is None:
-        return []
-    base = str(base)
-    return [os.path.join(base, f) for f in ("METADATA", "PKG-INFO")] if os.path.isdir(base) else [base]
-def _regular(path):
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return True
-def _headers(dist):
-    for path in _metadata_files(dist):
-        try:
-            with open(path, "rb") as handle:
-                raw = handle.read(1 << 24)
-        except OSError:
-            continue
-        headers = {}
-        for line in raw.decode("utf-8", "replace").splitlines():
-            if not line.strip():
-                break
-            key, sep, value = line.partition(":")
-            if sep:
-                headers.setdefault(key.strip().lower(), value.strip())
-        return headers
-    return {}
-def meta_header(dist, name):
-    if not all(_regular(path) for path in _metadata_files(dist)):
-        return None
-    try:
-        return dist.metadata[name]
-    except Exception:
-        return _headers(dist).get(name.lower())
-def name_and_version(dist):
-    name = meta_header(dist, "Name")
-    if not name:
-        return None, ""
-    try:
-        return name, dist.version
-    except Exception:
-        return name, meta_header(dist, "Version") or ""
 """
 
 _INSTALLED_FACTS = DISTRIBUTION_READER + """
@@ -262,42 +219,17 @@ class BrokenTorchError(StepError):
         )
 
 
-class AnswerError(StepError):
-    """The env's interpreter answered a query with something gpuenv's script does not print (a
-    ``python`` that is a wrapper, a damaged site-packages, a hostile sitecustomize)."""
-
-    def __init__(self, what: str, data: Any) -> None:
-        shown = repr(data)
-        super().__init__(f"the env's interpreter answered gpuenv's query with something else than asked "
-                         f"({what}): {shown[:200]}{'…' if len(shown) > 200 else ''}",
-                         hint="is the env's python a real Python? recreate the env with 'gpuenv setup'")
-
-
-def _part(data: Any, key: str) -> Any:
-    """``data[key]`` of an answer, or :class:`AnswerError`."""
-    if not isinstance(data, dict) or key not in data:
-        raise AnswerError(f"no '{key}'", data)
-    return data[key]
-
-
-def _text(data: Any, key: str, *, optional: bool = False) -> Any:
-    value = _part(data, key)
-    if not (isinstance(value, str) or (optional and value is None)):
-        raise AnswerError(f"a {key} that is not a string", data)
-    return value
-
-
 def _torch_info(data: Any) -> TorchInfo | None:
     if data is None:
         return None
-    archs = _part(data, "arch_list")
-    if not isinstance(_part(data, "cxx11_abi"), bool) or not isinstance(archs, list) \
+    archs = answer_field(data, "arch_list")
+    if not isinstance(answer_field(data, "cxx11_abi"), bool) or not isinstance(archs, list) \
             or not all(isinstance(a, str) for a in archs):
         raise AnswerError("torch facts of the wrong types", data)
     distribution = data.get("distribution") or ""
     return TorchInfo(
-        version=_text(data, "version"),
-        cuda=_text(data, "cuda", optional=True),
+        version=answer_text(data, "version"),
+        cuda=answer_text(data, "cuda", optional=True),
         cxx11_abi=data["cxx11_abi"],
         arch_list=tuple(archs),
         distribution=distribution if isinstance(distribution, str) else "",
@@ -305,17 +237,17 @@ def _torch_info(data: Any) -> TorchInfo | None:
 
 
 def _interpreter(data: Any) -> Interpreter:
-    markers = _part(data, "markers")
+    markers = answer_field(data, "markers")
     if not isinstance(markers, dict):
         raise AnswerError("markers that are not a table", data)
-    purelib = _text(data, "purelib")
+    purelib = answer_text(data, "purelib")
     if "\0" in purelib or not purelib:
         raise AnswerError("no site-packages path", data)
     return Interpreter(
-        version=_text(data, "version"),
-        python_tag=_text(data, "python_tag"),
-        abi_tag=_text(data, "abi_tag"),
-        platform_tag=_text(data, "platform_tag"),
+        version=answer_text(data, "version"),
+        python_tag=answer_text(data, "python_tag"),
+        abi_tag=answer_text(data, "abi_tag"),
+        platform_tag=answer_text(data, "platform_tag"),
         site_packages=Path(purelib),
         markers={str(k): str(v) for k, v in markers.items()},
     )
@@ -410,17 +342,6 @@ def _headers(path: Path) -> dict[str, str]:
     return headers
 
 
-def _check_startup_files(venv: Path) -> None:
-    """Raise StepError if a file the env's Python reads when it starts (``pyvenv.cfg``, a ``.pth``
-    of site-packages) is a FIFO or a device: Python would wait on it forever."""
-    candidates = [venv / "pyvenv.cfg", *venv.glob("lib/*/site-packages/*.pth"),
-                  *venv.glob("Lib/site-packages/*.pth")]
-    for path in candidates:
-        if os.path.exists(path) and not os.path.isfile(path):
-            raise StepError(f"{path} is not a regular file (a FIFO or a device): the env's Python would "
-                            "wait on it forever when it starts", hint="remove it, or recreate the env")
-
-
 def _quiet_answers(runner: Runner) -> Runner:
     """``runner`` with its live-line callback (a progress line) blind to the query's own markers."""
     on_line = getattr(runner, "on_line", None)
@@ -511,7 +432,7 @@ class TargetEnv:
 
     def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        _check_startup_files(self.path)
+        check_startup_files(self.path)
         # Importing torch (and the extensions named in args) takes long on a cold file system;
         # a question about what is installed does not.
         imports = bool(args) or "import torch" in script
@@ -549,12 +470,12 @@ class TargetEnv:
                          if line.startswith(IMPORTING_MARK)]
             doing = f"importing {importing[-1]}" if importing else "importing torch"
             raise StepError(f"the interpreter of {self.path} died {doing}:\n{exc.tail}") from exc
-        self._installed = _canonical(_part(data, "installed"))
-        failures = _part(data, "failures")
+        self._installed = _canonical(answer_field(data, "installed"))
+        failures = answer_field(data, "failures")
         if not isinstance(failures, dict):
             raise AnswerError("import failures that are not a table", data)
         return EnvCheck(
-            torch=_torch_info(_part(data, "torch")),
+            torch=_torch_info(answer_field(data, "torch")),
             failures={str(k): str(v) for k, v in failures.items()},
             installed=dict(self._installed),
         )
@@ -585,10 +506,10 @@ class TargetEnv:
         ``lib/libc10.so``), torch is imported after all. None: no torch.
         """
         data = self.query(runner, _FACTS_SCRIPT)
-        self._installed = _canonical(_part(data, "installed"))
+        self._installed = _canonical(answer_field(data, "installed"))
         if self._interpreter is None:
-            self._interpreter = _interpreter(_part(data, "interpreter"))
-        if _part(data, "torch") == "unknown":
+            self._interpreter = _interpreter(answer_field(data, "interpreter"))
+        if answer_field(data, "torch") == "unknown":
             return self.torch_info(runner)
         info = _torch_info(data["torch"])
         # What installers compare is the distribution's version ("2.14.1" for PyPI's cu130 wheel).
