@@ -1,4 +1,4 @@
-"""The file operations both caches publish and remove entries with, safe against a crash.
+"""The file operations both caches publish, read and remove entries with, safe against a crash.
 
 A file is written and fsynced before the rename that publishes its directory
 (:func:`write_synced`, :func:`copy_synced`, :func:`fsync_dir`), so an entry
@@ -16,8 +16,9 @@ import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from gpuenv.inputs import UnreadableInput, open_input
+from gpuenv.inputs import UnreadableInput, open_input, read_json
 
 _CHUNK = 1 << 20
 
@@ -131,3 +132,22 @@ def remove_older(directory: Path, older_than: timedelta, root: Path) -> list[Pat
                 remove_tree(child)
                 removed.append(child)
     return removed
+
+
+#: A record gpuenv writes is a few KB; one far larger is not one of its records.
+MAX_META_BYTES = 1 << 20
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The JSON object of a cache entry's record (``meta.json``, ``gpuenv-toolkit.json``), read through
+    the bounded reader: a FIFO, a link to /dev/zero, a huge, deeply nested or non-finite one is a
+    ValueError, as is anything but an object, so every reader meets a damaged entry the same way."""
+    try:
+        meta = read_json(path, limit=MAX_META_BYTES)
+    except UnreadableInput as exc:
+        if exc.missing:
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(path)) from None
+        raise ValueError(f"{path.name}: {exc.problem}") from None
+    if not isinstance(meta, dict):
+        raise TypeError(f"{path.name} is not a JSON object")
+    return meta

@@ -42,9 +42,17 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv import __version__
-from gpuenv.cache.files import fsync_dir, own_folder, remove_older, remove_tree, touch, write_synced
+from gpuenv.cache.files import (
+    fsync_dir,
+    own_folder,
+    read_meta,
+    remove_older,
+    remove_tree,
+    touch,
+    write_synced,
+)
 from gpuenv.cache.locking import open_lock_file, read_holder, try_flock, wait_flock, write_holder
-from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, read_meta
+from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError
 from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge

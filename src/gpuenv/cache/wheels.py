@@ -58,7 +58,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from gpuenv import __version__
 from gpuenv.cache.entry import CacheEntry, LookupResult
@@ -66,6 +66,7 @@ from gpuenv.cache.files import (
     copy_synced,
     fsync_dir,
     own_folder,
+    read_meta,
     remove_older,
     remove_tree,
     sha256_file,
@@ -85,13 +86,9 @@ from gpuenv.cache.locking import (
 )
 from gpuenv.cache.words import aware
 from gpuenv.errors import InputError, StepError
-from gpuenv.inputs import UnreadableInput, read_json
 
 META_FILE = "meta.json"
 LAST_USED_FILE = "last_used"
-
-#: A record gpuenv writes is a few KB; one far larger is not one of its records.
-MAX_META_BYTES = 1 << 20
 
 #: A temporary directory older than this belongs to a dead process.
 STALE_TEMP_AGE = timedelta(hours=1)
@@ -620,21 +617,6 @@ class WheelCache:
 _WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+!-]{1,255}", re.ASCII)
 #: A key's digest, as entries are named (it names lock files too: nothing else may be in it).
 _DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII)
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON object of a cache entry's record (``meta.json``, ``gpuenv-toolkit.json``), read through
-    the bounded reader: a FIFO, a link to /dev/zero, a huge, deeply nested or non-finite one is a
-    ValueError, as is anything but an object, so every reader meets a damaged entry the same way."""
-    try:
-        meta = read_json(path, limit=MAX_META_BYTES)
-    except UnreadableInput as exc:
-        if exc.missing:
-            raise FileNotFoundError(errno.ENOENT, "no such file", str(path)) from None
-        raise ValueError(f"{path.name}: {exc.problem}") from None
-    if not isinstance(meta, dict):
-        raise TypeError(f"{path.name} is not a JSON object")
-    return meta
 
 
 def _no_checkpoint(stage: str) -> None:
