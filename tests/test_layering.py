@@ -2,12 +2,13 @@
 
 The layers, lowest first (each package's ``__init__`` says the same):
 
-- the ground: ``errors``, ``runner``, ``inputs``, ``hints``, ``progress``, ``tomlwrite``;
+- the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
+  ``tomlwrite``;
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
 - ``probe``: what this machine has;
 - ``cache``: what outlives a setup;
 - ``setup``: making the env;
-- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``), ``render``, ``integrations``,
+- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``render``, ``integrations``,
   ``doctor``, ``init``, ``export``, ``catalogcheck`` (the knowledge checker: nothing imports it).
 
 Every import counts, those inside functions too: a deferred import still
@@ -25,9 +26,9 @@ import pytest
 import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
-GROUND = {"errors", "runner", "inputs", "hints", "progress", "tomlwrite", "__init__"}
-FRONT_ENDS = {"cli", "cli_help", "cli_parser", "render", "integrations", "doctor", "init", "export",
-              "catalogcheck", "__main__"}
+GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "__init__"}
+FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "doctor", "init",
+              "export", "catalogcheck", "__main__"}
 LAYERS = ["ground", "plan", "probe", "cache", "setup", "front end"]
 
 

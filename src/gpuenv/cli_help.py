@@ -172,7 +172,8 @@ HELP: dict[str, _Help] = {
         "Lays the cache's wheels out as DIR/GROUP directories (torch build and archs, e.g. "
         "torch-2.14.1-cu130-sm90), each with an index.html, so 'pip install --no-index --find-links "
         "DIR/GROUP NAME' on a node without a shared file system installs the right build. 'gpuenv plan' "
-        "names the group a node needs.",
+        "names the group a node needs. It writes only inside DIR and replaces only what an earlier "
+        "export wrote: anything else at one of its paths stops it before anything is written.",
         _CACHE_FILES, "DIR",
         ("gpuenv cache export wheelhouse", "gpuenv cache export wheelhouse -q  # only the final line"),
     ),

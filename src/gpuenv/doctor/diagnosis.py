@@ -37,6 +37,7 @@ from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report
 from gpuenv.doctor.toolkit import built_with_check, runtime_check, toolkit_check
 from gpuenv.doctor.torchwheel import torch_checks, torch_of
+from gpuenv.doctor.wording import last_error
 from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
@@ -151,7 +152,10 @@ def _env_check(env: TargetEnv, run: Runner, checks: list[Check]) -> Path | None:
     try:
         interpreter = env.interpreter(run)
     except GpuenvError as exc:
-        checks.append(Check("env", "fail", f"{env.python} does not run: {_first_line(str(exc))}",
+        # What the interpreter ended with (a .pth that is not UTF-8 stops it before any script runs).
+        tail = getattr(exc, "tail", "")
+        said = last_error(tail) if tail else _first_line(str(exc))
+        checks.append(Check("env", "fail", f"{env.python} does not run: {said}",
                             fix="recreate the virtual environment"))
         return None
     checks.append(Check("env", "ok", f"{env.path}: Python {interpreter.version}"))

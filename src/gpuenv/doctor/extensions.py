@@ -4,7 +4,7 @@ the torch installed now."""
 
 from __future__ import annotations
 
-import importlib.metadata
+import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +18,7 @@ from gpuenv.doctor.report import Check, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
 from gpuenv.errors import GpuenvError
 from gpuenv.hints import hint_for
+from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.recipe import Recipe
@@ -91,14 +92,47 @@ class Binary:
 
 
 def distribution_files(site: Path, name: str) -> tuple[list[Path], str | None]:
-    """The shared objects the distribution ``name`` installed (from its RECORD) and its top-level module."""
-    for dist in importlib.metadata.distributions(path=[str(site)]):
-        if canonicalize_name(dist.metadata["Name"] or "") != canonicalize_name(name):
+    """The shared objects the distribution ``name`` installed (from its RECORD) and its top-level module.
+
+    Read from the files, through the bounded reader, whatever their encoding (old packages have
+    Latin-1 METADATA and RECORD files): an env gpuenv did not make is read, not trusted.
+    """
+    wanted = canonicalize_name(name)
+    for info in sorted(site.glob("*.dist-info")):
+        if canonicalize_name(_header(info / "METADATA", "name") or "") != wanted:
             continue
-        files = [Path(str(dist.locate_file(f))) for f in dist.files or () if _is_shared_object(f.name)]
-        top = (dist.read_text("top_level.txt") or "").split()
+        files = [site / line for line in _record_paths(info / "RECORD") if _is_shared_object(line)]
+        top = _small_text(info / "top_level.txt").split()
         return files, top[0] if top else None
     return [], None
+
+
+def _small_text(path: Path) -> str:
+    """A metadata file's text, "" when it is missing or unreadable (a FIFO, a huge file, a loop)."""
+    try:
+        return read_input(path, errors="replace")
+    except UnreadableInput:
+        return ""
+
+
+def _header(path: Path, name: str) -> str | None:
+    for line in _small_text(path).splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _record_paths(record: Path) -> list[str]:
+    """The paths a RECORD lists, inside site-packages (no absolute path, no NUL, no climbing out)."""
+    rows = csv.reader(_small_text(record).replace("\0", "").splitlines())
+    paths = []
+    for row in rows:
+        if row and row[0] and not row[0].startswith("/") and ".." not in row[0].split("/"):
+            paths.append(row[0])
+    return paths
 
 
 def _is_shared_object(filename: str) -> bool:

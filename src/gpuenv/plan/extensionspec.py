@@ -195,14 +195,14 @@ def _overrides(where: Where, key: str, table: Mapping[str, Any]) -> CatalogOverr
 
 
 def _capability(where: Where, key: str, text: str) -> str:
-    match = re.fullmatch(r"\s*(\d{1,2})\.(\d)\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,2})\.([0-9])\s*", text, re.ASCII)
     if match is None:
         raise where.error(key, f'{text!r} is not a compute capability; write e.g. "8.0" or "9.0"')
     return f"{int(match[1])}.{match[2]}"
 
 
 def _cuda_release(where: Where, key: str, text: str) -> str:
-    match = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,2})\.([0-9]{1,2})\s*", text, re.ASCII)
     if match is None:
         raise where.error(key, f'{text!r} is not a CUDA release; write e.g. "11.8" or "12.6"')
     return f"{int(match[1])}.{int(match[2])}"

@@ -232,7 +232,7 @@ def _arch_source(variant: str, known: Mapping[str, TorchRelease]) -> tuple[Torch
     return None
 
 
-_VARIANT = re.compile(r"cu(\d+)(\d)")
+_VARIANT = re.compile(r"cu([0-9]+)([0-9])", re.ASCII)
 
 
 def _cuda_major(variant: str) -> int | None:
@@ -247,7 +247,7 @@ def _by_cuda(variants: set[str]) -> list[str]:
 
 def _variant_of(cuda: str) -> str | None:
     """"13.2" → "cu132"."""
-    match = re.fullmatch(r"(\d+)\.(\d)", cuda.strip())
+    match = re.fullmatch(r"([0-9]+)\.([0-9])", cuda.strip(), re.ASCII)
     return f"cu{match.group(1)}{match.group(2)}" if match else None
 
 
@@ -290,7 +290,7 @@ def platform_of(tag: str) -> str:
 
 def python_of(interpreter: str, abi: str) -> str | None:
     """The CPython a wheel tag is for: (cp311, cp311) → "3.11", (cp314, cp314t) → "3.14t"; None otherwise."""
-    match = re.fullmatch(r"cp(\d)(\d+)", interpreter)
+    match = re.fullmatch(r"cp([0-9])([0-9]+)", interpreter, re.ASCII)
     if not match:
         return None
     version = f"{match.group(1)}.{match.group(2)}"

@@ -40,7 +40,7 @@ def data_file(name: str) -> dict[str, Any]:
 
 # -- variants ------------------------------------------------------------------
 
-_VARIANT_RE = re.compile(r"^cu(\d{2,3})$")
+_VARIANT_RE = re.compile(r"^cu([0-9]{2,3})$", re.ASCII)
 
 
 def normalize_variant(text: str) -> str | None:
@@ -50,7 +50,7 @@ def normalize_variant(text: str) -> str | None:
         return "cpu"
     if _VARIANT_RE.match(raw):
         return raw
-    match = re.fullmatch(r"(\d{2})\.(\d)", raw)
+    match = re.fullmatch(r"([0-9]{2})\.([0-9])", raw, re.ASCII)
     if match:
         return f"cu{match.group(1)}{match.group(2)}"
     return None
@@ -67,7 +67,7 @@ def variant_cuda(variant: str) -> str | None:
 
 def version_tuple(text: str) -> tuple[int, ...]:
     """"12.1" → (12, 1); tolerant of a third part ("550.54.14")."""
-    return tuple(int(p) for p in re.findall(r"\d+", text))
+    return tuple(int(p) for p in re.findall(r"[0-9]+", text))
 
 
 # -- torch releases (the shipped data; see gpuenv.plan.releases) ---------------------------------

@@ -109,7 +109,7 @@ def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
 
 
 def _count_and_name(part: str) -> tuple[int, str]:
-    match = re.fullmatch(r"(\d+)\s*x\s*(.+)", part, flags=re.IGNORECASE)
+    match = re.fullmatch(r"([0-9]+)\s*x\s*(.+)", part, flags=re.IGNORECASE | re.ASCII)
     if not match:
         return 1, part
     digits = match.group(1).lstrip("0")

@@ -123,7 +123,7 @@ class RangeSource:
                     self.size = len(data)  # the whole file, smaller than the tail asked for
                     return data
                 content_range = response.headers.get("Content-Range", "").strip()
-                match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", content_range)
+                match = re.fullmatch(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)", content_range, re.ASCII)
                 if status != 206:
                     raise RemoteZipError(f"the server ignores Range requests (HTTP {status} for {self.url})")
                 if match is None:

@@ -21,7 +21,6 @@ the shipped data, is used. ``offline`` asks nothing and uses the cache as it is.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -36,7 +35,9 @@ from urllib.parse import urljoin
 
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.errors import OutputError
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
+from gpuenv.outputs import path_inside, write_atomic
 from gpuenv.plan.indexfacts import PROJECTS, FileFacts, IndexFacts, Listing, platform_of, python_of
 from gpuenv.plan.releases import LINUX_X86_64, NEVER, KnowledgeSource, TorchReleases
 from gpuenv.probe.indexhttp import PageError, get_page
@@ -381,7 +382,7 @@ def version_py_values(text: str) -> dict[str, str]:
 
 def cxx_standard(all_h: str) -> int | None:
     """The standard ``#error C++NN or later compatible compiler is required`` in torch's all.h names."""
-    match = re.search(r"#\s*error\s+\"?C\+\+(\d{2}) or later", all_h)
+    match = re.search(r"#\s*error\s+\"?C\+\+([0-9]{2}) or later", all_h)
     return int(match.group(1)) if match else None
 
 
@@ -419,7 +420,7 @@ class _Cache:
     def load(cls, path: Path) -> _Cache:
         cache = cls(path)
         try:
-            data = json.loads(read_input(path))
+            data = parse_json(read_input(path))  # bounded: no 1e999, no recursion
             if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA:
                 raise ValueError("not a cache file of this gpuenv")
             for raw in data.get("listings", []):
@@ -451,8 +452,6 @@ class _Cache:
         return listing is None or not timedelta(0) <= now - _parse_time(listing.read) < options.ttl
 
     def save(self) -> None:
-        import tempfile
-
         data = {
             "schema": CACHE_SCHEMA,
             "listings": [x.to_json() for x in self.listings.values()],
@@ -461,11 +460,10 @@ class _Cache:
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.path.parent, prefix=".torch-index.", suffix=".tmp",
-                                             delete=False, encoding="utf-8") as out:
-                json.dump(data, out, separators=(",", ":"))
-            os.replace(out.name, self.path)
-        except OSError:
+            # In its folder of the cache, not through a link out of it (a shared cache's other users).
+            target = path_inside(self.path.parent, self.path.name)
+            write_atomic(target, json.dumps(data, separators=(",", ":")).encode("utf-8"))
+        except (OSError, OutputError):
             # A read-only cache directory: the facts are still used, just not kept.
             pass
 

@@ -281,7 +281,8 @@ def _runtime_describe(ctx: Context) -> list[str]:
 
 
 def _runtime_run(ctx: Context) -> str:
-    path = write_runtime_env(ctx.target.site_packages(ctx.runner), ctx.plan.runtime_env)
+    site = ctx.target.site_packages(ctx.runner)
+    path = write_runtime_env(site, ctx.plan.runtime_env, inside=ctx.target.path)
     values = " ".join(f"{k}={v}" for k, v in ctx.plan.runtime_env.items())
     return f"{path.name}: code that compiles kernels in this env gets {values}"
 
