@@ -343,15 +343,6 @@ def _project_root(where: Where) -> Path:
 # -- [packages] ---------------------------------------------------------------------
 
 
-def _line_path(text: str) -> Path | None:
-    """The local tree a requirements line installs ("-e /repo[train]", "/repo/csrc/ext"), resolved."""
-    target = text.removeprefix("-e ").strip()
-    target = re.sub(r"\[[^\]]*\]$", "", target)
-    if "://" in target or not target.startswith(("/", ".", "~")):
-        return None
-    return Path(target).expanduser().resolve()
-
-
 def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple[Path, ...]]:
     if value is None:
         return (), ()
@@ -392,27 +383,47 @@ def _requirement_files(
     local = {ext.path: f"built by {built_by}" for ext in extensions if ext.path is not None}
     if repo is not None:
         local[repo.path] = f"the repository itself: installed by {where.header('repo')}"
-    kept: list[str] = []
+    kept: dict[str, None] = {}
     left_out: list[str] = []
     index_url: str | None = None
     extra: list[str] = []
     links: list[str] = []
+    # pip resolves a line's relative paths against where it runs: the project's root.
+    base = repo.path if repo is not None else None
     for path in files:
         try:
-            parsed = read_requirements(path)
+            parsed = read_requirements(path, base=base or _requirements_base(path))
         except InputError as exc:
             raise where.error("packages.requirements-files", str(exc)) from None
         for line in parsed.requirements:
-            tree = _line_path(line.text)
-            if tree is not None and tree in local:
-                left_out.append(f"{line.where}: {line.text}: {local[tree]}")
+            tree = line.parsed.local if line.parsed is not None else None
+            if tree is not None and _resolved(tree) in local:
+                left_out.append(f"{line.where}: {line.text}: {local[_resolved(tree)]}")
             elif line.name in handled:
                 left_out.append(f"{line.where}: {line.text}: {handled[line.name]}")
-            elif line.text not in kept:
-                kept.append(line.text)
+            else:
+                kept[line.text] = None
+                left_out += [f"{line.where}: {option}: ignored by pip on a requirement line"
+                             for option in line.ignored_options]
         left_out += [f"{line.where}: {line.text}: {why}" for line, why in parsed.ignored]
         index_url = index_url or parsed.index_url
         extra += parsed.extra_index_urls
         links += parsed.find_links
     sources = PackageSources(index_url, tuple(dict.fromkeys(extra)), tuple(dict.fromkeys(links)))
     return tuple(kept), sources, tuple(left_out)
+
+
+def _requirements_base(path: Path) -> Path:
+    """Where pip would run for a requirements file: the root of the project that holds it."""
+    start = path.resolve().parent
+    for directory in (start, *start.parents):
+        if any((directory / f).exists() for f in ("pyproject.toml", "setup.py", "setup.cfg", ".git")):
+            return directory
+    return start
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop
+        return path
