@@ -135,11 +135,18 @@ def read_requirements(path: Path, *, base: Path | None = None, lenient: bool = F
         line, why = reader.invalid[0]
         raise InputError(f"{line.where}: {line.text!r}: {why}",
                          hint="pip refuses this file too: correct the line or remove it")
-    return RequirementsFile(
-        tuple(reader.requirements), reader.index_url, tuple(dict.fromkeys(reader.extra)),
-        tuple(dict.fromkeys(reader.links)), tuple(reader.ignored), tuple(reader.invalid),
-        tuple(reader.constraints), tuple(dict.fromkeys(reader.files)), tuple(reader.includes),
-        tuple(reader.options))
+    return reader.result()
+
+
+def read_requirement_lines(lines: list[tuple[int, str]], path: Path, base: Path) -> RequirementsFile:
+    """Requirement lines that are not a file of their own (an environment.yml's ``pip:`` list, which
+    conda writes to a requirements file beside it and hands to pip there), each with its line number."""
+    reader = _Reader(base)
+    reader.files.append(path)
+    for lineno, item in lines:
+        for _, line in logical_lines(item):
+            reader._line(path, lineno, line, 0, (os.path.abspath(path),), False)
+    return reader.result()
 
 
 def decode(raw: bytes) -> str:
@@ -216,6 +223,13 @@ class _Reader:
         self.files: list[Path] = []
         self.includes: list[tuple[Path, Path, int]] = []
         self.options: list[tuple[Line, str]] = []
+
+    def result(self) -> RequirementsFile:
+        return RequirementsFile(
+            tuple(self.requirements), self.index_url, tuple(dict.fromkeys(self.extra)),
+            tuple(dict.fromkeys(self.links)), tuple(self.ignored), tuple(self.invalid),
+            tuple(self.constraints), tuple(dict.fromkeys(self.files)), tuple(self.includes),
+            tuple(self.options))
 
     def read(self, path: Path, *, depth: int, chain: tuple[str, ...], constraint: bool) -> None:
         text = _text(path)
