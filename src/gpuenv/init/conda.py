@@ -292,14 +292,14 @@ def _known() -> dict[str, Any]:
 
 def conda_name(name: str) -> CondaName | None:
     """What the conda package ``name`` is to gpuenv (gpuenv/plan/data/conda.toml), or None if unknown."""
-    raw = _known()["packages"].get(name.lower())
-    if raw is None:
+    raw = _known().get(name.lower())
+    if raw is None or name.lower() == "platform-markers":
         return None
     return CondaName(str(raw["role"]), raw.get("pypi"), bool(raw.get("cpu", False)), tuple(raw.get("sources", ())))
 
 
 def _platform(specs: list[MatchSpec], prefix: str | None) -> str | None:
-    platforms = _known()["platforms"]
+    platforms = _known()["platform-markers"]
     for platform, key in (("Windows", "windows"), ("macOS", "macos"), ("Linux", "linux")):
         patterns = platforms[key]
         if any(fnmatch.fnmatch(s.name, p) for s in specs for p in patterns):
