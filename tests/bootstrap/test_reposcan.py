@@ -79,15 +79,18 @@ def test_every_file_is_read_and_each_finding_keeps_its_file_and_line(tmp_path: P
     assert ("repo", ".[train]", "requirements.txt:5") in got
     assert ("package", "numpy<2", "requirements/base.txt:1") in got  # followed through -r
     assert ("local-extension", "./kernels/conv", "kernels/conv/setup.py") in got
-    assert ("repo", "transformers>=4.30", "pyproject.toml [project] dependencies") in got
-    assert ("python", ">=3.9", "pyproject.toml [project] requires-python") in got
-    assert ("python", "3.10", "environment.yml:4") in got
-    assert ("torch", "cuda=11.8", "environment.yml:6") in got
-    assert ("package", "lpips==0.1.4", "environment.yml:9") in got
-    unplaced = {f.text: f.note for f in scan.findings if f.place == "unplaced"}
+    assert ("repo", "transformers>=4.30", "pyproject.toml:5") in got
+    # requires-python wins over the conda file's python; the pinned +cu118 build is the CUDA asked for.
+    assert scan.python == ">=3.9" and (scan.torch_version, scan.cuda) == ("==2.0.1", "cu118")
+    # The conda file is another route: read for torch and checked, its pip: list not placed.
+    assert not any(f.text == "lpips==0.1.4" and f.place == "package" for f in scan.findings)
+    unplaced = {f.text: f.note for f in scan.findings if f.place in ("unplaced", "left")}
     assert "git submodule update --init --recursive" in unplaced["./third_party/raster"]
-    assert "conda package" in unplaced["ffmpeg"]
+    assert "ffmpeg" in unplaced["1 conda package"]
     assert scan.requirement_files == ("requirements.txt",) and scan.selected_extras == ("train",)
+    roles = {a.path: (a.role, a.used) for a in scan.files}
+    assert roles == {"requirements.txt": ("install", True), "requirements/base.txt": ("install", True),
+                     "environment.yml": ("conda", False)}
 
 
 def test_init_writes_a_recipe_that_refers_to_the_repos_files_and_plans(tmp_path: Path) -> None:
@@ -102,7 +105,7 @@ def test_init_writes_a_recipe_that_refers_to_the_repos_files_and_plans(tmp_path:
     assert recipe.repo is not None and recipe.repo.path == repo.resolve() and recipe.repo.extras == ("train",)
     assert recipe.requirement_files == ((repo / "requirements.txt").resolve(),)
     # The file stays the source of truth: its lines, minus what the recipe installs itself.
-    assert recipe.packages == ("lpips==0.1.4", "numpy<2", "timm==0.9.2", "einops>=0.7")
+    assert recipe.packages == ("numpy<2", "timm==0.9.2", "einops>=0.7")
     left = "\n".join(recipe.left_out)
     assert "requirements.txt:2: torch==2.0.1+cu118: torch comes from [torch]" in left
     assert "the repository itself" in left and "flash-attn is built by [[extensions]]" in left

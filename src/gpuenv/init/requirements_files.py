@@ -170,7 +170,8 @@ def _by_name(f: ReadFile, project_words: set[str], subprojects: set[str], *, has
     for sub in subprojects:
         if rel.startswith(sub + "/"):
             return FileAccount(rel, "subproject", f"the requirements of {sub}/, a project of its own")
-    if _CUDA_WORD.search(parts[-1]) and f.parsed.variants():
+    if (_CUDA_WORD.search(parts[-1]) or "linux" in name_words) and any(
+            v.startswith("cu") for v, _ in f.parsed.variants()):
         return FileAccount(rel, "per-cuda", "pins torch for one CUDA build", variant=f.parsed.variants()[0][0])
     all_words = words(rel)
     for role, pattern in _ROLE_WORDS:
@@ -208,8 +209,9 @@ def _follow_includes(root: Path, files: list[ReadFile], roles: dict[str, FileAcc
                 role = current.role if current is not None and current.role in ("demo", "per-cuda") else "install"
                 roles[rel] = FileAccount(rel, role, why + (f" ({current.why})" if current else ""),
                                          used=account.used)
-            elif not current.used and account.used:
-                roles[rel] = FileAccount(rel, current.role, current.why + f"; {why}", used=True)
+            elif why not in current.why:
+                roles[rel] = FileAccount(rel, current.role, f"{why}; {current.why}",
+                                         used=current.used or account.used, extra=current.extra)
 
 
 def frozen(parsed: RequirementsFile) -> bool:
@@ -221,7 +223,7 @@ def frozen(parsed: RequirementsFile) -> bool:
 
 
 def _freezes(files: list[ReadFile], roles: dict[str, FileAccount], project_words: set[str]) -> None:
-    installed = {}
+    installed: dict[str, tuple[str, str, str]] = {}
     for f in files:
         if roles[f.rel].role == "install" and f.parsed is not None and not frozen(f.parsed):
             for line in f.parsed.requirements:
@@ -229,7 +231,8 @@ def _freezes(files: list[ReadFile], roles: dict[str, FileAccount], project_words
                     installed.setdefault(line.name, (line.parsed.specifier, f"{f.rel}:{line.lineno}", line.text))
     for f in files:
         account = roles[f.rel]
-        if f.parsed is None or not frozen(f.parsed) or account.why.startswith("the package metadata"):
+        if f.parsed is None or not frozen(f.parsed) or account.why.startswith("the package metadata") or \
+                account.role not in ("install", "extra", "lock"):
             continue
         pins = len(f.parsed.requirements)
         clashes = [f"{line.text} against {installed[line.name][2]} in {installed[line.name][1]}"

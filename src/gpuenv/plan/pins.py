@@ -28,13 +28,15 @@ def conflict(first: str, second: str) -> bool:
             version = Version(text)
         except InvalidVersion:
             return False  # "===anything": cannot reason about it
-        candidates += [version, Version(f"{version.public}.post9999"), _next(version)]
+        candidates += [version, _next(version)]
+        if version.post is None and version.dev is None and version.local is None:
+            candidates.append(Version(f"{version.public}.post9999"))
     both = a & b
     return not any(both.contains(v, prereleases=True) for v in candidates)
 
 
 def _next(version: Version) -> Version:
     """A version above every release of ``version``'s series (2.0 → 2.1 … for "==2.0.*" against ">=2.0.5")."""
-    release = list(version.release)
+    release = list(version.release) or [0]
     release[-1] += 1
     return Version(".".join(str(p) for p in release))

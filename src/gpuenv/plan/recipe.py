@@ -89,6 +89,9 @@ class Recipe:
     package_sources: PackageSources = field(default_factory=PackageSources)
     #: Lines of those files left out, with why ("requirements.txt:3: torch==2.0.1: torch comes from [torch]").
     left_out: tuple[str, ...] = ()
+    #: Lines of those files pip refuses ("requirements.txt:41: '-e ./sd-scripts': pip refuses it: …"):
+    #: the plan stops on them.
+    refused: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -188,7 +191,7 @@ def parse_recipe(
     extensions = extensions_table(where, top.get("extensions", []))
     packages, files = _packages_table(where, top.get("packages"))
     repo = _repo_table(where, top.get("repo"))
-    from_files, sources, left_out = _requirement_files(where, files, torch, extensions, repo)
+    from_files, sources, left_out, refused = _requirement_files(where, files, torch, extensions, repo)
     return Recipe(
         path=where.path,
         name=name,
@@ -202,6 +205,7 @@ def parse_recipe(
         requirement_files=files,
         package_sources=sources,
         left_out=left_out,
+        refused=refused,
     )
 
 
@@ -363,7 +367,7 @@ def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple
 def _requirement_files(
     where: Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...],
     repo: RepoSpec | None,
-) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...]]:
+) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...], tuple[str, ...]]:
     """The lines of the repository's requirements files the recipe does not install itself.
 
     torch and the packages released with it come from [torch]; an extension
@@ -372,7 +376,7 @@ def _requirement_files(
     """
     from gpuenv.errors import InputError
     from gpuenv.plan.knowledge import paired_packages
-    from gpuenv.plan.requirements import read_requirements
+    from gpuenv.plan.recipefiles import read_files
 
     handled = {"torch": f"torch comes from {where.header('torch')}"}
     handled.update({name: f"{name} comes from {where.header('torch')}: paired with the chosen torch"
@@ -383,47 +387,11 @@ def _requirement_files(
     local = {ext.path: f"built by {built_by}" for ext in extensions if ext.path is not None}
     if repo is not None:
         local[repo.path] = f"the repository itself: installed by {where.header('repo')}"
-    kept: dict[str, None] = {}
-    left_out: list[str] = []
-    index_url: str | None = None
-    extra: list[str] = []
-    links: list[str] = []
-    # pip resolves a line's relative paths against where it runs: the project's root.
-    base = repo.path if repo is not None else None
-    for path in files:
-        try:
-            parsed = read_requirements(path, base=base or _requirements_base(path))
-        except InputError as exc:
-            raise where.error("packages.requirements-files", str(exc)) from None
-        for line in parsed.requirements:
-            tree = line.parsed.local if line.parsed is not None else None
-            if tree is not None and _resolved(tree) in local:
-                left_out.append(f"{line.where}: {line.text}: {local[_resolved(tree)]}")
-            elif line.name in handled:
-                left_out.append(f"{line.where}: {line.text}: {handled[line.name]}")
-            else:
-                kept[line.text] = None
-                left_out += [f"{line.where}: {option}: ignored by pip on a requirement line"
-                             for option in line.ignored_options]
-        left_out += [f"{line.where}: {line.text}: {why}" for line, why in parsed.ignored]
-        index_url = index_url or parsed.index_url
-        extra += parsed.extra_index_urls
-        links += parsed.find_links
-    sources = PackageSources(index_url, tuple(dict.fromkeys(extra)), tuple(dict.fromkeys(links)))
-    return tuple(kept), sources, tuple(left_out)
-
-
-def _requirements_base(path: Path) -> Path:
-    """Where pip would run for a requirements file: the root of the project that holds it."""
-    start = path.resolve().parent
-    for directory in (start, *start.parents):
-        if any((directory / f).exists() for f in ("pyproject.toml", "setup.py", "setup.cfg", ".git")):
-            return directory
-    return start
-
-
-def _resolved(path: Path) -> Path:
     try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a link loop
-        return path
+        # pip resolves a line's relative paths against where it runs: the project's root.
+        read = read_files(files, handled, local, repo.path if repo is not None else None)
+    except InputError as exc:
+        raise where.error("packages.requirements-files", str(exc)) from None
+    sources = PackageSources(read.index_url, tuple(dict.fromkeys(read.extra_index_urls)),
+                             tuple(dict.fromkeys(read.find_links)))
+    return tuple(read.kept), sources, tuple(read.left_out), tuple(read.refused)
