@@ -13,7 +13,9 @@ from gpuenv.errors import InputError
 from gpuenv.init.reposcan import scan_repo
 from gpuenv.init.writer import init_repo, init_text
 from gpuenv.plan.hardware import Hardware, hardware_from_json
-from gpuenv.plan.planner import make_plan
+from gpuenv.errors import SourceTreeError
+from gpuenv.plan.planner import PlanOptions, make_plan
+from gpuenv.plan.treefacts import recipe_tree
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.plan.treemeta import check_submodules, recipe_sources
 
@@ -123,15 +125,20 @@ def load_hardware_a100() -> Hardware:
                                "toolkits": [{"nvcc": "/opt/cuda-11.8/bin/nvcc", "version": "11.8"}]})
 
 
-def test_an_uninitialised_submodule_extension_is_an_error_before_any_install(tmp_path: Path) -> None:
+def test_an_uninitialised_submodule_extension_blocks_the_plan_with_the_command_to_run(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
-    recipe = repo / "envs" / "x.toml"
-    recipe.parent.mkdir()
-    recipe.write_text('[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "../third_party/raster"\n')
-    with pytest.raises(InputError) as info:
-        recipe_sources(load_recipe(recipe))
-    assert "git submodule" in str(info.value) and "not checked out" in str(info.value)
-    assert "submodule update --init --recursive" in (info.value.hint or "")
+    recipe_path = repo / "envs" / "x.toml"
+    recipe_path.parent.mkdir()
+    recipe_path.write_text('[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "../third_party/raster"\n')
+    recipe = load_recipe(recipe_path)
+    assert recipe_sources(recipe) == {}  # nothing to read there yet: no facts, no traceback
+    plan = make_plan(recipe, load_hardware_a100(), PlanOptions(tree=recipe_tree(recipe)))
+    [blocker] = [b.error for b in plan.blockers if isinstance(b.error, SourceTreeError)]
+    assert "git submodule" in str(blocker) and "not checked out" in str(blocker)
+    assert "submodule update --init --recursive" in (blocker.hint or "") and blocker.exit_code == 3
+    done = subprocess.run([sys.executable, "-m", "gpuenv", "plan", "-r", str(recipe_path), "--gpu", "A100",
+                           "--no-cache"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "submodule update --init --recursive" in done.stderr, done.stderr
 
 
 def test_a_nested_submodule_left_empty_is_found_too(tmp_path: Path) -> None:

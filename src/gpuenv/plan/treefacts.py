@@ -1,0 +1,117 @@
+"""What the local source trees of a recipe say before planning: what blocks them, what they need.
+
+Read at every plan (the planner stays pure), from the recipe's ``[repo]`` and
+its local ``[[extensions]]``:
+
+- git submodules of the repository (``.gitmodules`` and the git index,
+  :mod:`gpuenv.plan.gitindex`) that are not checked out: each is a blocker whose
+  hint is the ``git submodule update`` line to run, unless the recipe installs
+  the same repository by URL; a ``.gitmodules`` entry without a gitlink is
+  stale and only noted;
+- lines of the recipe's requirements files pip refuses: blockers naming file and line;
+- the repository's own ``setup.py`` (:mod:`gpuenv.plan.setupscan`): whether it
+  builds CUDA and what it needs to do so without a visible GPU;
+- uses of APIs a torch release removed in those trees (:mod:`gpuenv.plan.sourcecheck`).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpuenv.errors import SourceTreeError, UnsatisfiableError
+from gpuenv.plan.gitindex import submodules
+from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.setupscan import SetupFacts, scan_setup
+from gpuenv.plan.sourcecheck import Hit, scan_tree
+from gpuenv.plan.treemeta import declaring_gitmodules, uninitialised
+
+
+@dataclass(frozen=True)
+class RepoTree:
+    """The repository itself, as its setup.py builds it."""
+
+    path: Path
+    setup: SetupFacts
+    #: Uses of removed APIs in its own sources (not in extension folders or submodules).
+    hits: tuple[Hit, ...] = ()
+
+    @property
+    def compiles_cuda(self) -> bool:
+        return self.setup.problem is None and self.setup.builds_cuda
+
+
+@dataclass(frozen=True)
+class TreeFacts:
+    blockers: tuple[UnsatisfiableError, ...] = ()
+    #: Worth saying in the plan (a stale .gitmodules entry).
+    notes: tuple[str, ...] = ()
+    repo: RepoTree | None = None
+    #: Extension name → uses of removed APIs in its local tree.
+    hits: Mapping[str, tuple[Hit, ...]] = field(default_factory=dict)
+
+
+def recipe_tree(recipe: Recipe) -> TreeFacts:
+    blockers: list[UnsatisfiableError] = []
+    notes: list[str] = []
+    locals_ = {ext.name: ext.path for ext in recipe.extensions if ext.path is not None and ext.path.is_dir()}
+    urls = _urls(recipe)
+    roots = [recipe.repo.path] if recipe.repo is not None else []
+    roots += [p for p in locals_.values() if (p / ".git").exists()]
+    skipped: set[Path] = set(locals_.values())
+    for root in dict.fromkeys(roots):
+        for sub in submodules(root):
+            skipped.add(root / sub.path)
+            if sub.state == "stale":
+                notes.append(f"{root / '.gitmodules'}: {sub.path} is listed but {sub.why}: ignored")
+            elif sub.state in ("empty", "unknown") and not _installed_by_url(sub.url, urls):
+                command = f"git -C {shlex.quote(str(root))} submodule update --init --recursive"
+                blockers.append(SourceTreeError(
+                    f"{root / sub.path} is a git submodule ({root / '.gitmodules'}, {sub.origin.split(':')[-1]}) "
+                    f"that is not checked out: {sub.why}",
+                    hint=f"run: {command}"))
+    for ext_name, path in locals_.items():
+        if any((path / f).is_file() for f in ("setup.py", "pyproject.toml", "setup.cfg")) or any(
+                str(b).startswith(str(path)) for b in blockers):
+            continue
+        owner = declaring_gitmodules(path.resolve())
+        if owner is not None:
+            problem = uninitialised(path, owner)
+            blockers.append(SourceTreeError(str(problem), hint=problem.hint))
+        else:
+            blockers.append(SourceTreeError(f"{path} (extension {ext_name}) holds no setup.py, pyproject.toml or "
+                                            "setup.cfg: nothing to build", hint="check the path in the recipe"))
+    for line in recipe.refused:
+        blockers.append(SourceTreeError(f"{line}", hint="pip refuses this line too: correct it (a path into a "
+                                                        "submodule needs the submodule checked out first)"))
+    hits = {name: scan_tree(path) for name, path in locals_.items()}
+    repo = None
+    if recipe.repo is not None and (recipe.repo.path / "setup.py").is_file():
+        setup = scan_setup(recipe.repo.path / "setup.py")
+        own = scan_tree(recipe.repo.path, skip=frozenset(skipped)) if setup.builds_cuda else ()
+        repo = RepoTree(recipe.repo.path, setup, own)
+    return TreeFacts(tuple(blockers), tuple(notes), repo, {k: v for k, v in hits.items() if v})
+
+
+def _urls(recipe: Recipe) -> list[str]:
+    texts = [*recipe.packages, *(ext.requirement for ext in recipe.extensions)]
+    return [t for t in texts if "://" in t or t.startswith("git@")]
+
+
+def _installed_by_url(url: str, urls: list[str]) -> bool:
+    """Whether the recipe installs the repository ``url`` names by URL (then the submodule is not needed)."""
+    key = _repo_key(url)
+    return bool(key) and any(_repo_key(u) == key for u in urls)
+
+
+def _repo_key(url: str) -> str:
+    """"git@github.com:org/Name.git" and "git+https://github.com/org/name@abc" → "github.com/org/name"."""
+    text = re.sub(r"^[A-Za-z+]*://", "", url.split(" @ ", 1)[-1].strip())
+    text = re.sub(r"^git\+", "", text)
+    text = re.sub(r"^[^@/]+@", "", text).replace(":", "/", 1)
+    text = text.split("#", 1)[0]
+    text = re.sub(r"@[^/]*$", "", text).rstrip("/")
+    return text.removesuffix(".git").lower()
