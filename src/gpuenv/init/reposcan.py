@@ -37,7 +37,7 @@ from gpuenv.init.requirements_files import (
     read_file,
     relative,
 )
-from gpuenv.init.repofacts import extension_folders, local_extension_findings, repo_build_findings
+from gpuenv.init.repofacts import extension_folders, loader_refusal, local_extension_findings, repo_build_findings
 from gpuenv.plan import knowledge
 from gpuenv.plan.gitindex import Submodule, submodules
 from gpuenv.plan.pipline import parse_requirement
@@ -118,6 +118,8 @@ def scan_repo(root: Path) -> RepoScan:
     torch_version, cuda, cuda_origin = _torch(placer, notes)
     python = _python(meta, conda.python)
     placer.findings += repo_build_findings(root, meta.setup)
+    placer.findings = _loader_checked(root, placer.findings)
+    torch_version, cuda, python = _checked_values(root, torch_version, cuda, python, notes)
     return RepoScan(
         root, tuple(placer.findings), tuple(used), tuple(meta.extras), meta.installable,
         tuple(dict.fromkeys(placer.selected)), (*accounts, *conda.accounts), tuple(placer.conflicts),
@@ -225,6 +227,52 @@ def _subprojects(root: Path, folders: list[Path]) -> set[str]:
                 here.name.lower() not in ("requirements", "requirement", "reqs"):
             found.add(relative(root, here))
     return found
+
+
+# -- what the recipe loader accepts -----------------------------------------------------------
+
+
+def _table(place: str, text: str) -> dict[str, object] | None:
+    """The recipe table ``text`` is written into for a finding of ``place``, or None (not written as is)."""
+    if place == "package":
+        return {"packages": {"requirements": [text]}}
+    if place == "extension":
+        return {"extensions": [{"requirement": text}]}
+    if place == "paired":
+        return {"torch": {"version": ">=2", "packages": [text]}}
+    return None
+
+
+def _loader_checked(root: Path, findings: list[Finding]) -> list[Finding]:
+    """Findings that go into the recipe as written, checked by the recipe loader itself: what it
+    refuses is not written (init never writes a recipe its own loader refuses), and says why."""
+    checked = []
+    for f in findings:
+        table = _table(f.place, f.text)
+        if table is not None and f.kept_in is None:
+            refusal = loader_refusal(root, table)
+            if refusal is not None:
+                hint = " (write it as 'NAME @ URL' in [packages] by hand)" if "://" in f.text else ""
+                f = Finding("unplaced", f.text, f.origin, f"the recipe cannot hold it: {refusal}{hint}")
+        checked.append(f)
+    return checked
+
+
+def _checked_values(root: Path, torch_version: str | None, cuda: str | None, python: str | None,
+                    notes: list[str]) -> tuple[str | None, str | None, str | None]:
+    if torch_version and loader_refusal(root, {"torch": {"version": torch_version}}):
+        notes.append(f"torch{torch_version}: not a version the recipe can hold; left to the default")
+        torch_version = None
+    if cuda is not None:
+        allowed = knowledge.torch_candidates(SpecifierSet(torch_version or ""))
+        if allowed and not any(cuda in release.variants for release, _ in allowed):
+            notes.append(f"{cuda}: no torch release{' the files allow' if torch_version else ''} has a {cuda} "
+                         "build: CUDA left to the machine")
+            cuda = None
+    if python and loader_refusal(root, {"env": {"python": python}}):
+        notes.append(f"python {python}: not a Python version the recipe can hold; left out")
+        python = None
+    return torch_version, cuda, python
 
 
 # -- submodules ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from gpuenv.plan.recipevalues import (
     as_table,
     check_keys,
     describe,
+    home_path,
     local_path,
 )
 from gpuenv.plan.torchspec import TorchSpec, torch_is_set_by, torch_table
@@ -313,7 +314,7 @@ def _repo_table(where: Where, value: object) -> RepoSpec | None:
     check_keys(where, "repo", table, _REPO_KEYS)
     if "path" in table:
         path = local_path(where, "repo.path", as_string(where, "repo.path", table["path"]),
-                          Path(as_string(where, "repo.path", table["path"])).expanduser(),
+                          home_path(as_string(where, "repo.path", table["path"]), f"{where.path}: repo.path"),
                           directory_only=True)
     else:
         path = _project_root(where)
@@ -356,7 +357,8 @@ def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple
     table = as_table(where, "packages", value)
     check_keys(where, "packages", table, _PACKAGES_KEYS)
     requirements = table.get("requirements", [])
-    files = [local_path(where, f"packages.requirements-files[{i}]", text, Path(text).expanduser(),
+    files = [local_path(where, f"packages.requirements-files[{i}]", text,
+                        home_path(text, f"{where.path}: packages.requirements-files[{i}]"),
                         directory_only=False)
              for i, text in enumerate(as_strings(where, "packages.requirements-files",
                                                  table.get("requirements-files", [])))]

@@ -60,6 +60,7 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
     locals_ = {ext.name: ext.path for ext in recipe.extensions if ext.path is not None and ext.path.is_dir()}
     urls = _urls(recipe)
     roots = [recipe.repo.path] if recipe.repo is not None else []
+    roots += [_project(recipe.path.parent)]
     roots += [p for p in locals_.values() if (p / ".git").exists()]
     skipped: set[Path] = set(locals_.values())
     for root in dict.fromkeys(roots):
@@ -94,6 +95,17 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
         own = scan_tree(recipe.repo.path, skip=frozenset(skipped)) if setup.builds_cuda else ()
         repo = RepoTree(recipe.repo.path, setup, own)
     return TreeFacts(tuple(blockers), tuple(notes), repo, {k: v for k, v in hits.items() if v})
+
+
+def _project(start: Path) -> Path:
+    """The project a recipe belongs to: the nearest folder up that is one (a .git, a .gitmodules, project
+    files), never beyond it (a home directory under git is not the project)."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        if any((directory / f).exists() for f in (".git", ".gitmodules", "pyproject.toml", "setup.py",
+                                                    "setup.cfg")):
+            return directory
+    return start
 
 
 def _urls(recipe: Recipe) -> list[str]:
