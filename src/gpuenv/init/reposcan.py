@@ -300,14 +300,7 @@ def _submodule_findings(root: Path, subs: list[Submodule], local: dict[Path, str
 
 
 def _referenced_paths(setup: SetupFacts | None) -> list[str]:
-    if setup is None or setup.problem is not None:
-        return []
-    from gpuenv.plan.pysource import read_python, strings
-
-    source = read_python(setup.path)
-    if source.module is None:
-        return []
-    return [text.lstrip("./") for _, text in strings(source.module) if "/" in text and len(text) < 200]
+    return [] if setup is None else list(setup.paths)
 
 
 # -- torch, CUDA, python ----------------------------------------------------------------------------

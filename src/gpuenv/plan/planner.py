@@ -254,7 +254,7 @@ def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: s
         entry, how = entry_for(ext, facts)
         version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
         drafts.append(capped(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version,
-                                   torch_cxx=torch_cxx), options.tree, torch_version))
+                                   torch_cxx=torch_cxx), options.tree, torch_version, torch_cxx))
     return drafts
 
 
@@ -395,7 +395,8 @@ def _assemble(
     if options.tree is not None:
         found += options.tree.blockers
         warnings += options.tree.notes
-    own_build = repo_build(options.tree, recipe, variant, toolkit, arch_list, hardware, warnings, found)
+    own_build = repo_build(options.tree, recipe, variant, toolkit, arch_list, hardware, warnings, found,
+                           building=tuple(e.name for e in extensions if e.compiles_cuda and e.action != "skip"))
     for d in drafts:
         if d.torch_bound and d.skip and not d.spec.required and passed_over:
             reasons.append(f"{d.spec.name} is skipped on every torch the recipe allows that runs here")

@@ -26,6 +26,7 @@ from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.setupscan import SetupFacts
 from gpuenv.plan.sourcecheck import blocking
+from gpuenv.plan.treecheck import check_tree
 from gpuenv.plan.treefacts import TreeFacts
 
 REPO_NAME = "the repository"
@@ -70,21 +71,37 @@ def repo_problem(tree: TreeFacts | None, torch_version: str | None) -> Unsatisfi
                               f"\"<{hit.removed_in}\"), or update the code: {hit.fix}")
 
 
-def capped(d: Draft, tree: TreeFacts | None, torch_version: str | None) -> Draft:
-    """``d`` skipped on a torch its local tree cannot compile against (a removed API it uses)."""
+def capped(d: Draft, tree: TreeFacts | None, torch_version: str | None, torch_cxx: int | None) -> Draft:
+    """``d`` for a local tree: with the switches its setup.py needs to compile CUDA without a visible GPU,
+    and skipped on a torch it cannot compile against (a removed API it uses, an older -std it hard-codes)."""
     if tree is None or d.skip is not None:
         return d
+    setup = tree.setups.get(d.spec.name)
+    if setup is not None and setup.switches and d.compiles_cuda:
+        given = d.spec.env_dict
+        d = replace(d, spec=replace(d.spec, env=d.spec.env + tuple(s for s in setup.switches if s[0] not in given)))
+    problem = None
     hit = blocking(tree.hits.get(d.spec.name, ()), torch_version)
-    if hit is None:
+    if hit is not None:
+        problem = hit.reason(str(torch_version))
+    elif setup is not None and setup.build is not None:
+        verdict = check_tree(setup.build, name=d.spec.name, env=d.spec.env_dict, build_options=d.entry.build_options,
+                             nvcc=None, torch_version=torch_version, torch_cxx=torch_cxx, compiles_cuda=False)
+        problem = verdict.problems[0] if verdict.problems else None
+    if problem is None:
         return d
-    return replace(d, skip=f"{d.spec.name}: {hit.reason(str(torch_version))}", compiles_cuda=False, arch_list=(),
-                   torch_bound=True)
+    return replace(d, skip=f"{d.spec.name}: {problem}", compiles_cuda=False, arch_list=(), torch_bound=True)
 
 
 def repo_build(tree: TreeFacts | None, recipe: Recipe, variant: str, toolkit: Toolkit | None,
                arch_list: tuple[str, ...], hardware: Hardware, warnings: list[str],
-               found: list[UnsatisfiableError]) -> RepoBuild | None:
-    """The repository's build environment, and what it needs said (a GPU it must see)."""
+               found: list[UnsatisfiableError], *, building: tuple[str, ...] = ()) -> RepoBuild | None:
+    """The repository's build environment, and what it and the local extensions ``building`` (those that
+    compile CUDA) need said: a GPU they must see."""
+    for name in building:
+        setup = tree.setups.get(name) if tree is not None else None
+        if setup is not None:
+            _visible_gpu(setup, name, hardware, warnings, found)
     if tree is None or tree.repo is None or recipe.repo is None:
         return None
     setup = tree.repo.setup
@@ -112,6 +129,9 @@ def repo_build(tree: TreeFacts | None, recipe: Recipe, variant: str, toolkit: To
 def _visible_gpu(setup: SetupFacts, what: str, hardware: Hardware, warnings: list[str],
                  found: list[UnsatisfiableError]) -> None:
     needs = setup.needs_visible_gpu
+    if needs is None and setup.gpu_queries:
+        line, what = setup.gpu_queries[0]
+        needs = f"setup.py:{line} asks the GPU it runs on ({what}) and builds for it"
     if needs is None:
         return
     if hardware.source == "nvml" and hardware.gpus:

@@ -4,10 +4,9 @@ A repository's own CUDA code and its extension folders are compiled against
 the env's torch; code that uses an API torch removed (``.type()`` passed to
 ``AT_DISPATCH_*`` since 2.6, ``THC/THC.h`` since 1.11, …: the table with its
 sources is gpuenv/plan/data/removed_apis.toml) cannot compile against that
-release or a newer one, and neither can a ``setup.py`` that hard-codes an
-older C++ standard (``-std=c++14``) than a release's headers require
-(``cxx_standard`` in torch.toml). Each such use caps the torch release; the plan
-names the file and line. The search is bounded: at most :data:`MAX_FILES`
+release or a newer one. Each such use caps the torch release; the plan names the
+file and line. (A hard-coded ``-std=c++NN`` older than a release's headers require
+is :mod:`gpuenv.plan.treecheck`'s.) The search is bounded: at most :data:`MAX_FILES`
 source files of at most :data:`MAX_FILE_BYTES` each, nothing is compiled.
 """
 
@@ -29,7 +28,6 @@ _SUFFIXES = (".cu", ".cuh", ".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".hh", ".
 _SKIPPED = frozenset({".git", ".venv", "venv", ".nox", ".tox", "node_modules", "build", "dist", "__pycache__",
                       "site-packages", ".eggs", "third_party", "thirdparty", "3rdparty", "external", "extern",
                       "docs", "test", "tests"})
-_STD = re.compile(r"""["'](?:-std=|/std:)c\+\+(\d{2})["']""")
 
 
 @dataclass(frozen=True)
@@ -66,8 +64,7 @@ def _apis() -> tuple[_Api, ...]:
 
 
 def scan_tree(tree: Path, *, skip: frozenset[Path] = frozenset()) -> tuple[Hit, ...]:
-    """Every use of a removed API in the C++/CUDA sources of ``tree`` (not under ``skip``), and an older
-    C++ standard its setup.py hard-codes."""
+    """Every use of a removed API in the C++/CUDA sources of ``tree`` (not under ``skip``)."""
     hits: list[Hit] = []
     seen = 0
     for directory, dirs, files in os.walk(tree):
@@ -82,7 +79,6 @@ def scan_tree(tree: Path, *, skip: frozenset[Path] = frozenset()) -> tuple[Hit, 
             if seen > MAX_FILES:
                 return tuple(hits)
             hits += _scan_file(tree, here / name)
-    hits += _std_hits(tree)
     return tuple(hits)
 
 
@@ -99,37 +95,6 @@ def _scan_file(tree: Path, path: Path) -> list[Hit]:
             found.append(Hit(api.name, path.relative_to(tree).as_posix(), line, api.removed_in, api.fix,
                              api.source))
     return found
-
-
-def _std_hits(tree: Path) -> list[Hit]:
-    """A setup.py that hard-codes -std=c++NN cannot build against a torch whose headers require more."""
-    try:
-        text = read_input(tree / "setup.py", limit=MAX_FILE_BYTES, errors="replace")
-    except UnreadableInput:
-        return []
-    found = []
-    for match in _STD.finditer(text):
-        standard = int(match[1])
-        first = _first_release_requiring_more(standard)
-        if first is not None:
-            line = text.count("\n", 0, match.start()) + 1
-            found.append(Hit(f"-std=c++{standard}", "setup.py", line, first,
-                             f"let torch choose the standard, or c++{_standard_of(first)}",
-                             f"torch.toml: torch {first}'s headers require C++{_standard_of(first)}"))
-            break
-    return found
-
-
-def _first_release_requiring_more(standard: int) -> str | None:
-    for name, release in sorted(knowledge.torch_releases().items(), key=lambda r: knowledge.version_tuple(r[0])):
-        if release.cxx_standard is not None and release.cxx_standard > standard:
-            return name
-    return None
-
-
-def _standard_of(release: str) -> int:
-    found = knowledge.torch_releases().get(release)
-    return found.cxx_standard or 0 if found is not None else 0
 
 
 def blocking(hits: tuple[Hit, ...], torch_version: str | None) -> Hit | None:

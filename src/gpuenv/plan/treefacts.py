@@ -52,6 +52,8 @@ class TreeFacts:
     repo: RepoTree | None = None
     #: Extension name → uses of removed APIs in its local tree.
     hits: Mapping[str, tuple[Hit, ...]] = field(default_factory=dict)
+    #: Extension name → what its local tree's setup.py says (its build facts, its GPU tests).
+    setups: Mapping[str, SetupFacts] = field(default_factory=dict)
 
 
 def recipe_tree(recipe: Recipe) -> TreeFacts:
@@ -89,12 +91,13 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
         blockers.append(SourceTreeError(f"{line}", hint="pip refuses this line too: correct it (a path into a "
                                                         "submodule needs the submodule checked out first)"))
     hits = {name: scan_tree(path) for name, path in locals_.items()}
+    setups = {name: scan_setup(path / "setup.py") for name, path in locals_.items() if (path / "setup.py").is_file()}
     repo = None
     if recipe.repo is not None and (recipe.repo.path / "setup.py").is_file():
         setup = scan_setup(recipe.repo.path / "setup.py")
         own = scan_tree(recipe.repo.path, skip=frozenset(skipped)) if setup.builds_cuda else ()
         repo = RepoTree(recipe.repo.path, setup, own)
-    return TreeFacts(tuple(blockers), tuple(notes), repo, {k: v for k, v in hits.items() if v})
+    return TreeFacts(tuple(blockers), tuple(notes), repo, {k: v for k, v in hits.items() if v}, setups)
 
 
 def _project(start: Path) -> Path:
