@@ -92,7 +92,7 @@ def test_every_file_is_read_and_each_finding_keeps_its_file_and_line(tmp_path: P
     assert scan.requirement_files == ("requirements.txt",) and scan.selected_extras == ("train",)
     roles = {a.path: (a.role, a.used) for a in scan.files}
     assert roles == {"requirements.txt": ("install", True), "requirements/base.txt": ("install", True),
-                     "environment.yml": ("conda", False)}
+                     "environment.yml": ("conda", False), "pyproject.toml": ("install", True)}
 
 
 def test_init_writes_a_recipe_that_refers_to_the_repos_files_and_plans(tmp_path: Path) -> None:

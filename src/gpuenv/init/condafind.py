@@ -75,10 +75,10 @@ def _read(root: Path, rel: str, env: CondaEnv, found: CondaFindings, pip_route: 
             if spec.cuda and cuda is None:
                 cuda = (spec.cuda, f"{where} (build {spec.build})")
             found.candidates.append(_candidate("torch", spec, where, place=True))
-        elif name.role == "cuda" and cuda is None and spec.version:
-            cuda = (_release(spec.version), f"{where} ({spec.name})")
+        elif name.role == "cuda" and cuda is None and _single(spec.version):
+            cuda = (_release(spec.version or ""), f"{where} ({spec.name})")
         elif name.role == "toolkit" and toolkit is None:
-            version = spec.version or _label_version(spec.channel)
+            version = spec.version if _single(spec.version) else _label_version(spec.channel)
             if version:
                 toolkit = (_release(version), f"{where} ({spec.name}"
                            + (f" from {spec.channel}" if spec.channel and not spec.version else "") + ")")
@@ -126,6 +126,13 @@ def _candidate(pypi: str, spec: MatchSpec, where: str, *, place: bool) -> Candid
     specifier = spec.specifier or ""
     parsed = ParsedRequirement(pypi, specifier)
     return Candidate(f"{pypi}{specifier}", where, CONDA, parsed, place=place)
+
+
+def _single(version: str | None) -> bool:
+    """A version spec that names one CUDA release ("11.8", "11.8*", "12.1.0"), not a range (">=11.7")."""
+    import re
+
+    return version is not None and re.fullmatch(r"=*\d+\.\d+(\.\d+)*\.?\*?", version) is not None
 
 
 def _release(version: str) -> str:

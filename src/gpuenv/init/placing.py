@@ -12,20 +12,21 @@ they only tell which torch and CUDA they were made with.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from packaging.utils import canonicalize_name
 
 from gpuenv.plan import catalog, knowledge
+from gpuenv.plan.gitindex import repo_key
 from gpuenv.plan.pins import conflict
 from gpuenv.plan.pipline import ParsedRequirement
 
 Place = Literal["torch", "paired", "extension", "local-extension", "repo", "package", "python", "unplaced",
                 "left"]
 
-METADATA, PER_CUDA, INSTALL, CONDA, RECORD = 0, 1, 2, 3, 9
+METADATA, PER_CUDA, INSTALL, CONDA, LOCK, RECORD = 0, 1, 2, 3, 8, 9
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Placer:
     findings: list[Finding] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     claims: list[TorchClaim] = field(default_factory=list)
+    #: What local extension folders' own setup.py files require of torch: they narrow the torch.
+    folder_claims: list[TorchClaim] = field(default_factory=list)
     #: Extras of the repository its own files install it with ("-e .[train]").
     selected: list[str] = field(default_factory=list)
     _placed: dict[str, tuple[Candidate, int]] = field(default_factory=dict)
@@ -88,22 +91,27 @@ class Placer:
             self._local(c, parsed)
             return
         name = parsed.name if parsed is not None else None
-        if name is None and parsed is not None and parsed.vcs:
-            name = vcs_name(parsed.url or "")
+        if parsed is not None and parsed.vcs:
+            # A VCS URL of a catalogued project's repository is that project, whatever it is named.
+            known = catalog.shipped().by_repository(repo_key(parsed.url or ""))
+            if known is not None and known != name:
+                c = replace(c, text=f"{known} @ {c.text}" if name is None else c.text)
+                name = known
+            name = name or vcs_name(parsed.url or "")
         if name is None:
             self._package(c)
             return
         if name == "torch":
             spec = parsed.specifier if parsed is not None else ""
             self.claims.append(TorchClaim(spec, c.variant or _local_label(spec), c.origin, c.rank))
-            if c.rank < RECORD:
+            if c.rank < LOCK:
                 # Every torch pin is shown: the recipe's torch is what the install sources say together.
                 installing = any(claim.rank <= INSTALL for claim in self.claims)
                 place: Place = "torch" if c.rank <= INSTALL or not installing else "left"
                 note = "" if place == "torch" else "another route's pin: the install files decide torch"
                 self.findings.append(Finding(place, c.text, c.origin, note, c.kept_in))
             return
-        if c.rank >= RECORD:
+        if c.rank >= LOCK:
             return
         if name in knowledge.paired_packages():
             self._once(c, name, "paired", f"{name} is paired with the chosen torch")
@@ -134,7 +142,7 @@ class Placer:
             self._package(c)
 
     def _package(self, c: Candidate) -> None:
-        if c.rank >= RECORD:
+        if c.rank >= LOCK:
             return
         self.findings.append(Finding("repo" if c.metadata else "package", c.text, c.origin, self._kept(c),
                                      c.kept_in))

@@ -25,9 +25,20 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from gpuenv.errors import InputError
-from gpuenv.init import condafind
+from gpuenv.init import condafind, crosscheck
 from gpuenv.init.metadata import Metadata, read_metadata
-from gpuenv.init.placing import CONDA, INSTALL, METADATA, PER_CUDA, RECORD, Candidate, Finding, Placer
+from gpuenv.init.placing import (
+    CONDA,
+    INSTALL,
+    LOCK,
+    METADATA,
+    PER_CUDA,
+    RECORD,
+    Candidate,
+    Finding,
+    Placer,
+    TorchClaim,
+)
 from gpuenv.init.requirements_files import (
     FileAccount,
     ReadFile,
@@ -103,17 +114,24 @@ def scan_repo(root: Path) -> RepoScan:
     skipped = {root / s.path for s in subs} | set(folders)
     requirement_paths, environment_paths = discover(root, skipped)
     files = _read_all(root, requirement_paths, meta)
-    accounts = classify(root, files, meta, project_words(root, meta), _subprojects(root, folders))
+    subprojects = _subprojects(root, folders)
+    accounts = classify(root, files, meta, project_words(root, meta), subprojects)
     placer = Placer(root, local)
     placer.findings = findings
     _metadata_candidates(placer, meta)
+    _folder_torch(placer, folders)
     used = _file_candidates(placer, files, accounts)
+    folder_names = {relative(root, f) for f in folders}
+    placer.conflicts += crosscheck.conflicts(root, files, accounts, meta, subprojects - folder_names,
+                                             placer.conflicts)
+    accounts += crosscheck.project_accounts(root, subprojects, folder_names)
     pip_route = bool(used) or any(d.extra is None for d in meta.requirements)
     conda = condafind.read_all(root, environment_paths, pip_route=pip_route)
     for candidate in conda.candidates:
         placer.add(candidate)
     placer.claims += conda.claims
     placer.findings += conda.findings
+    placer.findings = crosscheck.optional_folders(root, placer.findings)
     notes += conda.notes
     torch_version, cuda, cuda_origin = _torch(placer, notes)
     python = _python(meta, conda.python)
@@ -165,7 +183,7 @@ def _file_candidates(placer: Placer, files: list[ReadFile], accounts: list[FileA
         if account.used:
             used.append(account.path)
             covered.update(relative(placer.root, p) for p in f.parsed.files)
-        rank = _rank(account) if account.used else RECORD
+        rank = _rank(account) if account.used else (LOCK if account.role == "lock" else RECORD)
         variant = account.variant or _file_cuda(f.parsed)
         for line in f.parsed.requirements:
             line_variant = next((v for v in (_variant(u) for u in line.line_indexes) if v), None)
@@ -214,6 +232,24 @@ def _metadata_candidates(placer: Placer, meta: Metadata) -> None:
             placer.findings.append(Finding("unplaced", declared.text, declared.origin, f"not a requirement: {exc}"))
             continue
         placer.add(Candidate(declared.text, declared.origin, METADATA, parsed, metadata=True))
+
+
+def _folder_torch(placer: Placer, folders: list[Path]) -> None:
+    """The torch a local extension folder's setup.py requires constrains the env's torch too."""
+    from gpuenv.plan.setupscan import scan_setup
+
+    for folder in folders:
+        if not (folder / "setup.py").is_file():
+            continue
+        for text, line in scan_setup(folder / "setup.py").install_requires:
+            try:
+                parsed = parse_requirement(text, placer.root)
+            except ValueError:
+                continue
+            if parsed.name == "torch":
+                origin = f"{relative(placer.root, folder)}/setup.py:{line}"
+                placer.folder_claims.append(TorchClaim(parsed.specifier, None, origin, INSTALL))
+                placer.findings.append(Finding("torch", text, origin, "the local extension's own requirement"))
 
 
 def _subprojects(root: Path, folders: list[Path]) -> set[str]:
@@ -312,7 +348,7 @@ def _torch(placer: Placer, notes: list[str]) -> tuple[str | None, str | None, st
     installing = [c for c in claims if c.rank <= INSTALL]
     pool = installing or [c for c in claims if c.rank == CONDA][:1]
     spec = SpecifierSet()
-    for claim in pool:
+    for claim in [*pool, *placer.folder_claims]:
         public = _public(claim.specifier)
         try:
             spec &= SpecifierSet(public)
@@ -320,7 +356,9 @@ def _torch(placer: Placer, notes: list[str]) -> tuple[str | None, str | None, st
             continue
     exact = [s for s in spec if s.operator == "==" and "*" not in s.version]
     version = (str(exact[0]) if exact and all(s.contains(exact[0].version) for s in spec) else str(spec)) or None
-    with_cuda = [c for c in claims if c.cuda is not None and c.rank < RECORD]
+    # A lock (this repository's own frozen env) tells the CUDA only where nothing else does.
+    with_cuda = [c for c in claims if c.cuda is not None and c.rank < LOCK] or \
+        [c for c in claims if c.cuda is not None and c.rank == LOCK]
     if not with_cuda:
         return version, None, ""
     chosen = with_cuda[0]
@@ -329,7 +367,7 @@ def _torch(placer: Placer, notes: list[str]) -> tuple[str | None, str | None, st
     disagree = []
     for other in claims:
         other_variant = knowledge.normalize_variant(other.cuda or "") if other.cuda else None
-        if other is chosen:
+        if other is chosen or other.rank == RECORD:  # another build's file is an alternative, not a contradiction
             continue
         if other_variant is not None and other_variant != variant:
             disagree.append(f"{other.origin} asks for {other_variant}")

@@ -64,6 +64,7 @@ _ROLE_WORDS = (
 )
 _INSTALL_NAMES = {"requirements", "requirement", "base", "main", "core", "common", "runtime", "install", "default",
                   "prod", "production", "reqs", "req", "build", "minimal", "min", "general", "basic"}
+_PLATFORM_WORDS = {"win", "windows", "win32", "win64", "mac", "macos", "osx", "darwin", "rocm", "ipex", "xpu"}
 _CUDA_WORD = re.compile(r"(?i)(^|[-_.])(cu\d{2,3}|cuda\d*)([-_.]|$)")
 
 
@@ -167,19 +168,21 @@ def _by_name(f: ReadFile, project_words: set[str], subprojects: set[str], *, has
     name_words = words(parts[-1])
     if f.parsed is None:
         return FileAccount(rel, "unreadable", f.problem or "cannot be read")
-    for sub in subprojects:
-        if rel.startswith(sub + "/"):
-            return FileAccount(rel, "subproject", f"the requirements of {sub}/, a project of its own")
-    if (_CUDA_WORD.search(parts[-1]) or "linux" in name_words) and any(
-            v.startswith("cu") for v, _ in f.parsed.variants()):
+    if _pins_cuda_stack(f.parsed, name_words):
         return FileAccount(rel, "per-cuda", "pins torch for one CUDA build", variant=f.parsed.variants()[0][0])
     all_words = words(rel)
     for role, pattern in _ROLE_WORDS:
         if any(re.fullmatch(pattern, w) for w in all_words):
             if role == "other-platform" and _CUDA_WORD.search(rel):
                 continue
-            return FileAccount(rel, role, f"its {'name' if any(re.fullmatch(pattern, w) for w in name_words) else 'folder'}"
-                               f" says {role}")
+            by = "name" if any(re.fullmatch(pattern, w) for w in name_words) else "folder"
+            return FileAccount(rel, role, f"its {by} says {role}")
+    for sub in subprojects:
+        if rel.startswith(sub + "/"):
+            return FileAccount(rel, "subproject", f"the requirements of {sub}/, a project of its own")
+    if folder and folder.split("/")[0].lower() not in ("requirements", "requirement", "reqs") and frozen(f.parsed) \
+            and not set(words(folder)) <= project_words:
+        return FileAccount(rel, "subproject", f"a pip freeze of the env of {folder}/, a part with its own env")
     if folder and folder.lower() not in ("requirements", "requirement", "reqs", "env", "envs"):
         if folder.split("/")[0].lower() in ("tools", "tool", "scripts", "script", "utils", "benchmarks", "eval",
                                             "evaluation", ".runpod", "docker", "deploy", "serving") \
@@ -193,6 +196,17 @@ def _by_name(f: ReadFile, project_words: set[str], subprojects: set[str], *, has
         return FileAccount(rel, "install", "the repository's own requirements list", used=True)
     extra = "-".join(extra_words)
     return FileAccount(rel, "extra", f"its name names an optional part ({extra})", extra=extra)
+
+
+def _pins_cuda_stack(parsed: RequirementsFile, name_words: list[str]) -> bool:
+    """A file for one CUDA build: torch from a CUDA index, in a file that is not the repository's main
+    list (its name says cuXXX or linux or names a target, or it includes the main list with -r)."""
+    if not any(v.startswith("cu") for v, _ in parsed.variants()) or set(name_words) & _PLATFORM_WORDS:
+        return False
+    if not any(line.name == "torch" for line in parsed.requirements):
+        return False
+    extra = [w for w in name_words if w not in _STANDARD_WORDS or w == "linux"]
+    return bool(_CUDA_WORD.search("_".join(name_words)) or parsed.includes or extra)
 
 
 def _follow_includes(root: Path, files: list[ReadFile], roles: dict[str, FileAccount]) -> None:

@@ -108,6 +108,8 @@ class CatalogEntry:
     #: Whether an index's package of this name is that project; False: it comes from its repository, and
     #: a requirement of the name from an index (``apex==0.9.10.dev0``) is another, ordinary package.
     from_index: bool = True
+    #: Its git repository ("github.com/Dao-AILab/flash-attention"): a VCS URL of it is this project.
+    repository: str = ""
 
     def describes(self, requirement: str) -> bool:
         """Whether ``requirement`` (PEP 508, a URL or a path) is the project this entry describes."""
@@ -194,6 +196,7 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         stable_abi=str(raw["stable_abi"]) if raw.get("stable_abi") else None,
         distribution=str(raw.get("distribution", "")),
         from_index=bool(raw.get("from_index", True)),
+        repository=str(raw.get("repository", "")).lower(),
     )
 
 
@@ -222,6 +225,13 @@ class Catalog:
     def version_ranges(self, name: str) -> list[str]:
         """The version ranges the tables of ``name`` describe, newest first ("" for all)."""
         return [str(table.get("versions", "")) for table in self._tables.get(name, [])]
+
+    def by_repository(self, key: str) -> str | None:
+        """The name of the entry whose git repository is ``key`` ("github.com/nvidia/apex"), or None."""
+        for name, tables in self._tables.items():
+            if key and str(tables[0].get("repository", "")).lower() == key:
+                return name
+        return None
 
     def generic(self, name: str) -> CatalogEntry:
         """The generic defaults, for ``name`` (an extension the catalog says nothing about)."""

@@ -176,3 +176,16 @@ def _varint(data: bytes, offset: int) -> tuple[int, int]:
         value = ((value + 1) << 7) | (byte & 0x7F)
         offset += 1
     return value, offset
+
+
+def repo_key(url: str) -> str:
+    """A git repository's identity in a URL: "git@github.com:org/Name.git", "git+https://github.com/org/name@abc"
+    and "org/name" on github.com all give "github.com/org/name"; "" for what is not one."""
+    text = url.split(" @ ", 1)[-1].strip()
+    text = re.sub(r"^git\+", "", text)
+    text = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", text)
+    text = re.sub(r"^[^@/]+@", "", text).replace(":", "/", 1)
+    text = text.split("#", 1)[0].split("?", 1)[0]
+    text = re.sub(r"@[^/]*$", "", text).rstrip("/")
+    return text.removesuffix(".git").lower() if "/" in text else ""
+

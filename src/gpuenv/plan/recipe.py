@@ -391,7 +391,11 @@ def _requirement_files(
         local[repo.path] = f"the repository itself: installed by {where.header('repo')}"
     try:
         # pip resolves a line's relative paths against where it runs: the project's root.
-        read = read_files(files, handled, local, repo.path if repo is not None else None)
+        from gpuenv.plan.gitindex import repo_key
+
+        repositories = {repo_key(e.requirement): f"{e.name} is built by {built_by}" for e in extensions
+                        if "://" in e.requirement and repo_key(e.requirement)}
+        read = read_files(files, handled, local, repo.path if repo is not None else None, repositories)
     except InputError as exc:
         raise where.error("packages.requirements-files", str(exc)) from None
     sources = PackageSources(read.index_url, tuple(dict.fromkeys(read.extra_index_urls)),

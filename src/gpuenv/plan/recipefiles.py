@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuenv.errors import InputError
+from gpuenv.plan.gitindex import repo_key
 from gpuenv.plan.pins import conflict
 from gpuenv.plan.requirements import read_requirements
 
@@ -34,9 +35,11 @@ class FilesPackages:
 
 
 def read_files(files: tuple[Path, ...], handled: Mapping[str, str], local: Mapping[Path, str],
-               base: Path | None) -> FilesPackages:
+               base: Path | None, repositories: Mapping[str, str] | None = None) -> FilesPackages:
     """Read ``files`` in order; ``handled`` maps a distribution the recipe installs itself to why, ``local``
-    a local tree (resolved) to why. Raises InputError for a file that cannot be read at all."""
+    a local tree (resolved) to why, ``repositories`` a git repository the recipe builds from
+    (:func:`gpuenv.plan.gitindex.repo_key`) to why. Raises InputError for a file that cannot be read."""
+    repositories = repositories or {}
     out = FilesPackages()
     pins: dict[str, tuple[str, str, str]] = {}
     for path in files:
@@ -48,6 +51,10 @@ def read_files(files: tuple[Path, ...], handled: Mapping[str, str], local: Mappi
                 continue
             if line.name is not None and line.name in handled:
                 out.left_out.append(f"{line.where}: {line.text}: {handled[line.name]}")
+                continue
+            key = repo_key(line.parsed.url or "") if line.parsed is not None and line.parsed.vcs else ""
+            if key in repositories:
+                out.left_out.append(f"{line.where}: {line.text}: {repositories[key]}")
                 continue
             spec = line.parsed.specifier if line.parsed is not None else ""
             first = pins.get(line.name or "")

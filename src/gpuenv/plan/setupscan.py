@@ -61,6 +61,8 @@ class SetupFacts:
     python_requires: tuple[str, int] | None = None
     #: The relative paths its string constants name ("thirdparty/lietorch/eigen").
     paths: tuple[str, ...] = ()
+    #: (path, line) of the relative folders its extensions include (``include_dirs``).
+    include_dirs: tuple[tuple[str, int], ...] = ()
 
     @property
     def cuda_lines(self) -> tuple[int, ...]:
@@ -99,7 +101,8 @@ def scan_setup(path: Path) -> SetupFacts:
     paths = tuple(dict.fromkeys(text.removeprefix("./") for _, text in _strings(source.tree)
                                 if "/" in text and len(text) < 200 and not text.startswith(("/", "http"))))
     return SetupFacts(path, None, build, tuple(switches.items()), needs, tuple(_gpu_queries(source)),
-                      tuple(_swallowed(source)), tuple(files), tuple(requires), python, paths)
+                      tuple(_swallowed(source)), tuple(files), tuple(requires), python, paths,
+                      tuple(_include_dirs(source)))
 
 
 def _helpers(tree: Path, text: str) -> dict[str, str]:
@@ -136,6 +139,26 @@ def _switches(build: BuildFacts) -> tuple[dict[str, str], str | None]:
         if gate.builds_cuda(Context(gpu=False, env={**BUILD_ENV, **switches})) is False:
             return switches, f"setup.py:{gate.where.line} builds CUDA only when torch sees a GPU"
     return switches, None
+
+
+def _include_dirs(source: PyFile) -> list[tuple[str, int]]:
+    """Relative folders named in ``include_dirs=[...]``: a string, or the parts an os.path.join adds to
+    the setup.py's folder (``osp.join(ROOT, 'thirdparty/eigen-3.4.0')``)."""
+    found: dict[str, int] = {}
+    for node in ast.walk(source.tree):
+        if not (isinstance(node, ast.keyword) and node.arg == "include_dirs"):
+            continue
+        items = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+        for item in items:
+            parts: list[str] = []
+            if isinstance(item, ast.Constant) and isinstance(item.value, str):
+                parts = [item.value]
+            elif isinstance(item, ast.Call) and (call_name(item) or "").endswith("join"):
+                parts = [a.value for a in item.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            text = "/".join(p.strip("/") for p in parts if p)
+            if text and not text.startswith(("/", "$", "~")) and ".." not in text.split("/"):
+                found.setdefault(text.removeprefix("./"), item.lineno)
+    return list(found.items())
 
 
 def _gpu_queries(source: PyFile) -> list[tuple[int, str]]:

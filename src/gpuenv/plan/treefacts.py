@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuenv.errors import SourceTreeError, UnsatisfiableError
-from gpuenv.plan.gitindex import submodules
+from gpuenv.plan.gitindex import repo_key, submodules
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.setupscan import SetupFacts, scan_setup
 from gpuenv.plan.sourcecheck import Hit, scan_tree
@@ -90,6 +90,8 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
     for line in recipe.refused:
         blockers.append(SourceTreeError(f"{line}", hint="pip refuses this line too: correct it (a path into a "
                                                         "submodule needs the submodule checked out first)"))
+    for tree_root, facts in _setups(recipe, locals_):
+        blockers += _missing_includes(tree_root, facts, skipped)
     hits = {name: scan_tree(path) for name, path in locals_.items()}
     setups = {name: scan_setup(path / "setup.py") for name, path in locals_.items() if (path / "setup.py").is_file()}
     repo = None
@@ -98,6 +100,24 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
         own = scan_tree(recipe.repo.path, skip=frozenset(skipped)) if setup.builds_cuda else ()
         repo = RepoTree(recipe.repo.path, setup, own)
     return TreeFacts(tuple(blockers), tuple(notes), repo, {k: v for k, v in hits.items() if v}, setups)
+
+
+def _setups(recipe: Recipe, locals_: Mapping[str, Path]) -> list[tuple[Path, SetupFacts]]:
+    trees = ([recipe.repo.path] if recipe.repo is not None else []) + list(locals_.values())
+    return [(t, scan_setup(t / "setup.py")) for t in dict.fromkeys(trees) if (t / "setup.py").is_file()]
+
+
+def _missing_includes(tree: Path, facts: SetupFacts, submodule_paths: set[Path]) -> list[UnsatisfiableError]:
+    """A folder the setup.py compiles with (``include_dirs``) that the tree lacks, and no submodule brings."""
+    found: list[UnsatisfiableError] = []
+    for rel, line in facts.include_dirs:
+        target = tree / rel
+        if target.exists() or any(target == s or s in target.parents for s in submodule_paths):
+            continue
+        found.append(SourceTreeError(
+            f"{tree / 'setup.py'}:{line} compiles with the headers of {rel} (include_dirs), which is not in "
+            f"{tree}", hint=f"put {rel} in place first (the repository's README says where it comes from)"))
+    return found
 
 
 def _project(start: Path) -> Path:
@@ -118,15 +138,5 @@ def _urls(recipe: Recipe) -> list[str]:
 
 def _installed_by_url(url: str, urls: list[str]) -> bool:
     """Whether the recipe installs the repository ``url`` names by URL (then the submodule is not needed)."""
-    key = _repo_key(url)
-    return bool(key) and any(_repo_key(u) == key for u in urls)
-
-
-def _repo_key(url: str) -> str:
-    """"git@github.com:org/Name.git" and "git+https://github.com/org/name@abc" → "github.com/org/name"."""
-    text = re.sub(r"^[A-Za-z+]*://", "", url.split(" @ ", 1)[-1].strip())
-    text = re.sub(r"^git\+", "", text)
-    text = re.sub(r"^[^@/]+@", "", text).replace(":", "/", 1)
-    text = text.split("#", 1)[0]
-    text = re.sub(r"@[^/]*$", "", text).rstrip("/")
-    return text.removesuffix(".git").lower()
+    key = repo_key(url)
+    return bool(key) and any(repo_key(u) == key for u in urls)
