@@ -125,7 +125,13 @@ def recipe_toml(parts: RecipeParts, *, table: str = "", to_root: str = ".") -> s
 
 
 def _from_root(requirement: str, to_root: str) -> str:
-    """A path relative to the repository root, made relative to the recipe (paths in a recipe are)."""
+    """A path relative to the repository root, made relative to the recipe (paths in a recipe are); also
+    the path of "NAME @ ./path" and "NAME @ file:path" (a folder whose name is no distribution name)."""
+    name, at, target = requirement.partition(" @ ")
+    if at and target.startswith("file:") and not target.startswith("file:/"):
+        return f"{name} @ file:{_from_root('./' + target.removeprefix('file:'), to_root)}"
+    if at and target.startswith(("./", "../")):
+        return f"{name} @ {_from_root(target, to_root)}"
     if not requirement.startswith(("./", "../")) and requirement not in (".", ".."):
         return requirement
     joined = os.path.normpath(os.path.join(to_root, requirement))

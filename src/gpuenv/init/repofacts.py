@@ -82,8 +82,10 @@ def _recipe_form(root: Path, folder: Path, rel: str) -> tuple[str | None, str]:
 
 
 def _from_envs(form: str) -> str:
-    """A root-relative form as the recipe in envs/ writes it."""
-    return form.replace("./", "../", 1) if "./" in form else form.replace("file:", "file:../", 1)
+    """A root-relative form as the recipe in envs/ writes it (the writer's own rewriting)."""
+    from gpuenv.init.recipetoml import _from_root
+
+    return _from_root(form, "..")
 
 
 def loader_refusal(root: Path, table: dict[str, object]) -> str | None:

@@ -269,7 +269,7 @@ class _Reader:
         if editable and constraint:
             self.invalid.append((here, "editable requirements are not allowed as constraints"))
             return
-        shown = _shown(text, parsed)
+        shown = _shown(text.strip(), parsed)
         line = Line(
             f"-e {shown}" if editable else shown, here.path, here.lineno, parsed.name, editable, parsed,
             hashes=() if editable else tuple(opts.hashes), config_settings=tuple(opts.config_settings),
@@ -334,6 +334,8 @@ def _text(path: Path) -> str:
         raw = read_input(path, limit=MAX_BYTES, encoding="latin-1").encode("latin-1")
     except UnreadableInput as exc:
         raise InputError(f"{path}: {exc.problem}", hint="name a requirements file") from None
+    except ValueError:  # a NUL byte in the path
+        raise InputError(f"{str(path)!r}: a path with a NUL byte", hint="name a requirements file") from None
     try:
         return decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
