@@ -73,8 +73,10 @@ def plan_text(plan: Plan) -> str:
         lines.append("packages    " + ", ".join(plan.packages))
     if plan.repo is not None:
         build = plan.repo_build
-        lines.append(f"repository  {plan.repo.requirement}" + (f": {build.reason}" if build is not None else ""))
-        own = {k: v for k, v in (build.env if build is not None else {}).items() if plan.build_env.get(k) != v}
+        why = f": {build.reason}" if build is not None else ""
+        lines.append(f"repository  {plan.repo.requirement}{why}")
+        env = build.env if build is not None else {}
+        own = {k: v for k, v in env.items() if plan.build_env.get(k) != v}
         if own:
             lines.append("            " + " ".join(f"{k}={v}" for k, v in own.items()))
     group = plan.wheelhouse_group

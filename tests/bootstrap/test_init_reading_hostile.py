@@ -56,15 +56,21 @@ def _deep_setup(root: Path) -> None:
 def _hash_lines(root: Path) -> None:
     (root / "requirements.txt").write_text(
         "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + " \\\n    --hash=sha256:" + "b" * 64 + "\n"
-        "    # via -r requirements.in\n")
+        "    # via -r requirements.in\n"
+    )
 
 
 CASES: dict[str, Callable[[Path], None]] = {
     "requirements link loop": lambda r: (r / "requirements.txt").symlink_to("requirements.txt"),
-    "folder link loop": lambda r: ((r / "requirements.txt").write_text("numpy\n"), (r / "sub").mkdir(),
-                                   (r / "sub" / "loop").symlink_to("..")),
-    "include of a link loop": lambda r: ((r / "requirements.txt").write_text("-r loop.txt\nnumpy\n"),
-                                         (r / "loop.txt").symlink_to("loop.txt")),
+    "folder link loop": lambda r: (
+        (r / "requirements.txt").write_text("numpy\n"),
+        (r / "sub").mkdir(),
+        (r / "sub" / "loop").symlink_to(".."),
+    ),
+    "include of a link loop": lambda r: (
+        (r / "requirements.txt").write_text("-r loop.txt\nnumpy\n"),
+        (r / "loop.txt").symlink_to("loop.txt"),
+    ),
     "setup.py link loop": lambda r: (r / "setup.py").symlink_to("setup.py"),
     "environment.yml link loop": lambda r: (r / "environment.yml").symlink_to("environment.yml"),
     "~user in an include": lambda r: (r / "requirements.txt").write_text("-r ~nosuchuser/reqs.txt\nnumpy\n"),
@@ -72,7 +78,8 @@ CASES: dict[str, Callable[[Path], None]] = {
     "NUL in a path line": lambda r: (r / "requirements.txt").write_bytes(b"./pk\x00g\nnumpy\n"),
     "NUL in an include": lambda r: (r / "requirements.txt").write_bytes(b"-r a\x00b.txt\nnumpy\n"),
     "NUL in .gitmodules": lambda r: (r / ".gitmodules").write_bytes(
-        b'[submodule "x"]\n\tpath = a\x00b\n\turl = u\n'),
+        b'[submodule "x"]\n\tpath = a\x00b\n\turl = u\n'
+    ),
     "600 KB expression in setup.py": _deep_setup,
     "hash-pinned file": _hash_lines,
     "UTF-8 BOM": lambda r: (r / "requirements.txt").write_bytes(b"\xef\xbb\xbfnumpy==1.26.4\n"),
@@ -83,15 +90,22 @@ CASES: dict[str, Callable[[Path], None]] = {
     "5 MB requirements file": lambda r: (r / "requirements.txt").write_text("numpy\n" * 900_000),
     "brackets nested 1000 deep": lambda r: (r / "requirements.txt").write_text("numpy" + "[" * 1000 + "\n"),
     "YAML python tag": lambda r: (r / "environment.yml").write_text(
-        "dependencies:\n  - !!python/object/apply:os.system ['touch pwned']\n  - numpy\n"),
+        "dependencies:\n  - !!python/object/apply:os.system ['touch pwned']\n  - numpy\n"
+    ),
     "YAML alias bomb": lambda r: (r / "environment.yml").write_text(
         "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
-        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\ndependencies: [*c, *c, *c, *c, *c, *c, *c, *c]\n"),
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\ndependencies: [*c, *c, *c, *c, *c, *c, *c, *c]\n"
+    ),
     "YAML that is not YAML": lambda r: (r / "environment.yml").write_text("dependencies: [unclosed\n"),
-    "a .git file pointing nowhere": lambda r: ((r / ".git").write_text("gitdir: /nonexistent/x\n"),
-                                               (r / ".gitmodules").write_text('[submodule "s"]\n\tpath = s\n')),
-    "a garbage git index": lambda r: ((r / ".git").mkdir(), (r / ".git" / "index").write_bytes(b"DIRC" + b"\xff" * 40),
-                                      (r / ".gitmodules").write_text('[submodule "s"]\n\tpath = s\n')),
+    "a .git file pointing nowhere": lambda r: (
+        (r / ".git").write_text("gitdir: /nonexistent/x\n"),
+        (r / ".gitmodules").write_text('[submodule "s"]\n\tpath = s\n'),
+    ),
+    "a garbage git index": lambda r: (
+        (r / ".git").mkdir(),
+        (r / ".git" / "index").write_bytes(b"DIRC" + b"\xff" * 40),
+        (r / ".gitmodules").write_text('[submodule "s"]\n\tpath = s\n'),
+    ),
     ".gitmodules that is a folder": lambda r: (r / ".gitmodules").mkdir(),
 }
 
@@ -119,14 +133,19 @@ def test_hash_pinned_and_bom_files_are_placed(repo: Path, make: Callable[[Path],
     assert not any(f.place == "unplaced" for f in scan_repo(repo).findings)
 
 
-EXT_SETUP = ("from setuptools import setup\nfrom torch.utils.cpp_extension import CUDAExtension, BuildExtension\n"
-             "setup(name='{name}', ext_modules=[CUDAExtension('{name}', ['op.cu'])], "
-             "cmdclass={{'build_ext': BuildExtension}})\n")
+EXT_SETUP = (
+    "from setuptools import setup\nfrom torch.utils.cpp_extension import CUDAExtension, BuildExtension\n"
+    "setup(name='{name}', ext_modules=[CUDAExtension('{name}', ['op.cu'])], "
+    "cmdclass={{'build_ext': BuildExtension}})\n"
+)
 
 
-@pytest.mark.parametrize(("folder", "dist"), [("my ext", "my_ext"), ("conv_v2+fast", "conv_fast"),
-                                              ("ops", "ops")])
-def test_extension_folders_with_odd_names_get_a_form_the_loader_reads(repo: Path, folder: str, dist: str) -> None:
+@pytest.mark.parametrize(
+    ("folder", "dist"), [("my ext", "my_ext"), ("conv_v2+fast", "conv_fast"), ("ops", "ops")]
+)
+def test_extension_folders_with_odd_names_get_a_form_the_loader_reads(
+    repo: Path, folder: str, dist: str
+) -> None:
     (repo / "csrc" / folder).mkdir(parents=True)
     (repo / "csrc" / folder / "setup.py").write_text(EXT_SETUP.format(name=dist))
     (repo / "requirements.txt").write_text("torch==2.13.0\n")
@@ -149,8 +168,9 @@ def test_a_requirements_link_to_a_shared_file_outside_is_written_so_the_loader_r
     assert load_recipe(repo / "envs" / "default.toml").packages == ("numpy",)
 
 
-def test_the_cache_dir_of_a_user_this_machine_lacks_is_an_error_naming_it(repo: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_dir_of_a_user_this_machine_lacks_is_an_error_naming_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (repo / "requirements.txt").write_text("numpy\n")
     assert cli("init")[0] == 0
     monkeypatch.setenv("GPUENV_CACHE_DIR", "~nosuchuser/cache")

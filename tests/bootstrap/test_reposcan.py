@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.errors import InputError
+from gpuenv.errors import InputError, SourceTreeError
 from gpuenv.init.reposcan import scan_repo
 from gpuenv.init.writer import init_repo, init_text
 from gpuenv.plan.hardware import Hardware, hardware_from_json
-from gpuenv.errors import SourceTreeError
 from gpuenv.plan.planner import PlanOptions, make_plan
-from gpuenv.plan.treefacts import recipe_tree
 from gpuenv.plan.recipe import load_recipe
+from gpuenv.plan.treefacts import recipe_tree
 from gpuenv.plan.treemeta import check_submodules, recipe_sources
 
 CUDA_SETUP = textwrap.dedent("""\
@@ -129,7 +128,8 @@ def test_an_uninitialised_submodule_extension_blocks_the_plan_with_the_command_t
     repo = make_repo(tmp_path)
     recipe_path = repo / "envs" / "x.toml"
     recipe_path.parent.mkdir()
-    recipe_path.write_text('[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "../third_party/raster"\n')
+    recipe_path.write_text('[torch]\nversion = "2.13.*"\n'
+                           '[[extensions]]\nrequirement = "../third_party/raster"\n')
     recipe = load_recipe(recipe_path)
     assert recipe_sources(recipe) == {}  # nothing to read there yet: no facts, no traceback
     plan = make_plan(recipe, load_hardware_a100(), PlanOptions(tree=recipe_tree(recipe)))

@@ -32,11 +32,18 @@ from gpuenv.plan.treemeta import recipe_sources
 from tests.corpus import CorpusRepo, load_corpus
 
 #: One A100 node whose driver runs every CUDA 12 and 13 build, with the toolkits research repos ask for.
-HARDWARE = {"driver_version": "580.65.06", "cuda_driver_version": "13.0",
-            "gpus": [{"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}],
-            "cpu_count": 32, "memory_total_mib": 262144, "memory_available_mib": 250000,
-            "toolkits": [{"nvcc": f"/opt/cuda-{v}/bin/nvcc", "version": v}
-                         for v in ("11.3", "11.6", "11.7", "11.8", "12.1", "12.4", "12.6", "12.8", "13.0")]}
+HARDWARE = {
+    "driver_version": "580.65.06",
+    "cuda_driver_version": "13.0",
+    "gpus": [{"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}],
+    "cpu_count": 32,
+    "memory_total_mib": 262144,
+    "memory_available_mib": 250000,
+    "toolkits": [
+        {"nvcc": f"/opt/cuda-{v}/bin/nvcc", "version": v}
+        for v in ("11.3", "11.6", "11.7", "11.8", "12.1", "12.4", "12.6", "12.8", "13.0")
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,19 @@ def clone(repo: CorpusRepo, target: Path) -> Path:
     if links and shutil.which("git"):
         subprocess.run(["git", "init", "-q", str(target)], check=True, timeout=60)
         for sub in links:
-            subprocess.run(["git", "-C", str(target), "update-index", "--add", "--cacheinfo",
-                            f"160000,{sub['gitlink_commit']},{sub['path']}"], check=True, timeout=60)
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(target),
+                    "update-index",
+                    "--add",
+                    "--cacheinfo",
+                    f"160000,{sub['gitlink_commit']},{sub['path']}",
+                ],
+                check=True,
+                timeout=60,
+            )
             (target / sub["path"]).mkdir(parents=True, exist_ok=True)
     return target
 
@@ -105,13 +123,20 @@ def facts(repo: CorpusRepo, out: Outcome) -> list[Fact]:
         fact("torch", want or "torch", scan.torch_version or "", want == _spec(scan.torch_version or ""))
     if "cuda" in torch or "cuda_requirement" in torch or torch:
         want_cuda = knowledge.normalize_variant(torch["cuda"]) if "cuda" in torch else None
-        fact("torch.cuda", want_cuda or f"none ({torch.get('cuda_requirement', 'not stated')})", scan.cuda,
-             want_cuda == scan.cuda)
+        fact(
+            "torch.cuda",
+            want_cuda or f"none ({torch.get('cuda_requirement', 'not stated')})",
+            scan.cuda,
+            want_cuda == scan.cuda,
+        )
     python = expected.get("python", {})
     if "requirement" in python:
         want = _spec(python["requirement"])
-        got = _spec(f"=={scan.python}.*" if scan.python and re.fullmatch(r"\d+\.\d+", scan.python)
-                    else scan.python or "")
+        got = _spec(
+            f"=={scan.python}.*"
+            if scan.python and re.fullmatch(r"\d+\.\d+", scan.python)
+            else scan.python or ""
+        )
         fact("python", want, scan.python, want == got)
     build = expected.get("repo", {})
     setup = scan.setup
@@ -123,11 +148,17 @@ def facts(repo: CorpusRepo, out: Outcome) -> list[Fact]:
             fact("repo.build planned", True, planned, planned)
     if "cuda_only_when_visible" in build and build.get("builds_cuda"):
         visible = bool(setup and setup.only_when_visible)
-        fact("repo.cuda_only_when_visible", build["cuda_only_when_visible"], visible,
-             visible == build["cuda_only_when_visible"])
+        fact(
+            "repo.cuda_only_when_visible",
+            build["cuda_only_when_visible"],
+            visible,
+            visible == build["cuda_only_when_visible"],
+        )
     if "cuda_opt_in" in build and setup is not None and setup.build is not None:
-        opt_in = all(e.condition.value(Context(gpu=True, env=dict(BUILD_ENV), options=frozenset())) is not True
-                     for e in setup.build.cuda_extensions)
+        opt_in = all(
+            e.condition.value(Context(gpu=True, env=dict(BUILD_ENV), options=frozenset())) is not True
+            for e in setup.build.cuda_extensions
+        )
         fact("repo.cuda_opt_in", build["cuda_opt_in"], opt_in, opt_in == build["cuda_opt_in"])
     blockers = [str(b.error) for b in plan.blockers]
     required = {e["name"] for e in expected.get("extensions", []) if not e.get("optional")}
@@ -137,7 +168,12 @@ def facts(repo: CorpusRepo, out: Outcome) -> list[Fact]:
         found.append(_extension(repo.name, ext, recipe, blockers))
     roles = {a.path: a.role for a in scan.files}
     for f in expected.get("files", []):
-        fact(f"file {f['path']}", f["role"], roles.get(f["path"], "not accounted"), roles.get(f["path"]) == f["role"])
+        fact(
+            f"file {f['path']}",
+            f["role"],
+            roles.get(f["path"], "not accounted"),
+            roles.get(f["path"]) == f["role"],
+        )
     for c in expected.get("conflicts", []):
         name = str(canonicalize_name(c["package"]))
         said = [x for x in scan.conflicts if str(canonicalize_name(x.split(":", 1)[0])) == name]
@@ -145,8 +181,12 @@ def facts(repo: CorpusRepo, out: Outcome) -> list[Fact]:
     for b in expected.get("blockers", []):
         paths = _paths(b["what"])
         hit = [x for x in blockers if paths and all(p in x for p in paths[:1])]
-        fact(f"blocker {paths[0] if paths else b['what'][:40]}", "a blocker", hit[0][:100] if hit else "none",
-             bool(hit))
+        fact(
+            f"blocker {paths[0] if paths else b['what'][:40]}",
+            "a blocker",
+            hit[0][:100] if hit else "none",
+            bool(hit),
+        )
     for n in expected.get("not_a_catalog_package", []):
         name = str(canonicalize_name(n["name"]))
         planned = [e.requirement for e in recipe.extensions if e.name == name]
@@ -160,7 +200,11 @@ def _extension(repo: str, ext: dict[str, object], recipe: Recipe, blockers: list
         path = (recipe.root.parent / name).resolve()
         planned = any(e.path is not None and e.path.resolve() == path for e in recipe.extensions)
         blocked = any(name in b for b in blockers)
-        got = "in the recipe" if planned else ("a blocker until checked out" if blocked else "not in the recipe")
+        got = (
+            "in the recipe"
+            if planned
+            else ("a blocker until checked out" if blocked else "not in the recipe")
+        )
         agrees = planned or blocked if not optional else not planned
     else:
         canonical = str(canonicalize_name(name))
@@ -180,7 +224,7 @@ def _spec(text: str) -> str:
 
 
 def _paths(what: str) -> list[str]:
-    """The paths a blocker's words name: "submodule thirdparty/lietorch is not checked out" → [thirdparty/lietorch]."""
+    """The paths a blocker's words name ("submodule thirdparty/lietorch is not checked out" → that path)."""
     match = re.match(r"submodules? (.+?) (?:is|are) not checked out", what)
     if match is None:
         path = re.search(r"[\w.-]+/[\w./-]*[\w-]", what)

@@ -20,32 +20,54 @@ from tests.init.corpus_check import facts, run
 
 REPOS = load_corpus()
 
-_OLD_TORCH = "a torch older than the releases gpuenv's data knows (1.13 and newer): the plan exits 3 naming it"
-_NOT_CATALOGUED = "a package that builds CUDA against torch but is not in gpuenv's extension catalog: " \
-                  "planned as an ordinary package"
+_OLD_TORCH = (
+    "a torch older than the releases gpuenv's data knows (1.13 and newer): the plan exits 3 naming it"
+)
+_NOT_CATALOGUED = (
+    "a package that builds CUDA against torch but is not in gpuenv's extension catalog: "
+    "planned as an ordinary package"
+)
 _BY_HAND = "optional only by the repository's install script or README, which init does not read"
 
 #: Facts gpuenv does not reach, per repository: fact → why.
 GAPS: dict[str, dict[str, str]] = {
-    "EleutherAI__gpt-neox": {"python": "the Python is stated only by poetry's ^3.8 in requirements/pyproject.toml, "
-                                       "a poetry table init does not read"},
+    "EleutherAI__gpt-neox": {
+        "python": "the Python is stated only by poetry's ^3.8 in requirements/pyproject.toml, "
+        "a poetry table init does not read"
+    },
     "NVIDIA__MinkowskiEngine": {"init and plan": _OLD_TORCH},
     "sxyu__svox2": {"init and plan": _OLD_TORCH},
     "Open-Catalyst-Project__ocp": dict.fromkeys(
-        ["torch", "torch.cuda", "python", "file packages/requirements.txt", "file packages/requirements-optional.txt",
-         "file packages/fairchem-core/pyproject.toml", "conflict numpy"],
-        "a monorepo without a root project: its main package (packages/fairchem-core) reads as one sub-project "
-        "among six, and its CI lists as tool lists (the CI workflows are not among the files)"),
+        [
+            "torch",
+            "torch.cuda",
+            "python",
+            "file packages/requirements.txt",
+            "file packages/requirements-optional.txt",
+            "file packages/fairchem-core/pyproject.toml",
+            "conflict numpy",
+        ],
+        "a monorepo without a root project: its main package (packages/fairchem-core) reads as one "
+        "sub-project "
+        "among six, and its CI lists as tool lists (the CI workflows are not among the files)",
+    ),
     "OpenGVLab__InternVL": {"extension mmcv-full": _NOT_CATALOGUED},
-    "ashawkey__torch-ngp": {"torch.cuda": "cudatoolkit=11.3: no torch release gpuenv knows has a cu113 build, so "
-                                          "the CUDA is left to the machine (with a note)",
-                            "extension ffmlp": _BY_HAND, "extension tinycudann": _NOT_CATALOGUED},
+    "ashawkey__torch-ngp": {
+        "torch.cuda": "cudatoolkit=11.3: no torch release gpuenv knows has a cu113 build, so "
+        "the CUDA is left to the machine (with a note)",
+        "extension ffmlp": _BY_HAND,
+        "extension tinycudann": _NOT_CATALOGUED,
+    },
     "atomicarchitects__equiformer": {"extension torch-spline-conv": _NOT_CATALOGUED},
-    "dreamgaussian__dreamgaussian": {"extension simple-knn": "its setup.py is not in the corpus copy (another "
-                                                             "licence): the folder is empty here"},
-    "hustvl__Vim": {"extension det": _BY_HAND,
-                    "blocker seg/seg-requirements.txt": "the file:// lines are in the seg/ sub-project's frozen env, "
-                                                        "which is not the repository's install"},
+    "dreamgaussian__dreamgaussian": {
+        "extension simple-knn": "its setup.py is not in the corpus copy (another "
+        "licence): the folder is empty here"
+    },
+    "hustvl__Vim": {
+        "extension det": _BY_HAND,
+        "blocker seg/seg-requirements.txt": "the file:// lines are in the seg/ sub-project's frozen env, "
+        "which is not the repository's install",
+    },
     "spla-tam__SplaTAM": {"extension diff-gaussian-rasterization": _NOT_CATALOGUED},
     "yuxumin__PoinTr": {"extension extensions/emd": _BY_HAND},
 }

@@ -34,11 +34,15 @@ def read(path: str) -> dict[str, Any]:
         for parsed in parser.parse(path, constraint=False):
             opts = parsed.opts
             entry: dict[str, Any] = {
-                "file": os.path.abspath(parsed.filename), "lineno": parsed.lineno,
-                "requirement": parsed.requirement, "editable": parsed.is_editable,
+                "file": os.path.abspath(parsed.filename),
+                "lineno": parsed.lineno,
+                "requirement": parsed.requirement,
+                "editable": parsed.is_editable,
                 "constraint": parsed.constraint,
-                "index_url": opts.index_url, "extra_index_urls": opts.extra_index_urls or [],
-                "find_links": opts.find_links or [], "no_index": bool(opts.no_index),
+                "index_url": opts.index_url,
+                "extra_index_urls": opts.extra_index_urls or [],
+                "find_links": opts.find_links or [],
+                "no_index": bool(opts.no_index),
             }
             if parsed.requirement is not None:
                 req = handle_requirement_line(parsed)

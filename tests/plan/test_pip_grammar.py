@@ -30,29 +30,40 @@ REPOS = Path(__file__).parents[1] / "data" / "repos"
 CASES: dict[str, dict[str, str]] = {
     "bom-and-crlf": {"r.txt": "\ufefftorch==2.2.2\r\nnumpy>=1.24\r\n"},
     "continuations": {"r.txt": "numpy \\\n  >=1.24\n# a comment \\\nscipy\\\n\nfoo # bar \\\nbaz\nlast\\"},
-    "per-requirement-options": {"r.txt": textwrap.dedent("""\
+    "per-requirement-options": {
+        "r.txt": textwrap.dedent("""\
         torch==2.2.2 --index-url https://download.pytorch.org/whl/cu121
         torchvision==0.17.2 --extra-index-url https://download.pytorch.org/whl/cu121
         xformers==0.0.25 --hash=sha256:aaaa --hash sha384:bbbb
         mypkg==1.0 --config-settings=--build-option=--cuda_ext -C editable_mode=compat
         --hash=sha256:cccc
-    """)},
-    "abbreviations": {"r.txt": "--extra https://x.invalid/simple\n--index=https://y.invalid/simple\n"
-                               "-ihttps://z.invalid/simple\n--find https://w.invalid/links\nnumpy\n"},
-    "includes": {"r.txt": "-r sub/base.txt\n-rsub/more.txt\n-c sub/constraints.txt\nfoo\n",
-                 "sub/base.txt": "bar>=1\n-r ../common.txt\n",
-                 "sub/more.txt": "baz; python_version >= '3.8'\n",
-                 "sub/constraints.txt": "bar<3\n", "common.txt": "qux==1.0\n"},
+    """)
+    },
+    "abbreviations": {
+        "r.txt": "--extra https://x.invalid/simple\n--index=https://y.invalid/simple\n"
+        "-ihttps://z.invalid/simple\n--find https://w.invalid/links\nnumpy\n"
+    },
+    "includes": {
+        "r.txt": "-r sub/base.txt\n-rsub/more.txt\n-c sub/constraints.txt\nfoo\n",
+        "sub/base.txt": "bar>=1\n-r ../common.txt\n",
+        "sub/more.txt": "baz; python_version >= '3.8'\n",
+        "sub/constraints.txt": "bar<3\n",
+        "common.txt": "qux==1.0\n",
+    },
     "self-include": {"r.txt": "a\n-r r.txt\n"},
     "include-cycle": {"r.txt": "a\n-r s.txt\n", "s.txt": "b\n-r r.txt\n"},
     "missing-include": {"r.txt": "a\n-r nowhere.txt\n"},
-    "editables": {"r.txt": "-e .[train,eval]\n-e ./lib\n--editable=./lib\n"
-                           "-e git+https://github.com/org/repo.git@v1#egg=repo\n"
-                           "-e mylib @ git+https://github.com/org/mylib.git\n",
-                  "setup.py": "", "lib/pyproject.toml": ""},
+    "editables": {
+        "r.txt": "-e .[train,eval]\n-e ./lib\n--editable=./lib\n"
+        "-e git+https://github.com/org/repo.git@v1#egg=repo\n"
+        "-e mylib @ git+https://github.com/org/mylib.git\n",
+        "setup.py": "",
+        "lib/pyproject.toml": "",
+    },
     "editable-without-name": {"r.txt": "-e git+https://github.com/org/repo.git\n"},
     "editable-missing": {"r.txt": "-e ./missing\n"},
-    "urls": {"r.txt": textwrap.dedent("""\
+    "urls": {
+        "r.txt": textwrap.dedent("""\
         git+https://github.com/NVIDIA/apex.git#egg=apex
         git+https://github.com/org/mono.git@abc#egg=sub&subdirectory=python
         https://files.invalid/pkg-1.0.tar.gz; python_version >= "3.8"
@@ -60,18 +71,26 @@ CASES: dict[str, dict[str, str]] = {
         name @ https://files.invalid/name-1.0.zip ; sys_platform == "linux"
         git+ssh://git@github.com/org/priv.git
         https://files.invalid/x.tar.gz;python_version>"3"
-    """)},
-    "paths": {"r.txt": "./pkg\n./pkg[extra]\n./wheels/foo-1.0-py3-none-any.whl\n./sdists/bar-2.0.tar.gz\n"
-                       "other @ ./nowhere/other-1.0.tar.gz\n/abs/none-1.0.zip\n",
-              "pkg/setup.py": ""},
+    """)
+    },
+    "paths": {
+        "r.txt": "./pkg\n./pkg[extra]\n./wheels/foo-1.0-py3-none-any.whl\n./sdists/bar-2.0.tar.gz\n"
+        "other @ ./nowhere/other-1.0.tar.gz\n/abs/none-1.0.zip\n",
+        "pkg/setup.py": "",
+    },
     "not-installable-dir": {"r.txt": "./docs\n", "docs/index.md": ""},
-    "markers": {"r.txt": "pywin32; sys_platform == 'win32'\nuvloop ; platform_system != \"Windows\"\n"
-                         "triton>=2; platform_machine == 'x86_64' and python_version < '3.13'\n"},
+    "markers": {
+        "r.txt": "pywin32; sys_platform == 'win32'\nuvloop ; platform_system != \"Windows\"\n"
+        "triton>=2; platform_machine == 'x86_64' and python_version < '3.13'\n"
+    },
     "bad-marker": {"r.txt": "foo; python_versio == '3'\n"},
     "env-vars": {"r.txt": "pkg @ https://${GPUENV_TEST_HOST}/pkg-1.0.zip\nother==${UNSET_GPUENV_VAR}\n"},
-    "file-options": {"r.txt": "--pre\n--prefer-binary\n--no-binary :all:\n--only-binary=:none:\n"
-                              "--trusted-host example.invalid\n--require-hashes\n-f ./wheels\n"
-                              "--use-feature=truststore\nnumpy\n", "wheels/.keep": ""},
+    "file-options": {
+        "r.txt": "--pre\n--prefer-binary\n--no-binary :all:\n--only-binary=:none:\n"
+        "--trusted-host example.invalid\n--require-hashes\n-f ./wheels\n"
+        "--use-feature=truststore\nnumpy\n",
+        "wheels/.keep": "",
+    },
     "no-index": {"r.txt": "--no-index\n--find-links=./wheels\nnumpy\n"},
     "unknown-option": {"r.txt": "numpy\n--frobnicate\nscipy\n"},
     "removed-global-option": {"r.txt": "numpy --global-option=--no-user-cfg\n"},
@@ -110,9 +129,15 @@ def pip_reads(jobs: list[tuple[Path, Path]]) -> list[dict[str, Any]]:
     """What pip makes of each (file, directory pip runs in)."""
     env = {**os.environ, "GPUENV_TEST_HOST": "mirror.invalid", "PIP_NO_INPUT": "1"}
     env.pop("UNSET_GPUENV_VAR", None)
-    done = subprocess.run([sys.executable, str(PIP_READER)], input=json.dumps(
-        [{"path": str(p), "cwd": str(c)} for p, c in jobs]), capture_output=True, text=True, timeout=300,
-        env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, str(PIP_READER)],
+        input=json.dumps([{"path": str(p), "cwd": str(c)} for p, c in jobs]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result: list[dict[str, Any]] = json.loads(done.stdout)
     return result
@@ -133,19 +158,24 @@ def differences(path: Path, base: Path, pip: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     refused = {(os.path.abspath(line.path), line.lineno): (line, why) for line, why in ours.invalid}
     pip_lines = {(e["file"], e["lineno"]): e for e in pip["lines"] if e["requirement"] is not None}
-    ours_lines = {(os.path.abspath(line.path), line.lineno): line
-                  for line in (*ours.requirements, *ours.constraints)}
+    ours_lines = {
+        (os.path.abspath(line.path), line.lineno): line for line in (*ours.requirements, *ours.constraints)
+    }
     for key, entry in pip_lines.items():
         where = f"{Path(key[0]).name}:{key[1]}"
         if "ireq_error" in entry:
             if key not in refused:
-                problems.append(f"{where}: pip refuses {entry['requirement']!r} ({entry['ireq_error']}); "
-                                f"gpuenv reads it as {ours_lines.get(key)}")
+                problems.append(
+                    f"{where}: pip refuses {entry['requirement']!r} ({entry['ireq_error']}); "
+                    f"gpuenv reads it as {ours_lines.get(key)}"
+                )
             continue
         line = ours_lines.get(key)
         if line is None:
-            problems.append(f"{where}: pip reads {entry['requirement']!r}; gpuenv: "
-                            f"{refused.get(key, ('not a requirement',))[-1]}")
+            problems.append(
+                f"{where}: pip reads {entry['requirement']!r}; gpuenv: "
+                f"{refused.get(key, ('not a requirement',))[-1]}"
+            )
             continue
         problems += _compare(where, entry, line)
     for key, line in ours_lines.items():
@@ -160,16 +190,22 @@ def differences(path: Path, base: Path, pip: dict[str, Any]) -> list[str]:
     else:
         for key, (line, why) in refused.items():
             if key not in pip_lines or "ireq_error" not in pip_lines[key]:
-                problems.append(f"{Path(key[0]).name}:{key[1]}: gpuenv refuses {line.text!r} ({why}); "
-                                "pip reads it")
+                problems.append(
+                    f"{Path(key[0]).name}:{key[1]}: gpuenv refuses {line.text!r} ({why}); pip reads it"
+                )
         problems += _compare_file_options(pip["lines"], ours)
     return problems
 
 
 def _compare(where: str, entry: dict[str, Any], line: Any) -> list[str]:
     ireq, parsed = entry["ireq"], line.parsed
-    ours = {"name": parsed.name, "specifier": str(SpecifierSet(parsed.specifier)),
-            "extras": sorted(parsed.extras), "marker": parsed.marker, "url": _url(parsed.url)}
+    ours = {
+        "name": parsed.name,
+        "specifier": str(SpecifierSet(parsed.specifier)),
+        "extras": sorted(parsed.extras),
+        "marker": parsed.marker,
+        "url": _url(parsed.url),
+    }
     theirs = {**ireq, "specifier": str(SpecifierSet(ireq["specifier"])), "url": _url(ireq["url"])}
     found = [f"{where}: {k}: pip {theirs[k]!r}, gpuenv {ours[k]!r}" for k in ours if ours[k] != theirs[k]]
     if line.editable != entry["editable"]:
@@ -178,8 +214,11 @@ def _compare(where: str, entry: dict[str, Any], line: Any) -> list[str]:
         found.append(f"{where}: hashes: pip {entry['hashes']}, gpuenv {list(line.hashes)}")
     settings: dict[str, Any] = {}
     for key, value in line.config_settings:
-        settings[key] = [settings[key], value] if isinstance(settings.get(key), str) else (
-            [*settings[key], value] if key in settings else value)
+        settings[key] = (
+            [settings[key], value]
+            if isinstance(settings.get(key), str)
+            else ([*settings[key], value] if key in settings else value)
+        )
     if settings != entry["config_settings"]:
         found.append(f"{where}: config settings: pip {entry['config_settings']}, gpuenv {settings}")
     return found
@@ -229,8 +268,11 @@ def corpus_files() -> list[tuple[Path, Path]]:
     for repo in sorted(p for p in REPOS.glob("*") if p.is_dir()):
         for path in sorted(repo.rglob("*.txt")):
             name = path.name.lower()
-            if "requirement" in name or name.startswith(("req", "constraints")) \
-                    or path.parent.name == "requirements":
+            if (
+                "requirement" in name
+                or name.startswith(("req", "constraints"))
+                or path.parent.name == "requirements"
+            ):
                 found.append((path, repo))
     return found
 
@@ -256,8 +298,9 @@ def test_the_option_table_is_pips() -> None:
                 options[s] = o.takes_value()
         print(json.dumps({"options": options, "vcs": sorted(vcs.all_schemes)}))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
     pip = json.loads(done.stdout)
     ours = {name: takes for name, (_, takes) in LONG_OPTIONS.items()}
     ours.update({short: LONG_OPTIONS[long][1] for short, long in SHORT_OPTIONS.items()})
@@ -286,14 +329,17 @@ def test_reading_is_linear_in_the_number_of_lines(tmp_path: Path) -> None:
     assert len(parsed.requirements) == 80_000 and calls["n"] == 80_000
 
 
-@pytest.mark.parametrize(("url", "variant"), [
-    ("https://download.pytorch.org/whl/cu121", "cu121"),
-    ("https://download.pytorch.org/whl/nightly/cu128/", "cu128"),
-    ("https://download.pytorch.org/whl/cpu", "cpu"),
-    ("https://download.pytorch.org/whl/rocm6.3", "rocm6.3"),
-    ("https://pypi.org/simple", None),
-    ("https://mirror.invalid/whl/cuda", None),
-])
+@pytest.mark.parametrize(
+    ("url", "variant"),
+    [
+        ("https://download.pytorch.org/whl/cu121", "cu121"),
+        ("https://download.pytorch.org/whl/nightly/cu128/", "cu128"),
+        ("https://download.pytorch.org/whl/cpu", "cpu"),
+        ("https://download.pytorch.org/whl/rocm6.3", "rocm6.3"),
+        ("https://pypi.org/simple", None),
+        ("https://mirror.invalid/whl/cuda", None),
+    ],
+)
 def test_an_index_url_says_which_build_it_serves(url: str, variant: str | None) -> None:
     assert index_variant(url) == variant
 

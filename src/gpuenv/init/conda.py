@@ -42,8 +42,11 @@ _VERSION_BUILD = re.compile(r"((?:.+?)[^><!,|]?)(?:(?<![=!|,<>~])(?:[ =])([^-=,|
 _NAME_REST = re.compile(r"([^ =<>!~]+)?([><!=~ ].+)?")
 _BRACKET_PAIR = re.compile(r"([a-zA-Z0-9_-]+?)=([\"']?)([^'\"]*?)(\2)(?:[, ]|$)")
 #: CUDA in a build string: cuda11.8 (pytorch channel), cuda118 / cuda120 (conda-forge), cu113 (PyG).
-_BUILD_CUDA = (re.compile(r"cuda(\d{1,2})\.(\d)"), re.compile(r"cuda(\d{2})(\d)(?!\d)"),
-               re.compile(r"(?:^|_)cu(\d{2})(\d)(?!\d)"))
+_BUILD_CUDA = (
+    re.compile(r"cuda(\d{1,2})\.(\d)"),
+    re.compile(r"cuda(\d{2})(\d)(?!\d)"),
+    re.compile(r"(?:^|_)cu(\d{2})(\d)(?!\d)"),
+)
 _BUILD_TORCH = re.compile(r"torch_?(\d+\.\d+(?:\.\d+)?)")
 
 
@@ -92,11 +95,15 @@ def read_environment(path: Path) -> CondaEnv:
     try:
         text = read_input(path, limit=MAX_BYTES)
     except UnreadableInput as exc:
-        raise InputError(f"{path}: {exc.problem}", hint="a conda environment file is a small YAML text") from None
+        raise InputError(
+            f"{path}: {exc.problem}", hint="a conda environment file is a small YAML text"
+        ) from None
     root = compose(text, path)
     if not isinstance(root, yaml.MappingNode):
-        raise InputError(f"{path}: not a conda environment file (its top level is not a mapping)",
-                         hint="an environment file has 'name:', 'channels:' and 'dependencies:'")
+        raise InputError(
+            f"{path}: not a conda environment file (its top level is not a mapping)",
+            hint="an environment file has 'name:', 'channels:' and 'dependencies:'",
+        )
     top = dict(_pairs(root))
     deps = top.get("dependencies")
     specs: list[MatchSpec] = []
@@ -121,13 +128,22 @@ def read_environment(path: Path) -> CondaEnv:
                         skipped.append((item.start_mark.line + 1, _shown(item), "not a pip requirement line"))
         else:
             skipped.append((line, _shown(node), "not a conda match spec"))
-    channels = tuple(str(n.value) for n in _items(top.get("channels"), path)
-                     if isinstance(n, yaml.ScalarNode))
+    channels = tuple(
+        str(n.value) for n in _items(top.get("channels"), path) if isinstance(n, yaml.ScalarNode)
+    )
     prefix_node = top.get("prefix")
     prefix = prefix_node.value if isinstance(prefix_node, yaml.ScalarNode) else None
     exported = len(specs) >= 5 and sum(1 for s in specs if s.build) >= 0.8 * len(specs)
-    return CondaEnv(path, tuple(specs), read_requirement_lines(pip_lines, path, path.parent), channels,
-                    _platform(specs, prefix), exported, prefix, tuple(skipped))
+    return CondaEnv(
+        path,
+        tuple(specs),
+        read_requirement_lines(pip_lines, path, path.parent),
+        channels,
+        _platform(specs, prefix),
+        exported,
+        prefix,
+        tuple(skipped),
+    )
 
 
 # -- YAML, composed (never constructed) ----------------------------------------------------------
@@ -141,11 +157,14 @@ def compose(text: str, path: Path) -> yaml.Node | None:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{path}: not YAML{line}: {problem}",
-                         hint="conda cannot read it either; correct the file") from None
+        raise InputError(
+            f"{path}: not YAML{line}: {problem}", hint="conda cannot read it either; correct the file"
+        ) from None
     except RecursionError:
-        raise InputError(f"{path}: nested too deeply to be an environment file",
-                         hint="conda cannot read it either; correct the file") from None
+        raise InputError(
+            f"{path}: nested too deeply to be an environment file",
+            hint="conda cannot read it either; correct the file",
+        ) from None
 
 
 def _pairs(node: yaml.MappingNode) -> Iterator[tuple[str, yaml.Node]]:
@@ -158,8 +177,10 @@ def _items(node: yaml.Node | None, path: Path) -> list[yaml.Node]:
     if not isinstance(node, yaml.SequenceNode):
         return []
     if len(node.value) > MAX_ITEMS:
-        raise InputError(f"{path}: more than {MAX_ITEMS} items in one list: not an environment file gpuenv reads",
-                         hint="list the environment's packages, not more")
+        raise InputError(
+            f"{path}: more than {MAX_ITEMS} items in one list: not an environment file gpuenv reads",
+            hint="list the environment's packages, not more",
+        )
     return list(node.value)
 
 
@@ -295,7 +316,9 @@ def conda_name(name: str) -> CondaName | None:
     raw = _known().get(name.lower())
     if raw is None or name.lower() == "platform-markers":
         return None
-    return CondaName(str(raw["role"]), raw.get("pypi"), bool(raw.get("cpu", False)), tuple(raw.get("sources", ())))
+    return CondaName(
+        str(raw["role"]), raw.get("pypi"), bool(raw.get("cpu", False)), tuple(raw.get("sources", ()))
+    )
 
 
 def _platform(specs: list[MatchSpec], prefix: str | None) -> str | None:
@@ -307,4 +330,3 @@ def _platform(specs: list[MatchSpec], prefix: str | None) -> str | None:
     if prefix and re.match(r"^[A-Za-z]:[\\/]", prefix):
         return "Windows"
     return None
-

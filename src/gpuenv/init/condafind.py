@@ -80,8 +80,12 @@ def _read(root: Path, rel: str, env: CondaEnv, found: CondaFindings, pip_route: 
         elif name.role == "toolkit" and toolkit is None:
             version = spec.version if _single(spec.version) else _label_version(spec.channel)
             if version:
-                toolkit = (_release(version), f"{where} ({spec.name}"
-                           + (f" from {spec.channel}" if spec.channel and not spec.version else "") + ")")
+                toolkit = (
+                    _release(version),
+                    f"{where} ({spec.name}"
+                    + (f" from {spec.channel}" if spec.channel and not spec.version else "")
+                    + ")",
+                )
         elif name.role == "cpu":
             cpu = where
         elif name.role == "pypi" and name.pypi:
@@ -98,11 +102,23 @@ def _read(root: Path, rel: str, env: CondaEnv, found: CondaFindings, pip_route: 
     elif torch is not None:
         found.claims.append(TorchClaim(version or "", None, f"{rel}:{torch.lineno}", CONDA))
     pip_placed = _pip(rel, env, found, pip_route)
-    found.accounts.append(FileAccount(rel, "conda", _why(env, torch, build, unknown, pip_route, placed,
-                                                          pip_placed), used=placed + pip_placed > 0))
+    found.accounts.append(
+        FileAccount(
+            rel,
+            "conda",
+            _why(env, torch, build, unknown, pip_route, placed, pip_placed),
+            used=placed + pip_placed > 0,
+        )
+    )
     if unknown:
-        found.findings.append(Finding("left", f"{len(unknown)} conda package{'s' if len(unknown) > 1 else ''}",
-                                      rel, _unknown_note(env, unknown)))
+        found.findings.append(
+            Finding(
+                "left",
+                f"{len(unknown)} conda package{'s' if len(unknown) > 1 else ''}",
+                rel,
+                _unknown_note(env, unknown),
+            )
+        )
     for line, item, why in env.skipped:
         found.findings.append(Finding("unplaced", item, f"{rel}:{line}", why))
 
@@ -111,10 +127,20 @@ def _pip(rel: str, env: CondaEnv, found: CondaFindings, pip_route: bool) -> int:
     for line in env.pip.requirements:
         where = f"{rel}:{line.lineno}"
         variant = next((v for v in (index_variant(u) for u in line.line_indexes) if v), None)
-        found.candidates.append(Candidate(line.text, where, CONDA, line.parsed, variant=variant,
-                                          place=not pip_route or _is_extension(line.name)))
+        found.candidates.append(
+            Candidate(
+                line.text,
+                where,
+                CONDA,
+                line.parsed,
+                variant=variant,
+                place=not pip_route or _is_extension(line.name),
+            )
+        )
     for line, why in env.pip.invalid:
-        found.findings.append(Finding("unplaced", line.text, f"{rel}:{line.lineno}", f"pip refuses it: {why}"))
+        found.findings.append(
+            Finding("unplaced", line.text, f"{rel}:{line.lineno}", f"pip refuses it: {why}")
+        )
     return 0 if pip_route else len(env.pip.requirements)
 
 
@@ -136,7 +162,7 @@ def _single(version: str | None) -> bool:
 
 
 def _release(version: str) -> str:
-    """"11.8*" / "11.8.0" / "==12.1" → "11.8", "12.1"."""
+    """ "11.8*" / "11.8.0" / "==12.1" → "11.8", "12.1"."""
     parts = version.lstrip("=<>~!").rstrip("*").rstrip(".").split(".")
     return ".".join(parts[:2])
 
@@ -149,8 +175,15 @@ def _label_version(channel: str | None) -> str | None:
     return match[1] if match else None
 
 
-def _why(env: CondaEnv, torch: MatchSpec | None, build: tuple[str, str] | None, unknown: list[str],
-         pip_route: bool, placed: int, pip_placed: int) -> str:
+def _why(
+    env: CondaEnv,
+    torch: MatchSpec | None,
+    build: tuple[str, str] | None,
+    unknown: list[str],
+    pip_route: bool,
+    placed: int,
+    pip_placed: int,
+) -> str:
     kind = "a 'conda env export'" if env.exported else "a conda environment"
     if env.platform and env.exported:
         kind += f" made on {env.platform}"
@@ -161,18 +194,24 @@ def _why(env: CondaEnv, torch: MatchSpec | None, build: tuple[str, str] | None, 
         parts.append(f"CUDA {build[0]}")
     what = f" ({', '.join(parts)})" if parts else ""
     if pip_route:
-        use = "its torch, CUDA, Python and extensions are read; its other packages are the conda route's " \
-              "(the repository's pip files are used), checked for conflicts"
+        use = (
+            "its torch, CUDA, Python and extensions are read; its other packages are the conda route's "
+            "(the repository's pip files are used), checked for conflicts"
+        )
     else:
         use = f"the repository's only install route: {placed + pip_placed} of its packages placed"
     return f"{kind}{what}: {use}"
 
 
 def _unknown_note(env: CondaEnv, unknown: list[str]) -> str:
-    shown = ", ".join(unknown[:_SHOWN]) + (f", … ({len(unknown) - _SHOWN} more)" if len(unknown) > _SHOWN else "")
+    shown = ", ".join(unknown[:_SHOWN]) + (
+        f", … ({len(unknown) - _SHOWN} more)" if len(unknown) > _SHOWN else ""
+    )
     if env.exported and env.platform and env.platform != "Linux":
         return f"builds of a 'conda env export' made on {env.platform}, left to conda ({shown})"
     if env.exported:
         return f"the packages of a 'conda env export', left to conda ({shown})"
-    return f"conda packages gpuenv does not map to PyPI, left to conda ({shown}): add their PyPI names to " \
-           "[packages] if the env needs them"
+    return (
+        f"conda packages gpuenv does not map to PyPI, left to conda ({shown}): add their PyPI names to "
+        "[packages] if the env needs them"
+    )

@@ -36,12 +36,34 @@ else:  # pragma: no cover
 #: Roles of requirements files installed together with the repository (or with each other).
 _TOGETHER = ("install", "per-cuda", "extra", "test", "dev")
 #: Top folders whose extension folders are side projects, built by hand.
-_SIDE_FOLDERS = {"projects", "project", "examples", "example", "demo", "demos", "tools", "scripts",
-                 "benchmarks", "benchmark", "tests", "test", "docs", "playground", "contrib", "experimental"}
+_SIDE_FOLDERS = {
+    "projects",
+    "project",
+    "examples",
+    "example",
+    "demo",
+    "demos",
+    "tools",
+    "scripts",
+    "benchmarks",
+    "benchmark",
+    "tests",
+    "test",
+    "docs",
+    "playground",
+    "contrib",
+    "experimental",
+}
 
 
-def conflicts(root: Path, files: list[ReadFile], accounts: list[FileAccount], meta: Metadata,
-              subprojects: set[str], known: list[str]) -> list[str]:
+def conflicts(
+    root: Path,
+    files: list[ReadFile],
+    accounts: list[FileAccount],
+    meta: Metadata,
+    subprojects: set[str],
+    known: list[str],
+) -> list[str]:
     """Conflicts among what is installed together, besides ``known`` (those placing already reported)."""
     roles = {a.path: a for a in accounts}
     pins: dict[str, list[tuple[str, str, str, str]]] = {}
@@ -52,17 +74,27 @@ def conflicts(root: Path, files: list[ReadFile], accounts: list[FileAccount], me
     for name, entries in pins.items():
         if name in reported:
             continue
-        clash = next(((a, b) for i, a in enumerate(entries) for b in entries[i + 1:]
-                      if a[3] != b[3] and conflict(a[0], b[0])), None)
+        clash = next(
+            (
+                (a, b)
+                for i, a in enumerate(entries)
+                for b in entries[i + 1 :]
+                if a[3] != b[3] and conflict(a[0], b[0])
+            ),
+            None,
+        )
         if clash is not None:
             (_, text_a, where_a, _), (_, text_b, where_b, _) = clash
-            found.append(f"{name}: {text_a} ({where_a}) against {text_b} ({where_b}): they cannot be installed "
-                         "together")
+            found.append(
+                f"{name}: {text_a} ({where_a}) against {text_b} ({where_b}): they cannot be installed "
+                "together"
+            )
     return found
 
 
-def _pins(root: Path, files: list[ReadFile], roles: dict[str, FileAccount], meta: Metadata,
-          subprojects: set[str]) -> Iterator[tuple[str, str, str, str, str]]:
+def _pins(
+    root: Path, files: list[ReadFile], roles: dict[str, FileAccount], meta: Metadata, subprojects: set[str]
+) -> Iterator[tuple[str, str, str, str, str]]:
     """(name, specifier, text, origin, source file) of every pin installed together with the repository."""
     for f in files:
         account = roles.get(f.rel)
@@ -97,18 +129,36 @@ def project_accounts(root: Path, subprojects: set[str], local_folders: set[str])
     requirements/ folder (poetry's), which init reads for what they declare, not as requirements files."""
     found: list[FileAccount] = []
     if _has_project_table(root / "pyproject.toml"):
-        found.append(FileAccount("pyproject.toml", "install", "the package metadata ([project]): installed with "
-                                 "the repository itself", used=True))
+        found.append(
+            FileAccount(
+                "pyproject.toml",
+                "install",
+                "the package metadata ([project]): installed with the repository itself",
+                used=True,
+            )
+        )
     for sub in sorted(subprojects - local_folders):
         name = "pyproject.toml" if (root / sub / "pyproject.toml").is_file() else "setup.py"
-        found.append(FileAccount(f"{sub}/{name}", "subproject", f"{sub}/ is a project of its own: not part of "
-                                 "the repository's install"))
+        found.append(
+            FileAccount(
+                f"{sub}/{name}",
+                "subproject",
+                f"{sub}/ is a project of its own: not part of the repository's install",
+            )
+        )
     for folder in ("requirements", "requirement", "reqs"):
         for path in sorted((root / folder).glob("pyproject*.toml")) if (root / folder).is_dir() else []:
             name_words = [w for w in words(path.name) if w not in ("pyproject", "toml")]
-            role = "dev" if {"dev", "test", "lint"} & set(name_words) else ("extra" if name_words else "install")
-            found.append(FileAccount(relative(root, path), role, "a pyproject twin of the requirements files "
-                                     "(poetry's): read as its requirements file is"))
+            role = (
+                "dev" if {"dev", "test", "lint"} & set(name_words) else ("extra" if name_words else "install")
+            )
+            found.append(
+                FileAccount(
+                    relative(root, path),
+                    role,
+                    "a pyproject twin of the requirements files (poetry's): read as its requirements file is",
+                )
+            )
     return found
 
 
@@ -130,9 +180,16 @@ def optional_folders(root: Path, findings: list[Finding]) -> list[Finding]:
         folder_finding = f.place == "local-extension" and not f.note.startswith("found as")
         side = f.text.removeprefix("./").split("/", 1)[0].lower() in _SIDE_FOLDERS
         if folder_finding and f.text not in named and (named or side):
-            why = "the install files name other extension folders, not this one" if named else \
-                f"a side project ({f.text.removeprefix('./').split('/', 1)[0]}/)"
-            f = Finding("left", f.text, f.origin, f"a local extension built by hand when needed ({why}): "
-                                                  "add it to [[extensions]] to build it")
+            why = (
+                "the install files name other extension folders, not this one"
+                if named
+                else f"a side project ({f.text.removeprefix('./').split('/', 1)[0]}/)"
+            )
+            f = Finding(
+                "left",
+                f.text,
+                f.origin,
+                f"a local extension built by hand when needed ({why}): add it to [[extensions]] to build it",
+            )
         out.append(f)
     return out

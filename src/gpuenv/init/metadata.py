@@ -129,8 +129,9 @@ def _dynamic_files(meta: Metadata, tool: Mapping[str, Any], text: str) -> None:
     if isinstance(dynamic, Mapping):
         deps = dynamic.get("dependencies")
         for name in _files(deps):
-            meta.files.setdefault(name, (f"pyproject.toml:{_line_of(text, name) or ''} "
-                                         "[tool.setuptools.dynamic]", None))
+            meta.files.setdefault(
+                name, (f"pyproject.toml:{_line_of(text, name) or ''} [tool.setuptools.dynamic]", None)
+            )
         optional = dynamic.get("optional-dependencies")
         if isinstance(optional, Mapping):
             for extra, value in optional.items():
@@ -148,7 +149,9 @@ def _dynamic_files(meta: Metadata, tool: Mapping[str, Any], text: str) -> None:
             for extra, value in optional.items():
                 meta.extras.append(str(extra))
                 for name in _names(value):
-                    meta.files.setdefault(name, (f"pyproject.toml:{_line_of(text, name) or ''} hatch", str(extra)))
+                    meta.files.setdefault(
+                        name, (f"pyproject.toml:{_line_of(text, name) or ''} hatch", str(extra))
+                    )
 
 
 def _files(value: object) -> list[str]:
@@ -189,7 +192,9 @@ def _setup_cfg(meta: Metadata) -> None:
             meta.extras.append(extra)
             for line in value.splitlines():
                 if line.strip():
-                    meta.requirements.append(Declared(line.strip(), "setup.cfg [options.extras_require]", extra))
+                    meta.requirements.append(
+                        Declared(line.strip(), "setup.cfg [options.extras_require]", extra)
+                    )
 
 
 def _setup_py(meta: Metadata, facts: SetupFacts) -> None:

@@ -23,8 +23,9 @@ from gpuenv.plan.gitindex import repo_key
 from gpuenv.plan.pins import conflict
 from gpuenv.plan.pipline import ParsedRequirement
 
-Place = Literal["torch", "paired", "extension", "local-extension", "repo", "package", "python", "unplaced",
-                "left"]
+Place = Literal[
+    "torch", "paired", "extension", "local-extension", "repo", "package", "python", "unplaced", "left"
+]
 
 METADATA, PER_CUDA, INSTALL, CONDA, LOCK, RECORD = 0, 1, 2, 3, 8, 9
 
@@ -136,16 +137,23 @@ class Placer:
             extras = f"[{','.join(parsed.extras)}]" if parsed.extras else ""
             self.findings.append(Finding("repo", "." + extras, c.origin, "the repository itself"))
         elif tree in self.local_extensions:
-            self.findings.append(Finding("local-extension", self.local_extensions[tree], c.origin,
-                                         "found as a local extension folder too"))
+            self.findings.append(
+                Finding(
+                    "local-extension",
+                    self.local_extensions[tree],
+                    c.origin,
+                    "found as a local extension folder too",
+                )
+            )
         else:
             self._package(c)
 
     def _package(self, c: Candidate) -> None:
         if c.rank >= LOCK:
             return
-        self.findings.append(Finding("repo" if c.metadata else "package", c.text, c.origin, self._kept(c),
-                                     c.kept_in))
+        self.findings.append(
+            Finding("repo" if c.metadata else "package", c.text, c.origin, self._kept(c), c.kept_in)
+        )
 
     def _kept(self, c: Candidate) -> str:
         if c.metadata:
@@ -168,11 +176,17 @@ class Placer:
         first, _ = earlier
         ours = c.parsed.specifier if c.parsed is not None else ""
         theirs = first.parsed.specifier if first.parsed is not None else ""
-        if conflict(ours, theirs) or (c.parsed and first.parsed and c.parsed.url != first.parsed.url
-                                      and (c.parsed.url or first.parsed.url)):
+        if conflict(ours, theirs) or (
+            c.parsed
+            and first.parsed
+            and c.parsed.url != first.parsed.url
+            and (c.parsed.url or first.parsed.url)
+        ):
             winner, loser = (first, c) if first.rank <= c.rank else (c, first)
-            self.conflicts.append(f"{name}: {loser.text} ({loser.origin}) against {winner.text} ({winner.origin}): "
-                                  f"{winner.origin.split(':')[0]} wins")
+            self.conflicts.append(
+                f"{name}: {loser.text} ({loser.origin}) against {winner.text} ({winner.origin}): "
+                f"{winner.origin.split(':')[0]} wins"
+            )
             if winner is c and c.place:  # a better source came later (sources come best first: rarely)
                 index = earlier[1]
                 old = self.findings[index]
@@ -180,15 +194,18 @@ class Placer:
                 self._placed[name] = (c, len(self.findings))
                 self.findings.append(Finding(place, c.text, c.origin, note, c.kept_in))
             elif c.place:
-                self.findings.append(Finding("left", c.text, c.origin, f"conflicts with {first.text} "
-                                                                       f"({first.origin}), which wins"))
+                self.findings.append(
+                    Finding(
+                        "left", c.text, c.origin, f"conflicts with {first.text} ({first.origin}), which wins"
+                    )
+                )
         elif c.kept_in is None and not c.metadata and c.place:
             # An inline duplicate (a conda pip: line) adds nothing the better source does not say.
             self.findings.append(Finding("left", c.text, c.origin, f"already from {first.origin}"))
 
 
 def vcs_name(url: str) -> str | None:
-    """The project a VCS URL is named after: #egg=, else the repository's name ("…/NVIDIA/apex.git" → apex)."""
+    """The project a VCS URL is named after: #egg=, else the repository's name (…/NVIDIA/apex.git → apex)."""
     egg = re.search(r"[#&]egg=([A-Za-z0-9._-]+)", url)
     if egg:
         return str(canonicalize_name(egg[1]))

@@ -59,7 +59,8 @@ def recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
     return RecipeParts(
         name=name, python=scan.python, torch_version=torch_version or scan.torch_version or DEFAULT_TORCH,
         cuda=scan.cuda, torch_packages=tuple(paired), extensions=tuple(exts),
-        requirement_files=scan.requirement_files, packages=tuple(dict.fromkeys(packages)), repo=scan.installable,
+        requirement_files=scan.requirement_files, packages=tuple(dict.fromkeys(packages)),
+        repo=scan.installable,
         repo_extras=scan.selected_extras, cuda_origin=scan.cuda_origin, optional_files=scan.optional_files,
     )
 

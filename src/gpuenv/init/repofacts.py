@@ -22,8 +22,23 @@ from gpuenv.init.placing import Finding
 from gpuenv.plan.setupscan import SetupFacts
 from gpuenv.plan.treemeta import read_tree, small_text
 
-_SKIPPED_DIRS = frozenset({".git", ".venv", "venv", ".nox", ".tox", "node_modules", "build", "dist",
-                           "__pycache__", ".mypy_cache", ".pytest_cache", "site-packages", ".eggs"})
+_SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        ".nox",
+        ".tox",
+        "node_modules",
+        "build",
+        "dist",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        "site-packages",
+        ".eggs",
+    }
+)
 _EXTENSION_MARKERS = re.compile(r"CUDAExtension|CppExtension|torch\.utils\.cpp_extension|BuildExtension")
 _MAX_DEPTH = 4
 _MAX_ENTRIES = 50_000
@@ -37,14 +52,22 @@ def extension_folders(root: Path, skipped: set[Path]) -> list[Path]:
         here = Path(directory)
         depth = len(here.relative_to(root).parts)
         seen += len(dirs) + len(files)
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith(".") and depth < _MAX_DEPTH
-                         and (here / d) not in skipped and not (here / d).is_symlink())
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIPPED_DIRS
+            and not d.startswith(".")
+            and depth < _MAX_DEPTH
+            and (here / d) not in skipped
+            and not (here / d).is_symlink()
+        )
         if here != root:
             if "setup.py" in files and _EXTENSION_MARKERS.search(small_text(here / "setup.py") or ""):
                 dirs[:] = []  # an extension's own subfolders are its sources
                 found.append(here)
-            elif "pyproject.toml" in files and re.search(r"requires\s*=\s*\[[^\]]*[\"']torch",
-                                                         small_text(here / "pyproject.toml") or ""):
+            elif "pyproject.toml" in files and re.search(
+                r"requires\s*=\s*\[[^\]]*[\"']torch", small_text(here / "pyproject.toml") or ""
+            ):
                 dirs[:] = []
                 found.append(here)
         if seen > _MAX_ENTRIES:
@@ -61,8 +84,14 @@ def local_extension_findings(root: Path, folders: list[Path]) -> tuple[list[Find
         origin = f"{rel}/{'setup.py' if (folder / 'setup.py').is_file() else 'pyproject.toml'}"
         text, refusal = _recipe_form(root, folder, rel)
         if text is None:
-            findings.append(Finding("unplaced", f"./{rel}", origin, f"a C++/CUDA extension of this repo that the "
-                                                                     f"recipe cannot name: {refusal}"))
+            findings.append(
+                Finding(
+                    "unplaced",
+                    f"./{rel}",
+                    origin,
+                    f"a C++/CUDA extension of this repo that the recipe cannot name: {refusal}",
+                )
+            )
             continue
         named[folder.resolve()] = text
         findings.append(Finding("local-extension", text, origin, "a C++/CUDA extension of this repo"))
@@ -70,8 +99,9 @@ def local_extension_findings(root: Path, folders: list[Path]) -> tuple[list[Find
 
 
 def _recipe_form(root: Path, folder: Path, rel: str) -> tuple[str | None, str]:
-    name = read_tree(folder).name or str(canonicalize_name(re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name)
-                                                           .strip("-._") or "extension"))
+    name = read_tree(folder).name or str(
+        canonicalize_name(re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-._") or "extension")
+    )
     forms = [f"./{rel}", f"{name} @ ./{rel}", f"{name} @ file:{quote(rel)}"]
     refusal = ""
     for form in forms:
@@ -109,11 +139,16 @@ def repo_build_findings(root: Path, setup: SetupFacts | None) -> list[Finding]:
     if not setup.builds_cuda:
         return []
     line = setup.cuda_lines[0]
-    notes = ["the repository builds a CUDA extension itself: installed without isolation, against the env's "
-             "torch, with the plan's CUDA_HOME and arch list"]
+    notes = [
+        "the repository builds a CUDA extension itself: installed without isolation, against the env's "
+        "torch, with the plan's CUDA_HOME and arch list"
+    ]
     if setup.switches:
-        notes.append("setup gives it " + ", ".join(f"{k}={v}" for k, v in setup.switches) +
-                     " so it compiles CUDA without a visible GPU")
+        notes.append(
+            "setup gives it "
+            + ", ".join(f"{k}={v}" for k, v in setup.switches)
+            + " so it compiles CUDA without a visible GPU"
+        )
     needs = setup.needs_visible_gpu
     if needs:
         notes.append(f"{needs}: on a machine without a visible GPU it builds no CUDA code")

@@ -8,15 +8,31 @@ from gpuenv.init.reposcan import RepoScan
 from gpuenv.printable import printable
 
 PLACES = {
-    "torch": "[torch] version/cuda", "paired": "[torch] packages", "extension": "[[extensions]]",
-    "local-extension": "[[extensions]] (a local folder)", "repo": "[repo] (the repository itself)",
-    "package": "[packages]", "python": "[env] python", "unplaced": "not placed", "left": "left out",
+    "torch": "[torch] version/cuda",
+    "paired": "[torch] packages",
+    "extension": "[[extensions]]",
+    "local-extension": "[[extensions]] (a local folder)",
+    "repo": "[repo] (the repository itself)",
+    "package": "[packages]",
+    "python": "[env] python",
+    "unplaced": "not placed",
+    "left": "left out",
 }
 _ROLES = {
-    "install": "installed", "per-cuda": "installed (torch stack)", "extra": "an extra, not installed",
-    "conda": "conda", "lock": "left out", "frozen-other-tool": "left out", "dev": "left out",
-    "test": "left out", "docs": "left out", "demo": "left out", "tool": "left out", "subproject": "left out",
-    "other-platform": "left out", "unreadable": "not read",
+    "install": "installed",
+    "per-cuda": "installed (torch stack)",
+    "extra": "an extra, not installed",
+    "conda": "conda",
+    "lock": "left out",
+    "frozen-other-tool": "left out",
+    "dev": "left out",
+    "test": "left out",
+    "docs": "left out",
+    "demo": "left out",
+    "tool": "left out",
+    "subproject": "left out",
+    "other-platform": "left out",
+    "unreadable": "not read",
 }
 
 
@@ -40,7 +56,9 @@ def scan_lines(scan: RepoScan) -> list[str]:
             note = f" ({f.note})" if f.note else ""
             lines.append(f"  {f.origin}: {f.text} -> {PLACES[f.place]}{note}")
     if scan.torch_version or scan.cuda:
-        what = f"torch{scan.torch_version or ''}" + (f", {scan.cuda} (from {scan.cuda_origin})" if scan.cuda else "")
+        what = f"torch{scan.torch_version or ''}" + (
+            f", {scan.cuda} (from {scan.cuda_origin})" if scan.cuda else ""
+        )
         lines.append(f"torch: {what}")
     if scan.conflicts:
         lines.append("conflicts (the first source named wins)")

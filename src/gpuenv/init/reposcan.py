@@ -22,13 +22,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
 from gpuenv.errors import InputError
 from gpuenv.init import condafind, crosscheck
+from gpuenv.init.decide import checked_values, decide_python, decide_torch, loader_checked
 from gpuenv.init.metadata import Metadata, read_metadata
 from gpuenv.init.placing import (
-    CONDA,
     INSTALL,
     LOCK,
     METADATA,
@@ -39,6 +37,11 @@ from gpuenv.init.placing import (
     Placer,
     TorchClaim,
 )
+from gpuenv.init.repofacts import (
+    extension_folders,
+    local_extension_findings,
+    repo_build_findings,
+)
 from gpuenv.init.requirements_files import (
     FileAccount,
     ReadFile,
@@ -48,14 +51,12 @@ from gpuenv.init.requirements_files import (
     read_file,
     relative,
 )
-from gpuenv.init.repofacts import extension_folders, loader_refusal, local_extension_findings, repo_build_findings
-from gpuenv.plan import knowledge
 from gpuenv.plan.gitindex import Submodule, submodules
 from gpuenv.plan.pipline import parse_requirement
 from gpuenv.plan.requirements import RequirementsFile
 from gpuenv.plan.setupscan import SetupFacts
 
-__all__ = ["Finding", "RepoScan", "scan_repo", "torch_choice"]
+__all__ = ["Finding", "RepoScan", "scan_repo"]
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ def scan_repo(root: Path) -> RepoScan:
     try:
         root = Path(root).resolve(strict=True)
     except (OSError, RuntimeError) as exc:
-        raise InputError(f"{root}: cannot be read ({exc})", hint="run 'gpuenv init' in the repository's root") \
-            from None
+        raise InputError(
+            f"{root}: cannot be read ({exc})", hint="run 'gpuenv init' in the repository's root"
+        ) from None
     meta = read_metadata(root)
     subs = submodules(root)
     notes: list[str] = list(meta.problems)
@@ -122,8 +124,9 @@ def scan_repo(root: Path) -> RepoScan:
     _folder_torch(placer, folders)
     used = _file_candidates(placer, files, accounts)
     folder_names = {relative(root, f) for f in folders}
-    placer.conflicts += crosscheck.conflicts(root, files, accounts, meta, subprojects - folder_names,
-                                             placer.conflicts)
+    placer.conflicts += crosscheck.conflicts(
+        root, files, accounts, meta, subprojects - folder_names, placer.conflicts
+    )
     accounts += crosscheck.project_accounts(root, subprojects, folder_names)
     pip_route = bool(used) or any(d.extra is None for d in meta.requirements)
     conda = condafind.read_all(root, environment_paths, pip_route=pip_route)
@@ -133,16 +136,29 @@ def scan_repo(root: Path) -> RepoScan:
     placer.findings += conda.findings
     placer.findings = crosscheck.optional_folders(root, placer.findings)
     notes += conda.notes
-    torch_version, cuda, cuda_origin = _torch(placer, notes)
-    python = _python(meta, conda.python)
+    torch_version, cuda, cuda_origin = decide_torch(placer, notes)
+    python = decide_python(meta.python.text if meta.python else None, conda.python)
     placer.findings += repo_build_findings(root, meta.setup)
-    placer.findings = _loader_checked(root, placer.findings)
-    torch_version, cuda, python = _checked_values(root, torch_version, cuda, python, notes)
+    placer.findings = loader_checked(root, placer.findings)
+    torch_version, cuda, python = checked_values(root, torch_version, cuda, python, notes)
     return RepoScan(
-        root, tuple(placer.findings), tuple(used), tuple(meta.extras), meta.installable,
-        tuple(dict.fromkeys(placer.selected)), (*accounts, *conda.accounts), tuple(placer.conflicts),
-        torch_version, cuda, cuda_origin, python, tuple(blockers), tuple(dict.fromkeys(notes)),
-        tuple((a.path, a.extra or "", a.why) for a in accounts if a.role == "extra"), meta.setup)
+        root,
+        tuple(placer.findings),
+        tuple(used),
+        tuple(meta.extras),
+        meta.installable,
+        tuple(dict.fromkeys(placer.selected)),
+        (*accounts, *conda.accounts),
+        tuple(placer.conflicts),
+        torch_version,
+        cuda,
+        cuda_origin,
+        python,
+        tuple(blockers),
+        tuple(dict.fromkeys(notes)),
+        tuple((a.path, a.extra or "", a.why) for a in accounts if a.role == "extra"),
+        meta.setup,
+    )
 
 
 # -- requirements files -----------------------------------------------------------------------
@@ -158,7 +174,7 @@ def _read_all(root: Path, paths: list[Path], meta: Metadata) -> list[ReadFile]:
             files[rel] = read_file(root, path)
     # A file another one includes is accounted for too, even where its name says nothing.
     for f in list(files.values()):
-        for target, _, _ in (f.parsed.includes if f.parsed else ()):
+        for target, _, _ in f.parsed.includes if f.parsed else ():
             rel = relative(root, target)
             if rel not in files and not rel.startswith("/"):
                 files[rel] = read_file(root, target)
@@ -187,12 +203,25 @@ def _file_candidates(placer: Placer, files: list[ReadFile], accounts: list[FileA
         variant = account.variant or _file_cuda(f.parsed)
         for line in f.parsed.requirements:
             line_variant = next((v for v in (_variant(u) for u in line.line_indexes) if v), None)
-            placer.add(Candidate(line.text, f"{relative(placer.root, line.path)}:{line.lineno}", rank, line.parsed,
-                                 kept_in=account.path if account.used else None,
-                                 variant=line_variant or (variant if line.name == "torch" else None)))
+            placer.add(
+                Candidate(
+                    line.text,
+                    f"{relative(placer.root, line.path)}:{line.lineno}",
+                    rank,
+                    line.parsed,
+                    kept_in=account.path if account.used else None,
+                    variant=line_variant or (variant if line.name == "torch" else None),
+                )
+            )
         for line, why in f.parsed.invalid if account.used else ():
-            placer.findings.append(Finding("unplaced", line.text, f"{relative(placer.root, line.path)}:"
-                                                                  f"{line.lineno}", f"pip refuses it: {why}"))
+            placer.findings.append(
+                Finding(
+                    "unplaced",
+                    line.text,
+                    f"{relative(placer.root, line.path)}:{line.lineno}",
+                    f"pip refuses it: {why}",
+                )
+            )
     return used
 
 
@@ -229,7 +258,9 @@ def _metadata_candidates(placer: Placer, meta: Metadata) -> None:
         try:
             parsed = parse_requirement(declared.text, placer.root)
         except ValueError as exc:
-            placer.findings.append(Finding("unplaced", declared.text, declared.origin, f"not a requirement: {exc}"))
+            placer.findings.append(
+                Finding("unplaced", declared.text, declared.origin, f"not a requirement: {exc}")
+            )
             continue
         placer.add(Candidate(declared.text, declared.origin, METADATA, parsed, metadata=True))
 
@@ -249,7 +280,9 @@ def _folder_torch(placer: Placer, folders: list[Path]) -> None:
             if parsed.name == "torch":
                 origin = f"{relative(placer.root, folder)}/setup.py:{line}"
                 placer.folder_claims.append(TorchClaim(parsed.specifier, None, origin, INSTALL))
-                placer.findings.append(Finding("torch", text, origin, "the local extension's own requirement"))
+                placer.findings.append(
+                    Finding("torch", text, origin, "the local extension's own requirement")
+                )
 
 
 def _subprojects(root: Path, folders: list[Path]) -> set[str]:
@@ -259,69 +292,34 @@ def _subprojects(root: Path, folders: list[Path]) -> set[str]:
         here = Path(directory)
         depth = len(here.relative_to(root).parts)
         dirs[:] = [d for d in dirs if not d.startswith(".") and depth < 3]
-        if here != root and ("setup.py" in files or "pyproject.toml" in files) and \
-                here.name.lower() not in ("requirements", "requirement", "reqs"):
+        if (
+            here != root
+            and ("setup.py" in files or "pyproject.toml" in files)
+            and here.name.lower() not in ("requirements", "requirement", "reqs")
+        ):
             found.add(relative(root, here))
     return found
-
-
-# -- what the recipe loader accepts -----------------------------------------------------------
-
-
-def _table(place: str, text: str) -> dict[str, object] | None:
-    """The recipe table ``text`` is written into for a finding of ``place``, or None (not written as is)."""
-    if place == "package":
-        return {"packages": {"requirements": [text]}}
-    if place == "extension":
-        return {"extensions": [{"requirement": text}]}
-    if place == "paired":
-        return {"torch": {"version": ">=2", "packages": [text]}}
-    return None
-
-
-def _loader_checked(root: Path, findings: list[Finding]) -> list[Finding]:
-    """Findings that go into the recipe as written, checked by the recipe loader itself: what it
-    refuses is not written (init never writes a recipe its own loader refuses), and says why."""
-    checked = []
-    for f in findings:
-        table = _table(f.place, f.text)
-        if table is not None and f.kept_in is None:
-            refusal = loader_refusal(root, table)
-            if refusal is not None:
-                hint = " (write it as 'NAME @ URL' in [packages] by hand)" if "://" in f.text else ""
-                f = Finding("unplaced", f.text, f.origin, f"the recipe cannot hold it: {refusal}{hint}")
-        checked.append(f)
-    return checked
-
-
-def _checked_values(root: Path, torch_version: str | None, cuda: str | None, python: str | None,
-                    notes: list[str]) -> tuple[str | None, str | None, str | None]:
-    if torch_version and loader_refusal(root, {"torch": {"version": torch_version}}):
-        notes.append(f"torch{torch_version}: not a version the recipe can hold; left to the default")
-        torch_version = None
-    if cuda is not None:
-        allowed = knowledge.torch_candidates(SpecifierSet(torch_version or ""))
-        if allowed and not any(cuda in release.variants for release, _ in allowed):
-            notes.append(f"{cuda}: no torch release{' the files allow' if torch_version else ''} has a {cuda} "
-                         "build: CUDA left to the machine")
-            cuda = None
-    if python and loader_refusal(root, {"env": {"python": python}}):
-        notes.append(f"python {python}: not a Python version the recipe can hold; left out")
-        python = None
-    return torch_version, cuda, python
 
 
 # -- submodules ------------------------------------------------------------------------------
 
 
-def _submodule_findings(root: Path, subs: list[Submodule], local: dict[Path, str], setup: SetupFacts | None,
-                        notes: list[str], blockers: list[str]) -> list[Finding]:
+def _submodule_findings(
+    root: Path,
+    subs: list[Submodule],
+    local: dict[Path, str],
+    setup: SetupFacts | None,
+    notes: list[str],
+    blockers: list[str],
+) -> list[Finding]:
     found = []
     referenced = _referenced_paths(setup)
     for sub in subs:
         if sub.state == "stale":
             notes.append(f"{sub.origin}: {sub.path} is listed but {sub.why}: ignored")
-            found.append(Finding("left", f"./{sub.path}", sub.origin, f"a stale .gitmodules entry ({sub.why})"))
+            found.append(
+                Finding("left", f"./{sub.path}", sub.origin, f"a stale .gitmodules entry ({sub.why})")
+            )
         elif sub.state in ("empty", "unknown"):
             command = "git submodule update --init --recursive"
             used = any(r == sub.path or r.startswith(sub.path + "/") for r in referenced)
@@ -329,111 +327,17 @@ def _submodule_findings(root: Path, subs: list[Submodule], local: dict[Path, str
             if used:
                 why += f"; the repository's setup.py uses {sub.path}"
             blockers.append(f"{sub.path}: {why}: run '{command}'")
-            found.append(Finding("unplaced", f"./{sub.path}", sub.origin,
-                                 f"{why}: run '{command}', then 'gpuenv init' again to find its extensions "
-                                 "('gpuenv plan' stops on it until then)"))
+            found.append(
+                Finding(
+                    "unplaced",
+                    f"./{sub.path}",
+                    sub.origin,
+                    f"{why}: run '{command}', then 'gpuenv init' again to find its extensions "
+                    "('gpuenv plan' stops on it until then)",
+                )
+            )
     return found
 
 
 def _referenced_paths(setup: SetupFacts | None) -> list[str]:
     return [] if setup is None else list(setup.paths)
-
-
-# -- torch, CUDA, python ----------------------------------------------------------------------------
-
-
-def _torch(placer: Placer, notes: list[str]) -> tuple[str | None, str | None, str]:
-    """The torch specifier the recipe asks for, the CUDA build and where it comes from."""
-    claims = sorted(placer.claims, key=lambda c: c.rank)
-    installing = [c for c in claims if c.rank <= INSTALL]
-    pool = installing or [c for c in claims if c.rank == CONDA][:1]
-    spec = SpecifierSet()
-    for claim in [*pool, *placer.folder_claims]:
-        public = _public(claim.specifier)
-        try:
-            spec &= SpecifierSet(public)
-        except InvalidSpecifier:
-            continue
-    exact = [s for s in spec if s.operator == "==" and "*" not in s.version]
-    version = (str(exact[0]) if exact and all(s.contains(exact[0].version) for s in spec) else str(spec)) or None
-    # A lock (this repository's own frozen env) tells the CUDA only where nothing else does.
-    with_cuda = [c for c in claims if c.cuda is not None and c.rank < LOCK] or \
-        [c for c in claims if c.cuda is not None and c.rank == LOCK]
-    if not with_cuda:
-        return version, None, ""
-    chosen = with_cuda[0]
-    variant = knowledge.normalize_variant(chosen.cuda or "") or chosen.cuda
-    pin = _public(chosen.specifier)
-    disagree = []
-    for other in claims:
-        other_variant = knowledge.normalize_variant(other.cuda or "") if other.cuda else None
-        if other is chosen or other.rank == RECORD:  # another build's file is an alternative, not a contradiction
-            continue
-        if other_variant is not None and other_variant != variant:
-            disagree.append(f"{other.origin} asks for {other_variant}")
-        elif pin and other.specifier and _clashes(pin, _public(other.specifier)):
-            disagree.append(f"{other.origin} pins torch{other.specifier}")
-    if pin and version and _clashes(version, pin):
-        disagree.append(f"its torch{chosen.specifier} is not the torch{version} the install files ask for")
-    if disagree:
-        notes.append(f"CUDA left to the machine: {chosen.origin} asks for {variant}, but "
-                     f"{'; '.join(dict.fromkeys(disagree))}")
-        return version, None, ""
-    return version, variant, chosen.origin
-
-
-def _public(spec: str) -> str:
-    """"==2.0.1+cu118" → "==2.0.1": the variant is the plan's choice."""
-    return re.sub(r"\+[A-Za-z0-9.]+", "", spec)
-
-
-def _clashes(a: str, b: str) -> bool:
-    from gpuenv.plan.pins import conflict
-
-    return conflict(a, b)
-
-
-def _python(meta: Metadata, conda_python: tuple[str, str] | None) -> str | None:
-    if meta.python is not None:
-        return _python_value(meta.python.text)
-    if conda_python is not None:
-        return _python_value(conda_python[0])
-    return None
-
-
-def _python_value(text: str) -> str | None:
-    """What the recipe's [env] python says: "3.10" for 3.10.*, else a specifier the loader reads."""
-    text = text.strip()
-    if re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
-        return ".".join(text.split(".")[:2]) if text.count(".") == 1 else f"=={text}"
-    match = re.fullmatch(r"==\s*(\d+\.\d+)\.\*", text)
-    if match:
-        return match[1]
-    try:
-        SpecifierSet(text)
-    except InvalidSpecifier:
-        return None
-    return text or None
-
-
-def torch_choice(finding: Finding | None, findings: list[Finding]) -> tuple[str | None, str | None]:
-    """The recipe's torch version and cuda from torch findings ("torch==2.0.1+cu118": "==2.0.1", "cu118")."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    version: str | None = None
-    cuda: str | None = None
-    for f in [finding, *findings] if finding is not None else findings:
-        if f is None:
-            continue
-        if f.text.startswith("cuda="):
-            cuda = cuda or knowledge.normalize_variant(f.text.removeprefix("cuda="))
-            continue
-        try:
-            req = Requirement(f.text)
-        except InvalidRequirement:
-            continue
-        label = re.search(r"\+(cu\d{2,3})", str(req.specifier))
-        cuda = cuda or (label[1] if label else None)
-        if version is None and req.specifier:
-            version = _public(str(req.specifier))
-    return version, cuda

@@ -39,9 +39,33 @@ from gpuenv.plan.pins import conflict
 from gpuenv.plan.requirements import RequirementsFile, read_requirements
 
 #: Folders never searched.
-SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".nox", ".tox", "node_modules", "build", "dist",
-                          "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages", ".eggs",
-                          ".idea", ".vscode", "wandb", "outputs", "checkpoints", "data", "datasets"})
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".nox",
+        ".tox",
+        "node_modules",
+        "build",
+        "dist",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "site-packages",
+        ".eggs",
+        ".idea",
+        ".vscode",
+        "wandb",
+        "outputs",
+        "checkpoints",
+        "data",
+        "datasets",
+    }
+)
 MAX_DEPTH = 4
 #: Directory entries looked at, at most: a repository with more holds data, not install files.
 MAX_ENTRIES = 50_000
@@ -49,21 +73,75 @@ MAX_FILES = 200
 
 _NAME = re.compile(r"(?i)(^|[-_.])(requirements?|reqs?|constraints?)([-_.]|$)")
 _FREEZE_MIN = 25
-_STANDARD_WORDS = {"requirements", "requirement", "reqs", "req", "base", "main", "core", "common", "all", "full",
-                   "install", "runtime", "default", "prod", "production", "minimal", "min", "optional", "pip",
-                   "txt", "in", "linux", "gpu", "cuda", "torch", "pytorch", "py3", "python", "env", "general",
-                   "basic", "std", "standard"}
+_STANDARD_WORDS = {
+    "requirements",
+    "requirement",
+    "reqs",
+    "req",
+    "base",
+    "main",
+    "core",
+    "common",
+    "all",
+    "full",
+    "install",
+    "runtime",
+    "default",
+    "prod",
+    "production",
+    "minimal",
+    "min",
+    "optional",
+    "pip",
+    "txt",
+    "in",
+    "linux",
+    "gpu",
+    "cuda",
+    "torch",
+    "pytorch",
+    "py3",
+    "python",
+    "env",
+    "general",
+    "basic",
+    "std",
+    "standard",
+}
 _ROLE_WORDS = (
     ("dev", r"dev|develop|development|lint|linting|style|format|precommit|pre-commit|typing|mypy|ci"),
     ("test", r"tests?|testing|pytest|unittest"),
     ("docs", r"docs?|documentation|sphinx|mkdocs|readthedocs|rtd"),
     ("demo", r"demos?|gradio|streamlit|app|apps|examples?|notebooks?|colab|webui|ui|playground"),
     ("lock", r"lock|locked|frozen|freeze|pinned|pins|snapshot"),
-    ("other-platform", r"win|windows|win32|win64|mac|macos|osx|darwin|mps|rocm\d*|amd|ipex|xpu|intel|arm64|"
-                       r"aarch64|cpu|apple|m1|m2|npu|ascend|tpu|jetson"),
+    (
+        "other-platform",
+        r"win|windows|win32|win64|mac|macos|osx|darwin|mps|rocm\d*|amd|ipex|xpu|intel|arm64|"
+        r"aarch64|cpu|apple|m1|m2|npu|ascend|tpu|jetson",
+    ),
 )
-_INSTALL_NAMES = {"requirements", "requirement", "base", "main", "core", "common", "runtime", "install", "default",
-                  "prod", "production", "reqs", "req", "build", "minimal", "min", "general", "basic"}
+_INSTALL_NAMES = {
+    "requirements",
+    "requirement",
+    "base",
+    "main",
+    "core",
+    "common",
+    "runtime",
+    "install",
+    "default",
+    "prod",
+    "production",
+    "reqs",
+    "req",
+    "build",
+    "minimal",
+    "min",
+    "general",
+    "basic",
+}
+_TOOL_FOLDERS = {"tools", "tool", "scripts", "script", "utils", "benchmarks", "eval", "evaluation", ".runpod",
+                 "docker", "deploy", "serving"}
 _PLATFORM_WORDS = {"win", "windows", "win32", "win64", "mac", "macos", "osx", "darwin", "rocm", "ipex", "xpu"}
 _CUDA_WORD = re.compile(r"(?i)(^|[-_.])(cu\d{2,3}|cuda\d*)([-_.]|$)")
 
@@ -100,15 +178,25 @@ def discover(root: Path, skipped: set[Path]) -> tuple[list[Path], list[Path]]:
         here = Path(directory)
         depth = len(here.relative_to(root).parts)
         seen += len(dirs) + len(files)
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.endswith(".egg-info")
-                         and depth < MAX_DEPTH and (here / d) not in skipped and not (here / d).is_symlink())
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in SKIPPED_DIRS
+            and not d.endswith(".egg-info")
+            and depth < MAX_DEPTH
+            and (here / d) not in skipped
+            and not (here / d).is_symlink()
+        )
         in_requirements_dir = here.name.lower() in ("requirements", "requirement", "reqs")
         for name in sorted(files):
             lower = name.lower()
-            if lower.endswith((".txt", ".in")) and (_NAME.search(lower.rsplit(".", 1)[0]) or
-                                                      (in_requirements_dir and lower.endswith(".txt"))):
+            if lower.endswith((".txt", ".in")) and (
+                _NAME.search(lower.rsplit(".", 1)[0]) or (in_requirements_dir and lower.endswith(".txt"))
+            ):
                 requirements.append(here / name)
-            elif lower.endswith((".yml", ".yaml")) and re.search(r"(?i)(^|[-_.])(environment|env|conda)", lower):
+            elif lower.endswith((".yml", ".yaml")) and re.search(
+                r"(?i)(^|[-_.])(environment|env|conda)", lower
+            ):
                 environments.append(here / name)
         if seen > MAX_ENTRIES or len(requirements) > MAX_FILES:
             break
@@ -132,26 +220,34 @@ def relative(root: Path, path: Path) -> str:
 
 
 def words(rel: str) -> list[str]:
-    """The words of a file's path: "requirements/requirements-pllava.txt" → [requirements, requirements, pllava]."""
+    """The words of a path: requirements/requirements-pllava.txt → requirements, requirements, pllava."""
     stem = rel.rsplit(".", 1)[0]
     return [w for w in re.split(r"[-_./\\ ]+", stem.lower()) if w]
 
 
-def classify(root: Path, files: list[ReadFile], meta: Metadata, project_words: set[str],
-             subprojects: set[str]) -> list[FileAccount]:
+def classify(
+    root: Path, files: list[ReadFile], meta: Metadata, project_words: set[str], subprojects: set[str]
+) -> list[FileAccount]:
     """The role of each file, install files first."""
     by_rel = {f.rel: f for f in files}
     roles: dict[str, FileAccount] = {}
     for rel, (origin, extra) in meta.files.items():
         if rel in by_rel:
-            roles[rel] = FileAccount(rel, "extra" if extra else "install",
-                                     f"the package metadata reads it ({origin})" + (f" for extra {extra}" if extra
-                                                                                    else ""),
-                                     used=extra is None, extra=extra)
+            roles[rel] = FileAccount(
+                rel,
+                "extra" if extra else "install",
+                f"the package metadata reads it ({origin})" + (f" for extra {extra}" if extra else ""),
+                used=extra is None,
+                extra=extra,
+            )
     for f in files:
         if f.rel not in roles:
-            roles[f.rel] = _by_name(f, project_words, subprojects, has_metadata_files=bool(
-                [r for r, (_, e) in meta.files.items() if e is None]))
+            roles[f.rel] = _by_name(
+                f,
+                project_words,
+                subprojects,
+                has_metadata_files=bool([r for r, (_, e) in meta.files.items() if e is None]),
+            )
     _follow_includes(root, files, roles)
     _freezes(files, roles, project_words)
     _per_cuda(files, roles)
@@ -161,7 +257,9 @@ def classify(root: Path, files: list[ReadFile], meta: Metadata, project_words: s
     return sorted(roles.values(), key=lambda a: (order.get(a.role, 3), a.path))
 
 
-def _by_name(f: ReadFile, project_words: set[str], subprojects: set[str], *, has_metadata_files: bool) -> FileAccount:
+def _by_name(
+    f: ReadFile, project_words: set[str], subprojects: set[str], *, has_metadata_files: bool
+) -> FileAccount:
     rel = f.rel
     parts = rel.split("/")
     folder = "/".join(parts[:-1])
@@ -169,7 +267,9 @@ def _by_name(f: ReadFile, project_words: set[str], subprojects: set[str], *, has
     if f.parsed is None:
         return FileAccount(rel, "unreadable", f.problem or "cannot be read")
     if _pins_cuda_stack(f.parsed, name_words):
-        return FileAccount(rel, "per-cuda", "pins torch for one CUDA build", variant=f.parsed.variants()[0][0])
+        return FileAccount(
+            rel, "per-cuda", "pins torch for one CUDA build", variant=f.parsed.variants()[0][0]
+        )
     all_words = words(rel)
     for role, pattern in _ROLE_WORDS:
         if any(re.fullmatch(pattern, w) for w in all_words):
@@ -180,19 +280,25 @@ def _by_name(f: ReadFile, project_words: set[str], subprojects: set[str], *, has
     for sub in subprojects:
         if rel.startswith(sub + "/"):
             return FileAccount(rel, "subproject", f"the requirements of {sub}/, a project of its own")
-    if folder and folder.split("/")[0].lower() not in ("requirements", "requirement", "reqs") and frozen(f.parsed) \
-            and not set(words(folder)) <= project_words:
-        return FileAccount(rel, "subproject", f"a pip freeze of the env of {folder}/, a part with its own env")
-    if folder and folder.lower() not in ("requirements", "requirement", "reqs", "env", "envs"):
-        if folder.split("/")[0].lower() in ("tools", "tool", "scripts", "script", "utils", "benchmarks", "eval",
-                                            "evaluation", ".runpod", "docker", "deploy", "serving") \
-                or not set(words(folder)) & project_words:
-            return FileAccount(rel, "tool", f"the list of {folder}/, a part of the repository of its own")
+    if (
+        folder
+        and folder.split("/")[0].lower() not in ("requirements", "requirement", "reqs")
+        and frozen(f.parsed)
+        and not set(words(folder)) <= project_words
+    ):
+        return FileAccount(
+            rel, "subproject", f"a pip freeze of the env of {folder}/, a part with its own env"
+        )
+    top = folder.split("/")[0].lower()
+    own = folder and folder.lower() not in ("requirements", "requirement", "reqs", "env", "envs")
+    if own and (top in _TOOL_FOLDERS or not set(words(folder)) & project_words):
+        return FileAccount(rel, "tool", f"the list of {folder}/, a part of the repository of its own")
     extra_words = [w for w in name_words if w not in _STANDARD_WORDS]
     if not extra_words or set(extra_words) <= _INSTALL_NAMES | project_words:
         if has_metadata_files:
-            return FileAccount(rel, "install", "the repository's own list (beside the files the metadata reads)",
-                               used=True)
+            return FileAccount(
+                rel, "install", "the repository's own list (beside the files the metadata reads)", used=True
+            )
         return FileAccount(rel, "install", "the repository's own requirements list", used=True)
     extra = "-".join(extra_words)
     return FileAccount(rel, "extra", f"its name names an optional part ({extra})", extra=extra)
@@ -220,19 +326,33 @@ def _follow_includes(root: Path, files: list[ReadFile], roles: dict[str, FileAcc
             current = roles.get(rel)
             why = f"included by {relative(root, including)}:{lineno}"
             if current is None or current.role not in ("install",):
-                role = current.role if current is not None and current.role in ("demo", "per-cuda") else "install"
-                roles[rel] = FileAccount(rel, role, why + (f" ({current.why})" if current else ""),
-                                         used=account.used)
+                role = (
+                    current.role
+                    if current is not None and current.role in ("demo", "per-cuda")
+                    else "install"
+                )
+                roles[rel] = FileAccount(
+                    rel, role, why + (f" ({current.why})" if current else ""), used=account.used
+                )
             elif why not in current.why:
-                roles[rel] = FileAccount(rel, current.role, f"{why}; {current.why}",
-                                         used=current.used or account.used, extra=current.extra)
+                roles[rel] = FileAccount(
+                    rel,
+                    current.role,
+                    f"{why}; {current.why}",
+                    used=current.used or account.used,
+                    extra=current.extra,
+                )
 
 
 def frozen(parsed: RequirementsFile) -> bool:
     """A pip freeze: many lines, nearly all exact pins (or the file: URLs a freeze of a conda env has)."""
     lines = parsed.requirements
-    exact = [r for r in lines if r.parsed is not None and (
-        r.parsed.specifier.startswith("==") or (r.parsed.url or "").startswith("file:"))]
+    exact = [
+        r
+        for r in lines
+        if r.parsed is not None
+        and (r.parsed.specifier.startswith("==") or (r.parsed.url or "").startswith("file:"))
+    ]
     return len(lines) >= _FREEZE_MIN and len(exact) >= 0.9 * len(lines)
 
 
@@ -242,25 +362,43 @@ def _freezes(files: list[ReadFile], roles: dict[str, FileAccount], project_words
         if roles[f.rel].role == "install" and f.parsed is not None and not frozen(f.parsed):
             for line in f.parsed.requirements:
                 if line.name and line.parsed is not None:
-                    installed.setdefault(line.name, (line.parsed.specifier, f"{f.rel}:{line.lineno}", line.text))
+                    installed.setdefault(
+                        line.name, (line.parsed.specifier, f"{f.rel}:{line.lineno}", line.text)
+                    )
     for f in files:
         account = roles[f.rel]
-        if f.parsed is None or not frozen(f.parsed) or account.why.startswith("the package metadata") or \
-                account.role not in ("install", "extra", "lock"):
+        if (
+            f.parsed is None
+            or not frozen(f.parsed)
+            or account.why.startswith("the package metadata")
+            or account.role not in ("install", "extra", "lock")
+        ):
             continue
         pins = len(f.parsed.requirements)
-        clashes = [f"{line.text} against {installed[line.name][2]} in {installed[line.name][1]}"
-                   for line in f.parsed.requirements if line.name in installed and line.parsed is not None
-                   and conflict(line.parsed.specifier, installed[line.name][0])]
-        foreign = [w for w in words(f.rel.split("/")[-1]) if w not in _STANDARD_WORDS and w not in project_words
-                   and not re.fullmatch(_ROLE_WORDS[4][1], w)]
+        clashes = [
+            f"{line.text} against {installed[line.name][2]} in {installed[line.name][1]}"
+            for line in f.parsed.requirements
+            if line.name in installed
+            and line.parsed is not None
+            and conflict(line.parsed.specifier, installed[line.name][0])
+        ]
+        foreign = [
+            w
+            for w in words(f.rel.split("/")[-1])
+            if w not in _STANDARD_WORDS and w not in project_words and not re.fullmatch(_ROLE_WORDS[4][1], w)
+        ]
         if account.role == "lock" or (not clashes and not foreign):
             if account.role == "install" and not account.why.startswith("included"):
-                roles[f.rel] = FileAccount(f.rel, "install", f"{account.why}: a pip freeze ({pins} exact pins)",
-                                           used=True)
+                roles[f.rel] = FileAccount(
+                    f.rel, "install", f"{account.why}: a pip freeze ({pins} exact pins)", used=True
+                )
             elif account.role != "install":
-                roles[f.rel] = FileAccount(f.rel, "lock", f"a pip freeze of this repository's env ({pins} exact "
-                                           "pins): a record, not what to install")
+                roles[f.rel] = FileAccount(
+                    f.rel,
+                    "lock",
+                    f"a pip freeze of this repository's env ({pins} exact "
+                    "pins): a record, not what to install",
+                )
             continue
         why = f"a pip freeze of another env ({pins} exact pins"
         why += f"; {len(clashes)} clash with the install files: {clashes[0]}" if clashes else ""
@@ -270,17 +408,30 @@ def _freezes(files: list[ReadFile], roles: dict[str, FileAccount], project_words
 
 def _per_cuda(files: list[ReadFile], roles: dict[str, FileAccount]) -> None:
     """Files that pin torch to a CUDA build: the Linux one, else the newest CUDA, gives the stack."""
-    candidates = [f for f in files if roles[f.rel].role in ("install", "per-cuda", "extra") and f.parsed is not None
-                  and f.parsed.variants() and not any(w in ("win", "windows", "mac", "macos", "rocm") for w in
-                                                      words(f.rel))]
-    per_cuda = [f for f in candidates if roles[f.rel].role == "per-cuda" or (
-        roles[f.rel].role == "extra" and _CUDA_WORD.search(f.rel)) or (
-        roles[f.rel].role == "extra" and "linux" in words(f.rel))]
+    candidates = [
+        f
+        for f in files
+        if roles[f.rel].role in ("install", "per-cuda", "extra")
+        and f.parsed is not None
+        and f.parsed.variants()
+        and not any(w in ("win", "windows", "mac", "macos", "rocm") for w in words(f.rel))
+    ]
+    per_cuda = [
+        f
+        for f in candidates
+        if roles[f.rel].role == "per-cuda"
+        or (roles[f.rel].role == "extra" and _CUDA_WORD.search(f.rel))
+        or (roles[f.rel].role == "extra" and "linux" in words(f.rel))
+    ]
     for f in per_cuda:
         assert f.parsed is not None
         variant = f.parsed.variants()[0]
-        roles[f.rel] = FileAccount(f.rel, "per-cuda", f"pins torch for {variant[0]} ({variant[1].split('/')[-1]})",
-                                   variant=variant[0])
+        roles[f.rel] = FileAccount(
+            f.rel,
+            "per-cuda",
+            f"pins torch for {variant[0]} ({variant[1].split('/')[-1]})",
+            variant=variant[0],
+        )
     if not per_cuda:
         return
 
@@ -291,8 +442,13 @@ def _per_cuda(files: list[ReadFile], roles: dict[str, FileAccount]) -> None:
 
     chosen = max(per_cuda, key=rank)
     account = roles[chosen.rel]
-    roles[chosen.rel] = FileAccount(chosen.rel, "per-cuda", account.why + "; the torch stack comes from it",
-                                    used=True, variant=account.variant)
+    roles[chosen.rel] = FileAccount(
+        chosen.rel,
+        "per-cuda",
+        account.why + "; the torch stack comes from it",
+        used=True,
+        variant=account.variant,
+    )
 
 
 def _promote_only_list(files: list[ReadFile], roles: dict[str, FileAccount]) -> None:
@@ -300,7 +456,9 @@ def _promote_only_list(files: list[ReadFile], roles: dict[str, FileAccount]) -> 
     for f in files:
         account = roles[f.rel]
         if "/" not in f.rel and account.role in ("lock", "tool", "extra"):
-            roles[f.rel] = FileAccount(f.rel, "install", f"the only list at the root ({account.why})", used=True)
+            roles[f.rel] = FileAccount(
+                f.rel, "install", f"the only list at the root ({account.why})", used=True
+            )
             return
 
 

@@ -91,8 +91,8 @@ def entry_for(ext: ExtensionSpec, facts: ProjectFacts | None) -> tuple[CatalogEn
     entry = catalog_entry(name, version)
     if entry.known and not local and not entry.describes(ext.requirement):
         # The index's package of this name is another project than the catalog's (PyPI's apex).
-        return shipped().generic(name), (f"the catalog's {name} is {entry.distribution}; "
-                                                  f"{ext.requirement} from an index is another project: generic knobs")
+        return shipped().generic(name), (f"the catalog's {name} is {entry.distribution}; {ext.requirement} "
+                                         "from an index is another project: generic knobs")
     if not entry.known:
         if catalog_entry(name).known:
             match = f"the catalog's {name} entries describe {_ranges(name)}, not {version}: generic knobs"

@@ -152,7 +152,7 @@ def wheel_problem(release: TorchRelease, version: str, target: WheelTarget) -> s
 
 
 def _allows(spec: str, python: str) -> bool:
-    """Whether some release of Python ``python`` ("3.9": a cp39 wheel serves every 3.9.x) satisfies ``spec``."""
+    """Whether a release of Python ``python`` ("3.9": a cp39 wheel serves every 3.9.x) satisfies ``spec``."""
     base = python.removesuffix("t")
     try:
         allowed = SpecifierSet(spec)

@@ -54,8 +54,11 @@ def submodules(root: Path) -> list[Submodule]:
             filled = False
         origin = f".gitmodules:{line}"
         if links is not None and path.rstrip("/") not in links:
-            found.append(Submodule(path, url, origin, "stale", "no gitlink in the git index: git checks out nothing "
-                                                               "there"))
+            found.append(
+                Submodule(
+                    path, url, origin, "stale", "no gitlink in the git index: git checks out nothing there"
+                )
+            )
         elif filled:
             found.append(Submodule(path, url, origin, "checked-out"))
         elif links is not None:
@@ -146,8 +149,8 @@ def _parse(data: bytes) -> set[str]:
     previous = b""
     for _ in range(count):
         start = offset
-        mode = struct.unpack(">I", data[offset + 24:offset + 28])[0]
-        flags = struct.unpack(">H", data[offset + 60:offset + 62])[0]
+        mode = struct.unpack(">I", data[offset + 24 : offset + 28])[0]
+        flags = struct.unpack(">H", data[offset + 60 : offset + 62])[0]
         offset += 62
         if version >= 3 and flags & 0x4000:
             offset += 2
@@ -188,4 +191,3 @@ def repo_key(url: str) -> str:
     text = text.split("#", 1)[0].split("?", 1)[0]
     text = re.sub(r"@[^/]*$", "", text).rstrip("/")
     return text.removesuffix(".git").lower() if "/" in text else ""
-

@@ -28,14 +28,46 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 #: The URL schemes pip's ``is_url`` accepts: its own and every VCS scheme (pip/_internal/vcs).
-VCS_SCHEMES = ("bzr+http", "bzr+https", "bzr+ssh", "bzr+sftp", "bzr+ftp", "bzr+lp", "bzr+file",
-               "git+http", "git+https", "git+ssh", "git+git", "git+file",
-               "hg+file", "hg+http", "hg+https", "hg+ssh", "hg+static-http",
-               "svn+ssh", "svn+http", "svn+https", "svn+svn", "svn+file")
+VCS_SCHEMES = (
+    "bzr+http",
+    "bzr+https",
+    "bzr+ssh",
+    "bzr+sftp",
+    "bzr+ftp",
+    "bzr+lp",
+    "bzr+file",
+    "git+http",
+    "git+https",
+    "git+ssh",
+    "git+git",
+    "git+file",
+    "hg+file",
+    "hg+http",
+    "hg+https",
+    "hg+ssh",
+    "hg+static-http",
+    "svn+ssh",
+    "svn+http",
+    "svn+https",
+    "svn+svn",
+    "svn+file",
+)
 URL_SCHEMES = ("http", "https", "file", "ftp", *VCS_SCHEMES)
 #: pip/_internal/utils/filetypes.py ARCHIVE_EXTENSIONS.
-ARCHIVE_EXTENSIONS = (".zip", ".whl", ".tar.bz2", ".tbz", ".tar.gz", ".tgz", ".tar", ".tar.xz", ".txz",
-                      ".tlz", ".tar.lz", ".tar.lzma")
+ARCHIVE_EXTENSIONS = (
+    ".zip",
+    ".whl",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.gz",
+    ".tgz",
+    ".tar",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
+)
 _EGG = re.compile(r"[#&]egg=([^&]*)")
 _SUBDIRECTORY = re.compile(r"[#&]subdirectory=([^&]*)")
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
@@ -117,8 +149,9 @@ def _line(text: str, base: Path) -> ParsedRequirement:
     path, extras = _strip_extras(_absolute(base, name))
     if looks_like_path(name) and os.path.isdir(path):
         if not _installable(path):
-            raise NotARequirement(f"directory {name!r} is not installable: neither 'setup.py' nor "
-                                  "'pyproject.toml' is in it")
+            raise NotARequirement(
+                f"directory {name!r} is not installable: neither 'setup.py' nor 'pyproject.toml' is in it"
+            )
         return _link(Path(path).as_uri(), marker, extras, local=Path(path))
     if is_archive(path) and (os.path.isfile(path) or not _pep508_url(name)):
         return _link(Path(path).as_uri(), marker, extras, local=Path(path))
@@ -140,13 +173,19 @@ def _pep508(text: str, marker: str | None) -> ParsedRequirement:
         marker = f"({req.marker}) and ({marker})"
     url = req.url
     local = _file_path(url) if url else None
-    return ParsedRequirement(str(canonicalize_name(req.name)), str(req.specifier), tuple(sorted(req.extras)),
-                             marker if marker is not None else (str(req.marker) if req.marker else None),
-                             url, local)
+    return ParsedRequirement(
+        str(canonicalize_name(req.name)),
+        str(req.specifier),
+        tuple(sorted(req.extras)),
+        marker if marker is not None else (str(req.marker) if req.marker else None),
+        url,
+        local,
+    )
 
 
-def _link(url: str, marker: str | None, extras: tuple[str, ...], *,
-          local: Path | None = None) -> ParsedRequirement:
+def _link(
+    url: str, marker: str | None, extras: tuple[str, ...], *, local: Path | None = None
+) -> ParsedRequirement:
     if local is None and urlsplit(url).scheme == "file":
         local = _file_path(url)
     filename = _filename(url)
@@ -158,8 +197,14 @@ def _link(url: str, marker: str | None, extras: tuple[str, ...], *,
         return ParsedRequirement(str(name), f"=={version}", extras, marker, url, local)
     egg = _egg(url)
     named = _pep508(egg, None) if egg is not None else None
-    return ParsedRequirement(named.name if named else None, named.specifier if named else "",
-                             extras or (named.extras if named else ()), marker, url, local)
+    return ParsedRequirement(
+        named.name if named else None,
+        named.specifier if named else "",
+        extras or (named.extras if named else ()),
+        marker,
+        url,
+        local,
+    )
 
 
 def _editable(text: str, base: Path) -> ParsedRequirement:
@@ -169,9 +214,15 @@ def _editable(text: str, base: Path) -> ParsedRequirement:
         req = None
     if req is not None and req.url:
         _check_editable_link(text, req.url, named=True)
-        return ParsedRequirement(str(canonicalize_name(req.name)), "", tuple(sorted(req.extras)),
-                                 str(req.marker) if req.marker else None, req.url, _file_path(req.url),
-                                 editable=True)
+        return ParsedRequirement(
+            str(canonicalize_name(req.name)),
+            "",
+            tuple(sorted(req.extras)),
+            str(req.marker) if req.marker else None,
+            req.url,
+            _file_path(req.url),
+            editable=True,
+        )
     url, extras = _strip_extras(text)
     local: Path | None = None
     absolute = _absolute(base, url)
@@ -180,8 +231,15 @@ def _editable(text: str, base: Path) -> ParsedRequirement:
         url = local.as_uri()
     if url.lower().startswith("file:"):
         egg = _egg(url)
-        return ParsedRequirement(str(canonicalize_name(egg)) if egg else None, "", extras, None, url,
-                                 local or _file_path(url), editable=True)
+        return ParsedRequirement(
+            str(canonicalize_name(egg)) if egg else None,
+            "",
+            extras,
+            None,
+            url,
+            local or _file_path(url),
+            editable=True,
+        )
     for scheme in ("bzr", "git", "hg", "svn"):
         if text.lower().startswith(f"{scheme}:"):
             text = f"{scheme}+{text}"
@@ -194,8 +252,9 @@ def _editable(text: str, base: Path) -> ParsedRequirement:
 def _check_editable_link(text: str, url: str, *, named: bool) -> None:
     scheme = _scheme(url)
     if scheme not in VCS_SCHEMES and scheme != "file":
-        raise NotARequirement(f"{text} is not a valid editable requirement: it should be a path to a local "
-                              "project or a VCS URL")
+        raise NotARequirement(
+            f"{text} is not a valid editable requirement: it should be a path to a local project or a VCS URL"
+        )
     if not named and scheme != "file":
         raise NotARequirement(f"cannot tell the name of {text!r}: pip needs 'NAME @ URL' or #egg=NAME")
 

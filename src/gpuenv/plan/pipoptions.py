@@ -37,16 +37,30 @@ LONG_OPTIONS: dict[str, tuple[str, bool]] = {
     "--hash": ("hashes", True),
     "--config-settings": ("config_settings", True),
 }
-SHORT_OPTIONS = {"-i": "--index-url", "-c": "--constraint", "-r": "--requirement", "-e": "--editable",
-                 "-f": "--find-links", "-C": "--config-settings"}
+SHORT_OPTIONS = {
+    "-i": "--index-url",
+    "-c": "--constraint",
+    "-r": "--requirement",
+    "-e": "--editable",
+    "-f": "--find-links",
+    "-C": "--config-settings",
+}
 #: pip 26.3's --use-feature choices.
-FEATURES = ("fast-deps", "inprocess-build-deps", "venv-isolation", "truststore",
-            "no-binary-enable-wheel-cache", "build-constraint")
+FEATURES = (
+    "fast-deps",
+    "inprocess-build-deps",
+    "venv-isolation",
+    "truststore",
+    "no-binary-enable-wheel-cache",
+    "build-constraint",
+)
 #: pip/_internal/utils/hashes.py STRONG_HASHES.
 STRONG_HASHES = ("sha256", "sha384", "sha512")
 #: Options older pips took that pip 26.3 refuses, with what happened to them.
-REMOVED = {"--global-option": "pip 25.3 removed --global-option from requirements files",
-           "--install-option": "pip 23.1 removed --install-option"}
+REMOVED = {
+    "--global-option": "pip 25.3 removed --global-option from requirements files",
+    "--install-option": "pip 23.1 removed --install-option",
+}
 
 
 class OptionError(ValueError):
@@ -152,8 +166,9 @@ def _store(opts: Options, option: str, dest: str, value: str) -> None:
     elif dest == "hashes":
         algorithm, colon, digest = value.partition(":")
         if not colon:
-            raise OptionError(f"Arguments to {option} must be a hash name followed by a value, "
-                              "like --hash=sha256:abcde...")
+            raise OptionError(
+                f"Arguments to {option} must be a hash name followed by a value, like --hash=sha256:abcde..."
+            )
         if algorithm not in STRONG_HASHES:
             raise OptionError(f"Allowed hash algorithms for {option} are {', '.join(STRONG_HASHES)}.")
         opts.hashes.append(f"{algorithm}:{digest}")

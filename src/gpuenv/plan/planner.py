@@ -373,8 +373,8 @@ def _assemble(
     toolkit: Toolkit | None = None
     repo = repo_draft(options.tree, recipe, variant, arch_list)
     try:
-        toolkit = choose_toolkit(hardware, variant, cuda, drafts + ([repo] if repo else []), release, warnings,
-                                 _toolkit_policy(recipe, options))
+        toolkit = choose_toolkit(hardware, variant, cuda, drafts + ([repo] if repo else []), release,
+                                 warnings, _toolkit_policy(recipe, options))
     except UnsatisfiableError as exc:
         found.append(exc)
     if toolkit is not None:
@@ -395,8 +395,9 @@ def _assemble(
     if options.tree is not None:
         found += options.tree.blockers
         warnings += options.tree.notes
+    building = tuple(e.name for e in extensions if e.compiles_cuda and e.action != "skip")
     own_build = repo_build(options.tree, recipe, variant, toolkit, arch_list, hardware, warnings, found,
-                           building=tuple(e.name for e in extensions if e.compiles_cuda and e.action != "skip"))
+                           building=building)
     for d in drafts:
         if d.torch_bound and d.skip and not d.spec.required and passed_over:
             reasons.append(f"{d.spec.name} is skipped on every torch the recipe allows that runs here")

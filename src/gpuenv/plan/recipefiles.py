@@ -34,8 +34,13 @@ class FilesPackages:
     refused: list[str] = field(default_factory=list)
 
 
-def read_files(files: tuple[Path, ...], handled: Mapping[str, str], local: Mapping[Path, str],
-               base: Path | None, repositories: Mapping[str, str] | None = None) -> FilesPackages:
+def read_files(
+    files: tuple[Path, ...],
+    handled: Mapping[str, str],
+    local: Mapping[Path, str],
+    base: Path | None,
+    repositories: Mapping[str, str] | None = None,
+) -> FilesPackages:
     """Read ``files`` in order; ``handled`` maps a distribution the recipe installs itself to why, ``local``
     a local tree (resolved) to why, ``repositories`` a git repository the recipe builds from
     (:func:`gpuenv.plan.gitindex.repo_key`) to why. Raises InputError for a file that cannot be read."""
@@ -59,14 +64,17 @@ def read_files(files: tuple[Path, ...], handled: Mapping[str, str], local: Mappi
             spec = line.parsed.specifier if line.parsed is not None else ""
             first = pins.get(line.name or "")
             if line.name and first is not None and conflict(spec, first[0]):
-                out.left_out.append(f"{line.where}: {line.text}: conflicts with {first[2]} ({first[1]}), which "
-                                    "comes first")
+                out.left_out.append(
+                    f"{line.where}: {line.text}: conflicts with {first[2]} ({first[1]}), which comes first"
+                )
                 continue
             if line.name and first is None:
                 pins[line.name] = (spec, line.where, line.text)
             out.kept[line.text] = None
-            out.left_out += [f"{line.where}: {option}: ignored by pip on a requirement line"
-                             for option in line.ignored_options]
+            out.left_out += [
+                f"{line.where}: {option}: ignored by pip on a requirement line"
+                for option in line.ignored_options
+            ]
         out.left_out += [f"{line.where}: {line.text}: {why}" for line, why in parsed.ignored]
         for line, why in parsed.invalid:
             out.refused.append(f"{line.where}: {line.text!r}: pip refuses it: {why}")

@@ -172,4 +172,5 @@ def home_path(text: str, what: str) -> Path:
     except RuntimeError:
         user = text.split("/", 1)[0]
         raise InputError(f"{what}: {text!r}: this machine has no home directory for {user}",
-                         hint="write the path without ~, or with the home of a user of this machine") from None
+                         hint="write the path without ~, or with the home of a user of this machine",
+                         ) from None

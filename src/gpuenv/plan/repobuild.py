@@ -46,11 +46,19 @@ class RepoBuild:
 
 
 def builds_cuda(tree: TreeFacts | None, recipe: Recipe, variant: str) -> bool:
-    return (tree is not None and tree.repo is not None and tree.repo.compiles_cuda and recipe.repo is not None
-            and not recipe.repo.isolation and variant != "cpu")
+    return (
+        tree is not None
+        and tree.repo is not None
+        and tree.repo.compiles_cuda
+        and recipe.repo is not None
+        and not recipe.repo.isolation
+        and variant != "cpu"
+    )
 
 
-def repo_draft(tree: TreeFacts | None, recipe: Recipe, variant: str, arch_list: tuple[str, ...]) -> Draft | None:
+def repo_draft(
+    tree: TreeFacts | None, recipe: Recipe, variant: str, arch_list: tuple[str, ...]
+) -> Draft | None:
     """The repository's CUDA build as a draft, for the toolkit choice; None when it compiles no CUDA."""
     if not builds_cuda(tree, recipe, variant):
         return None
@@ -66,9 +74,11 @@ def repo_problem(tree: TreeFacts | None, torch_version: str | None) -> Unsatisfi
     hit = blocking(tree.repo.hits, torch_version)
     if hit is None:
         return None
-    return TorchCapError(f"the repository's own CUDA code: {hit.reason(str(torch_version))}",
-                         hint=f"allow a torch older than {hit.removed_in} in the recipe (version = "
-                              f"\"<{hit.removed_in}\"), or update the code: {hit.fix}")
+    return TorchCapError(
+        f"the repository's own CUDA code: {hit.reason(str(torch_version))}",
+        hint=f"allow a torch older than {hit.removed_in} in the recipe (version = "
+        f'"<{hit.removed_in}"), or update the code: {hit.fix}',
+    )
 
 
 def capped(d: Draft, tree: TreeFacts | None, torch_version: str | None, torch_cxx: int | None) -> Draft:
@@ -79,23 +89,42 @@ def capped(d: Draft, tree: TreeFacts | None, torch_version: str | None, torch_cx
     setup = tree.setups.get(d.spec.name)
     if setup is not None and setup.switches and d.compiles_cuda:
         given = d.spec.env_dict
-        d = replace(d, spec=replace(d.spec, env=d.spec.env + tuple(s for s in setup.switches if s[0] not in given)))
+        d = replace(
+            d, spec=replace(d.spec, env=d.spec.env + tuple(s for s in setup.switches if s[0] not in given))
+        )
     problem = None
     hit = blocking(tree.hits.get(d.spec.name, ()), torch_version)
     if hit is not None:
         problem = hit.reason(str(torch_version))
     elif setup is not None and setup.build is not None:
-        verdict = check_tree(setup.build, name=d.spec.name, env=d.spec.env_dict, build_options=d.entry.build_options,
-                             nvcc=None, torch_version=torch_version, torch_cxx=torch_cxx, compiles_cuda=False)
+        verdict = check_tree(
+            setup.build,
+            name=d.spec.name,
+            env=d.spec.env_dict,
+            build_options=d.entry.build_options,
+            nvcc=None,
+            torch_version=torch_version,
+            torch_cxx=torch_cxx,
+            compiles_cuda=False,
+        )
         problem = verdict.problems[0] if verdict.problems else None
     if problem is None:
         return d
     return replace(d, skip=f"{d.spec.name}: {problem}", compiles_cuda=False, arch_list=(), torch_bound=True)
 
 
-def repo_build(tree: TreeFacts | None, recipe: Recipe, variant: str, toolkit: Toolkit | None,
-               arch_list: tuple[str, ...], hardware: Hardware, warnings: list[str],
-               found: list[UnsatisfiableError], *, building: tuple[str, ...] = ()) -> RepoBuild | None:
+def repo_build(
+    tree: TreeFacts | None,
+    recipe: Recipe,
+    variant: str,
+    toolkit: Toolkit | None,
+    arch_list: tuple[str, ...],
+    hardware: Hardware,
+    warnings: list[str],
+    found: list[UnsatisfiableError],
+    *,
+    building: tuple[str, ...] = (),
+) -> RepoBuild | None:
     """The repository's build environment, and what it and the local extensions ``building`` (those that
     compile CUDA) need said: a GPU they must see."""
     for name in building:
@@ -121,13 +150,16 @@ def repo_build(tree: TreeFacts | None, recipe: Recipe, variant: str, toolkit: To
         reason += ", with " + " ".join(f"{k}={v}" for k, v in setup.switches) + " so it compiles CUDA here"
     _visible_gpu(setup, "the repository", hardware, warnings, found)
     if setup.swallowed:
-        warnings.append(f"the repository's setup.py hides a failed CUDA build (try/except at setup.py:"
-                        f"{setup.swallowed[0]}): check the build log for 'Compiling without CUDA' or errors")
+        warnings.append(
+            f"the repository's setup.py hides a failed CUDA build (try/except at setup.py:"
+            f"{setup.swallowed[0]}): check the build log for 'Compiling without CUDA' or errors"
+        )
     return RepoBuild(True, env, reason)
 
 
-def _visible_gpu(setup: SetupFacts, what: str, hardware: Hardware, warnings: list[str],
-                 found: list[UnsatisfiableError]) -> None:
+def _visible_gpu(
+    setup: SetupFacts, what: str, hardware: Hardware, warnings: list[str], found: list[UnsatisfiableError]
+) -> None:
     needs = setup.needs_visible_gpu
     if needs is None and setup.gpu_queries:
         line, what = setup.gpu_queries[0]
@@ -137,8 +169,12 @@ def _visible_gpu(setup: SetupFacts, what: str, hardware: Hardware, warnings: lis
     if hardware.source == "nvml" and hardware.gpus:
         warnings.append(f"{what}: {needs}: setup runs here, where torch sees the GPUs")
         return
-    found.append(VisibleGpuError(
-        f"{what}: {needs}, and the plan is for GPUs this machine does not show ({hardware.source}): built "
-        "here, it would compile no CUDA code (the import then fails at run time)",
-        hint="run 'gpuenv setup' on a machine with the GPUs, or change the setup.py test (e.g. accept "
-             "FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST)"))
+    found.append(
+        VisibleGpuError(
+            f"{what}: {needs}, and the plan is for GPUs this machine does not show ({hardware.source}): "
+            "built "
+            "here, it would compile no CUDA code (the import then fails at run time)",
+            hint="run 'gpuenv setup' on a machine with the GPUs, or change the setup.py test (e.g. accept "
+            "FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST)",
+        )
+    )

@@ -45,9 +45,15 @@ MAX_FILES = 256
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _ENV_VAR = re.compile(r"(?P<var>\$\{(?P<name>[A-Z0-9_]+)\})")
 _SCHEME = re.compile(r"^(http|https|file):", re.IGNORECASE)
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-         (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF16, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16-be"),
-         (codecs.BOM_UTF16_LE, "utf-16-le"))
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF16, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
 _CODING = re.compile(rb"coding[:=]\s*([-\w.]+)")
 #: A PyTorch-style index path naming a build: /whl/cu121, /whl/nightly/cu128, /whl/cpu, /whl/rocm6.3.
 _INDEX_VARIANT = re.compile(r"/whl/(?:nightly/|test/)?(cu\d{2,3}|cpu|rocm\d+(?:\.\d+)*|xpu)(?:/|$)")
@@ -133,8 +139,10 @@ def read_requirements(path: Path, *, base: Path | None = None, lenient: bool = F
     reader.read(path, depth=0, chain=(), constraint=False)
     if not lenient and reader.invalid:
         line, why = reader.invalid[0]
-        raise InputError(f"{line.where}: {line.text!r}: {why}",
-                         hint="pip refuses this file too: correct the line or remove it")
+        raise InputError(
+            f"{line.where}: {line.text!r}: {why}",
+            hint="pip refuses this file too: correct the line or remove it",
+        )
     return reader.result()
 
 
@@ -153,7 +161,7 @@ def decode(raw: bytes) -> str:
     """The text of a requirements file's bytes, decoded as pip decodes them; ValueError if it cannot be."""
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
-            return raw[len(bom):].decode(encoding)
+            return raw[len(bom) :].decode(encoding)
     for line in raw.split(b"\n", 2)[:2]:
         if line[:1] == b"#":
             coding = _CODING.search(line)
@@ -226,10 +234,17 @@ class _Reader:
 
     def result(self) -> RequirementsFile:
         return RequirementsFile(
-            tuple(self.requirements), self.index_url, tuple(dict.fromkeys(self.extra)),
-            tuple(dict.fromkeys(self.links)), tuple(self.ignored), tuple(self.invalid),
-            tuple(self.constraints), tuple(dict.fromkeys(self.files)), tuple(self.includes),
-            tuple(self.options))
+            tuple(self.requirements),
+            self.index_url,
+            tuple(dict.fromkeys(self.extra)),
+            tuple(dict.fromkeys(self.links)),
+            tuple(self.ignored),
+            tuple(self.invalid),
+            tuple(self.constraints),
+            tuple(dict.fromkeys(self.files)),
+            tuple(self.includes),
+            tuple(self.options),
+        )
 
     def read(self, path: Path, *, depth: int, chain: tuple[str, ...], constraint: bool) -> None:
         text = _text(path)
@@ -237,8 +252,9 @@ class _Reader:
         for lineno, line in logical_lines(text):
             self._line(path, lineno, line, depth, (*chain, os.path.abspath(path)), constraint)
 
-    def _line(self, path: Path, lineno: int, line: str, depth: int, chain: tuple[str, ...],
-              constraint: bool) -> None:
+    def _line(
+        self, path: Path, lineno: int, line: str, depth: int, chain: tuple[str, ...], constraint: bool
+    ) -> None:
         here = Line(line, path, lineno, constraint=constraint)
         args, option_text = split_line(line)
         try:
@@ -271,15 +287,23 @@ class _Reader:
             return
         shown = _shown(text.strip(), parsed)
         line = Line(
-            f"-e {shown}" if editable else shown, here.path, here.lineno, parsed.name, editable, parsed,
-            hashes=() if editable else tuple(opts.hashes), config_settings=tuple(opts.config_settings),
+            f"-e {shown}" if editable else shown,
+            here.path,
+            here.lineno,
+            parsed.name,
+            editable,
+            parsed,
+            hashes=() if editable else tuple(opts.hashes),
+            config_settings=tuple(opts.config_settings),
             ignored_options=tuple(opts.file_options(editable=editable)),
             line_indexes=tuple(u for u in (opts.index_url, *opts.extra_index_urls) if u),
-            constraint=constraint)
+            constraint=constraint,
+        )
         (self.constraints if constraint else self.requirements).append(line)
 
-    def _include(self, here: Line, nested: str, depth: int, chain: tuple[str, ...], *,
-                 constraint: bool) -> None:
+    def _include(
+        self, here: Line, nested: str, depth: int, chain: tuple[str, ...], *, constraint: bool
+    ) -> None:
         if _SCHEME.search(nested):
             self.ignored.append((here, f"{nested} is on the network: gpuenv reads local files only"))
             return
@@ -288,8 +312,13 @@ class _Reader:
             self.invalid.append((here, f"{target} includes itself (through {' -> '.join(chain)})"))
             return
         if depth + 1 > MAX_DEPTH or len(self.files) >= MAX_FILES:
-            self.invalid.append((here, f"includes nest deeper than {MAX_DEPTH} or name more than {MAX_FILES} "
-                                       "files: not a requirements file gpuenv reads"))
+            self.invalid.append(
+                (
+                    here,
+                    f"includes nest deeper than {MAX_DEPTH} or name more than {MAX_FILES} "
+                    "files: not a requirements file gpuenv reads",
+                )
+            )
             return
         self.includes.append((target, here.path, here.lineno))
         try:
@@ -320,8 +349,12 @@ class _Reader:
 
 def _shown(text: str, parsed: ParsedRequirement) -> str:
     """The requirement as gpuenv hands it to pip: a local tree or archive as an absolute path."""
-    if parsed.local is not None and not text.strip().startswith(("file:", "FILE:")) and (
-            parsed.url is None or parsed.url.startswith("file:")) and "@" not in text.split(";")[0]:
+    if (
+        parsed.local is not None
+        and not text.strip().startswith(("file:", "FILE:"))
+        and (parsed.url is None or parsed.url.startswith("file:"))
+        and "@" not in text.split(";")[0]
+    ):
         extras = f"[{','.join(parsed.extras)}]" if parsed.extras else ""
         marker = f"; {parsed.marker}" if parsed.marker else ""
         return f"{parsed.local}{extras}{marker}"
@@ -339,6 +372,7 @@ def _text(path: Path) -> str:
     try:
         return decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not text pip reads ({exc})",
-                         hint="save it as UTF-8, or declare its encoding in a '# -*- coding: … -*-' line",
-                         ) from None
+        raise InputError(
+            f"{path}: not text pip reads ({exc})",
+            hint="save it as UTF-8, or declare its encoding in a '# -*- coding: … -*-' line",
+        ) from None

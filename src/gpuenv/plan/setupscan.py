@@ -68,8 +68,12 @@ class SetupFacts:
     def cuda_lines(self) -> tuple[int, ...]:
         if self.build is None:
             return ()
-        return tuple(e.where.line for e in self.build.cuda_extensions if e.where.file == "setup.py"
-                     and e.condition.value(Context(gpu=True, env=dict(BUILD_ENV))) is not False)
+        return tuple(
+            e.where.line
+            for e in self.build.cuda_extensions
+            if e.where.file == "setup.py"
+            and e.condition.value(Context(gpu=True, env=dict(BUILD_ENV))) is not False
+        )
 
     @property
     def builds_cuda(self) -> bool:
@@ -98,11 +102,27 @@ def scan_setup(path: Path) -> SetupFacts:
         return SetupFacts(path, problem=f"not Python source: {exc}")
     switches, needs = _switches(build)
     files, requires, python = _requirements(source)
-    paths = tuple(dict.fromkeys(text.removeprefix("./") for _, text in _strings(source.tree)
-                                if "/" in text and len(text) < 200 and not text.startswith(("/", "http"))))
-    return SetupFacts(path, None, build, tuple(switches.items()), needs, tuple(_gpu_queries(source)),
-                      tuple(_swallowed(source)), tuple(files), tuple(requires), python, paths,
-                      tuple(_include_dirs(source)))
+    paths = tuple(
+        dict.fromkeys(
+            text.removeprefix("./")
+            for _, text in _strings(source.tree)
+            if "/" in text and len(text) < 200 and not text.startswith(("/", "http"))
+        )
+    )
+    return SetupFacts(
+        path,
+        None,
+        build,
+        tuple(switches.items()),
+        needs,
+        tuple(_gpu_queries(source)),
+        tuple(_swallowed(source)),
+        tuple(files),
+        tuple(requires),
+        python,
+        paths,
+        tuple(_include_dirs(source)),
+    )
 
 
 def _helpers(tree: Path, text: str) -> dict[str, str]:
@@ -154,7 +174,9 @@ def _include_dirs(source: PyFile) -> list[tuple[str, int]]:
             if isinstance(item, ast.Constant) and isinstance(item.value, str):
                 parts = [item.value]
             elif isinstance(item, ast.Call) and (call_name(item) or "").endswith("join"):
-                parts = [a.value for a in item.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+                parts = [
+                    a.value for a in item.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                ]
             text = "/".join(p.strip("/") for p in parts if p)
             if text and not text.startswith(("/", "$", "~")) and ".." not in text.split("/"):
                 found.setdefault(text.removeprefix("./"), item.lineno)
@@ -168,8 +190,10 @@ def _gpu_queries(source: PyFile) -> list[tuple[int, str]]:
             called = dotted(node.func) or ""
             if called.rsplit(".", 1)[-1] in _GPU_QUERIES and "cuda" in called:
                 found.append((node.lineno, called + "()"))
-            elif any(isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("nvidia-smi")
-                     for a in ast.walk(node)):
+            elif any(
+                isinstance(a, ast.Constant) and isinstance(a.value, str) and a.value.startswith("nvidia-smi")
+                for a in ast.walk(node)
+            ):
                 found.append((node.lineno, "nvidia-smi"))
     return found
 
@@ -185,15 +209,19 @@ def _swallowed(source: PyFile) -> list[int]:
     return sorted(set(found))
 
 
-def _requirements(source: PyFile) -> tuple[list[tuple[str, int, str]], list[tuple[str, int]],
-                                            tuple[str, int] | None]:
+def _requirements(
+    source: PyFile,
+) -> tuple[list[tuple[str, int, str]], list[tuple[str, int]], tuple[str, int] | None]:
     """Requirement files named in setup.py (and where they go), static install_requires, python_requires."""
     files: dict[str, tuple[int, str]] = {}
     requires: list[tuple[str, int]] = []
     python: tuple[str, int] | None = None
     for node in ast.walk(source.tree):
-        if not isinstance(node, ast.keyword) or node.arg not in ("install_requires", "extras_require",
-                                                                 "python_requires"):
+        if not isinstance(node, ast.keyword) or node.arg not in (
+            "install_requires",
+            "extras_require",
+            "python_requires",
+        ):
             continue
         value: ast.AST = node.value
         if isinstance(value, ast.Name) and source.assigns.get(value.id):
@@ -203,8 +231,11 @@ def _requirements(source: PyFile) -> tuple[list[tuple[str, int, str]], list[tupl
                 python = (value.value, value.lineno)
             continue
         if node.arg == "install_requires" and isinstance(value, (ast.List, ast.Tuple)):
-            requires += [(e.value, e.lineno) for e in value.elts
-                         if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+            requires += [
+                (e.value, e.lineno)
+                for e in value.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            ]
         for where, sub in _keyed(node.arg, value, source):
             for line, text in _strings(sub):
                 if _REQUIREMENT_FILE.search(text):
@@ -220,13 +251,20 @@ def _keyed(keyword: str, value: ast.AST, source: PyFile) -> list[tuple[str, ast.
     if keyword == "install_requires":
         return [("install_requires", value)]
     if isinstance(value, ast.Dict):
-        return [(f"extras_require:{k.value}", v) for k, v in zip(value.keys, value.values)
-                if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        return [
+            (f"extras_require:{k.value}", v)
+            for k, v in zip(value.keys, value.values)
+            if isinstance(k, ast.Constant) and isinstance(k.value, str)
+        ]
     return [("extras_require", value)]
 
 
 def _strings(node: ast.AST) -> list[tuple[int, str]]:
-    return [(n.lineno, n.value) for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [
+        (n.lineno, n.value)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
 
 
 __all__ = ["BUILD_ENV", "SetupFacts", "call_name", "scan_setup"]

@@ -25,9 +25,29 @@ MAX_FILES = 3000
 MAX_FILE_BYTES = 2 << 20
 MAX_DEPTH = 8
 _SUFFIXES = (".cu", ".cuh", ".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".hh", ".inl")
-_SKIPPED = frozenset({".git", ".venv", "venv", ".nox", ".tox", "node_modules", "build", "dist", "__pycache__",
-                      "site-packages", ".eggs", "third_party", "thirdparty", "3rdparty", "external", "extern",
-                      "docs", "test", "tests"})
+_SKIPPED = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        ".nox",
+        ".tox",
+        "node_modules",
+        "build",
+        "dist",
+        "__pycache__",
+        "site-packages",
+        ".eggs",
+        "third_party",
+        "thirdparty",
+        "3rdparty",
+        "external",
+        "extern",
+        "docs",
+        "test",
+        "tests",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +63,10 @@ class Hit:
     source: str
 
     def reason(self, torch: str) -> str:
-        return (f"{self.path}:{self.line} uses {self.api}, which torch {self.removed_in} removed "
-                f"(torch {torch} cannot compile it; {self.fix}) [{self.source}]")
+        return (
+            f"{self.path}:{self.line} uses {self.api}, which torch {self.removed_in} removed "
+            f"(torch {torch} cannot compile it; {self.fix}) [{self.source}]"
+        )
 
 
 @dataclass(frozen=True)
@@ -59,8 +81,16 @@ class _Api:
 @functools.cache
 def _apis() -> tuple[_Api, ...]:
     raw = knowledge.data_file("removed_apis.toml").get("api", [])
-    return tuple(_Api(str(a["name"]), re.compile(str(a["pattern"])), str(a["removed_in"]), str(a["fix"]),
-                      str(a["sources"][0])) for a in raw)
+    return tuple(
+        _Api(
+            str(a["name"]),
+            re.compile(str(a["pattern"])),
+            str(a["removed_in"]),
+            str(a["fix"]),
+            str(a["sources"][0]),
+        )
+        for a in raw
+    )
 
 
 def scan_tree(tree: Path, *, skip: frozenset[Path] = frozenset()) -> tuple[Hit, ...]:
@@ -70,8 +100,15 @@ def scan_tree(tree: Path, *, skip: frozenset[Path] = frozenset()) -> tuple[Hit, 
     for directory, dirs, files in os.walk(tree):
         here = Path(directory)
         depth = len(here.relative_to(tree).parts)
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED and not d.startswith(".") and depth < MAX_DEPTH
-                         and (here / d) not in skip and not (here / d).is_symlink())
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIPPED
+            and not d.startswith(".")
+            and depth < MAX_DEPTH
+            and (here / d) not in skip
+            and not (here / d).is_symlink()
+        )
         for name in sorted(files):
             if not name.lower().endswith(_SUFFIXES):
                 continue
@@ -92,8 +129,9 @@ def _scan_file(tree: Path, path: Path) -> list[Hit]:
         match = api.pattern.search(text)
         if match is not None:
             line = text.count("\n", 0, match.start()) + 1
-            found.append(Hit(api.name, path.relative_to(tree).as_posix(), line, api.removed_in, api.fix,
-                             api.source))
+            found.append(
+                Hit(api.name, path.relative_to(tree).as_posix(), line, api.removed_in, api.fix, api.source)
+            )
     return found
 
 

@@ -16,7 +16,6 @@ its local ``[[extensions]]``:
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,28 +71,45 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
                 notes.append(f"{root / '.gitmodules'}: {sub.path} is listed but {sub.why}: ignored")
             elif sub.state in ("empty", "unknown") and not _installed_by_url(sub.url, urls):
                 command = f"git -C {shlex.quote(str(root))} submodule update --init --recursive"
-                blockers.append(SourceTreeError(
-                    f"{root / sub.path} is a git submodule ({root / '.gitmodules'}, {sub.origin.split(':')[-1]}) "
-                    f"that is not checked out: {sub.why}",
-                    hint=f"run: {command}"))
+                blockers.append(
+                    SourceTreeError(
+                        f"{root / sub.path} is a git submodule "
+                        f"({root / '.gitmodules'}, {sub.origin.split(':')[-1]}) "
+                        f"that is not checked out: {sub.why}",
+                        hint=f"run: {command}",
+                    )
+                )
     for ext_name, path in locals_.items():
         if any((path / f).is_file() for f in ("setup.py", "pyproject.toml", "setup.cfg")) or any(
-                str(b).startswith(str(path)) for b in blockers):
+            str(b).startswith(str(path)) for b in blockers
+        ):
             continue
         owner = declaring_gitmodules(path.resolve())
         if owner is not None:
             problem = uninitialised(path, owner)
             blockers.append(SourceTreeError(str(problem), hint=problem.hint))
         else:
-            blockers.append(SourceTreeError(f"{path} (extension {ext_name}) holds no setup.py, pyproject.toml or "
-                                            "setup.cfg: nothing to build", hint="check the path in the recipe"))
+            blockers.append(
+                SourceTreeError(
+                    f"{path} (extension {ext_name}) holds no setup.py, pyproject.toml or "
+                    "setup.cfg: nothing to build",
+                    hint="check the path in the recipe",
+                )
+            )
     for line in recipe.refused:
-        blockers.append(SourceTreeError(f"{line}", hint="pip refuses this line too: correct it (a path into a "
-                                                        "submodule needs the submodule checked out first)"))
+        blockers.append(
+            SourceTreeError(
+                f"{line}",
+                hint="pip refuses this line too: correct it (a path into a "
+                "submodule needs the submodule checked out first)",
+            )
+        )
     for tree_root, facts in _setups(recipe, locals_):
         blockers += _missing_includes(tree_root, facts, skipped)
     hits = {name: scan_tree(path) for name, path in locals_.items()}
-    setups = {name: scan_setup(path / "setup.py") for name, path in locals_.items() if (path / "setup.py").is_file()}
+    setups = {
+        name: scan_setup(path / "setup.py") for name, path in locals_.items() if (path / "setup.py").is_file()
+    }
     repo = None
     if recipe.repo is not None and (recipe.repo.path / "setup.py").is_file():
         setup = scan_setup(recipe.repo.path / "setup.py")
@@ -114,9 +130,14 @@ def _missing_includes(tree: Path, facts: SetupFacts, submodule_paths: set[Path])
         target = tree / rel
         if target.exists() or any(target == s or s in target.parents for s in submodule_paths):
             continue
-        found.append(SourceTreeError(
-            f"{tree / 'setup.py'}:{line} compiles with the headers of {rel} (include_dirs), which is not in "
-            f"{tree}", hint=f"put {rel} in place first (the repository's README says where it comes from)"))
+        found.append(
+            SourceTreeError(
+                f"{tree / 'setup.py'}:{line} compiles with the headers of {rel} (include_dirs), "
+                "which is not in "
+                f"{tree}",
+                hint=f"put {rel} in place first (the repository's README says where it comes from)",
+            )
+        )
     return found
 
 
@@ -125,8 +146,10 @@ def _project(start: Path) -> Path:
     files), never beyond it (a home directory under git is not the project)."""
     start = start.resolve()
     for directory in (start, *start.parents):
-        if any((directory / f).exists() for f in (".git", ".gitmodules", "pyproject.toml", "setup.py",
-                                                    "setup.cfg")):
+        if any(
+            (directory / f).exists()
+            for f in (".git", ".gitmodules", "pyproject.toml", "setup.py", "setup.cfg")
+        ):
             return directory
     return start
 

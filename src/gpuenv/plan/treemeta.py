@@ -47,8 +47,9 @@ def recipe_sources(recipe: Recipe) -> dict[str, ProjectFacts]:
     """
     facts = {}
     for ext in recipe.extensions:
-        if ext.path is not None and ext.path.is_dir() and any((ext.path / f).is_file() for f in _PROJECT_FILES):
-            facts[ext.name] = read_tree(ext.path)
+        path = ext.path
+        if path is not None and path.is_dir() and any((path / f).is_file() for f in _PROJECT_FILES):
+            facts[ext.name] = read_tree(path)
     return facts
 
 
