@@ -135,7 +135,7 @@ class Placer:
         if tree == _resolved(self.root):
             self.selected += parsed.extras
             extras = f"[{','.join(parsed.extras)}]" if parsed.extras else ""
-            self.findings.append(Finding("repo", "." + extras, c.origin, "the repository itself"))
+            self.findings.append(Finding("repo", "." + extras, c.origin, ""))
         elif tree in self.local_extensions:
             self.findings.append(
                 Finding(
@@ -157,7 +157,7 @@ class Placer:
 
     def _kept(self, c: Candidate) -> str:
         if c.metadata:
-            return "installed with the repository itself"
+            return "a dependency of the package: installed with it"
         return "kept in its requirements file" if c.kept_in else ""
 
     def _once(self, c: Candidate, name: str, place: Place, note: str) -> None:
@@ -168,7 +168,7 @@ class Placer:
                 return
             self._placed[name] = (c, len(self.findings))
             if c.metadata and place == "package":
-                place, note = "repo", "installed with the repository itself"
+                place, note = "repo", "a dependency of the package: installed with it"
             elif place == "package" and not note:
                 note = self._kept(c)
             self.findings.append(Finding(place, c.text, c.origin, note, c.kept_in))

@@ -332,8 +332,7 @@ def _submodule_findings(
                     "unplaced",
                     f"./{sub.path}",
                     sub.origin,
-                    f"{why}: run '{command}', then 'gpuenv init' again to find its extensions "
-                    "('gpuenv plan' stops on it until then)",
+                    f"{why}: run '{command}'; 'gpuenv plan' stops on it until then",
                 )
             )
     return found

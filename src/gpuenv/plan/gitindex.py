@@ -64,7 +64,8 @@ def submodules(root: Path) -> list[Submodule]:
         elif links is not None:
             found.append(Submodule(path, url, origin, "empty", "a gitlink whose folder is empty"))
         elif folder.is_dir():
-            found.append(Submodule(path, url, origin, "empty", "its folder is empty (no git index to read)"))
+            why = "its folder is empty and there is no git index to read"
+            found.append(Submodule(path, url, origin, "empty", why))
         else:
             found.append(Submodule(path, url, origin, "unknown", "no folder and no git index to read"))
     return found
