@@ -35,6 +35,8 @@ else:  # pragma: no cover
 
 #: Roles of requirements files installed together with the repository (or with each other).
 _TOGETHER = ("install", "per-cuda", "extra", "test", "dev")
+#: Sub-projects whose metadata is read for conflicts, at most.
+_MAX_SUBPROJECTS = 50
 #: Top folders whose extension folders are side projects, built by hand.
 _SIDE_FOLDERS = {
     "projects",
@@ -108,7 +110,7 @@ def _pins(
         yield from _declared(declared.text, declared.origin)
     for text in meta.build_requires:
         yield from _declared(text, "pyproject.toml [build-system] requires (shares the env: no isolation)")
-    for sub in sorted(subprojects):
+    for sub in sorted(subprojects)[:_MAX_SUBPROJECTS]:
         other = read_metadata(root / sub)
         for declared in other.requirements:
             if declared.extra is None:

@@ -100,6 +100,8 @@ def gitlinks(root: Path) -> set[str] | None:
     index = _index_path(root)
     if index is None:
         return None
+    if (root / ".git").is_dir() and not os.path.lexists(index):
+        return set()  # a repository with nothing added yet (git init): no gitlinks
     data = _bytes(index)
     if data is None:
         return None
