@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, read_input, read_input_bytes
 
 #: A git index larger than this is not read (a repository of a million files).
 MAX_INDEX_BYTES = 128 << 20
@@ -129,17 +128,9 @@ def _index_path(root: Path) -> Path | None:
 def _bytes(path: Path) -> bytes | None:
     """The bytes of a regular file (never a FIFO or a device), at most MAX_INDEX_BYTES."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (OSError, ValueError):
+        return read_input_bytes(path, limit=MAX_INDEX_BYTES)
+    except UnreadableInput:
         return None
-    with os.fdopen(fd, "rb") as file:
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            data = file.read(MAX_INDEX_BYTES + 1)
-        except OSError:
-            return None
-    return data if len(data) <= MAX_INDEX_BYTES else None
 
 
 def _parse(data: bytes) -> set[str]:

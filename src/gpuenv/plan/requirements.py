@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuenv.errors import InputError
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, read_input_bytes
 from gpuenv.plan.pipline import NotARequirement, ParsedRequirement, parse_requirement
 from gpuenv.plan.pipoptions import OptionError, Options, parse_options
 
@@ -363,12 +363,9 @@ def _shown(text: str, parsed: ParsedRequirement) -> str:
 
 def _text(path: Path) -> str:
     try:
-        # latin-1 maps each byte to one character: the bytes, decoded below as pip decodes them.
-        raw = read_input(path, limit=MAX_BYTES, encoding="latin-1").encode("latin-1")
+        raw = read_input_bytes(path, limit=MAX_BYTES)  # decoded below as pip decodes them
     except UnreadableInput as exc:
         raise InputError(f"{path}: {exc.problem}", hint="name a requirements file") from None
-    except ValueError:  # a NUL byte in the path
-        raise InputError(f"{str(path)!r}: a path with a NUL byte", hint="name a requirements file") from None
     try:
         return decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
