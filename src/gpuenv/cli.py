@@ -106,6 +106,7 @@ def _load_recipe(args: argparse.Namespace) -> Recipe:
 
 def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     from gpuenv.plan.planner import PlanOptions
+    from gpuenv.plan.treefacts import recipe_tree
     from gpuenv.plan.treemeta import recipe_sources
     from gpuenv.setup.indexquery import env_python, host_platform, installer_constraints, plan_releases
 
@@ -115,7 +116,7 @@ def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     return PlanOptions(cuda=args.cuda, torch_index=_torch_index(args), sources=recipe_sources(recipe),
                        toolkit=_toolkit_policy(args, recipe), releases=releases,
                        python_version=env_python(recipe), platform=host_platform(),
-                       constraints=installer_constraints())
+                       constraints=installer_constraints(), tree=recipe_tree(recipe))
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:

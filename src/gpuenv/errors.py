@@ -150,6 +150,19 @@ class RequiredSkipError(UnsatisfiableError):
         )
 
 
+class SourceTreeError(UnsatisfiableError):
+    """A source tree the env is built from is not there yet (a git submodule not checked out), or a line
+    of the repository's requirements files pip refuses: the hint says what to run or fix."""
+
+
+class TorchCapError(UnsatisfiableError):
+    """Local C++/CUDA code uses an API the torch release removed: no newer torch can compile it."""
+
+
+class VisibleGpuError(UnsatisfiableError):
+    """A build that compiles CUDA only when torch sees a GPU, planned for GPUs this machine does not show."""
+
+
 # -- probing (exit 1: the machine answered with an error) ---------------------
 
 

@@ -71,6 +71,14 @@ def plan_text(plan: Plan) -> str:
                 lines.append("         " + " ".join(f"{k}={v}" for k, v in own.items()))
     if plan.packages:
         lines.append("packages    " + ", ".join(plan.packages))
+    if plan.repo is not None:
+        build = plan.repo_build
+        why = f": {build.reason}" if build is not None else ""
+        lines.append(f"repository  {plan.repo.requirement}{why}")
+        env = build.env if build is not None else {}
+        own = {k: v for k, v in env.items() if plan.build_env.get(k) != v}
+        if own:
+            lines.append("            " + " ".join(f"{k}={v}" for k, v in own.items()))
     group = plan.wheelhouse_group
     if group is not None and any(e.action != "skip" for e in plan.extensions):
         lines.append(f"wheelhouse  {group} (from 'gpuenv cache export DIR': "

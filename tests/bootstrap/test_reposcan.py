@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.errors import InputError
+from gpuenv.errors import InputError, SourceTreeError
 from gpuenv.init.reposcan import scan_repo
 from gpuenv.init.writer import init_repo, init_text
 from gpuenv.plan.hardware import Hardware, hardware_from_json
-from gpuenv.plan.planner import make_plan
+from gpuenv.plan.planner import PlanOptions, make_plan
 from gpuenv.plan.recipe import load_recipe
+from gpuenv.plan.treefacts import recipe_tree
 from gpuenv.plan.treemeta import check_submodules, recipe_sources
 
 CUDA_SETUP = textwrap.dedent("""\
@@ -79,15 +80,18 @@ def test_every_file_is_read_and_each_finding_keeps_its_file_and_line(tmp_path: P
     assert ("repo", ".[train]", "requirements.txt:5") in got
     assert ("package", "numpy<2", "requirements/base.txt:1") in got  # followed through -r
     assert ("local-extension", "./kernels/conv", "kernels/conv/setup.py") in got
-    assert ("repo", "transformers>=4.30", "pyproject.toml [project] dependencies") in got
-    assert ("python", ">=3.9", "pyproject.toml [project] requires-python") in got
-    assert ("python", "3.10", "environment.yml:4") in got
-    assert ("torch", "cuda=11.8", "environment.yml:6") in got
-    assert ("package", "lpips==0.1.4", "environment.yml:9") in got
-    unplaced = {f.text: f.note for f in scan.findings if f.place == "unplaced"}
+    assert ("repo", "transformers>=4.30", "pyproject.toml:5") in got
+    # requires-python wins over the conda file's python; the pinned +cu118 build is the CUDA asked for.
+    assert scan.python == ">=3.9" and (scan.torch_version, scan.cuda) == ("==2.0.1", "cu118")
+    # The conda file is another route: read for torch and checked, its pip: list not placed.
+    assert not any(f.text == "lpips==0.1.4" and f.place == "package" for f in scan.findings)
+    unplaced = {f.text: f.note for f in scan.findings if f.place in ("unplaced", "left")}
     assert "git submodule update --init --recursive" in unplaced["./third_party/raster"]
-    assert "conda package" in unplaced["ffmpeg"]
+    assert "ffmpeg" in unplaced["1 conda package"]
     assert scan.requirement_files == ("requirements.txt",) and scan.selected_extras == ("train",)
+    roles = {a.path: (a.role, a.used) for a in scan.files}
+    assert roles == {"requirements.txt": ("install", True), "requirements/base.txt": ("install", True),
+                     "environment.yml": ("conda", False), "pyproject.toml": ("install", True)}
 
 
 def test_init_writes_a_recipe_that_refers_to_the_repos_files_and_plans(tmp_path: Path) -> None:
@@ -102,7 +106,7 @@ def test_init_writes_a_recipe_that_refers_to_the_repos_files_and_plans(tmp_path:
     assert recipe.repo is not None and recipe.repo.path == repo.resolve() and recipe.repo.extras == ("train",)
     assert recipe.requirement_files == ((repo / "requirements.txt").resolve(),)
     # The file stays the source of truth: its lines, minus what the recipe installs itself.
-    assert recipe.packages == ("lpips==0.1.4", "numpy<2", "timm==0.9.2", "einops>=0.7")
+    assert recipe.packages == ("numpy<2", "timm==0.9.2", "einops>=0.7")
     left = "\n".join(recipe.left_out)
     assert "requirements.txt:2: torch==2.0.1+cu118: torch comes from [torch]" in left
     assert "the repository itself" in left and "flash-attn is built by [[extensions]]" in left
@@ -120,15 +124,21 @@ def load_hardware_a100() -> Hardware:
                                "toolkits": [{"nvcc": "/opt/cuda-11.8/bin/nvcc", "version": "11.8"}]})
 
 
-def test_an_uninitialised_submodule_extension_is_an_error_before_any_install(tmp_path: Path) -> None:
+def test_an_uninitialised_submodule_extension_blocks_the_plan_with_the_command_to_run(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
-    recipe = repo / "envs" / "x.toml"
-    recipe.parent.mkdir()
-    recipe.write_text('[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "../third_party/raster"\n')
-    with pytest.raises(InputError) as info:
-        recipe_sources(load_recipe(recipe))
-    assert "git submodule" in str(info.value) and "not checked out" in str(info.value)
-    assert "submodule update --init --recursive" in (info.value.hint or "")
+    recipe_path = repo / "envs" / "x.toml"
+    recipe_path.parent.mkdir()
+    recipe_path.write_text('[torch]\nversion = "2.13.*"\n'
+                           '[[extensions]]\nrequirement = "../third_party/raster"\n')
+    recipe = load_recipe(recipe_path)
+    assert recipe_sources(recipe) == {}  # nothing to read there yet: no facts, no traceback
+    plan = make_plan(recipe, load_hardware_a100(), PlanOptions(tree=recipe_tree(recipe)))
+    [blocker] = [b.error for b in plan.blockers if isinstance(b.error, SourceTreeError)]
+    assert "git submodule" in str(blocker) and "not checked out" in str(blocker)
+    assert "submodule update --init --recursive" in (blocker.hint or "") and blocker.exit_code == 3
+    done = subprocess.run([sys.executable, "-m", "gpuenv", "plan", "-r", str(recipe_path), "--gpu", "A100",
+                           "--no-cache"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "submodule update --init --recursive" in done.stderr, done.stderr
 
 
 def test_a_nested_submodule_left_empty_is_found_too(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from gpuenv.init.reposcan import RepoScan, torch_choice
+from gpuenv.init.reposcan import RepoScan
 from gpuenv.tomlwrite import toml_value
 
 #: The torch a recipe allows when the repository pins none.
@@ -42,11 +42,12 @@ class RecipeParts:
     repo_extras: tuple[str, ...] = ()
     #: Where a forced CUDA variant came from ("torch==2.0.1+cu118 in requirements.txt:2").
     cuda_origin: str = ""
+    #: Requirements files for extras, not installed: (path, extra, why), written as comments.
+    optional_files: tuple[tuple[str, str, str], ...] = ()
 
 
 def recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
                   extensions: Sequence[str]) -> RecipeParts:
-    found_version, cuda = torch_choice(scan.torch, [f for f in scan.placed("torch") if f is not scan.torch])
     paired: list[str] = []
     for f in scan.placed("paired"):
         text = _without_local_label(f.text)
@@ -54,29 +55,14 @@ def recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
             paired.append(text)
     exts = list(dict.fromkeys([*extensions, *(f.text for f in scan.placed("extension")),
                                *(f.text for f in scan.placed("local-extension"))]))
-    from_files = {f.origin.split(":", 1)[0] for f in scan.findings if f.origin.split(":", 1)[0]
-                  in scan.requirement_files}
-    packages = [f.text for f in scan.placed("package")
-                if f.origin.split(":", 1)[0] not in from_files and not f.note.startswith("kept in")]
-    python = _python(scan)
+    packages = [f.text for f in scan.placed("package") if f.kept_in is None]
     return RecipeParts(
-        name=name, python=python, torch_version=torch_version or found_version or DEFAULT_TORCH, cuda=cuda,
-        torch_packages=tuple(paired), extensions=tuple(exts), requirement_files=scan.requirement_files,
-        packages=tuple(dict.fromkeys(packages)), repo=scan.installable,
-        repo_extras=scan.selected_extras,
-        cuda_origin=next((f"{f.text} in {f.origin}" for f in scan.placed("torch") if "+" in f.text
-                          or f.text.startswith("cuda=")), ""),
+        name=name, python=scan.python, torch_version=torch_version or scan.torch_version or DEFAULT_TORCH,
+        cuda=scan.cuda, torch_packages=tuple(paired), extensions=tuple(exts),
+        requirement_files=scan.requirement_files, packages=tuple(dict.fromkeys(packages)),
+        repo=scan.installable,
+        repo_extras=scan.selected_extras, cuda_origin=scan.cuda_origin, optional_files=scan.optional_files,
     )
-
-
-def _python(scan: RepoScan) -> str | None:
-    for f in scan.placed("python"):
-        text = f.text.strip()
-        if re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", text, re.ASCII):
-            return ".".join(text.split(".")[:2])
-        if text:
-            return text
-    return None
 
 
 def _name(text: str) -> str:
@@ -130,13 +116,23 @@ def recipe_toml(parts: RecipeParts, *, table: str = "", to_root: str = ".") -> s
                          "what the recipe builds itself")
         if parts.packages:
             lines.append(f"requirements = {toml_value(list(parts.packages))}")
+        if parts.optional_files:
+            lines.append("# optional parts: add a file to requirements-files to install it")
+            lines += [f"#   {toml_value(_from_root('./' + path, to_root))}  # {extra}: {why}"
+                      for path, extra, why in parts.optional_files]
     else:
         lines += ["", f"# [{prefix}packages]", '# requirements = ["transformers>=4.40"]']
     return "\n".join(lines) + "\n"
 
 
 def _from_root(requirement: str, to_root: str) -> str:
-    """A path relative to the repository root, made relative to the recipe (paths in a recipe are)."""
+    """A path relative to the repository root, made relative to the recipe (paths in a recipe are); also
+    the path of "NAME @ ./path" and "NAME @ file:path" (a folder whose name is no distribution name)."""
+    name, at, target = requirement.partition(" @ ")
+    if at and target.startswith("file:") and not target.startswith("file:/"):
+        return f"{name} @ file:{_from_root('./' + target.removeprefix('file:'), to_root)}"
+    if at and target.startswith(("./", "../")):
+        return f"{name} @ {_from_root(target, to_root)}"
     if not requirement.startswith(("./", "../")) and requirement not in (".", ".."):
         return requirement
     joined = os.path.normpath(os.path.join(to_root, requirement))

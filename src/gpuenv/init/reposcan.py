@@ -1,62 +1,62 @@
 """What a research repository already declares, sorted the way a recipe needs it.
 
-``gpuenv init`` reads ``requirements*.txt`` (following ``-r``), ``pyproject.toml``
-(``[project]`` dependencies, extras, ``requires-python``), ``environment.yml``
-(python, pytorch, pytorch-cuda / cudatoolkit, its ``pip:`` list), ``setup.py`` /
-``setup.cfg`` install requirements where they are static, ``.gitmodules``, and
-the folders below the root whose setup.py builds a C++/CUDA extension. Every
-finding keeps its file and line and is sorted into: torch, the packages paired
-with torch, the extensions to build without isolation (catalog entries and
-local extension folders), the repository itself, ordinary packages, and what
-could not be placed (with why). Nothing is executed and nothing is written.
+``gpuenv init`` reads, without running anything: the package metadata
+(``pyproject.toml``, ``setup.cfg``, ``setup.py``'s syntax tree) and the
+requirements files it reads; every other requirements file of the repository,
+each classified (:mod:`gpuenv.init.requirements_files`); conda environment
+files (:mod:`gpuenv.init.conda`); ``.gitmodules`` with the git index
+(:mod:`gpuenv.plan.gitindex`); the folders whose ``setup.py`` builds a C++/CUDA
+extension; and whether the repository's own ``setup.py`` compiles CUDA
+(:mod:`gpuenv.plan.setupscan`). Every finding keeps its file and line and is
+sorted into: torch (its pin and the CUDA build the files ask for), the
+packages paired with torch, the extensions to build without isolation, the
+repository itself, ordinary packages, and what could not be placed or was
+left out (with why). Conflicting pins are reported; the files the package
+metadata reads win (:mod:`gpuenv.init.placing`). Nothing is written.
 """
 
 from __future__ import annotations
 
-import ast
-import configparser
 import os
 import re
-import sys
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError
-from gpuenv.plan import catalog, knowledge
-from gpuenv.plan.requirements import read_requirements
-from gpuenv.plan.treemeta import small_text, submodule_paths
+from gpuenv.init import condafind, crosscheck
+from gpuenv.init.decide import checked_values, decide_python, decide_torch, loader_checked
+from gpuenv.init.metadata import Metadata, read_metadata
+from gpuenv.init.placing import (
+    INSTALL,
+    LOCK,
+    METADATA,
+    PER_CUDA,
+    RECORD,
+    Candidate,
+    Finding,
+    Placer,
+    TorchClaim,
+)
+from gpuenv.init.repofacts import (
+    extension_folders,
+    local_extension_findings,
+    repo_build_findings,
+)
+from gpuenv.init.requirements_files import (
+    FileAccount,
+    ReadFile,
+    classify,
+    discover,
+    project_words,
+    read_file,
+    relative,
+)
+from gpuenv.plan.gitindex import Submodule, submodules
+from gpuenv.plan.pipline import parse_requirement
+from gpuenv.plan.requirements import RequirementsFile
+from gpuenv.plan.setupscan import SetupFacts
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-Place = Literal["torch", "paired", "extension", "local-extension", "repo", "package", "python", "unplaced"]
-
-#: Folders never searched for extension sources.
-_SKIPPED_DIRS = frozenset({".git", ".venv", "venv", ".nox", ".tox", "node_modules", "build", "dist",
-                           "__pycache__", ".mypy_cache", ".pytest_cache", "site-packages", ".eggs"})
-_EXTENSION_MARKERS = re.compile(r"CUDAExtension|CppExtension|torch\.utils\.cpp_extension|BuildExtension")
-_MAX_DEPTH = 4
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing the repository declares, where, and where it goes in the recipe."""
-
-    place: Place
-    #: What goes into the recipe ("torch==2.0.1", "./submodules/simple-knn", "einops").
-    text: str
-    #: "requirements.txt:3", "environment.yml:7", "submodules/simple-knn/setup.py".
-    origin: str
-    note: str = ""
+__all__ = ["Finding", "RepoScan", "scan_repo"]
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,31 @@ class RepoScan:
     findings: tuple[Finding, ...] = ()
     #: The requirements files the recipe refers to instead of copying them (relative to root).
     requirement_files: tuple[str, ...] = ()
-    #: Extras the repository's pyproject offers.
+    #: Extras the repository's package metadata offers.
     extras: tuple[str, ...] = ()
     #: Whether the root is itself an installable project.
     installable: bool = False
     #: Extras its requirements files install it with ("-e .[train]"): the recipe's [repo] extras.
     selected_extras: tuple[str, ...] = ()
+    #: Every requirements and environment file considered, with its role and why.
+    files: tuple[FileAccount, ...] = ()
+    #: Pins of one distribution that cannot hold together, and which source wins.
+    conflicts: tuple[str, ...] = ()
+    #: The torch the recipe asks for ("==2.2.2") and the CUDA build ("cu121"), each with where it comes from.
+    torch_version: str | None = None
+    cuda: str | None = None
+    cuda_origin: str = ""
+    python: str | None = None
+    #: What setup will stop on until it is fixed (a submodule not checked out).
+    blockers: tuple[str, ...] = ()
+    #: Other things worth knowing (a stale .gitmodules entry, files that disagree on the CUDA).
+    notes: tuple[str, ...] = ()
+    #: Files the recipe can add to requirements-files for an extra: (path, extra, why).
+    optional_files: tuple[tuple[str, str, str], ...] = ()
+    #: The repository's own setup.py, read (None without one).
+    setup: SetupFacts | None = field(default=None, compare=False)
 
-    def placed(self, place: Place) -> list[Finding]:
+    def placed(self, place: str) -> list[Finding]:
         return [f for f in self.findings if f.place == place]
 
     @property
@@ -81,314 +98,245 @@ class RepoScan:
         return found[0] if found else None
 
 
-@dataclass
-class _Scan:
-    root: Path
-    findings: list[Finding] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    extras: list[str] = field(default_factory=list)
-    #: Extras the repository's own files install it with ("-e .[train]").
-    selected: list[str] = field(default_factory=list)
-    seen_names: set[str] = field(default_factory=set)
-
-
 def scan_repo(root: Path) -> RepoScan:
-    """Read what ``root`` declares; raise InputError only for a file that cannot be read at all."""
-    root = Path(root).resolve()
-    scan = _Scan(root)
-    _local_extensions(scan)
-    _requirements_files(scan)
-    _pyproject(scan)
-    _setup_static(scan)
-    _environment_yml(scan)
-    installable = any((root / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg"))
-    return RepoScan(root, tuple(scan.findings), tuple(scan.files), tuple(dict.fromkeys(scan.extras)),
-                    installable, tuple(dict.fromkeys(scan.selected)))
-
-
-# -- sorting one requirement ------------------------------------------------------------------
-
-
-def _sort(scan: _Scan, text: str, origin: str, *, from_file: bool = False) -> None:
-    """Place one requirement line: torch, paired, extension, the repo itself, or a package."""
-    stripped = text.strip()
-    local = _local_tree(scan, stripped)
-    if local is not None:
-        tree, extras = local
-        if tree == scan.root:
-            scan.selected += extras
-            scan.findings.append(Finding("repo", "." + (f"[{','.join(extras)}]" if extras else ""), origin,
-                                         "the repository itself"))
-        elif any(f.place == "local-extension" and (scan.root / f.text).resolve() == tree
-                 for f in scan.findings):
-            scan.findings.append(Finding("local-extension", "./" + tree.relative_to(scan.root).as_posix(),
-                                         origin, "already found as a local extension folder"))
-        else:
-            scan.findings.append(Finding("package", stripped, origin,
-                                         "kept in its requirements file" if from_file else ""))
-        return
+    """Read what ``root`` declares; raise InputError only for a root that cannot be read at all."""
     try:
-        req = Requirement(stripped)
-    except InvalidRequirement:
-        if not from_file:
-            scan.findings.append(Finding("unplaced", stripped, origin, "not a requirement gpuenv can read"))
-        else:
-            scan.findings.append(Finding("package", stripped, origin, "kept in its requirements file"))
-        return
-    name = canonicalize_name(req.name)
-    if name == "torch":
-        scan.findings.append(Finding("torch", stripped, origin))
-    elif name in knowledge.paired_packages():
-        scan.findings.append(Finding("paired", stripped, origin, f"{name} is paired with the chosen torch"))
-    elif catalog.catalog_entry(name).known and name not in scan.seen_names:
-        scan.seen_names.add(name)
-        scan.findings.append(Finding("extension", stripped, origin, "built without isolation against torch"))
-    elif name in scan.seen_names:
-        return
-    else:
-        scan.findings.append(Finding("package", stripped, origin,
-                                     "kept in its requirements file" if from_file else ""))
-
-
-def _local_tree(scan: _Scan, text: str) -> tuple[Path, list[str]] | None:
-    """The local tree and extras a line installs ("-e .[train]", "/abs/repo", "./lib"), else None."""
-    target = text.removeprefix("-e").strip()
-    if "://" in target or not target.startswith(("/", ".", "~")):
-        return None
-    match = re.fullmatch(r"(.*?)(?:\[([^\]]*)\])?", target)
-    assert match is not None
-    path = Path(match[1]).expanduser()
-    tree = (path if path.is_absolute() else scan.root / path).resolve()
-    extras = [e.strip() for e in (match[2] or "").split(",") if e.strip()]
-    return tree, extras
+        root = Path(root).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise InputError(
+            f"{root}: cannot be read ({exc})", hint="run 'gpuenv init' in the repository's root"
+        ) from None
+    meta = read_metadata(root)
+    subs = submodules(root)
+    notes: list[str] = list(meta.problems)
+    blockers: list[str] = []
+    folders = extension_folders(root, {root / s.path for s in subs if s.state != "checked-out"})
+    findings, local = local_extension_findings(root, folders)
+    findings += _submodule_findings(root, subs, local, meta.setup, notes, blockers)
+    skipped = {root / s.path for s in subs} | set(folders)
+    requirement_paths, environment_paths = discover(root, skipped)
+    files = _read_all(root, requirement_paths, meta)
+    subprojects = _subprojects(root, folders)
+    accounts = classify(root, files, meta, project_words(root, meta), subprojects)
+    placer = Placer(root, local)
+    placer.findings = findings
+    _metadata_candidates(placer, meta)
+    _folder_torch(placer, folders)
+    used = _file_candidates(placer, files, accounts)
+    folder_names = {relative(root, f) for f in folders}
+    placer.conflicts += crosscheck.conflicts(
+        root, files, accounts, meta, subprojects - folder_names, placer.conflicts
+    )
+    accounts += crosscheck.project_accounts(root, subprojects, folder_names)
+    pip_route = bool(used) or any(d.extra is None for d in meta.requirements)
+    conda = condafind.read_all(root, environment_paths, pip_route=pip_route)
+    for candidate in conda.candidates:
+        placer.add(candidate)
+    placer.claims += conda.claims
+    placer.findings += conda.findings
+    placer.findings = crosscheck.optional_folders(root, placer.findings)
+    notes += conda.notes
+    torch_version, cuda, cuda_origin = decide_torch(placer, notes)
+    python = decide_python(meta.python.text if meta.python else None, conda.python)
+    placer.findings += repo_build_findings(root, meta.setup)
+    placer.findings = loader_checked(root, placer.findings)
+    torch_version, cuda, python = checked_values(root, torch_version, cuda, python, notes)
+    return RepoScan(
+        root,
+        tuple(placer.findings),
+        tuple(used),
+        tuple(meta.extras),
+        meta.installable,
+        tuple(dict.fromkeys(placer.selected)),
+        (*accounts, *conda.accounts),
+        tuple(placer.conflicts),
+        torch_version,
+        cuda,
+        cuda_origin,
+        python,
+        tuple(blockers),
+        tuple(dict.fromkeys(notes)),
+        tuple((a.path, a.extra or "", a.why) for a in accounts if a.role == "extra"),
+        meta.setup,
+    )
 
 
 # -- requirements files -----------------------------------------------------------------------
 
 
-def _requirements_files(scan: _Scan) -> None:
-    candidates = sorted(scan.root.glob("requirements*.txt")) + sorted(scan.root.glob("requirements/*.txt"))
-    included: set[Path] = set()
-    for path in candidates:
-        if path.resolve() in included:
+def _read_all(root: Path, paths: list[Path], meta: Metadata) -> list[ReadFile]:
+    """Every candidate file and every file the metadata reads, read once each."""
+    wanted = list(paths) + [root / rel for rel in meta.files if (root / rel).is_file()]
+    files: dict[str, ReadFile] = {}
+    for path in wanted:
+        rel = relative(root, path)
+        if rel not in files:
+            files[rel] = read_file(root, path)
+    # A file another one includes is accounted for too, even where its name says nothing.
+    for f in list(files.values()):
+        for target, _, _ in f.parsed.includes if f.parsed else ():
+            rel = relative(root, target)
+            if rel not in files and not rel.startswith("/"):
+                files[rel] = read_file(root, target)
+    return list(files.values())
+
+
+_RANKS = {"install": INSTALL, "per-cuda": PER_CUDA}
+
+
+def _file_candidates(placer: Placer, files: list[ReadFile], accounts: list[FileAccount]) -> list[str]:
+    """Place the lines of the files the recipe installs; locks and CUDA files only tell about torch.
+    Returns the files the recipe names (none read through another's -r), best first."""
+    by_rel = {f.rel: f for f in files}
+    covered: set[str] = set()
+    used: list[str] = []
+    for account in sorted(accounts, key=lambda a: (_rank(a), a.path)):
+        f = by_rel.get(account.path)
+        if f is None or f.parsed is None or account.path in covered:
+            continue
+        if not account.used and account.role not in ("lock", "per-cuda"):
+            continue  # another tool's or platform's env says nothing about this repository's torch
+        if account.used:
+            used.append(account.path)
+            covered.update(relative(placer.root, p) for p in f.parsed.files)
+        rank = _rank(account) if account.used else (LOCK if account.role == "lock" else RECORD)
+        variant = account.variant or _file_cuda(f.parsed)
+        for line in f.parsed.requirements:
+            line_variant = next((v for v in (_variant(u) for u in line.line_indexes) if v), None)
+            placer.add(
+                Candidate(
+                    line.text,
+                    f"{relative(placer.root, line.path)}:{line.lineno}",
+                    rank,
+                    line.parsed,
+                    kept_in=account.path if account.used else None,
+                    variant=line_variant or (variant if line.name == "torch" else None),
+                )
+            )
+        for line, why in f.parsed.invalid if account.used else ():
+            placer.findings.append(
+                Finding(
+                    "unplaced",
+                    line.text,
+                    f"{relative(placer.root, line.path)}:{line.lineno}",
+                    f"pip refuses it: {why}",
+                )
+            )
+    return used
+
+
+def _file_cuda(parsed: RequirementsFile) -> str | None:
+    """The CUDA build a file's torch is for: an index it names, or the CUDA runtime wheels a freeze pins
+    (nvidia-cuda-runtime-cu12==12.6.77 → "12.6")."""
+    variants = parsed.variants()
+    if variants:
+        return variants[0][0]
+    for line in parsed.requirements:
+        if line.name and re.fullmatch(r"nvidia-cuda-runtime-cu\d+", line.name) and line.parsed is not None:
+            match = re.match(r"==(\d+)\.(\d+)", line.parsed.specifier)
+            if match:
+                return f"{match[1]}.{match[2]}"
+    return None
+
+
+def _rank(account: FileAccount) -> int:
+    if account.why.startswith("the package metadata"):
+        return METADATA
+    return _RANKS.get(account.role, RECORD)
+
+
+def _variant(url: str) -> str | None:
+    from gpuenv.plan.requirements import index_variant
+
+    return index_variant(url)
+
+
+def _metadata_candidates(placer: Placer, meta: Metadata) -> None:
+    for declared in meta.requirements:
+        if declared.extra is not None:
             continue
         try:
-            parsed = read_requirements(path)
-        except InputError as exc:
-            scan.findings.append(Finding("unplaced", path.name, _rel(scan, path), str(exc)))
+            parsed = parse_requirement(declared.text, placer.root)
+        except ValueError as exc:
+            placer.findings.append(
+                Finding("unplaced", declared.text, declared.origin, f"not a requirement: {exc}")
+            )
             continue
-        included.update(line.path.resolve() for line in parsed.requirements)
-        scan.files.append(_rel(scan, path))
-        for line in parsed.requirements:
-            _sort(scan, line.text, f"{_rel(scan, line.path)}:{line.lineno}", from_file=True)
-        for line, why in parsed.ignored:
-            where = f"{_rel(scan, line.path)}:{line.lineno}"
-            scan.findings.append(Finding("unplaced", line.text, where, why))
-    # A file included by -r is read through the file that includes it.
-    scan.files = [f for f in scan.files if (scan.root / f).resolve() not in included or f == scan.files[0]]
+        placer.add(Candidate(declared.text, declared.origin, METADATA, parsed, metadata=True))
 
 
-# -- pyproject.toml, setup.py, setup.cfg ----------------------------------------------------------
+def _folder_torch(placer: Placer, folders: list[Path]) -> None:
+    """The torch a local extension folder's setup.py requires constrains the env's torch too."""
+    from gpuenv.plan.setupscan import scan_setup
 
-
-def _pyproject(scan: _Scan) -> None:
-    path = scan.root / "pyproject.toml"
-    text = small_text(path)
-    if text is None:
-        return
-    try:
-        project = tomllib.loads(text).get("project")
-    except tomllib.TOMLDecodeError as exc:
-        problem = f"not valid TOML: {exc}"
-        scan.findings.append(Finding("unplaced", "pyproject.toml", "pyproject.toml", problem))
-        return
-    if not isinstance(project, Mapping):
-        return
-    python = project.get("requires-python")
-    if isinstance(python, str):
-        scan.findings.append(Finding("python", python, "pyproject.toml [project] requires-python"))
-    for dep in project.get("dependencies", []) or []:
-        if isinstance(dep, str):
-            _sort_dependency(scan, dep, "pyproject.toml [project] dependencies")
-    optional = project.get("optional-dependencies", {}) or {}
-    if isinstance(optional, Mapping):
-        scan.extras += [str(k) for k in optional]
-        for extra, deps in optional.items():
-            for dep in deps if isinstance(deps, list) else []:
-                if isinstance(dep, str):
-                    _sort_dependency(scan, dep, f"pyproject.toml [project.optional-dependencies] {extra}")
-
-
-def _sort_dependency(scan: _Scan, text: str, origin: str) -> None:
-    """A dependency of the repository itself: installed with it, unless gpuenv handles it first."""
-    before = len(scan.findings)
-    _sort(scan, text, origin)
-    if len(scan.findings) > before and scan.findings[-1].place == "package":
-        last = scan.findings.pop()
-        scan.findings.append(Finding("repo", last.text, origin, "installed with the repository itself"))
-
-
-def _setup_static(scan: _Scan) -> None:
-    cfg = small_text(scan.root / "setup.cfg")
-    if cfg is not None:
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read_string(cfg)
-            requires = parser.get("options", "install_requires", fallback="")
-        except configparser.Error:
-            requires = ""
-        for line in requires.splitlines():
-            if line.strip():
-                _sort_dependency(scan, line.strip(), "setup.cfg [options] install_requires")
-    text = small_text(scan.root / "setup.py")
-    if text is None:
-        return
-    try:
-        module = ast.parse(text)
-    except (SyntaxError, ValueError):
-        return
-    for node in ast.walk(module):
-        if isinstance(node, ast.keyword) and node.arg == "install_requires" and isinstance(
-            node.value, (ast.List, ast.Tuple)
-        ):
-            for item in node.value.elts:
-                if isinstance(item, ast.Constant) and isinstance(item.value, str):
-                    _sort_dependency(scan, item.value, f"setup.py:{item.lineno} install_requires")
-
-
-# -- environment.yml --------------------------------------------------------------------------
-
-
-_CONDA_TORCH = {"pytorch": "torch", "torchvision": "torchvision", "torchaudio": "torchaudio"}
-
-
-def _environment_yml(scan: _Scan) -> None:
-    for name in ("environment.yml", "environment.yaml"):
-        path = scan.root / name
-        text = small_text(path)
-        if text is None:
+    for folder in folders:
+        if not (folder / "setup.py").is_file():
             continue
-        for lineno, item, in_pip in _yaml_dependencies(text):
-            origin = f"{name}:{lineno}"
-            if in_pip:
-                _sort(scan, item, origin)
+        for text, line in scan_setup(folder / "setup.py").install_requires:
+            try:
+                parsed = parse_requirement(text, placer.root)
+            except ValueError:
                 continue
-            match = re.match(r"^([A-Za-z0-9_.-]+)\s*(?:=+|\s)?\s*([0-9][^=\s]*)?", item)
-            if match is None:
-                continue
-            conda, version = match[1].lower(), match[2] or ""
-            if conda == "python":
-                scan.findings.append(Finding("python", version, origin))
-            elif conda in _CONDA_TORCH:
-                _sort(scan, f"{_CONDA_TORCH[conda]}{'==' + version if version else ''}", origin)
-            elif conda in ("pytorch-cuda", "cudatoolkit", "cuda-toolkit", "cuda-version"):
-                scan.findings.append(Finding("torch", f"cuda={version}", origin,
-                                             f"conda {conda}: the CUDA variant of torch"))
-            elif conda in ("pip", "cpuonly", "nvidia", "setuptools", "wheel"):
-                continue
-            else:
-                scan.findings.append(Finding("unplaced", item, origin,
-                                             "a conda package: add its PyPI name to [packages]"))
+            if parsed.name == "torch":
+                origin = f"{relative(placer.root, folder)}/setup.py:{line}"
+                placer.folder_claims.append(TorchClaim(parsed.specifier, None, origin, INSTALL))
+                placer.findings.append(
+                    Finding("torch", text, origin, "the local extension's own requirement")
+                )
 
 
-def _yaml_dependencies(text: str) -> Iterator[tuple[int, str, bool]]:
-    """(line, item, inside the pip: list) of an environment.yml's dependencies, without a YAML library."""
-    in_deps = in_pip = False
-    deps_indent = pip_indent = -1
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split(" #", 1)[0].rstrip()
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        indent = len(line) - len(line.lstrip())
-        stripped = line.strip()
-        if indent == 0:
-            in_deps, in_pip = stripped.startswith("dependencies:"), False
-            continue
-        if not in_deps:
-            continue
-        if in_pip and indent <= pip_indent:
-            in_pip = False
-        if stripped.startswith("- pip:") or stripped == "- pip :":
-            in_pip, pip_indent = True, indent
-            continue
-        if stripped.startswith("- "):
-            item = stripped[2:].strip().strip("'\"")
-            if deps_indent < 0:
-                deps_indent = indent
-            yield lineno, item, in_pip
-
-
-# -- local extension folders and submodules ------------------------------------------------------
-
-
-def _local_extensions(scan: _Scan) -> None:
-    submodules = submodule_paths(scan.root / ".gitmodules")
-    for path in submodules:
-        folder = scan.root / path
-        if not folder.is_dir() or not any(folder.iterdir()):
-            scan.findings.append(Finding(
-                "unplaced", f"./{path}", ".gitmodules",
-                "a git submodule that is not checked out: run 'git submodule update --init --recursive', "
-                "then 'gpuenv init' again"))
-    for folder in _extension_folders(scan.root):
-        rel = "./" + folder.relative_to(scan.root).as_posix()
-        origin = _rel(scan, folder / ("setup.py" if (folder / "setup.py").is_file() else "pyproject.toml"))
-        scan.findings.append(Finding("local-extension", rel, origin, "a C++/CUDA extension of this repo"))
-
-
-def _extension_folders(root: Path) -> Iterator[Path]:
+def _subprojects(root: Path, folders: list[Path]) -> set[str]:
+    """Folders below the root that are projects of their own (their requirements are theirs)."""
+    found = {relative(root, f) for f in folders}
     for directory, dirs, files in os.walk(root):
         here = Path(directory)
         depth = len(here.relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and not d.startswith(".")
-                         and depth < _MAX_DEPTH)
-        if here == root:
-            continue
-        if "setup.py" in files and _EXTENSION_MARKERS.search(small_text(here / "setup.py") or ""):
-            dirs[:] = []  # an extension's own subfolders are its sources
-            yield here
-        elif "pyproject.toml" in files and re.search(r"requires\s*=\s*\[[^\]]*[\"']torch",
-                                                     small_text(here / "pyproject.toml") or ""):
-            dirs[:] = []
-            yield here
+        dirs[:] = [d for d in dirs if not d.startswith(".") and depth < 3]
+        if (
+            here != root
+            and ("setup.py" in files or "pyproject.toml" in files)
+            and here.name.lower() not in ("requirements", "requirement", "reqs")
+        ):
+            found.add(relative(root, here))
+    return found
 
 
-# -- helpers ------------------------------------------------------------------------------------
+# -- submodules ------------------------------------------------------------------------------
 
 
-def _rel(scan: _Scan, path: Path) -> str:
-    try:
-        return path.resolve().relative_to(scan.root).as_posix()
-    except ValueError:
-        return str(path)
+def _submodule_findings(
+    root: Path,
+    subs: list[Submodule],
+    local: dict[Path, str],
+    setup: SetupFacts | None,
+    notes: list[str],
+    blockers: list[str],
+) -> list[Finding]:
+    found = []
+    referenced = _referenced_paths(setup)
+    for sub in subs:
+        if sub.state == "stale":
+            notes.append(f"{sub.origin}: {sub.path} is listed but {sub.why}: ignored")
+            found.append(
+                Finding("left", f"./{sub.path}", sub.origin, f"a stale .gitmodules entry ({sub.why})")
+            )
+        elif sub.state in ("empty", "unknown"):
+            command = "git submodule update --init --recursive"
+            used = any(r == sub.path or r.startswith(sub.path + "/") for r in referenced)
+            why = f"a git submodule that is not checked out ({sub.why})"
+            if used:
+                why += f"; the repository's setup.py uses {sub.path}"
+            blockers.append(f"{sub.path}: {why}: run '{command}'")
+            found.append(
+                Finding(
+                    "unplaced",
+                    f"./{sub.path}",
+                    sub.origin,
+                    f"{why}: run '{command}'; 'gpuenv plan' stops on it until then",
+                )
+            )
+    return found
 
 
-def torch_choice(finding: Finding | None, findings: list[Finding]) -> tuple[str | None, str | None]:
-    """The recipe's torch version and cuda from the repo's pins ("torch==2.0.1+cu118": "==2.0.1", "cu118")."""
-    version: str | None = None
-    cuda: str | None = None
-    for f in [finding, *findings] if finding is not None else findings:
-        if f is None:
-            continue
-        if f.text.startswith("cuda="):
-            release = re.match(r"(\d+\.\d)", f.text.removeprefix("cuda="))
-            cuda = cuda or (knowledge.normalize_variant(release[1]) if release else None)
-            continue
-        try:
-            req = Requirement(f.text)
-        except InvalidRequirement:
-            continue
-        if version is None and req.specifier:
-            clauses = []
-            for spec in req.specifier:
-                text = spec.version
-                try:
-                    parsed = Version(text.removesuffix(".*"))
-                except InvalidVersion:
-                    parsed = None
-                if parsed is not None and parsed.local:
-                    cuda = cuda or knowledge.normalize_variant(str(parsed.local))
-                    text = parsed.public
-                clauses.append(f"{spec.operator}{text}")
-            version = str(SpecifierSet(",".join(clauses)))
-    return version, cuda
+def _referenced_paths(setup: SetupFacts | None) -> list[str]:
+    return [] if setup is None else list(setup.paths)

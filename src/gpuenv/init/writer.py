@@ -41,6 +41,7 @@ from typing import Any
 
 from gpuenv.errors import InputError, RecipeError
 from gpuenv.init.recipetoml import RECIPE_HEADER, RecipeParts, recipe_parts, recipe_toml
+from gpuenv.init.report import scan_lines
 from gpuenv.init.reposcan import RepoScan, scan_repo
 from gpuenv.init.templates import (
     README_HEADING,
@@ -156,14 +157,7 @@ def init_repo(
 
 def init_text(result: InitResult) -> str:
     """What init found and did, for the front end: where each part went, the files, then what to run."""
-    lines: list[str] = []
-    if result.scan is not None and result.scan.findings:
-        lines.append("found")
-        for f in result.scan.findings:
-            where = _PLACES[f.place]
-            note = f" ({printable(f.note)})" if f.note else ""
-            # One line each, whatever the repository's file names and lines hold.
-            lines.append(f"  {printable(f.origin)}: {printable(f.text)} -> {where}{note}")
+    lines: list[str] = scan_lines(result.scan) if result.scan is not None else []
     lines += [f"{'appended' if p in result.appended else 'wrote':<8} {printable(_relative(p, result.root))}"
               for p in result.written]
     for skip in result.skipped:
@@ -172,13 +166,6 @@ def init_text(result: InitResult) -> str:
             lines += ["", *("    " + line if line else "" for line in skip.snippet.splitlines()), ""]
     lines.append("next: 'gpuenv plan' shows what setup would install here; 'nox -s gpu-env' sets it up")
     return "\n".join(lines)
-
-
-_PLACES = {
-    "torch": "[torch] version/cuda", "paired": "[torch] packages", "extension": "[[extensions]]",
-    "local-extension": "[[extensions]] (a local folder)", "repo": "[repo] (the repository itself)",
-    "package": "[packages]", "python": "[env] python", "unplaced": "not placed",
-}
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
-from gpuenv.plan.catalog import CatalogEntry, arch_entries, catalog_entry, version_ranges
+from gpuenv.plan.catalog import CatalogEntry, arch_entries, catalog_entry, shipped, version_ranges
 from gpuenv.plan.extensionspec import ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.knowledge import TorchRelease
@@ -89,6 +89,10 @@ def entry_for(ext: ExtensionSpec, facts: ProjectFacts | None) -> tuple[CatalogEn
     name = (facts.name if facts is not None and facts.name else None) or ext.name
     version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
     entry = catalog_entry(name, version)
+    if entry.known and not local and not entry.describes(ext.requirement):
+        # The index's package of this name is another project than the catalog's (PyPI's apex).
+        return shipped().generic(name), (f"the catalog's {name} is {entry.distribution}; {ext.requirement} "
+                                         "from an index is another project: generic knobs")
     if not entry.known:
         if catalog_entry(name).known:
             match = f"the catalog's {name} entries describe {_ranges(name)}, not {version}: generic knobs"

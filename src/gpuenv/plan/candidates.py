@@ -152,10 +152,13 @@ def wheel_problem(release: TorchRelease, version: str, target: WheelTarget) -> s
 
 
 def _allows(spec: str, python: str) -> bool:
+    """Whether a release of Python ``python`` ("3.9": a cp39 wheel serves every 3.9.x) satisfies ``spec``."""
+    base = python.removesuffix("t")
     try:
-        return SpecifierSet(spec).contains(python.removesuffix("t"), prereleases=True)
+        allowed = SpecifierSet(spec)
     except ValueError:
         return True
+    return any(allowed.contains(v, prereleases=True) for v in (base, *(f"{base}.{n}" for n in range(40))))
 
 
 def _listing(pythons: frozenset[str]) -> str:

@@ -103,6 +103,24 @@ class CatalogEntry:
     nvcc_threads: int | None = None
     #: The torch release whose stable ABI it builds against (``TORCH_TARGET_VERSION``), or None.
     stable_abi: str | None = None
+    #: The project this entry describes ("NVIDIA apex, github.com/NVIDIA/apex"), where a name is ambiguous.
+    distribution: str = ""
+    #: Whether an index's package of this name is that project; False: it comes from its repository, and
+    #: a requirement of the name from an index (``apex==0.9.10.dev0``) is another, ordinary package.
+    from_index: bool = True
+    #: Its git repository ("github.com/Dao-AILab/flash-attention"): a VCS URL of it is this project.
+    repository: str = ""
+
+    def describes(self, requirement: str) -> bool:
+        """Whether ``requirement`` (PEP 508, a URL or a path) is the project this entry describes."""
+        if self.from_index:
+            return True
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        try:
+            return Requirement(requirement).url is not None
+        except InvalidRequirement:
+            return True  # a path or a VCS URL: the project's own source
 
     def skips_cuda(self, env: Mapping[str, str]) -> bool:
         """Whether ``env`` turns this package's CUDA build off, as its setup.py reads the knob."""
@@ -176,6 +194,9 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         sources=(sources,) if isinstance(sources, str) else tuple(sources),
         nvcc_threads=int(raw["nvcc_threads"]) if raw.get("nvcc_threads") is not None else None,
         stable_abi=str(raw["stable_abi"]) if raw.get("stable_abi") else None,
+        distribution=str(raw.get("distribution", "")),
+        from_index=bool(raw.get("from_index", True)),
+        repository=str(raw.get("repository", "")).lower(),
     )
 
 
@@ -204,6 +225,17 @@ class Catalog:
     def version_ranges(self, name: str) -> list[str]:
         """The version ranges the tables of ``name`` describe, newest first ("" for all)."""
         return [str(table.get("versions", "")) for table in self._tables.get(name, [])]
+
+    def by_repository(self, key: str) -> str | None:
+        """The name of the entry whose git repository is ``key`` ("github.com/nvidia/apex"), or None."""
+        for name, tables in self._tables.items():
+            if key and str(tables[0].get("repository", "")).lower() == key:
+                return name
+        return None
+
+    def generic(self, name: str) -> CatalogEntry:
+        """The generic defaults, for ``name`` (an extension the catalog says nothing about)."""
+        return _entry(name, {}, self._generic, False)
 
     def entry(self, name: str, version: str | None = None) -> CatalogEntry:
         """The entry for ``name`` (at ``version`` if known), or the generic defaults.

@@ -21,6 +21,7 @@ from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.recipe import PackageSources, RepoSpec
 from gpuenv.plan.releases import PlanKnowledge
+from gpuenv.plan.repobuild import RepoBuild
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class Plan:
     #: Where the torch releases and pairs came from (shipped data, an index), with their dates, and the
     #: facts of the chosen release that were assumed from another.
     knowledge: PlanKnowledge = field(default_factory=PlanKnowledge)
+    #: How the repository itself is built, when its setup.py builds an extension (None otherwise).
+    repo_build: RepoBuild | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +116,7 @@ class Plan:
                 "path": str(self.repo.path), "editable": self.repo.editable, "extras": list(self.repo.extras),
                 "build_isolation": self.repo.isolation},
             "runtime_env": dict(self.runtime_env),
+            "repo_build": None if self.repo_build is None else self.repo_build.to_json(),
             "wheelhouse_group": self.wheelhouse_group,
             "knowledge": self.knowledge.to_json(),
         }

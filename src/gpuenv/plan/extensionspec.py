@@ -30,6 +30,7 @@ from gpuenv.plan.recipevalues import (
     check_keys,
     child_key,
     describe,
+    home_path,
     leaf_key,
     local_path,
 )
@@ -220,7 +221,7 @@ def _optional_version(
 def _extension_source(where: Where, key: str, text: str) -> tuple[str, Path | None]:
     """The canonical name and, for local sources, the absolute path of what to build."""
     if _is_local_path(text):
-        path = local_path(where, key, text, Path(text).expanduser(), directory_only=True)
+        path = local_path(where, key, text, home_path(text, f"{where.path}: {key}"), directory_only=True)
         return _canonical_name(where, key, text, path.name), path
     if _VCS_URL.match(text):
         return _canonical_name(where, key, text, _vcs_name(text)), None
@@ -245,7 +246,7 @@ def _is_file_url_or_path(url: str) -> bool:
 def _url_path(url: str) -> Path:
     """The path of "file:///abs", "file://localhost/abs", "file:rel" or a bare path."""
     if not url.lower().startswith("file:"):
-        return Path(url).expanduser()
+        return home_path(url, "a local requirement")
     parts = urlsplit(url)
     return Path(unquote(parts.path))
 

@@ -50,6 +50,8 @@ from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
+from gpuenv.plan.repobuild import capped, repo_build, repo_draft, repo_problem
+from gpuenv.plan.treefacts import TreeFacts
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
@@ -83,6 +85,8 @@ class PlanOptions:
     platform: str | None = None
     #: The installer's constraints (pip's constraint files) on torch and the packages paired with it.
     constraints: tuple[Constraint, ...] = ()
+    #: What the recipe's local trees say (read before planning: :func:`gpuenv.plan.treefacts.recipe_tree`).
+    tree: TreeFacts | None = None
 
 
 # -- the planner ----------------------------------------------------------------
@@ -224,7 +228,7 @@ def _trial(
     # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
     arch_list = _arch_list(release, choice.variant, hardware)
     drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version, release.cxx_standard)
-    problem = choice.problem
+    problem = choice.problem or repo_problem(options.tree, version)
     if problem is None and any(d.compiles_cuda for d in drafts):
         problem = _arch_not_accepted(arch_list, release, _releases(options))
     return _Trial(release, version, allowed, choice, arch_list, tuple(drafts), problem,
@@ -249,8 +253,8 @@ def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: s
         facts = options.sources.get(ext.name)
         entry, how = entry_for(ext, facts)
         version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
-        drafts.append(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version,
-                            torch_cxx=torch_cxx))
+        drafts.append(capped(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version,
+                                   torch_cxx=torch_cxx), options.tree, torch_version, torch_cxx))
     return drafts
 
 
@@ -367,9 +371,10 @@ def _assemble(
             hint="say which GPUs the environment is for with --gpu NAME or --arch X.Y",
         )
     toolkit: Toolkit | None = None
+    repo = repo_draft(options.tree, recipe, variant, arch_list)
     try:
-        toolkit = choose_toolkit(hardware, variant, cuda, drafts, release, warnings,
-                                 _toolkit_policy(recipe, options))
+        toolkit = choose_toolkit(hardware, variant, cuda, drafts + ([repo] if repo else []), release,
+                                 warnings, _toolkit_policy(recipe, options))
     except UnsatisfiableError as exc:
         found.append(exc)
     if toolkit is not None:
@@ -387,6 +392,12 @@ def _assemble(
 
     extensions = tuple(finish(d, build_env, toolkit, hardware, options.cached, warnings) for d in drafts)
     found += [RequiredSkipError(e.name, e.reason) for e in extensions if e.action == "skip" and e.required]
+    if options.tree is not None:
+        found += options.tree.blockers
+        warnings += options.tree.notes
+    building = tuple(e.name for e in extensions if e.compiles_cuda and e.action != "skip")
+    own_build = repo_build(options.tree, recipe, variant, toolkit, arch_list, hardware, warnings, found,
+                           building=building)
     for d in drafts:
         if d.torch_bound and d.skip and not d.spec.required and passed_over:
             reasons.append(f"{d.spec.name} is skipped on every torch the recipe allows that runs here")
@@ -418,6 +429,7 @@ def _assemble(
         package_sources=recipe.package_sources,
         runtime_env=_runtime_env(cuda, arch_list, toolkit, hardware),
         knowledge=PlanKnowledge(releases.sources, release.assumed if release is not None else ()),
+        repo_build=own_build,
     )
 
 

@@ -32,6 +32,7 @@ from gpuenv.plan.recipevalues import (
     as_table,
     check_keys,
     describe,
+    home_path,
     local_path,
 )
 from gpuenv.plan.torchspec import TorchSpec, torch_is_set_by, torch_table
@@ -89,6 +90,9 @@ class Recipe:
     package_sources: PackageSources = field(default_factory=PackageSources)
     #: Lines of those files left out, with why ("requirements.txt:3: torch==2.0.1: torch comes from [torch]").
     left_out: tuple[str, ...] = ()
+    #: Lines of those files pip refuses ("requirements.txt:41: '-e ./sd-scripts': pip refuses it: …"):
+    #: the plan stops on them.
+    refused: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -188,7 +192,7 @@ def parse_recipe(
     extensions = extensions_table(where, top.get("extensions", []))
     packages, files = _packages_table(where, top.get("packages"))
     repo = _repo_table(where, top.get("repo"))
-    from_files, sources, left_out = _requirement_files(where, files, torch, extensions, repo)
+    from_files, sources, left_out, refused = _requirement_files(where, files, torch, extensions, repo)
     return Recipe(
         path=where.path,
         name=name,
@@ -202,6 +206,7 @@ def parse_recipe(
         requirement_files=files,
         package_sources=sources,
         left_out=left_out,
+        refused=refused,
     )
 
 
@@ -309,7 +314,7 @@ def _repo_table(where: Where, value: object) -> RepoSpec | None:
     check_keys(where, "repo", table, _REPO_KEYS)
     if "path" in table:
         path = local_path(where, "repo.path", as_string(where, "repo.path", table["path"]),
-                          Path(as_string(where, "repo.path", table["path"])).expanduser(),
+                          home_path(as_string(where, "repo.path", table["path"]), f"{where.path}: repo.path"),
                           directory_only=True)
     else:
         path = _project_root(where)
@@ -343,15 +348,6 @@ def _project_root(where: Where) -> Path:
 # -- [packages] ---------------------------------------------------------------------
 
 
-def _line_path(text: str) -> Path | None:
-    """The local tree a requirements line installs ("-e /repo[train]", "/repo/csrc/ext"), resolved."""
-    target = text.removeprefix("-e ").strip()
-    target = re.sub(r"\[[^\]]*\]$", "", target)
-    if "://" in target or not target.startswith(("/", ".", "~")):
-        return None
-    return Path(target).expanduser().resolve()
-
-
 def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple[Path, ...]]:
     if value is None:
         return (), ()
@@ -361,7 +357,8 @@ def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple
     table = as_table(where, "packages", value)
     check_keys(where, "packages", table, _PACKAGES_KEYS)
     requirements = table.get("requirements", [])
-    files = [local_path(where, f"packages.requirements-files[{i}]", text, Path(text).expanduser(),
+    files = [local_path(where, f"packages.requirements-files[{i}]", text,
+                        home_path(text, f"{where.path}: packages.requirements-files[{i}]"),
                         directory_only=False)
              for i, text in enumerate(as_strings(where, "packages.requirements-files",
                                                  table.get("requirements-files", [])))]
@@ -372,7 +369,7 @@ def _packages_table(where: Where, value: object) -> tuple[tuple[str, ...], tuple
 def _requirement_files(
     where: Where, files: tuple[Path, ...], torch: TorchSpec, extensions: tuple[ExtensionSpec, ...],
     repo: RepoSpec | None,
-) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...]]:
+) -> tuple[tuple[str, ...], PackageSources, tuple[str, ...], tuple[str, ...]]:
     """The lines of the repository's requirements files the recipe does not install itself.
 
     torch and the packages released with it come from [torch]; an extension
@@ -381,7 +378,7 @@ def _requirement_files(
     """
     from gpuenv.errors import InputError
     from gpuenv.plan.knowledge import paired_packages
-    from gpuenv.plan.requirements import read_requirements
+    from gpuenv.plan.recipefiles import read_files
 
     handled = {"torch": f"torch comes from {where.header('torch')}"}
     handled.update({name: f"{name} comes from {where.header('torch')}: paired with the chosen torch"
@@ -392,27 +389,15 @@ def _requirement_files(
     local = {ext.path: f"built by {built_by}" for ext in extensions if ext.path is not None}
     if repo is not None:
         local[repo.path] = f"the repository itself: installed by {where.header('repo')}"
-    kept: list[str] = []
-    left_out: list[str] = []
-    index_url: str | None = None
-    extra: list[str] = []
-    links: list[str] = []
-    for path in files:
-        try:
-            parsed = read_requirements(path)
-        except InputError as exc:
-            raise where.error("packages.requirements-files", str(exc)) from None
-        for line in parsed.requirements:
-            tree = _line_path(line.text)
-            if tree is not None and tree in local:
-                left_out.append(f"{line.where}: {line.text}: {local[tree]}")
-            elif line.name in handled:
-                left_out.append(f"{line.where}: {line.text}: {handled[line.name]}")
-            elif line.text not in kept:
-                kept.append(line.text)
-        left_out += [f"{line.where}: {line.text}: {why}" for line, why in parsed.ignored]
-        index_url = index_url or parsed.index_url
-        extra += parsed.extra_index_urls
-        links += parsed.find_links
-    sources = PackageSources(index_url, tuple(dict.fromkeys(extra)), tuple(dict.fromkeys(links)))
-    return tuple(kept), sources, tuple(left_out)
+    try:
+        # pip resolves a line's relative paths against where it runs: the project's root.
+        from gpuenv.plan.gitindex import repo_key
+
+        repositories = {repo_key(e.requirement): f"{e.name} is built by {built_by}" for e in extensions
+                        if "://" in e.requirement and repo_key(e.requirement)}
+        read = read_files(files, handled, local, repo.path if repo is not None else None, repositories)
+    except InputError as exc:
+        raise where.error("packages.requirements-files", str(exc)) from None
+    sources = PackageSources(read.index_url, tuple(dict.fromkeys(read.extra_index_urls)),
+                             tuple(dict.fromkeys(read.find_links)))
+    return tuple(read.kept), sources, tuple(read.left_out), tuple(read.refused)

@@ -158,3 +158,19 @@ def local_path(where: Where, key: str, text: str, path: Path, *, directory_only:
             f"{text!r} is not a directory; a path must be a source tree ('NAME @ file://…' takes archives)",
         )
     return resolved
+
+
+def home_path(text: str, what: str) -> Path:
+    """``text`` as a path with ``~`` / ``~user`` expanded; InputError naming ``what`` when the home
+    directory it names does not exist on this machine (``~nosuchuser/cache``) or it holds a NUL byte."""
+    from gpuenv.errors import InputError
+
+    if "\0" in text:
+        raise InputError(f"{what}: {text!r} holds a NUL byte: not a path", hint="correct the path")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = text.split("/", 1)[0]
+        raise InputError(f"{what}: {text!r}: this machine has no home directory for {user}",
+                         hint="write the path without ~, or with the home of a user of this machine",
+                         ) from None

@@ -11,13 +11,12 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, Specifier
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.inputs import placeholder_problem
-from gpuenv.plan.recipevalues import Where, as_requirements, as_string, as_table, check_keys
+from gpuenv.plan.recipevalues import Where, as_requirements, as_string, as_table, check_keys, home_path
 
 DEFAULT_INDEX = "https://download.pytorch.org/whl/{variant}"
 
@@ -73,7 +72,7 @@ def _toolkit(where: Where, text: str) -> str:
         match = difflib.get_close_matches(text.strip().lower(), modes, n=1)
         raise where.error("torch.toolkit", f"{text!r} is neither auto, system, pypi nor a path to a toolkit "
                           "root (write ./cuda or /opt/cuda-13.0)", suggestion=match[0] if match else None)
-    return str((where.path.parent / Path(text).expanduser()).absolute())
+    return str((where.path.parent / home_path(text, f"{where.path}: torch.toolkit")).absolute())
 
 
 def _torch_version(where: Where, text: str) -> str:

@@ -40,18 +40,16 @@ _VERSION_LINE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILI
 
 
 def recipe_sources(recipe: Recipe) -> dict[str, ProjectFacts]:
-    """Facts of every local extension of ``recipe`` that is a directory: extension name → facts.
+    """Facts of every local extension of ``recipe`` that is a project directory: extension name → facts.
 
-    A local tree that is an uninitialised git submodule (or holds one) is an
-    error here, before anything is installed: it would fail deep in setuptools.
+    A tree that is not there yet (an uninitialised git submodule) has no facts: it is a
+    blocker of the plan (:func:`gpuenv.plan.treefacts.recipe_tree`), with the command to run.
     """
     facts = {}
     for ext in recipe.extensions:
-        if ext.path is not None and ext.path.is_dir():
-            check_submodules(ext.path)
-    for ext in recipe.extensions:
-        if ext.path is not None and ext.path.is_dir():
-            facts[ext.name] = read_tree(ext.path)
+        path = ext.path
+        if path is not None and path.is_dir() and any((path / f).is_file() for f in _PROJECT_FILES):
+            facts[ext.name] = read_tree(path)
     return facts
 
 
@@ -62,18 +60,18 @@ def check_submodules(tree: Path) -> None:
     """Raise InputError if ``tree``, or a submodule it declares, is an uninitialised git submodule."""
     tree = tree.resolve()
     if not any((tree / name).is_file() for name in _PROJECT_FILES):
-        owner = _declaring_gitmodules(tree)
+        owner = declaring_gitmodules(tree)
         if owner is not None:
-            raise _uninitialised(tree, owner)
+            raise uninitialised(tree, owner)
         raise InputError(f"{tree} holds no setup.py, pyproject.toml or setup.cfg: nothing to build",
                          hint="check the path in the recipe")
     for path in submodule_paths(tree / ".gitmodules"):
         nested = (tree / path).resolve()
         if nested.is_relative_to(tree) and (not nested.exists() or not any(nested.iterdir())):
-            raise _uninitialised(nested, tree / ".gitmodules")
+            raise uninitialised(nested, tree / ".gitmodules")
 
 
-def _uninitialised(path: Path, gitmodules: Path) -> InputError:
+def uninitialised(path: Path, gitmodules: Path) -> InputError:
     root = gitmodules.parent
     return InputError(
         f"{path} is a git submodule ({gitmodules}) that is not checked out: the folder is empty",
@@ -88,7 +86,7 @@ def _git_top(start: Path) -> Path:
     return start
 
 
-def _declaring_gitmodules(tree: Path) -> Path | None:
+def declaring_gitmodules(tree: Path) -> Path | None:
     """The .gitmodules of an enclosing repository that lists ``tree`` (or a folder it is in)."""
     for directory in tree.parents:
         gitmodules = directory / ".gitmodules"

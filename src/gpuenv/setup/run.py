@@ -249,8 +249,10 @@ def _repo_options(repo: RepoSpec, torch_requirement: str) -> InstallOptions:
 
 
 def _repo_build_env(plan: Plan) -> dict[str, str]:
-    """A repository whose setup.py compiles CUDA gets what runtime builds get, and the plan's build env."""
-    return {**plan.runtime_env, **plan.build_env}
+    """A repository whose setup.py compiles CUDA gets what runtime builds get, the plan's build env, and
+    what its own build needs (its toolkit, its switches: :mod:`gpuenv.plan.repobuild`)."""
+    own = dict(plan.repo_build.env) if plan.repo_build is not None else {}
+    return {**plan.runtime_env, **plan.build_env, **own}
 
 
 def _repo_run(ctx: Context) -> str:

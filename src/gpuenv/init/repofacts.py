@@ -1,0 +1,157 @@
+"""The repository's own build code: local extension folders, and whether its setup.py compiles CUDA.
+
+A folder below the root whose ``setup.py`` builds a C++/CUDA extension (or whose
+pyproject needs torch to build) is a local extension. It goes into the recipe
+only in a form the recipe loader accepts: ``./csrc/ext``, else ``NAME @ ./folder``
+for a folder whose name is no distribution name (``conv_v2+fast``), else
+``NAME @ file:…`` with the path quoted (``my ext``); each form is checked by
+the loader itself before it is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
+
+from gpuenv.errors import RecipeError
+from gpuenv.init.placing import Finding
+from gpuenv.plan.setupscan import SetupFacts
+from gpuenv.plan.treemeta import read_tree, small_text
+
+_SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        ".nox",
+        ".tox",
+        "node_modules",
+        "build",
+        "dist",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        "site-packages",
+        ".eggs",
+    }
+)
+_EXTENSION_MARKERS = re.compile(r"CUDAExtension|CppExtension|torch\.utils\.cpp_extension|BuildExtension")
+_MAX_DEPTH = 4
+_MAX_ENTRIES = 50_000
+
+
+def extension_folders(root: Path, skipped: set[Path]) -> list[Path]:
+    """Folders below ``root`` whose setup.py builds a C++/CUDA extension, or whose build needs torch."""
+    found = []
+    seen = 0
+    for directory, dirs, files in os.walk(root):
+        here = Path(directory)
+        depth = len(here.relative_to(root).parts)
+        seen += len(dirs) + len(files)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIPPED_DIRS
+            and not d.startswith(".")
+            and depth < _MAX_DEPTH
+            and (here / d) not in skipped
+            and not (here / d).is_symlink()
+        )
+        if here != root:
+            if "setup.py" in files and _EXTENSION_MARKERS.search(small_text(here / "setup.py") or ""):
+                dirs[:] = []  # an extension's own subfolders are its sources
+                found.append(here)
+            elif "pyproject.toml" in files and re.search(
+                r"requires\s*=\s*\[[^\]]*[\"']torch", small_text(here / "pyproject.toml") or ""
+            ):
+                dirs[:] = []
+                found.append(here)
+        if seen > _MAX_ENTRIES:
+            break
+    return found
+
+
+def local_extension_findings(root: Path, folders: list[Path]) -> tuple[list[Finding], dict[Path, str]]:
+    """A finding per folder, and folder → what the recipe names it by (only forms the loader accepts)."""
+    findings: list[Finding] = []
+    named: dict[Path, str] = {}
+    for folder in folders:
+        rel = folder.relative_to(root).as_posix()
+        origin = f"{rel}/{'setup.py' if (folder / 'setup.py').is_file() else 'pyproject.toml'}"
+        text, refusal = _recipe_form(root, folder, rel)
+        if text is None:
+            findings.append(
+                Finding(
+                    "unplaced",
+                    f"./{rel}",
+                    origin,
+                    f"a C++/CUDA extension of this repo that the recipe cannot name: {refusal}",
+                )
+            )
+            continue
+        named[folder.resolve()] = text
+        findings.append(Finding("local-extension", text, origin, "a C++/CUDA extension of this repo"))
+    return findings, named
+
+
+def _recipe_form(root: Path, folder: Path, rel: str) -> tuple[str | None, str]:
+    name = read_tree(folder).name or str(
+        canonicalize_name(re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-._") or "extension")
+    )
+    forms = [f"./{rel}", f"{name} @ ./{rel}", f"{name} @ file:{quote(rel)}"]
+    refusal = ""
+    for form in forms:
+        refusal = loader_refusal(root, {"extensions": [{"requirement": _from_envs(form)}]}) or ""
+        if not refusal:
+            return form, ""
+    return None, refusal
+
+
+def _from_envs(form: str) -> str:
+    """A root-relative form as the recipe in envs/ writes it (the writer's own rewriting)."""
+    from gpuenv.init.recipetoml import _from_root
+
+    return _from_root(form, "..")
+
+
+def loader_refusal(root: Path, table: dict[str, object]) -> str | None:
+    """Why the recipe loader would refuse ``table`` in envs/default.toml of ``root``, or None."""
+    from gpuenv.plan.recipe import parse_recipe
+
+    data = {"torch": {"version": ">=2"}, **table}
+    try:
+        parse_recipe(data, root / "envs" / "default.toml")
+    except RecipeError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def repo_build_findings(root: Path, setup: SetupFacts | None) -> list[Finding]:
+    """What the repository's own setup.py builds, as findings (its CUDA build, the conditions on it)."""
+    if setup is None:
+        return []
+    if setup.problem is not None:
+        return [Finding("unplaced", "setup.py", "setup.py", f"not read: {setup.problem}")]
+    if not setup.builds_cuda:
+        return []
+    line = setup.cuda_lines[0]
+    notes = [
+        "the repository builds a CUDA extension itself: installed without isolation, against the env's "
+        "torch, with the plan's CUDA_HOME and arch list"
+    ]
+    if setup.switches:
+        notes.append(
+            "setup gives it "
+            + ", ".join(f"{k}={v}" for k, v in setup.switches)
+            + " so it compiles CUDA without a visible GPU"
+        )
+    needs = setup.needs_visible_gpu
+    if needs:
+        notes.append(f"{needs}: on a machine without a visible GPU it builds no CUDA code")
+    if setup.swallowed:
+        notes.append(f"a try/except at setup.py:{setup.swallowed[0]} hides a failed CUDA build")
+    return [Finding("repo", ".", f"setup.py:{line}", "; ".join(notes))]

@@ -1,0 +1,146 @@
+"""Local C++/CUDA sources searched, as text, for APIs a torch release removed.
+
+A repository's own CUDA code and its extension folders are compiled against
+the env's torch; code that uses an API torch removed (``.type()`` passed to
+``AT_DISPATCH_*`` since 2.6, ``THC/THC.h`` since 1.11, …: the table with its
+sources is gpuenv/plan/data/removed_apis.toml) cannot compile against that
+release or a newer one. Each such use caps the torch release; the plan names the
+file and line. (A hard-coded ``-std=c++NN`` older than a release's headers require
+is :mod:`gpuenv.plan.treecheck`'s.) The search is bounded: at most :data:`MAX_FILES`
+source files of at most :data:`MAX_FILE_BYTES` each, nothing is compiled.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan import knowledge
+
+MAX_FILES = 3000
+MAX_FILE_BYTES = 2 << 20
+MAX_DEPTH = 8
+_SUFFIXES = (".cu", ".cuh", ".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".hh", ".inl")
+_SKIPPED = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        ".nox",
+        ".tox",
+        "node_modules",
+        "build",
+        "dist",
+        "__pycache__",
+        "site-packages",
+        ".eggs",
+        "third_party",
+        "thirdparty",
+        "3rdparty",
+        "external",
+        "extern",
+        "docs",
+        "test",
+        "tests",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One use of a removed API: what, where, from which torch release it fails, and why we know."""
+
+    api: str
+    #: The file, relative to the tree searched.
+    path: str
+    line: int
+    removed_in: str
+    fix: str
+    source: str
+
+    def reason(self, torch: str) -> str:
+        return (
+            f"{self.path}:{self.line} uses {self.api}, which torch {self.removed_in} removed "
+            f"(torch {torch} cannot compile it; {self.fix}) [{self.source}]"
+        )
+
+
+@dataclass(frozen=True)
+class _Api:
+    name: str
+    pattern: re.Pattern[str]
+    removed_in: str
+    fix: str
+    source: str
+
+
+@functools.cache
+def _apis() -> tuple[_Api, ...]:
+    raw = knowledge.data_file("removed_apis.toml").get("api", [])
+    return tuple(
+        _Api(
+            str(a["name"]),
+            re.compile(str(a["pattern"])),
+            str(a["removed_in"]),
+            str(a["fix"]),
+            str(a["sources"][0]),
+        )
+        for a in raw
+    )
+
+
+def scan_tree(tree: Path, *, skip: frozenset[Path] = frozenset()) -> tuple[Hit, ...]:
+    """Every use of a removed API in the C++/CUDA sources of ``tree`` (not under ``skip``)."""
+    hits: list[Hit] = []
+    seen = 0
+    for directory, dirs, files in os.walk(tree):
+        here = Path(directory)
+        depth = len(here.relative_to(tree).parts)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in _SKIPPED
+            and not d.startswith(".")
+            and depth < MAX_DEPTH
+            and (here / d) not in skip
+            and not (here / d).is_symlink()
+        )
+        for name in sorted(files):
+            if not name.lower().endswith(_SUFFIXES):
+                continue
+            seen += 1
+            if seen > MAX_FILES:
+                return tuple(hits)
+            hits += _scan_file(tree, here / name)
+    return tuple(hits)
+
+
+def _scan_file(tree: Path, path: Path) -> list[Hit]:
+    try:
+        text = read_input(path, limit=MAX_FILE_BYTES, errors="replace")
+    except UnreadableInput:
+        return []
+    found = []
+    for api in _apis():
+        match = api.pattern.search(text)
+        if match is not None:
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(
+                Hit(api.name, path.relative_to(tree).as_posix(), line, api.removed_in, api.fix, api.source)
+            )
+    return found
+
+
+def blocking(hits: tuple[Hit, ...], torch_version: str | None) -> Hit | None:
+    """The first use that torch ``torch_version`` ("2.14.1") cannot compile, or None."""
+    if torch_version is None:
+        return None
+    version = knowledge.version_tuple(torch_version)[:2]
+    for hit in hits:
+        if version >= knowledge.version_tuple(hit.removed_in)[:2]:
+            return hit
+    return None
