@@ -150,8 +150,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from gpuenv.cache.lockfile import lock_path_for, plan_locked, read_lock
-    from gpuenv.plan.planner import plan
+    from gpuenv.plan.planner import make_plan, plan
     from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary
     from gpuenv.setup.run import run_setup
@@ -188,7 +190,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         for warning in result.warnings:
             reporter.done(f"warning: {warning}")
         try:
-            outcome = run_setup(result, options, reporter=reporter)
+            outcome = run_setup(result, options, reporter=reporter, replan=None if args.locked else (
+                lambda facts: make_plan(recipe, hardware, replace(plan_options, given_torch=facts))))
         finally:
             # Where the output went, whether the run succeeded or not.
             logs = log_files(options.work / "logs")

@@ -116,3 +116,30 @@ def test_a_temporary_lock_left_by_a_killed_writer_is_removed_by_the_next_write(t
     write_lock(lock, ENV)
     assert not stale.exists() and fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".gpuenv.lock.def456", "gpuenv.lock"]
+
+
+# -- the observed torch (issue 21: observed beats shipped; issue 23: a given torch) -------------------
+
+
+OBSERVED = replace(ENV, torch_arch_list=("8.0", "9.0+PTX"), torch_cxx_standard=20, torch_given=True)
+
+
+def test_the_observed_torch_reads_back_as_written(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, OBSERVED)
+    text = lock.read_text()
+    assert 'arch-list = ["8.0", "9.0+PTX"]' in text and "cxx-standard = 20" in text and "given = true" in text
+    (back,) = read_lock(lock).values()
+    assert back == OBSERVED and back.edited is None
+    lock.write_text(text.replace("cxx-standard = 20", "cxx-standard = 17"))
+    assert read_lock(lock)["default"].edited, "the observed facts are part of the entry's digest"
+
+
+def test_an_entry_written_before_the_observed_facts_keeps_its_digest(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, ENV)
+    text = lock.read_text()
+    assert "cxx-standard" not in text and "given" not in text
+    (back,) = read_lock(lock).values()
+    assert back.edited is None and back.torch_arch_list == () and back.torch_cxx_standard is None
+    assert not back.torch_given

@@ -77,6 +77,12 @@ class LockedEnv:
     cxx11_abi: bool
     extensions: tuple[LockedExtension, ...]
     distributions: Mapping[str, str]
+    #: The archs the installed torch's wheel carries, as setup observed them ("9.0", "12.0+PTX").
+    torch_arch_list: tuple[str, ...] = ()
+    #: The C++ standard the installed torch's headers require (17, 20), as observed; None: unknown.
+    torch_cxx_standard: int | None = None
+    #: torch was given (an adopted env's own): recorded, not installed; ``--locked`` checks it is there.
+    torch_given: bool = False
     #: Why this entry is not what gpuenv wrote (its content does not match its digest), or None.
     edited: str | None = field(default=None, compare=False)
     #: The digest the file holds for this entry ("" for an entry not read from a file).
@@ -136,10 +142,18 @@ class LockedSource:
     digest: str
 
 
+#: Fields added after the lock's first version: left out of the digest at their default, so the
+#: entries written before them keep their digest.
+_LATER_FIELDS = {"torch_arch_list": (), "torch_cxx_standard": None, "torch_given": False}
+
+
 def content_digest(env: LockedEnv) -> str:
     """"sha256:<hex>" of an entry's recorded content (not its name, nor how it was read)."""
     content = {f.name: getattr(env, f.name) for f in fields(env)
-               if f.name not in ("name", "edited", "stored_digest")}
+               if f.name not in ("name", "edited", "stored_digest")
+               and not (f.name in _LATER_FIELDS and getattr(env, f.name) == _LATER_FIELDS[f.name])}
+    if "torch_arch_list" in content:
+        content["torch_arch_list"] = list(env.torch_arch_list)
     content["extensions"] = [
         {**{f.name: getattr(e, f.name) for f in fields(e)},
          "arch_list": list(e.arch_list), "knobs": dict(e.knobs)}
@@ -244,10 +258,20 @@ def _str_table(value: object) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in value.items()}
 
 
+def _opt_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
     torch = raw["torch"]
     if not isinstance(torch, Mapping) or not isinstance(torch["cxx11-abi"], bool):
         raise TypeError("torch: expected a table with cxx11-abi = true or false")
+    if not isinstance(torch.get("given", False), bool):
+        raise TypeError("torch: given must be true or false")
     extensions = raw.get("extensions", [])
     if not isinstance(extensions, list) or not all(isinstance(e, Mapping) for e in extensions):
         raise TypeError("extensions: expected an array of tables")
@@ -267,6 +291,9 @@ def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
         torch_version=_str(torch["version"]),
         torch_cuda=_opt_str(torch.get("cuda")),
         cxx11_abi=torch["cxx11-abi"],
+        torch_arch_list=_strs(torch.get("arch-list", [])),
+        torch_cxx_standard=_opt_int(torch.get("cxx-standard")),
+        torch_given=torch.get("given", False),
         extensions=tuple(
             LockedExtension(
                 name=_str(e["name"]), version=_str(e["version"]), requirement=_str(e["requirement"]),
@@ -350,6 +377,12 @@ def _render_env(env: LockedEnv) -> list[str]:
         f"cuda = {toml_value(env.torch_cuda)}",
         f"cxx11-abi = {toml_value(env.cxx11_abi)}",
     ]
+    if env.torch_arch_list:
+        lines.append(f"arch-list = {toml_value(env.torch_arch_list)}  # what its wheel carries, as observed")
+    if env.torch_cxx_standard is not None:
+        lines.append(f"cxx-standard = {env.torch_cxx_standard}  # what its headers require, as observed")
+    if env.torch_given:
+        lines.append("given = true  # the env's own torch: recorded, never installed nor replaced")
     for ext in env.extensions:
         lines += [
             "",

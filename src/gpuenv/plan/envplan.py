@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import PlanBlockedError, UnsatisfiableError
 from gpuenv.plan.buildplan import ExtensionPlan
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.recipe import PackageSources, RepoSpec
 
@@ -78,6 +79,8 @@ class Plan:
     #: What code that compiles kernels when it runs inside the env gets (CUDA_HOME, TORCH_CUDA_ARCH_LIST,
     #: MAX_JOBS): ``torch.utils.cpp_extension.load`` then builds with the planned toolkit and archs.
     runtime_env: Mapping[str, str] = field(default_factory=dict)
+    #: The torch the plan was made for as observed in the env (None: planned from the data alone).
+    given_torch: TorchFacts | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +113,7 @@ class Plan:
                 "build_isolation": self.repo.isolation},
             "runtime_env": dict(self.runtime_env),
             "wheelhouse_group": self.wheelhouse_group,
+            "given_torch": None if self.given_torch is None else self.given_torch.to_json(),
         }
 
     @property

@@ -17,7 +17,7 @@ and lists the blockers; :func:`plan` raises them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -33,7 +33,7 @@ from gpuenv.errors import (
     UnknownTorchError,
     UnsatisfiableError,
 )
-from gpuenv.plan import knowledge
+from gpuenv.plan import giventorch, knowledge
 from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
     Draft,
@@ -49,6 +49,7 @@ from gpuenv.plan.buildplan import (
 )
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.knowledge import TorchRelease
 from gpuenv.plan.recipe import Recipe
@@ -76,6 +77,9 @@ class PlanOptions:
     #: Where nvcc may come from (--toolkit, GPUENV_TOOLKIT, the recipe's torch.toolkit, resolved by
     #: :func:`gpuenv.probe.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
     toolkit: ToolkitPolicy | None = None
+    #: Plan for exactly this torch, observed in the env (setup once torch landed; an adopted env):
+    #: no release is chosen, see :mod:`gpuenv.plan.giventorch`.
+    given_torch: TorchFacts | None = None
 
 
 # -- the planner ----------------------------------------------------------------
@@ -100,6 +104,8 @@ def make_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = 
     if options.torch_version is not None:
         spec &= SpecifierSet(f"=={options.torch_version}")
     forced, forced_by = _forced_variant(recipe, options)
+    if options.given_torch is not None:
+        return _given_plan(recipe, hardware, options, spec, forced, forced_by)
     candidates = knowledge.torch_candidates(spec)
     if not candidates:
         if forced is None:
@@ -261,8 +267,9 @@ def _trial(
     forced: str | None,
     forced_by: str,
     allowed: tuple[str, ...],
+    choice: VariantChoice | None = None,
 ) -> _Trial:
-    choice = choose_variant(release, forced, forced_by, hardware)
+    choice = choice or choose_variant(release, forced, forced_by, hardware)
     # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
     arch_list = _arch_list(release, choice.variant, hardware)
     drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version)
@@ -282,6 +289,25 @@ def _blind_trial(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec:
         "for it or which GPUs its wheels run on",))
     drafts = _drafts(recipe, hardware, options, forced, arch_list, None)
     return _Trial(None, None, (), choice, arch_list, tuple(drafts), None, str(spec))
+
+
+def _given_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec: SpecifierSet,
+                forced: str | None, forced_by: str) -> Plan:
+    """The plan for a torch that is there: checked against the machine, never chosen nor installed."""
+    facts = options.given_torch
+    assert facts is not None
+    giventorch.check_forced(facts, forced, forced_by)
+    given = giventorch.given_release(facts)
+    choice = giventorch.given_choice(facts, given, hardware)
+    trial = _trial(recipe, hardware, options, given.release, facts.public, forced, forced_by, (facts.public,),
+                   choice=choice)
+    packages, problems = giventorch.torch_packages(facts, recipe.torch.packages)
+    found = [trial.problem, giventorch.version_problem(facts, spec, recipe.path.name), *problems]
+    result = _assemble(recipe, hardware, options, trial, spec, (),
+                       tuple(p for p in found if isinstance(p, UnsatisfiableError)))
+    return replace(result, index_url=None, index_note=giventorch.index_note(facts), torch=facts.requirement,
+                   torch_packages=packages, torch_version=facts.version, given_torch=facts,
+                   warnings=(*giventorch.data_disagreements(facts), *result.warnings))
 
 
 def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: str,

@@ -19,6 +19,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ from gpuenv.cache.lockfile import LockedEnv, LockEditedError, env_fingerprint, r
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.recipe import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import InstallOptions, choose_installer, preflight
+from gpuenv.setup.observed import arch_list_note, observe_landed
 from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.setup.targetenv import BrokenTorchError, TargetEnv, TorchInfo
@@ -167,7 +170,7 @@ def _base_run(ctx: Context) -> str:
             return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
-        return f"torch {current.version} already installed"
+        return f"torch {current.version} already installed" + observe_landed(ctx, current)
     ctx.installer.install(env, _base_requirements(ctx.plan), InstallOptions(index_url=ctx.plan.index_url))
     return _base_landed(ctx)
 
@@ -194,7 +197,8 @@ def _base_landed(ctx: Context, *, note: str = "") -> str:
     ctx.torch = info
     if plan_is_cpu_but_cuda(ctx.plan, info):
         note += " (a CUDA build for a cpu plan: it runs on the CPU too)"
-    return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}"
+    return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}" + \
+        observe_landed(ctx, info)
 
 
 def plan_is_cpu_but_cuda(plan: Plan, info: TorchInfo) -> bool:
@@ -310,6 +314,7 @@ def _verify_run(ctx: Context) -> str:
             f"{int(assumed.cxx11_abi)}) and chose its extension wheels for that",
             hint="torch's files disagree with the torch that imports: reinstall torch and run setup again")
     ctx.torch = info
+    reported = arch_list_note(ctx, info)
     logs = ctx.options.work / "logs"
     if found.failures:
         failed = "\n".join(f"import {module} fails in {ctx.options.venv}:\n{error.rstrip()}"
@@ -322,7 +327,8 @@ def _verify_run(ctx: Context) -> str:
             raise VerifyError(f"{_distribution(ctx, ext)} is not installed in {ctx.options.venv}")
     build = f"CUDA {info.cuda}" if info.cuda else "CPU"
     imported = ", ".join(["torch", *imports.values()])
-    return f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
+    return (f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
+            + reported)
 
 
 def _distribution(ctx: Context, ext: ExtensionPlan) -> str:
@@ -377,7 +383,9 @@ def _lock_run(ctx: Context) -> str:
         name=plan.env_name,
         recipe=recipe.name if recipe.parent == lock_file.parent else str(recipe),
         recipe_sha256=ctx.options.recipe_sha256,
-        fingerprint=env_fingerprint(ctx.options.recipe_sha256, plan_signature(plan), installed),
+        # Of the plan setup was handed: a rerun compares it before anything is observed.
+        fingerprint=env_fingerprint(ctx.options.recipe_sha256, plan_signature(ctx.planned or plan),
+                                    installed),
         variant=plan.variant,
         cuda=plan.cuda,
         index_url=plan.index_url,
@@ -389,6 +397,8 @@ def _lock_run(ctx: Context) -> str:
         torch_version=torch.version,
         torch_cuda=torch.cuda,
         cxx11_abi=torch.cxx11_abi,
+        torch_arch_list=ctx.facts.arch_list if ctx.facts is not None else (),
+        torch_cxx_standard=ctx.facts.cxx_standard if ctx.facts is not None else None,
         extensions=tuple(ctx.locked),
         distributions=installed,
     ))
@@ -461,15 +471,21 @@ def run_setup(
     reporter: Reporter | None = None,
     runner: SubprocessRunner | None = None,
     dry_run: bool = False,
+    replan: Callable[[TorchFacts], Plan] | None = None,
 ) -> SetupResult:
-    """Run (or with ``dry_run`` only list) every step of ``plan``."""
+    """Run (or with ``dry_run`` only list) every step of ``plan``.
+
+    ``replan`` makes the plan again for the torch that landed, as its files
+    describe it (``make_plan`` with ``PlanOptions.given_torch``): the steps
+    after the base are then those of that plan.
+    """
     reporter = reporter or SilentReporter()
     # Every installer line reaches the reporter, which condenses it into live progress;
     # --dry-run changes nothing, not even a log inside an existing env.
     runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log",
                                         on_line=reporter.status)
     installer, note = choose_installer(options.installer, runner)
-    ctx = Context(plan, options, reporter, runner, installer)
+    ctx = Context(plan, options, reporter, runner, installer, replan=replan, planned=plan)
     steps = setup_steps(plan, options)
     # The same decisions for --dry-run as for the run (they only read the lock and ask the env).
     ctx.prior = _lock_entry(plan, options, reporter)
@@ -487,7 +503,10 @@ def run_setup(
     if note is not None:
         reporter.done(note)
     with ctx.resources:  # the toolkit step's lock, held until the builds are done
-        for number, step in enumerate(steps, 1):
+        number = 0
+        while number < len(steps):
+            step, planned = steps[number], ctx.plan
+            number += 1
             reporter.step(f"[{number}/{len(steps)}] {step.title}")
             started = time.monotonic()
             try:
@@ -497,6 +516,8 @@ def run_setup(
             except OSError as exc:
                 raise StepError(f"{step.title}: {exc}") from exc
             reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
+            if ctx.plan is not planned:  # made again for the torch that landed: its steps from here on
+                steps = steps[:number] + setup_steps(ctx.plan, options)[number:]
     return SetupResult(options.venv, ctx.torch, tuple(ctx.built), tuple(ctx.reused), _skipped(plan),
                        cached=tuple(ctx.cached), lock_file=options.lock_file)
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import Installer
@@ -98,6 +99,12 @@ class Context:
     toolkit: Toolkit | None = None
     #: What a step holds until setup ends (the toolkit cache's shared lock).
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: The plan made again for the torch that landed (observed beats shipped); None: the plan stands.
+    replan: Callable[[TorchFacts], Plan] | None = None
+    #: The torch that landed as its files say (arch list, C++ standard…), once the base step read it.
+    facts: TorchFacts | None = None
+    #: The plan as setup was handed it: what a rerun compares (the lock's fingerprint) is made of it.
+    planned: Plan | None = None
 
     @property
     def build_toolkit(self) -> Toolkit | None:

@@ -46,6 +46,7 @@ def torch_facts():
         "cuda": torch.version.cuda,
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "arch_list": archs,
+        "path": list(getattr(torch, "__path__", []) or [""])[0],
     }
 """
 
@@ -136,7 +137,7 @@ def torch_files():
     except Exception:
         return "unknown"
     return {"version": str(version["__version__"]), "cuda": version.get("cuda"),
-            "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": []}
+            "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": [], "path": roots[0]}
 """
 
 _FACTS_SCRIPT = _TORCH_FILE_FACTS + _INSTALLED_FACTS + _INTERPRETER_FACTS + (
@@ -159,6 +160,8 @@ class TorchInfo:
     #: The installed distribution's version, which installers compare: "2.14.1" for the
     #: cu130 wheel of PyPI whose ``torch.__version__`` is "2.14.1+cu130"; "" if unknown.
     distribution: str = ""
+    #: The directory of the torch package ("…/site-packages/torch"); "" if unknown.
+    path: str = ""
 
     @property
     def variant(self) -> str:
@@ -223,6 +226,7 @@ def _torch_info(data: Any) -> TorchInfo | None:
         cxx11_abi=bool(data["cxx11_abi"]),
         arch_list=tuple(str(a) for a in data["arch_list"]),
         distribution=str(data.get("distribution") or ""),
+        path=str(data.get("path") or ""),
     )
 
 
