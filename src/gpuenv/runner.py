@@ -111,19 +111,37 @@ class SubprocessRunner:
                 raise CommandError(cmd, 127, log_path=self.log_path,
                                    message=f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
             assert proc.stdout is not None
-            with proc.stdout:
-                for line in proc.stdout:
-                    lines.append(line)
-                    tail.append(line.rstrip("\n"))
-                    if log is not None:
-                        log.write(line)
-                        log.flush()
-                    if self.on_line is not None:
-                        self.on_line(line.rstrip("\n"))
-            returncode = proc.wait()
+            try:
+                with proc.stdout:
+                    for line in proc.stdout:
+                        lines.append(line)
+                        tail.append(line.rstrip("\n"))
+                        if log is not None:
+                            log.write(line)
+                            log.flush()
+                        if self.on_line is not None:
+                            self.on_line(line.rstrip("\n"))
+                returncode = proc.wait()
+            except BaseException:
+                # Interrupted (Ctrl-C, SIGTERM): the command must not go on changing the env behind
+                # whatever undoes the run's changes.
+                _stop(proc)
+                raise
         finally:
             if log is not None:
                 log.close()
         if returncode != 0:
             raise CommandError(cmd, returncode, log_path=self.log_path, tail="\n".join(tail))
         return "".join(lines)
+
+
+def _stop(proc: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """End ``proc``: SIGTERM, then SIGKILL if it is still there after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

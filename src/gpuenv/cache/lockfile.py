@@ -25,13 +25,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.errors import InputError, UnsatisfiableError
+from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
-from gpuenv.plan.envplan import Plan
-from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import PlanOptions
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.buildplan import pinned_version
 from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):
@@ -401,78 +397,3 @@ def _render_env(env: LockedEnv) -> list[str]:
     lines += [f"{toml_key(name)} = {toml_value(version)}"
               for name, version in sorted(env.distributions.items())]
     return lines
-
-
-# -- rebuilding a locked environment ------------------------------------------------
-
-
-def check_machine(locked: LockedEnv, hardware: Hardware) -> None:
-    """Stop (exit 3) if this machine's GPUs or driver cannot use the locked environment."""
-    from gpuenv.plan import knowledge
-    from gpuenv.plan.variants import driver_runs
-
-    if locked.cuda is None:
-        return
-    uncovered = [g for g in hardware.gpus if not knowledge.runs_on(locked.arch_list, g.cc)]
-    if uncovered and locked.arch_list:
-        names = ", ".join(f"{g.name} ({g.compute_capability})" for g in uncovered)
-        raise UnsatisfiableError(
-            f"the locked environment {locked.name} was built for {', '.join(locked.arch_list)}; "
-            f"it has no code for {names}",
-            hint="run 'gpuenv setup' without --locked to plan and build for these GPUs",
-        )
-    if driver_runs(hardware, locked.cuda) is False:
-        raise UnsatisfiableError(
-            f"the locked environment {locked.name} is {locked.variant}, and driver "
-            f"{hardware.driver_version} (CUDA {hardware.cuda_driver_version or '?'}) "
-            f"cannot run CUDA {locked.cuda}",
-            hint="upgrade the driver, or run 'gpuenv setup' without --locked to plan for this driver",
-        )
-
-
-def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: PlanOptions) -> Plan:
-    """The plan that rebuilds ``locked``: its variant, index, archs and every exact version."""
-    from gpuenv.plan.hardware import with_arch_override
-    from gpuenv.plan.planner import plan
-
-    if locked.edited is not None:
-        raise LockEditedError(locked)
-    check_machine(locked, hardware)
-    if locked.cuda is not None and locked.arch_list:
-        target = with_arch_override(hardware, ",".join(locked.arch_list))
-    else:
-        target = replace(hardware, gpus=())
-    # The locked torch exactly: the resolver must not pick another release of the recipe's range.
-    base = plan(recipe, target, replace(options, cuda=locked.variant,
-                                        torch_version=Version(locked.torch_version).public))
-    pins = dict(locked.distributions)
-    # Extensions come from their own step; the lock names them by distribution.
-    extension_names = {e.name for e in base.extensions} | {e.name for e in locked.extensions}
-    torch_names = [canonicalize_name(Requirement(p).name) for p in base.torch_packages]
-    exact_torch_packages = tuple(f"{n}=={pins[n]}" for n in torch_names if n in pins)
-    others = {n: v for n, v in pins.items()
-              if n not in extension_names and n not in torch_names and n not in ("torch", "pip")}
-    return replace(
-        base,
-        # By the distribution's version: the cu130 wheel of PyPI is "2.14.1", its
-        # torch.__version__ (the lock's [torch] version) "2.14.1+cu130".
-        torch=f"torch=={pins.get('torch') or locked.torch_version}",
-        index_url=locked.index_url,
-        torch_packages=exact_torch_packages,
-        extensions=tuple(_pin_extension(e, locked) for e in base.extensions),
-        packages=tuple(f"{n}=={v}" for n, v in sorted(others.items())),
-        reasons=(*base.reasons, f"--locked: {locked.name} as written in the lock"),
-    )
-
-
-def _pin_extension(ext: ExtensionPlan, locked: LockedEnv) -> ExtensionPlan:
-    record = locked.extension(ext.name)
-    if record is None or ext.action == "skip":
-        return ext
-    try:
-        requirement = Requirement(ext.requirement)
-    except InvalidRequirement:
-        return ext  # a local path: its content is checked through the cache key
-    if requirement.url:
-        return ext
-    return replace(ext, requirement=f"{ext.name}=={record.version}")

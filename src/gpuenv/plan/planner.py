@@ -104,7 +104,7 @@ def make_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = 
     if options.torch_version is not None:
         spec &= SpecifierSet(f"=={options.torch_version}")
     forced, forced_by = _forced_variant(recipe, options)
-    if options.given_torch is not None:
+    if options.given_torch is not None or recipe.torch.existing:
         return _given_plan(recipe, hardware, options, spec, forced, forced_by)
     candidates = knowledge.torch_candidates(spec)
     if not candidates:
@@ -295,7 +295,10 @@ def _given_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec: 
                 forced: str | None, forced_by: str) -> Plan:
     """The plan for a torch that is there: checked against the machine, never chosen nor installed."""
     facts = options.given_torch
-    assert facts is not None
+    if facts is None:
+        raise InputError(f'{recipe.path.name} takes the torch of an existing env (use = "existing"): '
+                         "gpuenv was not pointed at one",
+                         hint="name the env with --python PATH or --venv PATH")
     giventorch.check_forced(facts, forced, forced_by)
     given = giventorch.given_release(facts)
     choice = giventorch.given_choice(facts, given, hardware)

@@ -86,7 +86,7 @@ print({ANSWER_MARK!r} + json.dumps({{"torch": facts, "failures": failures, "inst
 # The marker environment is packaging.markers.default_environment(), computed
 # without packaging, which the env may not hold.
 _INTERPRETER_FACTS = """
-import json, os, platform, sys, sysconfig
+import importlib.util, json, os, platform, sys, sysconfig
 def full(info):
     text = "%d.%d.%d" % (info.major, info.minor, info.micro)
     return text if info.releaselevel == "final" else text + info.releaselevel[0] + str(info.serial)
@@ -100,6 +100,10 @@ def interpreter():
         "abi_tag": abi,
         "platform_tag": sysconfig.get_platform().replace("-", "_").replace(".", "_"),
         "purelib": sysconfig.get_paths()["purelib"],
+        "prefix": sys.prefix,
+        "in_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        "externally_managed": os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"),
+        "has_pip": importlib.util.find_spec("pip") is not None,
         "markers": {
             "implementation_name": impl,
             "implementation_version": full(sys.implementation.version),
@@ -192,6 +196,14 @@ class Interpreter:
     site_packages: Path
     #: PEP 508 marker environment, as ``packaging.markers.default_environment()`` in the env.
     markers: dict[str, str]
+    #: ``sys.prefix``: the env the interpreter installs into.
+    prefix: Path | None = None
+    #: Whether it runs in a virtual environment (``sys.prefix != sys.base_prefix``).
+    in_venv: bool = True
+    #: The PEP 668 marker of a Python its distribution manages (``EXTERNALLY-MANAGED``), if it has one.
+    externally_managed: Path | None = None
+    #: Whether pip is importable there.
+    has_pip: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,7 +250,19 @@ def _interpreter(data: Any) -> Interpreter:
         platform_tag=data["platform_tag"],
         site_packages=Path(data["purelib"]),
         markers={str(k): str(v) for k, v in data["markers"].items()},
+        prefix=Path(data["prefix"]) if data.get("prefix") else None,
+        in_venv=bool(data.get("in_venv", True)),
+        externally_managed=_marker(data),
+        has_pip=bool(data.get("has_pip", False)),
     )
+
+
+def _marker(data: Any) -> Path | None:
+    """The EXTERNALLY-MANAGED file that applies: there, and the interpreter is not in a venv."""
+    path = data.get("externally_managed")
+    if not path or data.get("in_venv", True):
+        return None
+    return Path(path) if Path(path).is_file() else None
 
 
 def _canonical(data: Any) -> dict[str, str]:
@@ -339,8 +363,11 @@ def _quiet_answers(runner: Runner) -> Runner:
 class TargetEnv:
     """A virtual environment gpuenv installs into and builds with."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, python: Path | str | None = None) -> None:
         self.path = Path(path).absolute()
+        #: The interpreter, where it is not ``bin/python`` of a venv at ``path`` (a conda env's, a
+        #: container's system Python): the env gpuenv adopts is that interpreter's ``sys.prefix``.
+        self._python = Path(python).absolute() if python is not None else None
         self._interpreter: Interpreter | None = None
         #: What is installed, as last asked; None after an install changed it.
         self._installed: dict[str, str] | None = None
@@ -350,25 +377,35 @@ class TargetEnv:
 
     @property
     def bin_dir(self) -> Path:
+        if self._python is not None:
+            return self._python.parent
         return self.path / ("Scripts" if os.name == "nt" else "bin")
 
     @property
     def python(self) -> Path:
         """The env's interpreter (not resolved: the symlink is what makes it the env's)."""
-        return self.bin_dir / ("python.exe" if os.name == "nt" else "python")
+        return self._python or self.bin_dir / ("python.exe" if os.name == "nt" else "python")
+
+    @property
+    def is_venv(self) -> bool:
+        """Whether it is a virtual environment (a ``pyvenv.cfg``), not a conda env or a system prefix."""
+        return (self.path / "pyvenv.cfg").is_file()
 
     @classmethod
-    def at(cls, path: Path | str) -> TargetEnv:
+    def at(cls, path: Path | str, python: Path | str | None = None) -> TargetEnv:
         """The env at ``path``, whether or not it exists yet (nothing is touched: for --dry-run)."""
-        return cls(path)
+        return cls(path, python)
 
     def exists(self) -> bool:
-        return (self.path / "pyvenv.cfg").is_file()
+        return self.is_venv or (self._python is not None and self._python.exists())
 
     def has_pip(self) -> bool:
         """Whether pip is installed in the env (one that uv made has none)."""
         lib = self.path / ("Lib" if os.name == "nt" else "lib")
-        return any(lib.glob("*/site-packages/pip/__init__.py")) or (lib / "site-packages" / "pip").is_dir()
+        if any(lib.glob("*/site-packages/pip/__init__.py")) or (lib / "site-packages" / "pip").is_dir():
+            return True
+        known = self._interpreter
+        return known is not None and (known.has_pip or (known.site_packages / "pip").is_dir())
 
     @classmethod
     def ensure(
