@@ -37,8 +37,31 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+@nox.session(name="check-knowledge", default=False)
+def check_knowledge(session: nox.Session) -> None:
+    """Check the extension catalog against the packages' own build files; writes docs/knowledge-check.md.
+
+    Reads the sdists from the index pip is configured with. Args after -- go to
+    `python -m gpuenv.catalogcheck`: --only NAME, --source NAME=PATH (apex is git-only), --also NAME==VERSION.
+    Fails when any fact disagrees; the report is written either way.
+    """
+    session.install("-e", str(ROOT))
+    session.chdir(str(ROOT))
+    session.run("python", "-m", "gpuenv.catalogcheck", "--out", "docs/knowledge-check.md", *session.posargs)
+
+
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (about 95 min on 2 cores; args after -- go to benchmarks/run.py: --only arch)."""
     session.install("-e", str(ROOT))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
+
+
+@nox.session(name="gpu-check", venv_backend="none", default=False)
+def gpu_check(session: nox.Session) -> None:
+    """Check gpuenv on this machine's GPUs, offline, with nox's own Python (under 8 min; -- --python PATH)."""
+    # No session venv, no install: this runs where nox runs (the small venv benchmarks/gpu/README.md
+    # makes from wheels), so it starts on a node without network. Paths are the caller's.
+    with session.chdir(session.invoked_from):
+        session.run(sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), *session.posargs,
+                    external=True)

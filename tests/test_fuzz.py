@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import os
 import random
 import resource
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,6 +29,17 @@ from typing import Any
 import pytest
 
 from gpuenv.cli import main
+from tests.hostile import (
+    ANSWERS,
+    ENTRY_DAMAGES,
+    HUNG_NVCC,
+    PLACES,
+    TOOLKIT_DAMAGES,
+    damaged_venv,
+    fake_env,
+    make_outside,
+    tree,
+)
 from tests.plan.test_hostile_input import PROBE
 
 SEED = 13
@@ -198,7 +213,7 @@ def snapshot(root: Path) -> dict[str, float]:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home, a cache and a working directory of their own: every write lands where we can see it."""
-    for name in [n for n in os.environ if n.startswith("GPUENV_")]:
+    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
@@ -242,3 +257,254 @@ def _run_cases(rng: random.Random, home: Path, root: Path) -> list[str]:
                                    for line in err.splitlines()):
             failures.append(f"case {case} {argv}: exit {code} without an error: line: {err[-300:]}")
     return failures
+
+
+# -- the second campaign: hostile places, caches, envs and outputs (issue 26) ---------------------
+#
+# Each case runs the real command in a process of its own (a hang is a timeout of the test, not
+# of gpuenv), in a folder of its own holding the target it writes and an ``outside`` folder that
+# links may point at. It must end in bounded time without a traceback, with exit 0, 1 (a failed
+# check or step), 2 or 3 and an ``error:`` line for 2 and 3; write nothing outside its target; and
+# leave its target as it was when it refuses (exit 2). Seeded: a failure names a case that reproduces.
+
+SECOND_SEED = 26
+SECOND_CASES = 64
+#: Far above what a case needs (a hung nvcc is stopped after GPUENV_QUERY_TIMEOUT, 1 s here).
+SECONDS_PER_PROCESS = 60
+
+RECIPE = '[torch]\nversion = "2.13.0"\n\n[[extensions]]\nrequirement = "torch-scatter==2.1.2"\n'
+
+
+@dataclasses.dataclass
+class Case:
+    """One command in its own folder: what runs, where, and what must not change."""
+
+    name: str
+    argv: list[str]
+    cwd: Path
+    #: Folders nothing may be written into, whatever the exit code.
+    watched: list[Path]
+    #: The folder the command was asked to write: unchanged when it refuses (exit 2).
+    target: Path | None = None
+    codes: tuple[int, ...] = (0, 2, 3)
+    environ: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: "pipe", "full" (/dev/full) or "ascii" (an ASCII-only stdout).
+    stdout: str = "pipe"
+
+
+def _case_env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env.update(HOME=str(root / "home"), XDG_CACHE_HOME=str(root / "home" / ".cache"),
+               GPUENV_CACHE_DIR=str(root / "cache"), GPUENV_QUERY_TIMEOUT="1", NO_COLOR="1",
+               GPUENV_REQUIREMENT="gpuenv", GPUENV_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
+    return env
+
+
+def _init_case(rng: random.Random, root: Path) -> Case:
+    outside = make_outside(root)
+    repo = root / "repo"
+    repo.mkdir()
+    (repo / "requirements.txt").write_text(rng.choice(["torch==2.13.0\nnumpy<2\n", "numpy\n", ""]))
+    chosen = []
+    for _ in range(rng.randint(0, 2)):
+        name = rng.choice(["README.md", ".gitignore", "pyproject.toml", "noxfile.py", "tasks.py", "envs",
+                           "envs/default.toml"])
+        place = rng.choice(sorted(PLACES))
+        path = repo / name
+        if os.path.lexists(path) or not os.path.isdir(path.parent):
+            continue
+        PLACES[place](path, outside)
+        chosen.append(f"{name} is {place}")
+    args = rng.choice([[], [], ["--pyproject"], ["--torch", ""], ["--name", "\x1b]0;pwned\x07"],
+                       ["--extension", "./kern\nel"], ["--torch", "\u0662.\u0661"]])
+    return Case(f"init {args} with {chosen}", ["init", *args], repo, [outside], target=repo)
+
+
+def _cache_case(rng: random.Random, root: Path) -> Case:
+    from gpuenv.cache.wheels import WheelCache
+    from tests.cache.test_cache import KEY, make_wheel
+
+    outside = make_outside(root)
+    cache = WheelCache(root / "cache")
+    damages = []
+    for i in range(rng.randint(1, 2)):
+        key = dataclasses.replace(KEY, version=f"2.8.{i}")
+        entry = cache.store(key, make_wheel(root / f"built{i}", b"wheel" * 50)).path
+        if rng.random() < 0.8:
+            damage = rng.choice(sorted(ENTRY_DAMAGES))
+            meta = json.loads((entry / "meta.json").read_text())
+            changed = ENTRY_DAMAGES[damage](entry, meta)
+            if changed is not None:
+                (entry / "meta.json").write_text(json.dumps(changed))
+            damages.append(damage)
+    work = root / "work"
+    work.mkdir()
+    (work / "recipe.toml").write_text(RECIPE)
+    place = rng.choice(["house", "house", "", "a file", "/dev/null", "a user's folder", "a link out",
+                        "an earlier export"])
+    target = work / "house"
+    if place == "a file":
+        target.write_text("mine\n")
+    elif place == "a user's folder":
+        target.mkdir()
+        (target / "index.html").write_text("<h1>mine</h1>\n")
+    elif place == "a link out":  # the folder the user names may be a link: its target is the place
+        (root / "elsewhere").mkdir()
+        target.symlink_to(root / "elsewhere")
+    elif place == "an earlier export":
+        subprocess.run([sys.executable, "-m", "gpuenv", "cache", "export", str(target)], env=_case_env(root),
+                       capture_output=True, timeout=SECONDS_PER_PROCESS, check=False)
+    directory = {"": "", "/dev/null": "/dev/null"}.get(place, "house")
+    argv = rng.choice([["cache", "list"], ["cache", "list", "--json"], ["cache", "export", directory],
+                       ["cache", "export", directory], ["cache", "prune", "--older-than", "0"],
+                       ["cache", "prune", "--max-size", "0", "--dry-run"], ["plan", "--gpu", "H100", "-r",
+                                                                             "recipe.toml"]])
+    watched = [outside] if argv[:2] == ["cache", "export"] else [outside, work]
+    return Case(f"{argv} over {damages} into {place!r}", argv, work, watched,
+                target=target if argv[:2] == ["cache", "export"] else None)
+
+
+def _toolkit_case(rng: random.Random, root: Path) -> Case:
+    from gpuenv.plan.buildplan import toolkit_home
+    from tests.probe.test_toolkits import make_toolkit
+
+    outside = make_outside(root)
+    home = Path(toolkit_home(root / "cache" / "toolkits", "13.0"))
+    make_toolkit(home, "13.0")
+    damage = rng.choice(sorted(TOOLKIT_DAMAGES))
+    TOOLKIT_DAMAGES[damage](home)
+    (root / "recipe.toml").write_text(RECIPE)
+    argv = rng.choice([["probe"], ["probe", "--json"], ["cache", "list"], ["plan", "--gpu", "H100", "-r",
+                                                                          "recipe.toml"]])
+    return Case(f"{argv} with a toolkit whose {damage}", argv, root, [outside])
+
+
+def _export_case(rng: random.Random, root: Path, venv: Path) -> Case:
+    outside = make_outside(root)
+    project = root / "project"
+    project.mkdir()
+    (project / "recipe.toml").write_text(RECIPE)
+    place = rng.choice(sorted(PLACES))
+    if rng.random() < 0.5:
+        path = project / "pyproject.toml"
+        PLACES[place](path, outside)
+        if place in ("an empty file", "a CRLF file", "a Latin-1 file"):
+            path.write_bytes(b'[project]\r\nname = "x"\r\nversion = "0"\r\n' if "CRLF" in place
+                             else b'[project]\nname = "caf\xc3\xa9"\n')
+        write = rng.choice(["pyproject.toml", "pyproject.toml", ""])
+        argv = ["export", "uv", "-r", "recipe.toml", "--gpu", "H100", "--write", write]
+    else:
+        PLACES[place](project / "pylock.toml", outside)
+        argv = ["export", "pylock", "--venv", rng.choice([str(venv), "nowhere"]), "-o",
+                rng.choice(["pylock.toml", "pylock.toml", "", "/dev/null", "missing/pylock.toml"])]
+    return Case(f"{argv} onto {place}", argv, project, [outside, venv], target=project, codes=(0, 1, 2, 3))
+
+
+def _env_case(rng: random.Random, root: Path, venv: Path) -> Case:
+    (root / "recipe.toml").write_text(RECIPE.replace("torch-scatter==2.1.2", "latin-ext"))
+    kind = rng.random()
+    if kind < 0.4:
+        answer = rng.choice(sorted(ANSWERS))
+        env, what = fake_env(root / "fake", ANSWERS[answer]), f"a python answering {answer}"
+    elif kind < 0.6:
+        env, what = fake_env(root / "fake", ""), "a python that hangs"
+        (env / "bin" / "python").write_text(HUNG_NVCC)
+    elif kind < 0.7:
+        env, what = fake_env(root / "fake", "{}"), "a pyvenv.cfg that is a FIFO"
+        (env / "pyvenv.cfg").unlink()
+        os.mkfifo(env / "pyvenv.cfg")
+    else:
+        env, what = venv, "a venv with damaged files"
+    argv = rng.choice([["doctor", "--gpu", "H100"], ["doctor", "--json"], ["export", "pylock"],
+                       ["setup", "--dry-run", "--gpu", "H100", "--torch-index", "config"]])
+    argv = [*argv, "--venv", str(env), "-r", "recipe.toml"]
+    return Case(f"{argv[:2]} on {what}", argv, root, [venv], codes=(0, 1, 2, 3))
+
+
+def _output_case(rng: random.Random, root: Path) -> Case:
+    (root / "recipe.toml").write_text(RECIPE)
+    argv = rng.choice([["completion", "bash"], ["--help"], ["export", "uv", "--help"], ["gpus"],
+                       ["--version"], ["plan", "--gpu", "H100", "-r", "recipe.toml"], ["cache", "list"],
+                       ["init", "--help"]])
+    stdout = rng.choice(["full", "ascii"])
+    return Case(f"{argv} to {stdout} stdout", argv, root, [], codes=(2,) if stdout == "full" else (0,),
+                stdout=stdout)
+
+
+def _value_case(rng: random.Random, root: Path) -> Case:
+    (root / "recipe.toml").write_text(RECIPE)
+    option = rng.choice(["--arch=\u0669.\u0660", "--arch=9", "--arch=\uff19\uff10", "--gpu=\u0668xH100",
+                         "--cuda=\u0661\u0663.\u0660", "--torch-index=http://x/{bad}",
+                         "--torch-index=http://x/{variant"])
+    argv = ["plan", "-r", "recipe.toml", option, *(["--gpu=H100"] if "--arch" not in option and "--gpu" not in
+                                                   option else [])]
+    return Case(f"{argv}", argv, root, [], codes=(2,))
+
+
+def second_campaign(rng: random.Random, root: Path, venv: Path) -> list[Case]:
+    makers = [_init_case] * 6 + [_cache_case] * 5 + [_toolkit_case] * 2 + [_output_case] * 2 + [_value_case]
+    cases = []
+    for number in range(SECOND_CASES):
+        folder = root / f"case{number}"
+        (folder / "home").mkdir(parents=True)
+        kind = rng.random()
+        if kind < 0.15:
+            cases.append(_export_case(rng, folder, venv))
+        elif kind < 0.25:
+            cases.append(_env_case(rng, folder, venv))
+        else:
+            cases.append(rng.choice(makers)(rng, folder))
+        cases[-1].name = f"case {number}: {cases[-1].name}"
+        cases[-1].environ = {**_case_env(folder), **cases[-1].environ}
+    return cases
+
+
+def run_case(case: Case) -> str | None:
+    """What went wrong in ``case``, or None."""
+    before = [tree(p) for p in case.watched]
+    target_before = tree(case.target) if case.target is not None else None
+    environ = dict(case.environ)
+    if case.stdout == "ascii":
+        environ.update(PYTHONIOENCODING="ascii", LANG="C", LC_ALL="C")
+    with contextlib.ExitStack() as stack:
+        out: Any = subprocess.PIPE
+        if case.stdout == "full":
+            out = stack.enter_context(open("/dev/full", "w"))
+        try:
+            done = subprocess.run([sys.executable, "-m", "gpuenv", *case.argv], cwd=case.cwd, env=environ,
+                                  stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                  timeout=SECONDS_PER_PROCESS, check=False)
+        except subprocess.TimeoutExpired:
+            return f"{case.name}: no answer in {SECONDS_PER_PROCESS} s"
+    err = done.stderr.decode("utf-8", "replace")
+    printed = (done.stdout or b"").decode("utf-8", "replace") + err
+    problems = []
+    if "Traceback" in err or "Exception ignored" in err:
+        problems.append(f"a traceback: {err[-600:]}")
+    if done.returncode not in case.codes:
+        problems.append(f"exit {done.returncode}, expected one of {case.codes}: {err[-300:]}")
+    if done.returncode in (2, 3) and "error:" not in err:
+        problems.append(f"exit {done.returncode} without an error: line: {err[-300:]}")
+    if "\x1b" in printed or "\x07" in printed:
+        problems.append("a control character reached the terminal")
+    if case.stdout == "ascii" and done.stdout:
+        try:
+            done.stdout.decode("ascii")
+        except UnicodeDecodeError:
+            problems.append("non-ASCII bytes on an ASCII-only stdout")
+    for path, seen in zip(case.watched, before):
+        if tree(path) != seen:
+            changed = sorted(set(tree(path).items()) ^ set(seen.items()))[:3]
+            problems.append(f"wrote into {path.name}: {changed}")
+    if done.returncode == 2 and case.target is not None and tree(case.target) != target_before:
+        problems.append("refused, yet changed its target")
+    return f"{case.name}: {'; '.join(problems)}" if problems else None
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full") or not hasattr(os, "mkfifo"), reason="POSIX only")
+def test_hostile_places_caches_envs_and_outputs_never_crash_hang_or_write_outside(tmp_path: Path) -> None:
+    venv = damaged_venv(tmp_path / "shared-venv")
+    cases = second_campaign(random.Random(SECOND_SEED), tmp_path / "cases", venv)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f for f in pool.map(run_case, cases) if f is not None]
+    assert not failures, "\n".join(failures[:20])

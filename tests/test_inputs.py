@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, open_input, parse_json, read_input, read_json
 
 
 def test_a_missing_file_is_said_to_be_missing(tmp_path: Path) -> None:
@@ -51,3 +51,37 @@ def test_a_file_over_the_limit_or_nested_too_deep_is_refused(tmp_path: Path) -> 
     path.write_text("a = " + "[" * 65 + "]" * 65 + "\n")
     with pytest.raises(UnreadableInput, match="nested more than 64 levels deep"):
         read_input(path)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[" * 100_000 + "]" * 100_000, "nested more than 64 levels deep"),  # RecursionError in json
+    ('{"size": 1e999}', "out of range"),  # OverflowError wherever it meets int()
+    ('{"size": -1e999}', "out of range"),
+    ('{"size": NaN}', "NaN is not a number"),
+    ('{"size": Infinity}', "Infinity is not a number"),
+    ('{"size": ' + "9" * 5000 + "}", "not JSON gpuenv reads"),  # more digits than int() converts
+    ("{", "not valid JSON"),
+])
+def test_json_that_would_recurse_overflow_or_be_infinite_is_refused_in_words(text: str, problem: str) -> None:
+    with pytest.raises(UnreadableInput, match=problem):
+        parse_json(text)
+
+
+def test_json_as_written_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "meta.json"
+    path.write_text('{"size": 12, "ratio": 0.5, "key": {"arch_list": ["9.0"]}}')
+    assert read_json(path) == {"size": 12, "ratio": 0.5, "key": {"arch_list": ["9.0"]}}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_open_input_gives_a_regular_file_and_refuses_a_fifo_or_dev_zero_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    for path, kind in ((tmp_path / "fifo", "a FIFO"), (tmp_path / "zero", "a device")):
+        with pytest.raises(UnreadableInput, match=f"not a regular file \\({kind}\\)"):
+            open_input(path)
+    (tmp_path / "lib.so").write_bytes(b"\x7fELF")
+    with open_input(tmp_path / "lib.so") as file:
+        assert file.read() == b"\x7fELF"
+    with pytest.raises(UnreadableInput, match="cannot read it"):
+        open_input(str(tmp_path / "a\0b"))

@@ -2,13 +2,14 @@
 
 The layers, lowest first (each package's ``__init__`` says the same):
 
-- the ground: ``errors``, ``runner``, ``inputs``, ``hints``, ``progress``, ``tomlwrite``;
+- the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
+  ``tomlwrite``;
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
 - ``probe``: what this machine has;
 - ``cache``: what outlives a setup;
 - ``setup``: making the env;
-- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``), ``render``, ``integrations``,
-  ``doctor``, ``init``, ``export``.
+- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``render``, ``integrations``,
+  ``doctor``, ``init``, ``export``, ``catalogcheck`` (the knowledge checker: nothing imports it).
 
 Every import counts, those inside functions too: a deferred import still
 ties the layers together.
@@ -25,9 +26,9 @@ import pytest
 import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
-GROUND = {"errors", "runner", "inputs", "hints", "progress", "tomlwrite", "__init__"}
-FRONT_ENDS = {"cli", "cli_help", "cli_parser", "render", "integrations", "doctor", "init", "export",
-              "__main__"}
+GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "__init__"}
+FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "doctor", "init",
+              "export", "catalogcheck", "__main__"}
 LAYERS = ["ground", "plan", "probe", "cache", "setup", "front end"]
 
 
@@ -87,6 +88,13 @@ def test_nothing_but_the_front_ends_imports_the_cli_or_the_renderer() -> None:
     wrong = [f"{module} imports {target}" for module, path in MODULES.items() if layer(module) != "front end"
              for _, target in imports(path) if target in ("gpuenv.cli", "gpuenv.render")]
     assert not wrong
+
+
+def test_nothing_imports_the_knowledge_checker() -> None:
+    wrong = [f"{module} line {line} imports {target}" for module, path in MODULES.items()
+             if not module.startswith("gpuenv.catalogcheck")
+             for line, target in imports(path) if target.startswith("gpuenv.catalogcheck")]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_the_planner_starts_no_subprocess() -> None:

@@ -56,7 +56,7 @@ def sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A working directory with the shipped recipes, and an environment that touches nothing of the user's."""
     work = tmp_path / "work"
     shutil.copytree(REPO / "envs", work / "envs")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
     env["GPUENV_CACHE_DIR"] = str(tmp_path / "cache")
     return work, env
 

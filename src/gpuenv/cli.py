@@ -10,6 +10,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -18,11 +19,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpuenv.cli_output import Output, os_error, show_warnings, tolerant_streams
 from gpuenv.cli_parser import TOOLKIT_ENV, build_parser
-from gpuenv.errors import EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
+from gpuenv.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
 from gpuenv.inputs import index_template
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe
+from gpuenv.printable import printable
 from gpuenv.progress import QUIET, Style, use_color
 
 if TYPE_CHECKING:
@@ -93,7 +96,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from gpuenv.render import hardware_text
 
     hardware = _probe(args)
-    print(json.dumps(hardware.to_json(), indent=2) if args.json else hardware_text(hardware))
+    _show(json.dumps(hardware.to_json(), indent=2) if args.json else hardware_text(hardware))
     return EXIT_OK
 
 
@@ -106,9 +109,22 @@ def _load_recipe(args: argparse.Namespace) -> Recipe:
 def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     from gpuenv.plan.planner import PlanOptions
     from gpuenv.plan.treemeta import recipe_sources
+    from gpuenv.setup.indexquery import env_python, host_platform, installer_constraints, plan_releases
 
+    releases = plan_releases(recipe, cache_dir=_cache_dir(args), torch_index=_torch_index(args),
+                             cuda=args.cuda, refresh=args.refresh, offline=args.offline,
+                             progress=_progress(args))
     return PlanOptions(cuda=args.cuda, torch_index=_torch_index(args), sources=recipe_sources(recipe),
-                       toolkit=_toolkit_policy(args, recipe))
+                       toolkit=_toolkit_policy(args, recipe), releases=releases,
+                       python_version=env_python(recipe), platform=host_platform(),
+                       constraints=installer_constraints())
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Progress lines on stderr (the plan may be JSON on stdout), unless -q."""
+    if args.verbosity <= QUIET:
+        return None
+    return lambda text: print(f"{printable(text)}...", file=sys.stderr, flush=True)
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
@@ -163,7 +179,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         hits = predicted_hits(result, WheelCache(_cache_dir(args)))
         if hits:
             result = make_plan(recipe, hardware, replace(options, cached=hits))
-    print(json.dumps(result.to_json(), indent=2) if args.json else plan_text(result))
+    _show(json.dumps(result.to_json(), indent=2) if args.json else plan_text(result))
     # The whole plan first, then every blocker with its hint: what setup would stop on.
     for blocker in result.blockers:
         _print_error(blocker.error, args)
@@ -208,9 +224,9 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         recipe_sha256=file_sha256(recipe.path),
     )
     if args.dry_run:
-        print(f"# plan: {plan_summary(result)}")
+        _show(f"# plan: {plan_summary(result)}")
         for line in run_setup(result, options, dry_run=True).commands:
-            print(line)
+            _show(line)
         return EXIT_OK
     with TerminalReporter(verbosity=args.verbosity, color=use_color(args.color, sys.stderr)) as reporter:
         reporter.step(f"plan: {plan_summary(result)}")
@@ -233,7 +249,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         print(f"{ready} {shlex.quote(str(outcome.venv))} (with {shlex.quote(str(target.env.python))})")
         return EXIT_OK
     activate = shlex.quote(str(outcome.venv / "bin" / "activate"))
-    print(f"{ready} {shlex.quote(str(outcome.venv))} (activate with: source {activate})")
+    where = printable(shlex.quote(str(outcome.venv)))
+    print(f"{ready} {where} (activate with: source {printable(activate)})")
     return EXIT_OK
 
 
@@ -254,7 +271,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     if args.verbosity <= QUIET:
         # Only what needs attention, and the summary (its counts are the same).
         report = replace(report, checks=tuple(c for c in report.checks if c.verdict in ("warn", "fail")))
-    print(paint_verdicts(report_text(report), _style(args)))
+    print(paint_verdicts(printable(report_text(report), lines=True), _style(args)))
     return report.exit_code
 
 
@@ -265,7 +282,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     result = init_repo(Path.cwd(), name=args.name, into_pyproject=args.pyproject,
                        torch_version=args.torch, extensions=args.extension, here=torch_in_this_python())
     text = init_text(result)
-    print(text.splitlines()[-1] if args.verbosity <= QUIET else text)
+    _show(text.splitlines()[-1] if args.verbosity <= QUIET else text)
     return EXIT_OK
 
 
@@ -274,7 +291,7 @@ def _cmd_export_uv(args: argparse.Namespace) -> int:
 
     recipe = _load_recipe(args)
     result = export_uv(recipe, _hardware(args), _plan_options(args, recipe), write=args.write)
-    print(result.text)
+    _show(result.text)
     return EXIT_OK
 
 
@@ -284,12 +301,12 @@ def _cmd_export_pylock(args: argparse.Namespace) -> int:
 
     _, locked = recipe_and_lock(args.recipe, start=Path.cwd())
     text = export_pylock(args.venv.absolute(), locked=locked, cache_dir=_cache_dir(args), output=args.output)
-    print(text)
+    _show(text)
     return EXIT_OK
 
 
 def _cmd_cache_path(args: argparse.Namespace) -> int:
-    print(_cache_dir(args))
+    _show(str(_cache_dir(args)))
     return EXIT_OK
 
 
@@ -310,13 +327,13 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
     if args.verbosity > QUIET:
         style = _style(args)
         for entry in entries:
-            print(f"{style(entry.digest[:12], 'cyan')}  {entry.summary()}")
-    print(f"{len(entries)} wheel(s), {total / 1e6:.1f} MB in {cache.path}")
+            print(f"{style(entry.digest[:12], 'cyan')}  {printable(entry.summary())}")
+    _show(f"{len(entries)} wheel(s), {total / 1e6:.1f} MB in {cache.path}")
     for toolkit in toolkits:
-        print(f"{toolkit.path.name:<12}  {toolkit.summary()}")
+        _show(f"{printable(toolkit.path.name):<12}  {printable(toolkit.summary())}")
     if toolkits:
         size = sum(t.size for t in toolkits) / 1e6
-        print(f"{len(toolkits)} toolkit(s), {size:.1f} MB in {_toolkit_dir(args)}")
+        _show(f"{len(toolkits)} toolkit(s), {size:.1f} MB in {_toolkit_dir(args)}")
     return EXIT_OK
 
 
@@ -345,13 +362,13 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.verbosity > QUIET:
         for entry in removed:
-            print(f"{verb} {entry.digest[:12]}  {entry.summary()}")
+            _show(f"{verb} {entry.digest[:12]}  {printable(entry.summary())}")
         for toolkit in toolkits:
-            print(f"removed {toolkit.path.name}  {toolkit.summary()}")
-    print(f"{verb} {len(removed)} wheel(s), {total / 1e6:.1f} MB" + (" (dry run: nothing removed)"
+            _show(f"removed {printable(toolkit.path.name)}  {printable(toolkit.summary())}")
+    _show(f"{verb} {len(removed)} wheel(s), {total / 1e6:.1f} MB" + (" (dry run: nothing removed)"
                                                                      if args.dry_run else ""))
     if toolkits:
-        print(f"removed {len(toolkits)} toolkit(s), {sum(tk.size for tk in toolkits) / 1e6:.1f} MB")
+        _show(f"removed {len(toolkits)} toolkit(s), {sum(tk.size for tk in toolkits) / 1e6:.1f} MB")
     return EXIT_OK
 
 
@@ -359,7 +376,7 @@ def _cmd_cache_export(args: argparse.Namespace) -> int:
     from gpuenv.cache.wheelhouse import export_text, export_wheelhouse
     from gpuenv.cache.wheels import WheelCache
 
-    print(export_text(export_wheelhouse(WheelCache(_cache_dir(args)), args.directory)))
+    _show(export_text(export_wheelhouse(WheelCache(_cache_dir(args)), args.directory)))
     return EXIT_OK
 
 
@@ -380,12 +397,22 @@ def _cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _show(text: str) -> None:
+    """Print what a command says: the text it made, every character a terminal would obey escaped
+    (it quotes names, versions and paths from files gpuenv did not write)."""
+    print(printable(text, lines=True))
+
+
 def _print_error(exc: GpuenvError, args: argparse.Namespace | None = None) -> None:
-    """The error boundary's two lines: ``error:`` and, where there is a fix, ``hint:``."""
+    """The error boundary's two lines: ``error:`` and, where there is a fix, ``hint:`` (both escaped:
+    they quote values from files and commands)."""
     style = _style(args, sys.stderr) if args is not None else (lambda text, *_: text)
-    print(f"{style('error:', 'red', 'bold')} {exc}", file=sys.stderr)
-    if exc.hint:
-        print(f"{style('hint:', 'yellow')} {exc.hint}", file=sys.stderr)
+    try:
+        print(f"{style('error:', 'red', 'bold')} {printable(str(exc), lines=True)}", file=sys.stderr)
+        if exc.hint:
+            print(f"{style('hint:', 'yellow')} {printable(exc.hint, lines=True)}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr itself is gone: the exit code says it
+        pass
 
 
 def _interrupt_on_sigterm() -> None:
@@ -411,16 +438,30 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tolerant_streams()
+    show_warnings()
+    output = Output(sys.stdout)
+    sys.stdout = output
+    try:
+        return _main(argv, output)
+    finally:
+        sys.stdout = output.stream
+
+
+def _main(argv: Sequence[str] | None, output: Output) -> int:
     parser = build_parser()
     if "_ARGCOMPLETE" in os.environ:
         # The shell asks for completions (see 'gpuenv completion'): answer and exit.
         import argcomplete
 
         argcomplete.autocomplete(parser)
-    args = parser.parse_args(argv)
-    _interrupt_on_sigterm()
+    args: argparse.Namespace | None = None
     try:
-        return int(HANDLERS[args.command_key](args))
+        args = parser.parse_args(argv)  # --help prints here
+        _interrupt_on_sigterm()
+        code = int(HANDLERS[args.command_key](args))
+        output.flush()  # a full disk is found here, not at exit
+        return code
     except GpuenvError as exc:
         _print_error(exc, args)
         return exc.exit_code
@@ -429,5 +470,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # `gpuenv plan | head`: the reader left; say nothing more.
-        sys.stderr.close()
+        output.drop()
+        with contextlib.suppress(OSError):
+            sys.stderr.close()
         return EXIT_OK
+    except OSError as exc:
+        # The net under every write and read: a refusal of the OS is the user's to fix, not a bug.
+        error = os_error(exc, output)
+        _print_error(error, args)
+        return error.exit_code
+    except SystemExit:  # argparse after --help or a usage error: it ignores a failed write
+        if output.failed is not None:
+            _print_error(os_error(output.failed, output), args)
+            return EXIT_BAD_INPUT
+        raise

@@ -61,13 +61,16 @@ HELP: dict[str, _Help] = {
         "what setup would do for a recipe on this (or another) machine",
         "Shows what 'gpuenv setup' would do, without doing it: the torch variant and why, the index "
         "torch comes from, the arch list, the toolkit, the environment each extension is built with, "
-        "which extensions the wheel cache already holds, and every skip with its reason. It runs no "
-        "subprocess and needs no network and no GPU; --gpu, --arch or --hardware plan for other machines. "
-        "With --python or --venv (or use = \"existing\" in the recipe's [torch]) it plans for the torch "
-        "installed there, read from its files, as setup would build into that env.",
-        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache; the torch of "
+        "which extensions the wheel cache already holds, every skip with its reason, and where its torch "
+        "facts came from. It first reads which torch releases exist from pip's indexes and the PyTorch "
+        "index (cached for a day; --offline: none, gpuenv's shipped data only); it runs no subprocess and "
+        "needs no GPU; --gpu, --arch or --hardware plan for other machines. With --python or --venv (or "
+        "use = \"existing\" in the recipe's [torch]) it plans for the torch installed there, read from its "
+        "files, as setup would build into that env.",
+        f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache; pip's "
+        "configuration; the package indexes (or CACHE_DIR/index/torch-index.json); the torch of "
         "--python/--venv",
-        "nothing",
+        "CACHE_DIR/index/torch-index.json (what the indexes said)",
         ("gpuenv plan", "gpuenv plan -r envs/llm.toml --gpu H100  # for a GPU this node does not have",
          "gpuenv plan --python /opt/conda/bin/python  # for the torch of a conda env or a container"),
     ),
@@ -81,7 +84,8 @@ HELP: dict[str, _Help] = {
         "Run it again after a failure: what is done is kept. Pointed at an env gpuenv did not create "
         "(--python, or --venv at a conda env or another tool's venv) it builds into it against the torch "
         "there, never replacing it, and puts the env back as it was if setup fails.",
-        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration; {_CACHE_FILES}",
+        f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration and indexes (as plan); "
+        f"{_CACHE_FILES}",
         "the env (--venv, default .venv) and VENV/gpuenv-state.json; logs in VENV/.gpuenv/logs "
         "(setup.log, NAME.log per extension; --work-dir moves them); the wheel cache; gpuenv.lock",
         ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100 --dry-run  # what it "
@@ -174,7 +178,8 @@ HELP: dict[str, _Help] = {
         "Lays the cache's wheels out as DIR/GROUP directories (torch build and archs, e.g. "
         "torch-2.14.1-cu130-sm90), each with an index.html, so 'pip install --no-index --find-links "
         "DIR/GROUP NAME' on a node without a shared file system installs the right build. 'gpuenv plan' "
-        "names the group a node needs.",
+        "names the group a node needs. It writes only inside DIR and replaces only what an earlier "
+        "export wrote: anything else at one of its paths stops it before anything is written.",
         _CACHE_FILES, "DIR",
         ("gpuenv cache export wheelhouse", "gpuenv cache export wheelhouse -q  # only the final line"),
     ),

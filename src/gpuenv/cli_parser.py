@@ -13,21 +13,40 @@ from typing import Any
 
 from gpuenv import __version__
 from gpuenv.cli_help import HELP, wrap
-from gpuenv.inputs import venv_path
+from gpuenv.outputs import path_argument
 from gpuenv.progress import COLOR_CHOICES, NORMAL, QUIET, VERBOSE
 
 #: Environment variable holding a torch index template (same as --torch-index).
 TORCH_INDEX_ENV = "GPUENV_TORCH_INDEX"
 #: Environment variable holding where nvcc comes from (same as --toolkit).
 TOOLKIT_ENV = "GPUENV_TOOLKIT"
+#: Environment variable that makes plan and setup ask no index (same as --offline).
+OFFLINE_ENV = "GPUENV_OFFLINE"
+
+
+def _value(text: str) -> str:
+    """A value that must say something: "" (or blanks) would be silently taken as "not given"."""
+    if not text.strip() or "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a value: give one, or leave the option out")
+    return text
+
+
+def _days(text: str) -> float:
+    """A number of days, in ASCII digits (float() reads Arabic-Indic and full-width digits too)."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days")
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-r", "--recipe", type=Path, default=None,
+    parser.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe file or pyproject.toml (default: envs/default.toml, "
                              "else pyproject.toml's [tool.gpuenv])")
     group = parser.add_argument_group("hardware (default: probe this machine)")
-    group.add_argument("--hardware", type=Path, metavar="FILE",
+    group.add_argument("--hardware", type=path_argument, metavar="FILE",
                        help="plan from a 'gpuenv probe --json' file taken elsewhere")
     group.add_argument("--gpu", metavar="NAME[,NAME]",
                        help="plan for these GPUs instead of the probed ones (H100, A100, L4, 8xH100…)")
@@ -46,18 +65,29 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
                              f"(default: the recipe's torch.toolkit, else auto); env: {TOOLKIT_ENV}")
     _add_cache_options(parser)
     parser.add_argument("--no-cache", action="store_true", help="neither use nor fill the wheel cache")
+    index = parser.add_argument_group("torch releases (default: gpuenv's data and what the indexes say, "
+                                      "cached for a day)")
+    index.add_argument("--offline", action="store_true", default=_flag(os.environ.get(OFFLINE_ENV)),
+                       help="ask no index: plan from the data this gpuenv shipped with; "
+                            f"env: {OFFLINE_ENV}=1")
+    index.add_argument("--refresh", action="store_true",
+                       help="read the torch releases from the indexes now, whatever the cache holds")
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _add_env_options(parser: argparse.ArgumentParser, venv_help: str) -> None:
     """--venv and --python: which env (gpuenv's own, a conda env, a container's Python)."""
-    parser.add_argument("--venv", type=venv_path, default=None, help=venv_help)
-    parser.add_argument("--python", type=venv_path, default=None, metavar="PATH",
+    parser.add_argument("--venv", type=path_argument, default=None, help=venv_help)
+    parser.add_argument("--python", type=path_argument, default=None, metavar="PATH",
                         help="the interpreter of an env gpuenv did not create (a container's system Python, "
                              "a conda env's bin/python): its torch is used as it is, never replaced")
 
 
 def _add_cache_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=None,
+    parser.add_argument("--cache-dir", type=path_argument, default=None,
                         help="the wheel cache (default: $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels); "
                              "a shared directory works for a whole cluster")
 
@@ -128,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--installer", choices=("auto", "pip", "uv"), default="auto",
                        help="what makes the target env and installs into it: uv, or pip; "
                             "auto (default): uv if gpuenv's uv extra or a uv on PATH has it, else pip")
-    setup.add_argument("--work-dir", type=Path, default=None,
+    setup.add_argument("--work-dir", type=path_argument, default=None,
                        help="where build logs, sources and wheels go (default: VENV/.gpuenv)")
     setup.add_argument("--dry-run", action="store_true",
                        help="print the commands setup would run, in order, and change nothing")
@@ -138,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = _command(commands, "doctor")
     _add_env_options(doctor, "the environment to check (default: .venv)")
-    doctor.add_argument("-r", "--recipe", type=Path, default=None,
+    doctor.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe whose extensions and lock to check (default: the project's, if any)")
     group = doctor.add_argument_group("hardware (default: probe this machine)")
-    group.add_argument("--hardware", type=Path, metavar="FILE", help="a 'gpuenv probe --json' file")
+    group.add_argument("--hardware", type=path_argument, metavar="FILE", help="a 'gpuenv probe --json' file")
     group.add_argument("--gpu", metavar="NAME[,NAME]", help="check against these GPUs")
     group.add_argument("--arch", metavar="X.Y[,X.Y]", help="check against these compute capabilities")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -150,18 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     init = _command(commands, "init")
     init.add_argument("--pyproject", action="store_true",
                       help="put the recipe in pyproject.toml's [tool.gpuenv] instead of envs/default.toml")
-    init.add_argument("--torch", default=None, metavar="VERSION",
+    init.add_argument("--torch", default=None, metavar="VERSION", type=_value,
                       help="torch version or specifier (default: the repository's pin, else >=2.1)")
-    init.add_argument("--extension", action="append", default=[], metavar="REQ",
+    init.add_argument("--extension", action="append", default=[], metavar="REQ", type=_value,
                       help="an extension to build without isolation (repeatable)")
-    init.add_argument("--name", default=None, help="the environment's name")
+    init.add_argument("--name", default=None, type=_value, help="the environment's name")
     init.set_defaults(command_key="init")
 
     export = _command(commands, "export")
     export_commands = export.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     export_uv = _command(export_commands, "uv", "export uv")
     _add_target_options(export_uv)
-    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=Path, metavar="PYPROJECT",
+    export_uv.add_argument("--write", nargs="?", const=Path("pyproject.toml"), type=path_argument,
+                           metavar="PYPROJECT",
                            help="merge them into this pyproject.toml (default: ./pyproject.toml) instead of "
                                 "printing them")
     export_uv.set_defaults(command_key="export uv")
@@ -172,10 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the wheel cache; writes pylock.toml with -o (else prints it). Example: "
                     "gpuenv export pylock --venv .venv -o pylock.toml")
     _add_output_options(export_pylock)
-    export_pylock.add_argument("--venv", type=Path, default=Path(".venv"), help="the env (default: .venv)")
-    export_pylock.add_argument("-r", "--recipe", type=Path, default=None,
+    export_pylock.add_argument("--venv", type=path_argument, default=Path(".venv"),
+                               help="the env (default: .venv)")
+    export_pylock.add_argument("-r", "--recipe", type=path_argument, default=None,
                                help="the recipe whose gpuenv.lock describes the env (default: the project's)")
-    export_pylock.add_argument("-o", "--output", type=Path, default=None,
+    export_pylock.add_argument("-o", "--output", type=path_argument, default=None,
                                help="write the lock here (e.g. pylock.toml) instead of printing it")
     _add_cache_options(export_pylock)
     export_pylock.set_defaults(command_key="export pylock")
@@ -186,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache_list = _command(cache_commands, "list", "cache list")
     cache_list.add_argument("--json", action="store_true", help="print the entries as JSON")
     cache_prune = _command(cache_commands, "prune", "cache prune")
-    cache_prune.add_argument("--older-than", type=float, metavar="DAYS", help="built more than DAYS ago")
+    cache_prune.add_argument("--older-than", type=_days, metavar="DAYS", help="built more than DAYS ago")
     cache_prune.add_argument("--unused-since", metavar="YYYY-MM-DD", help="not used since this date")
     cache_prune.add_argument("--max-size", metavar="SIZE",
                              help="keep the cache under SIZE (e.g. 20G, 500M): least recently used go first")
@@ -194,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="list what would be removed; remove nothing")
     cache_prune.add_argument("--json", action="store_true", help="print the removed entries as JSON")
     cache_export = _command(cache_commands, "export", "cache export")
-    cache_export.add_argument("directory", type=Path, metavar="DIR", help="where the group directories go")
+    cache_export.add_argument("directory", type=path_argument, metavar="DIR",
+                              help="where the group directories go")
     for sub, key in ((cache_path, "cache path"), (cache_list, "cache list"),
                      (cache_prune, "cache prune"), (cache_export, "cache export")):
         _add_cache_options(sub)

@@ -84,6 +84,18 @@ def recipe_hint(key: str | None, suggestion: str | None) -> str:
     return "README.md's \"Recipes\" section lists every key; 'gpuenv init' writes a recipe to start from"
 
 
+class OutputError(InputError):
+    """A file gpuenv was asked to write that it will not or cannot write: a path that leads out of the
+    folder it was asked to write, a link to nowhere, a read-only file, a folder where a file goes, or
+    whatever the file system refused (exit 2: the target is the user's to fix). Names the path."""
+
+    def __init__(self, path: Path | str, problem: str, *, hint: str | None = None) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}",
+                         hint=hint or "choose another path, or fix this one and rerun")
+
+
 class HardwareFileError(InputError):
     """A ``--hardware`` file that is not a probe's JSON."""
 

@@ -13,9 +13,12 @@ recipe, a HardwareFileError the probe file), so every file fails the same way.
 from __future__ import annotations
 
 import codecs
+import json
+import math
 import os
 import stat
 from pathlib import Path
+from typing import Any, BinaryIO
 
 #: Far above any recipe, probe file or lock (they are kilobytes), far below what hurts memory.
 MAX_INPUT_BYTES = 16 << 20
@@ -33,6 +36,43 @@ class UnreadableInput(Exception):
         self.missing = missing
 
 
+def open_input(path: Path | str) -> BinaryIO:
+    """The regular file at ``path``, opened for reading in binary mode (the caller closes it).
+
+    Opened without waiting (a FIFO would block ``open`` until a writer came), then refused unless
+    it is a regular file: the one gate every file gpuenv reads passes, whether it is read whole
+    (:func:`read_input`) or mapped (an extension's ``.so``, hundreds of MB).
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UnreadableInput("no such file", missing=True) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise UnreadableInput(f"cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableInput(f"not a regular file ({_kind(info.st_mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_input_bytes(path: Path | str, *, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them (more is refused)."""
+    with open_input(path) as file:
+        try:
+            raw = file.read(limit + 1)
+        except OSError as exc:
+            raise UnreadableInput(f"cannot read it: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise UnreadableInput(f"larger than {_size(limit)}: not a file gpuenv reads")
+    return raw
+
+
 def read_input(
     path: Path | str, *, limit: int = MAX_INPUT_BYTES, encoding: str = "utf-8", errors: str = "strict",
     universal_newlines: bool = False,
@@ -44,24 +84,7 @@ def read_input(
     (a README, a .gitignore) whatever its encoding; ``universal_newlines`` for text gpuenv appends
     to or rewrites, so CRLF and CR line ends read as LF.
     """
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; a regular file ignores it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise UnreadableInput("no such file", missing=True) from None
-    except OSError as exc:
-        raise UnreadableInput(f"cannot read it: {exc.strerror or exc}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise UnreadableInput(f"not a regular file ({_kind(info.st_mode)})")
-    with os.fdopen(fd, "rb") as file:
-        try:
-            raw = file.read(limit + 1)
-        except OSError as exc:
-            raise UnreadableInput(f"cannot read it: {exc.strerror or exc}") from None
-    if len(raw) > limit:
-        raise UnreadableInput(f"larger than {limit >> 20} MiB: not a file gpuenv reads")
+    raw = read_input_bytes(path, limit=limit)
     try:
         text = raw.decode(encoding, errors)
     except UnicodeDecodeError as exc:
@@ -69,6 +92,43 @@ def read_input(
         raise UnreadableInput(f"not {'UTF-8' if name == 'utf-8' else name} text (byte {exc.start})") from None
     check_nesting(text)
     return text.replace("\r\n", "\n").replace("\r", "\n") if universal_newlines else text
+
+
+def read_json(path: Path | str, *, limit: int = MAX_INPUT_BYTES) -> Any:
+    """The JSON value in the regular file at ``path`` (see :func:`parse_json`)."""
+    return parse_json(read_input(path, limit=limit))
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value of ``text``: nested at most :data:`MAX_NESTING` deep, numbers finite (``1e999``
+    and ``NaN`` are refused, not read as infinity), integers of at most 4300 digits.
+
+    Raises :class:`UnreadableInput` saying what is wrong; never RecursionError or OverflowError.
+    """
+    check_nesting(text)
+    try:
+        return json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise UnreadableInput(f"not valid JSON: {exc}") from None
+    except (ValueError, RecursionError, OverflowError) as exc:  # a 5000-digit integer, a too-large float
+        raise UnreadableInput(f"not JSON gpuenv reads: {exc}") from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number gpuenv reads")
+
+
+def _size(limit: int) -> str:
+    if limit >= 1 << 20:
+        return f"{limit >> 20} MiB"
+    return f"{limit >> 10} KiB" if limit >= 1 << 10 else f"{limit} bytes"
 
 
 def check_nesting(text: str, *, limit: int = MAX_NESTING) -> None:
@@ -113,11 +173,19 @@ def index_template(text: str, *, option: str = "--torch-index") -> str:
         raise InputError(f"{option} {text!r}: not an index URL", hint=hint) from None
     if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.hostname):
         raise InputError(f"{option} {text!r}: not an http(s) or file URL", hint=hint)
+    problem = placeholder_problem(text)
+    if problem is not None:
+        raise InputError(f"{option} {text!r} {problem}", hint=hint)
     return text
 
 
-def venv_path(text: str) -> Path:
-    """The path of ``--venv``: "" would be the current directory, which is never meant."""
-    if not text.strip() or "\0" in text:
-        raise ValueError(f"{text!r} is not a path")
-    return Path(text)
+def placeholder_problem(template: str) -> str | None:
+    """What is wrong with the braces of an index template (only ``{variant}`` is replaced), or None."""
+    import re
+
+    rest = template.replace("{variant}", "")
+    if "{" not in rest and "}" not in rest:
+        return None
+    placeholders = re.findall(r"\{[^{}]*\}", rest)
+    what = f"an unknown placeholder {placeholders[0]}" if placeholders else "an unmatched '{' or '}'"
+    return f"has {what}; only {{variant}} is replaced (by e.g. cu121 or cpu)"

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+from gpuenv.printable import printable
 from gpuenv.runner import ANSWER_MARK
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -268,6 +269,7 @@ class TerminalReporter:
     def step(self, text: str) -> None:
         with self._lock:
             now = self.clock()
+            text = printable(text, lines=True)
             self._title, self._started, self._status, self._shown_status = text, now, None, None
             self.digest = OutputDigest()
             self._line(self.style(text, "bold"), now)
@@ -275,6 +277,7 @@ class TerminalReporter:
     def status(self, text: str) -> None:
         if text.startswith(self.answer_mark):
             return  # the answer of gpuenv's own question to the env, not output to show
+        text = printable(text)  # a build's output: a setup.py may print escape sequences
         with self._lock:
             if self.verbosity >= VERBOSE and text.strip() and not is_progress_line(text):
                 self._line(self.style(f"    {text.rstrip()}", "dim"), self.clock())
@@ -285,6 +288,7 @@ class TerminalReporter:
             self._show(self.clock())
 
     def done(self, text: str) -> None:
+        text = printable(text, lines=True)
         with self._lock:
             styles = ("yellow",) if text.startswith("warning") else ()
             self._line("  " + self.style(text, *styles), self.clock())

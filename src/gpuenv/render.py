@@ -83,6 +83,7 @@ def plan_text(plan: Plan) -> str:
     if group is not None and any(e.action != "skip" for e in plan.extensions):
         lines.append(f"wheelhouse  {group} (from 'gpuenv cache export DIR': "
                      f"pip install --no-index --find-links DIR/{group} …)")
+    lines.extend(_knowledge_lines(plan))
     if plan.reasons:
         lines.append("why")
         lines.extend(f"  - {r}" for r in plan.reasons)
@@ -93,3 +94,13 @@ def plan_text(plan: Plan) -> str:
         lines.append("warnings")
         lines.extend(f"  ! {w}" for w in plan.warnings)
     return "\n".join(lines)
+
+
+def _knowledge_lines(plan: Plan) -> list[str]:
+    """Where the torch facts came from, with their dates, and what was assumed for the chosen release."""
+    lines = [f"{'knowledge' if i == 0 else '':<11} {s.text()}" for i, s in enumerate(plan.knowledge.sources)]
+    if plan.knowledge.assumed:
+        lines.append(f"assumed     torch {plan.torch_release} is newer than gpuenv's data; taken from "
+                     "an older release:")
+        lines.extend(f"  - {fact}" for fact in plan.knowledge.assumed)
+    return lines

@@ -11,10 +11,13 @@ lines and the log path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -22,6 +25,13 @@ from gpuenv.errors import CommandError
 
 #: How many trailing lines of output an error carries.
 TAIL_LINES = 25
+#: The most output of one command kept in memory (its end; the log has it all), and the longest
+#: piece read as one line: a command that prints without end (a broken env's python, a hostile
+#: tool) cannot fill the memory before its time limit.
+MAX_OUTPUT_CHARS = 32 << 20
+MAX_LINE_CHARS = 1 << 20
+#: The most of one line an error's tail shows.
+TAIL_LINE_CHARS = 2000
 
 #: Precedes the JSON line a query script run in an env prints (its output is mixed with stderr
 #: and warnings); a progress display hides such lines.
@@ -31,6 +41,24 @@ ANSWER_MARK = "@@gpuenv-json@@"
 #: Every command this runner starts gets it: gpuenv's own builds and installs in an env carry the
 #: plan's values themselves, which the runtime env must not override.
 RUNTIME_OFF_SWITCH = "GPUENV_RUNTIME_ENV"
+
+
+#: How long a tool may take to answer a question about itself (``nvcc --version``, ``nvcc --dryrun``,
+#: ``cuobjdump --list-elf``, ``uv python find``, a Python's version, ``git rev-parse``): they answer
+#: in well under a second; a hung one (a broken toolkit in a shared cache, a wrapper waiting on a
+#: dead mount) must not hang ``probe``, ``plan`` or ``cache list``. ``GPUENV_QUERY_TIMEOUT``
+#: (seconds) replaces it; the two limits below scale with it.
+QUERY_TIMEOUT = 5.0
+QUERY_TIMEOUT_ENV = "GPUENV_QUERY_TIMEOUT"
+#: An env's interpreter answering what it holds without importing torch (its version, its
+#: distributions, torch's files): this many query timeouts (15 s by default; a cold start on a
+#: cluster file system takes seconds).
+ENV_QUERY_FACTOR = 3
+#: An interpreter importing torch and the extensions (verify, doctor) or pip asking an index about
+#: a release: this many query timeouts (10 minutes by default). Installs, downloads and builds
+#: have no time limit: a build of flash-attn takes hours; they show their progress, and Ctrl-C
+#: stops them.
+IMPORT_FACTOR = 120
 
 
 class Runner(Protocol):
@@ -45,12 +73,55 @@ class Runner(Protocol):
 LineCallback = Callable[[str], None]
 
 
+def query_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The time limit of a tool's answer: ``GPUENV_QUERY_TIMEOUT`` if it is a positive number of
+    seconds, else :data:`QUERY_TIMEOUT`."""
+    text = (os.environ if environ is None else environ).get(QUERY_TIMEOUT_ENV, "")
+    try:
+        seconds = float(text)
+    except ValueError:
+        return QUERY_TIMEOUT
+    return seconds if 0 < seconds < 1e6 else QUERY_TIMEOUT
+
+
+def env_query_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The time limit of an env's interpreter answering a query that imports nothing heavy."""
+    return query_timeout(environ) * ENV_QUERY_FACTOR
+
+
+def import_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The time limit of an interpreter importing torch and extensions, or of pip asking an index."""
+    return query_timeout(environ) * IMPORT_FACTOR
+
+
+def bounded(runner: Runner, seconds: float | None) -> Runner:
+    """``runner`` with a time limit on each command (a runner that takes none, a test's fake, as is)."""
+    with_timeout = getattr(runner, "with_timeout", None)
+    return with_timeout(seconds) if callable(with_timeout) else runner
+
+
+class CommandTimeout(CommandError):
+    """A command ran past its time limit and was killed (with whatever it had started)."""
+
+    def __init__(self, cmd: list[str], seconds: float, *, log_path: Path | None = None,
+                 tail: str = "") -> None:
+        self.seconds = seconds
+        super().__init__(
+            cmd, -9, log_path=log_path, tail=tail,
+            message=f"{cmd[0]} did not answer within {seconds:g} s and was stopped: {' '.join(cmd)}",
+            hint=f"it hangs, or this machine is very slow: check that it runs by hand; "
+                 f"{QUERY_TIMEOUT_ENV}=SECONDS gives such queries longer",
+        )
+
+
 class SubprocessRunner:
     """Run commands, tee their output to ``log_path`` and ``on_line``, raise on failure.
 
     ``env`` replaces the inherited environment when given (tests use it to
     pin PATH); ``extra_environ`` of a call is layered on top, and a value of
-    ``""`` for a key removes it.
+    ``""`` for a key removes it. ``timeout`` (seconds; None: no limit) bounds each
+    command: one that runs past it is killed with every process it started (it runs
+    in a process group of its own) and :class:`CommandTimeout` is raised.
     """
 
     def __init__(
@@ -59,14 +130,21 @@ class SubprocessRunner:
         log_path: Path | None = None,
         on_line: LineCallback | None = None,
         env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.log_path = log_path
         self.on_line = on_line
         self.env = dict(env) if env is not None else None
+        self.timeout = timeout
 
     def with_log(self, log_path: Path | None, on_line: LineCallback | None = None) -> SubprocessRunner:
         """A runner like this one that writes to another log (one log per build)."""
-        return SubprocessRunner(log_path=log_path, on_line=on_line or self.on_line, env=self.env)
+        return SubprocessRunner(log_path=log_path, on_line=on_line or self.on_line, env=self.env,
+                                timeout=self.timeout)
+
+    def with_timeout(self, seconds: float | None) -> SubprocessRunner:
+        """A runner like this one whose commands are stopped after ``seconds`` (None: never)."""
+        return SubprocessRunner(log_path=self.log_path, on_line=self.on_line, env=self.env, timeout=seconds)
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(self.env if self.env is not None else os.environ)
@@ -87,13 +165,16 @@ class SubprocessRunner:
         cmd = [str(c) for c in cmd]
         env = self.environ(extra_environ)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
-        lines: list[str] = []
+        lines: deque[str] = deque()
+        kept = 0
         log: IO[str] | None = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(self.log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
+        timer: threading.Timer | None = None
+        expired, finished = threading.Event(), threading.Event()
         try:
             try:
                 proc = subprocess.Popen(
@@ -106,30 +187,48 @@ class SubprocessRunner:
                     text=True,
                     errors="replace",
                     bufsize=1,
+                    # A bounded command gets a process group of its own, so what it started dies with it.
+                    start_new_session=self.timeout is not None,
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in the command
                 raise CommandError(cmd, 127, log_path=self.log_path,
-                                   message=f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
-            assert proc.stdout is not None
+                                   message=f"cannot run {cmd[0]}: {getattr(exc, 'strerror', None) or exc}"
+                                   ) from None
+            if self.timeout is not None:
+                timer = threading.Timer(self.timeout, _expire, (proc, expired, finished))
+                timer.daemon = True
+                timer.start()
             try:
+                assert proc.stdout is not None
                 with proc.stdout:
-                    for line in proc.stdout:
+                    for line in _pieces(proc.stdout):
                         lines.append(line)
-                        tail.append(line.rstrip("\n"))
+                        kept += len(line)
+                        while kept > MAX_OUTPUT_CHARS:
+                            kept -= len(lines.popleft())
+                        tail.append(line.rstrip("\n")[:TAIL_LINE_CHARS])
                         if log is not None:
                             log.write(line)
                             log.flush()
                         if self.on_line is not None:
                             self.on_line(line.rstrip("\n"))
                 returncode = proc.wait()
+                finished.set()
             except BaseException:
-                # Interrupted (Ctrl-C, SIGTERM): the command must not go on changing the env behind
-                # whatever undoes the run's changes.
-                _stop(proc)
+                if self.timeout is not None:  # interrupted: no query outlives gpuenv
+                    _kill_group(proc)
+                else:
+                    # Interrupted (Ctrl-C, SIGTERM): the command must not go on changing the env
+                    # behind whatever undoes the run's changes.
+                    _stop(proc)
                 raise
         finally:
+            if timer is not None:
+                timer.cancel()
             if log is not None:
                 log.close()
+        if expired.is_set():
+            raise CommandTimeout(cmd, self.timeout or 0.0, log_path=self.log_path, tail="\n".join(tail))
         if returncode != 0:
             raise CommandError(cmd, returncode, log_path=self.log_path, tail="\n".join(tail))
         return "".join(lines)
@@ -145,3 +244,26 @@ def _stop(proc: subprocess.Popen[str], grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _pieces(stream: IO[str]) -> Iterator[str]:
+    """The lines of ``stream``, a line longer than :data:`MAX_LINE_CHARS` in pieces of that size."""
+    while True:
+        piece = stream.readline(MAX_LINE_CHARS)
+        if not piece:
+            return
+        yield piece
+
+
+def _expire(proc: subprocess.Popen[str], expired: threading.Event, finished: threading.Event) -> None:
+    """The time limit passed: unless the command is done, kill it and all it started (a child that
+    still holds the output pipe would keep the read waiting)."""
+    if not finished.is_set():
+        expired.set()
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill ``proc``'s process group (it leads one: ``start_new_session``)."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,44 @@ def test_a_truncated_elf_file_is_a_clear_error(built: Path, tmp_path: Path) -> N
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BinaryFormatError, match="cannot read"):
         read_cuda_code(tmp_path / "missing.so")
+
+
+def crafted_elf(*, entry_size: int, count: int, count_in_section0: int = 0, table: int = 64,
+                size: int = 200) -> bytes:
+    """A 64-bit little-endian ELF header whose section header table says what the test wants, and a
+    section 0 at ``table`` whose size field carries the extended section count."""
+    data = bytearray(size)
+    data[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", data, 0x28, table)
+    struct.pack_into("<HHH", data, 0x3A, entry_size, count, 0)
+    if table + 64 <= size:
+        struct.pack_into("<IIQQQQII", data, table, 0, 0, 0, 0, 0, count_in_section0, 0, 0)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(("elf", "problem"), [
+    # Zero-sized entries and an extended count of 2^40: all headers at one place, a list of 2^40.
+    (crafted_elf(entry_size=0, count=0, count_in_section0=1 << 40), "fewer than the 48 each one takes"),
+    (crafted_elf(entry_size=64, count=0, count_in_section0=1 << 40), "more than any shared object has"),
+    (crafted_elf(entry_size=64, count=0, count_in_section0=1000), "run past its 200 bytes"),
+    (crafted_elf(entry_size=64, count=0xFFFF), "run past its 200 bytes"),
+    (crafted_elf(entry_size=1 << 15, count=2), "run past its 200 bytes"),
+    (crafted_elf(entry_size=64, count=1, table=(1 << 64) - 8), "past the end"),
+])
+def test_a_crafted_elf_with_absurd_counts_is_refused_without_allocating(
+    tmp_path: Path, elf: bytes, problem: str
+) -> None:
+    path = tmp_path / "crafted.so"
+    path.write_bytes(elf)
+    with pytest.raises(BinaryFormatError, match=problem):
+        read_cuda_code(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_fifo_named_like_an_extension_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "ext.so")
+    with pytest.raises(BinaryFormatError, match=r"cannot read: not a regular file \(a FIFO\)"):
+        read_cuda_code(tmp_path / "ext.so")
 
 
 # -- CudaCode helpers -----------------------------------------------------------

@@ -242,7 +242,7 @@ def test_a_fresh_repository_is_bootstrapped_and_its_env_set_up_through_nox(tmp_p
     result = init_repo(repo, torch_version="2.13.0")
     assert written(result.written, repo) == list(FILES)
     venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
     env["GPUENV_REQUIREMENT"] = str(REPO)
     # No route to the PyTorch index here: pip's own configured sources give the CPU wheel.
     done = subprocess.run(

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
-from gpuenv.plan import knowledge
 from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.probe.binaries import read_cuda_code
 from gpuenv.probe.toolkits import is_toolkit_root
@@ -77,11 +77,15 @@ def use_in_process(cache_dir: Path, script: Path, *extra: str) -> subprocess.Pop
 # -- fast: the layout and the pins ---------------------------------------------------------------
 
 
-def test_every_wheel_is_pinned_to_the_release() -> None:
-    # nvidia-cuda-nvcc requires crt, runtime and nvvm unpinned: pip alone would bring 13.5's.
-    assert pinned_wheels("13.0") == [f"{w}==13.0.*" for w in knowledge.pypi_toolkit_wheels()]
-    assert {"nvidia-cuda-nvcc", "nvidia-cuda-crt", "nvidia-cuda-runtime", "nvidia-cuda-cccl",
-            "nvidia-nvvm"} <= set(knowledge.pypi_toolkit_wheels())
+def test_the_toolkit_comes_from_nvidias_meta_package_pinned_to_the_release() -> None:
+    # nvidia-cuda-nvcc requires crt, runtime and nvvm unpinned (pip alone would bring 13.5's), and
+    # nvidia-cuda-cccl of CUDA 13.3 is 13.3.3.3.1: "==13.4.*" of cccl matches nothing. The meta-package
+    # cuda-toolkit pins every component of its release (tests/e2e/test_toolkit_slow.py installs it).
+    (requirement,) = pinned_wheels("13.4")
+    req = Requirement(requirement)
+    assert req.name == "cuda-toolkit"
+    assert {"nvcc", "crt", "cudart", "cccl", "nvvm"} <= req.extras
+    assert str(req.specifier) == "==13.4.*"
 
 
 def test_a_release_lives_at_one_place() -> None:
@@ -197,7 +201,7 @@ def test_an_offline_machine_gets_exit_3_and_where_a_toolkit_comes_from(tmp_path:
     install = installer(offline)
     with pytest.raises(ToolkitError) as info, cache.use("13.0", install):
         pass
-    assert info.value.exit_code == 3 and "nvidia-cuda-nvcc==13.0.*" in str(info.value)
+    assert info.value.exit_code == 3 and "cuda-toolkit[nvcc,crt,cudart,cccl,nvvm]==13.0.*" in str(info.value)
     assert "cuda-nvcc" in (info.value.hint or "") and "--toolkit PATH" in (info.value.hint or "")
     assert cache.toolkits() == [] and not list((tmp_path / "toolkits" / "v1" / ".tmp").iterdir())
 

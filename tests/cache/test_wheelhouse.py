@@ -93,9 +93,21 @@ def test_a_second_export_replaces_its_groups_but_never_a_foreign_directory(
 ) -> None:
     house = tmp_path / "house"
     export_wheelhouse(cache, house)
-    (house / "torch-2.13.0-cpu" / "stale.whl").write_bytes(b"old")
-    export_wheelhouse(cache, house)
-    assert not (house / "torch-2.13.0-cpu" / "stale.whl").exists()
+    scatter = "torch_scatter-2.1.2-cp311-cp311-linux_x86_64.whl"
+    assert (house / "torch-2.13.0-cpu" / scatter).exists()
+    # Another cache's export replaces the group: the wheel the earlier export wrote goes with it.
+    other = WheelCache(tmp_path / "other-cache")
+    flash = "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl"
+    store(other, tmp_path / "b2", dataclasses.replace(
+        SCATTER, name="flash-attn", version="2.8.3", torch_version="2.13.0+cpu", torch_cuda=None,
+        arch_list=(), nvcc_version=None, knobs=()), flash)
+    export_wheelhouse(other, house)
+    assert sorted(p.name for p in (house / "torch-2.13.0-cpu").glob("*.whl")) == [flash]
+    # A file gpuenv did not write, in a group it wrote, is not removed with the group.
+    (house / "torch-2.13.0-cpu" / "mine.whl").write_bytes(b"my own build")
+    with pytest.raises(InputError, match=r"mine\.whl: is in a wheelhouse group gpuenv wrote"):
+        export_wheelhouse(other, house)
+    assert (house / "torch-2.13.0-cpu" / "mine.whl").read_bytes() == b"my own build"
     foreign = tmp_path / "other"
     (foreign / "torch-2.13.0-cpu").mkdir(parents=True)
     (foreign / "torch-2.13.0-cpu" / "mine.txt").write_text("keep")

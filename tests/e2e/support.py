@@ -42,7 +42,7 @@ def run_in(venv: Path, code: str) -> str:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any GPUENV_ setting (the tests say what they want)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
     env.update(extra)
     return env
 

@@ -43,7 +43,7 @@ def node(nvcc: str) -> dict[str, Any]:
 def export(tmp_path: Path, *args: str, recipe: str = GRAPH, nvcc: str = "13.0") -> tuple[dict[str, Any], str]:
     (tmp_path / "graph.toml").write_text(recipe)
     (tmp_path / "node.json").write_text(json.dumps(node(nvcc)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
     done = subprocess.run([sys.executable, "-m", "gpuenv", "export", "uv", "-r", str(tmp_path / "graph.toml"),
                            "--hardware", str(tmp_path / "node.json"), *args],
                           capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
@@ -158,3 +158,37 @@ def test_write_into_a_file_that_cannot_be_read_is_an_input_error(tmp_path: Path)
         export_uv(recipe, hardware, PlanOptions(), write=tmp_path / "pyproject.toml")
     with pytest.raises(InputError, match="does not exist"):
         export_uv(recipe, hardware, PlanOptions(), write=tmp_path / "absent.toml")
+
+
+def test_merge_keeps_crlf_line_ends_byte_for_byte_and_gives_its_own_lines_the_same() -> None:
+    original = ("# my project\r\n[project]\r\nname = \"x\"\r\n\r\n[tool.uv]\r\npackage = false\r\n"
+                "\r\n[tool.uv.sources]\r\ntorch = { index = \"old\" }\r\n")
+    merged = merge(original, TABLES)
+    assert merged.startswith(original[:original.index("\r\n[tool.uv.sources]")])
+    assert "\n" not in merged.replace("\r\n", ""), "every line ends as the file's lines do"
+    assert merge(merged, TABLES) == merged
+    assert merge(original.replace("\r\n", "\n"), TABLES) == merged.replace("\r\n", "\n")
+
+
+def test_write_keeps_the_files_bytes_and_refuses_a_place_outside_or_read_only(tmp_path: Path) -> None:
+    (tmp_path / "graph.toml").write_text(GRAPH)
+    recipe, hardware = load_recipe(tmp_path / "graph.toml"), hardware_from_json(node("13.0"))
+    project = tmp_path / "project"
+    project.mkdir()
+    crlf = b"[project]\r\nname = \"x\"\r\nversion = \"0\"\r\n"
+    (project / "pyproject.toml").write_bytes(crlf)
+    export_uv(recipe, hardware, PlanOptions(), write=project / "pyproject.toml")
+    data = (project / "pyproject.toml").read_bytes()
+    assert data.startswith(crlf) and b"\n" not in data.replace(b"\r\n", b"")
+    outside = tmp_path / "shared.toml"
+    outside.write_bytes(crlf)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "pyproject.toml").symlink_to(outside)
+    with pytest.raises(InputError, match="leads out of"):
+        export_uv(recipe, hardware, PlanOptions(), write=linked / "pyproject.toml")
+    assert outside.read_bytes() == crlf
+    outside.chmod(0o444)
+    with pytest.raises(InputError, match="read-only"):
+        export_uv(recipe, hardware, PlanOptions(), write=outside)
+    assert outside.read_bytes() == crlf

@@ -20,8 +20,12 @@ from gpuenv.plan.giventorch import (
     nearest_release,
     variant_of,
 )
+from gpuenv.plan.knowledge import torch_releases
 from gpuenv.plan.planner import PlanOptions, make_plan
 from tests.plan.test_plan import A100, D470, D550, D580, H100, SCATTER, V100, machine, recipe
+
+#: The newest release the shipped data knows.
+NEWEST = max(torch_releases().values(), key=lambda r: r.version).release
 
 #: NVIDIA's PyTorch container 24.08: a torch no index serves, CUDA 12.6, built for 8.0 to 9.0 with PTX.
 NGC_2408 = TorchFacts(
@@ -70,7 +74,7 @@ def test_the_variant_comes_from_torchs_cuda(cuda: str | None, variant: str) -> N
     ("2.3.0a0+6ddf5cf85e.nv24.04", "2.3", True),   # NVIDIA 24.04
     ("2.4.1.post303", "2.4", True),                 # conda-forge
     ("2.14.1+cu130", "2.14", True),
-    ("2.17.0.dev20270101+cu132", "2.14", False),    # newer than the data: the newest it knows
+    ("9.1.0.dev20990101+cu132", NEWEST, False),     # newer than the data: the newest it knows
     ("1.12.1+cu116", "1.13", False),                # older than the data: the oldest it knows
 ])
 def test_container_and_conda_builds_are_planned_with_their_release(version: str, release: str,
@@ -154,10 +158,10 @@ def test_the_observed_cxx_standard_is_the_releases_the_drafts_get() -> None:
 
 
 def test_what_the_env_does_not_say_comes_from_the_nearest_release_marked_assumed() -> None:
-    torch = TorchFacts(version="2.17.0.dev20270101+cu132", cuda="13.2", where="in /env")
+    torch = TorchFacts(version="9.1.0.dev20990101+cu132", cuda="13.2", where="in /env")
     result = make_plan(recipe(""), machine(H100, driver=D580, nvcc=("13.0",)), given(torch))
-    assert result.torch_release == "2.14" and result.variant == "cu132"
-    assert any("not a release gpuenv's data knows: planned with the data of torch 2.14" in w
+    assert result.torch_release == NEWEST and result.variant == "cu132"
+    assert any(f"not a release gpuenv's data knows: planned with the data of torch {NEWEST}" in w
                for w in result.warnings)
     assert any("arch list of the torch in the env could not be read" in w for w in result.warnings)
 

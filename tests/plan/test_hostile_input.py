@@ -141,3 +141,74 @@ def test_the_query_marker_never_reaches_the_live_progress_line(tmp_path: Path) -
     installed = TargetEnv(tmp_path).installed(runner)
     assert "pytest" in installed, "the query was answered"
     assert not any(ANSWER_MARK in line for line in shown), shown[-3:]
+
+
+#: Digits that are not ASCII: str.isdigit(), int(), float() and re's \d take every one of them.
+FOREIGN_DIGITS = {"Arabic-Indic": "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
+                  "Devanagari": "\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f",
+                  "full-width": "\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19"}
+
+
+def foreign(text: str, script: str) -> str:
+    """``text`` with its ASCII digits written in another script's digits."""
+    return "".join(FOREIGN_DIGITS[script][int(c)] if c.isascii() and c.isdigit() else c for c in text)
+
+
+@pytest.mark.parametrize("script", sorted(FOREIGN_DIGITS))
+@pytest.mark.parametrize("option", ["--arch=9.0", "--arch=90", "--arch=sm_90", "--gpu=8xH100", "--cuda=13.0",
+                                    "--cuda=cu130", "--gpu=H100,2xA100"])
+def test_digits_of_other_scripts_are_refused_wherever_a_version_or_arch_is_read(
+    recipe: Path, capsys: pytest.CaptureFixture[str], option: str, script: str
+) -> None:
+    name, _, value = option.partition("=")
+    argv = ["plan", "-r", str(recipe), f"{name}={foreign(value, script)}"]
+    if name == "--cuda":
+        argv.append("--gpu=H100")
+    err = refused(argv, capsys)
+    assert foreign(value, script).split(",")[-1].split("x")[0] in err or name in err
+
+
+@pytest.mark.parametrize("script", sorted(FOREIGN_DIGITS))
+@pytest.mark.parametrize(("option", "value"), [("--max-size", "20G"), ("--older-than", "30"),
+                                               ("--unused-since", "2026-01-01")])
+def test_prune_reads_ascii_digits_only(
+    recipe: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, script: str
+) -> None:
+    refused(["cache", "prune", f"{option}={foreign(value, script)}"], capsys)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"gpus": [{"compute_capability": "\u0669.\u0660"}]}, "gpus[0].compute_capability"),
+    ({"gpus": [{"compute_capability": "\uff19.\uff10"}]}, "gpus[0].compute_capability"),
+    ({"gpus": [{"compute_capability": "9"}]}, "gpus[0].compute_capability"),
+    ({"gpus": [{"compute_capability": "sm_9"}]}, "gpus[0].compute_capability"),
+    ({"cuda_driver_version": "\u0661\u0663.\u0660"}, "cuda_driver_version"),
+    ({"driver_version": "\u0665\u0668\u0660.65.06"}, "driver_version"),
+    ({"toolkits": [{"nvcc": "/x", "version": "\u0661\u0663.\u0660"}]}, "toolkits[0].version"),
+    ({"toolkits": [{"nvcc": "", "version": "13.0"}]}, "toolkits[0].nvcc"),
+    ({"toolkits": [{"nvcc": "  ", "version": "13.0"}]}, "toolkits[0].nvcc"),
+])
+def test_a_hardware_file_with_foreign_digits_a_bare_major_or_an_empty_nvcc_is_refused(
+    change: dict[str, Any], problem: str
+) -> None:
+    from gpuenv.errors import HardwareFileError
+
+    with pytest.raises(HardwareFileError) as caught:
+        hardware_from_json({**PROBE, **change})
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize("arch", ["9", "1", "0.0", "09.0", "9.10", "sm_9", "compute_8"])
+def test_a_compute_capability_needs_its_minor(
+    recipe: Path, capsys: pytest.CaptureFixture[str], arch: str
+) -> None:
+    assert repr(arch) in refused(["plan", "-r", str(recipe), f"--arch={arch}"], capsys)
+
+
+@pytest.mark.parametrize("template", ["http://x/{bad}", "http://x/{variant}/{}", "http://x/{variant",
+                                      "http://x/}{variant}", "https://m/{Variant}", "https://m/{variant}{arch}"])
+def test_an_index_template_with_an_unknown_placeholder_is_refused(
+    recipe: Path, capsys: pytest.CaptureFixture[str], template: str
+) -> None:
+    err = refused(["plan", "-r", str(recipe), "--gpu=H100", f"--torch-index={template}"], capsys)
+    assert template in err and "only {variant} is replaced" in err

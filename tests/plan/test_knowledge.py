@@ -7,7 +7,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog, knowledge
 from gpuenv.plan.hardware import ComputeCapability
 
 # -- variants ------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def test_variant_cuda(variant: str, cuda: str | None) -> None:
 @pytest.mark.parametrize(
     ("spec", "release", "version"),
     [
-        (">=2.4", "2.14", "2.14.1"),
+        (">=2.4", "2.15", "2.15.0"),
         ("==2.4.*", "2.4", "2.4.1"),
         ("==2.4.1", "2.4", "2.4.1"),
         ("==2.4.7", "2.4", "2.4.7"),  # an unknown patch of a known minor
@@ -89,6 +89,7 @@ FACTS_VARIANTS = {
     "2.12": ({"cu126", "cu130", "cu132"}, "cu130"),
     "2.13": ({"cu126", "cu130", "cu132"}, "cu130"),
     "2.14": ({"cu126", "cu130", "cu132"}, "cu130"),
+    "2.15": ({"cu126", "cu130", "cu132"}, "cu132"),
 }
 
 
@@ -195,8 +196,21 @@ def test_torch_accepts(cc: str, torch: str, accepts: bool) -> None:
 
 def test_unknown_arch() -> None:
     assert knowledge.arch_support("9.5") is None
-    assert knowledge.known_archs()[:2] == ["3.7", "5.0"]
-    assert knowledge.known_archs().index("9.0") < knowledge.known_archs().index("10.0")
+    archs = knowledge.known_archs()
+    assert archs == sorted(archs, key=lambda a: tuple(int(p) for p in a.split(".")))  # numeric, not text
+    assert archs.index("9.0") < archs.index("10.0")
+
+
+def test_the_archs_a_torch_release_accepts_come_from_the_table() -> None:
+    # torch_archs is the table read per release: what the planner substitutes from.
+    for release in ("1.13", "2.0", "2.8", "2.14"):
+        accepted = knowledge.torch_archs(release)
+        assert accepted == [a for a in knowledge.known_archs()
+                            if knowledge.arch_support(a) is not None
+                            and knowledge.arch_support(a).torch_accepts(release)]  # type: ignore[union-attr]
+    # an arch no torch accepts (an entry with `torch = []`) is in none of them
+    never = [a for a in knowledge.known_archs() if not knowledge.arch_support(a).torch_any]  # type: ignore[union-attr]
+    assert all(a not in knowledge.torch_archs(r) for a in never for r in ("1.13", "2.14", "9.9"))
 
 
 # -- drivers -------------------------------------------------------------------------------
@@ -256,7 +270,7 @@ CATALOG = ["flash-attn", "apex", "torch-scatter", "torch-sparse", "torch-cluster
 
 @pytest.mark.parametrize("name", CATALOG)
 def test_catalog_knows_the_issue_extensions(name: str) -> None:
-    entry = knowledge.catalog_entry(name)
+    entry = catalog.catalog_entry(name)
     assert entry.known
     assert entry.import_name
     assert entry.job_memory_mib > 0
@@ -264,46 +278,8 @@ def test_catalog_knows_the_issue_extensions(name: str) -> None:
     assert not any(canonicalize_name(Requirement(r).name) == "torch" for r in entry.build_requires)
 
 
-def test_flash_attn_knobs() -> None:
-    entry = knowledge.catalog_entry("flash-attn")
-    assert entry.cuda == "required"
-    assert entry.arch_knob == "FLASH_ATTN_CUDA_ARCHS"
-    assert entry.arch_format == "nodot"
-    assert set(entry.arch_choices) == {"80", "90", "100", "120"}
-    assert entry.min_cc == "8.0"
-    assert entry.env["FLASH_ATTENTION_FORCE_BUILD"] == "TRUE"  # exactly TRUE (facts §6)
-    assert entry.skip_cuda_knob == "FLASH_ATTENTION_SKIP_CUDA_BUILD"
-    assert entry.threads_knob == "NVCC_THREADS"
-    assert entry.job_memory_mib == 5 * 1024
-    assert {"packaging", "psutil", "ninja", "wheel"} <= set(entry.build_requires)
-    assert entry.incompatible
-
-
-def test_torch_scatter_knobs() -> None:
-    entry = knowledge.catalog_entry("torch-scatter")
-    assert entry.cuda == "optional"
-    assert entry.arch_knob == "TORCH_CUDA_ARCH_LIST"
-    assert entry.cuda_env == {"FORCE_CUDA": "1"}
-    assert entry.cpu_env == {"FORCE_ONLY_CPU": "1"}
-
-
-def test_apex_knobs() -> None:
-    entry = knowledge.catalog_entry("apex")
-    assert entry.toolkit_match == "minor"
-    assert entry.env == {"APEX_CPP_EXT": "1", "APEX_CUDA_EXT": "1"}
-    assert "FORCE_CUDA" not in entry.cuda_env
-
-
-def test_fixed_arch_packages_have_no_arch_knob() -> None:
-    for name in ("causal-conv1d", "mamba-ssm"):
-        entry = knowledge.catalog_entry(name)
-        assert entry.arch_knob is None
-        assert "9.0" in entry.fixed_archs
-        assert entry.min_cc == "7.5"
-
-
 def test_generic_fallback() -> None:
-    entry = knowledge.catalog_entry("my-kernels")
+    entry = catalog.catalog_entry("my-kernels")
     assert not entry.known
     assert entry.import_name is None
     assert entry.cuda == "optional"

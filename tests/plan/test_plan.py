@@ -33,7 +33,7 @@ from gpuenv.errors import (
     ToolkitError,
     UnknownTorchError,
 )
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog, knowledge
 from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import CatalogOverrides, ExtensionSpec, ProjectFacts
@@ -415,8 +415,7 @@ SCENARIOS = [
     row("apex picks the exact nvcc among several, no FORCE_CUDA",
         recipe("==2.13.*", APEX), machine(H100, driver=D580, nvcc=("13.1", "13.0", "12.6")),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
-               ext={"apex": Ext("build", {"APEX_CPP_EXT": "1", "APEX_CUDA_EXT": "1",
-                                          "TORCH_CUDA_ARCH_LIST": "9.0"}, ("FORCE_CUDA",))})),
+               ext={"apex": Ext("build", {"TORCH_CUDA_ARCH_LIST": "9.0"}, ("FORCE_CUDA",))})),
     row("mamba-ssm + causal-conv1d: their own fixed archs, force-build flags",
         recipe("==2.13.*", CONV1D, MAMBA), machine(H100, driver=D580, nvcc=("13.0",)),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
@@ -434,10 +433,10 @@ SCENARIOS = [
         recipe("==2.14.*", FA), machine(H100, driver=D580),
         Expect("cu130", None, "torch==2.14.*", "9.0", nvcc=None,
                ext={"flash-attn": Ext("skip", reason="C++20")})),
-    row("a newer flash-attn builds against torch 2.14",
+    row("flash-attn 2.8.4 (newer than the catalog's tables) is planned with its newest: -std=c++17 on 2.14",
         recipe("==2.14.*", ext("flash-attn==2.8.4")), machine(H100, driver=D580, nvcc=("13.0",)),
-        Expect("cu130", None, "torch==2.14.*", "9.0", nvcc="13.0",
-               ext={"flash-attn": Ext("build", {"FLASH_ATTN_CUDA_ARCHS": "90"})})),
+        Expect("cu130", None, "torch==2.14.*", "9.0",
+               ext={"flash-attn": Ext("skip", reason="-std=c++17")})),
     # -- torch versions ---------------------------------------------------------------------------
     row("unknown torch 3.0 -> UnknownTorchError with a hint naming --cuda",
         recipe("==3.0.*"), machine(H100, driver=D580),
@@ -452,9 +451,9 @@ SCENARIOS = [
         Expect("cu121", None, "torch==2.4.7", "9.0")),
     row(">=2.4 -> the newest known release, pinned to its minor",
         recipe(">=2.4"), machine(H100, driver=D580),
-        Expect("cu130", None, "torch==2.14.*,>=2.4", "9.0")),
+        Expect("cu130", idx("cu130"), "torch==2.15.*,>=2.4", "9.0")),
     # -- resolution over releases (the resolver issue) ---------------------------------------------
-    row(">=2.1 on a driver-470 V100: 2.8-2.14 passed over, torch 2.7 with cu118",
+    row(">=2.1 on a driver-470 V100: 2.8-2.15 passed over, torch 2.7 with cu118",
         recipe(">=2.1", SCATTER), machine(V100, driver=D470, nvcc=("11.8",)),
         Expect("cu118", idx("cu118"), "torch==2.7.*,>=2.1", "7.0", nvcc="11.8",
                ext={"torch-scatter": Ext("build", {"TORCH_CUDA_ARCH_LIST": "7.0"})},
@@ -463,7 +462,7 @@ SCENARIOS = [
         recipe(">=2.1"), machine(H100, driver=D580),
         Expect("cu121", idx("cu121"), "torch==2.5.*,>=2.1", "9.0"),
         options=PlanOptions(cuda="12.1")),
-    row(">=2.1 with flash-attn 2.8.3 on an H100: 2.14 passed over (C++20), 2.13 builds it",
+    row(">=2.1 with flash-attn 2.8.3 on an H100: 2.15 and 2.14 passed over (C++20), 2.13 builds it",
         recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)),
         Expect("cu130", None, "torch==2.13.*,>=2.1", "9.0", nvcc="13.0",
                ext={"flash-attn": Ext("build", {"FLASH_ATTN_CUDA_ARCHS": "90"})})),
@@ -503,15 +502,19 @@ SCENARIOS = [
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
                ext={"my-kernels": Ext("build", {"TORCH_CUDA_ARCH_LIST": "9.0", "FORCE_CUDA": "1",
                                                 "MAX_JOBS": "8", "CUDA_HOME": "/usr/local/cuda-13.0"})})),
-    row("MAX_JOBS from memory: 20 GiB / (5 GiB x NVCC_THREADS 2) = 2 of 64 cores",
+    row("MAX_JOBS from memory: two archs, NVCC_THREADS 2 compiles both at once: 20 GiB / (5 GiB x 2) = 2",
+        recipe("==2.13.*", FA), machine(A100, H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=20),
+        Expect("cu130", None, "torch==2.13.*", "8.0;9.0", nvcc="13.0",
+               ext={"flash-attn": Ext("build", {"MAX_JOBS": "2", "NVCC_THREADS": "2"})})),
+    row("MAX_JOBS from memory: one arch leaves nvcc's threads nothing to share: 20 GiB / 5 GiB = 4",
         recipe("==2.13.*", FA), machine(H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=20),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
-               ext={"flash-attn": Ext("build", {"MAX_JOBS": "2", "NVCC_THREADS": "2"})})),
-    row("MAX_JOBS with NVCC_THREADS=4 from the recipe: 64 GiB / 20 GiB = 3",
+               ext={"flash-attn": Ext("build", {"MAX_JOBS": "4", "NVCC_THREADS": "2"})})),
+    row("MAX_JOBS with NVCC_THREADS=4 from the recipe and two archs: 64 GiB / (5 GiB x 2) = 6",
         recipe("==2.13.*", ext("flash-attn==2.8.3.post2", NVCC_THREADS="4")),
-        machine(H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=64),
-        Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
-               ext={"flash-attn": Ext("build", {"MAX_JOBS": "3", "NVCC_THREADS": "4"})})),
+        machine(A100, H100, driver=D580, nvcc=("13.0",), cpus=64, mem_gib=64),
+        Expect("cu130", None, "torch==2.13.*", "8.0;9.0", nvcc="13.0",
+               ext={"flash-attn": Ext("build", {"MAX_JOBS": "6", "NVCC_THREADS": "4"})})),
     row("MAX_JOBS is at least 1 on a tiny machine",
         recipe("==2.13.*", FA, SCATTER), machine(H100, driver=D580, nvcc=("13.0",), cpus=2, mem_gib=1),
         Expect("cu130", None, "torch==2.13.*", "9.0", nvcc="13.0",
@@ -554,7 +557,7 @@ def _check_invariants(result: Plan) -> None:
         if e.action == "skip":
             assert e.reason, e.name
             continue
-        entry = knowledge.catalog_entry(e.name)
+        entry = catalog.catalog_entry(e.name)
         if entry.ignores_jobs:
             # Its setup.py builds one file at a time: the plan promises no job count.
             assert "MAX_JOBS" not in e.env and "one file at a time" in e.reason, e.name
@@ -732,21 +735,24 @@ def test_each_newer_release_passed_over_is_named_with_its_reason() -> None:
     result = plan(recipe(">=2.1"), machine(V100, driver=D470))
     assert result.torch_version == "2.7.1" and result.variant == "cu118"
     passed = {line.split(":")[0] for line in result.passed_over}
-    assert passed == {"torch 2.14.1", "torch 2.13.0", "torch 2.12.1", "torch 2.11.0", "torch 2.10.0",
-                      "torch 2.9.1", "torch 2.8.0"}
+    assert passed == {"torch 2.15.0", "torch 2.14.1", "torch 2.13.0", "torch 2.12.1", "torch 2.11.0",
+                      "torch 2.10.0", "torch 2.9.1", "torch 2.8.0"}
     assert all("driver 470.82.01 supports CUDA 11.4" in line for line in result.passed_over)
 
 
 def test_passed_over_names_the_extension_a_newer_torch_rules_out() -> None:
     result = plan(recipe(">=2.1", FA), machine(H100, driver=D580, nvcc=("13.0",)))
     assert result.torch_version == "2.13.0"
-    (line,) = result.passed_over
-    assert line.startswith("torch 2.14.1: flash-attn 2.8.3.post2 cannot build against torch 2.14.1")
+    newest, line = result.passed_over
+    assert newest.startswith("torch 2.15.0: flash-attn 2.8.3.post2 compiles with -std=c++17 and "
+                             "torch 2.15.0's headers require C++20")
+    assert line.startswith("torch 2.14.1: flash-attn 2.8.3.post2 compiles with -std=c++17 and torch 2.14.1's "
+                           "headers require C++20")
 
 
 def test_optional_extension_skipped_on_every_release_is_said_once() -> None:
     # flash-attn 2.8.3 cannot build on 2.14, and the recipe allows nothing older: it is skipped there.
-    result = plan(recipe(">=2.14", FA), machine(H100, driver=D580))
+    result = plan(recipe("==2.14.*", FA), machine(H100, driver=D580))
     assert result.torch_version == "2.14.1"
     assert result.extensions[0].action == "skip" and "C++20" in result.extensions[0].reason
 
@@ -850,7 +856,7 @@ def test_plan_json_carries_the_resolution() -> None:
     data = make_plan(recipe(">=2.1", SCATTER), machine(V100, driver=D470)).to_json()
     data = json.loads(json.dumps(data))
     assert data["torch_version"] == "2.7.1"
-    assert len(data["passed_over"]) == 7 and all(isinstance(line, str) for line in data["passed_over"])
+    assert len(data["passed_over"]) == 8 and all(isinstance(line, str) for line in data["passed_over"])
     (blocker,) = data["blockers"]
     assert blocker["kind"] == "ToolkitError" and blocker["message"] and blocker["hint"]
 

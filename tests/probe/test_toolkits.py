@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -222,3 +223,16 @@ def test_broken_candidates_are_skipped(tmp_path: Path) -> None:
 
 def test_no_toolkit_anywhere(tmp_path: Path) -> None:
     assert find({"PATH": str(tmp_path)}, locations=[str(tmp_path / "cuda*")]) == ()
+
+
+def test_a_hung_nvcc_is_stopped_at_the_query_timeout_and_said_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GPUENV_QUERY_TIMEOUT", "0.5")
+    good = make_toolkit(tmp_path / "good", "12.1")
+    hung = make_toolkit(tmp_path / "hung", nvcc="#!/bin/sh\n/bin/sleep 300 &\n/bin/sleep 300\n")
+    with caplog.at_level(logging.WARNING, logger="gpuenv"):
+        found = find_toolkits({"PATH": ""}, locations=[str(hung), str(good)])
+    assert found == (expected(good, "12.1"),)
+    assert f"skipped the toolkit at {os.path.realpath(hung)}" in caplog.text
+    assert "did not answer within 0.5 s" in caplog.text

@@ -349,9 +349,15 @@ MALFORMED = [
     pytest.param(
         _TORCH + '[[extensions]]\nname = "flash-attn"\n',
         "{path}: extensions[0].name: unknown key "
-        "(valid keys: arch-format, arch-knob, build-requires, env, fixed-archs, force-build, import, "
-        "min-compute-capability, min-nvcc, required, requirement)",
+        "(valid keys: arch-format, arch-knob, build-options, build-requires, env, fixed-archs, force-build, "
+        "import, min-compute-capability, min-nvcc, required, requirement)",
         id="unknown-key-no-match",
+    ),
+    pytest.param(
+        _TORCH + '[[extensions]]\nrequirement = "x"\nbuild-options = ["cpp_ext"]\n',
+        "{path}: extensions[0].build-options[0]: 'cpp_ext' is not one command-line option "
+        "such as \"--cpp_ext\"",
+        id="build-option-not-an-option",
     ),
     pytest.param(
         _TORCH + '[[extensions]]\nrequirement = "x"\nbuild_requires = ["einops"]\n',

@@ -13,7 +13,8 @@ import pytest
 from gpuenv.errors import StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
 from gpuenv.setup import targetenv
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo, installed_on_disk
+from gpuenv.setup.distinfo import installed_on_disk
+from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
 

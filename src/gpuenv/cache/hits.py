@@ -38,7 +38,7 @@ def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:
 
 def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
     key = entry.key
-    if key.name != ext.name or dict(key.knobs) != dict(binary_knobs(ext.env)):
+    if key.name != ext.name or dict(key.knobs) != dict(binary_knobs(ext.env, ext.build_options)):
         return False
     if tuple(key.arch_list) != (ext.arch_list if ext.compiles_cuda else ()):
         return False

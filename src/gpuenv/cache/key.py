@@ -11,31 +11,40 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
 #: Version of the key's definition; part of every digest and of the layout (``v1``).
 CACHE_SCHEMA = 1
+
+#: What the key's text fields may hold (see :meth:`CacheKey.check`): ASCII only, so no "/" or "..".
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*", re.ASCII)
+_CUDA = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}", re.ASCII)
+_ARCH = re.compile(r"[0-9]{1,2}\.[0-9](\+PTX)?", re.ASCII)
+_MAX_FIELD = 4096
 
 #: Build environment entries that do not change the binary.
 NON_BINARY_KNOBS = frozenset({"MAX_JOBS", "NVTE_BUILD_MAX_JOBS", "NVCC_THREADS", "CUDA_HOME", "PATH"})
 
 
-def binary_knobs(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """The entries of a build environment that change the binary, sorted.
+def binary_knobs(env: Mapping[str, str], build_options: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+    """The entries of a build environment (and the build options) that change the binary, sorted.
 
     Parallelism (``MAX_JOBS``, ``NVCC_THREADS``, anything with ``JOBS`` in its
     name), ``PATH`` and ``CUDA_HOME`` (the key holds nvcc's version instead of
-    its location) are dropped.
+    its location) are dropped. Build options (apex's ``--cuda_ext``) choose what
+    is compiled: they are a knob named ``--build-option``.
     """
-    return tuple(
-        sorted(
-            (name, value)
-            for name, value in env.items()
-            if name not in NON_BINARY_KNOBS and "JOBS" not in name
-        )
-    )
+    knobs = [(name, value) for name, value in env.items()
+             if name not in NON_BINARY_KNOBS and "JOBS" not in name]
+    if build_options:
+        knobs.append(("--build-option", " ".join(build_options)))
+    return tuple(sorted(knobs))
 
 
 @dataclass(frozen=True)
@@ -104,13 +113,52 @@ class CacheKey:
                 raise TypeError(f"key field {name} is not a string or null")
         if not isinstance(data["cxx11_abi"], bool):
             raise TypeError("key field cxx11_abi is not a boolean")
-        return cls(
+        if not isinstance(data["arch_list"], list) or not isinstance(data["knobs"], list):
+            raise TypeError("key fields arch_list and knobs are not lists")
+        if not all(isinstance(k, list) and len(k) == 2 and all(isinstance(p, str) for p in k)
+                   for k in data["knobs"]):
+            raise TypeError("key field knobs is not a list of [name, value] strings")
+        key = cls(
             **{
                 **data,
                 "arch_list": tuple(str(a) for a in data["arch_list"]),
-                "knobs": tuple((str(k), str(v)) for k, v in data["knobs"]),
+                "knobs": tuple((k, v) for k, v in data["knobs"]),
             }
         )
+        key.check()
+        return key
+
+    def check(self) -> None:
+        """Raise ValueError unless every field looks like what gpuenv writes into it.
+
+        A key read back from a cache (a shared one: anyone who can write its ``meta.json`` chose
+        its text) names folders (a wheelhouse group is made of its torch version, CUDA release and
+        archs) and is printed: a value that could climb out of a folder, hold control characters
+        or not parse is refused, and the entry is unreadable like any other damaged one.
+        """
+        texts = [self.name, self.version, self.source_sha256, self.python_tag, self.platform,
+                 self.torch_version, self.torch_cuda or "", self.nvcc_version or "",
+                 *self.arch_list, *(part for knob in self.knobs for part in knob)]
+        for text in texts:
+            if len(text) > _MAX_FIELD or not text.isprintable():
+                raise ValueError(f"key field value {text[:40]!r}… is not one gpuenv writes")
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(f"key field name {self.name!r} is not a distribution name")
+        for name, value in (("version", self.version), ("python_tag", self.python_tag),
+                            ("platform", self.platform), ("nvcc_version", self.nvcc_version or "")):
+            if value and not _TOKEN.fullmatch(value):
+                raise ValueError(f"key field {name} {value!r} holds characters no {name} has")
+        try:
+            Version(self.torch_version)
+        except InvalidVersion:
+            raise ValueError(f"key field torch_version {self.torch_version!r} is not a version") from None
+        if not _TOKEN.fullmatch(self.torch_version):
+            raise ValueError(f"key field torch_version {self.torch_version!r} is not a version")
+        if self.torch_cuda is not None and not _CUDA.fullmatch(self.torch_cuda):
+            raise ValueError(f"key field torch_cuda {self.torch_cuda!r} is not a CUDA release (\"13.0\")")
+        for arch in self.arch_list:
+            if not _ARCH.fullmatch(arch):
+                raise ValueError(f"key field arch_list holds {arch!r}, not a compute capability (\"9.0\")")
 
 
 def archs(arch_list: tuple[str, ...]) -> str:

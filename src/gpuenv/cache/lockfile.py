@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -27,6 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.outputs import check_replaceable, make_folders, path_inside, write_atomic
 from gpuenv.plan.buildplan import pinned_version
 from gpuenv.tomlwrite import toml_key, toml_value
 
@@ -311,18 +310,15 @@ def write_lock(path: Path, env: LockedEnv) -> None:
     envs = read_lock(path)
     envs[env.name] = replace(env, edited=None)
     text = _render(envs)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
+    # Next to the recipe and nowhere else: a gpuenv.lock that is a link out of its folder is refused.
+    target = path_inside(path.parent, path.name)
+    check_replaceable(target, shown=path)
     _remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, text.encode("utf-8"))
 
 
+#: What the temporary files of a lock write start with (gpuenv.outputs.write_atomic names them so).
 _TEMP_PREFIX = ".gpuenv.lock."
 
 #: A lock is written in milliseconds: a temporary file this old belongs to a writer that was killed.

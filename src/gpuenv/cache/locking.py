@@ -15,10 +15,14 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from gpuenv.cache.files import own_folder
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
 
 #: What a cache that may be read but not written answers to a lock or a store.
 READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
@@ -41,21 +45,34 @@ class LockHolder:
         return where
 
 
-def open_lock_file(path: Path) -> int:
-    """A descriptor of the lock file at ``path``, created if missing; read-only where it cannot be
-    written (another user's file, a read-only mount). Raises OSError when there is nothing to lock."""
+def open_lock_file(path: Path, root: Path) -> int:
+    """A descriptor of the lock file at ``path`` (in the cache ``root``), created if missing; read-only
+    where it cannot be written (another user's file, a read-only mount). Raises OSError when there
+    is nothing to lock, or when its folder is a link (in a shared cache, lock files created there
+    would land wherever it points)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        own_folder(path.parent, root)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_LINK, 0o666)
     except OSError as exc:
         # Another user's lock file in a shared cache, or a read-only mount of it:
         # flock works on a read-only descriptor of a file that is there.
         if exc.errno not in READ_ONLY_ERRNOS:
             raise
         try:
-            return os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _NO_LINK)
         except FileNotFoundError:
             raise exc from None  # nothing to lock: the caller sees the cache as read-only
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "a lock file that is not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+#: Lock files are opened without following a link: in a shared cache, a link planted where a lock
+#: file goes could make the holder truncate (write_holder) a file of its own elsewhere. O_NONBLOCK:
+#: a FIFO planted there must not hang the open.
+_NO_LINK = getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def try_flock(fd: int, mode: int = fcntl.LOCK_EX) -> bool:
@@ -104,9 +121,9 @@ def write_holder(fd: int) -> None:
 def read_holder(path: Path) -> LockHolder | None:
     """Who :func:`write_holder` says holds the lock at ``path``; None if unknown."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(read_input(path, limit=1 << 16))
         since = datetime.fromisoformat(data["since"]) if data.get("since") else None
         pid = data.get("pid")
         return LockHolder(int(pid) if pid is not None else None, data.get("host"), since)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, UnreadableInput):
         return None

@@ -8,6 +8,7 @@ an :class:`~gpuenv.errors.InputError`, so a typo never empties the cache.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,6 +19,7 @@ from gpuenv.errors import InputError
 _MAX_DAYS = 365 * 1000
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_NUMBER = re.compile(r"[0-9]*\.?[0-9]+(?:E[+-]?[0-9]+)?", re.ASCII | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,8 @@ def parse_size(text: str, *, option: str = "size") -> int:
 
     raw = text.strip().upper().removesuffix("B").removesuffix("I")
     number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _SIZE_UNITS else (raw, "")
-    try:
-        value = float(number.strip())
-    except ValueError:
-        value = float("nan")
+    # ASCII digits only: float() would read Arabic-Indic or full-width digits as a size too.
+    value = float(number.strip()) if _NUMBER.fullmatch(number.strip()) else float("nan")
     if not (0 <= value < 1 << 62) or value * _SIZE_UNITS[unit] >= 1 << 62:
         raise InputError(f"{option} {text!r}: not a size", hint="e.g. 20G or 500M (0 empties the cache)")
     return int(value * _SIZE_UNITS[unit])

@@ -42,7 +42,15 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv import __version__
-from gpuenv.cache.files import fsync_dir, remove_older, remove_tree, touch, write_synced
+from gpuenv.cache.files import (
+    fsync_dir,
+    own_folder,
+    read_meta,
+    remove_older,
+    remove_tree,
+    touch,
+    write_synced,
+)
 from gpuenv.cache.locking import open_lock_file, read_holder, try_flock, wait_flock, write_holder
 from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError
 from gpuenv.cache.words import aware, human_age, human_size
@@ -105,6 +113,9 @@ class ToolkitCache:
     def __init__(self, root: Path | str, runner: Runner | None = None) -> None:
         self.path = Path(root)
         self._base = self.path / f"v{TOOLKIT_SCHEMA}"
+        #: The wheel cache it is part of (toolkits/ is gpuenv's folder there): no folder below it is
+        #: a link (see gpuenv.cache.files.own_folder).
+        self._within = self.path.parent
         self._run = runner or SubprocessRunner()
 
     def __repr__(self) -> str:
@@ -142,9 +153,12 @@ class ToolkitCache:
         return sorted(found, key=lambda e: e.toolkit.version_tuple, reverse=True)
 
     def _load(self, home: Path) -> ProvisionedToolkit:
-        meta = json.loads((home / META_FILE).read_text(encoding="utf-8"))
-        if not isinstance(meta, dict) or not is_toolkit_root(str(home)):
+        meta = read_meta(home / META_FILE)
+        if not is_toolkit_root(str(home)):
             raise ValueError(f"{home} is not a complete toolkit")
+        for name, kind in (("release", str), ("created", str), ("size", int)):
+            if not isinstance(meta.get(name), kind) or isinstance(meta[name], bool):
+                raise TypeError(f"{META_FILE}: {name} is not a {kind.__name__}")
         toolkit = _toolkit_at(str(home), self._run)
         if toolkit is None or toolkit.release != meta["release"]:
             raise ValueError(f"{home}/bin/nvcc does not answer with {meta['release']}")
@@ -198,7 +212,7 @@ class ToolkitCache:
 
     def _open_lock(self, version: str) -> int:
         try:
-            return open_lock_file(self._lock_path(version))
+            return open_lock_file(self._lock_path(version), self._within)
         except OSError as exc:
             raise CacheError(
                 f"cannot lock CUDA {version} in the toolkit cache {self.path}: {exc.strerror or exc}",
@@ -243,6 +257,7 @@ class ToolkitCache:
             fsync_dir(home)
             hook("before-publish")
             final = self.home(version)
+            own_folder(final.parent, self._within)
             if final.exists():
                 remove_tree(self._set_aside(final))
             os.rename(home, final)
@@ -260,7 +275,7 @@ class ToolkitCache:
         return entry
 
     def _new_temp(self, prefix: str) -> Path:
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        own_folder(self._tmp, self._within)
         temp = self._tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
         temp.mkdir()
         return temp
@@ -306,7 +321,7 @@ class ToolkitCache:
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return remove_older(self._tmp, older_than)
+        return remove_older(self._tmp, older_than, self._within)
 
 
 # -- the wheels and their layout ---------------------------------------------------------
@@ -315,10 +330,13 @@ class ToolkitCache:
 def pinned_wheels(version: str) -> list[str]:
     """The requirement lines of CUDA ``version``'s toolkit: every wheel pinned to the release.
 
-    nvidia-cuda-nvcc's own requirements are unpinned; left to pip they bring
-    the newest crt, runtime and nvvm, another CUDA release than the compiler.
+    nvidia-cuda-nvcc's own requirements are unpinned, left to pip they bring the
+    newest crt, runtime and nvvm; and the components do not share a version
+    scheme (nvidia-cuda-cccl of CUDA 13.3 is 13.3.3.3.1). NVIDIA's meta-package
+    ``cuda-toolkit`` pins each component of one release: it is installed with the
+    extras that make a CUDA_HOME.
     """
-    return [f"{name}=={version}.*" for name in knowledge.pypi_toolkit_wheels()]
+    return [knowledge.pypi_toolkit_requirement(version)]
 
 
 def lay_out(site: Path, home: Path, version: str) -> dict[str, Any]:

@@ -51,6 +51,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -64,6 +65,8 @@ from gpuenv.cache.entry import CacheEntry, LookupResult
 from gpuenv.cache.files import (
     copy_synced,
     fsync_dir,
+    own_folder,
+    read_meta,
     remove_older,
     remove_tree,
     sha256_file,
@@ -82,7 +85,7 @@ from gpuenv.cache.locking import (
     write_holder,
 )
 from gpuenv.cache.words import aware
-from gpuenv.errors import StepError
+from gpuenv.errors import InputError, StepError
 
 META_FILE = "meta.json"
 LAST_USED_FILE = "last_used"
@@ -155,7 +158,11 @@ Checkpoint = Optional[Callable[[str], None]]
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """``GPUENV_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpuenv/wheels``, else ``~/.cache/gpuenv/wheels``."""
     if environ.get("GPUENV_CACHE_DIR"):
-        return Path(environ["GPUENV_CACHE_DIR"]).expanduser()
+        try:
+            return Path(environ["GPUENV_CACHE_DIR"]).expanduser()
+        except RuntimeError:  # ~someone for a user this machine does not have
+            raise InputError(f"GPUENV_CACHE_DIR={environ['GPUENV_CACHE_DIR']}: no such user's home here",
+                             hint="set it to a path that exists on this machine") from None
     xdg = environ.get("XDG_CACHE_HOME", "")
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "gpuenv" / "wheels"
@@ -214,6 +221,8 @@ class WheelCache:
 
     def entry_of(self, digest: str) -> CacheEntry | None:
         """The published entry of the key digest ``digest`` (as gpuenv.lock records it), not verified."""
+        if not _DIGEST.fullmatch(digest):
+            return None
         try:
             return self._load(self._entry_dir(digest))
         except (OSError, ValueError, KeyError, TypeError):
@@ -256,7 +265,7 @@ class WheelCache:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         target = self._corrupt / f"{directory.name}-{stamp}-{secrets.token_hex(3)}"
         try:
-            self._corrupt.mkdir(parents=True, exist_ok=True)
+            own_folder(self._corrupt, self.path)
             os.rename(directory, target)
         except OSError:  # gone meanwhile, or a read-only shared cache: refused all the same
             return None
@@ -314,14 +323,14 @@ class WheelCache:
         hook("meta-written")
 
     def _new_temp(self, prefix: str) -> Path:
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        own_folder(self._tmp, self.path)
         temp = self._tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
         temp.mkdir()  # not mkdtemp: the umask decides who else may read a shared cache
         return temp
 
     def _publish(self, key: CacheKey, temp: Path) -> CacheEntry:
         final = self.entry_dir(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        own_folder(final.parent, self.path)
         for _ in range(3):
             try:
                 os.rename(temp, final)
@@ -385,7 +394,7 @@ class WheelCache:
         deadline = None if timeout is None else time.monotonic() + timeout
         waited = False
         while True:
-            fd = open_lock_file(path)
+            fd = open_lock_file(path, self.path)
             if not try_flock(fd):
                 if not waited and on_wait is not None:
                     on_wait(LockWait(key, path, read_holder(path)))
@@ -399,7 +408,7 @@ class WheelCache:
 
     def _try_lock_digest(self, digest: str) -> int | None:
         """The fd of the digest's lock if it is free now, else None."""
-        fd = open_lock_file(self._lock_path(digest))
+        fd = open_lock_file(self._lock_path(digest), self.path)
         if try_flock(fd) and is_current(fd, self._lock_path(digest)):
             return fd
         os.close(fd)
@@ -436,25 +445,30 @@ class WheelCache:
         return best, key_differences(best_key, key)
 
     def _entry_dirs(self) -> Iterator[Path]:
-        if not self._base.is_dir():
+        """Every published entry's folder. A link is none (gpuenv publishes an entry by renaming a
+        folder it made): on a shared cache it could lead to another user's folders, which prune
+        would then remove as unreadable entries."""
+        if self._base.is_symlink() or not self._base.is_dir():
             return
         for shard in sorted(self._base.iterdir()):
-            if shard.name.startswith(".") or not shard.is_dir():
+            if shard.name.startswith(".") or shard.is_symlink() or not shard.is_dir():
                 continue
-            yield from sorted(d for d in shard.iterdir() if d.is_dir())
+            yield from sorted(d for d in shard.iterdir() if not d.is_symlink() and d.is_dir())
 
     def _load(self, directory: Path) -> CacheEntry:
         """The entry in ``directory``; raises OSError/ValueError/KeyError/TypeError for anything
         short of a complete meta.json (a missing or malformed key included), so every reader
         meets a damaged entry the same way: as unreadable."""
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise TypeError(f"{META_FILE} is not an object")
+        meta = read_meta(directory / META_FILE)
         CacheKey.from_json(meta["key"])
         if not isinstance(meta["wheel_sha256"], str) or not isinstance(meta["wheel"], str):
             raise TypeError(f"{META_FILE}: wheel and wheel_sha256 must be strings")
-        if "/" in meta["wheel"] or meta["wheel"] in ("", ".", ".."):
-            raise ValueError(f"{META_FILE}: wheel {meta['wheel']!r} is not a file name")
+        if not _WHEEL_NAME.fullmatch(meta["wheel"]) or meta["wheel"] in (".", ".."):
+            raise ValueError(f"{META_FILE}: wheel {meta['wheel'][:80]!r} is not a file name")
+        if not isinstance(meta.get("size"), int) or isinstance(meta["size"], bool) or meta["size"] < 0:
+            raise TypeError(f"{META_FILE}: size is not a byte count")
+        if not isinstance(meta["digest"], str) or not _DIGEST.fullmatch(meta["digest"]):
+            raise ValueError(f"{META_FILE}: digest {str(meta['digest'])[:80]!r} is not a key digest")
         wheel = directory / str(meta["wheel"])
         created = aware(datetime.fromisoformat(str(meta["created"])))
         try:
@@ -576,7 +590,7 @@ class WheelCache:
     def _remove_orphan_locks(self) -> None:
         """Unlink lock files of keys without an entry (failed builds), if nobody holds them."""
         locks = self._base / ".locks"
-        if not locks.is_dir():
+        if locks.is_symlink() or not locks.is_dir():
             return
         for lock_file in locks.glob("*.lock"):
             digest = lock_file.name[: -len(".lock")]
@@ -591,13 +605,18 @@ class WheelCache:
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return remove_older(self._tmp, older_than)
+        return remove_older(self._tmp, older_than, self.path)
 
     def _remove_quarantined(self) -> list[Path]:
-        return remove_older(self._corrupt, timedelta(0))
+        return remove_older(self._corrupt, timedelta(0), self.path)
 
 
 # -- helpers --------------------------------------------------------------------------
+
+#: A wheel's file name as a cache entry records it: one name, ASCII, no folder.
+_WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+!-]{1,255}", re.ASCII)
+#: A key's digest, as entries are named (it names lock files too: nothing else may be in it).
+_DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 def _no_checkpoint(stage: str) -> None:

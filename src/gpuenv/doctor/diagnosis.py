@@ -37,8 +37,9 @@ from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report
 from gpuenv.doctor.toolkit import built_with_check, runtime_check, toolkit_check
 from gpuenv.doctor.torchwheel import torch_checks, torch_of
+from gpuenv.doctor.wording import last_error
 from gpuenv.errors import GpuenvError, RecipeError
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
 from gpuenv.probe.binaries import find_cuobjdump
@@ -155,7 +156,10 @@ def _env_check(env: TargetEnv, run: Runner, checks: list[Check]) -> Path | None:
     try:
         interpreter = env.interpreter(run)
     except GpuenvError as exc:
-        checks.append(Check("env", "fail", f"{env.python} does not run: {_first_line(str(exc))}",
+        # What the interpreter ended with (a .pth that is not UTF-8 stops it before any script runs).
+        tail = getattr(exc, "tail", "")
+        said = last_error(tail) if tail else _first_line(str(exc))
+        checks.append(Check("env", "fail", f"{env.python} does not run: {said}",
                             fix="recreate the virtual environment"))
         return None
     checks.append(Check("env", "ok", f"{env.path}: Python {interpreter.version}"))
@@ -163,7 +167,7 @@ def _env_check(env: TargetEnv, run: Runner, checks: list[Check]) -> Path | None:
 
 
 def _exact_toolkit_names(targets: Sequence[ExtensionTarget]) -> list[str]:
-    return [t.name for t in targets if knowledge.catalog_entry(t.name).toolkit_match == "minor"]
+    return [t.name for t in targets if catalog.catalog_entry(t.name).toolkit_match == "minor"]
 
 
 def _cuobjdump(site: Path, hardware: Hardware) -> Path | None:

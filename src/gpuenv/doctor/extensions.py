@@ -4,7 +4,7 @@ the torch installed now."""
 
 from __future__ import annotations
 
-import importlib.metadata
+import csv
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +18,8 @@ from gpuenv.doctor.report import Check, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
 from gpuenv.errors import GpuenvError
 from gpuenv.hints import hint_for
-from gpuenv.plan import knowledge
+from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.recipe import Recipe
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, list_elf, read_cuda_code
@@ -43,7 +44,7 @@ class ExtensionTarget:
     @property
     def skip_cuda_knob(self) -> str | None:
         """"FLASH_ATTENTION_SKIP_CUDA_BUILD=TRUE" when it was built without its CUDA module."""
-        entry = knowledge.catalog_entry(self.name)
+        entry = catalog.catalog_entry(self.name)
         if entry.skip_cuda_knob is None or not entry.skips_cuda(self.env):
             return None
         return f"{entry.skip_cuda_knob}={self.env[entry.skip_cuda_knob]}"
@@ -65,7 +66,7 @@ def extension_targets(recipe: Recipe | None, locked: LockedEnv | None) -> list[E
 def module_of(site: Path, target: ExtensionTarget) -> str:
     """The module to import: the recipe's, the catalog's, the top-level module it installed, else its name."""
     _, top_level = distribution_files(site, target.name)
-    return (target.module or knowledge.catalog_entry(target.name).import_name or top_level
+    return (target.module or catalog.catalog_entry(target.name).import_name or top_level
             or target.name.replace("-", "_"))
 
 
@@ -91,14 +92,47 @@ class Binary:
 
 
 def distribution_files(site: Path, name: str) -> tuple[list[Path], str | None]:
-    """The shared objects the distribution ``name`` installed (from its RECORD) and its top-level module."""
-    for dist in importlib.metadata.distributions(path=[str(site)]):
-        if canonicalize_name(dist.metadata["Name"] or "") != canonicalize_name(name):
+    """The shared objects the distribution ``name`` installed (from its RECORD) and its top-level module.
+
+    Read from the files, through the bounded reader, whatever their encoding (old packages have
+    Latin-1 METADATA and RECORD files): an env gpuenv did not make is read, not trusted.
+    """
+    wanted = canonicalize_name(name)
+    for info in sorted(site.glob("*.dist-info")):
+        if canonicalize_name(_header(info / "METADATA", "name") or "") != wanted:
             continue
-        files = [Path(str(dist.locate_file(f))) for f in dist.files or () if _is_shared_object(f.name)]
-        top = (dist.read_text("top_level.txt") or "").split()
+        files = [site / line for line in _record_paths(info / "RECORD") if _is_shared_object(line)]
+        top = _small_text(info / "top_level.txt").split()
         return files, top[0] if top else None
     return [], None
+
+
+def _small_text(path: Path) -> str:
+    """A metadata file's text, "" when it is missing or unreadable (a FIFO, a huge file, a loop)."""
+    try:
+        return read_input(path, errors="replace")
+    except UnreadableInput:
+        return ""
+
+
+def _header(path: Path, name: str) -> str | None:
+    for line in _small_text(path).splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _record_paths(record: Path) -> list[str]:
+    """The paths a RECORD lists, inside site-packages (no absolute path, no NUL, no climbing out)."""
+    rows = csv.reader(_small_text(record).replace("\0", "").splitlines())
+    paths = []
+    for row in rows:
+        if row and row[0] and not row[0].startswith("/") and ".." not in row[0].split("/"):
+            paths.append(row[0])
+    return paths
 
 
 def _is_shared_object(filename: str) -> bool:
@@ -213,7 +247,7 @@ def _no_gpu_code_check(
         return Check(name, "ok", f"none: built with {target.skip_cuda_knob}")
     if not binaries:
         return Check(name, "ok", "none: no compiled files")
-    entry = knowledge.catalog_entry(target.name)
+    entry = catalog.catalog_entry(target.name)
     held = f"no GPU code in {_files(len(binaries))}: a CPU-only build"
     if not hardware.gpus:
         return Check(name, "ok", held)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gpuenv.errors import EXIT_OK, EXIT_STEP_FAILED
+from gpuenv.printable import printable
 
 #: "skip": the check was not made; its detail says why (never "ok" for what was not checked).
 Verdict = Literal["ok", "warn", "fail", "skip"]
@@ -58,11 +59,13 @@ def report_text(report: Report) -> str:
     """One line per check ("ok   torch 2.13.0+cpu, …"), its fix indented under it, and a summary."""
     lines = []
     for check in report.checks:
-        lines.append(f"{check.verdict:<4} {check.name} {check.detail}")
+        # One line each, whatever the env, the lock or the runtime .pth put in them (printable).
+        lines.append(f"{check.verdict:<4} {printable(check.name)} {printable(check.detail)}")
         if check.fix:
-            lines.append(f"     fix: {check.fix}")
+            lines.append(f"     fix: {printable(check.fix)}")
     failed, warned = len(report.failures), len(report.warnings)
     skipped = sum(c.verdict == "skip" for c in report.checks)
-    lines.append(f"{report.venv}: {failed} failed, {warned} warning{'s' if warned != 1 else ''}"
+    plural = "s" if warned != 1 else ""
+    lines.append(f"{printable(str(report.venv))}: {failed} failed, {warned} warning{plural}"
                  + (f", {skipped} skipped" if skipped else ""))
     return "\n".join(lines)

@@ -22,6 +22,8 @@ wheel, no build.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -37,22 +39,35 @@ from gpuenv import __version__
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import CommandError, InputError
-from gpuenv.runner import ANSWER_MARK, Runner
+from gpuenv.outputs import output_file, write_atomic
+from gpuenv.runner import ANSWER_MARK, Runner, bounded, import_timeout
+from gpuenv.setup.envanswers import DISTRIBUTION_READER, AnswerError
 from gpuenv.setup.targetenv import TargetEnv
 from gpuenv.tomlwrite import toml_key, toml_value
 
 PYLOCK_NAME = "pylock.toml"
 
-_DISTRIBUTIONS_SCRIPT = f"""
-import importlib.metadata, json
+# A direct_url.json that is not JSON is no record at all; a float in it comes back as null (gpuenv
+# reads none: 1e999 must not make the whole answer unreadable); its types are checked on this side.
+_DISTRIBUTIONS_SCRIPT = DISTRIBUTION_READER + f"""
+def direct_url(dist):
+    base = getattr(dist, "_path", None)
+    path = os.path.join(str(base), "direct_url.json") if base is not None else ""
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(1 << 20).decode("utf-8", "replace")
+        return json.loads(text, parse_float=lambda t: None, parse_constant=lambda t: None)
+    except Exception:
+        return None
 found = {{}}
 for dist in importlib.metadata.distributions():
-    name = dist.metadata["Name"]
+    name, version = name_and_version(dist)
     if not name or name in found:
         continue
-    direct = dist.read_text("direct_url.json")
-    found[name] = {{"version": dist.version, "direct_url": json.loads(direct) if direct else None,
-                   "requires_python": dist.metadata["Requires-Python"]}}
+    found[name] = {{"version": version, "direct_url": direct_url(dist),
+                   "requires_python": meta_header(dist, "Requires-Python")}}
 print({ANSWER_MARK!r} + json.dumps(found))
 """
 
@@ -104,31 +119,44 @@ class Pylock:
 # -- reading the env --------------------------------------------------------------------
 
 
-def artifact_from_direct_url(data: Mapping[str, Any]) -> Artifact | None:
-    """The artifact a ``direct_url.json`` (or a pip report's ``download_info``) describes."""
-    url = str(data.get("url", ""))
+def artifact_from_direct_url(data: Any) -> Artifact | None:
+    """The artifact a ``direct_url.json`` (or a pip report's ``download_info``) describes; None for
+    one that describes nothing usable (a damaged or hand-made file: wrong types, no URL)."""
+    if not isinstance(data, Mapping):
+        return None
+    url = _text(data.get("url"))
     if not url:
         return None
     local = _local_path(url)
+    subdirectory = _text(data.get("subdirectory"))
     if "vcs_info" in data:
-        vcs = data["vcs_info"]
-        return Artifact("vcs", url=url, commit=vcs.get("commit_id"), subdirectory=data.get("subdirectory"),
-                        vcs=vcs.get("vcs", "git"))
+        vcs = _table(data["vcs_info"])
+        return Artifact("vcs", url=url, commit=_text(vcs.get("commit_id")), subdirectory=subdirectory,
+                        vcs=_text(vcs.get("vcs")) or "git")
     if "dir_info" in data:
-        return Artifact("directory", path=local or url, editable=bool(data["dir_info"].get("editable")),
-                        subdirectory=data.get("subdirectory"))
-    archive = data.get("archive_info", {})
-    hashes = archive.get("hashes") or {}
-    sha256 = hashes.get("sha256")
-    if sha256 is None and str(archive.get("hash", "")).startswith("sha256="):
+        editable = _table(data["dir_info"]).get("editable") is True
+        return Artifact("directory", path=local or url, editable=editable, subdirectory=subdirectory)
+    archive = _table(data.get("archive_info"))
+    sha256 = _text(_table(archive.get("hashes")).get("sha256"))
+    if sha256 is None and (_text(archive.get("hash")) or "").startswith("sha256="):
         sha256 = str(archive["hash"]).partition("=")[2]
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        sha256 = None
     if sha256 is None and local is not None and Path(local).is_file():
         from gpuenv.setup.sources import file_sha256
 
         sha256 = file_sha256(Path(local))
     kind = "wheel" if url.endswith(".whl") else ("sdist" if _is_sdist(url) else "archive")
-    return Artifact(kind, url=None if local else url, path=local, sha256=sha256,
-                    subdirectory=data.get("subdirectory"))
+    return Artifact(kind, url=None if local else url, path=local, sha256=sha256, subdirectory=subdirectory)
+
+
+def _text(value: Any) -> str | None:
+    """A string field of a record, or None (a number, a table, a string with control characters)."""
+    return value if isinstance(value, str) and value.isprintable() else None
+
+
+def _table(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _is_sdist(url: str) -> bool:
@@ -143,7 +171,12 @@ def _local_path(url: str) -> str | None:
 def installed_distributions(env: TargetEnv, runner: Runner) -> dict[str, dict[str, Any]]:
     """Canonical name → {version, direct_url, requires_python} of every distribution in ``env``."""
     data = env.query(runner, _DISTRIBUTIONS_SCRIPT)
-    return {canonicalize_name(name): value for name, value in data.items()}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise AnswerError("distributions that are not a table", data)
+    return {canonicalize_name(str(name)): {"version": str(value.get("version") or ""),
+                                           "direct_url": value.get("direct_url"),
+                                           "requires_python": _text(value.get("requires_python"))}
+            for name, value in data.items()}
 
 
 def resolve_from_sources(env: TargetEnv, runner: Runner, pins: Mapping[str, str]) -> dict[str, Artifact]:
@@ -159,6 +192,7 @@ def resolve_from_sources(env: TargetEnv, runner: Runner, pins: Mapping[str, str]
         args = ["install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
                 "--disable-pip-version-check", "--report", str(report),
                 *[f"{name}=={version}" for name, version in sorted(pins.items())]]
+        runner = bounded(runner, import_timeout())
         try:
             runner([str(env.python), "-m", "pip", *args])
         except CommandError:
@@ -198,11 +232,16 @@ def make_pylock(
         artifacts[name] = artifact
     missing = {n: dists[n]["version"] for n, a in artifacts.items() if a is None or _unhashed(a)}
     unlocked: list[str] = []
-    if missing:
+    blocking = _blocking_metadata(env.path)
+    if missing and blocking:
+        unlocked.append(f"pip was not asked for the files of {', '.join(sorted(missing))}: {blocking} is not "
+                        "a regular file, and pip would wait on it forever")
+    elif missing:
         try:
             artifacts.update(resolve_from_sources(env, runner, missing))
         except CommandError as exc:
-            unlocked.append(f"asking pip for the files of {', '.join(sorted(missing))} failed: {exc.tail}")
+            said = exc.tail.strip().splitlines()[-1:] or [str(exc)]
+            unlocked.append(f"asking pip for the files of {', '.join(sorted(missing))} failed: {said[0]}")
     packages = []
     for name, info in sorted(dists.items()):
         artifact = artifacts.get(name)
@@ -215,6 +254,18 @@ def make_pylock(
     interpreter = env.interpreter(runner)
     return Pylock(tuple(packages), _env_tool(locked, cache), _environment(interpreter.markers),
                   tuple(unlocked))
+
+
+def _blocking_metadata(venv: Path) -> Path | None:
+    """A metadata file of the env that is a FIFO or a device (pip reads each one it lists), or None."""
+    for site in sorted(venv.glob("lib/*/site-packages")):
+        for info in sorted([*site.glob("*.dist-info"), *site.glob("*.egg-info")]):
+            candidates = [info / n for n in ("METADATA", "PKG-INFO", "RECORD", "direct_url.json")] \
+                if info.is_dir() else [info]
+            for path in candidates:
+                if os.path.lexists(path) and not (path.is_file() or not path.exists()):
+                    return path
+    return None
 
 
 def _unhashed(artifact: Artifact) -> bool:
@@ -307,7 +358,8 @@ def _inline(table: Mapping[str, Any]) -> str:
 
 
 def write_pylock(lock: Pylock, path: Path) -> None:
-    path.write_text(lock.render(), encoding="utf-8")
+    """Write the lock to ``path``: checked inside its folder, replaced whole (see gpuenv.outputs)."""
+    write_atomic(output_file(path), lock.render().encode("utf-8"))
 
 
 
@@ -316,6 +368,8 @@ def export_pylock(venv: Path, *, locked: LockedEnv | None, cache_dir: Path | Non
     """``gpuenv export pylock``: the lock, or (with ``output``) where it went and what is not locked."""
     from gpuenv.runner import SubprocessRunner
 
+    if output is not None:
+        output_file(output)  # a place it cannot write is said before the env is asked anything
     lock = make_pylock(TargetEnv.at(venv), SubprocessRunner(), locked=locked,
                        cache=WheelCache(cache_dir) if cache_dir is not None else None)
     text = lock.render()

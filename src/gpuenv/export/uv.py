@@ -47,6 +47,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.outputs import output_file, write_atomic
 from gpuenv.plan.buildplan import pinned_version
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import ProjectFacts
@@ -249,6 +250,10 @@ def _dotted(text: str) -> tuple[str, ...]:
     return tuple(path)
 
 
+class _Ours(str):
+    """A line gpuenv wrote into the merged file (it gets the file's own line end)."""
+
+
 def merge(text: str, tables: Sequence[Table]) -> str:
     """``text`` (a pyproject.toml) with ``tables`` merged in; everything else unchanged, byte for byte."""
     try:
@@ -256,11 +261,13 @@ def merge(text: str, tables: Sequence[Table]) -> str:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"cannot merge into a pyproject.toml that is not valid TOML: {exc}") from None
     lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
+        lines[-1] += newline
     for table in tables:
         lines = _merge_table(lines, table)
-    merged = "".join(lines)
+    # gpuenv's own lines get the file's line end; every other line keeps its bytes.
+    merged = "".join(line[:-1] + newline if isinstance(line, _Ours) else line for line in lines)
     _check(before, merged, tables)
     return merged
 
@@ -277,7 +284,7 @@ def _merge_table(lines: list[str], table: Table) -> list[str]:
     if table.array_entry:
         for path, array, start, end in sections:
             if path == table.path and array and _name_in(lines[start:end], table.values["name"]):
-                body = [_line(k, v) + "\n" for k, v in table.values.items()]
+                body: list[str] = [_Ours(_line(k, v) + "\n") for k, v in table.values.items()]
                 return lines[:start] + body + _trailing_blank(lines[start:end]) + lines[end:]
         return _append(lines, table)
     for path, array, start, end in sections:
@@ -315,7 +322,7 @@ def _merge_keys(lines: list[str], start: int, end: int, table: Table) -> list[st
     for key, value in table.values.items():
         at = _key_line(lines, start, end, key)
         if at is None:
-            added.append(_line(key, value) + "\n")
+            added.append(_Ours(_line(key, value) + "\n"))
             continue
         try:
             tomllib.loads(lines[at])
@@ -324,7 +331,7 @@ def _merge_keys(lines: list[str], start: int, end: int, table: Table) -> list[st
                 f"cannot merge {'.'.join(table.path)}.{key}: its value spans several lines",
                 hint="put it on one line, or merge the printed settings ('gpuenv export uv') by hand",
             ) from None
-        lines[at] = _line(key, value) + "\n"
+        lines[at] = _Ours(_line(key, value) + "\n")
     return lines[:last + 1] + added + lines[last + 1:]
 
 
@@ -338,8 +345,8 @@ def _key_line(lines: list[str], start: int, end: int, key: str) -> int | None:
 
 def _append(lines: list[str], table: Table) -> list[str]:
     block = render_tables([table])
-    separator = ["\n"] if lines and lines[-1].strip() else []
-    return lines + separator + block.splitlines(keepends=True)
+    separator: list[str] = [_Ours("\n")] if lines and lines[-1].strip() else []
+    return lines + separator + [_Ours(line) for line in block.splitlines(keepends=True)]
 
 
 def _check(before: Mapping[str, Any], merged: str, tables: Sequence[Table]) -> None:
@@ -409,12 +416,13 @@ def export_uv(recipe: Recipe, hardware: Hardware, options: PlanOptions, *,
     if write is None:
         return export
     try:
-        text = read_input(write, universal_newlines=True)
+        text = read_input(write)  # as it is: its line ends are kept, byte for byte
     except UnreadableInput as exc:
         if not exc.missing:
             raise InputError(f"cannot read {write}: {exc.problem}") from None
         raise InputError(f"{write} does not exist",
                          hint="run it in your project's directory, or name the file: --write PATH") from None
+    target = output_file(write)
     merged = merge(text, export.tables)
-    write.write_text(merged, encoding="utf-8")
+    write_atomic(target, merged.encode("utf-8"))
     return UvExport(export.tables, export.notes, export.source_options, written=write)

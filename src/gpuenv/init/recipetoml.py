@@ -74,7 +74,7 @@ def recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
 def _python(scan: RepoScan) -> str | None:
     for f in scan.placed("python"):
         text = f.text.strip()
-        if re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
+        if re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?", text, re.ASCII):
             return ".".join(text.split(".")[:2])
         if text:
             return text

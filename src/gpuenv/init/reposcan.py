@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import InputError
-from gpuenv.plan import knowledge
+from gpuenv.plan import catalog, knowledge
 from gpuenv.plan.requirements import read_requirements
 from gpuenv.plan.treemeta import small_text, submodule_paths
 
@@ -140,7 +140,7 @@ def _sort(scan: _Scan, text: str, origin: str, *, from_file: bool = False) -> No
         scan.findings.append(Finding("torch", stripped, origin))
     elif name in knowledge.paired_packages():
         scan.findings.append(Finding("paired", stripped, origin, f"{name} is paired with the chosen torch"))
-    elif knowledge.catalog_entry(name).known and name not in scan.seen_names:
+    elif catalog.catalog_entry(name).known and name not in scan.seen_names:
         scan.seen_names.add(name)
         scan.findings.append(Finding("extension", stripped, origin, "built without isolation against torch"))
     elif name in scan.seen_names:

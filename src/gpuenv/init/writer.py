@@ -18,14 +18,21 @@ session installs gpuenv from ``$GPUENV_REQUIREMENT``, else from where the
 gpuenv that ran ``init`` came from (its install record: a checkout, a git URL,
 a version). The tasks file takes gpuenv's invoke collection in one line.
 
-Everything is rendered and validated (the recipe is parsed by the recipe
-loader) before the first file is written, so bad input writes nothing. The
-texts come from :mod:`gpuenv.init.recipetoml` and :mod:`gpuenv.init.templates`;
-this module decides what is written where, and what is left alone.
+All or nothing: every file is rendered and validated (the recipe is parsed by
+the recipe loader) and every target checked (:func:`gpuenv.outputs.path_inside`:
+inside the repository, not a link that leads out of it or nowhere, not a folder,
+not read-only) before the first is written; each is then written whole (an
+append too: the new content replaces the file in one rename), and if one fails
+those already written are put back (:func:`gpuenv.outputs.write_all`). So bad
+input, or a repository whose README.md is a link to a ``.bashrc``, writes
+nothing. The texts come from :mod:`gpuenv.init.recipetoml` and
+:mod:`gpuenv.init.templates`; this module decides what is written where, and
+what is left alone.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -44,9 +51,11 @@ from gpuenv.init.templates import (
     tasks_snippet,
     tasks_text,
 )
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, read_input, read_input_bytes
 from gpuenv.integrations import gpuenv_origin
+from gpuenv.outputs import PlannedWrite, path_inside, write_all
 from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
+from gpuenv.printable import printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -156,8 +165,7 @@ def init_repo(
                    writes, skipped)
     _plan_readme(root, recipe.relative_to(root), origin, writes, skipped)
     _plan_gitignore(root, writes, skipped)
-    for write in writes:
-        _apply(write)
+    write_all([_checked(root, write) for write in writes])
     return InitResult(root, recipe, tuple(w.path for w in writes), tuple(skipped),
                       appended=tuple(w.path for w in writes if w.append), scan=scan, existing=existing)
 
@@ -171,12 +179,13 @@ def init_text(result: InitResult) -> str:
             lines.append(f"  this Python: {result.existing}")
         for f in (result.scan.findings if result.scan is not None else ()):
             where = _PLACES[f.place]
-            note = f" ({f.note})" if f.note else ""
-            lines.append(f"  {f.origin}: {f.text} -> {where}{note}")
-    lines += [f"{'appended' if p in result.appended else 'wrote':<8} {_relative(p, result.root)}"
+            note = f" ({printable(f.note)})" if f.note else ""
+            # One line each, whatever the repository's file names and lines hold.
+            lines.append(f"  {printable(f.origin)}: {printable(f.text)} -> {where}{note}")
+    lines += [f"{'appended' if p in result.appended else 'wrote':<8} {printable(_relative(p, result.root))}"
               for p in result.written]
     for skip in result.skipped:
-        lines.append(f"skipped  {_relative(skip.path, result.root)}: {skip.reason}")
+        lines.append(f"skipped  {printable(_relative(skip.path, result.root))}: {printable(skip.reason)}")
         if skip.snippet:
             lines += ["", *("    " + line if line else "" for line in skip.snippet.splitlines()), ""]
     lines.append("next: 'gpuenv plan' shows what setup would install here; 'nox -s gpu-env' sets it up")
@@ -206,10 +215,11 @@ def _plan_recipe(
     if into_pyproject:
         return _plan_pyproject(root, parts, writes, skipped)
     path = root / RECIPE_PATH
+    path_inside(root, RECIPE_PATH)  # an envs/ that links out is refused before anything is read through it
     # Paths in a recipe are relative to its directory (envs/); init's are relative to the root.
     text = RECIPE_HEADER + recipe_toml(parts, to_root="..")
     _validate(tomllib.loads(text), path, None)
-    if path.exists():
+    if path.exists() and not _is_empty(path):
         skipped.append(Skipped(path, "it exists (gpuenv never overwrites a recipe)"))
     elif _has_gpuenv_table(root / "pyproject.toml"):
         # envs/default.toml is found first: writing it would replace the recipe in use.
@@ -218,6 +228,14 @@ def _plan_recipe(
     else:
         writes.append(_Write(path, text))
     return path
+
+
+def _is_empty(path: Path) -> bool:
+    """An empty recipe (what an interrupted init of old left) holds nothing to keep: it is replaced."""
+    try:
+        return not read_input(path, errors="replace").strip()
+    except UnreadableInput:
+        return False
 
 
 def _has_gpuenv_table(pyproject: Path) -> bool:
@@ -293,7 +311,9 @@ def _plan_readme(root: Path, recipe: Path, origin: str, writes: list[_Write], sk
     path = root / "README.md"
     section = readme_section(recipe, origin)
     if not path.exists():
-        writes.append(_Write(path, f"# {root.resolve().name}\n\n{section}"))
+        # A folder name that is not UTF-8 becomes a title with replacement characters.
+        title = os.fsencode(root.resolve().name).decode("utf-8", "replace")
+        writes.append(_Write(path, f"# {title}\n\n{section}"))
         return
     existing = _existing_text(path)
     if any(line.strip() == README_HEADING for line in existing.splitlines()):
@@ -334,8 +354,26 @@ def _separator(existing: str) -> str:
     return "\n" if existing.endswith("\n") else "\n\n"
 
 
-def _apply(write: _Write) -> None:
-    write.path.parent.mkdir(parents=True, exist_ok=True)
-    # "x": a file that appeared since it was checked is still not overwritten.
-    with open(write.path, "a" if write.append else "x", encoding="utf-8") as handle:
-        handle.write(write.text)
+def _checked(root: Path, write: _Write) -> PlannedWrite:
+    """``write`` as the bytes to put at its checked place: an append is the file's own bytes (its
+    encoding and line ends kept; the text added gets the same line ends) with the text after them."""
+    target = path_inside(root, write.path.relative_to(root))
+    try:
+        text = write.text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{write.path}: what gpuenv init would write there holds a name that is not UTF-8 "
+                         "(a file or folder name of the repository)",
+                         hint="rename it, or write the file by hand") from None
+    if not write.append and not os.path.lexists(target):
+        return PlannedWrite(target, text)
+    try:
+        previous = read_input_bytes(target)
+    except UnreadableInput as exc:
+        raise InputError(f"cannot read {write.path}: {exc.problem}",
+                         hint="gpuenv init reads it before adding to it: make it a readable file, "
+                         "or move it aside") from None
+    if not write.append:  # an empty recipe, replaced
+        return PlannedWrite(target, text, previous=previous)
+    if b"\r\n" in previous:
+        text = text.replace(b"\n", b"\r\n")
+    return PlannedWrite(target, previous + text, previous=previous)

@@ -20,9 +20,10 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
+from gpuenv.plan.catalog import CatalogEntry, arch_entries, catalog_entry, version_ranges
 from gpuenv.plan.extensionspec import ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
-from gpuenv.plan.knowledge import CatalogEntry, TorchRelease
+from gpuenv.plan.knowledge import TorchRelease
 from gpuenv.plan.variants import covers, driver_runs
 
 Action = Literal["build", "cached", "skip"]
@@ -48,6 +49,8 @@ class ExtensionPlan:
     path: str | None = None
     #: Which catalog entry planned it, and how it was matched (or that none was).
     catalog: str = ""
+    #: Options its setup.py reads from the build command (``--cpp_ext``): config setting ``--build-option``.
+    build_options: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +66,7 @@ class ExtensionPlan:
             "import": self.import_name,
             "required": self.required,
             "catalog": self.catalog,
+            "build_options": list(self.build_options),
         }
 
 
@@ -84,9 +88,9 @@ def entry_for(ext: ExtensionSpec, facts: ProjectFacts | None) -> tuple[CatalogEn
     local = ext.path is not None or facts is not None
     name = (facts.name if facts is not None and facts.name else None) or ext.name
     version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
-    entry = knowledge.catalog_entry(name, version)
+    entry = catalog_entry(name, version)
     if not entry.known:
-        if knowledge.catalog_entry(name).known:
+        if catalog_entry(name).known:
             match = f"the catalog's {name} entries describe {_ranges(name)}, not {version}: generic knobs"
         elif local:
             match = f"{name} is not in gpuenv's catalog: generic knobs"
@@ -105,25 +109,27 @@ def entry_for(ext: ExtensionSpec, facts: ProjectFacts | None) -> tuple[CatalogEn
 
 
 def _ranges(name: str) -> str:
-    return ", ".join(t for t in knowledge.catalog_version_ranges(name) if t) or "every version"
+    return ", ".join(t for t in version_ranges(name) if t) or "every version"
 
 
 def _overridden(entry: CatalogEntry, ext: ExtensionSpec) -> CatalogEntry:
     o = ext.overrides
     changes: dict[str, Any] = {}
     if o.fixed_archs is not None:
-        changes.update(fixed_archs=o.fixed_archs, arch_knob=None)
+        changes.update(fixed_archs=arch_entries(list(o.fixed_archs)), arch_knob=None, arch_choices=())
     elif o.arch_knob is not None:
         # A knob the package reads means it builds what gpuenv asks for, not a fixed list.
         changes.update(arch_knob=o.arch_knob, fixed_archs=(), arch_choices=())
     if o.arch_format is not None:
         changes["arch_format"] = o.arch_format
     if o.force_build is not None:
-        changes["env"] = dict(o.force_build)
+        changes["force_build"] = dict(o.force_build)
     if o.min_cc is not None:
         changes["min_cc"] = o.min_cc
     if o.min_nvcc is not None:
         changes["min_nvcc"] = o.min_nvcc
+    if o.build_options is not None:
+        changes["build_options"] = o.build_options
     return replace(entry, **changes)
 
 
@@ -142,6 +148,10 @@ class Draft:
     torch_bound: bool = False
     #: How the catalog entry was matched ("" for a plain index requirement).
     catalog: str = ""
+    #: The plan's archs (the GPUs') this draft was made for, before the package's own choices.
+    gpu_archs: tuple[str, ...] = ()
+    #: The nvcc release the arch choices were made for: the toolkit's once chosen, else torch's CUDA.
+    nvcc: str | None = None
 
 
 def draft(
@@ -153,7 +163,14 @@ def draft(
     torch_version: str | None,
     hardware: Hardware,
     version: str | None,
+    *,
+    torch_cxx: int | None = None,
 ) -> Draft:
+    """What ``ext`` needs on this plan: a skip, or its CUDA archs for the nvcc of torch's CUDA release.
+
+    ``torch_cxx`` is the C++ standard the torch's headers require (``cxx_standard``
+    of the release, or observed): a package that hard-codes an older one cannot build.
+    """
     skip_cuda = entry.skips_cuda(ext.env_dict)
     wants_cuda = entry.cuda != "none" and not skip_cuda
 
@@ -163,37 +180,84 @@ def draft(
     if entry.cuda == "required" and wants_cuda and variant == "cpu":
         why = "no GPU detected" if not hardware.gpus else "the plan is the CPU build"
         return skipped(f"{ext.name} needs a CUDA build of torch and {why}")
-    clash = _incompatibility(ext.name, entry, version, torch_version) if wants_cuda else None
+    compiles_cuda = wants_cuda and variant != "cpu"
+    # The catalog's clashes are those of the CUDA build (its flags, its stable ABI).
+    clash = (_incompatibility(ext.name, entry, version, torch_version)
+             or _cxx_clash(ext.name, entry, version, torch_version, torch_cxx)) if compiles_cuda else None
     if clash:
         return skipped(clash, torch_bound=True)
-    compiles_cuda = wants_cuda and variant != "cpu"
     if not compiles_cuda:
         note = f"{entry.skip_cuda_knob} set: no CUDA code" if skip_cuda else "a build without CUDA"
         return Draft(ext, entry, None, False, (), note, catalog=catalog)
-    archs = arch_list
+    base = Draft(ext, entry, None, True, (), "", catalog=catalog, gpu_archs=arch_list)
+    return cuda_archs(base, knowledge.variant_cuda(variant), hardware)
+
+
+def cuda_archs(d: Draft, nvcc: str | None, hardware: Hardware) -> Draft:
+    """The archs ``d`` compiles with an nvcc of release ``nvcc``, or its skip when none runs on the GPUs.
+
+    A package with its own -gencode list compiles that list (what it holds depends
+    on nvcc); one whose knob offers a few archs gets, per GPU, the newest offered
+    arch of the same major not newer than the GPU (a cubin for X.Y runs on X.Z, Z ≥ Y).
+    """
+    entry, name = d.entry, d.spec.name
+    archs = d.gpu_archs
     note = ""
+    with_nvcc = f" with nvcc {nvcc}" if nvcc else ""
     if entry.min_cc is not None:
         minimum = ComputeCapability.parse(entry.min_cc)
-        archs = tuple(a for a in arch_list if ComputeCapability.parse(a) >= minimum)
-        too_old = [a for a in arch_list if a not in archs]
-        if not archs:
-            return skipped(
-                f"{ext.name} needs compute capability ≥ {entry.min_cc}; "
-                f"{names_for(too_old, hardware)} {'is' if len(too_old) == 1 else 'are'} older"
-            )
+        kept = tuple(a for a in archs if ComputeCapability.parse(a) >= minimum)
+        too_old = [a for a in archs if a not in kept]
+        if not kept:
+            return _no_archs(d, nvcc, f"{name} needs compute capability ≥ {entry.min_cc}; "
+                             f"{names_for(too_old, hardware)} {'is' if len(too_old) == 1 else 'are'} older")
         if too_old:
             note = f"not for {names_for(too_old, hardware)} (needs ≥ {entry.min_cc}); "
+        archs = kept
     if entry.fixed_archs:
-        note += f"it builds its own fixed arch list ({', '.join(entry.fixed_archs)}) whatever gpuenv sets; "
-        archs = entry.fixed_archs
-    return Draft(ext, entry, None, True, archs, note, catalog=catalog)
+        fixed = entry.fixed_archs_for(nvcc)
+        covered = tuple(a for a in archs if knowledge.runs_on(fixed, ComputeCapability.parse(a)))
+        lacking = [a for a in archs if a not in covered]
+        if not covered:
+            return _no_archs(d, nvcc, f"{name} compiles its own arch list ({', '.join(fixed)}){with_nvcc}, "
+                             f"which has no code for {names_for(lacking, hardware)}")
+        if lacking:
+            note += (f"not for {names_for(lacking, hardware)} "
+                     f"(its own arch list{with_nvcc} has no code for it); ")
+        note += f"it builds its own fixed arch list ({', '.join(fixed)}) whatever gpuenv sets; "
+        archs = fixed
+    elif entry.arch_choices:
+        choices = entry.choices_for(nvcc)
+        covered = tuple(a for a in archs if _choice_for(choices, a) is not None)
+        lacking = [a for a in archs if a not in covered]
+        if not covered:
+            return _no_archs(d, nvcc, f"{name} has kernels for {', '.join(choices) or 'no arch'}{with_nvcc}, "
+                             f"none of which runs on {names_for(lacking, hardware)}")
+        if lacking:
+            note += f"not for {names_for(lacking, hardware)} (no kernels for it{with_nvcc}); "
+        archs = covered
+    return replace(d, skip=None, compiles_cuda=True, arch_list=archs, note=note, nvcc=nvcc)
 
 
-def narrow(d: Draft, arch_list: tuple[str, ...]) -> Draft:
-    """Keep only the archs the chosen nvcc compiles (a fixed list is the package's own)."""
-    if not d.compiles_cuda or d.entry.fixed_archs:
+def _no_archs(d: Draft, nvcc: str | None, reason: str) -> Draft:
+    return replace(d, skip=reason, compiles_cuda=False, arch_list=(), note="", nvcc=nvcc)
+
+
+def _choice_for(choices: tuple[str, ...], arch: str) -> str | None:
+    """The newest offered arch whose code runs on a GPU of ``arch`` (same major, minor not above)."""
+    cc = ComputeCapability.parse(arch)
+    fits = [c for c in choices
+            if ComputeCapability.parse(c).major == cc.major and ComputeCapability.parse(c) <= cc]
+    return max(fits, key=ComputeCapability.parse) if fits else None
+
+
+def for_toolkit(d: Draft, arch_list: tuple[str, ...], toolkit: Toolkit, hardware: Hardware) -> Draft:
+    """``d`` redone for the chosen nvcc: the archs its setup.py compiles with that nvcc, its minimum."""
+    if not d.compiles_cuda or d.skip is not None:
         return d
-    return replace(d, arch_list=tuple(a for a in d.arch_list if a in arch_list))
+    d = cuda_archs(replace(d, gpu_archs=tuple(a for a in d.gpu_archs if a in arch_list)), toolkit.version,
+                   hardware)
+    return below_min_nvcc(d, toolkit)
 
 
 def names_for(archs: list[str], hardware: Hardware) -> str:
@@ -212,6 +276,27 @@ def _incompatibility(
         ):
             return f"{name} {version} cannot build against torch {torch_version}: {clash.reason}"
     return None
+
+
+def _cxx_clash(
+    name: str, entry: CatalogEntry, version: str | None, torch_version: str | None, torch_cxx: int | None
+) -> str | None:
+    """Why ``name`` cannot build against this torch: it hard-codes an older C++ standard than torch needs."""
+    if entry.stable_abi is not None and torch_version is not None and \
+            knowledge.version_tuple(torch_version)[:2] < knowledge.version_tuple(entry.stable_abi)[:2]:
+        return (f"{name} {version or ''} builds against torch's stable ABI of {entry.stable_abi} "
+                f"(TORCH_TARGET_VERSION) and needs torch ≥ {entry.stable_abi}").replace("  ", " ")
+    # Only the stable headers are included under TORCH_STABLE_ONLY: they do not require C++20.
+    if entry.stable_abi is not None or entry.cxx_std is None or torch_cxx is None:
+        return None
+    if entry.cxx_std >= torch_cxx:
+        return None
+    span = entry.versions or "every release"
+    which = f"{name} {version}" if version else f"{name} ({span} per the catalog)"
+    torch = f"torch {torch_version}" if torch_version else "this torch"
+    return (f"{which} compiles with -std=c++{entry.cxx_std} and {torch}'s headers require C++{torch_cxx} "
+            f"('#error C++{torch_cxx} or later compatible compiler is required'); "
+            f"use an older torch or a release of {name} that builds with C++{torch_cxx}")
 
 
 # -- the toolkit --------------------------------------------------------------------------
@@ -409,28 +494,25 @@ def below_min_nvcc(d: Draft, toolkit: Toolkit | None) -> Draft:
 def _jobs(d: Draft, env: Mapping[str, str], hardware: Hardware) -> int:
     entry = d.entry
     per_job = entry.job_memory_mib if d.compiles_cuda else entry.cpu_job_memory_mib
-    threads = env.get(entry.threads_knob or "", "")
+    threads = env.get(entry.threads_knob or "", "") or str(entry.nvcc_threads or "")
     if d.compiles_cuda and threads.isdigit() and int(threads) > 0:
-        per_job *= int(threads)
+        # nvcc's --threads compiles a file's archs in parallel: at most one thread per arch.
+        per_job *= max(1, min(int(threads), len(d.arch_list)))
     by_memory = hardware.memory_available_mib // per_job if hardware.memory_available_mib else 1
     return max(1, min(hardware.cpu_count or 1, by_memory))
 
 
-def arch_value(entry: CatalogEntry, archs: tuple[str, ...]) -> str:
+def arch_value(entry: CatalogEntry, archs: tuple[str, ...], nvcc: str | None = None) -> str:
+    """The arch knob's value for ``archs``: "8.0;9.0" or, for a "nodot" knob, the offered archs ("80;90")."""
     if entry.arch_format == "torch":
         return ";".join(archs)
+    choices = entry.choices_for(nvcc) if entry.arch_choices else ()
     values: list[str] = []
     for arch in archs:
-        cc = ComputeCapability.parse(arch)
-        if entry.arch_choices:
-            # The package has kernels for a few archs; X.Z runs X.Y code for Y ≤ Z.
-            fits = [c for c in entry.arch_choices
-                    if ComputeCapability.parse(c).major == cc.major and ComputeCapability.parse(c) <= cc]
-            if not fits:
-                continue
-            value = max(fits, key=ComputeCapability.parse)
-        else:
-            value = cc.sm
+        chosen = _choice_for(choices, arch) if choices else arch
+        if chosen is None:
+            continue
+        value = ComputeCapability.parse(chosen).sm
         if value not in values:
             values.append(value)
     return ";".join(values)
@@ -454,15 +536,17 @@ def finish(
         "required": ext.required,
         "path": str(ext.path) if ext.path is not None else None,
         "catalog": d.catalog,
+        "build_options": entry.build_options,
     }
     if d.skip is not None:
         return ExtensionPlan(action="skip", reason=d.skip, env={}, **common)
     env = dict(build_env)
     env.update(entry.env)
+    env.update(entry.force_build)
     if d.compiles_cuda:
         env.update(entry.cuda_env)
         if entry.arch_knob:
-            env[entry.arch_knob] = arch_value(entry, d.arch_list)
+            env[entry.arch_knob] = arch_value(entry, d.arch_list, d.nvcc)
     else:
         env.update(entry.cpu_env)
         env.pop("TORCH_CUDA_ARCH_LIST", None)

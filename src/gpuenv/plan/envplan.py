@@ -21,6 +21,7 @@ from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.recipe import PackageSources, RepoSpec
+from gpuenv.plan.releases import PlanKnowledge
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class Plan:
     runtime_env: Mapping[str, str] = field(default_factory=dict)
     #: The torch the plan was made for as observed in the env (None: planned from the data alone).
     given_torch: TorchFacts | None = None
+    #: Where the torch releases and pairs came from (shipped data, an index), with their dates, and the
+    #: facts of the chosen release that were assumed from another.
+    knowledge: PlanKnowledge = field(default_factory=PlanKnowledge)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +118,7 @@ class Plan:
             "runtime_env": dict(self.runtime_env),
             "wheelhouse_group": self.wheelhouse_group,
             "given_torch": None if self.given_torch is None else self.given_torch.to_json(),
+            "knowledge": self.knowledge.to_json(),
         }
 
     @property

@@ -55,11 +55,14 @@ class CatalogOverrides:
     min_cc: str | None = None
     #: The oldest nvcc it builds with ("11.6").
     min_nvcc: str | None = None
+    #: Options its setup.py reads from the build command ("--cpp_ext"); they replace the catalog's.
+    build_options: tuple[str, ...] | None = None
 
     def given(self) -> list[str]:
         """The recipe keys that were set, as the recipe spells them."""
         names = {"arch_knob": "arch-knob", "arch_format": "arch-format", "fixed_archs": "fixed-archs",
-                 "force_build": "force-build", "min_cc": "min-compute-capability", "min_nvcc": "min-nvcc"}
+                 "force_build": "force-build", "min_cc": "min-compute-capability", "min_nvcc": "min-nvcc",
+                 "build_options": "build-options"}
         return [key for attr, key in names.items() if getattr(self, attr) is not None]
 
 
@@ -97,7 +100,7 @@ class ExtensionSpec:
 
 
 _EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import", "arch-knob", "arch-format",
-                   "fixed-archs", "force-build", "min-compute-capability", "min-nvcc")
+                   "fixed-archs", "force-build", "min-compute-capability", "min-nvcc", "build-options")
 _ARCH_FORMATS = ("torch", "nodot")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VCS_URL = re.compile(r"(git|hg|svn|bzr)\+[A-Za-z]+://", re.IGNORECASE)
@@ -172,7 +175,14 @@ def _overrides(where: Where, key: str, table: Mapping[str, Any]) -> CatalogOverr
                           f'{arch_format!r} is not "torch" (8.0;9.0) or "nodot" (80;90)')
     fixed = table.get("fixed-archs")
     force = table.get("force-build")
+    raw_options = table.get("build-options")
+    options = None if raw_options is None else tuple(as_strings(where, f"{key}.build-options", raw_options))
+    for i, option in enumerate(options or ()):
+        if not option.startswith("-") or any(c.isspace() for c in option):
+            raise where.error(f"{key}.build-options[{i}]",
+                              f"{option!r} is not one command-line option such as \"--cpp_ext\"")
     return CatalogOverrides(
+        build_options=options,
         arch_knob=arch_knob,
         arch_format=arch_format,
         fixed_archs=None if fixed is None else tuple(
@@ -185,14 +195,14 @@ def _overrides(where: Where, key: str, table: Mapping[str, Any]) -> CatalogOverr
 
 
 def _capability(where: Where, key: str, text: str) -> str:
-    match = re.fullmatch(r"\s*(\d{1,2})\.(\d)\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,2})\.([0-9])\s*", text, re.ASCII)
     if match is None:
         raise where.error(key, f'{text!r} is not a compute capability; write e.g. "8.0" or "9.0"')
     return f"{int(match[1])}.{match[2]}"
 
 
 def _cuda_release(where: Where, key: str, text: str) -> str:
-    match = re.fullmatch(r"\s*(\d{1,2})\.(\d{1,2})\s*", text)
+    match = re.fullmatch(r"\s*([0-9]{1,2})\.([0-9]{1,2})\s*", text, re.ASCII)
     if match is None:
         raise where.error(key, f'{text!r} is not a CUDA release; write e.g. "11.8" or "12.6"')
     return f"{int(match[1])}.{int(match[2])}"

@@ -30,7 +30,7 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.errors import GivenTorchError, InputError
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import ComputeCapability, Hardware
-from gpuenv.plan.knowledge import TorchRelease
+from gpuenv.plan.releases import TorchRelease, TorchReleases
 from gpuenv.plan.variants import VariantChoice, driver_cuda_of, driver_runs, gpu_names, minor_compatible
 
 #: What a hint tells the user whose given torch cannot serve the plan.
@@ -136,9 +136,10 @@ class GivenRelease:
     assumed: tuple[str, ...] = ()
 
 
-def nearest_release(version: str) -> tuple[TorchRelease, bool]:
-    """The data's release of ``version`` (True), else the nearest older one, else the oldest (False)."""
-    releases = knowledge.torch_releases()
+def nearest_release(version: str, known: TorchReleases | None = None) -> tuple[TorchRelease, bool]:
+    """The release of ``version`` in ``known`` (default: the shipped data) (True), else the nearest older
+    one, else the oldest (False)."""
+    releases = known.releases if known is not None else knowledge.torch_releases()
     try:
         parsed = Version(version)
     except InvalidVersion:
@@ -164,9 +165,10 @@ def _from_pypi(facts: TorchFacts, release: TorchRelease) -> bool | None:
     return None if "+" in facts.version else True
 
 
-def given_release(facts: TorchFacts) -> GivenRelease:
-    """The release to plan ``facts`` with: observed facts first, the nearest release's data for the rest."""
-    nearest, same_minor = nearest_release(facts.version)
+def given_release(facts: TorchFacts, known: TorchReleases | None = None) -> GivenRelease:
+    """The release to plan ``facts`` with: observed facts first, the nearest release's data for the rest
+    (of ``known``: the shipped data with what the index says; default the shipped data)."""
+    nearest, same_minor = nearest_release(facts.version, known)
     assumed: list[str] = []
     if not same_minor:
         assumed.append(f"torch {facts.version} is not a release gpuenv's data knows: planned with the data "
@@ -200,7 +202,8 @@ def given_release(facts: TorchFacts) -> GivenRelease:
 def data_disagreements(facts: TorchFacts) -> tuple[str, ...]:
     """Where ``torch.toml`` says otherwise than the installed torch, one line each, naming the entry.
 
-    Only a version the data lists is compared (another build of it, such as
+    The shipped data, whatever an index added to the plan's. Only a version the data lists is compared
+    (another build of it, such as
     NVIDIA's ``2.5.0a0+…nv24.08``, is not what the data describes).
     """
     nearest, same_minor = nearest_release(facts.version)
@@ -307,7 +310,7 @@ def version_problem(facts: TorchFacts, spec: SpecifierSet, recipe_name: str) -> 
 
 
 def torch_packages(
-    facts: TorchFacts, packages: tuple[str, ...]
+    facts: TorchFacts, packages: tuple[str, ...], known: TorchReleases | None = None
 ) -> tuple[tuple[str, ...], list[GivenTorchError]]:
     """The recipe's torch packages still to install beside a given torch, and the pins it contradicts.
 
@@ -333,7 +336,8 @@ def torch_packages(
                     hint=f"allow {req.name} {present[name]} in torch.packages; gpuenv does not replace what "
                     "was released with a given torch"))
             continue
-        pair = knowledge.paired_version(facts.public, name)
+        pair = (known.paired_version(facts.public, name) if known is not None
+                else knowledge.paired_version(facts.public, name))
         if pair is not None and not req.specifier and not req.url:
             req.specifier = SpecifierSet(f"=={pair}")
         missing.append(str(req))

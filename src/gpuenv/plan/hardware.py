@@ -18,6 +18,10 @@ from typing import Any
 from gpuenv.errors import HardwareFileError, InputError
 from gpuenv.inputs import UnreadableInput, read_input
 
+#: "9.0", "12.1"; and nvcc's "90", "121" (sm_90): ASCII digits only (re.ASCII: \d takes "٩" too).
+_CC_DOTTED = re.compile(r"([1-9][0-9]?)\.([0-9])", re.ASCII)
+_CC_NVCC = re.compile(r"([1-9][0-9]?)([0-9])", re.ASCII)
+
 
 @dataclass(frozen=True, order=True)
 class ComputeCapability:
@@ -28,18 +32,17 @@ class ComputeCapability:
 
     @classmethod
     def parse(cls, text: str) -> ComputeCapability:
-        """Parse "9.0", "9", "sm_90" or "90"; raise ValueError otherwise."""
+        """Parse "9.0", "sm_90" or "90"; raise ValueError otherwise.
+
+        ASCII digits only (Arabic-Indic 9.0 is refused, not read as 9.0), and a minor version: "9"
+        could be 9.0 or a typo of 90 (sm_90), so it is refused rather than guessed.
+        """
         raw = text.strip().lower()
         raw = raw.removeprefix("sm_").removeprefix("compute_")
-        if "." in raw:
-            major_s, _, minor_s = raw.partition(".")
-        elif raw.isdigit() and len(raw) >= 2:
-            major_s, minor_s = raw[:-1], raw[-1]
-        else:
-            major_s, minor_s = raw, "0"
-        if not (major_s.isdigit() and minor_s.isdigit()) or len(minor_s) != 1 or not 0 < len(major_s) <= 2:
+        match = _CC_DOTTED.fullmatch(raw) or _CC_NVCC.fullmatch(raw)
+        if match is None:
             raise ValueError(f"not a compute capability: {text!r} (expected e.g. 9.0 or 8.6)")
-        return cls(int(major_s), int(minor_s))
+        return cls(int(match.group(1)), int(match.group(2)))
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}"
@@ -247,7 +250,10 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
         if not _TOOLKIT_VERSION.fullmatch(raw["version"]):
             got = _short(raw["version"])
             raise fail(f"{where}version: expected a CUDA release such as \"13.0\", got {got}")
-        toolkits.append(Toolkit(nvcc=text(raw, "nvcc", where, ""), version=raw["version"],
+        nvcc = text(raw, "nvcc", where, "")
+        if not nvcc.strip():
+            raise fail(f"{where}nvcc: expected the path of an nvcc, got {_short(nvcc)}")
+        toolkits.append(Toolkit(nvcc=nvcc, version=raw["version"],
                                 home=text(raw, "home", where, ""),
                                 source=text(raw, "source", where, "system"),
                                 release=text(raw, "release", where, "")))

@@ -1,9 +1,9 @@
 """The compatibility knowledge, read lazily from the data files in ``gpuenv/plan/data``.
 
 torch.toml (releases, variants, wheel archs), cuda.toml (driver minimums, nvcc
-and torch arch support), gpus.toml (``--gpu`` names) and extensions.toml (the
-catalog of build knobs). Nothing is read at import; each file is parsed once,
-on first use, into the typed records below.
+and torch arch support) and gpus.toml (``--gpu`` names); the extension catalog
+(extensions.toml) is :mod:`gpuenv.plan.catalog`. Nothing is read at import;
+each file is parsed once, on first use, into the typed records below.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import functools
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.specifiers import SpecifierSet
 
 from gpuenv.plan.hardware import ComputeCapability
+from gpuenv.plan.releases import TorchRelease, release_of_spec, shipped_releases
+
+__all__ = ["TorchRelease", "release_of_spec"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,7 +31,8 @@ else:  # pragma: no cover
 
 
 @functools.cache
-def _data(name: str) -> dict[str, Any]:
+def data_file(name: str) -> dict[str, Any]:
+    """The parsed data file ``name`` ("cuda.toml") of ``gpuenv/plan/data``, read once."""
     text = resources.files("gpuenv.plan").joinpath("data").joinpath(name).read_text(encoding="utf-8")
     data: dict[str, Any] = tomllib.loads(text)
     return data
@@ -38,7 +40,7 @@ def _data(name: str) -> dict[str, Any]:
 
 # -- variants ------------------------------------------------------------------
 
-_VARIANT_RE = re.compile(r"^cu(\d{2,3})$")
+_VARIANT_RE = re.compile(r"^cu([0-9]{2,3})$", re.ASCII)
 
 
 def normalize_variant(text: str) -> str | None:
@@ -48,7 +50,7 @@ def normalize_variant(text: str) -> str | None:
         return "cpu"
     if _VARIANT_RE.match(raw):
         return raw
-    match = re.fullmatch(r"(\d{2})\.(\d)", raw)
+    match = re.fullmatch(r"([0-9]{2})\.([0-9])", raw, re.ASCII)
     if match:
         return f"cu{match.group(1)}{match.group(2)}"
     return None
@@ -65,121 +67,40 @@ def variant_cuda(variant: str) -> str | None:
 
 def version_tuple(text: str) -> tuple[int, ...]:
     """"12.1" → (12, 1); tolerant of a third part ("550.54.14")."""
-    return tuple(int(p) for p in re.findall(r"\d+", text))
+    return tuple(int(p) for p in re.findall(r"[0-9]+", text))
 
 
-# -- torch releases -------------------------------------------------------------
+# -- torch releases (the shipped data; see gpuenv.plan.releases) ---------------------------------
 
 
-@dataclass(frozen=True)
-class TorchRelease:
-    release: str
-    versions: tuple[str, ...]
-    pypi_default: str
-    #: variant → arch strings ("9.0", "12.0+PTX") of the index build.
-    variants: Mapping[str, tuple[str, ...]]
-    #: arch strings of the PyPI wheel (the default variant), when they differ.
-    pypi_archs: tuple[str, ...] | None = None
-    #: The C++ standard torch's headers require of an extension (14, 17, 20), or None if unknown.
-    cxx_standard: int | None = None
-
-    def archs(self, variant: str, *, from_pypi: bool) -> tuple[str, ...]:
-        if from_pypi and variant == self.pypi_default and self.pypi_archs is not None:
-            return self.pypi_archs
-        return self.variants.get(variant, ())
-
-    @property
-    def version(self) -> Version:
-        return Version(self.release)
-
-
-@functools.cache
-def torch_releases() -> dict[str, TorchRelease]:
-    data = _data("torch.toml")
-    sets: dict[str, list[str]] = data["arch_sets"]
-    releases = {}
-    for name, raw in data["releases"].items():
-        pypi_set = raw.get("pypi_arch_set")
-        releases[name] = TorchRelease(
-            release=name,
-            versions=tuple(raw["versions"]),
-            pypi_default=raw["pypi_default"],
-            variants={v: tuple(sets[s]) for v, s in raw["variants"].items()},
-            pypi_archs=tuple(sets[pypi_set]) if pypi_set else None,
-            cxx_standard=int(raw["cxx_standard"]) if "cxx_standard" in raw else None,
-        )
-    return releases
-
-
-def _exact_pins(spec: SpecifierSet) -> list[str]:
-    return [s.version for s in spec if s.operator in ("==", "===") and "*" not in s.version]
+def torch_releases() -> Mapping[str, TorchRelease]:
+    """The releases of the shipped data, oldest first (the planner takes :class:`TorchReleases` instead)."""
+    return shipped_releases().releases
 
 
 def torch_candidates(spec: SpecifierSet) -> list[tuple[TorchRelease, str]]:
-    """Every (release, version) gpuenv knows that ``spec`` admits, newest version first.
-
-    An exact pin to a patch gpuenv has not heard of (``==2.4.7``) is a
-    candidate of its minor release: it has that release's variants.
-    """
-    found: dict[str, tuple[TorchRelease, str]] = {}
-    pins = _exact_pins(spec)
-    for rel in torch_releases().values():
-        for text in (*rel.versions, *(p for p in pins if _release_of(p) == rel.release)):
-            if spec.contains(Version(text), prereleases=True):
-                found.setdefault(str(Version(text)), (rel, text))
-    return sorted(found.values(), key=lambda pair: Version(pair[1]), reverse=True)
+    """Every (release, version) of the shipped data that ``spec`` admits, newest version first."""
+    return shipped_releases().candidates(spec)
 
 
 def resolve_release(spec: SpecifierSet) -> tuple[TorchRelease, str] | None:
-    """The newest known release with a version ``spec`` admits, and that version."""
-    candidates = torch_candidates(spec)
-    return candidates[0] if candidates else None
-
-
-def _release_of(version_text: str) -> str | None:
-    try:
-        version = Version(version_text)
-    except InvalidVersion:
-        return None
-    return f"{version.major}.{version.minor}"
-
-
-def release_of_spec(spec: SpecifierSet) -> str | None:
-    """The minor release a specifier pins ("==2.15.*" → "2.15"), if it pins one."""
-    for s in spec:
-        if s.operator == "==":
-            release = _release_of(s.version.rstrip(".*"))
-            if release:
-                return release
-    return None
-
-
-@functools.cache
-def _pairs() -> dict[str, dict[str, str]]:
-    raw: dict[str, dict[str, str]] = _data("torch.toml").get("pairs", {})
-    return {str(Version(v)): {canonicalize_name(k): str(p) for k, p in packages.items()}
-            for v, packages in raw.items()}
+    """The newest release of the shipped data with a version ``spec`` admits, and that version."""
+    return shipped_releases().resolve(spec)
 
 
 def paired_packages() -> frozenset[str]:
     """The distributions released together with torch (torchvision, torchaudio)."""
-    return frozenset(name for packages in _pairs().values() for name in packages)
+    return shipped_releases().packages
 
 
 def paired_version(torch_version: str, package: str) -> str | None:
-    """The version of ``package`` released with ``torch_version`` ("2.5.1", "torchvision" → "0.20.1")."""
-    try:
-        key = str(Version(torch_version).public)
-    except InvalidVersion:
-        return None
-    return _pairs().get(key, {}).get(canonicalize_name(package))
+    """The version of ``package`` the shipped data pairs with ``torch_version``."""
+    return shipped_releases().paired_version(torch_version, package)
 
 
 def pairs_of(package: str) -> list[tuple[str, str]]:
-    """Every (torch version, package version) pair the data knows, newest torch first."""
-    name = canonicalize_name(package)
-    pairs = [(torch, packages[name]) for torch, packages in _pairs().items() if name in packages]
-    return sorted(pairs, key=lambda pair: Version(pair[0]), reverse=True)
+    """Every (torch version, package version) pair of the shipped data, newest torch first."""
+    return shipped_releases().pairs_of(package)
 
 
 # -- archs, toolkits, drivers -----------------------------------------------------
@@ -192,12 +113,14 @@ class ArchSupport:
     nvcc_last: str
     torch_first: str
     torch_last: str
+    #: Whether any torch release accepts it in TORCH_CUDA_ARCH_LIST at all.
+    torch_any: bool = True
 
     def nvcc_can_compile(self, nvcc_version: str) -> bool:
         return _within(nvcc_version, self.nvcc_first, self.nvcc_last)
 
     def torch_accepts(self, torch_release: str) -> bool:
-        return _within(torch_release, self.torch_first, self.torch_last)
+        return self.torch_any and _within(torch_release, self.torch_first, self.torch_last)
 
 
 def _within(version: str, first: str, last: str) -> bool:
@@ -207,11 +130,22 @@ def _within(version: str, first: str, last: str) -> bool:
     return not (last and v > version_tuple(last)[:2])
 
 
+#: Keys of a data table that say where its facts come from, not facts.
+PROVENANCE = frozenset({"sources", "source", "unverified"})
+
+
+def facts(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A data table without its provenance keys (``sources``, ``unverified``)."""
+    return {k: v for k, v in table.items() if k not in PROVENANCE}
+
+
 @functools.cache
 def _arch_table() -> dict[str, ArchSupport]:
     table = {}
-    for cc, raw in _data("cuda.toml")["archs"].items():
-        table[cc] = ArchSupport(cc, raw["nvcc"][0], raw["nvcc"][1], raw["torch"][0], raw["torch"][1])
+    for cc, raw in facts(data_file("cuda.toml")["archs"]).items():
+        nvcc, torch = list(raw["nvcc"]), list(raw["torch"])
+        first, last = torch or ["", ""]
+        table[cc] = ArchSupport(cc, nvcc[0], nvcc[1], first, last, torch_any=bool(torch))
     return table
 
 
@@ -220,28 +154,36 @@ def arch_support(cc: str) -> ArchSupport | None:
 
 
 def known_archs() -> list[str]:
+    """Every compute capability NVIDIA's compilers know (the only ones a GPU can have)."""
     return sorted(_arch_table(), key=lambda c: ComputeCapability.parse(c))
+
+
+def torch_archs(torch_release: str) -> list[str]:
+    """The archs ``torch_release``'s TORCH_CUDA_ARCH_LIST accepts, oldest first."""
+    return [cc for cc in known_archs() if _arch_table()[cc].torch_accepts(torch_release)]
 
 
 def driver_minimum(cuda_major: int) -> str | None:
     """The oldest driver that runs CUDA ``cuda_major``.x under minor-version compatibility."""
-    value = _data("cuda.toml")["driver_minimum"].get(str(cuda_major))
+    value = facts(data_file("cuda.toml")["driver_minimum"]).get(str(cuda_major))
     return str(value) if value is not None else None
 
 
 def pypi_toolkit_versions() -> tuple[str, ...]:
     """The CUDA releases ("13.0") whose compiler PyPI holds, so gpuenv can provision them."""
-    return tuple(str(v) for v in _data("cuda.toml")["pypi_toolkit"]["versions"])
+    return tuple(str(v) for v in data_file("cuda.toml")["pypi_toolkit"]["versions"])
 
 
-def pypi_toolkit_wheels() -> tuple[str, ...]:
-    """The distributions that make a CUDA_HOME, each pinned to the release when installed."""
-    return tuple(str(w) for w in _data("cuda.toml")["pypi_toolkit"]["wheels"])
+def pypi_toolkit_requirement(cuda: str) -> str:
+    """The requirement that installs CUDA ``cuda``'s compiler ("13.0"): NVIDIA's meta-package with the
+    extras that make a CUDA_HOME, which pins every component wheel to that release."""
+    table = data_file("cuda.toml")["pypi_toolkit"]
+    return f"{table['meta']}[{','.join(table['extras'])}]=={cuda}.*"
 
 
 def toolkit_driver(cuda: str) -> str | None:
     """The driver CUDA ``cuda`` ships with."""
-    value = _data("cuda.toml")["toolkit_driver"].get(cuda)
+    value = facts(data_file("cuda.toml")["toolkit_driver"]).get(cuda)
     return str(value) if value is not None else None
 
 
@@ -249,7 +191,7 @@ def cuda_for_driver(driver_version: str) -> str | None:
     """The newest CUDA release whose bundled driver is not newer than ``driver_version``."""
     driver = version_tuple(driver_version)
     best = None
-    for cuda, bundled in _data("cuda.toml")["toolkit_driver"].items():
+    for cuda, bundled in facts(data_file("cuda.toml")["toolkit_driver"]).items():
         if version_tuple(bundled) <= driver and (best is None or version_tuple(cuda) > version_tuple(best)):
             best = cuda
     return best
@@ -291,7 +233,7 @@ def gpu_key(name: str) -> str:
 def gpu_models() -> dict[str, GpuModel]:
     return {
         gpu_key(name): GpuModel(name, raw["cc"], int(raw["memory_mib"]))
-        for name, raw in _data("gpus.toml")["gpus"].items()
+        for name, raw in facts(data_file("gpus.toml")["gpus"]).items()
     }
 
 
@@ -303,152 +245,3 @@ def close_gpu_names(name: str) -> list[str]:
     models = gpu_models()
     keys = difflib.get_close_matches(gpu_key(name), list(models), n=3, cutoff=0.5)
     return [models[k].name for k in keys]
-
-
-# -- the extension catalog ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Incompatibility:
-    extension: SpecifierSet
-    torch: SpecifierSet
-    reason: str
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    name: str
-    known: bool
-    import_name: str | None
-    build_requires: tuple[str, ...]
-    cuda: str
-    arch_knob: str | None
-    arch_format: str
-    arch_choices: tuple[str, ...]
-    fixed_archs: tuple[str, ...]
-    min_cc: str | None
-    toolkit_match: str
-    skip_cuda_knob: str | None
-    #: The exact value the package compares the skip knob with ("TRUE"), or None for any true-ish value.
-    skip_cuda_value: str | None
-    env: Mapping[str, str]
-    cuda_env: Mapping[str, str]
-    cpu_env: Mapping[str, str]
-    jobs_knobs: tuple[str, ...]
-    threads_knob: str | None
-    job_memory_mib: int
-    cpu_job_memory_mib: int
-    incompatible: tuple[Incompatibility, ...] = field(default=())
-    #: The oldest nvcc its setup.py accepts, or None.
-    min_nvcc: str | None = None
-    #: Its setup.py compiles one file at a time whatever MAX_JOBS says.
-    ignores_jobs: bool = False
-    #: The extension versions this entry describes ("" for all), as the data file writes them.
-    versions: str = ""
-
-    def skips_cuda(self, env: Mapping[str, str]) -> bool:
-        """Whether ``env`` turns this package's CUDA build off, as its setup.py reads the knob."""
-        if self.skip_cuda_knob is None or self.skip_cuda_knob not in env:
-            return False
-        value = env[self.skip_cuda_knob]
-        if self.skip_cuda_value is not None:
-            return value == self.skip_cuda_value
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known: bool) -> CatalogEntry:
-    def get(key: str, default: Any = None) -> Any:
-        return raw.get(key, generic.get(key, default))
-
-    # A package that fixes its own archs has no arch knob to inherit.
-    arch_knob = None if raw.get("fixed_archs") else get("arch_knob")
-    return CatalogEntry(
-        name=name,
-        known=known,
-        import_name=raw.get("import"),
-        build_requires=tuple(get("build_requires", [])),
-        cuda=get("cuda", "optional"),
-        arch_knob=arch_knob,
-        arch_format=raw.get("arch_format", "torch") if arch_knob else "torch",
-        arch_choices=tuple(raw.get("arch_choices", [])),
-        fixed_archs=tuple(raw.get("fixed_archs", [])),
-        min_cc=raw.get("min_cc"),
-        toolkit_match=get("toolkit_match", "major"),
-        skip_cuda_knob=raw.get("skip_cuda_knob"),
-        skip_cuda_value=raw.get("skip_cuda_value"),
-        env=dict(raw.get("env", {})),
-        # An entry's own tables replace the generic ones: torch-scatter's
-        # FORCE_CUDA is its own, and apex must not get a generic FORCE_CUDA.
-        cuda_env=dict(raw.get("cuda_env", {} if known else generic.get("cuda_env", {}))),
-        cpu_env=dict(raw.get("cpu_env", {})),
-        jobs_knobs=tuple(get("jobs_knobs", ["MAX_JOBS"])),
-        threads_knob=raw.get("threads_knob"),
-        job_memory_mib=int(get("job_memory_mib", 2048)),
-        cpu_job_memory_mib=int(get("cpu_job_memory_mib", 1536)),
-        incompatible=tuple(
-            Incompatibility(SpecifierSet(i["extension"]), SpecifierSet(i["torch"]), i["reason"])
-            for i in raw.get("incompatible", [])
-        ),
-        min_nvcc=raw.get("min_nvcc"),
-        ignores_jobs=bool(raw.get("ignores_jobs", False)),
-        versions=str(raw.get("versions", "")),
-    )
-
-
-#: Keys of an entry that describe the entry itself, not a version of the package.
-_NOT_INHERITED = ("older", "versions")
-
-
-@functools.cache
-def _catalog_tables() -> dict[str, list[dict[str, Any]]]:
-    """name → its tables, the newest versions first: the entry, then each [[NAME.older]] merged onto it."""
-    data = _data("extensions.toml")
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for name, raw in data.items():
-        if name == "generic":
-            continue
-        base = {k: v for k, v in raw.items() if k not in ("older",)}
-        inherited = {k: v for k, v in base.items() if k not in _NOT_INHERITED}
-        tables[name] = [base, *({**inherited, **older} for older in raw.get("older", []))]
-    return tables
-
-
-@functools.cache
-def catalog() -> dict[str, CatalogEntry]:
-    """Every known extension's entry for its newest versions."""
-    generic = _data("extensions.toml")["generic"]
-    return {name: _entry(name, tables[0], generic, True) for name, tables in _catalog_tables().items()}
-
-
-def catalog_version_ranges(name: str) -> list[str]:
-    """The version ranges the catalog's tables of ``name`` describe, newest first ("" for all)."""
-    return [str(table.get("versions", "")) for table in _catalog_tables().get(name, [])]
-
-
-def catalog_entry(name: str, version: str | None = None) -> CatalogEntry:
-    """The catalog's entry for ``name`` (at ``version`` if known), or the generic defaults.
-
-    A version no table of the entry describes gets the generic defaults: the
-    catalog says nothing about it. An unknown version gets the newest table.
-    """
-    generic = _data("extensions.toml")["generic"]
-    tables = _catalog_tables().get(name)
-    if tables is None:
-        return _entry(name, {}, generic, False)
-    if version is None:
-        return catalog()[name]
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        return catalog()[name]
-    for table in tables:
-        if SpecifierSet(str(table.get("versions", ""))).contains(parsed, prereleases=True):
-            return _entry(name, table, generic, True)
-    return _entry(name, {}, generic, False)
-
-
-def parse_specifier(text: str) -> SpecifierSet | None:
-    try:
-        return SpecifierSet(text)
-    except InvalidSpecifier:
-        return None

@@ -19,9 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from gpuenv.errors import (
@@ -38,21 +36,21 @@ from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
     Draft,
     ToolkitPolicy,
-    below_min_nvcc,
     choose_toolkit,
     draft,
     entry_for,
     finish,
-    narrow,
+    for_toolkit,
     pinned_version,
     toolkit_on_disk,
 )
+from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.giventorch import TorchFacts
-from gpuenv.plan.hardware import Hardware, Toolkit
-from gpuenv.plan.knowledge import TorchRelease
+from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
@@ -77,6 +75,15 @@ class PlanOptions:
     #: Where nvcc may come from (--toolkit, GPUENV_TOOLKIT, the recipe's torch.toolkit, resolved by
     #: :func:`gpuenv.probe.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
     toolkit: ToolkitPolicy | None = None
+    #: The torch releases and pairs to plan from: the shipped data with what the index says
+    #: (:func:`gpuenv.probe.torchindex.torch_releases`); None: the shipped data alone.
+    releases: TorchReleases | None = None
+    #: The env's Python ("3.11") and platform ("linux_x86_64") where known: a torch without a wheel
+    #: for them is passed over.
+    python_version: str | None = None
+    platform: str | None = None
+    #: The installer's constraints (pip's constraint files) on torch and the packages paired with it.
+    constraints: tuple[Constraint, ...] = ()
     #: Plan for exactly this torch, observed in the env (setup once torch landed; an adopted env):
     #: no release is chosen, see :mod:`gpuenv.plan.giventorch`.
     given_torch: TorchFacts | None = None
@@ -106,29 +113,42 @@ def make_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = 
     forced, forced_by = _forced_variant(recipe, options)
     if options.given_torch is not None or recipe.torch.existing:
         return _given_plan(recipe, hardware, options, spec, forced, forced_by)
-    candidates = knowledge.torch_candidates(spec)
-    if not candidates:
+    releases = _releases(options)
+    target = _target(recipe, options)
+    candidates = torch_candidates(spec, recipe.torch.packages, releases, target)
+    if candidates is None:
         if forced is None:
-            raise _unknown_torch(recipe.torch.version)
+            raise _unknown_torch(recipe.torch.version, releases)
         return _assemble(recipe, hardware, options, _blind_trial(recipe, hardware, options, spec, forced,
                                                                  forced_by), spec, (), ())
-    candidates = _paired(candidates, recipe.torch.packages, spec)
     trials = [_trial(recipe, hardware, options, release, version, forced, forced_by, versions)
-              for release, version, versions in _newest_per_release(candidates)]
+              for release, version, versions in candidates.releases]
     if forced is not None and all(isinstance(t.problem, InputError) for t in trials):
-        raise _no_forced_variant(trials, forced, forced_by)
+        raise _no_forced_variant(trials, forced, forced_by, releases)
     chosen = (next((t for t in trials if t.fits_all), None)
               or next((t for t in trials if t.fits_required), None)
               or trials[0])
-    passed = tuple(f"torch {t.version}: {t.why_not()}" for t in trials[:trials.index(chosen)])
+    newer = [(Version(t.version or "0"), f"torch {t.version}: {t.why_not()}")
+             for t in trials[:trials.index(chosen)]]
+    newer += [(Version(v), f"torch {v}: {why}") for v, why in candidates.no_wheel
+              if chosen.version is None or Version(v) > Version(chosen.version)]
+    passed = tuple(line for _, line in sorted(newer, key=lambda pair: pair[0], reverse=True))
     extra: list[UnsatisfiableError] = []
     if chosen.problem is not None:
-        extra.append(_with_newest_runnable(chosen.problem, hardware, forced))
+        extra.append(_with_newest_runnable(chosen.problem, hardware, forced, releases))
     return _assemble(recipe, hardware, options, chosen, spec, passed, tuple(extra))
 
 
-def _unknown_torch(version: str) -> UnknownTorchError:
-    known = ", ".join(knowledge.torch_releases())
+def _target(recipe: Recipe, options: PlanOptions) -> WheelTarget:
+    return WheelTarget(options.python_version, recipe.python, options.platform, options.constraints)
+
+
+def _releases(options: PlanOptions) -> TorchReleases:
+    return options.releases if options.releases is not None else shipped_releases()
+
+
+def _unknown_torch(version: str, releases: TorchReleases) -> UnknownTorchError:
+    known = ", ".join(releases.releases)
     return UnknownTorchError(
         f"torch {version} is not a release gpuenv knows (it knows {known})",
         hint="allow a release it knows in the recipe's torch.version, or force a variant with --cuda "
@@ -154,76 +174,14 @@ def _forced_variant(recipe: Recipe, options: PlanOptions) -> tuple[str | None, s
     return None, ""
 
 
-def _no_forced_variant(trials: list[_Trial], forced: str, forced_by: str) -> InputError:
+def _no_forced_variant(trials: list[_Trial], forced: str, forced_by: str,
+                       releases: TorchReleases) -> InputError:
     if len(trials) == 1 and trials[0].problem is not None:
-        return InputError(str(trials[0].problem), hint=forced_hint(forced))
+        return InputError(str(trials[0].problem), hint=forced_hint(forced, releases.releases))
     return InputError(
         f"no torch release the recipe allows (torch{trials[0].spec_text}) has a {forced} build ({forced_by})",
-        hint=forced_hint(forced),
+        hint=forced_hint(forced, releases.releases),
     )
-
-
-# -- the torch packages paired with torch ------------------------------------------------------
-
-
-def _paired(
-    candidates: list[tuple[TorchRelease, str]], packages: tuple[str, ...], spec: SpecifierSet
-) -> list[tuple[TorchRelease, str]]:
-    """The candidates whose paired packages satisfy the recipe's pins of them (torchvision==0.17.0)."""
-    paired = knowledge.paired_packages()
-    for text in packages:
-        req = Requirement(text)
-        name = canonicalize_name(req.name)
-        if name not in paired or not req.specifier:
-            continue
-        kept = [(r, v) for r, v in candidates
-                if (pair := knowledge.paired_version(v, name)) is None
-                or req.specifier.contains(pair, prereleases=True)]
-        if not kept:
-            raise _no_pair(text, name, req.specifier, candidates, spec)
-        candidates = kept
-    return candidates
-
-
-def _no_pair(text: str, name: str, pin: SpecifierSet, candidates: list[tuple[TorchRelease, str]],
-             spec: SpecifierSet) -> InputError:
-    fitting = [f"torch {t} with {name} {p}" for t, p in knowledge.pairs_of(name)
-               if pin.contains(p, prereleases=True)]
-    allowed = [f"torch {v} with {name} {p}" for _, v in candidates[:4]
-               if (p := knowledge.paired_version(v, name)) is not None]
-    pairs = f"{text} is released with {', '.join(fitting[:4])}" if fitting else \
-        f"no torch release gpuenv knows is paired with {text}"
-    return InputError(
-        f"torch.packages: {pairs}, which the recipe's torch{spec} does not allow; "
-        f"the pairs it allows: {', '.join(allowed) or 'none known'}",
-        hint=f"pin {name} to the pair of a torch the recipe allows, or leave it unpinned "
-        f"(\"{name}\"): gpuenv pins the version released with the chosen torch",
-    )
-
-
-def _pin_pairs(packages: tuple[str, ...], torch_version: str | None) -> tuple[str, ...]:
-    """Unpinned paired packages get the version released with ``torch_version``."""
-    if torch_version is None:
-        return packages
-    pinned = []
-    for text in packages:
-        req = Requirement(text)
-        pair = knowledge.paired_version(torch_version, req.name)
-        if pair is not None and not req.specifier and not req.url:
-            req.specifier = SpecifierSet(f"=={pair}")
-            text = str(req)
-        pinned.append(text)
-    return tuple(pinned)
-
-
-def _newest_per_release(
-    candidates: list[tuple[TorchRelease, str]],
-) -> list[tuple[TorchRelease, str, tuple[str, ...]]]:
-    """(release, its newest candidate version, every candidate version of it), newest release first."""
-    by_release: dict[str, tuple[TorchRelease, list[str]]] = {}
-    for release, version in candidates:
-        by_release.setdefault(release.release, (release, []))[1].append(version)
-    return [(release, versions[0], tuple(versions)) for release, versions in by_release.values()]
 
 
 # -- one candidate release -----------------------------------------------------------------------
@@ -269,13 +227,13 @@ def _trial(
     allowed: tuple[str, ...],
     choice: VariantChoice | None = None,
 ) -> _Trial:
-    choice = choice or choose_variant(release, forced, forced_by, hardware)
+    choice = choice or choose_variant(release, forced, forced_by, hardware, _releases(options).releases)
     # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
     arch_list = _arch_list(release, choice.variant, hardware)
-    drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version)
+    drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version, release.cxx_standard)
     problem = choice.problem
     if problem is None and any(d.compiles_cuda for d in drafts):
-        problem = _arch_not_accepted(arch_list, release)
+        problem = _arch_not_accepted(arch_list, release, _releases(options))
     return _Trial(release, version, allowed, choice, arch_list, tuple(drafts), problem,
                   str(SpecifierSet(recipe.torch.version)))
 
@@ -287,7 +245,7 @@ def _blind_trial(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec:
     choice = VariantChoice(forced, (f"{forced} forced by {forced_by}",), (
         f"torch {recipe.torch.version} is not in gpuenv's data: cannot check that {forced} exists "
         "for it or which GPUs its wheels run on",))
-    drafts = _drafts(recipe, hardware, options, forced, arch_list, None)
+    drafts = _drafts(recipe, hardware, options, forced, arch_list, None, None)
     return _Trial(None, None, (), choice, arch_list, tuple(drafts), None, str(spec))
 
 
@@ -300,11 +258,11 @@ def _given_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec: 
                          "gpuenv was not pointed at one",
                          hint="name the env with --python PATH or --venv PATH")
     giventorch.check_forced(facts, forced, forced_by)
-    given = giventorch.given_release(facts)
+    given = giventorch.given_release(facts, _releases(options))
     choice = giventorch.given_choice(facts, given, hardware)
     trial = _trial(recipe, hardware, options, given.release, facts.public, forced, forced_by, (facts.public,),
                    choice=choice)
-    packages, problems = giventorch.torch_packages(facts, recipe.torch.packages)
+    packages, problems = giventorch.torch_packages(facts, recipe.torch.packages, _releases(options))
     found = [trial.problem, giventorch.version_problem(facts, spec, recipe.path.name), *problems]
     result = _assemble(recipe, hardware, options, trial, spec, (),
                        tuple(p for p in found if isinstance(p, UnsatisfiableError)))
@@ -314,13 +272,14 @@ def _given_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec: 
 
 
 def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: str,
-            arch_list: tuple[str, ...], torch_version: str | None) -> list[Draft]:
+            arch_list: tuple[str, ...], torch_version: str | None, torch_cxx: int | None) -> list[Draft]:
     drafts = []
     for ext in recipe.extensions:
         facts = options.sources.get(ext.name)
         entry, how = entry_for(ext, facts)
         version = facts.version if facts is not None and facts.version else pinned_version(ext.requirement)
-        drafts.append(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version))
+        drafts.append(draft(ext, entry, how, variant, arch_list, torch_version, hardware, version,
+                            torch_cxx=torch_cxx))
     return drafts
 
 
@@ -328,12 +287,44 @@ def _arch_list(release: TorchRelease, variant: str, hardware: Hardware) -> tuple
     if variant == "cpu":
         return ()
     if hardware.gpus:
-        return tuple(str(cc) for cc in sorted({g.cc for g in hardware.gpus}))
+        return tuple(dict.fromkeys(_buildable(str(cc), release.release)
+                                   for cc in sorted({g.cc for g in hardware.gpus})))
     wheel = release.archs(variant, from_pypi=variant == release.pypi_default)
     return tuple(a.removesuffix("+PTX") for a in wheel)
 
 
-def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease) -> ArchError | None:
+def _buildable(arch: str, release: str) -> str:
+    """The arch extensions are built for so that a GPU of ``arch`` runs them, on torch ``release``.
+
+    ``arch`` itself when torch's TORCH_CUDA_ARCH_LIST accepts it; else the newest arch
+    it accepts of the same major and not newer (a cubin for X.Y runs on X.Z, Z ≥ Y:
+    torch 1.13 builds 8.6 for an 8.9 GPU); else ``arch``, which the plan then refuses.
+    """
+    support = knowledge.arch_support(arch)
+    if support is None or support.torch_accepts(release):
+        return arch
+    cc = ComputeCapability.parse(arch)
+    same_major = [a for a in knowledge.torch_archs(release)
+                  if ComputeCapability.parse(a).major == cc.major and ComputeCapability.parse(a) <= cc]
+    return same_major[-1] if same_major else arch
+
+
+def _substitutions(arch_list: tuple[str, ...], hardware: Hardware, release: TorchRelease | None) -> list[str]:
+    """A warning for each GPU whose own arch the plan replaces by an older one of the same major."""
+    if release is None:
+        return []
+    notes = []
+    for cc in sorted({str(g.cc) for g in hardware.gpus}):
+        built = _buildable(cc, release.release)
+        if built != cc and built in arch_list:
+            names = ", ".join(sorted({g.name for g in hardware.gpus if str(g.cc) == cc}))
+            notes.append(f"torch {release.release}'s TORCH_CUDA_ARCH_LIST does not accept {cc} ({names}): "
+                         f"extensions are built for {built}, whose code runs on {cc}")
+    return notes
+
+
+def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease,
+                       releases: TorchReleases) -> ArchError | None:
     """An arch torch's TORCH_CUDA_ARCH_LIST of ``release`` rejects, when extensions compile for it."""
     for arch in arch_list:
         support = knowledge.arch_support(arch)
@@ -344,7 +335,7 @@ def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease) -> Arc
                 hint="add it to gpuenv/plan/data/cuda.toml",
             )
         if not support.torch_accepts(release.release):
-            accepting = [r for r in knowledge.torch_releases() if support.torch_accepts(r)]
+            accepting = [r for r in releases.releases if support.torch_accepts(r)]
             return ArchError(
                 f"torch {release.release} cannot build extensions for compute capability {arch}: "
                 f"its TORCH_CUDA_ARCH_LIST accepts {arch} from torch {support.torch_first}"
@@ -355,12 +346,13 @@ def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease) -> Arc
     return None
 
 
-def _with_newest_runnable(problem: GpuenvError, hardware: Hardware, forced: str | None) -> UnsatisfiableError:
+def _with_newest_runnable(problem: GpuenvError, hardware: Hardware, forced: str | None,
+                          releases: TorchReleases) -> UnsatisfiableError:
     """The problem of the newest candidate, as a blocker whose hint names the newest torch that runs here."""
     if not isinstance(problem, NoVariantError):
         assert isinstance(problem, UnsatisfiableError), problem
         return problem
-    newest = newest_runnable(hardware, forced) if hardware.gpus else None
+    newest = newest_runnable(hardware, forced, releases) if hardware.gpus else None
     if newest is None:
         return problem
     version, variant = newest
@@ -382,7 +374,10 @@ def _assemble(
     blockers: tuple[UnsatisfiableError, ...],
 ) -> Plan:
     release, variant = trial.release, trial.choice.variant
-    warnings = list(trial.choice.warnings)
+    releases = _releases(options)
+    warnings = [*releases.warnings, *trial.choice.warnings]
+    if variant != "cpu":
+        warnings += _substitutions(trial.arch_list, hardware, release)
     reasons = list(trial.choice.reasons)
     found: list[UnsatisfiableError] = list(blockers)
     cuda = knowledge.variant_cuda(variant)
@@ -411,7 +406,7 @@ def _assemble(
             arch_list = _check_toolkit_archs(arch_list, toolkit, hardware, warnings)
         except UnsatisfiableError as exc:
             found.append(exc)
-        drafts = [below_min_nvcc(narrow(d, arch_list), toolkit) for d in drafts]
+        drafts = [for_toolkit(d, arch_list, toolkit, hardware) for d in drafts]
 
     build_env: dict[str, str] = {}
     if toolkit is not None:
@@ -435,7 +430,7 @@ def _assemble(
         torch=_torch_requirement(spec, trial),
         torch_release=release.release if release is not None
         else (knowledge.release_of_spec(spec) or "unknown"),
-        torch_packages=_pin_pairs(recipe.torch.packages, trial.version),
+        torch_packages=pin_pairs(recipe.torch.packages, trial.version, releases, _target(recipe, options)),
         arch_list=arch_list,
         toolkit=toolkit,
         build_env=build_env,
@@ -451,6 +446,7 @@ def _assemble(
         repo=recipe.repo,
         package_sources=recipe.package_sources,
         runtime_env=_runtime_env(cuda, arch_list, toolkit, hardware),
+        knowledge=PlanKnowledge(releases.sources, release.assumed if release is not None else ()),
     )
 
 

@@ -290,7 +290,7 @@ def _python(where: Where, env: object) -> str | None:
     if not isinstance(env, Mapping) or "python" not in env:
         return None
     text = as_string(where, "env.python", env["python"]).strip()
-    spec = f"=={text}.*" if re.fullmatch(r"\d+\.\d+", text) else text
+    spec = f"=={text}.*" if re.fullmatch(r"[0-9]+\.[0-9]+", text, re.ASCII) else text
     try:
         SpecifierSet(spec)
     except InvalidSpecifier:

@@ -18,6 +18,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, Specifier
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.inputs import placeholder_problem
 from gpuenv.plan.recipevalues import Where, as_requirements, as_string, as_table, check_keys
 
 DEFAULT_INDEX = "https://download.pytorch.org/whl/{variant}"
@@ -52,8 +53,8 @@ _CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as
 _TORCH_KEYS = ("version", "cuda", "index", "packages", "toolkit", "use")
 #: What [torch] use may say.
 USES = ("install", "existing")
-_CUDA_VERSION = re.compile(r"(\d{2})\.(\d)")
-_CUDA_VARIANT = re.compile(r"cu\d{3}")
+_CUDA_VERSION = re.compile(r"([0-9]{2})\.([0-9])", re.ASCII)
+_CUDA_VARIANT = re.compile(r"cu[0-9]{3}", re.ASCII)
 _NAME_THEN_REST = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)\s*(.*)")
 
 
@@ -178,13 +179,9 @@ def _cuda(where: Where, text: str) -> str:
 
 
 def _index(where: Where, template: str) -> str:
-    rest = template.replace("{variant}", "")
-    if "{" in rest or "}" in rest:
-        placeholders = re.findall(r"\{[^{}]*\}", rest)
-        what = f"an unknown placeholder {placeholders[0]}" if placeholders else "an unmatched '{' or '}'"
-        raise where.error(
-            "torch.index", f"{template!r} has {what}; only {{variant}} is replaced (by e.g. cu121 or cpu)"
-        )
+    problem = placeholder_problem(template)
+    if problem is not None:
+        raise where.error("torch.index", f"{template!r} {problem}")
     lowered = template.lower()
     if not (lowered.startswith(("http://", "https://", "file://")) or template.startswith("/")):
         raise where.error(

@@ -8,6 +8,7 @@ instance) so the resolver can pass the release over and try an older one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from packaging.specifiers import SpecifierSet
@@ -15,7 +16,7 @@ from packaging.specifiers import SpecifierSet
 from gpuenv.errors import GpuenvError, InputError, NoVariantError
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Gpu, Hardware
-from gpuenv.plan.knowledge import TorchRelease
+from gpuenv.plan.releases import TorchRelease, TorchReleases, shipped_releases
 
 
 @dataclass(frozen=True)
@@ -44,21 +45,24 @@ def by_cuda(variants: list[str]) -> list[str]:
 
 
 def choose_variant(
-    release: TorchRelease, forced: str | None, forced_by: str, hardware: Hardware
+    release: TorchRelease, forced: str | None, forced_by: str, hardware: Hardware,
+    known: Mapping[str, TorchRelease] | None = None,
 ) -> VariantChoice:
-    """The variant of ``release`` for ``hardware`` (or the forced one, checked)."""
+    """The variant of ``release`` for ``hardware`` (or the forced one, checked); ``known``: every release the
+    plan may choose (for the hints), by default the shipped data's."""
     if forced is not None:
-        return _check_forced(release, forced, forced_by, hardware)
+        return _check_forced(release, forced, forced_by, hardware, known)
     if not hardware.gpus:
         return VariantChoice("cpu", (f"no GPU detected ({hardware.source}): the CPU build of torch",))
     covering = by_cuda([v for v in release.variants if covers(release, v, hardware.gpus)])
     if not covering:
-        return VariantChoice(release.pypi_default, problem=no_variant_for_gpus(release, hardware.gpus))
+        return VariantChoice(release.pypi_default, problem=no_variant_for_gpus(release, hardware.gpus, known))
     reason = f"torch {release.release} builds that run on {gpu_names(hardware.gpus)}: {', '.join(covering)}"
     return _pick_for_driver(release, covering, hardware, reason)
 
 
-def _check_forced(release: TorchRelease, forced: str, forced_by: str, hardware: Hardware) -> VariantChoice:
+def _check_forced(release: TorchRelease, forced: str, forced_by: str, hardware: Hardware,
+                  known: Mapping[str, TorchRelease] | None) -> VariantChoice:
     reasons = (f"{forced} forced by {forced_by}",)
     if forced == "cpu":
         return VariantChoice(forced, reasons)
@@ -66,7 +70,7 @@ def _check_forced(release: TorchRelease, forced: str, forced_by: str, hardware: 
         have = ", ".join(["cpu", *sorted(release.variants)])
         return VariantChoice(forced, reasons, problem=InputError(
             f"torch {release.release} has no {forced} build ({forced_by}); it has: {have}",
-            hint=forced_hint(forced)))
+            hint=forced_hint(forced, known)))
     warnings = []
     missing = [g for g in hardware.gpus if not covers(release, forced, (g,))]
     if missing:
@@ -84,9 +88,13 @@ def _check_forced(release: TorchRelease, forced: str, forced_by: str, hardware: 
     return VariantChoice(forced, reasons, tuple(warnings))
 
 
-def forced_hint(forced: str) -> str:
+def _known(known: Mapping[str, TorchRelease] | None) -> Mapping[str, TorchRelease]:
+    return known if known is not None else shipped_releases().releases
+
+
+def forced_hint(forced: str, known: Mapping[str, TorchRelease] | None = None) -> str:
     """Where a forced variant exists: the releases that have it, and the way back to automatic."""
-    having = [r.release for r in knowledge.torch_releases().values() if forced in r.variants]
+    having = [r.release for r in _known(known).values() if forced in r.variants]
     where = (f"torch {_span(having)} {'has' if len(having) == 1 else 'have'} {forced} builds: allow one in "
              "the recipe's torch.version, " if having else f"no torch release gpuenv knows has {forced}: ")
     return where + "or let gpuenv choose with --cuda auto"
@@ -96,14 +104,15 @@ def _span(releases: list[str]) -> str:
     return releases[0] if len(releases) == 1 else f"{releases[0]} to {releases[-1]}"
 
 
-def no_variant_for_gpus(release: TorchRelease, gpus: tuple[Gpu, ...]) -> NoVariantError:
+def no_variant_for_gpus(release: TorchRelease, gpus: tuple[Gpu, ...],
+                        known: Mapping[str, TorchRelease] | None = None) -> NoVariantError:
     carried = "; ".join(
         f"{v} {' '.join(release.archs(v, from_pypi=v == release.pypi_default))}"
         for v in by_cuda(list(release.variants))
     )
     others = [
         f"{r.release} ({', '.join(by_cuda([v for v in r.variants if covers(r, v, gpus)]))})"
-        for r in knowledge.torch_releases().values()
+        for r in _known(known).values()
         if any(covers(r, v, gpus) for v in r.variants)
     ]
     hint = (
@@ -192,10 +201,12 @@ def _pick_for_driver(
     ))
 
 
-def newest_runnable(hardware: Hardware, forced: str | None) -> tuple[str, str] | None:
-    """The newest torch version in the data, and its variant, that runs on ``hardware``; None if none does."""
-    for release, version in knowledge.torch_candidates(SpecifierSet()):
-        choice = choose_variant(release, forced, "", hardware)
+def newest_runnable(hardware: Hardware, forced: str | None,
+                    releases: TorchReleases | None = None) -> tuple[str, str] | None:
+    """The newest torch version known, and its variant, that runs on ``hardware``; None if none does."""
+    releases = releases if releases is not None else shipped_releases()
+    for release, version in releases.candidates(SpecifierSet()):
+        choice = choose_variant(release, forced, "", hardware, releases.releases)
         if choice.problem is None:
             return version, choice.variant
     return None

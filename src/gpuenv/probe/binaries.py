@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from gpuenv.errors import CommandError, GpuenvError
-from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.inputs import UnreadableInput, open_input
+from gpuenv.runner import Runner, SubprocessRunner, bounded, query_timeout
 
 FATBIN_MAGIC = 0xBA55ED50
 #: Linked device code, the one the CUDA runtime loads.
@@ -64,8 +65,11 @@ _ENTRY_FLAGS = struct.Struct("<Q")
 _ENTRY_MIN_SIZE = 48
 
 _SHT_NOBITS = 8
+#: Far above the sections of any shared object (tens) or object file (thousands); below what a
+#: list of their headers can take in memory.
+_MAX_SECTIONS = 1 << 20
 _SHN_XINDEX = 0xFFFF
-_ARCH_NAME = re.compile(r"^(sm|compute|lto)_(\d+)([af]?)$")
+_ARCH_NAME = re.compile(r"^(sm|compute|lto)_([0-9]+)([af]?)$", re.ASCII)
 
 
 class BinaryFormatError(GpuenvError):
@@ -131,7 +135,7 @@ def _split_arch(name: str) -> tuple[int, str]:
 
 def _parse_capability(capability: str) -> tuple[int, int]:
     major, _, minor = capability.partition(".")
-    if not (major.isdigit() and minor.isdigit()):
+    if not (major.isascii() and minor.isascii() and major.isdigit() and minor.isdigit()):
         raise ValueError(f"not a compute capability: {capability!r} (expected e.g. '9.0')")
     return int(major), int(minor)
 
@@ -190,7 +194,11 @@ _Read = TypeVar("_Read")
 
 def _mapped(path: Path, read: Callable[[Path, mmap.mmap], _Read]) -> _Read:
     try:
-        with open(path, "rb") as file:
+        file = open_input(path)  # a FIFO among an env's files must not hang doctor
+    except UnreadableInput as exc:
+        raise BinaryFormatError(path, f"cannot read: {exc.problem}") from None
+    try:
+        with file:
             size = os.fstat(file.fileno()).st_size
             if size < 64:
                 raise BinaryFormatError(path, f"not an ELF file (only {size} bytes)")
@@ -261,10 +269,21 @@ def _section_headers(path: Path, data: mmap.mmap) -> tuple[list[tuple[int, ...]]
         header = struct.Struct(end + "IIIIIIII")
     if table == 0:
         return [], 0
+    # Every count and size below comes from the file: each is bounded by the file's own size
+    # before anything is read or allocated from it (a 200-byte file may claim 2^40 sections).
+    if entry_size < header.size:
+        raise BinaryFormatError(path, f"ELF section headers of {entry_size} bytes, fewer than the "
+                                f"{header.size} each one takes: a damaged or crafted file")
     headers = [_section_header(path, data, header, table, 0)]
     # Extended numbering: past 0xff00 sections the real values live in section 0.
     count = count or headers[0][5]
     names_index = headers[0][6] if names_index == _SHN_XINDEX else names_index
+    if count > _MAX_SECTIONS:
+        raise BinaryFormatError(path, f"{count} ELF sections, more than any shared object has: a damaged "
+                                "or crafted file")
+    if table + count * entry_size > len(data):
+        raise BinaryFormatError(path, f"truncated ELF file: {count} section headers of {entry_size} bytes "
+                                f"at {table:#x} run past its {len(data)} bytes")
     headers += [_section_header(path, data, header, table + i * entry_size, i) for i in range(1, count)]
     return headers, names_index
 
@@ -382,7 +401,8 @@ def _toolkit_version(root: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in parts if part.isdigit())
 
 
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+:\s+.*\.(sm_\d+[af]?)\.(cubin|ptx)\s*$", re.MULTILINE)
+_LISTED = re.compile(r"^(ELF|PTX) file\s+[0-9]+:\s+.*\.(sm_[0-9]+[af]?)\.(cubin|ptx)\s*$",
+                     re.MULTILINE | re.ASCII)
 _NO_DEVICE_CODE = "does not contain device code"
 
 
@@ -401,7 +421,7 @@ def list_ptx(path: Path | str, cuobjdump: Path | str, runner: Runner | None = No
 def _cuobjdump_list(
     path: Path | str, cuobjdump: Path | str, kind: str, runner: Runner | None
 ) -> frozenset[str]:
-    runner = runner or SubprocessRunner()
+    runner = bounded(runner or SubprocessRunner(), query_timeout())
     try:
         output = runner([str(cuobjdump), f"--list-{kind.lower()}", str(path)])
     except CommandError as exc:

@@ -22,7 +22,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import GpuenvError, UnsatisfiableError
-from gpuenv.runner import Runner
+from gpuenv.runner import Runner, bounded, query_timeout
 
 _VERSION_SCRIPT = "import platform; print(platform.python_version())"
 
@@ -79,7 +79,7 @@ def python_satisfies(version: str, spec: str | None) -> bool:
 
 def _version_of(python: str, runner: Runner) -> str | None:
     try:
-        output = runner([python, "-c", _VERSION_SCRIPT]).strip().splitlines()
+        output = bounded(runner, query_timeout())([python, "-c", _VERSION_SCRIPT]).strip().splitlines()
     except (GpuenvError, OSError):
         return None
     if not output:
@@ -95,7 +95,8 @@ def _candidates(spec: str, runner: Runner, env: Mapping[str, str]) -> Iterator[s
     uv = shutil.which("uv", path=env.get("PATH")) or _uv_beside()
     if uv is not None:
         try:
-            found = runner([uv, "python", "find", "--no-python-downloads", spec]).strip().splitlines()
+            ask = bounded(runner, query_timeout())
+            found = ask([uv, "python", "find", "--no-python-downloads", spec]).strip().splitlines()
         except (GpuenvError, OSError):
             found = []
         if found:

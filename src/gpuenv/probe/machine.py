@@ -54,7 +54,20 @@ def describe_machine(
         hardware = with_gpu_override(hardware, gpu)
     elif arch is not None:
         hardware = with_arch_override(hardware, arch)
+        _check_archs_exist(hardware, arch)
     return hardware
+
+
+def _check_archs_exist(hardware: Hardware, given: str) -> None:
+    """``--arch`` names compute capabilities NVIDIA made: one its compilers do not know is a typo."""
+    known = knowledge.known_archs()
+    unknown = [g.compute_capability for g in hardware.gpus if g.compute_capability not in known]
+    if unknown:
+        raise InputError(
+            f"--arch {given}: no NVIDIA GPU has compute capability {', '.join(unknown)}; "
+            f"those that exist: {', '.join(known)}",
+            hint="'gpuenv gpus' lists GPU names with their compute capability; e.g. --arch 9.0 for an H100",
+        )
 
 
 def gpu_models_matching(substring: str) -> list[knowledge.GpuModel]:
@@ -96,7 +109,7 @@ def with_gpu_override(hardware: Hardware, names: str) -> Hardware:
 
 
 def _count_and_name(part: str) -> tuple[int, str]:
-    match = re.fullmatch(r"(\d+)\s*x\s*(.+)", part, flags=re.IGNORECASE)
+    match = re.fullmatch(r"([0-9]+)\s*x\s*(.+)", part, flags=re.IGNORECASE | re.ASCII)
     if not match:
         return 1, part
     digits = match.group(1).lstrip("0")

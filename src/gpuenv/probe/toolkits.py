@@ -24,7 +24,7 @@ from dataclasses import replace
 from gpuenv.errors import GpuenvError, InputError
 from gpuenv.plan.buildplan import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.runner import CommandTimeout, Runner, SubprocessRunner, bounded, query_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 STANDARD_LOCATIONS: tuple[str, ...] = ("/usr/local/cuda", "/usr/local/cuda-*", "/opt/cuda*")
 
 #: "Cuda compilation tools, release 13.0, V13.0.88"
-_RELEASE = re.compile(r"release (\d+)\.(\d+)")
-_FULL = re.compile(r"\bV(\d+\.\d+\.\d+)")
+_RELEASE = re.compile(r"release ([0-9]{1,3})\.([0-9]{1,3})", re.ASCII)
+_FULL = re.compile(r"\bV([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,6})", re.ASCII)
 #: An absolute ``<root>/bin/nvcc`` inside a wrapper script.
 _SCRIPT_NVCC = re.compile(r"(/[^\s'\"`;|&<>()]+)/bin/nvcc(?![\w.-])")
 #: "#$ TOP=/usr/local/cuda-13.0/bin/.." in ``nvcc --dryrun`` output.
@@ -122,7 +122,7 @@ def _ask_for_root(nvcc: str, run: Runner) -> str | None:
     # empty file prints nvcc.profile's variables, TOP among them. (nvcc 13 still
     # runs the host compiler for its properties, so this fails without gcc.)
     try:
-        output = run([nvcc, "--dryrun", "-x", "cu", "-E", os.devnull])
+        output = bounded(run, query_timeout())([nvcc, "--dryrun", "-x", "cu", "-E", os.devnull])
     except (GpuenvError, OSError) as exc:
         logger.debug("skipping %s: cannot ask it for its root: %s", nvcc, exc)
         return None
@@ -150,7 +150,12 @@ def _unique_roots(candidates: Iterable[str]) -> Iterator[str]:
 def _toolkit_at(root: str, run: Runner) -> Toolkit | None:
     nvcc = os.path.join(root, "bin", "nvcc")
     try:
-        output = run([nvcc, "--version"])
+        output = bounded(run, query_timeout())([nvcc, "--version"])
+    except CommandTimeout as exc:
+        # A toolkit that hangs is left out, and said so: it would otherwise vanish without a word.
+        logger.warning("skipped the toolkit at %s: %s --version did not answer within %g s", root, nvcc,
+                       exc.seconds)
+        return None
     except (GpuenvError, OSError) as exc:
         logger.debug("skipping %s: %s", nvcc, exc)
         return None

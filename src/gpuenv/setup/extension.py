@@ -64,7 +64,7 @@ def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_d
         cxx11_abi=torch.cxx11_abi,
         arch_list=ext.arch_list if ext.compiles_cuda else (),
         nvcc_version=toolkit.nvcc_version if ext.compiles_cuda and toolkit is not None else None,
-        knobs=binary_knobs(ext.env),
+        knobs=binary_knobs(ext.env, ext.build_options),
     )
 
 
@@ -199,6 +199,7 @@ def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessR
         name=ext.name,
         log_path=log,
         on_phase=ctx.reporter.status,
+        config_settings={"--build-option": list(ext.build_options)} if ext.build_options else None,
     )
 
 

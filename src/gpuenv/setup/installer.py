@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 from urllib.parse import urlparse
 
 from packaging.utils import canonicalize_name
@@ -36,9 +36,6 @@ from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import Runner
 from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.setup.targetenv import TargetEnv
-
-if TYPE_CHECKING:
-    import ssl
 
 #: The public PyTorch index; ``{variant}`` is "cpu", "cu121", ….
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"
@@ -461,39 +458,17 @@ def _check_http(target: str, timeout: float, project: str | None) -> str | None:
     import urllib.error
     import urllib.request
 
+    from gpuenv.probe.indexhttp import describe, ssl_context
+
     request = urllib.request.Request(target, headers={"User-Agent": "gpuenv-preflight"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=_ssl_context()):
+        with urllib.request.urlopen(request, timeout=timeout, context=ssl_context()):
             return None
     except urllib.error.HTTPError as exc:
         if exc.code == 404 and project:
             return f"it answers but has no {project}/ page (HTTP 404 for {target})"
         return f"HTTP {exc.code} {exc.reason} for {target}"
     except urllib.error.URLError as exc:
-        return _describe(exc.reason, target, timeout)
+        return describe(exc.reason, target, timeout)
     except (OSError, ssl.SSLError) as exc:
-        return _describe(exc, target, timeout)
-
-
-def _describe(reason: object, target: str, timeout: float) -> str:
-    import socket
-
-    host = urlparse(target).hostname
-    if isinstance(reason, socket.gaierror):
-        return f"the host name {host} does not resolve ({reason.strerror or reason})"
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return f"no answer from {host} within {timeout:g} s"
-    if isinstance(reason, ConnectionRefusedError):
-        return f"{host} refused the connection"
-    return f"{reason} ({target})"
-
-
-def _ssl_context() -> ssl.SSLContext:
-    import ssl
-
-    context = ssl.create_default_context()
-    # A private mirror's CA, as pip is told about it.
-    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    if cafile and Path(cafile).is_file():
-        context.load_verify_locations(cafile)
-    return context
+        return describe(exc, target, timeout)

@@ -37,7 +37,8 @@ def plan_signature(plan: Plan) -> dict[str, Any]:
         "toolkit": plan.toolkit.version if plan.toolkit else None,
         "packages": list(plan.packages),
         "extensions": [
-            [e.name, e.requirement, "skip" if e.action == "skip" else "build", dict(binary_knobs(e.env))]
+            [e.name, e.requirement, "skip" if e.action == "skip" else "build",
+             dict(binary_knobs(e.env, e.build_options))]
             for e in plan.extensions
         ],
     }

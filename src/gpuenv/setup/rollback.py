@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gpuenv.errors import GpuenvError, StepError
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
+from gpuenv.outputs import make_folders, write_atomic
 from gpuenv.runner import Runner
 from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.targetenv import TargetEnv
@@ -52,15 +52,8 @@ def record(env: TargetEnv, runner: Runner, work: Path) -> Snapshot:
     env.changed()  # what it holds now, not what an earlier question found
     snapshot = Snapshot(str(env.path), str(env.python), env.installed(runner), os.getpid(),
                         socket.gethostname())
-    work.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=work, prefix=".journal-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(snapshot.to_json(), handle, indent=1, sort_keys=True)
-        os.replace(tmp, work / JOURNAL)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    make_folders(work)
+    write_atomic(work / JOURNAL, json.dumps(snapshot.to_json(), indent=1, sort_keys=True).encode())
     return snapshot
 
 
@@ -76,13 +69,17 @@ def unfinished(work: Path) -> Snapshot | None:
     on the same env: that is an error, not something to restore.
     """
     try:
-        data = json.loads(read_input(work / JOURNAL))
+        text = read_input(work / JOURNAL)
+    except UnreadableInput as exc:
+        if exc.missing:
+            return None
+        text = ""
+    try:
+        data = parse_json(text)
         snapshot = Snapshot(str(data["env"]), str(data["python"]),
                             {str(k): str(v) for k, v in dict(data["installed"]).items()},
                             int(data["pid"]), str(data["host"]))
-    except UnreadableInput:
-        return None
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (UnreadableInput, ValueError, KeyError, TypeError) as exc:
         raise StepError(f"{work / JOURNAL}: the record of an unfinished setup cannot be read ({exc})",
                         hint="compare the env with what you expect ('pip freeze'), then delete that "
                         "file") from None

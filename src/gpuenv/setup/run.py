@@ -285,7 +285,8 @@ def _runtime_describe(ctx: Context) -> list[str]:
 
 
 def _runtime_run(ctx: Context) -> str:
-    path = write_runtime_env(ctx.target.site_packages(ctx.runner), ctx.plan.runtime_env)
+    site = ctx.target.site_packages(ctx.runner)
+    path = write_runtime_env(site, ctx.plan.runtime_env, inside=ctx.target.path)
     values = " ".join(f"{k}={v}" for k, v in ctx.plan.runtime_env.items())
     return f"{path.name}: code that compiles kernels in this env gets {values}"
 
@@ -339,7 +340,7 @@ def _distribution(ctx: Context, ext: ExtensionPlan) -> str:
 
 def _built_without_its_module(ext: ExtensionPlan) -> bool:
     """flash-attn & co. built with their SKIP_CUDA_BUILD flag have no compiled module to import."""
-    from gpuenv.plan.knowledge import catalog_entry
+    from gpuenv.plan.catalog import catalog_entry
 
     return catalog_entry(ext.name).skips_cuda(ext.env)
 

@@ -12,12 +12,11 @@ its python is run by path. ``GPUENV_RUNTIME_ENV=0`` turns it off for one run.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
+from gpuenv.outputs import path_inside, write_atomic
 from gpuenv.runner import RUNTIME_OFF_SWITCH
 
 #: The file in site-packages; the leading underscore sorts it before most .pth files.
@@ -31,20 +30,19 @@ def runtime_pth_line(env: Mapping[str, str]) -> str:
             f"os.environ.update({values})  # written by gpuenv setup\n")
 
 
-def write_runtime_env(site_packages: Path, env: Mapping[str, str]) -> Path:
-    """Write (atomically) the .pth that gives ``env`` to code running in the env; remove it if empty."""
+def write_runtime_env(site_packages: Path, env: Mapping[str, str], *, inside: Path | None = None) -> Path:
+    """Write (atomically) the .pth that gives ``env`` to code running in the env; remove it if empty.
+
+    ``inside``: the env, which the site-packages its interpreter named must be in (an env that
+    answers with another folder does not get gpuenv to write there).
+    """
     path = site_packages / RUNTIME_PTH
+    if inside is not None:
+        path_inside(inside, path)
     if not env:
         path.unlink(missing_ok=True)
         return path
-    fd, tmp = tempfile.mkstemp(prefix=".gpuenv-runtime.", dir=site_packages)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(runtime_pth_line(env))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, runtime_pth_line(env).encode("utf-8"))
     return path
 
 
@@ -58,7 +56,10 @@ def read_runtime_env(site_packages: Path) -> dict[str, str] | None:
     if start < 0 or end < start:
         return None
     try:
-        data = json.loads(text[start + len("os.environ.update("):end])
-    except ValueError:
+        data = parse_json(text[start + len("os.environ.update("):end])
+    except UnreadableInput:
         return None
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    # A value that is not a string, or holds a NUL, is not one gpuenv wrote (and no path holds it).
+    return {str(k): v for k, v in data.items() if isinstance(v, str) and "\0" not in v and "\0" not in k}

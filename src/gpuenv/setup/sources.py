@@ -35,7 +35,7 @@ from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.treemeta import tree_name, tree_version
-from gpuenv.runner import Runner
+from gpuenv.runner import Runner, bounded, import_timeout, query_timeout
 from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
@@ -189,7 +189,8 @@ def _download_error(
 
 def _index_versions(name: str, env: TargetEnv, runner: Runner) -> str | None:
     try:
-        output = runner([str(env.python), "-m", "pip", "index", "versions", name])
+        ask = bounded(runner, import_timeout())  # an index answers in seconds, a slow one in minutes
+        output = ask([str(env.python), "-m", "pip", "index", "versions", name])
     except CommandError:
         return None
     match = re.search(r"Available versions:\s*(.+)", output)
@@ -304,7 +305,8 @@ def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Sou
     try:
         for cmd in git_commands(git, checkout):
             runner(cmd, extra_environ=quiet)
-        commit = runner(["git", "-C", str(checkout), "rev-parse", "HEAD"]).strip().splitlines()[-1]
+        ask = bounded(runner, query_timeout())
+        commit = ask(["git", "-C", str(checkout), "rev-parse", "HEAD"]).strip().splitlines()[-1]
     except CommandError as exc:
         raise StepError(f"getting {text} with git failed:\n{exc.tail}",
                         hint="check the URL and the ref (a branch, a tag or a commit)") from exc

@@ -12,7 +12,6 @@ the no-op check of a re-run is made of little else.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -23,8 +22,16 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from gpuenv.errors import CommandError, StepError
-from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.runner import ANSWER_MARK, Runner
+from gpuenv.inputs import UnreadableInput, parse_json
+from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
+from gpuenv.setup.distinfo import installed_on_disk
+from gpuenv.setup.envanswers import (
+    DISTRIBUTION_READER,
+    AnswerError,
+    answer_field,
+    answer_text,
+    check_startup_files,
+)
 
 _TORCH_FACTS = """
 import importlib.metadata, importlib.util, json
@@ -38,7 +45,7 @@ def torch_facts():
         archs = []
     try:
         distribution = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
+    except Exception:  # not installed as a distribution, or its METADATA is unreadable
         distribution = ""
     return {
         "distribution": distribution,
@@ -50,14 +57,13 @@ def torch_facts():
     }
 """
 
-_INSTALLED_FACTS = """
-import importlib.metadata, json
+_INSTALLED_FACTS = DISTRIBUTION_READER + """
 def installed():
     found = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
+        name, version = name_and_version(dist)
         if name:
-            found.setdefault(name, dist.version)
+            found.setdefault(name, version)
     return found
 """
 
@@ -232,122 +238,58 @@ class BrokenTorchError(StepError):
 def _torch_info(data: Any) -> TorchInfo | None:
     if data is None:
         return None
+    archs = answer_field(data, "arch_list")
+    if not isinstance(answer_field(data, "cxx11_abi"), bool) or not isinstance(archs, list) \
+            or not all(isinstance(a, str) for a in archs):
+        raise AnswerError("torch facts of the wrong types", data)
+    distribution = data.get("distribution") or ""
     return TorchInfo(
-        version=str(data["version"]),
-        cuda=None if data["cuda"] is None else str(data["cuda"]),
-        cxx11_abi=bool(data["cxx11_abi"]),
-        arch_list=tuple(str(a) for a in data["arch_list"]),
-        distribution=str(data.get("distribution") or ""),
-        path=str(data.get("path") or ""),
+        version=answer_text(data, "version"),
+        cuda=answer_text(data, "cuda", optional=True),
+        cxx11_abi=data["cxx11_abi"],
+        arch_list=tuple(archs),
+        distribution=distribution if isinstance(distribution, str) else "",
+        path=_text_or_empty(data.get("path")),
     )
 
 
 def _interpreter(data: Any) -> Interpreter:
+    markers = answer_field(data, "markers")
+    if not isinstance(markers, dict):
+        raise AnswerError("markers that are not a table", data)
+    purelib = answer_text(data, "purelib")
+    if "\0" in purelib or not purelib:
+        raise AnswerError("no site-packages path", data)
     return Interpreter(
-        version=data["version"],
-        python_tag=data["python_tag"],
-        abi_tag=data["abi_tag"],
-        platform_tag=data["platform_tag"],
-        site_packages=Path(data["purelib"]),
-        markers={str(k): str(v) for k, v in data["markers"].items()},
-        prefix=Path(data["prefix"]) if data.get("prefix") else None,
-        in_venv=bool(data.get("in_venv", True)),
+        version=answer_text(data, "version"),
+        python_tag=answer_text(data, "python_tag"),
+        abi_tag=answer_text(data, "abi_tag"),
+        platform_tag=answer_text(data, "platform_tag"),
+        site_packages=Path(purelib),
+        markers={str(k): str(v) for k, v in markers.items()},
+        prefix=Path(data["prefix"]) if isinstance(data.get("prefix"), str) and data["prefix"] else None,
+        in_venv=data.get("in_venv", True) is not False,
         externally_managed=_marker(data),
-        has_pip=bool(data.get("has_pip", False)),
+        has_pip=data.get("has_pip") is True,
     )
 
 
 def _marker(data: Any) -> Path | None:
     """The EXTERNALLY-MANAGED file that applies: there, and the interpreter is not in a venv."""
     path = data.get("externally_managed")
-    if not path or data.get("in_venv", True):
+    if not isinstance(path, str) or not path or "\0" in path or data.get("in_venv", True) is not False:
         return None
     return Path(path) if Path(path).is_file() else None
 
 
+def _text_or_empty(value: Any) -> str:
+    return value if isinstance(value, str) and "\0" not in value else ""
+
+
 def _canonical(data: Any) -> dict[str, str]:
-    return {canonicalize_name(name): str(version) for name, version in data.items()}
-
-
-def installed_on_disk(venv: Path) -> dict[str, str] | None:
-    """What ``importlib.metadata.distributions()`` finds in ``venv``, read from the metadata files.
-
-    The places it looks: the env's site-packages, then each directory a
-    ``.pth`` file there adds, in the order ``site`` adds them (the first
-    distribution of a name wins, as in the interpreter). None where the files
-    alone do not answer: no single site-packages, an env that also sees the
-    system's (``include-system-site-packages = true``), an egg or an archive
-    on its path.
-    """
-    config = venv / "pyvenv.cfg"
-    try:
-        settings = dict(line.partition("=")[::2] for line in read_input(config).splitlines())
-    except UnreadableInput:
-        return None
-    keys = {k.strip().lower(): v.strip().lower() for k, v in settings.items()}
-    if keys.get("include-system-site-packages") != "false":
-        return None
-    if os.name == "nt":
-        candidates = [venv / "Lib" / "site-packages"]
-    else:
-        candidates = sorted(venv.glob("lib/*/site-packages"))
-    if len(candidates) != 1 or not candidates[0].is_dir():
-        return None
-    site = candidates[0]
-    found: dict[str, str] = {}
-    try:
-        for directory in [site, *_pth_directories(site)]:
-            for name, version in _metadata_in(directory):
-                found.setdefault(canonicalize_name(name), version)
-    except (OSError, UnreadableInput):
-        return None
-    return found
-
-
-def _pth_directories(site: Path) -> list[Path]:
-    """The directories the ``.pth`` files in ``site`` add to sys.path (lines not starting with import)."""
-    added: list[Path] = []
-    for pth in sorted(site.glob("*.pth")):
-        for line in read_input(pth).splitlines():
-            line = line.strip()
-            if not line or line.startswith("#") or line.startswith(("import ", "import\t")):
-                continue
-            directory = (site / line).resolve()
-            if directory.suffix.lower() == ".egg" or (directory.exists() and not directory.is_dir()):
-                raise OSError(f"{directory}: an egg or an archive on sys.path: the interpreter reads it")
-            if directory.is_dir() and directory not in added:
-                added.append(directory)
-    return added
-
-
-def _metadata_in(directory: Path) -> list[tuple[str, str]]:
-    """(Name, Version) of each distribution whose metadata lies directly in ``directory``."""
-    found = []
-    for entry in sorted(directory.iterdir()):
-        if entry.suffix == ".dist-info":
-            headers = _headers(entry / "METADATA")
-        elif entry.suffix == ".egg-info":
-            headers = _headers(entry / "PKG-INFO" if entry.is_dir() else entry)
-        else:
-            continue
-        if headers.get("name") and "version" in headers:
-            found.append((headers["name"], headers["version"]))
-    return found
-
-
-def _headers(path: Path) -> dict[str, str]:
-    """The first Name and Version headers of a core-metadata file (the headers end at a blank line)."""
-    headers: dict[str, str] = {}
-    if not path.is_file():
-        return headers
-    with path.open(encoding="utf-8", errors="replace") as file:
-        for line in file:
-            if not line.strip():
-                break
-            key, sep, value = line.partition(":")
-            if sep and key.lower() in ("name", "version"):
-                headers.setdefault(key.lower(), value.strip())
-    return headers
+    if not isinstance(data, dict):
+        raise AnswerError("distributions that are not a table", data)
+    return {canonicalize_name(str(name)): str(version) for name, version in data.items()}
 
 
 def _quiet_answers(runner: Runner) -> Runner:
@@ -453,10 +395,20 @@ class TargetEnv:
 
     def query(self, runner: Runner, script: str, args: Sequence[str] = ()) -> Any:
         """Run ``script`` in the env's interpreter and return the JSON it printed after the marker."""
-        output = _quiet_answers(runner)([str(self.python), "-c", script, *args], cwd=str(self.path))
+        check_startup_files(self.path)
+        # Importing torch (and the extensions named in args) takes long on a cold file system;
+        # a question about what is installed does not.
+        imports = bool(args) or "import torch" in script
+        if imports and self._interpreter is None and callable(getattr(runner, "with_timeout", None)):
+            self.interpreter(runner)  # a python that hangs is found in seconds, not after the import's limit
+        ask = bounded(_quiet_answers(runner), import_timeout() if imports else env_query_timeout())
+        output = ask([str(self.python), "-c", script, *args], cwd=str(self.path))
         for line in reversed(output.splitlines()):
             if line.startswith(ANSWER_MARK):
-                return json.loads(line[len(ANSWER_MARK):])
+                try:
+                    return parse_json(line[len(ANSWER_MARK):])
+                except UnreadableInput as exc:
+                    raise StepError(f"{self.python} answered gpuenv's query with {exc.problem}") from None
         raise StepError(f"{self.python} printed no answer to gpuenv's query:\n{output[-2000:]}")
 
     def torch_info(self, runner: Runner) -> TorchInfo | None:
@@ -481,10 +433,13 @@ class TargetEnv:
                          if line.startswith(IMPORTING_MARK)]
             doing = f"importing {importing[-1]}" if importing else "importing torch"
             raise StepError(f"the interpreter of {self.path} died {doing}:\n{exc.tail}") from exc
-        self._installed = _canonical(data["installed"])
+        self._installed = _canonical(answer_field(data, "installed"))
+        failures = answer_field(data, "failures")
+        if not isinstance(failures, dict):
+            raise AnswerError("import failures that are not a table", data)
         return EnvCheck(
-            torch=_torch_info(data["torch"]),
-            failures={str(k): str(v) for k, v in data["failures"].items()},
+            torch=_torch_info(answer_field(data, "torch")),
+            failures={str(k): str(v) for k, v in failures.items()},
             installed=dict(self._installed),
         )
 
@@ -514,10 +469,10 @@ class TargetEnv:
         ``lib/libc10.so``), torch is imported after all. None: no torch.
         """
         data = self.query(runner, _FACTS_SCRIPT)
-        self._installed = _canonical(data["installed"])
+        self._installed = _canonical(answer_field(data, "installed"))
         if self._interpreter is None:
-            self._interpreter = _interpreter(data["interpreter"])
-        if data["torch"] == "unknown":
+            self._interpreter = _interpreter(answer_field(data, "interpreter"))
+        if answer_field(data, "torch") == "unknown":
             return self.torch_info(runner)
         info = _torch_info(data["torch"])
         # What installers compare is the distribution's version ("2.14.1" for PyPI's cu130 wheel).

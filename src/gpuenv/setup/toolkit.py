@@ -36,7 +36,7 @@ def toolkit_step(plan: Plan) -> Step:
     def describe(ctx: Context) -> list[str]:
         return [
             f"# CUDA {version} from PyPI into the toolkit cache ({toolkit.root}), unless it is there:",
-            f"<{ctx.installer.name} install> --no-deps --only-binary :all: --target <temp> "
+            f"<{ctx.installer.name} install> --only-binary :all: --target <temp> "
             f"{' '.join(pinned_wheels(version))}",
         ]
 
@@ -84,13 +84,15 @@ def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
     The installer's command for ``env``, with ``--target DIR --only-binary :all:``
     before the requirements: pip and uv both take them, and the package
     sources (pip's configuration, which gpuenv passes to uv too) are the ones
-    every other install of the setup uses.
+    every other install of the setup uses. Dependencies are installed: the
+    requirement is NVIDIA's meta-package, whose dependencies are the pinned
+    component wheels.
     """
 
     def install(requirements: Sequence[str], target: Path) -> None:
         wanted = list(requirements)
         try:
-            for cmd in installer.commands(env, wanted, InstallOptions(no_deps=True)):
+            for cmd in installer.commands(env, wanted, InstallOptions()):
                 head = cmd[: len(cmd) - len(wanted)]
                 installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
                                  extra_environ=installer.environ())

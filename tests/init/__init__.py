@@ -1,0 +1,1 @@
+"""gpuenv init against real research repositories: the corpus under tests/data/repos."""
