@@ -127,15 +127,19 @@ def test_setup_reads_what_torch_really_is_and_records_it(session_cache: Path, tm
     """)
     venv = tmp_path / "venv"
     args = ["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
-            "--cache-dir", str(session_cache)]
+            "--cache-dir", str(session_cache), "--work-dir", str(tmp_path / "work")]
     done = gpuenv(args, env=clean_env())
     assert done.returncode == 0, done.stderr
+    # Its logs elsewhere, the env it made still carries gpuenv's mark: a rerun does not adopt it.
+    assert not (venv / ".gpuenv").exists() and (venv / "gpuenv-state.json").is_file()
+    assert "adopting" not in done.stderr
     # Read from the installed torch's own header (torch/all.h), not from gpuenv's data; the data agrees.
     assert "observed: headers need C++17" in done.stderr
     assert "warning: torch.toml" not in done.stderr
     lock = (tmp_path / "gpuenv.lock").read_text()
     assert "cxx-standard = 17" in lock and "given = true" not in lock
-    # The plan made again for what landed does not change what a rerun compares.
+    # The plan made again for what landed does not change what a rerun compares, and the env is not
+    # taken for one gpuenv did not create (its torch would then be given, and the plan another).
     again = gpuenv(args, env=clean_env())
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
 

@@ -93,6 +93,8 @@ def _env_run(ctx: Context) -> str:
             )
         made += f" (Python {version})"
     ctx.state = load_state(venv)
+    if ctx.created:  # the state file marks an env gpuenv made (adopt.made_by_gpuenv), whatever --work-dir
+        ctx.save_state()
     return made
 
 
