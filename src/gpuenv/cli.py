@@ -202,6 +202,12 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)
     target = _target(args, recipe)
+    if target.adopted and not args.dry_run:  # before anything is written, logs included
+        from gpuenv.runner import SubprocessRunner
+        from gpuenv.setup.adopt import check_externally_managed
+
+        interpreter = target.env.interpreter(SubprocessRunner())
+        check_externally_managed(target.env, interpreter, allowed=args.break_system_packages)
     # An env gpuenv did not create: planned for its torch, which nothing replaces.
     plan_options = replace(_plan_options(args, recipe), given_torch=_given_torch(target, recipe))
     lock_file = lock_path_for(recipe.path)

@@ -189,9 +189,11 @@ def test_the_systems_own_python_is_seen_as_externally_managed(tmp_path: Path) ->
     recipe.write_text('[torch]\nversion = "2.13.0"\n')
     args = ["setup", "-r", str(recipe), "--python", str(MANAGED), "--torch-index", "config"]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
+    environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     done = subprocess.run([sys.executable, "-m", "gpuenv", *args], capture_output=True, text=True,
                           env=environ, check=False)
     assert done.returncode == 2, done.stderr
+    assert not (tmp_path / "cache").exists(), "refused before anything is written, its logs included"
     assert "is externally managed (PEP 668" in done.stderr and "--break-system-packages" in done.stderr
     assert "Traceback" not in done.stderr
 
