@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
     from gpuenv.cache.toolkits import ProvisionedToolkit
     from gpuenv.plan.buildplan import ToolkitPolicy
+    from gpuenv.plan.giventorch import TorchFacts
     from gpuenv.plan.planner import PlanOptions
+    from gpuenv.setup.adopt import Target
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
@@ -142,6 +144,22 @@ def _torch_index(args: argparse.Namespace) -> str | None:
     return index_template(args.torch_index) if args.torch_index is not None else None
 
 
+def _target(args: argparse.Namespace, recipe: Recipe | None) -> Target:
+    """The env --venv or --python names (a recipe with use = "existing": the Python gpuenv runs in)."""
+    from gpuenv.runner import SubprocessRunner
+    from gpuenv.setup.adopt import find_target
+
+    existing = recipe is not None and recipe.torch.existing
+    return find_target(venv=args.venv, python=args.python, existing=existing, runner=SubprocessRunner())
+
+
+def _given_torch(target: Target, recipe: Recipe) -> TorchFacts | None:
+    from gpuenv.runner import SubprocessRunner
+    from gpuenv.setup.adopt import given_torch
+
+    return given_torch(target, SubprocessRunner(), existing=recipe.torch.existing)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -151,6 +169,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     recipe = _load_recipe(args)
     hardware = _hardware(args)
     options = _plan_options(args, recipe)
+    if args.venv is not None or args.python is not None or recipe.torch.existing:
+        # Planned for the torch of that env, as setup would build into it.
+        options = replace(options, given_torch=_given_torch(_target(args, recipe), recipe))
     result = make_plan(recipe, hardware, options)
     if not args.no_cache and not result.blockers:
         from gpuenv.cache.hits import predicted_hits
@@ -167,17 +188,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from gpuenv.cache.lockfile import lock_path_for, plan_locked, read_lock
-    from gpuenv.plan.planner import plan
+    from dataclasses import replace
+
+    from gpuenv.cache.lockfile import lock_path_for, read_lock
+    from gpuenv.cache.lockplan import plan_locked
+    from gpuenv.plan.planner import make_plan, plan
     from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary
+    from gpuenv.setup.adopt import adopted_work_dir
     from gpuenv.setup.run import run_setup
     from gpuenv.setup.sources import file_sha256
     from gpuenv.setup.steps import SetupOptions
 
     recipe = _load_recipe(args)
     hardware = _hardware(args, local_host=True)
-    plan_options = _plan_options(args, recipe)
+    target = _target(args, recipe)
+    if target.adopted and not args.dry_run:  # before anything is written, logs included
+        from gpuenv.runner import SubprocessRunner
+        from gpuenv.setup.adopt import check_externally_managed
+
+        interpreter = target.env.interpreter(SubprocessRunner())
+        check_externally_managed(target.env, interpreter, allowed=args.break_system_packages)
+    # An env gpuenv did not create: planned for its torch, which nothing replaces.
+    plan_options = replace(_plan_options(args, recipe), given_torch=_given_torch(target, recipe))
     lock_file = lock_path_for(recipe.path)
     if args.locked:
         locked = read_lock(lock_file).get(recipe.name)
@@ -188,8 +221,10 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     else:
         result = plan(recipe, hardware, plan_options)
     options = SetupOptions(
-        venv=args.venv.absolute(), installer=args.installer, work_dir=args.work_dir,
-        preflight=args.torch_index != "config",
+        venv=target.path, python=target.python, adopted=target.adopted,
+        break_system_packages=args.break_system_packages, installer=args.installer,
+        work_dir=args.work_dir or (adopted_work_dir(target.path) if target.adopted else None),
+        preflight=args.torch_index != "config" and plan_options.given_torch is None,
         cache_dir=None if args.no_cache else _cache_dir(args),
         # --locked reproduces the lock; it does not rewrite it.
         lock_file=None if args.locked else lock_file,
@@ -205,7 +240,10 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         for warning in result.warnings:
             reporter.done(f"warning: {warning}")
         try:
-            outcome = run_setup(result, options, reporter=reporter)
+            outcome = run_setup(result, options, reporter=reporter,
+                                replan=None if args.locked or plan_options.given_torch is not None else (
+                                    lambda facts: make_plan(recipe, hardware,
+                                                            replace(plan_options, given_torch=facts))))
         finally:
             # Where the output went, whether the run succeeded or not.
             logs = log_files(options.work / "logs")
@@ -214,6 +252,9 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         for line in outcome.skipped:
             reporter.done(f"skipped {line}")
     ready = _style(args)("ready:", "green", "bold")
+    if target.adopted:
+        print(f"{ready} {shlex.quote(str(outcome.venv))} (with {shlex.quote(str(target.env.python))})")
+        return EXIT_OK
     activate = shlex.quote(str(outcome.venv / "bin" / "activate"))
     where = printable(shlex.quote(str(outcome.venv)))
     print(f"{ready} {where} (activate with: source {printable(activate)})")
@@ -228,8 +269,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from gpuenv.progress import paint_verdicts
 
     recipe, locked = recipe_and_lock(args.recipe, start=Path.cwd())
-    report = diagnose(args.venv.absolute(), hardware=_hardware(args, local_host=True), recipe=recipe,
-                      locked=locked)
+    target = _target(args, None)
+    report = diagnose(target.path, python=target.python, hardware=_hardware(args, local_host=True),
+                      recipe=recipe, locked=locked)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return report.exit_code
@@ -241,10 +283,11 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from gpuenv.init.existing import torch_in_this_python
     from gpuenv.init.writer import init_repo, init_text
 
     result = init_repo(Path.cwd(), name=args.name, into_pyproject=args.pyproject,
-                       torch_version=args.torch, extensions=args.extension)
+                       torch_version=args.torch, extensions=args.extension, here=torch_in_this_python())
     text = init_text(result)
     _show(text.splitlines()[-1] if args.verbosity <= QUIET else text)
     return EXIT_OK
@@ -379,6 +422,19 @@ def _print_error(exc: GpuenvError, args: argparse.Namespace | None = None) -> No
         pass
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a job scheduler's cancel, ``kill``) as Ctrl-C: setup stops its command and puts an adopted
+    env back as it was, instead of dying half-way."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 #: Each command's handler, by the key the parser gives it (``args.command_key``: "cache prune").
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "probe": _cmd_probe, "gpus": _cmd_gpus, "plan": _cmd_plan, "setup": _cmd_setup,
@@ -409,6 +465,7 @@ def _main(argv: Sequence[str] | None, output: Output) -> int:
     args: argparse.Namespace | None = None
     try:
         args = parser.parse_args(argv)  # --help prints here
+        _interrupt_on_sigterm()
         code = int(HANDLERS[args.command_key](args))
         output.flush()  # a full disk is found here, not at exit
         return code

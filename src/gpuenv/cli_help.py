@@ -64,12 +64,15 @@ HELP: dict[str, _Help] = {
         "which extensions the wheel cache already holds, every skip with its reason, and where its torch "
         "facts came from. It first reads which torch releases exist from pip's indexes and the PyTorch "
         "index (cached for a day; --offline: none, gpuenv's shipped data only); it runs no subprocess and "
-        "needs no GPU; --gpu, --arch or --hardware plan for other machines.",
+        "needs no GPU; --gpu, --arch or --hardware plan for other machines. With --python or --venv (or "
+        "use = \"existing\" in the recipe's [torch]) it plans for the torch installed there, read from its "
+        "files, as setup would build into that env.",
         f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache; pip's "
-        "configuration; the package indexes (or CACHE_DIR/index/torch-index.json)",
+        "configuration; the package indexes (or CACHE_DIR/index/torch-index.json); the torch of "
+        "--python/--venv",
         "CACHE_DIR/index/torch-index.json (what the indexes said)",
         ("gpuenv plan", "gpuenv plan -r envs/llm.toml --gpu H100  # for a GPU this node does not have",
-         "gpuenv plan --arch 8.0,9.0 --json"),
+         "gpuenv plan --python /opt/conda/bin/python  # for the torch of a conda env or a container"),
     ),
     "setup": _Help(
         "create the environment: torch, then the extensions built for your GPUs",
@@ -78,13 +81,16 @@ HELP: dict[str, _Help] = {
         "env, against that torch, for exactly the planned archs (through the wheel cache), installs "
         "the recipe's packages, verifies the imports and writes the lock file. Every step shows live "
         "progress; -v streams the installers' and compilers' output, -q prints only the final line. "
-        "Run it again after a failure: what is done is kept.",
+        "Run it again after a failure: what is done is kept. Pointed at an env gpuenv did not create "
+        "(--python, or --venv at a conda env or another tool's venv) it builds into it against the torch "
+        "there, never replacing it, and puts the env back as it was if setup fails.",
         f"{_RECIPE_FILES}; gpuenv.lock next to it; NVML; pip's configuration and indexes (as plan); "
         f"{_CACHE_FILES}",
         "the env (--venv, default .venv) and VENV/gpuenv-state.json; logs in VENV/.gpuenv/logs "
         "(setup.log, NAME.log per extension; --work-dir moves them); the wheel cache; gpuenv.lock",
-        ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100",
-         "gpuenv setup --dry-run  # the commands it would run; changes nothing"),
+        ("gpuenv setup", "gpuenv setup -r envs/graph.toml --venv graph-env --gpu H100 --dry-run  # what it "
+         "would run; changes nothing",
+         "gpuenv setup --python /usr/bin/python3  # into a container's Python, against its torch"),
     ),
     "doctor": _Help(
         "check that an env really runs on this machine's GPUs",
@@ -94,10 +100,10 @@ HELP: dict[str, _Help] = {
         "extensions, and each extension of the recipe or lock (imports, archs of its .so files, "
         "built against the torch installed). Each check says ok, warn, fail or skip (with the reason), "
         "and a fix where one is known. Exit 0 when nothing fails, 1 otherwise.",
-        f"the env (--venv, default .venv); {_RECIPE_FILES} and gpuenv.lock, if any; NVML",
+        f"the env (--venv, default .venv, or --python); {_RECIPE_FILES} and gpuenv.lock, if any; NVML",
         "nothing",
         ("gpuenv doctor", "gpuenv doctor --gpu H100 --json  # an env for GPUs this node does not have",
-         "gpuenv doctor -q  # only what is not ok, and the summary"),
+         "gpuenv doctor --python /opt/conda/bin/python  # a conda env or a container's Python"),
     ),
     "init": _Help(
         "add gpuenv to this repository, from what it already declares",

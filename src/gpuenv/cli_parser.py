@@ -78,6 +78,14 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _add_env_options(parser: argparse.ArgumentParser, venv_help: str) -> None:
+    """--venv and --python: which env (gpuenv's own, a conda env, a container's Python)."""
+    parser.add_argument("--venv", type=path_argument, default=None, help=venv_help)
+    parser.add_argument("--python", type=path_argument, default=None, metavar="PATH",
+                        help="the interpreter of an env gpuenv did not create (a container's system Python, "
+                             "a conda env's bin/python): its torch is used as it is, never replaced")
+
+
 def _add_cache_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=path_argument, default=None,
                         help="the wheel cache (default: $GPUENV_CACHE_DIR, else ~/.cache/gpuenv/wheels); "
@@ -135,13 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = _command(commands, "plan")
     _add_target_options(plan)
+    _add_env_options(plan, "plan for the torch of this env (a venv or conda env folder), as setup would "
+                     "build into it")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(command_key="plan")
 
     setup = _command(commands, "setup")
     _add_target_options(setup)
-    setup.add_argument("--venv", type=path_argument, default=Path(".venv"),
-                       help="the target virtual environment, created or reused (default: .venv)")
+    _add_env_options(setup, "the target env: created, reused, or adopted if gpuenv did not create it "
+                     "(a conda env, another tool's venv: its torch is kept) (default: .venv)")
+    setup.add_argument("--break-system-packages", action="store_true",
+                       help="install into a Python its distribution manages (PEP 668): passed on to pip "
+                            "and uv, whose own override it is")
     setup.add_argument("--installer", choices=("auto", "pip", "uv"), default="auto",
                        help="what makes the target env and installs into it: uv, or pip; "
                             "auto (default): uv if gpuenv's uv extra or a uv on PATH has it, else pip")
@@ -154,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(command_key="setup")
 
     doctor = _command(commands, "doctor")
-    doctor.add_argument("--venv", type=path_argument, default=Path(".venv"),
-                        help="the environment to check (default: .venv)")
+    _add_env_options(doctor, "the environment to check (default: .venv)")
     doctor.add_argument("-r", "--recipe", type=path_argument, default=None,
                         help="recipe whose extensions and lock to check (default: the project's, if any)")
     group = doctor.add_argument_group("hardware (default: probe this machine)")

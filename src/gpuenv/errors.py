@@ -247,3 +247,7 @@ class PlanBlockedError(UnsatisfiableError):
         message = f"{len(errors)} things stop this plan:\n" + "\n".join(f"  - {e}" for e in errors)
         hints = [f"  - {e.hint}" for e in errors if e.hint]
         super().__init__(message, hint="\n".join(["one per blocker:", *hints]) if hints else None)
+
+
+class GivenTorchError(UnsatisfiableError):
+    """A torch that is already in the env (observed, never replaced) cannot serve the plan."""

@@ -139,12 +139,13 @@ def invoke_collection(python: str | None = None) -> Any:
     return collection
 
 
-def invoke_setup(c: Any, *, python: str | None = None, **options: Any) -> Any:
-    """Run ``gpuenv setup`` from an invoke task (options by their names: cuda="12.1", dry_run=True)."""
+def invoke_setup(c: Any, *, gpuenv_python: str | None = None, **options: Any) -> Any:
+    """Run ``gpuenv setup`` from an invoke task (options by their names: cuda="12.1", dry_run=True,
+    python="/opt/conda/bin/python" for an env gpuenv did not create); ``gpuenv_python`` runs gpuenv."""
     from gpuenv.cli_parser import build_parser
 
     parser = _subparsers(build_parser())["setup"]
-    return c.run(shlex.join(setup_command(python or sys.executable, _argv(_params(parser), options))),
+    return c.run(shlex.join(setup_command(gpuenv_python or sys.executable, _argv(_params(parser), options))),
                  pty=False)
 
 

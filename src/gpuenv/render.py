@@ -54,9 +54,17 @@ def plan_summary(plan: Plan) -> str:
 def plan_text(plan: Plan) -> str:
     lines = [f"recipe      {plan.recipe} ({plan.env_name})", f"hardware    {plan.hardware_source}"]
     lines.append(f"variant     {plan.variant}" + (f" (CUDA {plan.cuda})" if plan.cuda else ""))
-    newest = f" ({plan.torch_build})" if plan.torch_build else ""
-    lines.append(f"torch       {plan.torch}{newest}" + "".join(f", {p}" for p in plan.torch_packages))
-    lines.append(f"index       {plan.index_url or '(the ordinary index)'}: {plan.index_note}")
+    given = plan.given_torch
+    if given is not None and plan.index_url is None and plan.torch == given.requirement:
+        # Adopted: nothing to install, the torch there is what the plan is for.
+        archs = ", ".join(given.arch_list) or ("-" if given.cuda is None else "unknown")
+        cxx = f", headers need C++{given.cxx_standard}" if given.cxx_standard else ""
+        lines.append(f"torch       {given.version} given ({given.where}): archs {archs}{cxx}; never replaced"
+                     + "".join(f"; adds {p}" for p in plan.torch_packages))
+    else:
+        newest = f" ({plan.torch_build})" if plan.torch_build else ""
+        lines.append(f"torch       {plan.torch}{newest}" + "".join(f", {p}" for p in plan.torch_packages))
+        lines.append(f"index       {plan.index_url or '(the ordinary index)'}: {plan.index_note}")
     lines.append(f"archs       {' '.join(plan.arch_list) or '-'}")
     if plan.toolkit is not None:
         lines.append(f"toolkit     {toolkit_text(plan.toolkit)} (CUDA_HOME {plan.toolkit.root})")

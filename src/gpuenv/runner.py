@@ -217,6 +217,10 @@ class SubprocessRunner:
             except BaseException:
                 if self.timeout is not None:  # interrupted: no query outlives gpuenv
                     _kill_group(proc)
+                else:
+                    # Interrupted (Ctrl-C, SIGTERM): the command must not go on changing the env
+                    # behind whatever undoes the run's changes.
+                    _stop(proc)
                 raise
         finally:
             if timer is not None:
@@ -228,6 +232,18 @@ class SubprocessRunner:
         if returncode != 0:
             raise CommandError(cmd, returncode, log_path=self.log_path, tail="\n".join(tail))
         return "".join(lines)
+
+
+def _stop(proc: subprocess.Popen[str], grace: float = 10.0) -> None:
+    """End ``proc``: SIGTERM, then SIGKILL if it is still there after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _pieces(stream: IO[str]) -> Iterator[str]:

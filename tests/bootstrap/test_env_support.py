@@ -119,6 +119,9 @@ def test_invoke_tasks_have_every_option_of_their_command() -> None:
 
 def test_task_arguments_become_the_command_line() -> None:
     assert setup_args(cuda="12.1", dry_run=True, gpu=None) == ["--cuda", "12.1", "--dry-run"]
+    # invoke setup --python /opt/conda/bin/python: an env gpuenv did not create, as on the command line.
+    assert setup_args(python="/opt/conda/bin/python", break_system_packages=True) == [
+        "--python", "/opt/conda/bin/python", "--break-system-packages"]
     params = _params(_subparsers(build_parser())["cache"])
     assert params[0].name == "action"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import InputError, RecipeError
+from gpuenv.init.existing import ExistingTorch
 from gpuenv.init.templates import README_HEADING, noxfile_text, tasks_text
 from gpuenv.init.writer import init_repo, init_text
 from gpuenv.plan.recipe import find_recipe, load_recipe
@@ -51,6 +52,48 @@ def test_the_noxfile_imports_no_gpuenv_and_tasks_take_the_collection() -> None:
     assert not any("gpuenv" in line for line in imports)
     assert f'os.environ.get("GPUENV_REQUIREMENT", "{ORIGIN}")' in noxfile
     assert "namespace = invoke_collection()" in tasks
+
+
+NGC = ExistingTorch("2.5.0a0+872d972e41.nv24.08", Path("/usr"))
+
+
+def test_in_an_env_that_holds_torch_init_proposes_to_build_against_it(tmp_path: Path) -> None:
+    result = init_repo(tmp_path, extensions=["flash-attn==2.8.3.post2"], origin=ORIGIN, here=NGC)
+    recipe = load_recipe(tmp_path / "envs" / "default.toml")
+    assert recipe.torch.existing and recipe.torch.version == ""
+    assert "torch 2.5.0a0+872d972e41.nv24.08 in /usr" in (tmp_path / "envs" / "default.toml").read_text()
+    text = init_text(result)
+    assert ('this Python: torch 2.5.0a0+872d972e41.nv24.08 in /usr (the Python gpuenv runs in, not made by '
+            'gpuenv) -> [torch] use = "existing"') in text
+
+
+def test_a_repository_pin_the_envs_torch_does_not_satisfy_keeps_its_own_torch(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("torch==2.0.1\n")
+    result = init_repo(tmp_path, origin=ORIGIN, here=NGC)
+    recipe = load_recipe(tmp_path / "envs" / "default.toml")
+    assert not recipe.torch.existing and recipe.torch.version == "==2.0.1"
+    assert "not taken, the repository pins torch==2.0.1" in init_text(result)
+    fitting = tmp_path / "fits"
+    fitting.mkdir()
+    (fitting / "requirements.txt").write_text("torch>=2.4\n")
+    init_repo(fitting, origin=ORIGIN, here=NGC)
+    assert load_recipe(fitting / "envs" / "default.toml").torch.existing
+
+
+def test_a_torch_version_given_to_init_wins_over_the_envs_torch(tmp_path: Path) -> None:
+    init_repo(tmp_path, torch_version="2.13.0", origin=ORIGIN, here=NGC)
+    assert load_recipe(tmp_path / "envs" / "default.toml").torch.version == "==2.13.0"
+
+
+def test_the_torch_of_the_python_init_runs_in_is_found_by_its_metadata(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "torch-2.5.0a0+872d972e41.nv24.08.dist-info").mkdir(parents=True)
+    (site / "torch-2.5.0a0+872d972e41.nv24.08.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: torch\nVersion: 2.5.0a0+872d972e41.nv24.08\n")
+    code = "from gpuenv.init.existing import torch_in_this_python as t; f = t(); print(f and f.version)"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "2.5.0a0+872d972e41.nv24.08"
 
 
 def test_a_name_and_a_torch_version_go_into_the_recipe(tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lockfile import LockEditedError, plan_locked, read_lock, write_lock
+from gpuenv.cache.lockfile import LockEditedError, read_lock, write_lock
+from gpuenv.cache.lockplan import plan_locked
 from gpuenv.errors import InputError
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import load_recipe
-from gpuenv.setup.run import _lock_entry
+from gpuenv.setup.lockstep import lock_entry
 from gpuenv.setup.steps import SetupOptions
 from tests.cache.test_lock import SCATTER, locked
 
@@ -67,7 +68,7 @@ def test_an_entry_edited_by_hand_is_reported_and_not_trusted(tmp_path: Path, bef
     recipe = tmp_path / "default.toml"
     recipe.write_text('[torch]\nversion = "2.13.0"\n')
     planned = plan(load_recipe(recipe), NO_GPU, PlanOptions(torch_index="config"))
-    assert _lock_entry(planned, SetupOptions(venv=tmp_path / "venv", lock_file=lock), said) is None
+    assert lock_entry(planned, SetupOptions(venv=tmp_path / "venv", lock_file=lock), said) is None
     assert any("gpuenv.lock was edited by hand: envs.default" in line for line in said.lines)
 
     with pytest.raises(LockEditedError) as caught:
@@ -116,3 +117,48 @@ def test_a_temporary_lock_left_by_a_killed_writer_is_removed_by_the_next_write(t
     write_lock(lock, ENV)
     assert not stale.exists() and fresh.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".gpuenv.lock.def456", "gpuenv.lock"]
+
+
+# -- the observed torch (issue 21: observed beats shipped; issue 23: a given torch) -------------------
+
+
+OBSERVED = replace(ENV, torch_arch_list=("8.0", "9.0+PTX"), torch_cxx_standard=20, torch_given=True)
+
+
+def test_the_observed_torch_reads_back_as_written(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, OBSERVED)
+    text = lock.read_text()
+    assert 'arch-list = ["8.0", "9.0+PTX"]' in text and "cxx-standard = 20" in text and "given = true" in text
+    (back,) = read_lock(lock).values()
+    assert back == OBSERVED and back.edited is None
+    lock.write_text(text.replace("cxx-standard = 20", "cxx-standard = 17"))
+    assert read_lock(lock)["default"].edited, "the observed facts are part of the entry's digest"
+
+
+def test_an_entry_written_before_the_observed_facts_keeps_its_digest(tmp_path: Path) -> None:
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, ENV)
+    text = lock.read_text()
+    assert "cxx-standard" not in text and "given" not in text
+    (back,) = read_lock(lock).values()
+    assert back.edited is None and back.torch_arch_list == () and back.torch_cxx_standard is None
+    assert not back.torch_given
+
+
+def test_locked_on_another_node_needs_the_very_torch_the_lock_was_given(tmp_path: Path) -> None:
+    from gpuenv.errors import UnsatisfiableError
+    from gpuenv.plan.giventorch import TorchFacts
+
+    recipe = tmp_path / "ngc.toml"
+    recipe.write_text('[torch]\nuse = "existing"\n')
+    ngc = TorchFacts("2.5.0a0+872d972e41.nv24.08", "12.6", ("8.0", "9.0+PTX"), True, 17, where="in /usr")
+    given = replace(ENV, variant="cu126", cuda="12.6", torch_requirement=ngc.requirement, arch_list=("9.0",),
+                    torch_version=ngc.version, torch_cuda="12.6", torch_given=True)
+    same = plan_locked(load_recipe(recipe), NO_GPU, given, PlanOptions(given_torch=ngc))
+    assert same.torch == ngc.requirement and same.index_url is None and same.arch_list == ("9.0",)
+    assert same.packages == (), "an adopted env's other distributions are its own, not the lock's to pin"
+    for other in (replace(ngc, version="2.5.0a0+872d972e41.nv24.09"), replace(ngc, cxx11_abi=False), None):
+        with pytest.raises(UnsatisfiableError, match=r"built against torch 2\.5\.0a0") as caught:
+            plan_locked(load_recipe(recipe), NO_GPU, given, PlanOptions(given_torch=other))
+        assert caught.value.exit_code == 3

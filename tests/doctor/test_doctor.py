@@ -38,7 +38,14 @@ from gpuenv.doctor.lock import lock_check
 from gpuenv.doctor.machine import machine_checks
 from gpuenv.doctor.report import Check, Report, report_text
 from gpuenv.doctor.toolkit import runtime_check, toolkit_check
-from gpuenv.doctor.torchwheel import cuda_available_check, torch_code, torch_driver_check, torch_kernels_check
+from gpuenv.doctor.torchwheel import (
+    cuda_available_check,
+    torch_code,
+    torch_data_check,
+    torch_driver_check,
+    torch_kernels_check,
+)
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.binaries import CudaCode, find_cuobjdump
@@ -157,6 +164,21 @@ def test_without_an_arch_list_the_kernels_are_read_from_libtorch_cuda(tmp_path: 
     assert torch_kernels_check(torch, code, source, machine("H100")).verdict == "ok"
     check = torch_kernels_check(torch, code, source, machine("A100"))
     assert check.verdict == "fail" and NO_KERNEL in check.detail
+
+
+def test_the_installed_torch_is_compared_with_gpuenvs_data_as_setup_compares_it() -> None:
+    pypi = TorchFacts("2.14.1+cu130", "13.0", ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"), True, 20,
+                      "2.14.1", arch_source="torch.cuda.get_arch_list()")
+    agrees = torch_data_check(pypi)
+    assert agrees.verdict == "ok" and 'torch.toml releases."2.14" agrees' in agrees.detail
+    differs = torch_data_check(replace(pypi, arch_list=("9.0",), cxx_standard=17))
+    assert differs.verdict == "warn"
+    assert 'torch.toml releases."2.14" cu130 (PyPI\'s wheel): data says archs 7.5' in differs.detail
+    assert "the installed wheel carries 9.0 (torch.cuda.get_arch_list())" in differs.detail
+    assert "data says C++20, the installed wheel's headers require C++17" in differs.detail
+    assert differs.fix and "builds for the installed torch" in differs.fix
+    ngc = torch_data_check(TorchFacts("2.5.0a0+872d972e41.nv24.08", "12.6", ("9.0",)))
+    assert ngc.verdict == "skip" and "torch.toml does not list 2.5.0a0" in ngc.detail
 
 
 def test_a_cuda_torch_on_a_gpu_less_machine_reports_its_archs_and_skips() -> None:
@@ -361,8 +383,9 @@ def test_a_gpu_machine_whose_env_covers_its_gpus_passes(tmp_path: Path, sm90_so:
                       locked=locked_env(torch, [("my-ext", "1.0")]), runner=runner, cuobjdump=False)
     assert report.exit_code == 0, report_text(report)
     assert verdicts(report) == {
-        "driver": "ok", "gpu 0": "ok", "env": "ok", "torch": "ok", "torch CUDA 13.0": "ok",
-        "torch kernels": "ok", "torch.cuda.is_available()": "ok", "toolkit": "ok", "runtime builds": "ok",
+        "driver": "ok", "gpu 0": "ok", "env": "ok", "torch": "ok", "torch vs gpuenv's data": "ok",
+        "torch CUDA 13.0": "ok", "torch kernels": "ok", "torch.cuda.is_available()": "ok", "toolkit": "ok",
+        "runtime builds": "ok",
         "lock": "ok", "my-ext": "ok", "my-ext import": "ok", "my-ext archs": "ok",
         "my-ext built against": "ok",
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
-from tests.e2e.support import REPO, clean_env, env_python, gpuenv, made_by_uv, run_in, write_recipe
+from tests.e2e.support import REPO, TINY_EXT, clean_env, env_python, gpuenv, made_by_uv, run_in, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +117,33 @@ def test_setup_into_a_fresh_env_takes_the_cached_wheels(
     assert "tensor([5., 3.])" in out
 
 
+def test_setup_reads_what_torch_really_is_and_records_it(session_cache: Path, tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, "tiny", f"""
+        [torch]
+        version = "2.13.0"
+
+        [[extensions]]
+        requirement = "{TINY_EXT}"
+    """)
+    venv = tmp_path / "venv"
+    args = ["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+            "--cache-dir", str(session_cache), "--work-dir", str(tmp_path / "work")]
+    done = gpuenv(args, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    # Its logs elsewhere, the env it made still carries gpuenv's mark: a rerun does not adopt it.
+    assert not (venv / ".gpuenv").exists() and (venv / "gpuenv-state.json").is_file()
+    assert "adopting" not in done.stderr
+    # Read from the installed torch's own header (torch/all.h), not from gpuenv's data; the data agrees.
+    assert "observed: headers need C++17" in done.stderr
+    assert "warning: torch.toml" not in done.stderr
+    lock = (tmp_path / "gpuenv.lock").read_text()
+    assert "cxx-standard = 17" in lock and "given = true" not in lock
+    # The plan made again for what landed does not change what a rerun compares, and the env is not
+    # taken for one gpuenv did not create (its torch would then be given, and the plan another).
+    again = gpuenv(args, env=clean_env())
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+
+
 def _extension_sos(venv: Path) -> list[Path]:
     site = next((venv / "lib").glob("python3*/site-packages"))
     return sorted(site.glob("gpuenv_test_cuda_ext*/**/*.so")) + sorted(site.glob("gpuenv_test_cuda_ext*.so"))
@@ -130,6 +157,10 @@ def test_cuda_extension_is_built_for_exactly_the_requested_archs(
                   env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_in(cuda_venv, "import torch; print(torch.version.cuda)").strip() == "13.0"
+    # What the wheel carries, read from its libtorch_cuda.so (no import), agrees with torch.toml.
+    assert "observed: archs 7.5, 8.0, 8.6, 9.0, 10.0, 12.0 (from " in done.stderr
+    assert "libtorch_cuda.so), headers need C++20" in done.stderr
+    assert "warning: torch.toml" not in done.stderr and "note: torch.cuda.get_arch_list()" not in done.stderr
     sos = _extension_sos(cuda_venv)
     assert sos, "the extension's compiled module is installed"
     site = next((cuda_venv / "lib").glob("python3*/site-packages"))

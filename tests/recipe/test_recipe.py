@@ -375,8 +375,26 @@ MALFORMED = [
         id="missing-torch",
     ),
     pytest.param(
+        '[torch]\nuse = "exsting"\n',
+        '{path}: torch.use: \'exsting\' is neither "install" (gpuenv installs torch) nor "existing" '
+        "(the torch already in the env) (did you mean 'existing'?)",
+        id="use-typo",
+    ),
+    pytest.param(
+        '[torch]\nuse = "existing"\ncuda = "12.1"\n',
+        '{path}: torch.cuda: with use = "existing" the CUDA build is the torch\'s own: remove cuda (or write '
+        'cuda = "auto")',
+        id="use-existing-with-cuda",
+    ),
+    pytest.param(
+        '[torch]\nuse = "existing"\nindex = "https://download.pytorch.org/whl/{variant}"\n',
+        '{path}: torch.index: with use = "existing" gpuenv installs no torch: remove index',
+        id="use-existing-with-index",
+    ),
+    pytest.param(
         '[torch]\ncuda = "12.1"\n',
-        '{path}: torch.version: missing; write the torch to install, e.g. version = "2.14.*"',
+        '{path}: torch.version: missing; write the torch to install, e.g. version = "2.14.*" '
+        '(or use = "existing" to build against the torch of the env you point gpuenv at)',
         id="missing-version",
     ),
     pytest.param(
@@ -448,7 +466,7 @@ MALFORMED = [
     ),
     pytest.param(
         _TORCH + 'torch = "x"\n',
-        "{path}: torch.torch: unknown key (valid keys: cuda, index, packages, toolkit, version)",
+        "{path}: torch.torch: unknown key (valid keys: cuda, index, packages, toolkit, use, version)",
         id="unknown-torch-key",
     ),
     pytest.param(
@@ -649,3 +667,11 @@ def test_a_bare_path_must_be_a_directory(tmp_path: Path) -> None:
     assert caught.value.problem == (
         "'./ops.tar.gz' is not a directory; a path must be a source tree ('NAME @ file://…' takes archives)"
     )
+
+
+def test_use_existing_needs_no_version_and_says_so(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path / "ngc.toml", '[torch]\nuse = "existing"\n'))
+    assert recipe.torch.existing and recipe.torch.use == "existing" and recipe.torch.version == ""
+    pinned = load_recipe(write(tmp_path / "pin.toml", '[torch]\nuse = "existing"\nversion = ">=2.5.0a0"\n'))
+    assert pinned.torch.version == ">=2.5.0a0"
+    assert load_recipe(write(tmp_path / "plain.toml", '[torch]\nversion = "2.13.0"\n')).torch.use == "install"

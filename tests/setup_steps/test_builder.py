@@ -46,6 +46,9 @@ class FakeInstaller(Installer):
                  options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
         return []
 
+    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
+        return []
+
     def install(self, env: TargetEnv, requirements: Sequence[str],
                 options: InstallOptions = NO_OPTIONS) -> None:
         self.installs.append((list(requirements), list(options.constraints)))

@@ -13,7 +13,8 @@ import pytest
 from gpuenv.errors import StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
 from gpuenv.setup import targetenv
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo, installed_on_disk
+from gpuenv.setup.distinfo import installed_on_disk
+from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
 
@@ -217,7 +218,8 @@ def test_torchs_files_say_what_importing_it_says(torch_env: TorchEnv) -> None:
     env.changed()
     from_files = env.facts(runner)
     assert from_files == TorchInfo(imported.version, imported.cuda, imported.cxx11_abi, (),
-                                   distribution=imported.distribution)
+                                   distribution=imported.distribution, path=imported.path)
+    assert from_files.path == str(env.site_packages(runner) / "torch"), "both find torch where it is"
     assert from_files.distribution == TORCH_VERSION  # what installers compare, from the install record
     assert from_files.cxx11_abi, "torch 2.13's Linux wheels are built with the C++11 ABI"
     assert env.installed(runner)["torch"] == TORCH_VERSION

@@ -23,14 +23,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.errors import InputError, UnsatisfiableError
+from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.outputs import check_replaceable, make_folders, path_inside, write_atomic
-from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
-from gpuenv.plan.envplan import Plan
-from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import PlanOptions
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.buildplan import pinned_version
 from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):
@@ -76,6 +72,12 @@ class LockedEnv:
     cxx11_abi: bool
     extensions: tuple[LockedExtension, ...]
     distributions: Mapping[str, str]
+    #: The archs the installed torch's wheel carries, as setup observed them ("9.0", "12.0+PTX").
+    torch_arch_list: tuple[str, ...] = ()
+    #: The C++ standard the installed torch's headers require (17, 20), as observed; None: unknown.
+    torch_cxx_standard: int | None = None
+    #: torch was given (an adopted env's own): recorded, not installed; ``--locked`` checks it is there.
+    torch_given: bool = False
     #: Why this entry is not what gpuenv wrote (its content does not match its digest), or None.
     edited: str | None = field(default=None, compare=False)
     #: The digest the file holds for this entry ("" for an entry not read from a file).
@@ -135,10 +137,18 @@ class LockedSource:
     digest: str
 
 
+#: Fields added after the lock's first version: left out of the digest at their default, so the
+#: entries written before them keep their digest.
+_LATER_FIELDS = {"torch_arch_list": (), "torch_cxx_standard": None, "torch_given": False}
+
+
 def content_digest(env: LockedEnv) -> str:
     """"sha256:<hex>" of an entry's recorded content (not its name, nor how it was read)."""
     content = {f.name: getattr(env, f.name) for f in fields(env)
-               if f.name not in ("name", "edited", "stored_digest")}
+               if f.name not in ("name", "edited", "stored_digest")
+               and not (f.name in _LATER_FIELDS and getattr(env, f.name) == _LATER_FIELDS[f.name])}
+    if "torch_arch_list" in content:
+        content["torch_arch_list"] = list(env.torch_arch_list)
     content["extensions"] = [
         {**{f.name: getattr(e, f.name) for f in fields(e)},
          "arch_list": list(e.arch_list), "knobs": dict(e.knobs)}
@@ -243,10 +253,20 @@ def _str_table(value: object) -> dict[str, str]:
     return {_str(k): _str(v) for k, v in value.items()}
 
 
+def _opt_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
     torch = raw["torch"]
     if not isinstance(torch, Mapping) or not isinstance(torch["cxx11-abi"], bool):
         raise TypeError("torch: expected a table with cxx11-abi = true or false")
+    if not isinstance(torch.get("given", False), bool):
+        raise TypeError("torch: given must be true or false")
     extensions = raw.get("extensions", [])
     if not isinstance(extensions, list) or not all(isinstance(e, Mapping) for e in extensions):
         raise TypeError("extensions: expected an array of tables")
@@ -266,6 +286,9 @@ def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
         torch_version=_str(torch["version"]),
         torch_cuda=_opt_str(torch.get("cuda")),
         cxx11_abi=torch["cxx11-abi"],
+        torch_arch_list=_strs(torch.get("arch-list", [])),
+        torch_cxx_standard=_opt_int(torch.get("cxx-standard")),
+        torch_given=torch.get("given", False),
         extensions=tuple(
             LockedExtension(
                 name=_str(e["name"]), version=_str(e["version"]), requirement=_str(e["requirement"]),
@@ -346,6 +369,12 @@ def _render_env(env: LockedEnv) -> list[str]:
         f"cuda = {toml_value(env.torch_cuda)}",
         f"cxx11-abi = {toml_value(env.cxx11_abi)}",
     ]
+    if env.torch_arch_list:
+        lines.append(f"arch-list = {toml_value(env.torch_arch_list)}  # what its wheel carries, as observed")
+    if env.torch_cxx_standard is not None:
+        lines.append(f"cxx-standard = {env.torch_cxx_standard}  # what its headers require, as observed")
+    if env.torch_given:
+        lines.append("given = true  # the env's own torch: recorded, never installed nor replaced")
     for ext in env.extensions:
         lines += [
             "",
@@ -364,78 +393,3 @@ def _render_env(env: LockedEnv) -> list[str]:
     lines += [f"{toml_key(name)} = {toml_value(version)}"
               for name, version in sorted(env.distributions.items())]
     return lines
-
-
-# -- rebuilding a locked environment ------------------------------------------------
-
-
-def check_machine(locked: LockedEnv, hardware: Hardware) -> None:
-    """Stop (exit 3) if this machine's GPUs or driver cannot use the locked environment."""
-    from gpuenv.plan import knowledge
-    from gpuenv.plan.variants import driver_runs
-
-    if locked.cuda is None:
-        return
-    uncovered = [g for g in hardware.gpus if not knowledge.runs_on(locked.arch_list, g.cc)]
-    if uncovered and locked.arch_list:
-        names = ", ".join(f"{g.name} ({g.compute_capability})" for g in uncovered)
-        raise UnsatisfiableError(
-            f"the locked environment {locked.name} was built for {', '.join(locked.arch_list)}; "
-            f"it has no code for {names}",
-            hint="run 'gpuenv setup' without --locked to plan and build for these GPUs",
-        )
-    if driver_runs(hardware, locked.cuda) is False:
-        raise UnsatisfiableError(
-            f"the locked environment {locked.name} is {locked.variant}, and driver "
-            f"{hardware.driver_version} (CUDA {hardware.cuda_driver_version or '?'}) "
-            f"cannot run CUDA {locked.cuda}",
-            hint="upgrade the driver, or run 'gpuenv setup' without --locked to plan for this driver",
-        )
-
-
-def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: PlanOptions) -> Plan:
-    """The plan that rebuilds ``locked``: its variant, index, archs and every exact version."""
-    from gpuenv.plan.hardware import with_arch_override
-    from gpuenv.plan.planner import plan
-
-    if locked.edited is not None:
-        raise LockEditedError(locked)
-    check_machine(locked, hardware)
-    if locked.cuda is not None and locked.arch_list:
-        target = with_arch_override(hardware, ",".join(locked.arch_list))
-    else:
-        target = replace(hardware, gpus=())
-    # The locked torch exactly: the resolver must not pick another release of the recipe's range.
-    base = plan(recipe, target, replace(options, cuda=locked.variant,
-                                        torch_version=Version(locked.torch_version).public))
-    pins = dict(locked.distributions)
-    # Extensions come from their own step; the lock names them by distribution.
-    extension_names = {e.name for e in base.extensions} | {e.name for e in locked.extensions}
-    torch_names = [canonicalize_name(Requirement(p).name) for p in base.torch_packages]
-    exact_torch_packages = tuple(f"{n}=={pins[n]}" for n in torch_names if n in pins)
-    others = {n: v for n, v in pins.items()
-              if n not in extension_names and n not in torch_names and n not in ("torch", "pip")}
-    return replace(
-        base,
-        # By the distribution's version: the cu130 wheel of PyPI is "2.14.1", its
-        # torch.__version__ (the lock's [torch] version) "2.14.1+cu130".
-        torch=f"torch=={pins.get('torch') or locked.torch_version}",
-        index_url=locked.index_url,
-        torch_packages=exact_torch_packages,
-        extensions=tuple(_pin_extension(e, locked) for e in base.extensions),
-        packages=tuple(f"{n}=={v}" for n, v in sorted(others.items())),
-        reasons=(*base.reasons, f"--locked: {locked.name} as written in the lock"),
-    )
-
-
-def _pin_extension(ext: ExtensionPlan, locked: LockedEnv) -> ExtensionPlan:
-    record = locked.extension(ext.name)
-    if record is None or ext.action == "skip":
-        return ext
-    try:
-        requirement = Requirement(ext.requirement)
-    except InvalidRequirement:
-        return ext  # a local path: its content is checked through the cache key
-    if requirement.url:
-        return ext
-    return replace(ext, requirement=f"{ext.name}=={record.version}")

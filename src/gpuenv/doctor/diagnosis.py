@@ -76,13 +76,16 @@ def diagnose(
     locked: LockedEnv | None = None,
     runner: Runner | None = None,
     cuobjdump: bool = True,
+    python: Path | None = None,
 ) -> Report:
     """Check the env at ``venv`` against ``hardware`` (and the recipe's extensions and the lock).
 
-    ``cuobjdump=False`` skips the cuobjdump cross-check of the extensions' binaries.
+    ``python`` is its interpreter where that is not ``venv/bin/python`` (a container's
+    system Python); ``cuobjdump=False`` skips the cuobjdump cross-check of the
+    extensions' binaries.
     """
     run = runner or SubprocessRunner()
-    env = TargetEnv.at(venv)
+    env = TargetEnv.at(venv, python)
     checks: list[Check] = []
     site = _env_check(env, run, checks)
     torch = torch_of(env, run, checks) if site is not None else None
@@ -90,7 +93,7 @@ def diagnose(
     if site is not None:
         checks += _env_checks(env, run, site, torch, hardware, extension_targets(recipe, locked), locked,
                               cuobjdump=cuobjdump)
-    return Report(env.path, _with_setup_command(checks, setup_command(venv, recipe)))
+    return Report(env.path, _with_setup_command(checks, setup_command(venv, recipe, python)))
 
 
 def _env_checks(
@@ -126,12 +129,13 @@ def _env_checks(
 SETUP = "'gpuenv setup"
 
 
-def setup_command(venv: Path, recipe: Recipe | None) -> str:
+def setup_command(venv: Path, recipe: Recipe | None, python: Path | None = None) -> str:
     """"gpuenv setup -r envs/llm.toml --venv .venv": the command that (re)makes this env."""
     parts = ["gpuenv setup"]
     if recipe is not None:
         parts += ["-r", shlex.quote(str(recipe.path))]
-    return " ".join([*parts, "--venv", shlex.quote(str(venv))])
+    where = ("--python", python) if python is not None else ("--venv", venv)
+    return " ".join([*parts, where[0], shlex.quote(str(where[1]))])
 
 
 def _with_setup_command(checks: Sequence[Check], command: str) -> tuple[Check, ...]:
@@ -145,7 +149,7 @@ def _env_check(env: TargetEnv, run: Runner, checks: list[Check]) -> Path | None:
     """The env's site-packages, with an "env" check; None (and a failed check) if it has no Python."""
     if not env.python.exists():
         checks.append(Check(
-            "env", "fail", f"{env.path} is not a virtual environment: it has no {env.python}",
+            "env", "fail", f"{env.path} is not a Python environment: it has no {env.python}",
             fix="create it with 'gpuenv setup'",
         ))
         return None

@@ -12,14 +12,13 @@ from gpuenv.doctor.report import Check
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
 from gpuenv.errors import GpuenvError
 from gpuenv.plan import knowledge
+from gpuenv.plan.giventorch import TorchFacts, data_disagreements, nearest_release
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.variants import driver_runs
-from gpuenv.probe.binaries import BinaryFormatError, CudaCode, read_cuda_code
+from gpuenv.probe.binaries import CudaCode
 from gpuenv.runner import ANSWER_MARK, Runner
+from gpuenv.setup.observed import torch_facts, wheel_archs
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo
-
-#: The torch library whose fat binary holds its kernels (read when torch reports no arch list).
-TORCH_CUDA_LIB = Path("torch") / "lib" / "libtorch_cuda.so"
 
 _CUDA_SCRIPT = f"""
 import json, torch
@@ -57,7 +56,7 @@ def torch_checks(
     env: TargetEnv, run: Runner, site: Path, torch: TorchInfo, hardware: Hardware
 ) -> list[Check]:
     """The build, its driver, its kernels and ``torch.cuda.is_available()`` (asked where GPUs are)."""
-    checks = [torch_check(torch)]
+    checks = [torch_check(torch), torch_data_check(torch_facts(torch, site=site))]
     driver = torch_driver_check(torch, hardware)
     checks += [driver] if driver is not None else []
     code, source = torch_code(torch, site)
@@ -83,6 +82,23 @@ def _torch_build(torch: TorchInfo) -> str:
 
 def torch_check(torch: TorchInfo) -> Check:
     return Check("torch", "ok", f"{torch.version}, {_torch_build(torch)}")
+
+
+def torch_data_check(facts: TorchFacts) -> Check:
+    """The installed torch against what gpuenv's data (torch.toml) says of it: the comparison setup makes."""
+    name = "torch vs gpuenv's data"
+    nearest, known = nearest_release(facts.version)
+    if not known or facts.public not in nearest.versions:
+        return Check(name, "skip", f"torch.toml does not list {facts.public}: gpuenv plans for what is "
+                     f"installed (torch {nearest.release}'s data stands in for what its files do not say)")
+    found = data_disagreements(facts)
+    if found:
+        return Check(name, "warn", "; ".join(found),
+                     fix="gpuenv plans and builds for the installed torch, not the data; tell gpuenv's "
+                     "maintainers which entry is wrong")
+    said = ", ".join(facts.arch_list) if facts.cuda else "a CPU build"
+    cxx = f", C++{facts.cxx_standard}" if facts.cxx_standard else ""
+    return Check(name, "ok", f"torch.toml releases.\"{nearest.release}\" agrees ({said}{cxx})")
 
 
 def torch_driver_check(torch: TorchInfo, hardware: Hardware) -> Check | None:
@@ -114,16 +130,14 @@ def _driver_fix(torch: TorchInfo, hardware: Hardware) -> str:
 
 
 def torch_code(torch: TorchInfo, site: Path) -> tuple[CudaCode | None, str]:
-    """The GPU code torch carries, and where that was read: its arch list, else libtorch_cuda.so."""
-    if torch.arch_list:
-        return code_from_arch_list(torch.arch_list), "torch.cuda.get_arch_list()"
-    library = site / TORCH_CUDA_LIB
-    if torch.cuda is None or not library.is_file():
+    """The GPU code torch carries, and where that was read: its arch list, else libtorch_cuda.so
+    (the reader setup plans with: :func:`gpuenv.setup.observed.wheel_archs`)."""
+    archs = wheel_archs(torch, site=site)
+    if archs.problem:
+        return None, archs.problem if archs.source else ""
+    if not archs.names:
         return None, ""
-    try:
-        return read_cuda_code(library), str(library)
-    except BinaryFormatError as exc:
-        return None, f"{library} cannot be read ({exc.problem})"
+    return code_from_arch_list(archs.names), archs.source
 
 
 def code_from_arch_list(arch_list: Iterable[str]) -> CudaCode:

@@ -44,6 +44,8 @@ class RecipeParts:
     cuda_origin: str = ""
     #: Requirements files for extras, not installed: (path, extra, why), written as comments.
     optional_files: tuple[tuple[str, str, str], ...] = ()
+    #: The torch already in the env init runs in, which the recipe takes as it is (use = "existing").
+    existing: str = ""
 
 
 def recipe_parts(scan: RepoScan, name: str | None, torch_version: str | None,
@@ -91,12 +93,19 @@ def recipe_toml(parts: RecipeParts, *, table: str = "", to_root: str = ".") -> s
         if parts.python is not None:
             lines.append(f"python = {toml_value(parts.python)}  # the env's Python satisfies it")
         lines.append("")
-    lines += [
-        f"[{prefix}torch]",
-        f"version = {toml_value(parts.torch_version)}  # or a specifier: the newest that runs here",
-        f"cuda = {toml_value(parts.cuda)}  # from {parts.cuda_origin}; \"auto\" lets gpuenv choose"
-        if parts.cuda else 'cuda = "auto"  # the CUDA build this machine\'s GPUs and driver run',
-    ]
+    if parts.existing:
+        lines += [
+            f"[{prefix}torch]",
+            f'use = "existing"  # {parts.existing}: built against, never replaced; '
+            'use = "install" and a version to let gpuenv make a venv with its own',
+        ]
+    else:
+        lines += [
+            f"[{prefix}torch]",
+            f"version = {toml_value(parts.torch_version)}  # or a specifier: the newest that runs here",
+            f"cuda = {toml_value(parts.cuda)}  # from {parts.cuda_origin}; \"auto\" lets gpuenv choose"
+            if parts.cuda else 'cuda = "auto"  # the CUDA build this machine\'s GPUs and driver run',
+        ]
     if parts.torch_packages:
         lines.append(f"packages = {toml_value(list(parts.torch_packages))}  # unpinned: paired with torch")
     for requirement in parts.extensions:

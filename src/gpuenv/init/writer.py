@@ -35,11 +35,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gpuenv.errors import InputError, RecipeError
+from gpuenv.init.existing import ExistingTorch, fits
 from gpuenv.init.recipetoml import RECIPE_HEADER, RecipeParts, recipe_parts, recipe_toml
 from gpuenv.init.report import scan_lines
 from gpuenv.init.reposcan import RepoScan, scan_repo
@@ -88,6 +89,8 @@ class InitResult:
     appended: tuple[Path, ...] = ()
     #: What the repository declares and where each part went.
     scan: RepoScan | None = field(default=None, compare=False)
+    #: The torch of the env init ran in, and whether the recipe takes it (use = "existing") or why not.
+    existing: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +125,7 @@ def init_repo(
     torch_version: str | None = None,
     extensions: Sequence[str] = (),
     origin: str | None = None,
+    here: ExistingTorch | None = None,
 ) -> InitResult:
     """Write gpuenv's files into the repository at ``root``, from what it declares; skip what exists.
 
@@ -129,7 +133,10 @@ def init_repo(
     torch the repository pins (default: its pin, else ``>=2.1``); ``extensions``
     are added to the ones found ("flash-attn==2.8.3.post2", a URL or a path);
     ``origin`` is where the written noxfile installs gpuenv from (default: where
-    this gpuenv came from). Raises :class:`~gpuenv.errors.RecipeError` for a bad
+    this gpuenv came from). ``here`` is the torch of the env init runs in (a
+    container's, a conda env's: :func:`gpuenv.init.existing.torch_in_this_python`):
+    unless ``torch_version`` is given or the repository's pin rules it out, the
+    recipe takes it as it is (``use = "existing"``). Raises :class:`~gpuenv.errors.RecipeError` for a bad
     version or requirement, and :class:`~gpuenv.errors.InputError` when
     ``into_pyproject`` is asked of a repository without a pyproject.toml
     (creating one would switch pip to PEP 517 builds of the repository) or
@@ -143,6 +150,15 @@ def init_repo(
     writes: list[_Write] = []
     skipped: list[Skipped] = []
     parts = recipe_parts(scan, name, torch_version, extensions)
+    existing = ""
+    if here is not None and torch_version is None:
+        pinned = scan.torch.text if scan.torch is not None else None
+        if fits(here, parts.torch_version if pinned else None):
+            parts = replace(parts, existing=here.describe())
+            existing = f'{here.describe()} -> [torch] use = "existing" (setup builds into this env)'
+        else:
+            existing = (f"{here.describe()}: not taken, the repository pins {pinned} "
+                        f"(gpuenv setup --python {sys.executable} would refuse it)")
     recipe = _plan_recipe(root, parts, into_pyproject, writes, skipped)
     _plan_new_file(root / "noxfile.py", noxfile_text(origin), "gpu-env", noxfile_addition(origin),
                    writes, skipped)
@@ -152,12 +168,15 @@ def init_repo(
     _plan_gitignore(root, writes, skipped)
     write_all([_checked(root, write) for write in writes])
     return InitResult(root, recipe, tuple(w.path for w in writes), tuple(skipped),
-                      appended=tuple(w.path for w in writes if w.append), scan=scan)
+                      appended=tuple(w.path for w in writes if w.append), scan=scan, existing=existing)
 
 
 def init_text(result: InitResult) -> str:
     """What init found and did, for the front end: where each part went, the files, then what to run."""
-    lines: list[str] = scan_lines(result.scan) if result.scan is not None else []
+    lines: list[str] = []
+    if result.existing:
+        lines.append(f"this Python: {printable(result.existing)}")
+    lines += scan_lines(result.scan) if result.scan is not None else []
     lines += [f"{'appended' if p in result.appended else 'wrote':<8} {printable(_relative(p, result.root))}"
               for p in result.written]
     for skip in result.skipped:

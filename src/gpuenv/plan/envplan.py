@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import PlanBlockedError, UnsatisfiableError
 from gpuenv.plan.buildplan import ExtensionPlan
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.recipe import PackageSources, RepoSpec
 from gpuenv.plan.releases import PlanKnowledge
@@ -80,6 +81,8 @@ class Plan:
     #: What code that compiles kernels when it runs inside the env gets (CUDA_HOME, TORCH_CUDA_ARCH_LIST,
     #: MAX_JOBS): ``torch.utils.cpp_extension.load`` then builds with the planned toolkit and archs.
     runtime_env: Mapping[str, str] = field(default_factory=dict)
+    #: The torch the plan was made for as observed in the env (None: planned from the data alone).
+    given_torch: TorchFacts | None = None
     #: Where the torch releases and pairs came from (shipped data, an index), with their dates, and the
     #: facts of the chosen release that were assumed from another.
     knowledge: PlanKnowledge = field(default_factory=PlanKnowledge)
@@ -118,6 +121,7 @@ class Plan:
             "runtime_env": dict(self.runtime_env),
             "repo_build": None if self.repo_build is None else self.repo_build.to_json(),
             "wheelhouse_group": self.wheelhouse_group,
+            "given_torch": None if self.given_torch is None else self.given_torch.to_json(),
             "knowledge": self.knowledge.to_json(),
         }
 

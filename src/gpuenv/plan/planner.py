@@ -17,7 +17,7 @@ and lists the blockers; :func:`plan` raises them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -31,7 +31,7 @@ from gpuenv.errors import (
     UnknownTorchError,
     UnsatisfiableError,
 )
-from gpuenv.plan import knowledge
+from gpuenv.plan import giventorch, knowledge
 from gpuenv.plan.buildplan import (
     TOOLKIT_MODES,
     Draft,
@@ -47,6 +47,7 @@ from gpuenv.plan.buildplan import (
 from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
@@ -87,6 +88,9 @@ class PlanOptions:
     constraints: tuple[Constraint, ...] = ()
     #: What the recipe's local trees say (read before planning: :func:`gpuenv.plan.treefacts.recipe_tree`).
     tree: TreeFacts | None = None
+    #: Plan for exactly this torch, observed in the env (setup once torch landed; an adopted env):
+    #: no release is chosen, see :mod:`gpuenv.plan.giventorch`.
+    given_torch: TorchFacts | None = None
 
 
 # -- the planner ----------------------------------------------------------------
@@ -111,6 +115,8 @@ def make_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions | None = 
     if options.torch_version is not None:
         spec &= SpecifierSet(f"=={options.torch_version}")
     forced, forced_by = _forced_variant(recipe, options)
+    if options.given_torch is not None or recipe.torch.existing:
+        return _given_plan(recipe, hardware, options, spec, forced, forced_by)
     releases = _releases(options)
     target = _target(recipe, options)
     candidates = torch_candidates(spec, recipe.torch.packages, releases, target)
@@ -223,8 +229,9 @@ def _trial(
     forced: str | None,
     forced_by: str,
     allowed: tuple[str, ...],
+    choice: VariantChoice | None = None,
 ) -> _Trial:
-    choice = choose_variant(release, forced, forced_by, hardware, _releases(options).releases)
+    choice = choice or choose_variant(release, forced, forced_by, hardware, _releases(options).releases)
     # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
     arch_list = _arch_list(release, choice.variant, hardware)
     drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version, release.cxx_standard)
@@ -244,6 +251,28 @@ def _blind_trial(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec:
         "for it or which GPUs its wheels run on",))
     drafts = _drafts(recipe, hardware, options, forced, arch_list, None, None)
     return _Trial(None, None, (), choice, arch_list, tuple(drafts), None, str(spec))
+
+
+def _given_plan(recipe: Recipe, hardware: Hardware, options: PlanOptions, spec: SpecifierSet,
+                forced: str | None, forced_by: str) -> Plan:
+    """The plan for a torch that is there: checked against the machine, never chosen nor installed."""
+    facts = options.given_torch
+    if facts is None:
+        raise InputError(f'{recipe.path.name} takes the torch of an existing env (use = "existing"): '
+                         "gpuenv was not pointed at one",
+                         hint="name the env with --python PATH or --venv PATH")
+    giventorch.check_forced(facts, forced, forced_by)
+    given = giventorch.given_release(facts, _releases(options))
+    choice = giventorch.given_choice(facts, given, hardware)
+    trial = _trial(recipe, hardware, options, given.release, facts.public, forced, forced_by, (facts.public,),
+                   choice=choice)
+    packages, problems = giventorch.torch_packages(facts, recipe.torch.packages, _releases(options))
+    found = [trial.problem, giventorch.version_problem(facts, spec, recipe.path.name), *problems]
+    result = _assemble(recipe, hardware, options, trial, spec, (),
+                       tuple(p for p in found if isinstance(p, UnsatisfiableError)))
+    return replace(result, index_url=None, index_note=giventorch.index_note(facts), torch=facts.requirement,
+                   torch_packages=packages, torch_version=facts.version, given_torch=facts,
+                   warnings=(*giventorch.data_disagreements(facts), *result.warnings))
 
 
 def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: str,

@@ -2,14 +2,16 @@
 
 Which torch (``version``, normalised to a specifier), which CUDA build
 (``cuda``: "auto", "cpu" or a variant), the index it comes from (``index``),
-the packages installed with it (``packages``) and where nvcc comes from
-(``toolkit``).
+the packages installed with it (``packages``), where nvcc comes from
+(``toolkit``), and whether gpuenv installs torch at all (``use``: "existing"
+takes the torch of the env it is pointed at, as it is).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, Specifier
@@ -35,13 +37,21 @@ class TorchSpec:
     packages: tuple[str, ...] = ()
     #: Where nvcc comes from: "auto", "system", "pypi", or a toolkit root (made absolute).
     toolkit: str = "auto"
+    #: "install" (gpuenv chooses and installs torch) or "existing" (the env's torch, never replaced).
+    use: str = "install"
+
+    @property
+    def existing(self) -> bool:
+        return self.use == "existing"
 
 
 #: Examples quoted by errors, so every message points at something that works.
 _VERSION_EXAMPLES = '"2.14.1", "2.14.*" or ">=2.13,<2.15"'
 _CUDA_FORMS = '"auto", "cpu", a CUDA version such as "12.1" or a variant such as "cu121"'
 
-_TORCH_KEYS = ("version", "cuda", "index", "packages", "toolkit")
+_TORCH_KEYS = ("version", "cuda", "index", "packages", "toolkit", "use")
+#: What [torch] use may say.
+USES = ("install", "existing")
 _CUDA_VERSION = re.compile(r"([0-9]{2})\.([0-9])", re.ASCII)
 _CUDA_VARIANT = re.compile(r"cu[0-9]{3}", re.ASCII)
 _NAME_THEN_REST = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)\s*(.*)")
@@ -50,17 +60,42 @@ _NAME_THEN_REST = re.compile(r"([A-Za-z][A-Za-z0-9._-]*)\s*(.*)")
 def torch_table(where: Where, value: object) -> TorchSpec:
     table = as_table(where, "torch", value)
     check_keys(where, "torch", table, _TORCH_KEYS)
-    if "version" not in table:
-        raise where.error("torch.version", 'missing; write the torch to install, e.g. version = "2.14.*"')
+    use = _use(where, as_string(where, "torch.use", table.get("use", "install")))
+    if "version" not in table and use != "existing":
+        raise where.error("torch.version", 'missing; write the torch to install, e.g. version = "2.14.*" '
+                          '(or use = "existing" to build against the torch of the env you point gpuenv at)')
     index = table.get("index")
+    if use == "existing":
+        _nothing_to_install(where, table)
+    version = table.get("version")
     return TorchSpec(
-        version=_torch_version(where, as_string(where, "torch.version", table["version"])),
+        version="" if version is None else _torch_version(where, as_string(where, "torch.version", version)),
         cuda=_cuda(where, as_string(where, "torch.cuda", table.get("cuda", "auto"))),
         index=DEFAULT_INDEX if index is None else _index(where, as_string(where, "torch.index", index)),
         index_given=index is not None,
         packages=as_requirements(where, "torch.packages", table.get("packages", []), torch_is_set_by(where)),
         toolkit=_toolkit(where, as_string(where, "torch.toolkit", table.get("toolkit", "auto"))),
+        use=use,
     )
+
+
+def _use(where: Where, text: str) -> str:
+    value = text.strip().lower()
+    if value in USES:
+        return value
+    match = difflib.get_close_matches(value, USES, n=1)
+    raise where.error("torch.use", f"{text!r} is neither \"install\" (gpuenv installs torch) nor "
+                      "\"existing\" (the torch already in the env)", suggestion=match[0] if match else None)
+
+
+def _nothing_to_install(where: Where, table: Mapping[str, object]) -> None:
+    """With use = "existing" gpuenv installs no torch: a variant or an index to take it from is a mistake."""
+    if "index" in table:
+        raise where.error("torch.index", 'with use = "existing" gpuenv installs no torch: remove index')
+    cuda = table.get("cuda", "auto")
+    if isinstance(cuda, str) and cuda.strip().lower() != "auto":
+        raise where.error("torch.cuda", 'with use = "existing" the CUDA build is the torch\'s own: '
+                          'remove cuda (or write cuda = "auto")')
 
 
 def _toolkit(where: Where, text: str) -> str:

@@ -34,9 +34,10 @@ import os
 import re
 import shutil
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from gpuenv.errors import CommandError, GpuenvError
 from gpuenv.inputs import UnreadableInput, open_input
@@ -174,7 +175,24 @@ def read_cuda_code(path: Path | str) -> CudaCode:
     device code gives an empty :class:`CudaCode`; a file that is not ELF, or
     whose fat binary is cut short, raises :class:`BinaryFormatError`.
     """
-    path = Path(path)
+    return _mapped(Path(path), _read_mapped)
+
+
+def count_cuda_code(path: Path | str) -> dict[str, int]:
+    """How many fat binary containers (one per compiled object) of the ELF file at ``path`` hold each
+    SASS and PTX target: ``{"sm_90": 475, "sm_90a": 4, "compute_90": 475}``.
+
+    The arch list a library was built with is in nearly every object; a target
+    a few kernels add on their own (``sm_90a``, ``sm_89``) is in few. Raises as
+    :func:`read_cuda_code`.
+    """
+    return _mapped(Path(path), _count_mapped)
+
+
+_Read = TypeVar("_Read")
+
+
+def _mapped(path: Path, read: Callable[[Path, mmap.mmap], _Read]) -> _Read:
     try:
         file = open_input(path)  # a FIFO among an env's files must not hang doctor
     except UnreadableInput as exc:
@@ -186,23 +204,36 @@ def read_cuda_code(path: Path | str) -> CudaCode:
                 raise BinaryFormatError(path, f"not an ELF file (only {size} bytes)")
             # mmap: libtorch_cuda.so is 500 MB and only its headers are read.
             with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _read_mapped(path, data)
+                return read(path, data)
     except OSError as exc:
         raise BinaryFormatError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
 def _read_mapped(path: Path, data: mmap.mmap) -> CudaCode:
-    sections = {section.name: section for section in _elf_sections(path, data)}
-    section = sections.get(FATBIN_SECTION) or sections.get(RELFATBIN_SECTION)
-    if section is None:
-        return CudaCode()
     found: dict[int, set[str]] = {KIND_ELF: set(), KIND_PTX: set(), KIND_LTO: set()}
-    for kind, name in _entries(path, data, section):
-        if kind in found:
-            found[kind].add(name)
+    for container in _fatbin_containers(path, data):
+        for kind, name in container:
+            if kind in found:
+                found[kind].add(name)
     return CudaCode(
         sass=frozenset(found[KIND_ELF]), ptx=frozenset(found[KIND_PTX]), lto=frozenset(found[KIND_LTO])
     )
+
+
+def _count_mapped(path: Path, data: mmap.mmap) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for container in _fatbin_containers(path, data):
+        for name in {name for kind, name in container if kind in (KIND_ELF, KIND_PTX)}:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _fatbin_containers(path: Path, data: mmap.mmap) -> Iterator[list[tuple[int, str]]]:
+    """The (kind, arch name) entries of each fatbin container: of the linked code, else the relocatable."""
+    sections = {section.name: section for section in _elf_sections(path, data)}
+    section = sections.get(FATBIN_SECTION) or sections.get(RELFATBIN_SECTION)
+    if section is not None:
+        yield from _containers(path, data, section)
 
 
 def _elf_sections(path: Path, data: mmap.mmap) -> Iterator[_Section]:
@@ -271,8 +302,8 @@ def _c_string(data: mmap.mmap, offset: int) -> str:
     return data[offset:stop if stop >= 0 else len(data)].decode("ascii", "replace")
 
 
-def _entries(path: Path, data: mmap.mmap, section: _Section) -> Iterator[tuple[int, str]]:
-    """(kind, arch name) of every entry of every container in ``section``."""
+def _containers(path: Path, data: mmap.mmap, section: _Section) -> Iterator[list[tuple[int, str]]]:
+    """(kind, arch name) of every entry, container by container, in ``section``."""
     position, end = section.offset, section.offset + section.size
     if end > len(data):
         raise BinaryFormatError(path, f"truncated ELF file: {section.name} runs past the end")
@@ -288,7 +319,7 @@ def _entries(path: Path, data: mmap.mmap, section: _Section) -> Iterator[tuple[i
         first, position = position + header_size, position + header_size + entries_size
         if position > end:
             raise BinaryFormatError(path, f"{section.name}: a fatbin container runs past the section")
-        yield from _container_entries(path, data, first, position)
+        yield list(_container_entries(path, data, first, position))
 
 
 def _container_entries(path: Path, data: mmap.mmap, position: int, end: int) -> Iterator[tuple[int, str]]:

@@ -140,7 +140,8 @@ def build_environ(env: TargetEnv, build_env: Mapping[str, str], base: Mapping[st
     if environ.get("CUDA_HOME"):
         front.append(str(Path(environ["CUDA_HOME"]) / "bin"))
     environ["PATH"] = os.pathsep.join([*front, environ.get("PATH") or base.get("PATH", os.defpath)])
-    environ["VIRTUAL_ENV"] = str(env.path)
+    if env.is_venv or not env.exists():  # a conda env or a system prefix is no virtual environment
+        environ["VIRTUAL_ENV"] = str(env.path)
     # Nested installer calls of a setup.py must not isolate either. pip reads its
     # --no-* options from the environment inverted: "0" turns isolation off.
     environ.setdefault("PIP_NO_BUILD_ISOLATION", "0")

@@ -37,7 +37,7 @@ def extension_step(ext: ExtensionPlan) -> Step:
             f"# install build requirements: {' '.join(ext.build_requires)} (torch untouched)",
             f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
             "# look up the wheel cache by ABI key; on a miss:",
-            f"{env} <build wheel of {ext.name} with pyproject-hooks in {ctx.options.venv}/bin/python>",
+            f"{env} <build wheel of {ext.name} with pyproject-hooks in {ctx.options.target().python}>",
             "# install the wheel with torch pinned to the installed version",
         ]
 

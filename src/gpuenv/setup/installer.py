@@ -16,6 +16,7 @@ import copy
 import hashlib
 import importlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -23,12 +24,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlparse
 
-from gpuenv.errors import IndexUnreachableError, InputError, StepError
+from packaging.utils import canonicalize_name
+
+from gpuenv.errors import CommandError, IndexUnreachableError, InputError, StepError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import Runner
 from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
@@ -82,12 +85,31 @@ class Installer(ABC):
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
+        #: Constraint lines every install keeps (an adopted env's torch and its companions).
+        self.pins: tuple[str, ...] = ()
+        #: Pass the installer's own PEP 668 override (the user asked for it).
+        self.break_system_packages = False
 
     def with_runner(self, runner: Runner) -> Installer:
         """The same installer, running its commands through ``runner`` (e.g. into a build's log)."""
         clone = copy.copy(self)
         clone.runner = runner
         return clone
+
+    def adopting(self, pins: Sequence[str], *, break_system_packages: bool = False) -> Installer:
+        """The same installer for an env gpuenv did not create: every install keeps ``pins``."""
+        clone = copy.copy(self)
+        clone.pins = tuple(pins)
+        clone.break_system_packages = break_system_packages
+        return clone
+
+    def pinned(self, options: InstallOptions) -> InstallOptions:
+        """``options`` with the pins added to its constraints."""
+        if not self.pins:
+            return options
+        constraints = _unique([*self.pins, *(c for c in options.constraints
+                                             if _pin_name(c) not in {_pin_name(p) for p in self.pins})])
+        return replace(options, constraints=constraints)
 
     def install(
         self,
@@ -98,11 +120,30 @@ class Installer(ABC):
         """Install ``requirements`` with ``options`` (where from, which flags)."""
         if not requirements:
             return
+        options = self.pinned(options)
         if options.constraints:
             write_constraints(options.constraints)
-        for cmd in self.commands(env, requirements, options):
-            self.runner(cmd, extra_environ={**self.environ(), **self.progress_environ(env)})
-        env.changed()
+        try:
+            for cmd in self.commands(env, requirements, options):
+                self.runner(cmd, extra_environ={**self.environ(), **self.progress_environ(env)})
+        except CommandError as exc:
+            conflict = _pin_conflict(exc.tail, self.pins)
+            if conflict is None:
+                raise
+            raise PinConflictError(requirements, conflict, env.path, exc.tail) from exc
+        finally:
+            env.changed()
+
+    def uninstall(self, env: TargetEnv, names: Sequence[str]) -> None:
+        """Remove the distributions ``names`` from the env."""
+        if names:
+            for cmd in self.uninstall_commands(env, names):
+                self.runner(cmd, extra_environ=self.environ())
+            env.changed()
+
+    @abstractmethod
+    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
+        """The command lines :meth:`uninstall` runs."""
 
     @abstractmethod
     def commands(
@@ -124,6 +165,38 @@ class Installer(ABC):
     def venv_command(self, path: Path, python: str) -> list[str]:
         """The command that creates a virtual environment at ``path`` for the interpreter ``python``."""
         return [python, "-m", "venv", str(path)]
+
+
+class PinConflictError(StepError):
+    """An install into an adopted env would need another version of what it pins (its torch…)."""
+
+    def __init__(self, requirements: Sequence[str], conflict: str, env: Path, tail: str) -> None:
+        self.requirements = tuple(requirements)
+        self.conflict = conflict
+        super().__init__(
+            f"installing {' '.join(requirements)} into {env} would replace what gpuenv keeps there as it is "
+            f"({conflict}):\n{tail}",
+            hint="gpuenv never replaces the torch of an env it did not create (nor torchvision, torchaudio, "
+            "triton, the NVIDIA wheels): choose a release of the extension built for that torch, or set up "
+            "an env of gpuenv's own")
+
+
+def _pin_name(line: str) -> str:
+    return canonicalize_name(re.split(r"[=<>!~ ;\[]", line.strip(), maxsplit=1)[0])
+
+
+_RESOLUTION_FAILED = re.compile(r"ResolutionImpossible|conflict|No solution found|unsatisfiable", re.I)
+
+
+def _pin_conflict(tail: str, pins: Sequence[str]) -> str | None:
+    """The pinned requirement an installer's resolution failure names, if it failed on one."""
+    if not pins or not _RESOLUTION_FAILED.search(tail):
+        return None
+    for pin in pins:
+        name = _pin_name(pin)
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", tail.replace("_", "-"), re.I):
+            return f"{pin} is pinned"
+    return None
 
 
 def constraints_file(constraints: Sequence[str]) -> Path:
@@ -189,14 +262,20 @@ class PipInstaller(Installer):
         requirements: Sequence[str],
         options: InstallOptions = NO_OPTIONS,
     ) -> list[list[str]]:
+        options = self.pinned(options)
         files = [str(constraints_file(options.constraints))] if options.constraints else []
         args = [str(env.python), "-m", "pip", "install"]
         args += _flags(options, force_reinstall="--force-reinstall")
+        args += ["--break-system-packages"] if self.break_system_packages else []
         args += _source_options(options.index_url, options.extra_index_urls, options.find_links, files)
         # An env uv made has no pip: the interpreter's own ensurepip puts it in, offline.
         lacks_pip = env.exists() and not env.has_pip()
         seed = [[str(env.python), "-m", "ensurepip", "--default-pip"]] if lacks_pip else []
         return [*seed, args + list(requirements)]
+
+    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
+        flag = ["--break-system-packages"] if self.break_system_packages else []
+        return [[str(env.python), "-m", "pip", "uninstall", "--yes", *flag, *names]]
 
     def progress_environ(self, env: TargetEnv) -> dict[str, str]:
         # Through a pipe pip shows no download progress; `--progress-bar raw` (pip >= 24.1)
@@ -274,6 +353,7 @@ class UvInstaller(Installer):
         requirements: Sequence[str],
         options: InstallOptions = NO_OPTIONS,
     ) -> list[list[str]]:
+        options = self.pinned(options)
         pip = self.sources(env)
         index = options.index_url or pip.index_url
         extras = _unique([*pip.extra_index_urls, *options.extra_index_urls])
@@ -281,6 +361,7 @@ class UvInstaller(Installer):
         files = [*pip.constraints, *ours]
         args = [str(self.uv), "pip", "install", "--python", str(env.python)]
         args += _flags(options, force_reinstall="--reinstall")
+        args += ["--break-system-packages"] if self.break_system_packages else []
         if pip.no_index:
             args.append("--no-index")
         args += _source_options(index, extras, [*pip.find_links, *options.find_links], files)
@@ -289,6 +370,10 @@ class UvInstaller(Installer):
             # version from all of them.
             args += ["--index-strategy", "unsafe-best-match"]
         return [args + list(requirements)]
+
+    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
+        flag = ["--break-system-packages"] if self.break_system_packages else []
+        return [[str(self.uv), "pip", "uninstall", "--python", str(env.python), *flag, *names]]
 
     def venv_command(self, path: Path, python: str) -> list[str]:
         # No sources needed: without --seed, uv venv fetches nothing. The interpreter is

@@ -19,6 +19,7 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,17 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from gpuenv.cache.key import binary_knobs
-from gpuenv.cache.lockfile import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.recipe import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import SubprocessRunner
+from gpuenv.setup.adoptsteps import adopt_step, done, given_torch_step, roll_back, runtime_note_step
 from gpuenv.setup.installer import InstallOptions, choose_installer, preflight
+from gpuenv.setup.lockstep import already_done, lock_entry, lock_step
+from gpuenv.setup.observed import arch_list_note, observe_landed
 from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.setup.targetenv import BrokenTorchError, TargetEnv, TorchInfo
@@ -90,6 +93,8 @@ def _env_run(ctx: Context) -> str:
             )
         made += f" (Python {version})"
     ctx.state = load_state(venv)
+    if ctx.created:  # the state file marks an env gpuenv made (adopt.made_by_gpuenv), whatever --work-dir
+        ctx.save_state()
     return made
 
 
@@ -119,7 +124,7 @@ def _base_describe(ctx: Context) -> list[str]:
     """The base step's commands, decided as :func:`_base_run` decides on the env as it is now."""
     env = _python_placeholder(ctx)
     force = False
-    if (ctx.options.venv / "pyvenv.cfg").is_file() and env.python.exists():
+    if env.exists() and env.python.exists():
         try:
             current = env.torch_info(ctx.runner)
         except BrokenTorchError:
@@ -134,7 +139,7 @@ def _base_describe(ctx: Context) -> list[str]:
 
 
 def _python_placeholder(ctx: Context) -> TargetEnv:
-    return ctx.env or TargetEnv.at(ctx.options.venv)
+    return ctx.env or ctx.options.target()
 
 
 def torch_matches(plan: Plan, info: TorchInfo) -> str | None:
@@ -167,7 +172,7 @@ def _base_run(ctx: Context) -> str:
             return _base_landed(ctx, note=" (reinstalled: the one found did not import)")
     if current is not None and torch_matches(ctx.plan, current) is None and not ctx.plan.torch_packages:
         ctx.torch = current
-        return f"torch {current.version} already installed"
+        return f"torch {current.version} already installed" + observe_landed(ctx, current)
     ctx.installer.install(env, _base_requirements(ctx.plan), InstallOptions(index_url=ctx.plan.index_url))
     return _base_landed(ctx)
 
@@ -194,7 +199,8 @@ def _base_landed(ctx: Context, *, note: str = "") -> str:
     ctx.torch = info
     if plan_is_cpu_but_cuda(ctx.plan, info):
         note += " (a CUDA build for a cpu plan: it runs on the CPU too)"
-    return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}"
+    return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}" + \
+        observe_landed(ctx, info)
 
 
 def plan_is_cpu_but_cuda(plan: Plan, info: TorchInfo) -> bool:
@@ -313,6 +319,7 @@ def _verify_run(ctx: Context) -> str:
             f"{int(assumed.cxx11_abi)}) and chose its extension wheels for that",
             hint="torch's files disagree with the torch that imports: reinstall torch and run setup again")
     ctx.torch = info
+    reported = arch_list_note(ctx, info)
     logs = ctx.options.work / "logs"
     if found.failures:
         failed = "\n".join(f"import {module} fails in {ctx.options.venv}:\n{error.rstrip()}"
@@ -325,7 +332,8 @@ def _verify_run(ctx: Context) -> str:
             raise VerifyError(f"{_distribution(ctx, ext)} is not installed in {ctx.options.venv}")
     build = f"CUDA {info.cuda}" if info.cuda else "CPU"
     imported = ", ".join(["torch", *imports.values()])
-    return f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
+    return (f"torch {info.version} ({build} build) for the {ctx.plan.variant} plan; imported {imported}"
+            + reported)
 
 
 def _distribution(ctx: Context, ext: ExtensionPlan) -> str:
@@ -341,108 +349,17 @@ def _built_without_its_module(ext: ExtensionPlan) -> bool:
     return catalog_entry(ext.name).skips_cuda(ext.env)
 
 
-def plan_signature(plan: Plan) -> dict[str, Any]:
-    """The plan's decisions that shape the env (not its wording, job counts or warnings)."""
-    extra: dict[str, Any] = {}
-    if plan.python is not None:
-        extra["python"] = plan.python
-    if plan.repo is not None:
-        extra["repo"] = [str(plan.repo.path), plan.repo.editable, list(plan.repo.extras), plan.repo.isolation]
-    # Not the index: the same torch from a mirror or the installer's configuration is the same env,
-    # and a rerun that names the index otherwise must not reach for the network to learn that.
-    return {
-        **extra,
-        "variant": plan.variant,
-        "torch": plan.torch,
-        "torch_packages": list(plan.torch_packages),
-        "arch_list": list(plan.arch_list),
-        "toolkit": plan.toolkit.version if plan.toolkit else None,
-        "packages": list(plan.packages),
-        "extensions": [
-            [e.name, e.requirement, "skip" if e.action == "skip" else "build",
-             dict(binary_knobs(e.env, e.build_options))]
-            for e in plan.extensions
-        ],
-    }
-
-
-def _lock_describe(ctx: Context) -> list[str]:
-    return [f"# write {ctx.options.lock_file}"] if ctx.options.lock_file else []
-
-
-def _lock_run(ctx: Context) -> str:
-    lock_file, torch, plan = ctx.options.lock_file, ctx.torch, ctx.plan
-    assert lock_file is not None and torch is not None
-    installed = ctx.target.installed(ctx.runner)
-    interpreter = ctx.target.interpreter(ctx.runner)
-    compiled = any(e.compiles_cuda for e in plan.extensions if e.action != "skip")
-    recipe = Path(plan.recipe)
-    write_lock(lock_file, LockedEnv(
-        name=plan.env_name,
-        recipe=recipe.name if recipe.parent == lock_file.parent else str(recipe),
-        recipe_sha256=ctx.options.recipe_sha256,
-        fingerprint=env_fingerprint(ctx.options.recipe_sha256, plan_signature(plan), installed),
-        variant=plan.variant,
-        cuda=plan.cuda,
-        index_url=plan.index_url,
-        torch_requirement=plan.torch,
-        arch_list=plan.arch_list,
-        toolkit=ctx.build_toolkit.nvcc_version if ctx.build_toolkit is not None and compiled else None,
-        python_tag=interpreter.abi_tag,
-        platform=interpreter.platform_tag,
-        torch_version=torch.version,
-        torch_cuda=torch.cuda,
-        cxx11_abi=torch.cxx11_abi,
-        extensions=tuple(ctx.locked),
-        distributions=installed,
-    ))
-    return f"wrote {lock_file} ({len(installed)} distributions){_replaced(ctx.prior, installed)}"
-
-
-def _replaced(prior: LockedEnv | None, installed: dict[str, str]) -> str:
-    """What the new entry changes in the one it replaces (another venv of this recipe, an older run)."""
-    if prior is None or dict(prior.distributions) == installed:
-        return ""
-    before = dict(prior.distributions)
-    added = sorted(set(installed) - set(before))
-    removed = sorted(set(before) - set(installed))
-    changed = sorted(n for n in set(before) & set(installed) if before[n] != installed[n])
-    parts = [f"{len(words)} {what}" for words, what in
-             ((added, "added"), (removed, "removed"), (changed, "changed")) if words]
-    names = ", ".join([*added, *removed, *changed][:5])
-    return f"; replaced the entry of {prior.name}, which had {len(before)}: {', '.join(parts)} ({names}…)"
-
-
-def _lock_entry(plan: Plan, options: SetupOptions, reporter: Reporter) -> LockedEnv | None:
-    """This env's entry in the lock, if it can be trusted: one edited by hand is said and ignored
-    (the run writes a new one)."""
-    entry = read_lock(options.lock_file).get(plan.env_name) if options.lock_file is not None else None
-    if entry is not None and entry.edited is not None:
-        reporter.done(f"warning: {LockEditedError(entry)}; not trusted: this setup writes a new entry")
-        return None
-    return entry
-
-
-def already_done(
-    plan: Plan, options: SetupOptions, runner: SubprocessRunner, locked: LockedEnv | None
-) -> LockedEnv | None:
-    """``locked`` if ``options.venv`` already matches it (compares fingerprints only), else None."""
-    if locked is None or not (options.venv / "pyvenv.cfg").exists():
-        return None
-    installed = TargetEnv.at(options.venv).installed(runner)
-    fingerprint = env_fingerprint(options.recipe_sha256, plan_signature(plan), installed)
-    return locked if fingerprint == locked.fingerprint else None
-
-
 def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
     # Here, not at the top: a no-op run never gets this far, and the builder, the sources
     # and their imports are a tenth of its time.
     from gpuenv.setup.extension import extension_step
 
+    adopted = options is not None and options.adopted
     steps = [
         Step("index preflight", _preflight_describe, _preflight_run),
-        Step("target environment", _env_describe, _env_run),
-        Step("base: " + " ".join(_base_requirements(plan)), _base_describe, _base_run),
+        adopt_step() if adopted else Step("target environment", _env_describe, _env_run),
+        given_torch_step(plan) if adopted and plan.given_torch is not None
+        else Step("base: " + " ".join(_base_requirements(plan)), _base_describe, _base_run),
     ]
     if needs_toolkit_step(plan):
         steps.append(toolkit_step(plan))
@@ -451,10 +368,10 @@ def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
         steps.append(Step("packages: " + " ".join(plan.packages), _packages_describe, _packages_run))
     if plan.repo is not None:
         steps.append(Step(f"the repository: {plan.repo.requirement}", _repo_describe, _repo_run))
-    steps.append(Step("runtime builds", _runtime_describe, _runtime_run))
+    steps.append(runtime_note_step() if adopted else Step("runtime builds", _runtime_describe, _runtime_run))
     steps.append(Step("verify", _verify_describe, _verify_run))
     if options is not None and options.lock_file is not None:
-        steps.append(Step("lock file", _lock_describe, _lock_run))
+        steps.append(lock_step())
     return steps
 
 
@@ -465,18 +382,24 @@ def run_setup(
     reporter: Reporter | None = None,
     runner: SubprocessRunner | None = None,
     dry_run: bool = False,
+    replan: Callable[[TorchFacts], Plan] | None = None,
 ) -> SetupResult:
-    """Run (or with ``dry_run`` only list) every step of ``plan``."""
+    """Run (or with ``dry_run`` only list) every step of ``plan``.
+
+    ``replan`` makes the plan again for the torch that landed, as its files
+    describe it (``make_plan`` with ``PlanOptions.given_torch``): the steps
+    after the base are then those of that plan.
+    """
     reporter = reporter or SilentReporter()
     # Every installer line reaches the reporter, which condenses it into live progress;
     # --dry-run changes nothing, not even a log inside an existing env.
     runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log",
                                         on_line=reporter.status)
     installer, note = choose_installer(options.installer, runner)
-    ctx = Context(plan, options, reporter, runner, installer)
+    ctx = Context(plan, options, reporter, runner, installer, replan=replan, planned=plan)
     steps = setup_steps(plan, options)
     # The same decisions for --dry-run as for the run (they only read the lock and ask the env).
-    ctx.prior = _lock_entry(plan, options, reporter)
+    ctx.prior = lock_entry(plan, options, reporter)
     matched = already_done(plan, options, runner, ctx.prior)
     if matched is not None:
         nothing = (f"nothing to do: {options.venv} already matches {options.lock_file} "
@@ -490,8 +413,23 @@ def run_setup(
         return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
     if note is not None:
         reporter.done(note)
+    try:
+        _run_steps(ctx, steps)
+    except BaseException as exc:
+        roll_back(ctx, reporter, exc)  # an adopted env is put back as it was
+        raise
+    done(ctx)
+    return SetupResult(options.venv, ctx.torch, tuple(ctx.built), tuple(ctx.reused), _skipped(plan),
+                       cached=tuple(ctx.cached), lock_file=options.lock_file)
+
+
+def _run_steps(ctx: Context, steps: list[Step]) -> None:
+    options, reporter = ctx.options, ctx.reporter
     with ctx.resources:  # the toolkit step's lock, held until the builds are done
-        for number, step in enumerate(steps, 1):
+        number = 0
+        while number < len(steps):
+            step, planned = steps[number], ctx.plan
+            number += 1
             reporter.step(f"[{number}/{len(steps)}] {step.title}")
             started = time.monotonic()
             try:
@@ -501,8 +439,8 @@ def run_setup(
             except OSError as exc:
                 raise StepError(f"{step.title}: {exc}") from exc
             reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
-    return SetupResult(options.venv, ctx.torch, tuple(ctx.built), tuple(ctx.reused), _skipped(plan),
-                       cached=tuple(ctx.cached), lock_file=options.lock_file)
+            if ctx.plan is not planned:  # made again for the torch that landed: its steps from here on
+                steps = steps[:number] + setup_steps(ctx.plan, options)[number:]
 
 
 def _skipped(plan: Plan) -> tuple[str, ...]:

@@ -18,9 +18,11 @@ from typing import Any, Protocol
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
+from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import Installer
+from gpuenv.setup.rollback import Snapshot
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 STATE_FILE = "gpuenv-state.json"
@@ -66,10 +68,26 @@ class SetupOptions:
     lock_file: Path | None = None
     #: sha256 of the recipe file, part of the lock's fingerprint.
     recipe_sha256: str = ""
+    #: The env's interpreter where it is not ``venv/bin/python`` (a conda env's, a system Python).
+    python: Path | None = None
+    #: gpuenv did not create the env: its torch is given, what setup changes is undone if it fails,
+    #: and gpuenv's own files (logs, state) stay out of it (``work_dir`` says where they go).
+    adopted: bool = False
+    #: Hand the installers their own PEP 668 override (--break-system-packages).
+    break_system_packages: bool = False
 
     @property
     def work(self) -> Path:
         return self.work_dir or self.venv / ".gpuenv"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the state file lives: in the env, unless gpuenv adopted it."""
+        return self.work if self.adopted else self.venv
+
+    def target(self) -> TargetEnv:
+        """The env, as it is now (nothing is touched)."""
+        return TargetEnv.at(self.venv, self.python)
 
 
 @dataclass
@@ -98,6 +116,14 @@ class Context:
     toolkit: Toolkit | None = None
     #: What a step holds until setup ends (the toolkit cache's shared lock).
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: The plan made again for the torch that landed (observed beats shipped); None: the plan stands.
+    replan: Callable[[TorchFacts], Plan] | None = None
+    #: The torch that landed as its files say (arch list, C++ standard…), once the base step read it.
+    facts: TorchFacts | None = None
+    #: The plan as setup was handed it: what a rerun compares (the lock's fingerprint) is made of it.
+    planned: Plan | None = None
+    #: What an adopted env held before this setup changed it (restored if setup fails).
+    snapshot: Snapshot | None = None
 
     @property
     def build_toolkit(self) -> Toolkit | None:
@@ -112,7 +138,7 @@ class Context:
         return self.options.work / "logs" / f"{name}.log"
 
     def save_state(self) -> None:
-        path = self.options.venv / STATE_FILE
+        path = self.options.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True), encoding="utf-8")
         tmp.replace(path)

@@ -22,8 +22,9 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from gpuenv.errors import CommandError, StepError
-from gpuenv.inputs import UnreadableInput, parse_json, read_input
+from gpuenv.inputs import UnreadableInput, parse_json
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
+from gpuenv.setup.distinfo import installed_on_disk
 from gpuenv.setup.envanswers import (
     DISTRIBUTION_READER,
     AnswerError,
@@ -52,6 +53,7 @@ def torch_facts():
         "cuda": torch.version.cuda,
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "arch_list": archs,
+        "path": list(getattr(torch, "__path__", []) or [""])[0],
     }
 """
 
@@ -90,7 +92,7 @@ print({ANSWER_MARK!r} + json.dumps({{"torch": facts, "failures": failures, "inst
 # The marker environment is packaging.markers.default_environment(), computed
 # without packaging, which the env may not hold.
 _INTERPRETER_FACTS = """
-import json, os, platform, sys, sysconfig
+import importlib.util, json, os, platform, sys, sysconfig
 def full(info):
     text = "%d.%d.%d" % (info.major, info.minor, info.micro)
     return text if info.releaselevel == "final" else text + info.releaselevel[0] + str(info.serial)
@@ -104,6 +106,10 @@ def interpreter():
         "abi_tag": abi,
         "platform_tag": sysconfig.get_platform().replace("-", "_").replace(".", "_"),
         "purelib": sysconfig.get_paths()["purelib"],
+        "prefix": sys.prefix,
+        "in_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
+        "externally_managed": os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"),
+        "has_pip": importlib.util.find_spec("pip") is not None,
         "markers": {
             "implementation_name": impl,
             "implementation_version": full(sys.implementation.version),
@@ -141,7 +147,7 @@ def torch_files():
     except Exception:
         return "unknown"
     return {"version": str(version["__version__"]), "cuda": version.get("cuda"),
-            "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": []}
+            "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": [], "path": roots[0]}
 """
 
 _FACTS_SCRIPT = _TORCH_FILE_FACTS + _INSTALLED_FACTS + _INTERPRETER_FACTS + (
@@ -164,6 +170,8 @@ class TorchInfo:
     #: The installed distribution's version, which installers compare: "2.14.1" for the
     #: cu130 wheel of PyPI whose ``torch.__version__`` is "2.14.1+cu130"; "" if unknown.
     distribution: str = ""
+    #: The directory of the torch package ("…/site-packages/torch"); "" if unknown.
+    path: str = ""
 
     @property
     def variant(self) -> str:
@@ -194,6 +202,14 @@ class Interpreter:
     site_packages: Path
     #: PEP 508 marker environment, as ``packaging.markers.default_environment()`` in the env.
     markers: dict[str, str]
+    #: ``sys.prefix``: the env the interpreter installs into.
+    prefix: Path | None = None
+    #: Whether it runs in a virtual environment (``sys.prefix != sys.base_prefix``).
+    in_venv: bool = True
+    #: The PEP 668 marker of a Python its distribution manages (``EXTERNALLY-MANAGED``), if it has one.
+    externally_managed: Path | None = None
+    #: Whether pip is importable there.
+    has_pip: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,6 +249,7 @@ def _torch_info(data: Any) -> TorchInfo | None:
         cxx11_abi=data["cxx11_abi"],
         arch_list=tuple(archs),
         distribution=distribution if isinstance(distribution, str) else "",
+        path=_text_or_empty(data.get("path")),
     )
 
 
@@ -250,96 +267,29 @@ def _interpreter(data: Any) -> Interpreter:
         platform_tag=answer_text(data, "platform_tag"),
         site_packages=Path(purelib),
         markers={str(k): str(v) for k, v in markers.items()},
+        prefix=Path(data["prefix"]) if isinstance(data.get("prefix"), str) and data["prefix"] else None,
+        in_venv=data.get("in_venv", True) is not False,
+        externally_managed=_marker(data),
+        has_pip=data.get("has_pip") is True,
     )
+
+
+def _marker(data: Any) -> Path | None:
+    """The EXTERNALLY-MANAGED file that applies: there, and the interpreter is not in a venv."""
+    path = data.get("externally_managed")
+    if not isinstance(path, str) or not path or "\0" in path or data.get("in_venv", True) is not False:
+        return None
+    return Path(path) if Path(path).is_file() else None
+
+
+def _text_or_empty(value: Any) -> str:
+    return value if isinstance(value, str) and "\0" not in value else ""
 
 
 def _canonical(data: Any) -> dict[str, str]:
     if not isinstance(data, dict):
         raise AnswerError("distributions that are not a table", data)
     return {canonicalize_name(str(name)): str(version) for name, version in data.items()}
-
-
-def installed_on_disk(venv: Path) -> dict[str, str] | None:
-    """What ``importlib.metadata.distributions()`` finds in ``venv``, read from the metadata files.
-
-    The places it looks: the env's site-packages, then each directory a
-    ``.pth`` file there adds, in the order ``site`` adds them (the first
-    distribution of a name wins, as in the interpreter). None where the files
-    alone do not answer: no single site-packages, an env that also sees the
-    system's (``include-system-site-packages = true``), an egg or an archive
-    on its path.
-    """
-    config = venv / "pyvenv.cfg"
-    try:
-        settings = dict(line.partition("=")[::2] for line in read_input(config).splitlines())
-    except UnreadableInput:
-        return None
-    keys = {k.strip().lower(): v.strip().lower() for k, v in settings.items()}
-    if keys.get("include-system-site-packages") != "false":
-        return None
-    if os.name == "nt":
-        candidates = [venv / "Lib" / "site-packages"]
-    else:
-        candidates = sorted(venv.glob("lib/*/site-packages"))
-    if len(candidates) != 1 or not candidates[0].is_dir():
-        return None
-    site = candidates[0]
-    found: dict[str, str] = {}
-    try:
-        for directory in [site, *_pth_directories(site)]:
-            for name, version in _metadata_in(directory):
-                found.setdefault(canonicalize_name(name), version)
-    except (OSError, UnreadableInput):
-        return None
-    return found
-
-
-def _pth_directories(site: Path) -> list[Path]:
-    """The directories the ``.pth`` files in ``site`` add to sys.path (lines not starting with import)."""
-    added: list[Path] = []
-    for pth in sorted(site.glob("*.pth")):
-        for line in read_input(pth, errors="replace").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#") or line.startswith(("import ", "import\t")):
-                continue
-            if "\0" in line:  # site.py finds no such directory either
-                continue
-            directory = Path(os.path.realpath(site / line))  # a link loop stays a path that does not exist
-            if directory.suffix.lower() == ".egg" or (directory.exists() and not directory.is_dir()):
-                raise OSError(f"{directory}: an egg or an archive on sys.path: the interpreter reads it")
-            if directory.is_dir() and directory not in added:
-                added.append(directory)
-    return added
-
-
-def _metadata_in(directory: Path) -> list[tuple[str, str]]:
-    """(Name, Version) of each distribution whose metadata lies directly in ``directory``."""
-    found = []
-    for entry in sorted(directory.iterdir()):
-        if entry.suffix == ".dist-info":
-            headers = _headers(entry / "METADATA")
-        elif entry.suffix == ".egg-info":
-            headers = _headers(entry / "PKG-INFO" if entry.is_dir() else entry)
-        else:
-            continue
-        if headers.get("name") and "version" in headers:
-            found.append((headers["name"], headers["version"]))
-    return found
-
-
-def _headers(path: Path) -> dict[str, str]:
-    """The first Name and Version headers of a core-metadata file (the headers end at a blank line)."""
-    headers: dict[str, str] = {}
-    if not path.is_file():
-        return headers
-    # errors="replace": old packages have Latin-1 METADATA; only the Name and Version are read.
-    for line in read_input(path, errors="replace").splitlines():
-        if not line.strip():
-            break
-        key, sep, value = line.partition(":")
-        if sep and key.lower() in ("name", "version"):
-            headers.setdefault(key.lower(), value.strip())
-    return headers
 
 
 def _quiet_answers(runner: Runner) -> Runner:
@@ -355,8 +305,11 @@ def _quiet_answers(runner: Runner) -> Runner:
 class TargetEnv:
     """A virtual environment gpuenv installs into and builds with."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, python: Path | str | None = None) -> None:
         self.path = Path(path).absolute()
+        #: The interpreter, where it is not ``bin/python`` of a venv at ``path`` (a conda env's, a
+        #: container's system Python): the env gpuenv adopts is that interpreter's ``sys.prefix``.
+        self._python = Path(python).absolute() if python is not None else None
         self._interpreter: Interpreter | None = None
         #: What is installed, as last asked; None after an install changed it.
         self._installed: dict[str, str] | None = None
@@ -366,25 +319,35 @@ class TargetEnv:
 
     @property
     def bin_dir(self) -> Path:
+        if self._python is not None:
+            return self._python.parent
         return self.path / ("Scripts" if os.name == "nt" else "bin")
 
     @property
     def python(self) -> Path:
         """The env's interpreter (not resolved: the symlink is what makes it the env's)."""
-        return self.bin_dir / ("python.exe" if os.name == "nt" else "python")
+        return self._python or self.bin_dir / ("python.exe" if os.name == "nt" else "python")
+
+    @property
+    def is_venv(self) -> bool:
+        """Whether it is a virtual environment (a ``pyvenv.cfg``), not a conda env or a system prefix."""
+        return (self.path / "pyvenv.cfg").is_file()
 
     @classmethod
-    def at(cls, path: Path | str) -> TargetEnv:
+    def at(cls, path: Path | str, python: Path | str | None = None) -> TargetEnv:
         """The env at ``path``, whether or not it exists yet (nothing is touched: for --dry-run)."""
-        return cls(path)
+        return cls(path, python)
 
     def exists(self) -> bool:
-        return (self.path / "pyvenv.cfg").is_file()
+        return self.is_venv or (self._python is not None and self._python.exists())
 
     def has_pip(self) -> bool:
         """Whether pip is installed in the env (one that uv made has none)."""
         lib = self.path / ("Lib" if os.name == "nt" else "lib")
-        return any(lib.glob("*/site-packages/pip/__init__.py")) or (lib / "site-packages" / "pip").is_dir()
+        if any(lib.glob("*/site-packages/pip/__init__.py")) or (lib / "site-packages" / "pip").is_dir():
+            return True
+        known = self._interpreter
+        return known is not None and (known.has_pip or (known.site_packages / "pip").is_dir())
 
     @classmethod
     def ensure(
