@@ -217,3 +217,45 @@ def test_the_facts_name_where_they_were_observed(tmp_path: Path) -> None:
     facts: TorchFacts | None = ctx.facts
     assert facts is not None and facts.where == f"in {ctx.target.path}, Python 3.11.7"
     assert facts.cxx_standard == 17 and facts.arch_list == ()
+
+
+# -- the tree about to be built, read before building (setup/extension._check_tree) ---------------------
+
+APEX_LIKE = '''
+import sys
+from setuptools import setup
+from torch.utils.cpp_extension import BuildExtension, CUDAExtension
+
+ext_modules = []
+if "--cuda_ext" in sys.argv:
+    sys.argv.remove("--cuda_ext")
+    cc_flag = ["-gencode", "arch=compute_70,code=sm_70", "-gencode", "arch=compute_80,code=sm_80"]
+    ext_modules.append(CUDAExtension(name="wgrad_cuda", sources=["wgrad.cu"],
+                                     extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3"] + cc_flag}))
+setup(name="apex-like", version="0.1", ext_modules=ext_modules, cmdclass={"build_ext": BuildExtension})
+'''
+
+
+def test_a_setup_py_compiling_an_arch_nvcc_cannot_is_stopped_before_building(tmp_path: Path) -> None:
+    from gpuenv.errors import BuildError
+    from gpuenv.plan.buildplan import ExtensionPlan
+    from gpuenv.plan.giventorch import TorchFacts
+    from gpuenv.setup.extension import _check_tree
+    from gpuenv.setup.sources import Source
+
+    tree = tmp_path / "apex-like"
+    tree.mkdir()
+    (tree / "setup.py").write_text(APEX_LIKE)
+    path = torch_dir(tmp_path / "t", cxx=17)
+    ctx, _ = landed(tmp_path, TorchInfo("2.13.0+cu130", "13.0", True, ("sm_90",), path=str(path)))
+    ctx.facts = TorchFacts("2.13.0+cu130", "13.0", ("9.0",), True, 17)
+    ctx.toolkit = TOOLKIT
+    source = Source("apex-like", None, tree, None, "sha256:0", "local")
+    ext = ExtensionPlan("apex-like", "apex-like @ file:///x", "build", "", {}, compiles_cuda=True,
+                        arch_list=("9.0",), build_options=("--cuda_ext",))
+    with pytest.raises(BuildError) as info:
+        _check_tree(ctx, ext, source)
+    assert "setup.py:9 compiles sm_70, which nvcc 13.0 cannot" in str(info.value)
+    assert "nothing was compiled" in (info.value.hint or "")
+    # Without the option that builds that extension, nothing stops the build.
+    _check_tree(ctx, replace(ext, build_options=()), source)

@@ -20,7 +20,10 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.cache.key import CacheKey, binary_knobs
 from gpuenv.cache.lockfile import LockedExtension
 from gpuenv.cache.wheels import WheelCache
+from gpuenv.errors import BuildError
 from gpuenv.plan.buildplan import ExtensionPlan
+from gpuenv.plan.setupscan import scan_setup
+from gpuenv.plan.treecheck import check_tree
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.builder import build_wheel, install_build_requirements
 from gpuenv.setup.installer import InstallOptions
@@ -187,7 +190,41 @@ def _miss_text(cache: WheelCache, key: CacheKey) -> str:
     return f"cache miss: the nearest {key.name} wheel differs in {'; '.join(differences)}; building"
 
 
+def _check_tree(ctx: Context, ext: ExtensionPlan, source: Source) -> None:
+    """Stop before a long build that cannot succeed: what the fetched setup.py itself says.
+
+    The catalog describes releases; a git checkout, a fork or a release newer than the catalog is
+    what its build files say (:mod:`gpuenv.plan.treecheck`). What holds for certain stops the
+    build with the file and line; what may hold is a warning.
+    """
+    setup_py = source.directory / "setup.py"
+    if not setup_py.is_file():
+        return
+    build = scan_setup(setup_py).build
+    if build is None:
+        return
+    toolkit = ctx.build_toolkit
+    torch = ctx.facts
+    verdict = check_tree(
+        build, name=ext.name, env=ext.env, build_options=ext.build_options,
+        nvcc=toolkit.nvcc_version if toolkit is not None and ext.compiles_cuda else None,
+        torch_version=torch.version if torch is not None else (ctx.torch.version if ctx.torch else None),
+        torch_cxx=torch.cxx_standard if torch is not None else None,
+        compiles_cuda=ext.compiles_cuda,
+    )
+    for note in verdict.notes:
+        ctx.reporter.done(f"warning: {note}")
+    if verdict.problems:
+        raise BuildError(
+            ext.name, ctx.log(ext.name), problem=f"its build files say it cannot build here: "
+            f"{'; '.join(verdict.problems)} (read from {source.directory})",
+            hint=f"use a release of {ext.name} that builds with this torch and nvcc, or plan another "
+            "torch or CUDA (--cuda); gpuenv read this before building, so nothing was compiled",
+        )
+
+
 def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessRunner, log: Path) -> Path:
+    _check_tree(ctx, ext, source)
     return build_wheel(
         source.directory,
         env=ctx.target,
