@@ -95,6 +95,7 @@ def key_document(key: CacheKey) -> bytes:
 
 def with_key(wheel: Path, key: CacheKey, out_dir: Path) -> Path:
     """``wheel`` as it is pushed: named by :func:`remote_name`, with :data:`KEY_FILE` in its .dist-info."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / remote_name(wheel.name, key)
     add_dist_info_file(wheel, target, KEY_FILE, key_document(key))
     return target
