@@ -131,13 +131,14 @@ def name_problem(file_name: str, target: Target, scheme: NameScheme) -> str | No
     try:
         if target.specifier and not SpecifierSet(target.specifier).contains(Version(version.public),
                                                                              prereleases=True):
-            return f"version {version} is not {target.specifier}"
+            return f"version {version.public} is not {target.specifier}"
     except InvalidSpecifier:
         return f"the requirement's {target.specifier!r} is not a version specifier"
     supported = supported_tags(target.python_version, target.abi_tag)
     if not any(tag in supported for tag in tags):
         return f"tags {', '.join(sorted(str(t) for t in tags))} do not install on this env ({target.abi_tag})"
-    return _declared_problem(version.local or "", target, scheme)
+    # The label as written: packaging lowercases it ("cxx11abiTRUE" -> "cxx11abitrue").
+    return _declared_problem(file_name.split("-")[1].partition("+")[2], target, scheme)
 
 
 def supported_tags(python_version: str, abi_tag: str) -> frozenset[Tag]:
@@ -151,9 +152,7 @@ def supported_tags(python_version: str, abi_tag: str) -> frozenset[Tag]:
 def _declared_problem(local: str, target: Target, scheme: NameScheme) -> str | None:
     if not scheme.local:
         return None
-    match = scheme.pattern().match(local.replace("_", "."))  # packaging normalizes "_" in labels to "."
-    if match is None:
-        match = scheme.pattern().match(local)
+    match = scheme.pattern().match(local)
     if match is None:
         return (f"its version label +{local or '(none)'} does not follow the publisher's "
                 f"scheme +{scheme.local}")

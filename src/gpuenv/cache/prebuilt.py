@@ -26,7 +26,7 @@ from gpuenv.cache.remote import IndexClient, Link, RemoteError, ServerDown, reda
 from gpuenv.plan.catalog import PrebuiltSource
 
 #: Wheels downloaded and audited per source at most: the newest that fit by name.
-MAX_CANDIDATES = 3
+MAX_CANDIDATES = 4
 
 
 @dataclass(frozen=True)

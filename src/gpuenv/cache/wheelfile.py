@@ -20,6 +20,7 @@ import hashlib
 import io
 import shutil
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,8 @@ MAX_UNPACKED_BYTES = 32 << 30
 MAX_ENTRIES = 200_000
 #: RECORD, METADATA, the key: small text files.
 MAX_TEXT_BYTES = 16 << 20
+#: What reading a damaged archive raises (a cut-off file, a flipped byte in deflated data).
+_DAMAGED = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError)
 #: Fixed time stamp of the files gpuenv adds, so the same wheel and key give the same bytes.
 _STAMP = (2020, 1, 1, 0, 0, 0)
 
@@ -46,7 +49,7 @@ class WheelFileError(GpuenvError):
 def _open(path: Path) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except _DAMAGED as exc:
         raise WheelFileError(path, f"not a readable wheel (zip) file: {exc}") from None
     infos = archive.infolist()
     if len(infos) > MAX_ENTRIES:
@@ -88,7 +91,7 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, limit: in
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise WheelFileError(path, f"{info.filename} cannot be read: {exc}") from None
     if len(data) > limit:
         raise WheelFileError(path, f"{info.filename} unpacks past its declared size")
@@ -147,7 +150,7 @@ def _hash_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) ->
                 if size > info.file_size:
                     raise WheelFileError(path, f"{info.filename} unpacks past its declared size")
                 digest.update(block)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise WheelFileError(path, f"{info.filename} cannot be read: {exc}") from None
     return "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode(), size
 
@@ -179,7 +182,7 @@ def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out: zipfile.Z
     try:
         with archive.open(info) as reader, out.open(_clone(info), "w", force_zip64=True) as writer:
             shutil.copyfileobj(reader, writer, 1 << 20)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise WheelFileError(path, f"{info.filename} cannot be read: {exc}") from None
 
 
@@ -222,6 +225,6 @@ def extract_binaries(path: Path | str, out_dir: Path) -> Iterator[tuple[str, Pat
             try:
                 with archive.open(info) as reader, open(target, "wb") as writer:
                     shutil.copyfileobj(reader, writer, 1 << 20)
-            except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+            except _DAMAGED as exc:
                 raise WheelFileError(path, f"{info.filename} cannot be read: {exc}") from None
             yield info.filename, target
