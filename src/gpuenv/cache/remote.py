@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from gpuenv import __version__
 from gpuenv.errors import GpuenvError
@@ -315,6 +315,18 @@ class IndexClient:
                     if exc.code in (401, 403) else None)
             raise RemoteError(url, f"the upload of {wheel.name} was refused: {exc.code} {message}",
                               hint=hint) from None
+
+    def remove(self, url: str, name: str, version: str) -> bool:
+        """Ask the server at ``url`` to remove the files of ``name`` ``version`` (pypiserver's
+        ``:action=remove_pkg``); whether it did. A server without that action says no."""
+        body = "&".join(f"{quote(k)}={quote(v)}" for k, v in
+                        ((":action", "remove_pkg"), ("name", name), ("version", version))).encode()
+        try:
+            with self._open(url, data=body, method="POST",
+                            headers={"Content-Type": "application/x-www-form-urlencoded"}):
+                return True
+        except urllib.error.HTTPError:
+            return False
 
     # -- one request --------------------------------------------------------------
 

@@ -187,14 +187,14 @@ class SharedCache:
             keyed = with_key(wheel, key, staging)
             if target.folder is not None:
                 return push_to_folder(keyed, key, target.folder)
-            return self._push_to_server(keyed, key, target)
+            return self._push_to_server(keyed, key, target, replace=True)
         finally:
             for leftover in staging.glob("*"):
                 leftover.unlink()
             with contextlib.suppress(OSError):
                 staging.rmdir()
 
-    def _push_to_server(self, keyed: Path, key: CacheKey, target: CacheSource) -> str:
+    def _push_to_server(self, keyed: Path, key: CacheKey, target: CacheSource, *, replace: bool) -> str:
         sha = sha256_file(keyed)
         result = self.client.upload(target.upload_url, keyed, upload_fields(keyed, sha))
         links = self.client.project_links(target.read_url, canonicalize_name(key.name))
@@ -210,18 +210,20 @@ class SharedCache:
             return f"pushed {keyed.name} to {target}"
         if listed is not None and listed.hashes.get("sha256") == sha:
             return f"{keyed.name} is already on {target} (the same file)"
-        return self._check_theirs(key, target, keyed.name)
-
-    def _check_theirs(self, key: CacheKey, target: CacheSource, name: str) -> str:
-        """Another node pushed this key first: keep theirs if it is sound, else say what to remove."""
         found = self._fetch_from(target, key)
-        if found is None:
-            raise RemoteError(target.read_url, f"holds a {name} that is damaged or not this key's, and "
-                                               "refuses to replace it",
-                              hint=f"remove {name} from the server (pypiserver: delete the file from its "
-                                   "package folder; devpi: devpi remove), then push again")
-        found.wheel.unlink()
-        return f"{name} is already on {target} (pushed by another node; checked: sound, same key)"
+        if found is not None:  # another node pushed this key first, and theirs is sound: keep it
+            found.wheel.unlink()
+            return f"{keyed.name} is already on {target} (pushed by another node; checked: sound, same key)"
+        # A damaged file under this key's name (an upload cut off): remove that one file and push again.
+        # pypiserver names a file by its name's spelling, and a tagged wheel's version is VERSION-TAG.
+        name, version, tag = keyed.name.split("-")[:3]
+        if replace and self.client.remove(target.upload_url, name, f"{version}-{tag}"):
+            said = self._push_to_server(keyed, key, target, replace=False)
+            return f"replaced a damaged {keyed.name} on {target}" if said.startswith("pushed") else said
+        raise RemoteError(target.read_url, f"holds a {keyed.name} that is damaged or not this key's, and "
+                                           "refuses to replace it",
+                          hint=f"remove {keyed.name} from the server (pypiserver: delete the file from its "
+                               "package folder; devpi: devpi remove), then push again")
 
 
 def upload_fields(wheel: Path, sha256: str) -> dict[str, str]:
