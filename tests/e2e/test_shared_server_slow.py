@@ -104,7 +104,9 @@ def test_an_upload_cut_off_midway_leaves_nothing_a_reader_takes_and_the_next_pus
     assert found is not None and found.wheel.read_bytes() == data
 
 
-def test_a_wheel_on_the_server_that_is_not_its_names_key_is_refused_by_name(server: Server, tmp_path: Path) -> None:
+def test_a_wheel_on_the_server_that_is_not_its_names_key_is_refused_by_name(
+    server: Server, tmp_path: Path
+) -> None:
     other = dataclasses.replace(KEY, cxx11_abi=False)
     impostor = with_key(build(tmp_path, 1), other, tmp_path / "stage")
     named = impostor.rename(impostor.with_name(remote_name(FILE, KEY)))
