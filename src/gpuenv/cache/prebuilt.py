@@ -14,7 +14,7 @@ refusal is kept in words, so the plan and setup can say why gpuenv builds.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,9 +58,12 @@ def source_url(source: PrebuiltSource, target: Target, version: str | None) -> s
 
 def find_prebuilt(
     sources: Sequence[PrebuiltSource], target: Target, *, version: str | None, client: IndexClient,
-    work_dir: Path, torch_libs: Sequence[Path],
+    work_dir: Path, torch_libs: Sequence[Path], accept: Callable[[Path], str | None] | None = None,
 ) -> PrebuiltResult:
-    """The first wheel of ``sources`` that passes the audit, downloaded into ``work_dir``."""
+    """The first wheel of ``sources`` that passes the audit, downloaded into ``work_dir``.
+
+    ``accept`` is the last check (importing it in the env): the problem it returns refuses the wheel.
+    """
     refused: list[str] = []
     for source in sources:
         url = source_url(source, target, version)
@@ -80,6 +83,11 @@ def find_prebuilt(
             continue
         for link in fitting[:MAX_CANDIDATES]:
             verdict, wheel = _try(client, link, target, scheme, work_dir, torch_libs)
+            if wheel is not None and verdict is not None and verdict.problem is None and accept is not None:
+                problem = accept(wheel)
+                if problem is not None:
+                    wheel.unlink()
+                    verdict, wheel = Verdict(link.file_name, problem, verdict.passed), None
             if wheel is not None and verdict is not None and verdict.problem is None:
                 return PrebuiltResult(wheel, verdict, link.url, tuple(refused))
             refused.append(f"{link.file_name}: {verdict.problem if verdict else 'not downloaded'}")
