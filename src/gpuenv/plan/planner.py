@@ -87,6 +87,12 @@ class PlanOptions:
     constraints: tuple[Constraint, ...] = ()
     #: What the recipe's local trees say (read before planning: :func:`gpuenv.plan.treefacts.recipe_tree`).
     tree: TreeFacts | None = None
+    #: Shared caches (--cache-from, GPUENV_CACHE_FROM); None: the recipe's [cache] from.
+    cache_from: tuple[str, ...] | None = None
+    #: --push; False leaves the recipe's [cache] push.
+    push: bool = False
+    #: --no-prebuilt gives False; None: the recipe's [cache] prebuilt.
+    prebuilt: bool | None = None
 
 
 # -- the planner ----------------------------------------------------------------
@@ -430,6 +436,9 @@ def _assemble(
         runtime_env=_runtime_env(cuda, arch_list, toolkit, hardware),
         knowledge=PlanKnowledge(releases.sources, release.assumed if release is not None else ()),
         repo_build=own_build,
+        cache_from=options.cache_from if options.cache_from is not None else recipe.cache.sources,
+        push=options.push or recipe.cache.push,
+        prebuilt=options.prebuilt if options.prebuilt is not None else recipe.cache.prebuilt,
     )
 
 
