@@ -42,6 +42,7 @@ from gpuenv.cache.locking import open_lock_file, wait_flock
 from gpuenv.cache.remote import IndexClient, Link, RemoteError, ServerDown, parse_html, redact
 from gpuenv.cache.remotekey import RemoteKeyError, digest_in_name, local_name, verify, with_key
 from gpuenv.cache.wheelfile import WheelFileError, read_member
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import InputError
 
 #: Marks the index pages gpuenv writes into a folder: those it may rewrite.
@@ -248,6 +249,42 @@ def upload_fields(wheel: Path, sha256: str) -> dict[str, str]:
         "summary": headers.get("summary", ""),
         "sha256_digest": sha256,
     }
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What ``gpuenv cache push`` did: one line per wheel, and the wheels it could not push."""
+
+    lines: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+def push_cache(cache: WheelCache, target: CacheSource, work_dir: Path, *,
+               client: IndexClient | None = None, on_status: Warn | None = None) -> PushReport:
+    """Push every sound wheel of the local ``cache`` to ``target`` (those already there stay as they are).
+
+    A server that does not answer stops the push at its first wheel; an entry
+    that fails its own check, or a wheel the server refuses, is named and skipped.
+    """
+    shared = SharedCache([target], work_dir, client=client)
+    lines, failed = [], []
+    for entry in cache.entries() if cache.path.exists() else []:
+        problem = cache.verify(entry)
+        if problem is not None:
+            failed.append(f"{entry.wheel.name} ({entry.digest[:12]}): not pushed: {problem}")
+            continue
+        if on_status is not None:
+            on_status(f"pushing {entry.wheel.name} to {target}")
+        try:
+            lines.append(shared.push(entry.key, entry.wheel, target))
+        except ServerDown as exc:
+            failed.append(f"{target}: {exc.problem}; nothing more pushed")
+            break
+        except (RemoteError, OSError) as exc:
+            failed.append(f"{entry.wheel.name} ({entry.digest[:12]}): not pushed: {exc}")
+    if not lines and not failed:
+        lines.append(f"the wheel cache {cache.path} holds no wheel: nothing pushed")
+    return PushReport(tuple(lines), tuple(failed))
 
 
 # -- a folder as a simple index -------------------------------------------------------------------

@@ -77,7 +77,7 @@ def wheel_origins(ext: ExtensionPlan, cache_from: Sequence[str], *, prebuilt: bo
         said.append(f"(keyed by torch's stable ABI {ext.stable_abi}, not the exact torch: its wheel runs on "
                     f"torch {ext.stable_abi} and later)")
     if ext.prebuilt and prebuilt and ext.path is None:
-        urls = ", ".join(s.url for s in ext.prebuilt)
+        urls = ", ".join(s.url.split("{")[0] + ("…" if "{" in s.url else "") for s in ext.prebuilt)
         said.append(f"prebuilt wheels from {urls}, used only if one passes the audit (Python and platform "
                     "tags, CUDA major, C++11 ABI, torch, libtorch symbols, device code for "
                     f"{', '.join(ext.arch_list) or 'no GPU'}, import)")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
+from gpuenv.cache.shared import CacheSource, SharedCache
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
@@ -66,6 +67,11 @@ class SetupOptions:
     lock_file: Path | None = None
     #: sha256 of the recipe file, part of the lock's fingerprint.
     recipe_sha256: str = ""
+    #: Shared caches asked before building (--cache-from); ``push`` puts built wheels on them.
+    cache_from: tuple[CacheSource, ...] = ()
+    push: bool = False
+    #: Whether a publisher's prebuilt wheel may stand in for a build, after an audit.
+    prebuilt: bool = True
 
     @property
     def work(self) -> Path:
@@ -98,6 +104,8 @@ class Context:
     toolkit: Toolkit | None = None
     #: What a step holds until setup ends (the toolkit cache's shared lock).
     resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    #: The shared caches' client, made at the first lookup (a server found down stays skipped).
+    shared: SharedCache | None = None
 
     @property
     def build_toolkit(self) -> Toolkit | None:

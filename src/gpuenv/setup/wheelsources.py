@@ -109,7 +109,8 @@ def prebuilt_key(ctx: Context, ext: ExtensionPlan) -> CacheKey | None:
     origin = hashlib.sha256("\n".join(["prebuilt", ext.requirement, *urls]).encode()).hexdigest()
     return CacheKey(
         name=ext.name, version=version or "", source_sha256=origin, python_tag=target.abi_tag,
-        platform=ctx.target.interpreter(ctx.runner).platform_tag, torch_version=key_torch(ext, target.torch_version),
+        platform=ctx.target.interpreter(ctx.runner).platform_tag,
+        torch_version=key_torch(ext, target.torch_version),
         torch_cuda=target.torch_cuda, cxx11_abi=target.cxx11_abi, arch_list=target.arch_list,
         nvcc_version=None, knobs=(("prebuilt-from", urls[0]),),
     )
