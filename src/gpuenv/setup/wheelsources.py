@@ -133,6 +133,8 @@ def find_audited(ctx: Context, ext: ExtensionPlan) -> Found | None:
     if result.wheel is None or result.verdict is None:
         ctx.reporter.done(f"no prebuilt {ext.name} fits: {result.why_not()}; building it")
         return None
+    for refusal in result.refused:
+        ctx.reporter.done(f"refused prebuilt {refusal}")
     checks = ", ".join(result.verdict.passed)
     return Found(result.wheel, f"prebuilt, from {result.url}; audited: {checks}, imports")
 
