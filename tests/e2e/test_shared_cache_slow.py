@@ -189,14 +189,14 @@ def test_a_publishers_wheel_is_used_only_after_the_audit_and_each_refusal_says_w
     publisher: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
     url, names = publisher
+    page = url + "torch-{torch_release}.0+{variant}.html"
     recipe = write_recipe(tmp_path / "r", "pyg", f"""
         [torch]
         version = "2.13.0"
 
         [[extensions]]
         requirement = "torch-scatter==2.1.2"
-        prebuilt = [{{ url = "{url}torch-{{torch_release}}.0+{{variant}}.html",
-                      local = "pt{{torch_nodot}}{{variant}}" }}]
+        prebuilt = [{{ url = "{page}", local = "pt{{torch_nodot}}{{variant}}" }}]
     """)
     done = setup(recipe, tmp_path / "venv", tmp_path / "cache")
     assert done.returncode == 0, done.stderr
