@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.remote import IndexClient, Link, RemoteError, ServerDown, parse_html, parse_json, redact
+from gpuenv.cache.remote import IndexClient, RemoteError, ServerDown, redact
 from gpuenv.cache.remotekey import remote_name, with_key
 from gpuenv.cache.shared import SharedCache, cache_source, push_to_folder, sources_from, upload_fields
 from gpuenv.errors import InputError
+from gpuenv.probe.indexhttp import Link, PageError, parse_links
 from tests.cache.test_remotekey import FILE, KEY
 from tests.cache.wheelmaker import make_wheel
 
@@ -33,7 +34,7 @@ torch_scatter-2.1.2-1gpuenvab-cp311-cp311-linux_x86_64.whl</a><br>
 
 
 def test_a_pypiserver_project_page_reads_with_its_hashes() -> None:
-    links = parse_html(PYPISERVER_PAGE, "http://cache:8080/simple/torch-scatter/")
+    links = parse_links(PYPISERVER_PAGE.encode(), "text/html", "http://cache:8080/simple/torch-scatter/")
     assert links == [
         Link("torch_scatter-2.1.2-1gpuenvab-cp311-cp311-linux_x86_64.whl",
              "http://cache:8080/packages/torch_scatter-2.1.2-1gpuenvab-cp311-cp311-linux_x86_64.whl",
@@ -47,7 +48,7 @@ def test_a_find_links_page_with_a_base_and_yanked_files() -> None:
     page = ('<html><head><base href="https://files.example/whl/"></head><body>'
             '<a href="torch_scatter-2.1.2%2Bpt25cu121-cp312-cp312-linux_x86_64.whl">x</a>'
             '<a href="old.whl" data-yanked="broken">old.whl</a></body></html>')
-    first, yanked = parse_html(page, "https://mirror.example/whl/torch-2.5.0+cu121.html")
+    first, yanked = parse_links(page.encode(), "text/html", "https://mirror.example/whl/torch-2.5.0+cu121.html")
     assert first.file_name == "torch_scatter-2.1.2+pt25cu121-cp312-cp312-linux_x86_64.whl"
     assert first.url.startswith("https://files.example/whl/")
     assert yanked.yanked
@@ -60,12 +61,18 @@ def test_a_pep_691_page_reads_its_hashes_and_yanked_flags() -> None:
         {"filename": "a-0.9-py3-none-any.whl", "url": "https://x.example/a-0.9-py3-none-any.whl",
          "hashes": {}, "yanked": "bad"},
     ]})
-    links = parse_json(page, "http://devpi/root/pypi/+simple/a/")
+    links = parse_links(page.encode(), "application/vnd.pypi.simple.v1+json", "http://devpi/root/pypi/+simple/a/")
     assert links[0] == Link("a-1.0-py3-none-any.whl", "http://devpi/root/pypi/f/a-1.0-py3-none-any.whl",
                             {"sha256": "ab"})
     assert links[1].yanked
-    with pytest.raises(RemoteError, match="not a PEP 691 page"):
-        parse_json("{}", "http://devpi/x/")
+    with pytest.raises(PageError, match="not a PEP 691 page"):
+        parse_links(b"{}", "application/vnd.pypi.simple.v1+json", "http://devpi/x/")
+
+
+def test_a_remote_page_cannot_send_a_reader_to_files_on_disk() -> None:
+    page = b'<a href="file:///etc/passwd">x.whl</a><a href="ftp://h/y.whl">y.whl</a><a href="/z.whl">z</a>'
+    assert [link.file_name for link in parse_links(page, "text/html", "http://cache/simple/a/")] == ["z.whl"]
+    assert len(parse_links(page, "text/html", "file:///srv/cache/a/index.html")) == 2
 
 
 def test_a_password_never_shows() -> None:

@@ -22,8 +22,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from gpuenv.cache.audit import NameScheme, Target, Verdict, audit, name_problem
-from gpuenv.cache.remote import IndexClient, Link, RemoteError, ServerDown, redact
+from gpuenv.cache.remote import IndexClient, RemoteError, ServerDown, redact
 from gpuenv.plan.catalog import PrebuiltSource
+from gpuenv.probe.indexhttp import Link
 
 #: Wheels downloaded and audited per source at most: the newest that fit by name.
 MAX_CANDIDATES = 4

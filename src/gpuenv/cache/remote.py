@@ -29,8 +29,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import html.parser
-import json
 import netrc
 import os
 import secrets
@@ -38,13 +36,22 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from gpuenv import __version__
 from gpuenv.errors import GpuenvError
+from gpuenv.probe.indexhttp import (
+    HASH_NAMES,
+    SIMPLE_ACCEPT,
+    Link,
+    PageError,
+    get_page,
+    parse_links,
+    ssl_context,
+)
 
 #: Seconds to connect and for each read, unless the caller says otherwise.
 DEFAULT_TIMEOUT = 10.0
@@ -52,9 +59,6 @@ DEFAULT_TIMEOUT = 10.0
 MAX_PAGE_BYTES = 64 << 20
 #: Larger than any extension wheel (flash-attn's are ~250-500 MB).
 MAX_WHEEL_BYTES = 8 << 30
-_JSON = "application/vnd.pypi.simple.v1+json"
-_ACCEPT = f"{_JSON}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-_HASHES = ("sha256", "sha384", "sha512", "sha224", "md5")
 
 
 class RemoteError(GpuenvError):
@@ -68,17 +72,6 @@ class RemoteError(GpuenvError):
 
 class ServerDown(RemoteError):
     """A server that does not answer (refused, unreachable, timed out)."""
-
-
-@dataclass(frozen=True)
-class Link:
-    """One file a page lists."""
-
-    file_name: str
-    url: str
-    #: Algorithm -> hex digest, as the page gives them.
-    hashes: Mapping[str, str] = field(default_factory=dict)
-    yanked: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,73 +97,6 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
 
 
-# -- pages ------------------------------------------------------------------------------
-
-
-class _Anchors(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.anchors: list[dict[str, str | None]] = []
-        self.base: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.anchors.append(dict(attrs))
-        elif tag == "base" and self.base is None:
-            self.base = dict(attrs).get("href")
-
-
-def parse_html(text: str, page_url: str) -> list[Link]:
-    """The file links of a PEP 503 project page or a find-links page (links to folders are left out)."""
-    parser = _Anchors()
-    parser.feed(text)
-    base = urljoin(page_url, parser.base) if parser.base else page_url
-    links = []
-    for attrs in parser.anchors:
-        href = attrs.get("href")
-        if not href:
-            continue
-        link = _link(urljoin(base, href), yanked="data-yanked" in attrs)
-        if link is not None:
-            links.append(link)
-    return links
-
-
-def parse_json(text: str, page_url: str) -> list[Link]:
-    """The file links of a PEP 691 project page."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise RemoteError(page_url, f"not a PEP 691 page: {exc}") from None
-    files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, list):
-        raise RemoteError(page_url, "not a PEP 691 page: no 'files' list")
-    links = []
-    for item in files:
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            continue
-        given = item.get("hashes")
-        hashes: dict[Any, Any] = given if isinstance(given, dict) else {}
-        link = _link(urljoin(page_url, item["url"]), yanked=bool(item.get("yanked")),
-                     hashes={k: v for k, v in hashes.items() if isinstance(k, str) and isinstance(v, str)})
-        if link is not None:
-            links.append(link)
-    return links
-
-
-def _link(url: str, *, yanked: bool, hashes: Mapping[str, str] | None = None) -> Link | None:
-    parts = urlsplit(url)
-    name = unquote(parts.path.rsplit("/", 1)[-1])
-    if not name or "/" in name or "\\" in name or name in (".", ".."):
-        return None
-    found = dict(hashes or {})
-    algorithm, _, digest = parts.fragment.partition("=")
-    if algorithm in _HASHES and digest and algorithm not in found:
-        found[algorithm] = digest
-    lowered = {k.lower(): v.lower() for k, v in found.items()}
-    return Link(name, urlunsplit(parts._replace(fragment="")), lowered, yanked)
-
-
 # -- the client -------------------------------------------------------------------------
 
 
@@ -189,7 +115,9 @@ class IndexClient:
         self.timeout = timeout
         self._netrc_file = netrc_file
         self._down: dict[str, str] = {}
-        self._opener = urllib.request.build_opener(_SameServerRedirects())
+        # pip's trust for https (its cert, PIP_CERT, SSL_CERT_FILE): a lab's cache with its own CA works.
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ssl_context()),
+                                                   _SameServerRedirects())
 
     def down(self, url: str) -> str | None:
         """Why the server of ``url`` was found down in this client's life, or None."""
@@ -200,12 +128,17 @@ class IndexClient:
     def page(self, url: str) -> list[Link] | None:
         """The links of the page at ``url``; None if the server says it has no such page (404)."""
         if urlsplit(url).scheme == "file":
-            return self._file_page(url)
+            try:
+                found = get_page(url, timeout=self.timeout, limit=MAX_PAGE_BYTES)
+            except PageError as exc:
+                if exc.missing:
+                    return None
+                raise RemoteError(url, exc.problem) from None
+            return self._links(found.body, found.content_type, found.url)
         try:
-            with self._open(url, headers={"Accept": _ACCEPT}) as response:
-                kind = response.headers.get_content_type()
-                text = _read_limited(response, MAX_PAGE_BYTES, url).decode(
-                    response.headers.get_content_charset() or "utf-8", "replace")
+            with self._open(url, headers={"Accept": SIMPLE_ACCEPT}) as response:
+                kind = response.headers.get("Content-Type", "")
+                body = _read_limited(response, MAX_PAGE_BYTES, url)
                 final = response.geturl()
         except urllib.error.HTTPError as exc:
             if exc.code in (404, 410) or 300 <= exc.code < 400:
@@ -213,20 +146,14 @@ class IndexClient:
             raise RemoteError(url, f"the server answered {exc.code} {exc.reason}") from None
         except OSError as exc:  # the answer stopped coming: as down as not answering at all
             raise self._mark_down(url, exc) from None
-        return parse_json(text, final) if kind == _JSON else parse_html(text, final)
+        return self._links(body, kind, final)
 
-    def _file_page(self, url: str) -> list[Link] | None:
-        path = Path(unquote(urlsplit(url).path))
-        if path.is_dir():
-            path = path / "index.html"
+    @staticmethod
+    def _links(body: bytes, content_type: str, url: str) -> list[Link]:
         try:
-            with open(path, "rb") as file:
-                text = _read_limited(file, MAX_PAGE_BYTES, url).decode("utf-8", "replace")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise RemoteError(url, f"cannot read it: {exc.strerror or exc}") from None
-        return parse_html(text, path.as_uri())
+            return parse_links(body, content_type, url)
+        except PageError as exc:
+            raise RemoteError(url, exc.problem) from None
 
     def project_links(self, base: str, project: str) -> list[Link]:
         """The files of ``project`` at ``base``: its simple index project page (``base/project/``);
@@ -247,7 +174,7 @@ class IndexClient:
         """
         dest_dir.mkdir(parents=True, exist_ok=True)
         temp = dest_dir / f".{link.file_name}.{secrets.token_hex(4)}.part"
-        algorithm = next((a for a in _HASHES if a in link.hashes), None)
+        algorithm = next((a for a in HASH_NAMES if a in link.hashes), None)
         digests = {"sha256": hashlib.sha256(), **({algorithm: hashlib.new(algorithm)} if algorithm else {})}
         try:
             with self._source(link.url) as source, open(temp, "wb") as out:

@@ -39,11 +39,12 @@ from packaging.utils import canonicalize_name
 from gpuenv.cache.files import sha256_file
 from gpuenv.cache.key import CacheKey
 from gpuenv.cache.locking import open_lock_file, wait_flock
-from gpuenv.cache.remote import IndexClient, Link, RemoteError, ServerDown, parse_html, redact
+from gpuenv.cache.remote import IndexClient, RemoteError, ServerDown, redact
 from gpuenv.cache.remotekey import RemoteKeyError, digest_in_name, local_name, verify, with_key
 from gpuenv.cache.wheelfile import WheelFileError, read_member
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import InputError
+from gpuenv.probe.indexhttp import Link, PageError, parse_links
 
 #: Marks the index pages gpuenv writes into a folder: those it may rewrite.
 MARKER = "<!-- gpuenv shared cache -->"
@@ -349,8 +350,11 @@ def _listed_hashes(page: Path) -> dict[str, str]:
         return {}
     if MARKER not in text:
         return {}
-    return {link.file_name: link.hashes["sha256"] for link in parse_html(text, page.as_uri())
-            if "sha256" in link.hashes}
+    try:
+        links = parse_links(text.encode(), "text/html", page.as_uri())
+    except PageError:
+        return {}
+    return {link.file_name: link.hashes["sha256"] for link in links if "sha256" in link.hashes}
 
 
 def _write_page(path: Path, title: str, links: list[str]) -> None:
