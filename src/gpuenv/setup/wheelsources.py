@@ -20,7 +20,6 @@ torch: its wheel runs on every torch at or above it.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -162,8 +161,6 @@ def import_problem(ctx: Context, ext: ExtensionPlan, wheel: Path) -> str | None:
         except CommandError as exc:
             lines = [line for line in exc.tail.splitlines() if line.strip()]
             return f"import {module} fails: {lines[-1] if lines else 'no output'}"
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
     return None
 
 
