@@ -26,7 +26,8 @@ def plan_json(tmp_path: Path, recipe: str, *args: str, env: dict[str, str] | Non
     environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
     environ.update({"GPUENV_OFFLINE": "1", **(env or {})})
     done = subprocess.run([sys.executable, "-m", "gpuenv", "plan", "--json",
-                           "-r", str(tmp_path / "recipe.toml"), "--hardware", str(tmp_path / "node.json"), "--no-cache", *args],
+                           "-r", str(tmp_path / "recipe.toml"), "--hardware", str(tmp_path / "node.json"),
+                           "--no-cache", *args],
                           cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
