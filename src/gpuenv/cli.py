@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from gpuenv.cli_output import Output, os_error, show_warnings, tolerant_streams
 from gpuenv.cli_parser import TOOLKIT_ENV, build_parser
-from gpuenv.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_STEP_FAILED, EXIT_UNSATISFIABLE, GpuenvError, InputError
+from gpuenv.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    EXIT_UNSATISFIABLE,
+    GpuenvError,
+    InputError,
+)
 from gpuenv.inputs import index_template
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe

@@ -20,7 +20,7 @@ import pytest
 from gpuenv.cache.remote import IndexClient, RemoteError, ServerDown, redact
 from gpuenv.cache.remotekey import remote_name, with_key
 from gpuenv.cache.shared import SharedCache, cache_source, push_to_folder, sources_from, upload_fields
-from gpuenv.errors import InputError
+from gpuenv.errors import InputError, OutputError
 from gpuenv.probe.indexhttp import Link, PageError, parse_links
 from tests.cache.test_remotekey import FILE, KEY
 from tests.cache.wheelmaker import make_wheel
@@ -196,12 +196,20 @@ def test_nodes_pushing_the_same_key_into_a_folder_at_once_leave_one_sound_file(t
               for i in range(4)]
     wheels = [with_key(build, KEY, tmp_path / f"stage{i}") for i, build in enumerate(builds)]
     said: list[str] = []
-    threads = [threading.Thread(target=lambda w=w: said.append(push_to_folder(w, KEY, folder)))
-               for w in wheels]
+    errors: list[BaseException] = []
+
+    def push(wheel: Path) -> None:
+        try:
+            said.append(push_to_folder(wheel, KEY, folder))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(w,)) for w in wheels]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not errors, errors
     assert sum(s.startswith("pushed") for s in said) == 1
     assert [p.name for p in (folder / "torch-scatter").glob("*.whl")] == [remote_name(FILE, KEY)]
     page = (folder / "torch-scatter" / "index.html").read_text()
@@ -215,3 +223,14 @@ def test_another_key_of_the_same_distribution_is_not_handed_out(tmp_path: Path) 
     push_to_folder(with_key(make_wheel(tmp_path / "built", FILE), other, tmp_path / "stage"), other, folder)
     assert SharedCache([cache_source(str(folder))], tmp_path / "w").fetch(KEY) is None
     assert SharedCache([cache_source(str(folder))], tmp_path / "w").fetch(other) is not None
+
+
+def test_a_push_never_replaces_an_index_page_it_did_not_write(tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "index.html").write_text("<html>the lab's own page</html>")
+    keyed = with_key(make_wheel(tmp_path / "built", FILE), KEY, tmp_path / "stage")
+    with pytest.raises(OutputError, match="not an index page gpuenv wrote"):
+        push_to_folder(keyed, KEY, folder)
+    assert (folder / "index.html").read_text() == "<html>the lab's own page</html>"
+    assert not list(folder.rglob("*.whl"))

@@ -43,11 +43,14 @@ from gpuenv.cache.remote import IndexClient, RemoteError, ServerDown, redact
 from gpuenv.cache.remotekey import RemoteKeyError, digest_in_name, local_name, verify, with_key
 from gpuenv.cache.wheelfile import WheelFileError, read_member
 from gpuenv.cache.wheels import WheelCache
-from gpuenv.errors import InputError
+from gpuenv.errors import InputError, OutputError
+from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.outputs import hint_of, path_inside, problem_of, write_atomic
 from gpuenv.probe.indexhttp import Link, PageError, parse_links
 
 #: Marks the index pages gpuenv writes into a folder: those it may rewrite.
 MARKER = "<!-- gpuenv shared cache -->"
+INDEX = "index.html"
 ENV_VAR = "GPUENV_CACHE_FROM"
 
 Warn = Callable[[str], None]
@@ -296,14 +299,19 @@ def push_to_folder(keyed: Path, key: CacheKey, folder: Path) -> str:
 
     The file appears whole (copied to a temporary name in the same folder,
     then renamed); nodes pushing at once take turns on the lock, and a
-    sound file already there stays.
+    sound file already there stays. Every path is checked to be inside
+    ``folder`` first, and an ``index.html`` gpuenv did not write is never
+    replaced (:class:`~gpuenv.errors.OutputError`, nothing written).
     """
-    project = folder / canonicalize_name(key.name)
-    project.mkdir(parents=True, exist_ok=True)
-    fd = open_lock_file(folder / ".gpuenv-push.lock")
+    _make_folder(folder)  # nodes pushing at once make it at once: one of them wins, all go on
+    project = path_inside(folder, canonicalize_name(key.name), folder=True)
+    _make_folder(project)
+    final = path_inside(folder, project / keyed.name)
+    for page in (folder / INDEX, project / INDEX):
+        _check_ours(path_inside(folder, page))
+    fd = open_lock_file(folder / ".gpuenv-push.lock", folder)
     try:
         wait_flock(fd, None, 0.2)
-        final = project / keyed.name
         if final.exists():
             try:
                 verify(final, key)
@@ -312,8 +320,7 @@ def push_to_folder(keyed: Path, key: CacheKey, folder: Path) -> str:
                 os.replace(_staged(keyed, project), final)
                 said = f"replaced a damaged {keyed.name} in {folder} ({exc.problem})"
         else:
-            staged = _staged(keyed, project)
-            os.replace(staged, final)
+            os.replace(_staged(keyed, project), final)
             said = f"pushed {keyed.name} to {folder}"
         _write_pages(folder, project)
         return said
@@ -321,9 +328,28 @@ def push_to_folder(keyed: Path, key: CacheKey, folder: Path) -> str:
         os.close(fd)
 
 
+def _make_folder(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(path, problem_of(exc), hint=hint_of(exc)) from None
+
+
+def _check_ours(page: Path) -> None:
+    if not page.exists():
+        return
+    try:
+        ours = MARKER in read_input(page, errors="replace")
+    except UnreadableInput:
+        ours = False
+    if not ours:
+        raise OutputError(page, "exists and is not an index page gpuenv wrote: gpuenv will not replace it",
+                          hint="push into an empty folder, or one gpuenv's cache push wrote")
+
+
 def _staged(keyed: Path, project: Path) -> Path:
     staged = project / f".{keyed.name}.{secrets.token_hex(4)}.part"
-    with open(keyed, "rb") as source, open(staged, "wb") as out:
+    with open(keyed, "rb") as source, open(staged, "xb") as out:
         for block in iter(lambda: source.read(1 << 20), b""):
             out.write(block)
         out.flush()
@@ -332,35 +358,28 @@ def _staged(keyed: Path, project: Path) -> Path:
 
 
 def _write_pages(folder: Path, project: Path) -> None:
-    known = _listed_hashes(project / "index.html")
+    known = _listed_hashes(project / INDEX)
     links = []
     for wheel in sorted(project.glob("*.whl")):
         sha = known.get(wheel.name) or sha256_file(wheel)
         links.append(f'<a href="{quote(wheel.name)}#sha256={sha}">{html.escape(wheel.name)}</a><br>')
-    _write_page(project / "index.html", f"Links for {project.name}", links)
-    projects = sorted(p.name for p in folder.iterdir() if (p / "index.html").is_file())
-    _write_page(folder / "index.html", "gpuenv shared cache",
+    _write_page(project / INDEX, f"Links for {project.name}", links)
+    projects = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / INDEX).is_file())
+    _write_page(folder / INDEX, "gpuenv shared cache",
                 [f'<a href="{quote(p)}/">{html.escape(p)}</a><br>' for p in projects])
 
 
 def _listed_hashes(page: Path) -> dict[str, str]:
     try:
-        text = page.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return {}
-    if MARKER not in text:
-        return {}
-    try:
-        links = parse_links(text.encode(), "text/html", page.as_uri())
-    except PageError:
+        text = read_input(page, errors="replace")
+        links = parse_links(text.encode(), "text/html", page.as_uri()) if MARKER in text else []
+    except (UnreadableInput, PageError):
         return {}
     return {link.file_name: link.hashes["sha256"] for link in links if "sha256" in link.hashes}
 
 
 def _write_page(path: Path, title: str, links: list[str]) -> None:
     body = "\n".join(links)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    temp.write_text("<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\">"
-                    f"<title>{html.escape(title)}</title></head>\n<body>\n{MARKER}\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n",
-                    encoding="utf-8")
-    os.replace(temp, path)
+    write_atomic(path, ("<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\">"
+                        f"<title>{html.escape(title)}</title></head>\n<body>\n{MARKER}\n"
+                        f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n").encode())

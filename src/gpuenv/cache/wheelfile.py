@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gpuenv.errors import GpuenvError
+from gpuenv.inputs import UnreadableInput, open_input
 
 #: More than any wheel gpuenv builds or fetches holds unpacked (flash-attn's is ~1 GB).
 MAX_UNPACKED_BYTES = 32 << 30
@@ -48,7 +49,10 @@ class WheelFileError(GpuenvError):
 
 def _open(path: Path) -> zipfile.ZipFile:
     try:
+        open_input(path).close()  # a regular file: a FIFO is refused, not waited on
         archive = zipfile.ZipFile(path)
+    except UnreadableInput as exc:
+        raise WheelFileError(path, f"cannot read it: {exc.problem}") from None
     except _DAMAGED as exc:
         raise WheelFileError(path, f"not a readable wheel (zip) file: {exc}") from None
     infos = archive.infolist()

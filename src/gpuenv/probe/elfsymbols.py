@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from gpuenv.inputs import UnreadableInput, open_input
 from gpuenv.probe.binaries import BinaryFormatError, _section_headers
 
 _SHT_DYNSYM = 11
@@ -121,9 +122,9 @@ class _Elf:
 
 def _open(path: Path) -> tuple[BinaryIO, mmap.mmap]:
     try:
-        file = open(path, "rb")  # noqa: SIM115 - the caller closes it
-    except OSError as exc:
-        raise BinaryFormatError(path, f"cannot read: {exc.strerror or exc}") from None
+        file = open_input(path)  # a FIFO among a wheel's or an env's files must not hang the audit
+    except UnreadableInput as exc:
+        raise BinaryFormatError(path, f"cannot read: {exc.problem}") from None
     size = os.fstat(file.fileno()).st_size
     if size < 64:
         file.close()
