@@ -139,7 +139,6 @@ class CatalogEntry:
     from_index: bool = True
     #: Its git repository ("github.com/Dao-AILab/flash-attention"): a VCS URL of it is this project.
     repository: str = ""
-
     #: Where its publisher puts prebuilt wheels (used after an audit instead of building).
     prebuilt: tuple[PrebuiltSource, ...] = ()
 
