@@ -52,8 +52,8 @@ def check_knowledge(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (about 95 min on 2 cores; args after -- go to benchmarks/run.py: --only arch)."""
-    session.install("-e", str(ROOT))
+    """Run the benchmarks (about 100 min on 2 cores; args after -- go to benchmarks/run.py: --only arch)."""
+    session.install("-e", str(ROOT), "pypiserver")
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
 
 

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from gpuenv.cli_output import Output, os_error, show_warnings, tolerant_streams
 from gpuenv.cli_parser import TOOLKIT_ENV, build_parser
-from gpuenv.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNSATISFIABLE, GpuenvError, InputError
+from gpuenv.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    EXIT_UNSATISFIABLE,
+    GpuenvError,
+    InputError,
+)
 from gpuenv.inputs import index_template
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe
@@ -118,7 +125,9 @@ def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
     return PlanOptions(cuda=args.cuda, torch_index=_torch_index(args), sources=recipe_sources(recipe),
                        toolkit=_toolkit_policy(args, recipe), releases=releases,
                        python_version=env_python(recipe), platform=host_platform(),
-                       constraints=installer_constraints(), tree=recipe_tree(recipe))
+                       constraints=installer_constraints(), tree=recipe_tree(recipe),
+                       cache_from=_cache_from(args), push=getattr(args, "push", False),
+                       prebuilt=getattr(args, "prebuilt", None))
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
@@ -126,6 +135,16 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     if args.verbosity <= QUIET:
         return None
     return lambda text: print(f"{printable(text)}...", file=sys.stderr, flush=True)
+
+
+def _cache_from(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """--cache-from, else GPUENV_CACHE_FROM (space-separated), else None (the recipe's [cache] from)."""
+    from gpuenv.cache.shared import ENV_VAR, cache_source
+
+    given = getattr(args, "cache_from", None) or os.environ.get(ENV_VAR, "").split() or None
+    for text in given or ():
+        cache_source(text)  # bad input is an error now, not at the first extension
+    return tuple(given) if given else None
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
@@ -192,6 +211,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 
     from gpuenv.cache.lockfile import lock_path_for, read_lock
     from gpuenv.cache.lockplan import plan_locked
+    from gpuenv.cache.shared import cache_source
     from gpuenv.plan.planner import make_plan, plan
     from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary
@@ -229,6 +249,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         # --locked reproduces the lock; it does not rewrite it.
         lock_file=None if args.locked else lock_file,
         recipe_sha256=file_sha256(recipe.path),
+        cache_from=tuple(cache_source(u) for u in result.cache_from), push=result.push,
+        prebuilt=result.prebuilt,
     )
     if args.dry_run:
         _show(f"# plan: {plan_summary(result)}")
@@ -387,6 +409,22 @@ def _cmd_cache_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_cache_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from gpuenv.cache.shared import cache_source, push_cache
+    from gpuenv.cache.wheels import WheelCache
+
+    target = cache_source(args.target)
+    with tempfile.TemporaryDirectory(prefix="gpuenv-push-") as work:
+        report = push_cache(WheelCache(_cache_dir(args)), target, Path(work))
+    for line in report.lines:
+        print(line)
+    for line in report.failed:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_STEP_FAILED if report.failed else EXIT_OK
+
+
 def _prune_toolkits(
     args: argparse.Namespace, older_than: timedelta | None, unused_since: datetime | None
 ) -> list[ProvisionedToolkit]:
@@ -440,7 +478,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "probe": _cmd_probe, "gpus": _cmd_gpus, "plan": _cmd_plan, "setup": _cmd_setup,
     "doctor": _cmd_doctor, "init": _cmd_init, "export uv": _cmd_export_uv,
     "export pylock": _cmd_export_pylock, "cache path": _cmd_cache_path, "cache list": _cmd_cache_list,
-    "cache prune": _cmd_cache_prune, "cache export": _cmd_cache_export, "completion": _cmd_completion,
+    "cache prune": _cmd_cache_prune, "cache export": _cmd_cache_export,
+    "cache push": _cmd_cache_push, "completion": _cmd_completion,
 }
 
 

@@ -183,6 +183,17 @@ HELP: dict[str, _Help] = {
         _CACHE_FILES, "DIR",
         ("gpuenv cache export wheelhouse", "gpuenv cache export wheelhouse -q  # only the final line"),
     ),
+    "cache push": _Help(
+        "upload the cached wheels to a shared cache (pypiserver, devpi, a folder) under their ABI key",
+        "Pushes every sound wheel of the wheel cache to URL with the legacy upload API, as twine does: "
+        "named with a build tag holding its cache key's digest and with the key packed in its "
+        ".dist-info, so two ABIs never share a name. A wheel already there stays (a damaged one under "
+        "the same key is replaced). Other machines then set up with --cache-from URL and take the wheel "
+        "instead of building it.",
+        _CACHE_FILES, "URL (or the folder)",
+        ("gpuenv cache push http://cache.lab:8080/simple/",
+         "gpuenv cache push /shared/gpuenv-wheels  # a folder any web server can serve"),
+    ),
     "completion": _Help(
         "print the shell code that completes gpuenv's commands (bash, zsh, fish)",
         "Prints the completion code for SHELL, generated from this command's parser by argcomplete: "

@@ -72,6 +72,16 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
                             f"env: {OFFLINE_ENV}=1")
     index.add_argument("--refresh", action="store_true",
                        help="read the torch releases from the indexes now, whatever the cache holds")
+    shared = parser.add_argument_group("shared caches and prebuilt wheels")
+    shared.add_argument("--cache-from", action="append", metavar="URL", default=None,
+                        help="a shared cache to ask before building: an index (pypiserver: "
+                             "http://host:8080/simple/, devpi: http://host/USER/INDEX/+simple/), a "
+                             "find-links page or a folder; repeatable (default: $GPUENV_CACHE_FROM, "
+                             "space-separated, else the recipe's [cache] from)")
+    shared.add_argument("--push", action="store_true", default=False,
+                        help="push the wheels this setup builds to the shared caches")
+    shared.add_argument("--no-prebuilt", dest="prebuilt", action="store_false", default=None,
+                        help="never use a publisher's prebuilt wheel, even one that passes the audit")
 
 
 def _flag(value: str | None) -> bool:
@@ -228,8 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     cache_export = _command(cache_commands, "export", "cache export")
     cache_export.add_argument("directory", type=path_argument, metavar="DIR",
                               help="where the group directories go")
-    for sub, key in ((cache_path, "cache path"), (cache_list, "cache list"),
-                     (cache_prune, "cache prune"), (cache_export, "cache export")):
+    cache_push = _command(cache_commands, "push", "cache push")
+    cache_push.add_argument("target", metavar="URL",
+                            help="an index that takes uploads (pypiserver: http://host:8080/simple/, devpi: "
+                                 "http://host/USER/INDEX/+simple/; credentials as https://USER:TOKEN@host/ "
+                                 "or in ~/.netrc) or a folder")
+    for sub, key in ((cache_path, "cache path"), (cache_list, "cache list"), (cache_prune, "cache prune"),
+                     (cache_export, "cache export"), (cache_push, "cache push")):
         _add_cache_options(sub)
         sub.set_defaults(command_key=key)
 

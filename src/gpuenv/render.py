@@ -77,6 +77,8 @@ def plan_text(plan: Plan) -> str:
             own = {k: v for k, v in ext.env.items() if plan.build_env.get(k) != v}
             if own:
                 lines.append("         " + " ".join(f"{k}={v}" for k, v in own.items()))
+            if ext.action == "build" and (plan.cache_from or (ext.prebuilt and plan.prebuilt)):
+                lines.append("         wheel from: " + "; ".join(plan.wheel_sources(ext)))
     if plan.packages:
         lines.append("packages    " + ", ".join(plan.packages))
     if plan.repo is not None:

@@ -350,7 +350,7 @@ MALFORMED = [
         _TORCH + '[[extensions]]\nname = "flash-attn"\n',
         "{path}: extensions[0].name: unknown key "
         "(valid keys: arch-format, arch-knob, build-options, build-requires, env, fixed-archs, force-build, "
-        "import, min-compute-capability, min-nvcc, required, requirement)",
+        "import, min-compute-capability, min-nvcc, prebuilt, required, requirement)",
         id="unknown-key-no-match",
     ),
     pytest.param(

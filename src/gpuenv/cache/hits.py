@@ -46,8 +46,11 @@ def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
         return False
     if ext.compiles_cuda and (plan.toolkit is None or not _same_nvcc(key.nvcc_version, plan.toolkit)):
         return False
+    if ext.stable_abi and key.torch_version != ext.stable_abi:  # keyed by the stable ABI's floor
+        return False
     try:
-        if not SpecifierSet(plan.torch.removeprefix("torch")).contains(Version(key.torch_version)):
+        if not ext.stable_abi and not SpecifierSet(plan.torch.removeprefix("torch")).contains(
+                Version(key.torch_version)):
             return False
     except InvalidVersion:
         return False

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html.parser
 import importlib
-import json
 import os
-import posixpath
 import ssl
 import tarfile
 import tempfile
@@ -30,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
@@ -38,6 +35,7 @@ from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
 from gpuenv.inputs import MAX_INPUT_BYTES, UnreadableInput, read_input
 from gpuenv.plan.buildfiles.derive import IMPORT_DEPTH, TOP_FILES, imported_files
+from gpuenv.probe.indexhttp import PageError, parse_links
 from gpuenv.setup.pipconfig import PipSources
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -106,7 +104,7 @@ def read_project(name: str, urls: list[str], *, timeout: float, cert: str | None
             failures.append((root, exc.problem))
             project.asked.append(f"{root}: {exc.problem}")
             continue
-        files = _parse_json(body, final) if "json" in content_type else _parse_html(body, final)
+        files = _sdists(body, content_type, final)
         for file in files:
             project.sdists.setdefault(file.version, file)
         project.asked.append(f"{root}: {len(files)} sdists")
@@ -127,47 +125,13 @@ def _sdist(filename: str, url: str, sha256: str | None, yanked: object) -> Sdist
     return SdistFile(filename, url, sha256, str(version))
 
 
-def _parse_json(body: bytes, base: str) -> list[SdistFile]:
+def _sdists(body: bytes, content_type: str, base: str) -> list[SdistFile]:
     try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise StepError(f"{base} answered JSON that does not parse: {exc}") from None
-    found = []
-    for raw in data.get("files", []) if isinstance(data, dict) else []:
-        if not (isinstance(raw, dict) and isinstance(raw.get("filename"), str)
-                and isinstance(raw.get("url"), str)):
-            continue
-        hashes = raw["hashes"] if isinstance(raw.get("hashes"), dict) else {}
-        file = _sdist(raw["filename"], urljoin(base, raw["url"]), hashes.get("sha256"), raw.get("yanked"))
-        if file is not None:
-            found.append(file)
-    return found
-
-
-class _Anchors(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            values = dict(attrs)
-            if values.get("href"):
-                self.links.append((str(values["href"]), values))
-
-
-def _parse_html(body: bytes, base: str) -> list[SdistFile]:
-    parser = _Anchors()
-    parser.feed(body.decode("utf-8", "replace"))
-    found = []
-    for href, attrs in parser.links:
-        url, fragment = urldefrag(urljoin(base, href))
-        digest = fragment.removeprefix("sha256=") if fragment.startswith("sha256=") else None
-        name = posixpath.basename(urlsplit(url).path)
-        file = _sdist(name, url, digest, attrs.get("data-yanked") is not None)
-        if file is not None:
-            found.append(file)
-    return found
+        links = parse_links(body, content_type, base)
+    except PageError as exc:
+        raise StepError(f"{base} answered a page that does not parse: {exc.problem}") from None
+    found = [_sdist(link.file_name, link.url, link.hashes.get("sha256"), link.yanked) for link in links]
+    return [file for file in found if file is not None]
 
 
 # -- reading URLs -------------------------------------------------------------------------------

@@ -20,7 +20,14 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
-from gpuenv.plan.catalog import CatalogEntry, arch_entries, catalog_entry, shipped, version_ranges
+from gpuenv.plan.catalog import (
+    CatalogEntry,
+    PrebuiltSource,
+    arch_entries,
+    catalog_entry,
+    shipped,
+    version_ranges,
+)
 from gpuenv.plan.extensionspec import ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.knowledge import TorchRelease
@@ -51,6 +58,10 @@ class ExtensionPlan:
     catalog: str = ""
     #: Options its setup.py reads from the build command (``--cpp_ext``): config setting ``--build-option``.
     build_options: tuple[str, ...] = ()
+    #: Where its publisher puts prebuilt wheels (used only after an audit); none for a local or URL source.
+    prebuilt: tuple[PrebuiltSource, ...] = ()
+    #: The torch release whose stable ABI it builds against: its wheel is keyed by that floor.
+    stable_abi: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +78,8 @@ class ExtensionPlan:
             "required": self.required,
             "catalog": self.catalog,
             "build_options": list(self.build_options),
+            "prebuilt": [s.to_json() for s in self.prebuilt],
+            "stable_abi": self.stable_abi,
         }
 
 
@@ -81,6 +94,14 @@ def pinned_version(requirement: str) -> str | None:
         return None
     pins = [s.version for s in req.specifier if s.operator in ("==", "===") and "*" not in s.version]
     return pins[0] if pins else None
+
+
+def _is_named(requirement: str) -> bool:
+    """A requirement by name and version (``flash-attn==2.8.3``), not a direct or VCS URL."""
+    try:
+        return Requirement(requirement).url is None
+    except InvalidRequirement:
+        return False
 
 
 def entry_for(ext: ExtensionSpec, facts: ProjectFacts | None) -> tuple[CatalogEntry, str]:
@@ -134,6 +155,8 @@ def _overridden(entry: CatalogEntry, ext: ExtensionSpec) -> CatalogEntry:
         changes["min_nvcc"] = o.min_nvcc
     if o.build_options is not None:
         changes["build_options"] = o.build_options
+    if o.prebuilt is not None:
+        changes["prebuilt"] = o.prebuilt
     return replace(entry, **changes)
 
 
@@ -541,6 +564,9 @@ def finish(
         "path": str(ext.path) if ext.path is not None else None,
         "catalog": d.catalog,
         "build_options": entry.build_options,
+        # A tree of one's own, or a URL, is what it is: no publisher's wheel stands in for it.
+        "prebuilt": entry.prebuilt if ext.path is None and _is_named(ext.requirement) else (),
+        "stable_abi": entry.stable_abi,
     }
     if d.skip is not None:
         return ExtensionPlan(action="skip", reason=d.skip, env={}, **common)

@@ -52,6 +52,35 @@ def archs_for(entries: Iterable[ArchEntry], nvcc_version: str | None) -> tuple[s
 
 
 @dataclass(frozen=True)
+class PrebuiltSource:
+    """Where a publisher puts prebuilt wheels of an extension, and how their names say what they fit.
+
+    ``url`` is a template (a find-links page, an index, or one wheel's URL) whose placeholders
+    (``{torch_release}``, ``{variant}``, ``{cuda_major}``, ``{cxx11_abi}``, ``{python}``,
+    ``{platform}``, ``{version}``…) are filled for the env; ``local`` is the template of the wheels'
+    local version label ("" when the page itself is per torch and CUDA). Audited before use
+    (gpuenv.cache.audit).
+    """
+
+    url: str
+    local: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"url": self.url, "local": self.local}
+
+
+def prebuilt_sources(raw: object) -> tuple[PrebuiltSource, ...]:
+    """``[{url = "...", local = "..."}]`` (or plain URL strings) as records."""
+    found = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, str):
+            found.append(PrebuiltSource(item))
+        elif isinstance(item, Mapping) and isinstance(item.get("url"), str):
+            found.append(PrebuiltSource(item["url"], str(item.get("local", ""))))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class Incompatibility:
     extension: SpecifierSet
     torch: SpecifierSet
@@ -110,6 +139,8 @@ class CatalogEntry:
     from_index: bool = True
     #: Its git repository ("github.com/Dao-AILab/flash-attention"): a VCS URL of it is this project.
     repository: str = ""
+    #: Where its publisher puts prebuilt wheels (used after an audit instead of building).
+    prebuilt: tuple[PrebuiltSource, ...] = ()
 
     def describes(self, requirement: str) -> bool:
         """Whether ``requirement`` (PEP 508, a URL or a path) is the project this entry describes."""
@@ -197,11 +228,12 @@ def _entry(name: str, raw: Mapping[str, Any], generic: Mapping[str, Any], known:
         distribution=str(raw.get("distribution", "")),
         from_index=bool(raw.get("from_index", True)),
         repository=str(raw.get("repository", "")).lower(),
+        prebuilt=prebuilt_sources(raw.get("prebuilt", [])),
     )
 
 
 #: Keys of an entry that describe the entry itself, not a version of the package.
-_NOT_INHERITED = ("older", "versions", "sources", "unverified")
+_NOT_INHERITED = ("older", "versions", "sources", "unverified", "prebuilt_sources")
 
 
 class Catalog:

@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import PlanBlockedError, UnsatisfiableError
 from gpuenv.plan.buildplan import ExtensionPlan
+from gpuenv.plan.cachespec import redact, wheel_origins
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.recipe import PackageSources, RepoSpec
@@ -88,6 +89,12 @@ class Plan:
     knowledge: PlanKnowledge = field(default_factory=PlanKnowledge)
     #: How the repository itself is built, when its setup.py builds an extension (None otherwise).
     repo_build: RepoBuild | None = None
+    #: Shared caches setup asks before building, in order (URLs or folders).
+    cache_from: tuple[str, ...] = ()
+    #: Whether setup pushes what it builds to them.
+    push: bool = False
+    #: Whether a publisher's prebuilt wheel may be used (after an audit) instead of a build.
+    prebuilt: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,7 +114,7 @@ class Plan:
             else {"nvcc": self.toolkit.nvcc, "version": self.toolkit.version, "home": self.toolkit.root,
                   "source": self.toolkit.source, "release": self.toolkit.release},
             "build_env": dict(self.build_env),
-            "extensions": [e.to_json() for e in self.extensions],
+            "extensions": [{**e.to_json(), "wheel_sources": self.wheel_sources(e)} for e in self.extensions],
             "packages": list(self.packages),
             "warnings": list(self.warnings),
             "reasons": list(self.reasons),
@@ -123,7 +130,14 @@ class Plan:
             "wheelhouse_group": self.wheelhouse_group,
             "given_torch": None if self.given_torch is None else self.given_torch.to_json(),
             "knowledge": self.knowledge.to_json(),
+            "cache_from": [redact(u) for u in self.cache_from],
+            "push": self.push,
+            "prebuilt": self.prebuilt,
         }
+
+    def wheel_sources(self, ext: ExtensionPlan) -> list[str]:
+        """What setup asks for ``ext``'s wheel before building it, in order, in words."""
+        return wheel_origins(ext, self.cache_from, prebuilt=self.prebuilt, push=self.push)
 
     @property
     def torch_build(self) -> str | None:

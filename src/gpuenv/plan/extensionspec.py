@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
+from gpuenv.plan.catalog import PrebuiltSource
 from gpuenv.plan.recipevalues import (
     Where,
     as_boolean,
@@ -58,12 +59,14 @@ class CatalogOverrides:
     min_nvcc: str | None = None
     #: Options its setup.py reads from the build command ("--cpp_ext"); they replace the catalog's.
     build_options: tuple[str, ...] | None = None
+    #: Where prebuilt wheels of it are published; they replace the catalog's (empty: none).
+    prebuilt: tuple[PrebuiltSource, ...] | None = None
 
     def given(self) -> list[str]:
         """The recipe keys that were set, as the recipe spells them."""
         names = {"arch_knob": "arch-knob", "arch_format": "arch-format", "fixed_archs": "fixed-archs",
                  "force_build": "force-build", "min_cc": "min-compute-capability", "min_nvcc": "min-nvcc",
-                 "build_options": "build-options"}
+                 "build_options": "build-options", "prebuilt": "prebuilt"}
         return [key for attr, key in names.items() if getattr(self, attr) is not None]
 
 
@@ -101,7 +104,8 @@ class ExtensionSpec:
 
 
 _EXTENSION_KEYS = ("requirement", "env", "build-requires", "required", "import", "arch-knob", "arch-format",
-                   "fixed-archs", "force-build", "min-compute-capability", "min-nvcc", "build-options")
+                   "fixed-archs", "force-build", "min-compute-capability", "min-nvcc", "build-options",
+                   "prebuilt")
 _ARCH_FORMATS = ("torch", "nodot")
 _ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VCS_URL = re.compile(r"(git|hg|svn|bzr)\+[A-Za-z]+://", re.IGNORECASE)
@@ -182,7 +186,9 @@ def _overrides(where: Where, key: str, table: Mapping[str, Any]) -> CatalogOverr
         if not option.startswith("-") or any(c.isspace() for c in option):
             raise where.error(f"{key}.build-options[{i}]",
                               f"{option!r} is not one command-line option such as \"--cpp_ext\"")
+    raw_prebuilt = table.get("prebuilt")
     return CatalogOverrides(
+        prebuilt=None if raw_prebuilt is None else _prebuilt(where, f"{key}.prebuilt", raw_prebuilt),
         build_options=options,
         arch_knob=arch_knob,
         arch_format=arch_format,
@@ -193,6 +199,22 @@ def _overrides(where: Where, key: str, table: Mapping[str, Any]) -> CatalogOverr
         min_cc=_optional_version(where, f"{key}.min-compute-capability", table, _capability),
         min_nvcc=_optional_version(where, f"{key}.min-nvcc", table, _cuda_release),
     )
+
+
+def _prebuilt(where: Where, key: str, raw: object) -> tuple[PrebuiltSource, ...]:
+    """``prebuilt = ["https://host/whl/torch-{torch_release}.0+{variant}.html", {url = …, local = …}]``."""
+    if not isinstance(raw, list):
+        raise where.error(key, "expected an array of URL templates or {url, local} tables, "
+                               f"got {describe(raw)}")
+    found = []
+    for i, item in enumerate(raw):
+        table = {"url": item} if isinstance(item, str) else as_table(where, f"{key}[{i}]", item)
+        check_keys(where, f"{key}[{i}]", table, ("url", "local"))
+        url = as_string(where, f"{key}[{i}].url", table.get("url"))
+        if urlsplit(url.replace("{", "").replace("}", "")).scheme not in ("http", "https", "file"):
+            raise where.error(f"{key}[{i}]", f"{url!r} is not an http, https or file URL template")
+        found.append(PrebuiltSource(url, as_string(where, f"{key}[{i}].local", table.get("local", ""))))
+    return tuple(found)
 
 
 def _capability(where: Where, key: str, text: str) -> str:

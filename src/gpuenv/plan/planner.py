@@ -91,6 +91,12 @@ class PlanOptions:
     #: Plan for exactly this torch, observed in the env (setup once torch landed; an adopted env):
     #: no release is chosen, see :mod:`gpuenv.plan.giventorch`.
     given_torch: TorchFacts | None = None
+    #: Shared caches (--cache-from, GPUENV_CACHE_FROM); None: the recipe's [cache] from.
+    cache_from: tuple[str, ...] | None = None
+    #: --push; False leaves the recipe's [cache] push.
+    push: bool = False
+    #: --no-prebuilt gives False; None: the recipe's [cache] prebuilt.
+    prebuilt: bool | None = None
 
 
 # -- the planner ----------------------------------------------------------------
@@ -459,6 +465,9 @@ def _assemble(
         runtime_env=_runtime_env(cuda, arch_list, toolkit, hardware),
         knowledge=PlanKnowledge(releases.sources, release.assumed if release is not None else ()),
         repo_build=own_build,
+        cache_from=options.cache_from if options.cache_from is not None else recipe.cache.sources,
+        push=options.push or recipe.cache.push,
+        prebuilt=options.prebuilt if options.prebuilt is not None else recipe.cache.prebuilt,
     )
 
 

@@ -22,6 +22,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from gpuenv.errors import RecipeError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.cachespec import CacheSpec, cache_table
 from gpuenv.plan.extensionspec import ExtensionSpec, extensions_table
 from gpuenv.plan.recipevalues import (
     Where,
@@ -93,6 +94,8 @@ class Recipe:
     #: Lines of those files pip refuses ("requirements.txt:41: '-e ./sd-scripts': pip refuses it: …"):
     #: the plan stops on them.
     refused: tuple[str, ...] = ()
+    #: The [cache] table: shared caches to ask before building, whether to push, prebuilt wheels.
+    cache: CacheSpec = field(default_factory=CacheSpec)
 
     @property
     def root(self) -> Path:
@@ -105,7 +108,7 @@ class Recipe:
 #: The table of a pyproject.toml that holds a recipe.
 PYPROJECT_TABLE = "tool.gpuenv"
 
-_TOP_KEYS = ("env", "torch", "extensions", "packages", "repo")
+_TOP_KEYS = ("env", "torch", "extensions", "packages", "repo", "cache")
 _ENV_KEYS = ("name", "description", "python")
 _REPO_KEYS = ("path", "editable", "extras", "build-isolation")
 _PACKAGES_KEYS = ("requirements", "requirements-files")
@@ -207,6 +210,7 @@ def parse_recipe(
         package_sources=sources,
         left_out=left_out,
         refused=refused,
+        cache=cache_table(where, top.get("cache"), where.path.parent),
     )
 
 

@@ -1,4 +1,5 @@
-"""Asking a package index for a page: one GET with a timeout and a size limit, and pip's TLS trust.
+"""Asking a package index for a page: one GET with a timeout and a size limit, and pip's TLS trust;
+reading the files a page lists (:func:`parse_links`: PEP 691 JSON, PEP 503 HTML, find-links pages).
 
 ssl and urllib are imported only when a page is asked for: a plan whose
 index facts are cached never pays for them.
@@ -7,11 +8,14 @@ index facts are cached never pays for them.
 from __future__ import annotations
 
 import functools
+import html.parser
+import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from gpuenv.inputs import UnreadableInput, read_input
 
@@ -113,3 +117,84 @@ def describe(reason: object, url: str, timeout: float) -> str:
     if isinstance(reason, ConnectionRefusedError):
         return f"{host} refused the connection"
     return f"{reason} ({url})"
+
+
+# -- the files a page lists ----------------------------------------------------------------------
+
+#: The hash algorithms a link's ``#name=digest`` fragment may name (pip's list).
+HASH_NAMES = ("sha256", "sha384", "sha512", "sha224", "md5")
+
+
+@dataclass(frozen=True)
+class Link:
+    """One file a page lists: its name (the URL's last path component), where it is, its hashes."""
+
+    file_name: str
+    url: str
+    #: Algorithm -> hex digest, as the page gives them (``#sha256=…`` or PEP 691's ``hashes``).
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    yanked: bool = False
+
+
+def parse_links(body: bytes, content_type: str, page_url: str) -> list[Link]:
+    """The files of a project page (PEP 691 JSON or PEP 503 HTML) or a find-links page.
+
+    Links to folders are left out, and so are links a page may not send a reader to: anything but
+    http(s), and a file on disk from a page that is not on disk itself.
+    """
+    if "json" in content_type:
+        found = _json_links(body, page_url)
+    else:
+        parser = _Anchors()
+        parser.feed(body.decode("utf-8", "replace"))
+        base = urljoin(page_url, parser.base) if parser.base else page_url
+        found = [_link(urljoin(base, str(attrs["href"])), yanked="data-yanked" in attrs)
+                 for attrs in parser.anchors if attrs.get("href")]
+    local = page_url.startswith("file:")
+    return [link for link in found if link is not None
+            and urlsplit(link.url).scheme in (("http", "https", "file") if local else ("http", "https"))]
+
+
+class _Anchors(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[dict[str, str | None]] = []
+        self.base: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.anchors.append(dict(attrs))
+        elif tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
+
+
+def _json_links(body: bytes, page_url: str) -> list[Link | None]:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise PageError(f"{page_url}: not a PEP 691 page ({exc})") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list):
+        raise PageError(f"{page_url}: not a PEP 691 page (no 'files' list)")
+    found: list[Link | None] = []
+    for item in files:
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            continue
+        given = item.get("hashes")
+        hashes: dict[Any, Any] = given if isinstance(given, dict) else {}
+        strings = {k: v for k, v in hashes.items() if isinstance(k, str) and isinstance(v, str)}
+        found.append(_link(urljoin(page_url, item["url"]), yanked=bool(item.get("yanked")), hashes=strings))
+    return found
+
+
+def _link(url: str, *, yanked: bool, hashes: Mapping[str, str] | None = None) -> Link | None:
+    parts = urlsplit(url)
+    name = unquote(parts.path.rsplit("/", 1)[-1])
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        return None
+    found = dict(hashes or {})
+    algorithm, _, digest = parts.fragment.partition("=")
+    if algorithm in HASH_NAMES and digest and algorithm not in found:
+        found[algorithm] = digest
+    lowered = {k.lower(): v.lower() for k, v in found.items()}
+    return Link(name, urlunsplit(parts._replace(fragment="")), lowered, yanked)

@@ -28,10 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 from packaging.version import InvalidVersion, Version
 
@@ -40,7 +38,7 @@ from gpuenv.inputs import UnreadableInput, parse_json, read_input
 from gpuenv.outputs import path_inside, write_atomic
 from gpuenv.plan.indexfacts import PROJECTS, FileFacts, IndexFacts, Listing, platform_of, python_of
 from gpuenv.plan.releases import LINUX_X86_64, NEVER, KnowledgeSource, TorchReleases
-from gpuenv.probe.indexhttp import PageError, get_page
+from gpuenv.probe.indexhttp import PageError, get_page, parse_links
 from gpuenv.probe.remotezip import RangeSource, RemoteZipError, read_members
 
 CACHE_SCHEMA = 1
@@ -241,45 +239,8 @@ def _read_listing(page: tuple[str, str, str | None], floors: Mapping[str, Versio
 
 
 def _parse_page(body: bytes, content_type: str, url: str) -> list[_File]:
-    if "json" in content_type:
-        try:
-            data = json.loads(body)
-            files = data["files"]
-            return [_File(str(f["filename"]), urljoin(url, str(f["url"]))) for f in files
-                    if isinstance(f, dict) and not f.get("yanked")]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PageError(f"{url}: not a PEP 691 project page ({exc})") from None
-    parser = _Anchors()
-    parser.feed(body.decode("utf-8", "replace"))
-    return [_File(text.strip() or href.rsplit("/", 1)[-1].split("#")[0], urljoin(url, href))
-            for href, text, yanked in parser.anchors if not yanked]
-
-
-class _Anchors(HTMLParser):
-    """The links of a PEP 503 page: (href, text, yanked)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.anchors: list[tuple[str, str, bool]] = []
-        self._open: tuple[str, bool] | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            values = dict(attrs)
-            self._open = (values.get("href") or "", "data-yanked" in values)
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            href, yanked = self._open
-            if href:
-                self.anchors.append((href, "".join(self._text), yanked))
-            self._open = None
+    links = parse_links(body, content_type, url)
+    return [_File(link.file_name, link.url) for link in links if not link.yanked]
 
 
 def _summary(index: str, project: str, variant: str | None, files: list[_File], floor: Version | None,

@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache.key import CacheKey, binary_knobs
 from gpuenv.cache.lockfile import LockedExtension
-from gpuenv.cache.wheels import WheelCache
+from gpuenv.cache.wheels import CacheError, WheelCache
 from gpuenv.errors import BuildError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.setupscan import scan_setup
@@ -30,6 +30,15 @@ from gpuenv.setup.installer import InstallOptions
 from gpuenv.setup.sources import Source, fetch_source, fetched_by_pip, file_sha256
 from gpuenv.setup.steps import Context, Step
 from gpuenv.setup.toolkit import toolkit_record
+from gpuenv.setup.wheelsources import (
+    Found,
+    fetch_shared,
+    find_audited,
+    key_torch,
+    prebuilt_key,
+    push_built,
+    shared_cache,
+)
 
 
 def extension_step(ext: ExtensionPlan) -> Step:
@@ -40,6 +49,8 @@ def extension_step(ext: ExtensionPlan) -> Step:
             f"# install build requirements: {' '.join(ext.build_requires)} (torch untouched)",
             f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
             "# look up the wheel cache by ABI key; on a miss:",
+            *(["# before building: " + "; ".join(ctx.plan.wheel_sources(ext)[1:])]
+              if ctx.plan.cache_from or (ext.prebuilt and ctx.plan.prebuilt) else []),
             f"{env} <build wheel of {ext.name} with pyproject-hooks in {ctx.options.target().python}>",
             "# install the wheel with torch pinned to the installed version",
         ]
@@ -62,7 +73,7 @@ def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_d
         source_sha256=source_digest,
         python_tag=interpreter.abi_tag,
         platform=interpreter.platform_tag,
-        torch_version=torch.version,
+        torch_version=key_torch(ext, torch.version),
         torch_cuda=torch.cuda,
         cxx11_abi=torch.cxx11_abi,
         arch_list=ext.arch_list if ext.compiles_cuda else (),
@@ -88,6 +99,9 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
         outcome = _already_there(ctx, ext, key, installed) or _cached_under_lock(ctx, ext, key, installed)
         if outcome is not None:
             return outcome + "; source sha256 from the lock, not fetched"
+    outcome = _prebuilt(ctx, ext, env.installed(ctx.runner))
+    if outcome is not None:
+        return outcome
     # pip prepares the sdist's metadata even to download it, in the target env
     # and without isolation: the build requirements must be there first.
     ctx.reporter.status(f"installing build requirements of {ext.name}")
@@ -106,6 +120,7 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
         return outcome
     if ctx.options.cache_dir is None:
         wheel = _build(ctx, ext, source, runner, log)
+        push_built(ctx, key, wheel)
         return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
                               how=f"built (no cache; log: {log})")
     cache = WheelCache(ctx.options.cache_dir)
@@ -119,6 +134,7 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
             return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
                                   how=f"built; not cached: {cache.path} is read-only here (log: {log})")
         entry = cache.store(key, wheel)
+        push_built(ctx, key, entry.wheel)
         return _install_built(ctx, ext, key, entry.wheel, installed, wheel_sha256=entry.sha256,
                               how=f"built and cached as {key.digest[:12]} (log: {log})")
 
@@ -131,7 +147,7 @@ def _cached_under_lock(
     if ctx.options.cache_dir is None:
         return None
     cache = WheelCache(ctx.options.cache_dir)
-    if not cache.entry_dir(key).exists():
+    if not cache.entry_dir(key).exists() and shared_cache(ctx) is None:
         return None  # a miss: no lock to wait for here, the fetch and build path takes it
     with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
         return _cached(ctx, ext, key, installed, wait=held.waited)
@@ -169,13 +185,48 @@ def _cached(
     if looked.refused:
         ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
     if looked.entry is None:
-        return None
+        return _from_elsewhere(ctx, ext, key, installed, cache, fetch_shared(ctx, key))
     assert ctx.torch is not None
     waited = " after waiting for another process that built it" if wait else ""
     ctx.cached.append(ext.name)
     return _install_built(ctx, ext, key, looked.entry.wheel, installed, wheel_sha256=looked.entry.sha256,
                           how=f"cached{waited}: key {key.digest[:12]} matched "
                               f"(torch {ctx.torch.version}, {_archs_text(key)})")
+
+
+def _prebuilt(ctx: Context, ext: ExtensionPlan, installed: dict[str, str]) -> str | None:
+    """A publisher's wheel of ``ext``, audited (or the one an earlier audit kept under its key)."""
+    key = prebuilt_key(ctx, ext)
+    if key is None or ctx.options.cache_dir is None:
+        return None
+    cache = WheelCache(ctx.options.cache_dir)
+    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
+        outcome = _cached(ctx, ext, key, installed, wait=held.waited)
+        if outcome is not None:
+            return outcome
+        found = find_audited(ctx, ext)
+        if found is not None:
+            push = not held.read_only
+            return _from_elsewhere(ctx, ext, key, installed, cache, found, push=push)
+    return None
+
+
+def _from_elsewhere(
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], cache: WheelCache,
+    found: Found | None, *, push: bool = False,
+) -> str | None:
+    """Install a wheel from a shared cache or a publisher, kept in the local cache under ``key``."""
+    if found is None:
+        return None
+    try:
+        entry = cache.store(key, found.wheel)
+        wheel, sha = entry.wheel, entry.sha256
+    except CacheError:  # a read-only cache here: install the download itself
+        wheel, sha = found.wheel, file_sha256(found.wheel)
+    if push:
+        push_built(ctx, key, wheel)
+    ctx.cached.append(ext.name)
+    return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=sha, how=found.how)
 
 
 def _archs_text(key: CacheKey) -> str:
@@ -263,7 +314,7 @@ def _install_built(
     if ext.compiles_cuda and ctx.build_toolkit is not None:
         ctx.state["toolkit"] = toolkit_record(ctx.build_toolkit)
     ctx.save_state()
-    if not how.startswith("cached"):
+    if not how.startswith(("cached", "from the shared cache", "prebuilt")):
         ctx.built.append(ext.name)
     return f"{wheel.name}: {how}"
 

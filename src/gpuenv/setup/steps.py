@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
+from gpuenv.cache.shared import CacheSource, SharedCache
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
@@ -75,6 +76,11 @@ class SetupOptions:
     adopted: bool = False
     #: Hand the installers their own PEP 668 override (--break-system-packages).
     break_system_packages: bool = False
+    #: Shared caches asked before building (--cache-from); ``push`` puts built wheels on them.
+    cache_from: tuple[CacheSource, ...] = ()
+    push: bool = False
+    #: Whether a publisher's prebuilt wheel may stand in for a build, after an audit.
+    prebuilt: bool = True
 
     @property
     def work(self) -> Path:
@@ -124,6 +130,8 @@ class Context:
     planned: Plan | None = None
     #: What an adopted env held before this setup changed it (restored if setup fails).
     snapshot: Snapshot | None = None
+    #: The shared caches' client, made at the first lookup (a server found down stays skipped).
+    shared: SharedCache | None = None
 
     @property
     def build_toolkit(self) -> Toolkit | None:
