@@ -26,7 +26,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
 from urllib.parse import urlparse
 
 from packaging.utils import canonicalize_name
@@ -81,7 +80,8 @@ NO_OPTIONS = InstallOptions()
 class Installer(ABC):
     """Installs requirements into a :class:`TargetEnv` through a runner."""
 
-    name: ClassVar[str]
+    #: "pip" or "uv" (the class says it; an installer standing in for another, its own).
+    name: str
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
