@@ -104,10 +104,12 @@ def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
     def install(requirements: Sequence[str], target: Path) -> None:
         wanted = list(requirements)
         try:
-            for cmd in installer.commands(env, wanted, InstallOptions()):
-                head = cmd[: len(cmd) - len(wanted)]
-                installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
-                                 extra_environ=installer.environ())
+            *first, last = installer.commands(env, wanted, InstallOptions())
+            for cmd in first:  # pip put into an env that lacks it: as it is
+                installer.runner(cmd, extra_environ=installer.environ())
+            head = last[: len(last) - len(wanted)]
+            installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
+                             extra_environ=installer.environ())
         except CommandError as exc:
             release = wanted[0].split("==")[-1].removesuffix(".*") if wanted else ""
             raise ToolkitError(
