@@ -196,7 +196,9 @@ class RecordingInstaller(Installer):
         for cmd in self.commands(env, requirements, options):
             self.runner(cmd, extra_environ=self.environ())
         if isinstance(env, PlannedEnv):
-            env.record_install(requirements)
+            # pip installs with the env's own pip: its first command put pip in where it lacked it.
+            seeded = ["pip"] if self.name == "pip" and not env.has_pip() else []
+            env.record_install([*requirements, *seeded])
 
     def uninstall(self, env: TargetEnv, names: Sequence[str]) -> None:
         if not names:
