@@ -296,6 +296,7 @@ def build_wheel(
     source_dir: Path,
     *,
     read_from: Path | None = None,
+    fetched: bool = True,
     env: TargetEnv,
     installer: Installer,
     runner: SubprocessRunner,
@@ -312,7 +313,8 @@ def build_wheel(
     All output (installs and the backend's) is appended to ``log_path``; the
     runner's own line callback still sees every line. ``read_from``: where the
     tree's build files are read, when not in ``source_dir`` (a dry run's local
-    tree, which it does not copy).
+    tree, which it does not copy); ``fetched`` False: nowhere yet (a source a
+    dry run does not download).
     """
     source_dir = Path(source_dir).absolute()
     phases = _Phases(on_phase, runner.on_line)
@@ -320,7 +322,7 @@ def build_wheel(
     offset = log_path.stat().st_size if log_path.exists() else 0
     settings = dict(config_settings or {})
     with _build_errors(name, log_path, offset, phases), _backend_warnings(log_path):
-        system = _build_system(read_from or source_dir, build_runner)
+        system = _build_system(read_from or source_dir if fetched else None, build_runner)
         build_installer = installer.with_runner(build_runner)
 
         def install(requirements: Sequence[str]) -> None:
@@ -352,9 +354,9 @@ def build_wheel(
     return out_dir / str(filename)
 
 
-def _build_system(tree: Path, runner: Runner) -> BuildSystem:
-    """The tree's [build-system]; of a tree a dry run has not fetched, what it can say of it."""
-    if not is_unknown(str(tree)):
+def _build_system(tree: Path | None, runner: Runner) -> BuildSystem:
+    """The tree's [build-system]; of a tree a dry run has not fetched (None), what it can say of it."""
+    if tree is not None:
         return read_build_system(tree)
     if isinstance(runner, RecordingRunner):
         runner.note("the build requirements and the backend its pyproject.toml names (the setuptools "

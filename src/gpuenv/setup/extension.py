@@ -346,6 +346,7 @@ def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessR
     return build_wheel(
         source.directory,
         read_from=source.origin,
+        fetched=source.fetched,
         env=ctx.target,
         installer=ctx.installer,
         runner=runner,

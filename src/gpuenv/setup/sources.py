@@ -84,13 +84,15 @@ class Source:
     #: Where the tree's files are read when they are not in ``directory`` yet: a dry run copies no
     #: local tree, and reads it where it is.
     origin: Path | None = None
+    #: False for a source a dry run did not download or clone: its files are nowhere yet.
+    fetched: bool = True
 
     @property
     def readable(self) -> Path | None:
         """Where the tree's files can be read now; None for one a dry run did not fetch."""
         if self.origin is not None:
             return self.origin
-        return None if is_unknown(str(self.directory)) else self.directory
+        return self.directory if self.fetched else None
 
 
 def fetched_by_pip(requirement: str, path: Path | None = None) -> bool:
@@ -182,7 +184,7 @@ def _download(
     unpacked = workdir / "src" / unknown(f"the unpacked {name} sdist")
     return perform(runner, f"unpack the {name} sdist into {workdir / 'src'}", unpack_it, Source(
         name=name, version=pinned_version(text), directory=unpacked, archive=None,
-        digest="sha256:" + unknown(f"the {name} sdist's sha256"), kind=kind))
+        digest="sha256:" + unknown(f"the {name} sdist's sha256"), kind=kind, fetched=False))
 
 
 #: pip found no distribution it may use (with --no-binary: no sdist), or none within the constraints.
@@ -249,7 +251,7 @@ def _from_path(path: Path, name: str | None, workdir: Path, runner: Runner) -> S
         return perform(runner, f"unpack {path} into {workdir / 'src'}",
                        lambda: _from_archive(path, name, "path", workdir), Source(
             name=name or path.name, version=None, directory=unpacked, archive=path,
-            digest="sha256:" + file_sha256(path), kind="path"))
+            digest="sha256:" + file_sha256(path), kind="path", fetched=False))
     if not path.is_dir():
         raise InputError(f"source path {path} is neither a directory nor a source archive")
     target = workdir / "src" / path.name
@@ -352,7 +354,7 @@ def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Sou
     if is_unknown(commit):  # a dry run cloned nothing: what the tree says is read once it is there
         within = f":{git.subdirectory}" if git.subdirectory else ""
         return Source(name=name or repo, version=None, directory=directory, archive=None,
-                      digest=f"git:{commit}{within}", kind="git", commit=commit)
+                      digest=f"git:{commit}{within}", kind="git", commit=commit, fetched=False)
     if not directory.is_dir():
         raise InputError(f"{text}: the checkout has no subdirectory {git.subdirectory}")
     return Source(
