@@ -94,12 +94,13 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def dry_run(root: Path) -> list[str]:
+def dry_run(root: Path, *, adopted: bool = False) -> list[str]:
     recipe = load_recipe(root / "envs" / "r.toml")
     toolkits = PlanOptions(toolkit=ToolkitPolicy("pypi", cache_dir=str(root / "cache" / "toolkits")))
     planned = plan(recipe, machine(H100, driver=D580), toolkits)
     options = SetupOptions(venv=root / "venv", installer="pip", cache_dir=root / "cache",
-                           work_dir=root / "work", lock_file=root / "envs" / "gpuenv.lock", recipe_sha256="0")
+                           work_dir=root / "work", lock_file=root / "envs" / "gpuenv.lock", recipe_sha256="0",
+                           adopted=adopted)
     return list(run_setup(planned, options, dry_run=True).commands)
 
 
@@ -201,3 +202,38 @@ def test_a_local_tree_read_in_place_has_the_digest_of_its_copy(tmp_path: Path) -
     assert (copied.directory / "run.sh").is_file() and not (copied.directory / "build").exists()
     assert read.digest == copied.digest == "sha256:" + tree_sha256(copied.directory)
     assert read.directory == tmp_path / "dry" / "src" / "tree" and read.version == copied.version == "0.3"
+
+
+def test_a_dry_run_of_an_env_gpuenv_did_not_make_says_its_journal_and_writes_none(world: Path) -> None:
+    (world / "venv" / STATE_FILE).unlink()  # now an env gpuenv adopts: recorded, restored if setup fails
+    before = state_of(world)
+    lines = dry_run(world, adopted=True)
+    assert state_of(world) == before
+    adopt = lines.index("# [2/9] target environment (adopted)")
+    assert lines[adopt + 1] == (f"# record what {world / 'venv'} holds in {world / 'work'}: setup puts it "
+                                "back if it fails")
+    runtime = lines.index("# [7/9] runtime builds")
+    assert lines[runtime + 1].startswith(f"# no _gpuenv_runtime.pth written into {world / 'venv'} ")
+
+
+def test_a_dry_run_into_a_new_env_asks_the_interpreter_it_is_made_with(tmp_path: Path) -> None:
+    """The env does not exist: the interpreter that would make it answers (its site-packages is the
+    new env's); a git source is cloned by the real run, so its commit is not known."""
+    recipe = load_recipe(write(tmp_path / "r.toml", '[torch]\nversion = "2.13.0"\n\n[[extensions]]\n'
+                                                    'requirement = "myext @ git+https://host.invalid/me/myext.git'
+                                                    '@v1"\n'))
+    venv = tmp_path / "new venv"
+    options = SetupOptions(venv=venv, installer="pip", cache_dir=tmp_path / "cache")
+    lines = list(run_setup(plan(recipe, machine()), options, dry_run=True).commands)
+    assert not venv.exists() and not (tmp_path / "cache").exists()
+    assert lines[lines.index("# [2/6] target environment") + 1] == f"{sys.executable} -m venv '{venv}'"
+    clone = next(line for line in lines if "git clone" in line)
+    checkout = venv / ".gpuenv" / "src" / "myext" / "git" / "myext"
+    assert clone == (f"GIT_TERMINAL_PROMPT=0 git clone --depth 1 --branch v1 --recurse-submodules "
+                     f"--shallow-submodules https://host.invalid/me/myext.git '{checkout}'")
+    assert any("needs the commit v1 is at" in line for line in lines)
+    build = next(line for line in lines if "backend.build_wheel(" in line)
+    assert build.startswith(f"(cd '{checkout}' && "), "built in the checkout"
+    assert "import <the build backend it names> as backend" in build, "read once it is cloned, not guessed"
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    assert f"# write {site / '_gpuenv_runtime.pth'}: " in "\n".join(lines)
