@@ -113,11 +113,11 @@ def test_a_question_is_asked_for_real_and_writes_no_bytecode(tmp_path: Path) -> 
 
 def test_perform_does_in_a_run_and_says_in_a_dry_run(tmp_path: Path) -> None:
     target = tmp_path / "file"
-    assert SubprocessRunner().perform("write it", lambda: target.write_text("x"), 0) == 1
+    assert SubprocessRunner().perform("write it", lambda: target.write_text("x"), lambda: 0) == 1
     assert target.read_text() == "x"
     recorder = RecordingRunner()
-    assert perform(recorder, "write it again", lambda: target.write_text("yy"), 0) == 0
-    assert perform(recorder, "", lambda: target.write_text("yy"), 7) == 7, "no words: nothing said"
+    assert perform(recorder, "write it again", lambda: target.write_text("yy"), lambda: 0) == 0
+    assert perform(recorder, "", lambda: target.write_text("yy"), lambda: 7) == 7, "no words: nothing said"
     assert target.read_text() == "x" and recorder.lines() == ["# write it again"]
     assert recorder.changes() == 1
     recorder.note("a step's title")

@@ -158,10 +158,11 @@ class SubprocessRunner:
         """A runner like this one whose commands are stopped after ``seconds`` (None: never)."""
         return SubprocessRunner(log_path=self.log_path, on_line=self.on_line, env=self.env, timeout=seconds)
 
-    def perform(self, what: str, action: Callable[[], T], instead: T) -> T:
+    def perform(self, what: str, action: Callable[[], T], instead: Callable[[], T]) -> T:
         """Do ``action``, something gpuenv does itself rather than through a command (write a file,
-        take a lock, ask the network), and return its result. ``what`` says it in words and
-        ``instead`` stands for its result where it is only recorded (:class:`RecordingRunner`)."""
+        take a lock, ask the network), and return its result. ``what`` says it in words, and
+        ``instead`` makes what stands for its result where it is only recorded
+        (:class:`RecordingRunner`)."""
         return action()
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
@@ -287,7 +288,7 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def perform(runner: Runner, what: str, action: Callable[[], T], instead: T) -> T:
+def perform(runner: Runner, what: str, action: Callable[[], T], instead: Callable[[], T]) -> T:
     """:meth:`SubprocessRunner.perform` of ``runner``; a runner without it (a test's fake) does ``action``."""
     method = getattr(runner, "perform", None)
     return method(what, action, instead) if callable(method) else action()
@@ -368,8 +369,8 @@ class RecordingRunner(SubprocessRunner):
     and builds may take hours. A question runs for real, with bytecode writing off, so the dry
     run answers from what is really there. Every other command is recorded as ``(cmd, cwd,
     extra_environ)`` and returns no output; :meth:`perform` records what gpuenv would do itself
-    in words and returns the stand-in it is given. The runners it makes (another log, a time limit)
-    record into the same list; no log is written.
+    in words and returns the stand-in it is given the means to make. The runners it makes
+    (another log, a time limit) record into the same list; no log is written.
     """
 
     def __init__(self, *, env: Mapping[str, str] | None = None, timeout: float | None = None,
@@ -396,10 +397,10 @@ class RecordingRunner(SubprocessRunner):
                                       tuple((extra_environ or {}).items())))
         return ""
 
-    def perform(self, what: str, action: Callable[[], T], instead: T) -> T:
+    def perform(self, what: str, action: Callable[[], T], instead: Callable[[], T]) -> T:
         if what:
             self.recorded.append(Recorded("change", (what,)))
-        return instead
+        return instead()
 
     def note(self, text: str) -> None:
         """Record words (a step's title, a decision, a warning) where they fall among the commands."""

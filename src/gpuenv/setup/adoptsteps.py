@@ -55,7 +55,8 @@ def _adopt(ctx: Context) -> str:
     ctx.snapshot = runner.perform(
         f"record what {env.path} holds in {options.work}: setup puts it back if it fails",
         lambda: record(env, runner, options.work),
-        Snapshot(str(env.path), str(env.python), env.installed(runner), os.getpid(), socket.gethostname()))
+        lambda: Snapshot(str(env.path), str(env.python), env.installed(runner), os.getpid(),
+                         socket.gethostname()))
     kept = pins(ctx.snapshot.installed)
     ctx.installer = ctx.installer.adopting(kept, break_system_packages=options.break_system_packages)
     names = ", ".join(line.split("==")[0] for line in kept[:4]) + ("…" if len(kept) > 4 else "")
@@ -116,4 +117,4 @@ def roll_back(ctx: Context, reporter: Reporter, why: BaseException) -> None:
 def done(ctx: Context) -> None:
     """The setup succeeded: the journal goes."""
     if ctx.snapshot is not None:
-        ctx.runner.perform("", lambda: finished(ctx.options.work), None)
+        ctx.runner.perform("", lambda: finished(ctx.options.work), lambda: None)

@@ -349,7 +349,7 @@ def build_wheel(
         phases.enter("getting build requirements")
         install(hooks.get_requires_for_build_wheel(settings))
         phases.enter("compiling")
-        perform(build_runner, "", lambda: out_dir.mkdir(parents=True, exist_ok=True), None)
+        perform(build_runner, "", lambda: out_dir.mkdir(parents=True, exist_ok=True), lambda: None)
         filename = hooks.build_wheel(str(out_dir.absolute()), settings)
     return out_dir / str(filename)
 

@@ -97,7 +97,7 @@ def _start_log(ctx: Context, ext: ExtensionPlan) -> Path:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
 
-    ctx.runner.perform("", start, None)
+    ctx.runner.perform("", start, lambda: None)
     return log
 
 
@@ -196,11 +196,11 @@ def _store(
 
     entry_dir = cache.entry_dir(key) if known_key else cache.path / unknown("the entry of its key")
     return ctx.runner.perform(f"store it in the wheel cache {cache.path} under its key", store,
-                              (entry_dir / wheel.name, unknown("its sha256")))
+                              lambda: (entry_dir / wheel.name, unknown("its sha256")))
 
 
 def _sha256(ctx: Context, wheel: Path) -> str:
-    return ctx.runner.perform("", lambda: file_sha256(wheel), unknown("its sha256"))
+    return ctx.runner.perform("", lambda: file_sha256(wheel), lambda: unknown("its sha256"))
 
 
 def _cached_under_lock(

@@ -49,7 +49,7 @@ def _lock_run(ctx: Context) -> str:
     assert lock_file is not None
     what = (f"write the entry of {ctx.plan.env_name} in {lock_file}: what the env holds, its torch and the "
             "wheels of its extensions")
-    return ctx.runner.perform(what, lambda: _write_entry(ctx, lock_file), "")
+    return ctx.runner.perform(what, lambda: _write_entry(ctx, lock_file), lambda: "")
 
 
 def _write_entry(ctx: Context, lock_file: Path) -> str:

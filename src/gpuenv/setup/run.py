@@ -107,7 +107,8 @@ def _preflight_run(ctx: Context) -> str:
     if not urls:
         return "no extra index to check"
     ctx.runner.perform(f"check that {', '.join(urls)} answers, with torch's page (a dry run asks no index)",
-                       lambda: preflight(urls, timeout=ctx.options.preflight_timeout, project="torch"), None)
+                       lambda: preflight(urls, timeout=ctx.options.preflight_timeout, project="torch"),
+                       lambda: None)
     return f"{', '.join(urls)} answers"
 
 
@@ -256,7 +257,7 @@ def _runtime_run(ctx: Context) -> str:
     what = (f"write {pth}: code that compiles kernels in this env gets {values} where they are not set"
             if env else f"remove {pth} if it is there: the plan sets nothing")
     path = ctx.runner.perform(what, lambda: write_runtime_env(site, env, inside=ctx.target.path),
-                              site / RUNTIME_PTH)
+                              lambda: pth)
     return f"{path.name}: code that compiles kernels in this env gets {values} where they are not set"
 
 
@@ -267,7 +268,7 @@ def _verify_run(ctx: Context) -> str:
     # One interpreter for all of it: each import of torch costs a second or more.
     what = (f"verify in one interpreter of {ctx.options.venv}: import {', '.join(['torch', *modules])}; "
             f"torch is still the {ctx.plan.variant} build the steps used")
-    found = ctx.runner.perform(what, lambda: ctx.target.check(ctx.runner, modules), None)
+    found = ctx.runner.perform(what, lambda: ctx.target.check(ctx.runner, modules), lambda: None)
     if found is None:
         return "verify recorded"
     info = found.torch

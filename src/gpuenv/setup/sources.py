@@ -127,7 +127,7 @@ def fetch_source(
     downloads, so that run needs the same variables as the build.
     """
     workdir = Path(workdir).absolute()
-    perform(runner, "", lambda: workdir.mkdir(parents=True, exist_ok=True), None)
+    perform(runner, "", lambda: workdir.mkdir(parents=True, exist_ok=True), lambda: None)
     text = requirement.strip()
     if path is not None:
         return _from_path(Path(path), _name_of(text), workdir, runner)
@@ -165,7 +165,7 @@ def _download(
     workdir: Path,
     build_env: Mapping[str, str],
 ) -> Source:
-    dest = perform(runner, "", lambda: _fresh(workdir / "download"), workdir / "download")
+    dest = perform(runner, "", lambda: _fresh(workdir / "download"), lambda: workdir / "download")
     cmd = [str(env.python), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
            "--no-build-isolation", "-d", str(dest), text]
     try:
@@ -182,7 +182,7 @@ def _download(
 
     name = req.name
     unpacked = workdir / "src" / unknown(f"the unpacked {name} sdist")
-    return perform(runner, f"unpack the {name} sdist into {workdir / 'src'}", unpack_it, Source(
+    return perform(runner, f"unpack the {name} sdist into {workdir / 'src'}", unpack_it, lambda: Source(
         name=name, version=pinned_version(text), directory=unpacked, archive=None,
         digest="sha256:" + unknown(f"the {name} sdist's sha256"), kind=kind, fetched=False))
 
@@ -249,7 +249,7 @@ def _from_path(path: Path, name: str | None, workdir: Path, runner: Runner) -> S
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
         unpacked = workdir / "src" / unknown(f"the unpacked {path.name}")
         return perform(runner, f"unpack {path} into {workdir / 'src'}",
-                       lambda: _from_archive(path, name, "path", workdir), Source(
+                       lambda: _from_archive(path, name, "path", workdir), lambda: Source(
             name=name or path.name, version=None, directory=unpacked, archive=path,
             digest="sha256:" + file_sha256(path), kind="path", fetched=False))
     if not path.is_dir():
@@ -265,7 +265,7 @@ def _from_path(path: Path, name: str | None, workdir: Path, runner: Runner) -> S
 
     # Not copied, the tree is read where it is, by the rules of the copy: the same files, the same digest.
     return perform(runner, f"copy {path} to {target} (without VCS folders and earlier build output)", copy_it,
-                   Source(name=called, version=tree_version(path), directory=target, archive=None,
+                   lambda: Source(name=called, version=tree_version(path), directory=target, archive=None,
                           digest="sha256:" + tree_sha256(path, ignore=_copy_ignore(path)), kind="path",
                           origin=path))
 
@@ -339,14 +339,14 @@ def git_commands(git: GitUrl, checkout: Path) -> list[list[str]]:
 def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Source:
     git = parse_git_url(text)
     repo = PurePosixPath(urlsplit(git.url).path).name.removesuffix(".git") or "repo"
-    checkout = perform(runner, "", lambda: _fresh(workdir / "git"), workdir / "git") / repo
+    checkout = perform(runner, "", lambda: _fresh(workdir / "git"), lambda: workdir / "git") / repo
     quiet = {"GIT_TERMINAL_PROMPT": "0"}  # fail instead of waiting for a password on the tty
     try:
         for cmd in git_commands(git, checkout):
             runner(cmd, extra_environ=quiet)
         ask = bounded(runner, query_timeout())
         commit = perform(runner, "", lambda: ask(["git", "-C", str(checkout), "rev-parse", "HEAD"]).strip()
-                         .splitlines()[-1], unknown(f"the commit {git.ref or 'HEAD'} is at"))
+                         .splitlines()[-1], lambda: unknown(f"the commit {git.ref or 'HEAD'} is at"))
     except CommandError as exc:
         raise StepError(f"getting {text} with git failed:\n{exc.tail}",
                         hint="check the URL and the ref (a branch, a tag or a commit)") from exc

@@ -169,7 +169,7 @@ class Context:
             tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True), encoding="utf-8")
             tmp.replace(path)
 
-        self.runner.perform("", write, None)  # gpuenv's own record: a dry run keeps it to itself
+        self.runner.perform("", write, lambda: None)  # gpuenv's own record: a dry run keeps it to itself
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def fetch_shared(ctx: Context, key: CacheKey) -> Found | None:
     fetched: Fetched | None = ctx.runner.perform(
         f"ask the shared caches ({', '.join(s.text for s in shared.sources)}) for the wheel of "
         f"{key.name} with key {key.digest[:12]} (a dry run asks none; on a miss:)",
-        lambda: shared.fetch(key), None)
+        lambda: shared.fetch(key), lambda: None)
     if fetched is None:
         return None
     return Found(fetched.wheel, f"from the shared cache {fetched.source}: key {key.digest[:12]} matched "
@@ -83,7 +83,7 @@ def push_built(ctx: Context, key: CacheKey, wheel: Path) -> None:
             return shared.push(key, wheel, target)
 
         try:
-            said = ctx.runner.perform(f"push it to {target.text} (--push)", push, "")
+            said = ctx.runner.perform(f"push it to {target.text} (--push)", push, lambda: "")
         except (RemoteError, OSError) as exc:
             ctx.reporter.done(f"warning: could not push {wheel.name} to {target}: {exc}")
         else:
@@ -143,7 +143,7 @@ def find_audited(ctx: Context, ext: ExtensionPlan) -> Found | None:
 
     result = ctx.runner.perform(
         f"look for a prebuilt {ext.name} wheel where its publisher puts them, audit it against this torch "
-        "and try its import (a dry run asks no publisher; if none fits:)", find, None)
+        "and try its import (a dry run asks no publisher; if none fits:)", find, lambda: None)
     if result is None:
         return None
     if result.wheel is None or result.verdict is None:
