@@ -15,6 +15,7 @@ the step says so and goes on as on a miss.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,9 +164,11 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
 
 @contextmanager
 def _key_lock(ctx: Context, cache: WheelCache, key: CacheKey) -> Iterator[LockInfo]:
-    """The key's lock in the wheel cache; a dry run takes none (it would make the lock file)."""
+    """The key's lock in the wheel cache; a dry run takes none (it would make the lock file), and says
+    whether the cache can be written here as the lock would."""
     if ctx.dry_run:
-        yield LockInfo(key, False, 0.0)
+        base = cache.entry_dir(key).parent.parent
+        yield LockInfo(key, False, 0.0, read_only=base.is_dir() and not os.access(base, os.W_OK))
         return
     with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
         yield held
