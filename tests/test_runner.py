@@ -3,6 +3,9 @@ killed with it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,10 +17,15 @@ from gpuenv.runner import (
     MAX_OUTPUT_CHARS,
     QUERY_TIMEOUT,
     CommandTimeout,
+    RecordingRunner,
     SubprocessRunner,
     bounded,
     env_query_timeout,
+    is_unknown,
+    perform,
     query_timeout,
+    unknown,
+    unknowns_in,
 )
 
 
@@ -77,3 +85,78 @@ def test_output_without_end_or_newline_is_kept_to_its_end_within_bounds(tmp_path
     script.chmod(0o755)
     output = SubprocessRunner(timeout=60)([str(script)])
     assert output.endswith("x\nanswer\n") and len(output) <= MAX_OUTPUT_CHARS + MAX_LINE_CHARS
+
+
+# -- the dry run's recording runner ---------------------------------------------------------
+
+
+def test_a_recording_runner_records_what_would_change_something_and_runs_none_of_it(tmp_path: Path) -> None:
+    runner = RecordingRunner()
+    made = tmp_path / "made"
+    assert runner(["touch", str(made)], str(tmp_path), {"A": "1"}) == ""
+    # Another log, another time limit: the same record; no log is written.
+    runner.with_log(tmp_path / "build.log")(["mkdir", str(tmp_path / "dir")])
+    assert not made.exists() and not (tmp_path / "dir").exists() and not (tmp_path / "build.log").exists()
+    assert [(r.kind, r.cmd, r.cwd, dict(r.extra_environ)) for r in runner.recorded] == [
+        ("command", ("touch", str(made)), str(tmp_path), {"A": "1"}),
+        ("command", ("mkdir", str(tmp_path / "dir")), None, {}),
+    ]
+
+
+def test_a_question_is_asked_for_real_and_writes_no_bytecode(tmp_path: Path) -> None:
+    """gpuenv bounds every query with a time limit, and nothing else: a dry run asks those."""
+    runner = RecordingRunner()
+    code = "import os, sys; print(sys.dont_write_bytecode, os.environ['Q'])"
+    assert bounded(runner, 30)([sys.executable, "-c", code], None, {"Q": "asked"}) == "True asked\n"
+    assert runner.recorded == [], "a question is no change"
+
+
+def test_perform_does_in_a_run_and_says_in_a_dry_run(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    assert SubprocessRunner().perform("write it", lambda: target.write_text("x"), lambda: 0) == 1
+    assert target.read_text() == "x"
+    recorder = RecordingRunner()
+    assert perform(recorder, "write it again", lambda: target.write_text("yy"), lambda: 0) == 0
+    assert perform(recorder, "", lambda: target.write_text("yy"), lambda: 7) == 7, "no words: nothing said"
+    assert target.read_text() == "x" and recorder.lines() == ["# write it again"]
+    assert recorder.changes() == 1
+    recorder.note("a step's title")
+    assert recorder.changes() == 1, "words of the reporter change nothing"
+
+
+def test_recorded_lines_paste_into_a_shell_and_run_what_the_runner_would_have(tmp_path: Path) -> None:
+    where = tmp_path / "a dir; with $pace"
+    where.mkdir()
+    cmd = [sys.executable, "-c", "import os, sys; print(os.getcwd(), os.environ['A'], os.environ.get('B'), "
+           "os.environ['PATH'].split(os.pathsep)[0], sys.argv[1])", "it's \"quoted\""]
+    extra = {"A": "x y'z", "B": "", "PATH": f"/opt/tool/bin{os.pathsep}{os.environ['PATH']}"}
+    ran = SubprocessRunner(env={**os.environ, "B": "set"})(cmd, str(where), extra)
+    recorder = RecordingRunner(env={**os.environ, "B": "set"})
+    recorder(cmd, str(where), extra)
+    [line] = recorder.lines()
+    assert 'PATH=/opt/tool/bin:"$PATH"' in line, "a list that extends the user's own says so"
+    pasted = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True,
+                            env={**os.environ, "B": "set"})
+    assert pasted.stdout == ran == f"{where} x y'z None /opt/tool/bin it's \"quoted\"\n"
+
+
+def test_a_file_a_later_command_reads_is_recorded_as_the_line_that_writes_it(tmp_path: Path) -> None:
+    recorder = RecordingRunner()
+    path = tmp_path / "constraints.txt"
+    recorder.write_file(path, ["torch==2.13.0+cpu", "numpy<2"])
+    recorder.write_file(path, ["torch==2.13.0+cpu", "numpy<2"])
+    [line] = recorder.lines()
+    assert not path.exists()
+    subprocess.run(["bash", "-c", line], check=True)
+    assert path.read_text() == "torch==2.13.0+cpu\nnumpy<2\n"
+
+
+def test_a_line_that_holds_what_a_dry_run_cannot_know_says_so() -> None:
+    recorder = RecordingRunner()
+    wheel = f"/w/{unknown('the x wheel it builds')}"
+    recorder(["pip", "install", wheel])
+    [line] = recorder.lines()
+    assert line.startswith("pip install '/w/<the x wheel it builds>'")
+    assert line.endswith("# <the x wheel it builds>: not known before the real run gets here")
+    assert is_unknown(wheel) and unknowns_in(wheel) == ["the x wheel it builds"]
+    assert not is_unknown("/w/x.whl")

@@ -252,9 +252,12 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         cache_from=tuple(cache_source(u) for u in result.cache_from), push=result.push,
         prebuilt=result.prebuilt,
     )
+    # The plan made again for the torch that lands (observed beats shipped), in a dry run too.
+    replan = None if args.locked or plan_options.given_torch is not None else (
+        lambda facts: make_plan(recipe, hardware, replace(plan_options, given_torch=facts)))
     if args.dry_run:
         _show(f"# plan: {plan_summary(result)}")
-        for line in run_setup(result, options, dry_run=True).commands:
+        for line in run_setup(result, options, dry_run=True, replan=replan).commands:
             _show(line)
         return EXIT_OK
     with TerminalReporter(verbosity=args.verbosity, color=use_color(args.color, sys.stderr)) as reporter:
@@ -262,10 +265,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         for warning in result.warnings:
             reporter.done(f"warning: {warning}")
         try:
-            outcome = run_setup(result, options, reporter=reporter,
-                                replan=None if args.locked or plan_options.given_torch is not None else (
-                                    lambda facts: make_plan(recipe, hardware,
-                                                            replace(plan_options, given_torch=facts))))
+            outcome = run_setup(result, options, reporter=reporter, replan=replan)
         finally:
             # Where the output went, whether the run succeeded or not.
             logs = log_files(options.work / "logs")

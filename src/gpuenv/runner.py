@@ -7,19 +7,30 @@ command's combined output. Output is streamed line by line to an optional log
 file and an optional callback (the front end's progress display), and a
 non-zero exit raises :class:`~gpuenv.errors.CommandError` carrying the last
 lines and the log path.
+
+:class:`RecordingRunner` is the runner of ``gpuenv setup --dry-run``: the real
+steps run with it, and it records every command that would change something
+(in order, as ``(cmd, cwd, extra_environ)``) instead of running it, while the
+questions (every command gpuenv bounds with a time limit) are asked for real,
+so the dry run answers from what is really there. What gpuenv does itself
+(writes a file, takes a lock, asks the network) goes through
+:meth:`SubprocessRunner.perform`, which the recording runner only records in words.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol, TypeVar
 
 from gpuenv.errors import CommandError
 
@@ -71,6 +82,7 @@ class Runner(Protocol):
 
 
 LineCallback = Callable[[str], None]
+T = TypeVar("T")
 
 
 def query_timeout(environ: Mapping[str, str] | None = None) -> float:
@@ -145,6 +157,13 @@ class SubprocessRunner:
     def with_timeout(self, seconds: float | None) -> SubprocessRunner:
         """A runner like this one whose commands are stopped after ``seconds`` (None: never)."""
         return SubprocessRunner(log_path=self.log_path, on_line=self.on_line, env=self.env, timeout=seconds)
+
+    def perform(self, what: str, action: Callable[[], T], instead: Callable[[], T]) -> T:
+        """Do ``action``, something gpuenv does itself rather than through a command (write a file,
+        take a lock, ask the network), and return its result. ``what`` says it in words, and
+        ``instead`` makes what stands for its result where it is only recorded
+        (:class:`RecordingRunner`)."""
+        return action()
 
     def environ(self, extra_environ: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(self.env if self.env is not None else os.environ)
@@ -267,3 +286,138 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     """Kill ``proc``'s process group (it leads one: ``start_new_session``)."""
     with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def perform(runner: Runner, what: str, action: Callable[[], T], instead: Callable[[], T]) -> T:
+    """:meth:`SubprocessRunner.perform` of ``runner``; a runner without it (a test's fake) does ``action``."""
+    method = getattr(runner, "perform", None)
+    return method(what, action, instead) if callable(method) else action()
+
+
+# -- the dry run's runner -----------------------------------------------------------------
+
+#: A placeholder: what only exists once the real run has changed something (the sha256 of an
+#: sdist it downloads, the wheel a build makes). Its angle brackets keep a shell from running the
+#: line by mistake, and a recorded line that holds one says so.
+_PLACEHOLDER = re.compile(r"<[^<>\n]+>")
+
+
+def unknown(what: str) -> str:
+    """A clearly marked placeholder for ``what``, which a dry run cannot know."""
+    return f"<{what}>"
+
+
+def is_unknown(text: str) -> bool:
+    """Whether ``text`` holds a placeholder made by :func:`unknown`."""
+    return _PLACEHOLDER.search(text) is not None
+
+
+def unknowns_in(text: str) -> list[str]:
+    """What the placeholders in ``text`` stand for, in words."""
+    return [found[1:-1] for found in _PLACEHOLDER.findall(text)]
+
+
+#: What a recorded line is: a command, a line of shell (a file a later command reads), something gpuenv
+#: does itself (in words), or a note (the reporter's words: a step's title, a decision, a warning).
+Kind = Literal["command", "shell", "change", "note"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One thing a :class:`RecordingRunner` recorded, in the order the real run would do it."""
+
+    kind: Kind
+    #: The command (kind "command"), or the words or the line of shell of the others.
+    cmd: tuple[str, ...]
+    cwd: str | None = None
+    extra_environ: tuple[tuple[str, str], ...] = ()
+
+    def line(self, base: Mapping[str, str]) -> str:
+        """The line to print: a command shell-quoted, ready to paste (``base`` is the environment it
+        would be layered on); words as a ``#`` comment, one per line."""
+        if self.kind in ("change", "note"):
+            return "\n".join(f"# {line}" for line in self.cmd[0].splitlines() or [""])
+        text = self.cmd[0] if self.kind == "shell" else _shell_command(self, base)
+        said = list(dict.fromkeys(_PLACEHOLDER.findall(text)))
+        if said:
+            text += f"  # {', '.join(said)}: not known before the real run gets here"
+        return text
+
+
+def _shell_command(recorded: Recorded, base: Mapping[str, str]) -> str:
+    unset = [name for name, value in recorded.extra_environ if value == ""]
+    words = ["env", *(f"-u {shlex.quote(name)}" for name in unset)] if unset else []
+    words += [f"{name}={_shell_value(name, value, base)}" for name, value in recorded.extra_environ if value]
+    text = " ".join([*words, shlex.join(recorded.cmd)])
+    return f"(cd {shlex.quote(recorded.cwd)} && {text})" if recorded.cwd else text
+
+
+def _shell_value(name: str, value: str, base: Mapping[str, str]) -> str:
+    """``value`` quoted; a list that ends with the variable's own value (``PATH``) ends with ``"$PATH"``."""
+    own = base.get(name, "")
+    if own and value.endswith(os.pathsep + own) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        front = value[: -len(own)]
+        return f'{shlex.quote(front)}"${name}"'
+    return shlex.quote(value)
+
+
+class RecordingRunner(SubprocessRunner):
+    """The runner of a dry run: records what would change something, asks what only reads.
+
+    A command with a time limit is a question: gpuenv bounds every query it asks (a Python's
+    version, what an env holds, ``nvcc --version``) and nothing else, since installs, downloads
+    and builds may take hours. A question runs for real, with bytecode writing off, so the dry
+    run answers from what is really there. Every other command is recorded as ``(cmd, cwd,
+    extra_environ)`` and returns no output; :meth:`perform` records what gpuenv would do itself
+    in words and returns the stand-in it is given the means to make. The runners it makes
+    (another log, a time limit) record into the same list; no log is written.
+    """
+
+    def __init__(self, *, env: Mapping[str, str] | None = None, timeout: float | None = None,
+                 recorded: list[Recorded] | None = None) -> None:
+        super().__init__(env=env, timeout=timeout)
+        self.recorded: list[Recorded] = [] if recorded is None else recorded
+
+    def with_log(self, log_path: Path | None, on_line: LineCallback | None = None) -> RecordingRunner:
+        return RecordingRunner(env=self.env, timeout=self.timeout, recorded=self.recorded)
+
+    def with_timeout(self, seconds: float | None) -> RecordingRunner:
+        return RecordingRunner(env=self.env, timeout=seconds, recorded=self.recorded)
+
+    def __call__(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> str:
+        if self.timeout is not None:
+            asking = SubprocessRunner(env=self.env, timeout=self.timeout)
+            return asking(cmd, cwd, {**(extra_environ or {}), "PYTHONDONTWRITEBYTECODE": "1"})
+        self.recorded.append(Recorded("command", tuple(str(c) for c in cmd), cwd,
+                                      tuple((extra_environ or {}).items())))
+        return ""
+
+    def perform(self, what: str, action: Callable[[], T], instead: Callable[[], T]) -> T:
+        if what:
+            self.recorded.append(Recorded("change", (what,)))
+        return instead()
+
+    def note(self, text: str) -> None:
+        """Record words (a step's title, a decision, a warning) where they fall among the commands."""
+        self.recorded.append(Recorded("note", (text,)))
+
+    def write_file(self, path: Path, lines: Sequence[str]) -> None:
+        """Record a file the real run writes for a later command (a constraints file) as the shell
+        line that writes it, once per path and content."""
+        text = f"printf '%s\\n' {shlex.join(lines)} > {shlex.quote(str(path))}"
+        if not any(r.kind == "shell" and r.cmd == (text,) for r in self.recorded):
+            self.recorded.append(Recorded("shell", (text,)))
+
+    def changes(self) -> int:
+        """How many things that change something were recorded so far (notes are none)."""
+        return sum(1 for r in self.recorded if r.kind != "note")
+
+    def lines(self) -> list[str]:
+        """Everything recorded, in order, as lines to print."""
+        base = self.env if self.env is not None else os.environ
+        return [r.line(base) for r in self.recorded]

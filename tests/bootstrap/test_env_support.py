@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -71,18 +72,40 @@ def test_find_python_takes_one_that_satisfies_the_spec_or_says_what_it_found() -
     assert "uv python install 2.0" in (info.value.hint or "")
 
 
-def test_the_runtime_pth_sets_the_plan_at_interpreter_start(tmp_path: Path) -> None:
+def _venv_with_runtime_pth(root: Path, env: dict[str, str]) -> Path:
+    """A real venv (no pip: a fraction of a second) whose site-packages holds the runtime .pth."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    site = next(root.glob("lib/python3*/site-packages"))
+    write_runtime_env(site, env)
+    assert read_runtime_env(site) == env
+    return root / "bin" / "python"
+
+
+def test_the_runtime_pth_fills_in_the_plan_at_interpreter_start_and_the_user_wins(tmp_path: Path) -> None:
     env = {"CUDA_HOME": "/opt/cuda-13.0", "TORCH_CUDA_ARCH_LIST": "8.0", "MAX_JOBS": "2"}
-    path = write_runtime_env(tmp_path, env)
-    assert path.name == RUNTIME_PTH and read_runtime_env(tmp_path) == env
-    code = "import site, os, sys; site.addsitedir(sys.argv[1]); print(os.environ.get('TORCH_CUDA_ARCH_LIST'))"
-    clean = {k: v for k, v in os.environ.items() if k not in env}
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                          env=clean, check=True)
-    assert done.stdout.strip() == "8.0"
-    off = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                         env={**clean, "GPUENV_RUNTIME_ENV": "0"}, check=True)
-    assert off.stdout.strip() == "None"
+    python = _venv_with_runtime_pth(tmp_path / "venv", env)
+    code = "import json, os; print(json.dumps({k: os.environ.get(k) for k in sys_argv}))".replace(
+        "sys_argv", repr(sorted(env)))
+    clean = {k: v for k, v in os.environ.items() if k not in env and k != "GPUENV_RUNTIME_ENV"}
+
+    def started(**set_: str) -> dict[str, str | None]:
+        done = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                              env={**clean, **set_}, check=True)
+        return dict(json.loads(done.stdout))
+
+    assert started() == env, "what is unset is filled in when the interpreter starts"
+    # TORCH_CUDA_ARCH_LIST=9.0 python train.py: the user's value wins, the others are still filled in.
+    assert started(TORCH_CUDA_ARCH_LIST="9.0") == {**env, "TORCH_CUDA_ARCH_LIST": "9.0"}
+    assert started(CUDA_HOME="/usr/local/cuda", MAX_JOBS="") == {
+        **env, "CUDA_HOME": "/usr/local/cuda", "MAX_JOBS": ""}, "set, even to nothing, is the user's"
+    assert started(GPUENV_RUNTIME_ENV="0") == dict.fromkeys(env), "switched off, nothing is set"
+
+
+def test_the_runtime_pth_an_earlier_setup_wrote_is_still_read(tmp_path: Path) -> None:
+    """Envs set up before the .pth filled only what is unset: doctor still reports what they set."""
+    (tmp_path / RUNTIME_PTH).write_text("import os; os.environ.get('GPUENV_RUNTIME_ENV') == '0' or "
+                                        'os.environ.update({"MAX_JOBS": "2"})  # written by gpuenv setup\n')
+    assert read_runtime_env(tmp_path) == {"MAX_JOBS": "2"}
 
 
 def test_the_plan_carries_the_runtime_env_with_the_toolkit_even_without_extensions(tmp_path: Path) -> None:

@@ -24,7 +24,16 @@ from gpuenv.setup.installer import find_uv
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.sources import file_sha256
 from gpuenv.setup.steps import SetupOptions
-from tests.e2e.support import TINY_EXT, clean_env, make_sdist, run_in, with_find_links, write_recipe
+from tests.e2e.support import (
+    TINY_EXT,
+    clean_env,
+    make_sdist,
+    run_in,
+    uninstall,
+    with_find_links,
+    write_recipe,
+)
+from tests.setup_steps.test_dryrun import state_of
 
 pytestmark = pytest.mark.slow
 
@@ -183,3 +192,47 @@ def test_a_matching_env_is_a_noop_whatever_index_is_named_and_dry_run_says_what_
     assert real.returncode == 0, real.stderr
     assert "torch 2.13.0+cpu already installed" in real.stderr
     assert "replaced the entry of cpu" in real.stderr and "1 added (hand-installed" in real.stderr
+
+
+def test_a_dry_run_decides_on_the_env_as_it_is_writes_nothing_and_the_run_then_does_what_it_said(
+    tmp_path: Path,
+) -> None:
+    """torch is in the env and the extension's wheel in the cache: the dry run asks the env and reads
+    the cache (without touching it), and prints the install of that very wheel, no build."""
+    recipe = write_recipe(tmp_path / "project", "tiny", f"""
+        [torch]
+        version = "2.13.0"
+
+        [[extensions]]
+        requirement = "gpuenv-tiny-ext @ {TINY_EXT.as_uri()}"
+        import = "gpuenv_tiny_ext"
+    """)
+    venv, cache, scratch = tmp_path / "venv", tmp_path / "cache", tmp_path / "tmp"
+    scratch.mkdir()  # where the constraints files go: the dry run writes none
+    setup = [sys.executable, "-m", "gpuenv", "setup", "-r", str(recipe), "--venv", str(venv), "--torch-index",
+             "config", "--cache-dir", str(cache)]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*setup, *extra], env=clean_env(TMPDIR=str(scratch)), capture_output=True,
+                              text=True, check=False, timeout=1200)
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    uninstall(venv, "gpuenv-tiny-ext")  # the env no longer matches its lock: the extension's step has work
+    [entry] = WheelCache(cache).entries()
+
+    before = state_of(tmp_path)
+    dry = run("--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert state_of(tmp_path) == before, "the env, its logs, the cache, the lock: all as they were"
+    lines = dry.stdout.splitlines()
+    assert "# torch 2.13.0+cpu already installed" in dry.stdout, "asked of the env, as the run asks it"
+    [install] = [line for line in lines if "pip install" in line and "gpuenv_tiny_ext" in line]
+    assert str(entry.wheel) in install, "the cached wheel, found by its key as the run finds it"
+    assert not any("build_wheel" in line or "<" in line for line in lines if not line.startswith("#"))
+
+    real = run()
+    assert real.returncode == 0, real.stderr
+    assert f"{entry.wheel.name}: cached: key {entry.digest[:12]} matched" in real.stderr
+    assert "built" not in real.stderr
+    assert read_lock(lock_path_for(recipe))["tiny"].extensions[0].cache_key == entry.digest

@@ -15,26 +15,21 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import socket
 
 from gpuenv.errors import GpuenvError, UnsatisfiableError, VerifyError
 from gpuenv.plan.envplan import Plan
 from gpuenv.probe.interpreters import python_satisfies
 from gpuenv.setup.adopt import Target, check_externally_managed, describe, pins
 from gpuenv.setup.installer import InstallOptions
-from gpuenv.setup.rollback import finished, record, restore, unfinished
+from gpuenv.setup.rollback import Snapshot, finished, record, restore, unfinished
 from gpuenv.setup.steps import Context, Reporter, Step, load_state
 
 
 def adopt_step() -> Step:
-    def describe_(ctx: Context) -> list[str]:
-        left = unfinished(ctx.options.work)
-        first = [f"# first restore what an unfinished setup (pid {left.pid}) changed in it"] if left else []
-        return [*first, f"# adopt {shlex.quote(str(ctx.options.venv))} as it is (gpuenv did not create it): "
-                "record what it holds, pin torch, torchvision, torchaudio, triton and nvidia-* for every "
-                "install, undo the changes if setup fails"]
-
-    return Step("target environment (adopted)", describe_, _adopt)
+    return Step("target environment (adopted)", _adopt)
 
 
 def _adopt(ctx: Context) -> str:
@@ -46,7 +41,8 @@ def _adopt(ctx: Context) -> str:
         raise UnsatisfiableError(
             f"{env.path} has Python {interpreter.version}; the recipe asks for python = {ctx.plan.python!r}",
             hint="point gpuenv at an env with that Python, or change the recipe's [env] python")
-    ctx.env, ctx.created = env, False
+    ctx.env, ctx.created = ctx.view(env), False
+    env = ctx.env
     ctx.state = load_state(options.state_dir)
     said = describe(Target(env, adopted=True, named=str(env.path)), interpreter)
     left = unfinished(options.work)
@@ -56,7 +52,11 @@ def _adopt(ctx: Context) -> str:
         ctx.reporter.done(f"an earlier setup of {env.path} (pid {left.pid}) was stopped before it finished: "
                           "restoring what it changed")
         said += "; restored after an unfinished setup: " + "; ".join(restore(env, runner, installer, left))
-    ctx.snapshot = record(env, runner, options.work)
+    ctx.snapshot = runner.perform(
+        f"record what {env.path} holds in {options.work}: setup puts it back if it fails",
+        lambda: record(env, runner, options.work),
+        lambda: Snapshot(str(env.path), str(env.python), env.installed(runner), os.getpid(),
+                         socket.gethostname()))
     kept = pins(ctx.snapshot.installed)
     ctx.installer = ctx.installer.adopting(kept, break_system_packages=options.break_system_packages)
     names = ", ".join(line.split("==")[0] for line in kept[:4]) + ("…" if len(kept) > 4 else "")
@@ -66,14 +66,6 @@ def _adopt(ctx: Context) -> str:
 def given_torch_step(plan: Plan) -> Step:
     facts = plan.given_torch
     assert facts is not None
-
-    def describe_(ctx: Context) -> list[str]:
-        lines = [f"# torch {facts.version} is given ({facts.where}): nothing replaces it"]
-        if plan.torch_packages:
-            lines += [shlex.join(c) for c in ctx.installer.commands(
-                ctx.target if ctx.env is not None else ctx.options.target(), list(plan.torch_packages),
-                InstallOptions(constraints=[facts.requirement]))]
-        return lines
 
     def run(ctx: Context) -> str:
         env = ctx.target
@@ -90,7 +82,7 @@ def given_torch_step(plan: Plan) -> Step:
             added = f"; added {', '.join(plan.torch_packages)}"
         return f"torch {info.version} is given (CUDA {info.cuda or 'none'}): used as it is{added}"
 
-    return Step(f"base: torch {facts.version} (given)", describe_, run)
+    return Step(f"base: torch {facts.version} (given)", run)
 
 
 def runtime_note_step() -> Step:
@@ -99,15 +91,11 @@ def runtime_note_step() -> Step:
     def exports(ctx: Context) -> str:
         return " ".join(f"{k}={shlex.quote(v)}" for k, v in ctx.plan.runtime_env.items())
 
-    def describe_(ctx: Context) -> list[str]:
-        return [f"# no .pth written into an env gpuenv did not create; export {exports(ctx)} for kernels "
-                "compiled at run time"]
-
     def run(ctx: Context) -> str:
         return (f"no _gpuenv_runtime.pth written into {ctx.options.venv} (not gpuenv's); for kernels "
                 f"compiled at run time: export {exports(ctx)}")
 
-    return Step("runtime builds", describe_, run)
+    return Step("runtime builds", run)
 
 
 def roll_back(ctx: Context, reporter: Reporter, why: BaseException) -> None:
@@ -129,4 +117,4 @@ def roll_back(ctx: Context, reporter: Reporter, why: BaseException) -> None:
 def done(ctx: Context) -> None:
     """The setup succeeded: the journal goes."""
     if ctx.snapshot is not None:
-        finished(ctx.options.work)
+        ctx.runner.perform("", lambda: finished(ctx.options.work), lambda: None)

@@ -6,10 +6,16 @@ are installed into that env first, never torch itself (a torch pin keeps the
 installer from replacing it). Every way a build can fail becomes one
 :class:`~gpuenv.errors.BuildError` in one place (:func:`_build_errors`), with
 the log's last lines and a hint for the known failure messages.
+
+With a :class:`~gpuenv.runner.RecordingRunner` (``--dry-run``) the same build
+is recorded: the installs of its requirements, and each backend hook as the
+command that calls it in the env's interpreter with the build environment,
+as pyproject-hooks would (:class:`RecordedHooks`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -18,15 +24,26 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
 from gpuenv.errors import BuildError, CommandError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.runner import TAIL_LINES, LineCallback, Runner, SubprocessRunner
+from gpuenv.runner import (
+    TAIL_LINES,
+    LineCallback,
+    RecordingRunner,
+    Runner,
+    SubprocessRunner,
+    is_unknown,
+    perform,
+    unknown,
+)
 from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.targetenv import TargetEnv
 
@@ -97,12 +114,23 @@ def requirements_to_install(
         if req.marker is not None and not req.marker.evaluate(dict(markers)):
             continue
         version = installed.get(canonicalize_name(req.name))
-        met = version is not None and req.specifier.contains(version, prereleases=True)
+        met = version is not None and _contains(req, version)
         if met and not req.url and not req.extras:
             continue
         if text not in missing:
             missing.append(text)
     return missing
+
+
+def _contains(req: Requirement, version: str) -> bool:
+    """Whether ``version`` meets ``req``. One a dry run cannot know yet (what a recorded install resolves
+    to) is taken to meet it: the install asked for that distribution a moment ago."""
+    if is_unknown(version):
+        return True
+    try:
+        return req.specifier.contains(version, prereleases=True)
+    except InvalidVersion:
+        return False
 
 
 def install_build_requirements(
@@ -195,6 +223,59 @@ class _Phases:
                 self.on_phase(step)
 
 
+class BackendHooks(Protocol):
+    """The two hooks setup calls (pyproject-hooks' :class:`BuildBackendHookCaller` has them)."""
+
+    def get_requires_for_build_wheel(self, config_settings: Any = None) -> Any: ...
+
+    def build_wheel(self, wheel_directory: str, config_settings: Any = None,
+                    metadata_directory: str | None = None) -> Any: ...
+
+
+class RecordedHooks:
+    """The backend's hooks as a dry run records them: each becomes the command that calls it in the
+    env's interpreter, in the source tree, with the build environment, as pyproject-hooks' in-process
+    script calls it (the backend imported by name, its ``backend-path`` first on ``sys.path``, the
+    tree itself not on it); it returns what a dry run can say of the answer."""
+
+    def __init__(self, source_dir: Path, system: BuildSystem, *, runner: Runner, environ: Mapping[str, str],
+                 python: Path, name: str) -> None:
+        self.source_dir = source_dir
+        self.system = system
+        self.runner = runner
+        self.environ = dict(environ)
+        self.python = python
+        self.name = name
+
+    def get_requires_for_build_wheel(self, config_settings: Any = None) -> list[str]:
+        self._call('getattr(backend, "get_requires_for_build_wheel", lambda settings: [])', config_settings)
+        return []  # what it asks for is installed when the real run gets here
+
+    def build_wheel(self, wheel_directory: str, config_settings: Any = None,
+                    metadata_directory: str | None = None) -> str:
+        self._call("backend.build_wheel", wheel_directory, config_settings)
+        return unknown(f"the {self.name} wheel it builds")
+
+    def _call(self, hook: str, *args: Any) -> None:
+        self.runner([str(self.python), "-c", backend_call(self.system, self.source_dir, hook, args)],
+                    str(self.source_dir), self.environ)
+
+
+def backend_call(system: BuildSystem, source_dir: Path, hook: str, args: Sequence[Any]) -> str:
+    """Python code that calls ``hook`` of the backend of ``system`` with ``args`` and prints its answer."""
+    module, _, attribute = system.backend.partition(":")
+    path = [str(source_dir / p) for p in system.backend_path or ()]
+    code = [f"import sys; sys.path[0:1] = {json.dumps(path)}"]
+    if attribute:
+        first, *rest = attribute.split(".")
+        code.append(f"from {module} import {first} as backend")
+        code += [f"backend = backend.{r}" for r in rest]
+    else:
+        code.append(f"import {module} as backend")
+    code.append(f"print({hook}({', '.join(json.dumps(a if a is not None else {}) for a in args)}))")
+    return "; ".join(code)
+
+
 class _HookRunner:
     """pyproject-hooks' runner: our runner with the build environment layered on."""
 
@@ -214,6 +295,8 @@ class _HookRunner:
 def build_wheel(
     source_dir: Path,
     *,
+    read_from: Path | None = None,
+    fetched: bool = True,
     env: TargetEnv,
     installer: Installer,
     runner: SubprocessRunner,
@@ -228,7 +311,10 @@ def build_wheel(
     """Build ``source_dir`` into a wheel in ``out_dir`` with the env's interpreter; returns its path.
 
     All output (installs and the backend's) is appended to ``log_path``; the
-    runner's own line callback still sees every line.
+    runner's own line callback still sees every line. ``read_from``: where the
+    tree's build files are read, when not in ``source_dir`` (a dry run's local
+    tree, which it does not copy); ``fetched`` False: nowhere yet (a source a
+    dry run does not download).
     """
     source_dir = Path(source_dir).absolute()
     phases = _Phases(on_phase, runner.on_line)
@@ -236,7 +322,7 @@ def build_wheel(
     offset = log_path.stat().st_size if log_path.exists() else 0
     settings = dict(config_settings or {})
     with _build_errors(name, log_path, offset, phases), _backend_warnings(log_path):
-        system = read_build_system(source_dir)
+        system = _build_system(read_from or source_dir if fetched else None, build_runner)
         build_installer = installer.with_runner(build_runner)
 
         def install(requirements: Sequence[str]) -> None:
@@ -247,19 +333,36 @@ def build_wheel(
 
         phases.enter("checking build requirements")
         install([*system.requires, *extra_requires])
-        hooks = BuildBackendHookCaller(
-            str(source_dir),
-            system.backend,
-            list(system.backend_path) if system.backend_path else None,
-            runner=_HookRunner(build_runner, build_environ(env, build_env, build_runner.environ({}))),
-            python_executable=str(env.python),
-        )
+        environ = build_environ(env, build_env, build_runner.environ({}))
+        hooks: BackendHooks
+        if isinstance(build_runner, RecordingRunner):
+            hooks = RecordedHooks(source_dir, system, runner=build_runner, environ=environ, python=env.python,
+                                  name=name)
+        else:
+            hooks = BuildBackendHookCaller(
+                str(source_dir),
+                system.backend,
+                list(system.backend_path) if system.backend_path else None,
+                runner=_HookRunner(build_runner, environ),
+                python_executable=str(env.python),
+            )
         phases.enter("getting build requirements")
         install(hooks.get_requires_for_build_wheel(settings))
         phases.enter("compiling")
-        out_dir.mkdir(parents=True, exist_ok=True)
+        perform(build_runner, "", lambda: out_dir.mkdir(parents=True, exist_ok=True), lambda: None)
         filename = hooks.build_wheel(str(out_dir.absolute()), settings)
-    return out_dir / filename
+    return out_dir / str(filename)
+
+
+def _build_system(tree: Path | None, runner: Runner) -> BuildSystem:
+    """The tree's [build-system]; of a tree a dry run has not fetched (None), what it can say of it."""
+    if tree is not None:
+        return read_build_system(tree)
+    if isinstance(runner, RecordingRunner):
+        runner.note("the build requirements and the backend its pyproject.toml names (the setuptools "
+                    "legacy backend without one) are read once it is fetched; what the env lacks of them "
+                    "is installed first")
+    return BuildSystem((), unknown("the build backend it names"))
 
 
 @contextmanager

@@ -6,30 +6,40 @@ of the key differs from the nearest entry, builds through pyproject-hooks in
 the target env and stores the wheel; a key is built once even by concurrent
 setups. Each installed wheel is recorded in the state file, so a resumed run
 skips it, and in the lock entry the run writes.
+
+A dry run takes the same path: the cache is read without its lock (nothing
+is touched, nothing moved aside), and a key it cannot know (the sha256 of an
+sdist it does not download, the torch it does not install) is not looked up:
+the step says so and goes on as on a miss.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.cache.entry import LookupResult
 from gpuenv.cache.key import CacheKey, binary_knobs
 from gpuenv.cache.lockfile import LockedExtension
-from gpuenv.cache.wheels import CacheError, WheelCache
+from gpuenv.cache.wheels import CacheError, LockInfo, WheelCache
 from gpuenv.errors import BuildError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.setupscan import scan_setup
 from gpuenv.plan.treecheck import check_tree
-from gpuenv.runner import SubprocessRunner
+from gpuenv.runner import SubprocessRunner, unknown, unknowns_in
 from gpuenv.setup.builder import build_wheel, install_build_requirements
+from gpuenv.setup.dryrun import torch_expected
 from gpuenv.setup.installer import InstallOptions
 from gpuenv.setup.sources import Source, fetch_source, fetched_by_pip, file_sha256
 from gpuenv.setup.steps import Context, Step
-from gpuenv.setup.toolkit import toolkit_record
+from gpuenv.setup.toolkit import needs_toolkit_step, toolkit_record
 from gpuenv.setup.wheelsources import (
     Found,
     fetch_shared,
@@ -42,23 +52,10 @@ from gpuenv.setup.wheelsources import (
 
 
 def extension_step(ext: ExtensionPlan) -> Step:
-    def describe(ctx: Context) -> list[str]:
-        env = " ".join(f"{k}={v}" for k, v in ext.env.items())
-        return [
-            "# an exact pin the lock records: look up the wheel cache with the locked sdist sha256; if not:",
-            f"# install build requirements: {' '.join(ext.build_requires)} (torch untouched)",
-            f"# fetch the source of {ext.requirement} with the target env's pip (--no-build-isolation)",
-            "# look up the wheel cache by ABI key; on a miss:",
-            *(["# before building: " + "; ".join(ctx.plan.wheel_sources(ext)[1:])]
-              if ctx.plan.cache_from or (ext.prebuilt and ctx.plan.prebuilt) else []),
-            f"{env} <build wheel of {ext.name} with pyproject-hooks in {ctx.options.target().python}>",
-            "# install the wheel with torch pinned to the installed version",
-        ]
-
     def run(ctx: Context) -> str:
         return _build_extension(ctx, ext)
 
-    return Step(f"extension {ext.name}", describe, run)
+    return Step(f"extension {ext.name}", run)
 
 
 def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_digest: str) -> CacheKey:
@@ -82,23 +79,43 @@ def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_d
     )
 
 
+def key_unknowns(ctx: Context, ext: ExtensionPlan, key: CacheKey) -> list[str]:
+    """What of ``key`` a dry run cannot know (and so cannot look up); empty in a real run."""
+    unknowns = [*unknowns_in(key.version), *unknowns_in(key.source_sha256)]
+    if torch_expected(ctx.target):
+        unknowns.append("the torch that lands")
+    if ext.compiles_cuda and needs_toolkit_step(ctx.plan) and ctx.toolkit is None:
+        unknowns.append("the nvcc provisioned")
+    return unknowns
+
+
+def _start_log(ctx: Context, ext: ExtensionPlan) -> Path:
+    log = ctx.log(ext.name)
+
+    def start() -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        # Appended, run after run: a resumed setup must not wipe the log of the build it reuses.
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
+
+    ctx.runner.perform("", start, lambda: None)
+    return log
+
+
 def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
     env, torch = ctx.target, ctx.torch
     assert torch is not None
-    log = ctx.log(ext.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    # Appended, run after run: a resumed setup must not wipe the log of the build it reuses.
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"\n=== gpuenv setup {time.strftime('%Y-%m-%d %H:%M:%S')}: {ext.requirement} ===\n")
+    log = _start_log(ctx, ext)
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
     known = ctx.prior.source_of(ext.requirement) if ctx.prior is not None and ext.path is None else None
     if known is not None:
         # The lock names the sdist by its sha256: a hit needs neither the fetch nor the build requirements.
         key = cache_key(ctx, ext, version=known.version, source_digest=known.digest)
-        installed = env.installed(ctx.runner)
-        outcome = _already_there(ctx, ext, key, installed) or _cached_under_lock(ctx, ext, key, installed)
-        if outcome is not None:
-            return outcome + "; source sha256 from the lock, not fetched"
+        if not key_unknowns(ctx, ext, key):
+            installed = env.installed(ctx.runner)
+            outcome = _already_there(ctx, ext, key, installed) or _cached_under_lock(ctx, ext, key, installed)
+            if outcome is not None:
+                return outcome + "; source sha256 from the lock, not fetched"
     outcome = _prebuilt(ctx, ext, env.installed(ctx.runner))
     if outcome is not None:
         return outcome
@@ -115,28 +132,78 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
                           build_env=ext.env)
     key = cache_key(ctx, ext, version=source.version, source_digest=source.digest)
     installed = env.installed(ctx.runner)
-    outcome = _already_there(ctx, ext, key, installed)
+    unknowns = key_unknowns(ctx, ext, key)
+    outcome = None if unknowns else _already_there(ctx, ext, key, installed)
     if outcome is not None:
         return outcome
     if ctx.options.cache_dir is None:
         wheel = _build(ctx, ext, source, runner, log)
         push_built(ctx, key, wheel)
-        return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
+        return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=_sha256(ctx, wheel),
                               how=f"built (no cache; log: {log})")
     cache = WheelCache(ctx.options.cache_dir)
-    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
-        outcome = _cached(ctx, ext, key, installed, wait=held.waited)
-        if outcome is not None:
-            return outcome
-        ctx.reporter.done(_miss_text(cache, key))
+    with _key_lock(ctx, cache, key) as held:
+        if unknowns:  # a dry run: no key to look up
+            ctx.reporter.done(f"the wheel cache {cache.path} is looked up by the wheel's ABI key, which "
+                              f"needs {', '.join(unknowns)}: not known before the real run gets here; "
+                              "on a miss:")
+        else:
+            outcome = _cached(ctx, ext, key, installed, wait=held.waited)
+            if outcome is not None:
+                return outcome
+            ctx.reporter.done(_miss_text(cache, key))
         wheel = _build(ctx, ext, source, runner, log)
         if held.read_only:
-            return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=file_sha256(wheel),
+            return _install_built(ctx, ext, key, wheel, installed, wheel_sha256=_sha256(ctx, wheel),
                                   how=f"built; not cached: {cache.path} is read-only here (log: {log})")
-        entry = cache.store(key, wheel)
-        push_built(ctx, key, entry.wheel)
-        return _install_built(ctx, ext, key, entry.wheel, installed, wheel_sha256=entry.sha256,
+        stored, sha256 = _store(ctx, cache, key, wheel, known_key=not unknowns)
+        push_built(ctx, key, stored)
+        return _install_built(ctx, ext, key, stored, installed, wheel_sha256=sha256,
                               how=f"built and cached as {key.digest[:12]} (log: {log})")
+
+
+@contextmanager
+def _key_lock(ctx: Context, cache: WheelCache, key: CacheKey) -> Iterator[LockInfo]:
+    """The key's lock in the wheel cache; a dry run takes none (it would make the lock file), and says
+    whether the cache can be written here as the lock would."""
+    if ctx.dry_run:
+        base = cache.entry_dir(key).parent.parent
+        yield LockInfo(key, False, 0.0, read_only=base.is_dir() and not os.access(base, os.W_OK))
+        return
+    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
+        yield held
+
+
+def _lookup(ctx: Context, cache: WheelCache, key: CacheKey) -> LookupResult:
+    """The cache's verified entry of ``key``. A dry run reads it without touching it: no last use
+    written, a refused entry not moved aside."""
+    if not ctx.dry_run:
+        return cache.lookup(key)
+    if not cache.entry_dir(key).exists():
+        return LookupResult(None)
+    entry = cache.entry_of(key.digest)
+    if entry is None or entry.key.digest != key.digest:
+        return LookupResult(None, refused="the entry is incomplete or unreadable")
+    problem = cache.verify(entry)
+    return LookupResult(None, refused=problem) if problem else LookupResult(entry)
+
+
+def _store(
+    ctx: Context, cache: WheelCache, key: CacheKey, wheel: Path, *, known_key: bool
+) -> tuple[Path, str]:
+    """Store the built ``wheel`` under ``key``: the stored copy (what is installed) and its sha256."""
+
+    def store() -> tuple[Path, str]:
+        entry = cache.store(key, wheel)
+        return entry.wheel, entry.sha256
+
+    entry_dir = cache.entry_dir(key) if known_key else cache.path / unknown("the entry of its key")
+    return ctx.runner.perform(f"store it in the wheel cache {cache.path} under its key", store,
+                              lambda: (entry_dir / wheel.name, unknown("its sha256")))
+
+
+def _sha256(ctx: Context, wheel: Path) -> str:
+    return ctx.runner.perform("", lambda: file_sha256(wheel), lambda: unknown("its sha256"))
 
 
 def _cached_under_lock(
@@ -149,7 +216,7 @@ def _cached_under_lock(
     cache = WheelCache(ctx.options.cache_dir)
     if not cache.entry_dir(key).exists() and shared_cache(ctx) is None:
         return None  # a miss: no lock to wait for here, the fetch and build path takes it
-    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
+    with _key_lock(ctx, cache, key) as held:
         return _cached(ctx, ext, key, installed, wait=held.waited)
 
 
@@ -181,7 +248,7 @@ def _cached(
     if ctx.options.cache_dir is None:
         return None
     cache = WheelCache(ctx.options.cache_dir)
-    looked = cache.lookup(key)
+    looked = _lookup(ctx, cache, key)
     if looked.refused:
         ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
     if looked.entry is None:
@@ -200,8 +267,8 @@ def _prebuilt(ctx: Context, ext: ExtensionPlan, installed: dict[str, str]) -> st
     if key is None or ctx.options.cache_dir is None:
         return None
     cache = WheelCache(ctx.options.cache_dir)
-    with cache.lock(key, on_wait=lambda wait: ctx.reporter.status(wait.describe())) as held:
-        outcome = _cached(ctx, ext, key, installed, wait=held.waited)
+    with _key_lock(ctx, cache, key) as held:
+        outcome = None if key_unknowns(ctx, ext, key) else _cached(ctx, ext, key, installed, wait=held.waited)
         if outcome is not None:
             return outcome
         found = find_audited(ctx, ext)
@@ -248,7 +315,10 @@ def _check_tree(ctx: Context, ext: ExtensionPlan, source: Source) -> None:
     what its build files say (:mod:`gpuenv.plan.treecheck`). What holds for certain stops the
     build with the file and line; what may hold is a warning.
     """
-    setup_py = source.directory / "setup.py"
+    tree = source.readable
+    if tree is None:
+        return  # a dry run fetched nothing: the real run reads it here
+    setup_py = tree / "setup.py"
     if not setup_py.is_file():
         return
     build = scan_setup(setup_py).build
@@ -268,7 +338,7 @@ def _check_tree(ctx: Context, ext: ExtensionPlan, source: Source) -> None:
     if verdict.problems:
         raise BuildError(
             ext.name, ctx.log(ext.name), problem=f"its build files say it cannot build here: "
-            f"{'; '.join(verdict.problems)} (read from {source.directory})",
+            f"{'; '.join(verdict.problems)} (read from {tree})",
             hint=f"use a release of {ext.name} that builds with this torch and nvcc, or plan another "
             "torch or CUDA (--cuda); gpuenv read this before building, so nothing was compiled",
         )
@@ -278,6 +348,8 @@ def _build(ctx: Context, ext: ExtensionPlan, source: Source, runner: SubprocessR
     _check_tree(ctx, ext, source)
     return build_wheel(
         source.directory,
+        read_from=source.origin,
+        fetched=source.fetched,
         env=ctx.target,
         installer=ctx.installer,
         runner=runner,

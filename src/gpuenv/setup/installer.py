@@ -26,7 +26,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
 from urllib.parse import urlparse
 
 from packaging.utils import canonicalize_name
@@ -81,7 +80,8 @@ NO_OPTIONS = InstallOptions()
 class Installer(ABC):
     """Installs requirements into a :class:`TargetEnv` through a runner."""
 
-    name: ClassVar[str]
+    #: "pip" or "uv" (the class says it; an installer standing in for another, its own).
+    name: str
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -203,7 +203,20 @@ def constraints_file(constraints: Sequence[str]) -> Path:
     """Where the constraints file for these lines lives (named by its content, so commands are stable)."""
     text = "".join(f"{line}\n" for line in constraints)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"gpuenv-constraints-{digest}.txt"
+    return temp_folder() / f"gpuenv-constraints-{digest}.txt"
+
+
+def temp_folder() -> Path:
+    """Python's temporary folder, as :func:`tempfile.gettempdir` finds it (``TMPDIR``, ``TEMP``, ``TMP``,
+    then ``/tmp``…: the first this process may write), without the file gettempdir writes into each
+    candidate to try it: a dry run names the constraints file and writes nothing."""
+    if tempfile.tempdir is not None:
+        return Path(tempfile.tempdir)
+    named = [os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")]
+    for folder in (*named, "/tmp", "/var/tmp", "/usr/tmp"):
+        if folder and os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+            return Path(os.path.abspath(folder))
+    return Path(tempfile.gettempdir())
 
 
 def write_constraints(constraints: Sequence[str]) -> Path:

@@ -44,13 +44,17 @@ def plan_signature(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _lock_describe(ctx: Context) -> list[str]:
-    return [f"# write {ctx.options.lock_file}"] if ctx.options.lock_file else []
-
-
 def _lock_run(ctx: Context) -> str:
-    lock_file, torch, plan = ctx.options.lock_file, ctx.torch, ctx.plan
-    assert lock_file is not None and torch is not None
+    lock_file = ctx.options.lock_file
+    assert lock_file is not None
+    what = (f"write the entry of {ctx.plan.env_name} in {lock_file}: what the env holds, its torch and the "
+            "wheels of its extensions")
+    return ctx.runner.perform(what, lambda: _write_entry(ctx, lock_file), lambda: "")
+
+
+def _write_entry(ctx: Context, lock_file: Path) -> str:
+    torch, plan = ctx.torch, ctx.plan
+    assert torch is not None
     installed = ctx.target.installed(ctx.runner)
     interpreter = ctx.target.interpreter(ctx.runner)
     compiled = any(e.compiles_cuda for e in plan.extensions if e.action != "skip")
@@ -119,4 +123,4 @@ def already_done(
 
 
 def lock_step() -> Step:
-    return Step("lock file", _lock_describe, _lock_run)
+    return Step("lock file", _lock_run)

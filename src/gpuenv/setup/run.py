@@ -1,9 +1,11 @@
 """Carry out a Plan: target env, index preflight, base, extensions, packages, verify, lock.
 
 :func:`setup_steps` turns a Plan into an ordered list of :class:`~gpuenv.setup.steps.Step`
-objects; :func:`run_setup` runs them (or, for ``--dry-run``, only lists their
-commands). Each step says what it does, and reports progress through a
+objects; :func:`run_setup` runs them. Each step reports progress through a
 :class:`~gpuenv.setup.steps.Reporter` the front end chooses; the library never prints.
+``--dry-run`` runs the very same steps with a recording runner and installer
+(:mod:`gpuenv.setup.dryrun`): the commands they would run come back in order,
+and nothing is changed.
 
 The extension step (:mod:`gpuenv.setup.extension`) takes every wheel through
 the ABI-keyed wheel cache. A failed extension leaves the environment as it was
@@ -33,8 +35,9 @@ from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.recipe import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
-from gpuenv.runner import SubprocessRunner
+from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.adoptsteps import adopt_step, done, given_torch_step, roll_back, runtime_note_step
+from gpuenv.setup.dryrun import RecordingInstaller, RecordingReporter, torch_expected
 from gpuenv.setup.installer import InstallOptions, choose_installer, preflight
 from gpuenv.setup.lockstep import already_done, lock_entry, lock_step
 from gpuenv.setup.observed import arch_list_note, observe_landed
@@ -51,6 +54,7 @@ class SetupResult:
     built: tuple[str, ...]
     reused: tuple[str, ...]
     skipped: tuple[str, ...]
+    #: What a dry run recorded, as lines to print (commands shell-quoted, words as ``#`` lines).
     commands: tuple[str, ...] = ()
     #: Extensions installed from the wheel cache without building.
     cached: tuple[str, ...] = ()
@@ -60,13 +64,6 @@ class SetupResult:
 
 
 # -- the steps --------------------------------------------------------------------
-
-
-def _env_describe(ctx: Context) -> list[str]:
-    venv = ctx.options.venv
-    if (venv / "pyvenv.cfg").exists():
-        return [f"# reuse the virtual environment {shlex.quote(str(venv))}"]
-    return [shlex.join(ctx.installer.venv_command(venv, _python_for(ctx).path))]
 
 
 def _python_for(ctx: Context) -> Interpreter:
@@ -81,7 +78,8 @@ def _env_run(ctx: Context) -> str:
     exists = (venv / "pyvenv.cfg").is_file()
     python = sys.executable if exists or ctx.plan.python is None else _python_for(ctx).path
     create = ctx.installer.venv_command(venv, python)
-    ctx.env, ctx.created = TargetEnv.ensure(venv, ctx.runner, python=python, command=create)
+    env, ctx.created = TargetEnv.ensure(venv, ctx.runner, python=python, command=create)
+    ctx.env = ctx.view(env, made_with=python if ctx.created else None)
     made = f"created {venv} with {ctx.installer.name}" if ctx.created else f"reusing {venv}"
     if ctx.plan.python is not None:
         version = ctx.env.interpreter(ctx.runner).version
@@ -98,10 +96,6 @@ def _env_run(ctx: Context) -> str:
     return made
 
 
-def _preflight_describe(ctx: Context) -> list[str]:
-    return [f"# check that {u} answers" for u in _indexes(ctx)]
-
-
 def _indexes(ctx: Context) -> list[str]:
     if not ctx.options.preflight or ctx.plan.index_url is None:
         return []
@@ -112,34 +106,14 @@ def _preflight_run(ctx: Context) -> str:
     urls = _indexes(ctx)
     if not urls:
         return "no extra index to check"
-    preflight(urls, timeout=ctx.options.preflight_timeout, project="torch")
+    ctx.runner.perform(f"check that {', '.join(urls)} answers, with torch's page (a dry run asks no index)",
+                       lambda: preflight(urls, timeout=ctx.options.preflight_timeout, project="torch"),
+                       lambda: None)
     return f"{', '.join(urls)} answers"
 
 
 def _base_requirements(plan: Plan) -> list[str]:
     return [plan.torch, *plan.torch_packages]
-
-
-def _base_describe(ctx: Context) -> list[str]:
-    """The base step's commands, decided as :func:`_base_run` decides on the env as it is now."""
-    env = _python_placeholder(ctx)
-    force = False
-    if env.exists() and env.python.exists():
-        try:
-            current = env.torch_info(ctx.runner)
-        except BrokenTorchError:
-            force = True
-        else:
-            keep = current is not None and torch_matches(ctx.plan, current) is None
-            if current is not None and keep and not ctx.plan.torch_packages:
-                return [f"# torch {current.version} already installed"]
-    lines = ["# torch does not import: reinstall it"] if force else []
-    options = InstallOptions(index_url=ctx.plan.index_url, force_reinstall=force)
-    return lines + [shlex.join(c) for c in ctx.installer.commands(env, _base_requirements(ctx.plan), options)]
-
-
-def _python_placeholder(ctx: Context) -> TargetEnv:
-    return ctx.env or ctx.options.target()
 
 
 def torch_matches(plan: Plan, info: TorchInfo) -> str | None:
@@ -197,6 +171,13 @@ def _base_landed(ctx: Context, *, note: str = "") -> str:
             "installer's configuration, or force the variant you want with --cuda",
         )
     ctx.torch = info
+    if torch_expected(env):
+        # A dry run: nothing landed. The steps below use the torch the plan expects.
+        build = f"CUDA {info.cuda}" if info.cuda else "CPU"
+        ctx.reporter.done(f"a dry run installs nothing: the steps below take torch to be {info.version} "
+                          f"({build}), the build the plan expects; the real run reads what landed from its "
+                          "files and plans the rest for it")
+        return f"torch {info.version} (as planned)"
     if plan_is_cpu_but_cuda(ctx.plan, info):
         note += " (a CUDA build for a cpu plan: it runs on the CPU too)"
     return f"torch {info.version} (CUDA {info.cuda or 'none'}, C++11 ABI {int(info.cxx11_abi)}){note}" + \
@@ -224,12 +205,6 @@ def _packages_options(ctx: Context, torch_requirement: str) -> InstallOptions:
                           constraints=[torch_requirement])
 
 
-def _packages_describe(ctx: Context) -> list[str]:
-    return [shlex.join(c) for c in ctx.installer.commands(
-        _python_placeholder(ctx), _package_args(ctx.plan.packages),
-        _packages_options(ctx, "torch==<installed version>"))]
-
-
 def _packages_run(ctx: Context) -> str:
     assert ctx.torch is not None
     ctx.installer.install(ctx.target, _package_args(ctx.plan.packages),
@@ -239,15 +214,6 @@ def _packages_run(ctx: Context) -> str:
 
 def _repo_args(repo: RepoSpec) -> list[str]:
     return ["-e", repo.requirement] if repo.editable else [repo.requirement]
-
-
-def _repo_describe(ctx: Context) -> list[str]:
-    repo = ctx.plan.repo
-    assert repo is not None
-    lines = [] if repo.isolation else [f"# install the build requirements of {repo.path} (torch untouched)"]
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _repo_build_env(ctx.plan).items())
-    return lines + [(env + " " if env else "") + shlex.join(c) for c in ctx.installer.commands(
-        _python_placeholder(ctx), _repo_args(repo), _repo_options(repo, "torch==<installed version>"))]
 
 
 def _repo_options(repo: RepoSpec, torch_requirement: str) -> InstallOptions:
@@ -283,28 +249,28 @@ def _repo_run(ctx: Context) -> str:
     return f"{repo.requirement} {how} (log: {log})"
 
 
-def _runtime_describe(ctx: Context) -> list[str]:
-    values = " ".join(f"{k}={shlex.quote(v)}" for k, v in ctx.plan.runtime_env.items())
-    return [f"# write {RUNTIME_PTH} into the env's site-packages: kernels built at run time get {values}"]
-
-
 def _runtime_run(ctx: Context) -> str:
     site = ctx.target.site_packages(ctx.runner)
-    path = write_runtime_env(site, ctx.plan.runtime_env, inside=ctx.target.path)
-    values = " ".join(f"{k}={v}" for k, v in ctx.plan.runtime_env.items())
-    return f"{path.name}: code that compiles kernels in this env gets {values}"
-
-
-def _verify_describe(ctx: Context) -> list[str]:
-    names = [e.import_name for e in ctx.plan.extensions if e.action != "skip" and e.import_name]
-    return [f"# verify: torch is {ctx.plan.variant}; import {', '.join(['torch', *names])}"]
+    env = ctx.plan.runtime_env
+    values = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    pth = site / RUNTIME_PTH
+    what = (f"write {pth}: code that compiles kernels in this env gets {values} where they are not set"
+            if env else f"remove {pth} if it is there: the plan sets nothing")
+    path = ctx.runner.perform(what, lambda: write_runtime_env(site, env, inside=ctx.target.path),
+                              lambda: pth)
+    return f"{path.name}: code that compiles kernels in this env gets {values} where they are not set"
 
 
 def _verify_run(ctx: Context) -> str:
     imports = {e.name: e.import_name for e in ctx.plan.extensions
                if e.action != "skip" and e.import_name and not _built_without_its_module(e)}
+    modules = list(imports.values())
     # One interpreter for all of it: each import of torch costs a second or more.
-    found = ctx.target.check(ctx.runner, list(imports.values()))
+    what = (f"verify in one interpreter of {ctx.options.venv}: import {', '.join(['torch', *modules])}; "
+            f"torch is still the {ctx.plan.variant} build the steps used")
+    found = ctx.runner.perform(what, lambda: ctx.target.check(ctx.runner, modules), lambda: None)
+    if found is None:
+        return "verify recorded"
     info = found.torch
     if info is None or torch_matches(ctx.plan, info) is not None:
         problem = "no torch" if info is None else torch_matches(ctx.plan, info)
@@ -356,20 +322,20 @@ def setup_steps(plan: Plan, options: SetupOptions | None = None) -> list[Step]:
 
     adopted = options is not None and options.adopted
     steps = [
-        Step("index preflight", _preflight_describe, _preflight_run),
-        adopt_step() if adopted else Step("target environment", _env_describe, _env_run),
+        Step("index preflight", _preflight_run),
+        adopt_step() if adopted else Step("target environment", _env_run),
         given_torch_step(plan) if adopted and plan.given_torch is not None
-        else Step("base: " + " ".join(_base_requirements(plan)), _base_describe, _base_run),
+        else Step("base: " + " ".join(_base_requirements(plan)), _base_run),
     ]
     if needs_toolkit_step(plan):
         steps.append(toolkit_step(plan))
     steps += [extension_step(e) for e in plan.extensions if e.action != "skip"]
     if plan.packages:
-        steps.append(Step("packages: " + " ".join(plan.packages), _packages_describe, _packages_run))
+        steps.append(Step("packages: " + " ".join(plan.packages), _packages_run))
     if plan.repo is not None:
-        steps.append(Step(f"the repository: {plan.repo.requirement}", _repo_describe, _repo_run))
-    steps.append(runtime_note_step() if adopted else Step("runtime builds", _runtime_describe, _runtime_run))
-    steps.append(Step("verify", _verify_describe, _verify_run))
+        steps.append(Step(f"the repository: {plan.repo.requirement}", _repo_run))
+    steps.append(runtime_note_step() if adopted else Step("runtime builds", _runtime_run))
+    steps.append(Step("verify", _verify_run))
     if options is not None and options.lock_file is not None:
         steps.append(lock_step())
     return steps
@@ -384,18 +350,27 @@ def run_setup(
     dry_run: bool = False,
     replan: Callable[[TorchFacts], Plan] | None = None,
 ) -> SetupResult:
-    """Run (or with ``dry_run`` only list) every step of ``plan``.
+    """Run every step of ``plan``; with ``dry_run``, the same steps record what they would do instead.
 
     ``replan`` makes the plan again for the torch that landed, as its files
     describe it (``make_plan`` with ``PlanOptions.given_torch``): the steps
-    after the base are then those of that plan.
+    after the base are then those of that plan. A dry run returns the lines
+    it recorded in :attr:`SetupResult.commands`: the commands, shell-quoted,
+    in order, with each step's title and words as ``#`` lines.
     """
+    recorder: RecordingRunner | None = None
+    if dry_run:
+        # The steps themselves, with a runner that records what would change something and asks the
+        # rest for real; nothing is written, not even a log.
+        recorder = runner if isinstance(runner, RecordingRunner) else RecordingRunner(
+            env=runner.env if runner is not None else None)
+        runner, reporter = recorder, RecordingReporter(recorder)
     reporter = reporter or SilentReporter()
-    # Every installer line reaches the reporter, which condenses it into live progress;
-    # --dry-run changes nothing, not even a log inside an existing env.
-    runner = runner or SubprocessRunner(log_path=None if dry_run else options.work / "logs" / "setup.log",
-                                        on_line=reporter.status)
+    # Every installer line reaches the reporter, which condenses it into live progress.
+    runner = runner or SubprocessRunner(log_path=options.work / "logs" / "setup.log", on_line=reporter.status)
     installer, note = choose_installer(options.installer, runner)
+    if recorder is not None:
+        installer = RecordingInstaller(installer, recorder)
     ctx = Context(plan, options, reporter, runner, installer, replan=replan, planned=plan)
     steps = setup_steps(plan, options)
     # The same decisions for --dry-run as for the run (they only read the lock and ask the env).
@@ -404,15 +379,15 @@ def run_setup(
     if matched is not None:
         nothing = (f"nothing to do: {options.venv} already matches {options.lock_file} "
                    f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
-        if dry_run:
+        if recorder is not None:
             return SetupResult(options.venv, None, (), (), _skipped(plan), (f"# {nothing}",), noop=True)
         reporter.done(nothing)
         return SetupResult(options.venv, None, (), (), _skipped(plan), noop=True, lock_file=options.lock_file)
-    if dry_run:
-        commands = [line for s in steps for line in s.describe(ctx)]
-        return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(commands))
     if note is not None:
         reporter.done(note)
+    if recorder is not None:
+        _run_steps(ctx, steps)
+        return SetupResult(options.venv, None, (), (), _skipped(plan), tuple(recorder.lines()))
     try:
         _run_steps(ctx, steps)
     except BaseException as exc:
@@ -425,6 +400,7 @@ def run_setup(
 
 def _run_steps(ctx: Context, steps: list[Step]) -> None:
     options, reporter = ctx.options, ctx.reporter
+    recorder = ctx.runner if isinstance(ctx.runner, RecordingRunner) else None
     with ctx.resources:  # the toolkit step's lock, held until the builds are done
         number = 0
         while number < len(steps):
@@ -432,13 +408,17 @@ def _run_steps(ctx: Context, steps: list[Step]) -> None:
             number += 1
             reporter.step(f"[{number}/{len(steps)}] {step.title}")
             started = time.monotonic()
+            changes = recorder.changes() if recorder is not None else 0
             try:
                 outcome = step.run(ctx)
             except GpuenvError:
                 raise
             except OSError as exc:
                 raise StepError(f"{step.title}: {exc}") from exc
-            reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
+            if recorder is None:
+                reporter.done(f"{outcome} ({time.monotonic() - started:.1f} s)")
+            elif recorder.changes() == changes:
+                reporter.done(outcome)  # a step that would change nothing says what it found
             if ctx.plan is not planned:  # made again for the torch that landed: its steps from here on
                 steps = steps[:number] + setup_steps(ctx.plan, options)[number:]
 

@@ -10,6 +10,11 @@ Everything lands under ``workdir``, which belongs to gpuenv: its ``download``,
 ``src`` and ``git`` subdirectories are emptied before they are refilled. A
 local directory is copied there rather than built in place, so the build's
 ``build/`` and ``*.egg-info`` never litter the user's tree.
+
+With a recording runner (``--dry-run``) the downloads and clones are recorded
+and nothing is copied, unpacked or emptied: the :class:`Source` then says what
+is known before the fetch (a local tree is read where it is; an sdist's sha256
+and a clone's commit are placeholders).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import stat
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -34,8 +39,9 @@ from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.plan.buildplan import pinned_version
 from gpuenv.plan.treemeta import tree_name, tree_version
-from gpuenv.runner import Runner, bounded, import_timeout, query_timeout
+from gpuenv.runner import Runner, bounded, import_timeout, is_unknown, perform, query_timeout, unknown
 from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
@@ -75,6 +81,18 @@ class Source:
     kind: Kind
     #: The git commit checked out, for git sources.
     commit: str | None = None
+    #: Where the tree's files are read when they are not in ``directory`` yet: a dry run copies no
+    #: local tree, and reads it where it is.
+    origin: Path | None = None
+    #: False for a source a dry run did not download or clone: its files are nowhere yet.
+    fetched: bool = True
+
+    @property
+    def readable(self) -> Path | None:
+        """Where the tree's files can be read now; None for one a dry run did not fetch."""
+        if self.origin is not None:
+            return self.origin
+        return self.directory if self.fetched else None
 
 
 def fetched_by_pip(requirement: str, path: Path | None = None) -> bool:
@@ -109,10 +127,10 @@ def fetch_source(
     downloads, so that run needs the same variables as the build.
     """
     workdir = Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
+    perform(runner, "", lambda: workdir.mkdir(parents=True, exist_ok=True), lambda: None)
     text = requirement.strip()
     if path is not None:
-        return _from_path(Path(path), _name_of(text), workdir)
+        return _from_path(Path(path), _name_of(text), workdir, runner)
     if text.startswith("git+"):
         return _from_git(text, None, runner, workdir)
     try:
@@ -124,7 +142,7 @@ def fetch_source(
     if req.url and req.url.startswith("file:"):
         from urllib.request import url2pathname  # not at the top: a no-op run imports this module
 
-        return _from_path(Path(url2pathname(urlsplit(req.url).path)), req.name, workdir)
+        return _from_path(Path(url2pathname(urlsplit(req.url).path)), req.name, workdir, runner)
     return _download(text, req, "url" if req.url else "index", env, runner, workdir, build_env or {})
 
 
@@ -147,18 +165,26 @@ def _download(
     workdir: Path,
     build_env: Mapping[str, str],
 ) -> Source:
-    dest = _fresh(workdir / "download")
+    dest = perform(runner, "", lambda: _fresh(workdir / "download"), lambda: workdir / "download")
     cmd = [str(env.python), "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
            "--no-build-isolation", "-d", str(dest), text]
     try:
         runner(cmd, extra_environ=build_env)
     except CommandError as exc:
         raise _download_error(text, req, kind, env, runner, exc) from exc
-    files = sorted(p for p in dest.iterdir() if p.is_file())
-    if len(files) != 1 or files[0].suffix == ".whl":
-        got = ", ".join(p.name for p in files) or "nothing"
-        raise StepError(f"downloading the source of {text} gave {got}, not one source archive")
-    return _from_archive(files[0], req.name, kind, workdir)
+
+    def unpack_it() -> Source:
+        files = sorted(p for p in dest.iterdir() if p.is_file())
+        if len(files) != 1 or files[0].suffix == ".whl":
+            got = ", ".join(p.name for p in files) or "nothing"
+            raise StepError(f"downloading the source of {text} gave {got}, not one source archive")
+        return _from_archive(files[0], req.name, kind, workdir)
+
+    name = req.name
+    unpacked = workdir / "src" / unknown(f"the unpacked {name} sdist")
+    return perform(runner, f"unpack the {name} sdist into {workdir / 'src'}", unpack_it, lambda: Source(
+        name=name, version=pinned_version(text), directory=unpacked, archive=None,
+        digest="sha256:" + unknown(f"the {name} sdist's sha256"), kind=kind, fetched=False))
 
 
 #: pip found no distribution it may use (with --no-binary: no sdist), or none within the constraints.
@@ -218,26 +244,39 @@ def _from_archive(archive: Path, name: str | None, kind: Kind, workdir: Path) ->
     )
 
 
-def _from_path(path: Path, name: str | None, workdir: Path) -> Source:
+def _from_path(path: Path, name: str | None, workdir: Path, runner: Runner) -> Source:
     path = path.expanduser().absolute()
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
-        return _from_archive(path, name, "path", workdir)
+        unpacked = workdir / "src" / unknown(f"the unpacked {path.name}")
+        return perform(runner, f"unpack {path} into {workdir / 'src'}",
+                       lambda: _from_archive(path, name, "path", workdir), lambda: Source(
+            name=name or path.name, version=None, directory=unpacked, archive=path,
+            digest="sha256:" + file_sha256(path), kind="path", fetched=False))
     if not path.is_dir():
         raise InputError(f"source path {path} is neither a directory nor a source archive")
-    target = _fresh(workdir / "src") / path.name
-    copy_tree(path, target)
-    return Source(
-        name=name or tree_name(path) or path.name,
-        version=tree_version(target),
-        directory=target,
-        archive=None,
-        digest="sha256:" + tree_sha256(target),
-        kind="path",
-    )
+    target = workdir / "src" / path.name
+
+    called = name or tree_name(path) or path.name
+
+    def copy_it() -> Source:
+        copy_tree(path, _fresh(workdir / "src") / path.name)
+        return Source(name=called, version=tree_version(target), directory=target, archive=None,
+                      digest="sha256:" + tree_sha256(target), kind="path")
+
+    # Not copied, the tree is read where it is, by the rules of the copy: the same files, the same digest.
+    return perform(runner, f"copy {path} to {target} (without VCS folders and earlier build output)", copy_it,
+                   lambda: Source(name=called, version=tree_version(path), directory=target, archive=None,
+                          digest="sha256:" + tree_sha256(path, ignore=_copy_ignore(path)), kind="path",
+                          origin=path))
 
 
 def copy_tree(source: Path, target: Path) -> None:
     """Copy a local source tree, leaving out VCS data (unless its version needs it) and build output."""
+    shutil.copytree(source, target, symlinks=True, ignore=_copy_ignore(source))
+
+
+def _copy_ignore(source: Path) -> Callable[[str, list[str]], list[str]]:
+    """What :func:`copy_tree` leaves out of ``source``, as :func:`shutil.copytree` asks it."""
     keep_git = _uses_vcs_versioning(source)
 
     def ignore(directory: str, names: list[str]) -> list[str]:
@@ -248,7 +287,7 @@ def copy_tree(source: Path, target: Path) -> None:
             or (top and (n in _BUILD_OUTPUT or n.endswith(".egg-info")))
         ]
 
-    shutil.copytree(source, target, symlinks=True, ignore=ignore)
+    return ignore
 
 
 def _uses_vcs_versioning(tree: Path) -> bool:
@@ -300,17 +339,22 @@ def git_commands(git: GitUrl, checkout: Path) -> list[list[str]]:
 def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Source:
     git = parse_git_url(text)
     repo = PurePosixPath(urlsplit(git.url).path).name.removesuffix(".git") or "repo"
-    checkout = _fresh(workdir / "git") / repo
+    checkout = perform(runner, "", lambda: _fresh(workdir / "git"), lambda: workdir / "git") / repo
     quiet = {"GIT_TERMINAL_PROMPT": "0"}  # fail instead of waiting for a password on the tty
     try:
         for cmd in git_commands(git, checkout):
             runner(cmd, extra_environ=quiet)
         ask = bounded(runner, query_timeout())
-        commit = ask(["git", "-C", str(checkout), "rev-parse", "HEAD"]).strip().splitlines()[-1]
+        commit = perform(runner, "", lambda: ask(["git", "-C", str(checkout), "rev-parse", "HEAD"]).strip()
+                         .splitlines()[-1], lambda: unknown(f"the commit {git.ref or 'HEAD'} is at"))
     except CommandError as exc:
         raise StepError(f"getting {text} with git failed:\n{exc.tail}",
                         hint="check the URL and the ref (a branch, a tag or a commit)") from exc
     directory = checkout / git.subdirectory if git.subdirectory else checkout
+    if is_unknown(commit):  # a dry run cloned nothing: what the tree says is read once it is there
+        within = f":{git.subdirectory}" if git.subdirectory else ""
+        return Source(name=name or repo, version=None, directory=directory, archive=None,
+                      digest=f"git:{commit}{within}", kind="git", commit=commit, fetched=False)
     if not directory.is_dir():
         raise InputError(f"{text}: the checkout has no subdirectory {git.subdirectory}")
     return Source(
@@ -395,8 +439,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _tree_files(tree: Path) -> Iterator[Path]:
+def _tree_files(tree: Path, ignore: Callable[[str, list[str]], list[str]] | None = None) -> Iterator[Path]:
     for root, dirs, files in os.walk(tree):
+        if ignore is not None:
+            left = set(ignore(root, [*dirs, *files]))
+            dirs[:], files = [d for d in dirs if d not in left], [f for f in files if f not in left]
         dirs[:] = sorted(d for d in dirs if d != ".git")
         # os.walk lists a symlink to a directory with the directories and does not enter it.
         links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
@@ -404,10 +451,14 @@ def _tree_files(tree: Path) -> Iterator[Path]:
             yield Path(root) / name
 
 
-def tree_sha256(tree: Path) -> str:
-    """A digest of a tree's files: relative paths, executable bits and contents, in sorted order."""
+def tree_sha256(tree: Path, *, ignore: Callable[[str, list[str]], list[str]] | None = None) -> str:
+    """A digest of a tree's files: relative paths, executable bits and contents, in sorted order.
+
+    ``ignore`` leaves out what a copy made with it leaves out (:func:`shutil.copytree`'s): the digest
+    of the tree read so is the digest of that copy.
+    """
     digest = hashlib.sha256()
-    for file in _tree_files(tree):
+    for file in _tree_files(tree, ignore):
         rel = file.relative_to(tree).as_posix()
         info = file.lstat()
         if stat.S_ISLNK(info.st_mode):

@@ -3,7 +3,8 @@
 :mod:`gpuenv.setup.run` orders and runs the steps; :mod:`gpuenv.setup.extension`
 holds the extension step. Both fill one :class:`Context` as they go: the
 target env, the torch that landed, the state file, what was built, reused,
-taken from the cache and locked.
+taken from the cache and locked. A dry run runs the same steps with a
+recording runner (:attr:`Context.dry_run`, :mod:`gpuenv.setup.dryrun`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.runner import SubprocessRunner
+from gpuenv.runner import RecordingRunner, SubprocessRunner
+from gpuenv.setup.dryrun import PlannedEnv, RecordingInstaller, expected_torch
 from gpuenv.setup.installer import Installer
 from gpuenv.setup.rollback import Snapshot
 from gpuenv.setup.targetenv import TargetEnv, TorchInfo
@@ -134,6 +136,20 @@ class Context:
     shared: SharedCache | None = None
 
     @property
+    def dry_run(self) -> bool:
+        """Whether this is ``--dry-run``: commands are recorded, nothing is changed."""
+        return isinstance(self.runner, RecordingRunner)
+
+    def view(self, env: TargetEnv, *, made_with: str | None = None) -> TargetEnv:
+        """The env the steps work on: ``env``, or in a dry run the env as the recorded commands leave it
+        (``made_with``: the interpreter a recorded command makes it with)."""
+        if not self.dry_run:
+            return env
+        seeds = self.installer.seeds_pip() if isinstance(self.installer, RecordingInstaller) else True
+        return PlannedEnv(env.path, None if env.is_venv or made_with else env.python, made_with=made_with,
+                          expected=expected_torch(self.plan), seeds_pip=seeds)
+
+    @property
     def build_toolkit(self) -> Toolkit | None:
         return self.toolkit or self.plan.toolkit
 
@@ -147,15 +163,21 @@ class Context:
 
     def save_state(self) -> None:
         path = self.options.state_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)
+
+        def write() -> None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True), encoding="utf-8")
+            tmp.replace(path)
+
+        self.runner.perform("", write, lambda: None)  # gpuenv's own record: a dry run keeps it to itself
 
 
 @dataclass(frozen=True)
 class Step:
+    """A step of setup: its title and what it does (recorded, not done, in a dry run); ``run`` returns
+    the outcome in words."""
+
     title: str
-    describe: Callable[[Context], list[str]]
     run: Callable[[Context], str]
 
 

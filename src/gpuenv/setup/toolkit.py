@@ -18,6 +18,7 @@ from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
+from gpuenv.runner import unknown
 from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.steps import Context, Step
 from gpuenv.setup.targetenv import TargetEnv
@@ -31,19 +32,11 @@ def needs_toolkit_step(plan: Plan) -> bool:
 def toolkit_step(plan: Plan) -> Step:
     toolkit = plan.toolkit
     assert toolkit is not None
-    version = toolkit.version
-
-    def describe(ctx: Context) -> list[str]:
-        return [
-            f"# CUDA {version} from PyPI into the toolkit cache ({toolkit.root}), unless it is there:",
-            f"<{ctx.installer.name} install> --only-binary :all: --target <temp> "
-            f"{' '.join(pinned_wheels(version))}",
-        ]
 
     def run(ctx: Context) -> str:
         return _provide(ctx, toolkit)
 
-    return Step(f"toolkit: CUDA {version} from PyPI", describe, run)
+    return Step(f"toolkit: CUDA {toolkit.version} from PyPI", run)
 
 
 def _provide(ctx: Context, planned: Toolkit) -> str:
@@ -51,6 +44,8 @@ def _provide(ctx: Context, planned: Toolkit) -> str:
     log = ctx.log("toolkit")
     runner = ctx.runner.with_log(log, on_line=ctx.reporter.status)
     install = wheel_installer(ctx.installer.with_runner(runner), ctx.target)
+    if ctx.dry_run:
+        return _provide_recorded(ctx, cache, planned.version, install)
     provided = ctx.resources.enter_context(
         cache.use(planned.version, install, on_wait=ctx.reporter.status))
     ctx.toolkit = provided.toolkit
@@ -58,6 +53,23 @@ def _provide(ctx: Context, planned: Toolkit) -> str:
     how = "downloaded and provisioned" if provided.downloaded else "already in the toolkit cache"
     waited = " after waiting for another setup provisioning it" if provided.waited else ""
     return f"nvcc {provided.toolkit.release} at {provided.toolkit.nvcc}: {how}{waited} (log: {log})"
+
+
+def _provide_recorded(ctx: Context, cache: ToolkitCache, version: str, install: WheelInstaller) -> str:
+    """What :meth:`ToolkitCache.use` does, for a dry run: the toolkit the cache holds (its nvcc asked),
+    else the install of its wheels recorded, into a folder of the cache's that the real run makes."""
+    found = cache.find(version)
+    if found is not None:
+        ctx.toolkit = found.toolkit
+        return f"nvcc {found.toolkit.release} at {found.toolkit.nvcc}: already in the toolkit cache"
+    home = cache.home(version)
+    folder = home.parent / ".tmp" / unknown(f"a new folder for CUDA {version}")
+    ctx.reporter.done(f"CUDA {version} is not in the toolkit cache {cache.path}: under its lock, its wheels "
+                      "are installed into a new folder of the cache")
+    install(pinned_wheels(version), folder / "wheels")
+    ctx.reporter.done(f"then laid out as a CUDA_HOME, its nvcc asked, and published as {home} (one rename); "
+                      "the builds below use it")
+    return f"CUDA {version} provisioned into {home}"
 
 
 def cache_of(toolkit: Toolkit) -> ToolkitCache:
@@ -92,10 +104,12 @@ def wheel_installer(installer: Installer, env: TargetEnv) -> WheelInstaller:
     def install(requirements: Sequence[str], target: Path) -> None:
         wanted = list(requirements)
         try:
-            for cmd in installer.commands(env, wanted, InstallOptions()):
-                head = cmd[: len(cmd) - len(wanted)]
-                installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
-                                 extra_environ=installer.environ())
+            *first, last = installer.commands(env, wanted, InstallOptions())
+            for cmd in first:  # pip put into an env that lacks it: as it is
+                installer.runner(cmd, extra_environ=installer.environ())
+            head = last[: len(last) - len(wanted)]
+            installer.runner([*head, "--only-binary", ":all:", "--target", str(target), *wanted],
+                             extra_environ=installer.environ())
         except CommandError as exc:
             release = wanted[0].split("==")[-1].removesuffix(".*") if wanted else ""
             raise ToolkitError(

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from gpuenv.cache.audit import Target, torch_libraries
 from gpuenv.cache.key import CacheKey
-from gpuenv.cache.prebuilt import find_prebuilt, source_url
+from gpuenv.cache.prebuilt import PrebuiltResult, find_prebuilt, source_url
 from gpuenv.cache.remote import IndexClient, RemoteError
-from gpuenv.cache.shared import Fetched, SharedCache
+from gpuenv.cache.shared import CacheSource, Fetched, SharedCache
 from gpuenv.errors import CommandError
 from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
 from gpuenv.setup.steps import Context
@@ -62,7 +62,10 @@ def fetch_shared(ctx: Context, key: CacheKey) -> Found | None:
     if shared is None:
         return None
     ctx.reporter.status(f"asking the shared caches for {key.name} (key {key.digest[:12]})")
-    fetched: Fetched | None = shared.fetch(key)
+    fetched: Fetched | None = ctx.runner.perform(
+        f"ask the shared caches ({', '.join(s.text for s in shared.sources)}) for the wheel of "
+        f"{key.name} with key {key.digest[:12]} (a dry run asks none; on a miss:)",
+        lambda: shared.fetch(key), lambda: None)
     if fetched is None:
         return None
     return Found(fetched.wheel, f"from the shared cache {fetched.source}: key {key.digest[:12]} matched "
@@ -76,10 +79,16 @@ def push_built(ctx: Context, key: CacheKey, wheel: Path) -> None:
         return
     for target in shared.sources:
         ctx.reporter.status(f"pushing {wheel.name} to {target}")
+        def push(target: CacheSource = target) -> str:
+            return shared.push(key, wheel, target)
+
         try:
-            ctx.reporter.done(shared.push(key, wheel, target))
+            said = ctx.runner.perform(f"push it to {target.text} (--push)", push, lambda: "")
         except (RemoteError, OSError) as exc:
             ctx.reporter.done(f"warning: could not push {wheel.name} to {target}: {exc}")
+        else:
+            if said:
+                ctx.reporter.done(said)
 
 
 # -- prebuilt wheels from their publishers ------------------------------------------------------
@@ -125,10 +134,18 @@ def find_audited(ctx: Context, ext: ExtensionPlan) -> Found | None:
     target = target_for(ctx, ext)
     ctx.reporter.status(f"looking for a prebuilt {ext.name} for torch {target.torch_version}")
     downloads = ctx.options.work / "prebuilt"
-    torch_libs = torch_libraries(ctx.target.site_packages(ctx.runner))
-    result = find_prebuilt(ext.prebuilt, target, version=pinned_version(ext.requirement),
-                           client=_client(ctx), work_dir=downloads, torch_libs=torch_libs,
-                           accept=lambda wheel: import_problem(ctx, ext, wheel))
+
+    def find() -> PrebuiltResult:
+        torch_libs = torch_libraries(ctx.target.site_packages(ctx.runner))
+        return find_prebuilt(ext.prebuilt, target, version=pinned_version(ext.requirement),
+                             client=_client(ctx), work_dir=downloads, torch_libs=torch_libs,
+                             accept=lambda wheel: import_problem(ctx, ext, wheel))
+
+    result = ctx.runner.perform(
+        f"look for a prebuilt {ext.name} wheel where its publisher puts them, audit it against this torch "
+        "and try its import (a dry run asks no publisher; if none fits:)", find, lambda: None)
+    if result is None:
+        return None
     if result.wheel is None or result.verdict is None:
         ctx.reporter.done(f"no prebuilt {ext.name} fits: {result.why_not()}; building it")
         return None
