@@ -370,6 +370,9 @@ def build_main(request: Mapping[str, Any]) -> int:
                      options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
             raise NotOffline(requirements)
 
+        def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
+            raise NotOffline([f"(uninstall) {name}" for name in names])
+
     runner = SubprocessRunner()
     log = Path(request["log"])
     try:
