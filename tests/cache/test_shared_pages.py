@@ -234,3 +234,21 @@ def test_a_push_never_replaces_an_index_page_it_did_not_write(tmp_path: Path) ->
         push_to_folder(keyed, KEY, folder)
     assert (folder / "index.html").read_text() == "<html>the lab's own page</html>"
     assert not list(folder.rglob("*.whl"))
+
+
+def test_a_wheel_is_filed_under_the_project_its_file_names_and_found_there_by_the_trees_name(
+    tmp_path: Path,
+) -> None:
+    """A local tree's key is named by its folder ("ops"), its wheel by its setup.py ("torch-scatter"):
+    the push files it where an index would (the wheel's project), and a fetch asked with the tree's
+    declared name finds it; asked with the key's name alone, it is a miss, not a wrong hand-out."""
+    folder = tmp_path / "shared"
+    key = dataclasses.replace(KEY, name="ops")
+    keyed = with_key(make_wheel(tmp_path / "built", FILE), key, tmp_path / "stage")
+    said = push_to_folder(keyed, key, folder)
+    assert said.startswith("pushed ") and not (folder / "ops").exists()
+    assert [p.name for p in (folder / "torch-scatter").glob("*.whl")] == [remote_name(FILE, key)]
+    shared = SharedCache([cache_source(str(folder))], tmp_path / "w")
+    assert shared.fetch(key) is None
+    found = shared.fetch(key, also=["torch_scatter"])
+    assert found is not None and found.remote_name == remote_name(FILE, key)

@@ -29,12 +29,13 @@ import contextlib
 import html
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from gpuenv.cache.files import sha256_file
 from gpuenv.cache.key import CacheKey
@@ -135,16 +136,22 @@ class SharedCache:
         self._warn = warn or (lambda text: None)
         self._warned: set[str] = set()
 
-    def fetch(self, key: CacheKey) -> Fetched | None:
-        """The wheel of ``key`` from the first source that holds a sound one, or None."""
+    def fetch(self, key: CacheKey, *, also: Iterable[str] = ()) -> Fetched | None:
+        """The wheel of ``key`` from the first source that holds a sound one, or None.
+
+        A server files a wheel under the distribution its file names, which for a
+        local tree can differ from the key's name (a folder "ops" whose setup.py
+        says "mmcv-ops"): ``also`` names the projects to look in after the key's.
+        """
+        names = list(dict.fromkeys(canonicalize_name(n) for n in (key.name, *also) if n))
         for source in self.sources:
-            found = self._fetch_from(source, key)
+            found = self._fetch_from(source, key, names)
             if found is not None:
                 return found
         return None
 
-    def _fetch_from(self, source: CacheSource, key: CacheKey) -> Fetched | None:
-        links = self._links(source, key.name)
+    def _fetch_from(self, source: CacheSource, key: CacheKey, names: Sequence[str]) -> Fetched | None:
+        links = [link for name in names for link in self._links(source, name)]
         for link in (link for link in links if digest_in_name(link.file_name) == key.digest):
             try:
                 path = self.client.download(link, self.work_dir / "downloads")
@@ -202,8 +209,7 @@ class SharedCache:
     def _push_to_server(self, keyed: Path, key: CacheKey, target: CacheSource, *, replace: bool) -> str:
         sha = sha256_file(keyed)
         result = self.client.upload(target.upload_url, keyed, upload_fields(keyed, sha))
-        links = self.client.project_links(target.read_url, canonicalize_name(key.name))
-        listed = next((link for link in links if link.file_name == keyed.name), None)
+        listed = self._listed(target, keyed.name, wait=not result.exists)
         if not result.exists:
             if listed is None:
                 raise RemoteError(target.read_url, f"took {keyed.name} but does not list it at "
@@ -215,7 +221,7 @@ class SharedCache:
             return f"pushed {keyed.name} to {target}"
         if listed is not None and listed.hashes.get("sha256") == sha:
             return f"{keyed.name} is already on {target} (the same file)"
-        found = self._fetch_from(target, key)
+        found = self._fetch_from(target, key, [project_of(keyed.name)])
         if found is not None:  # another node pushed this key first, and theirs is sound: keep it
             found.wheel.unlink()
             return f"{keyed.name} is already on {target} (pushed by another node; checked: sound, same key)"
@@ -229,6 +235,32 @@ class SharedCache:
                                            "refuses to replace it",
                           hint=f"remove {keyed.name} from the server (pypiserver: delete the file from its "
                                "package folder; devpi: devpi remove), then push again")
+
+
+    def _listed(self, target: CacheSource, file_name: str, *, wait: bool) -> Link | None:
+        """The server's link to ``file_name``, on the page of the project the file names (what the
+        server files it under). After an upload it took, asked again for a few seconds: a server with
+        a page cache refreshes it from its folder a moment later (pypiserver's watches the folder)."""
+        delays = LISTING_DELAYS if wait else ()
+        for delay in (0.0, *delays):
+            time.sleep(delay)
+            links = self.client.project_links(target.read_url, project_of(file_name))
+            listed = next((link for link in links if link.file_name == file_name), None)
+            if listed is not None:
+                return listed
+        return None
+
+
+#: How long after an upload the server's page is asked again for the file (seconds, about 6 in all).
+LISTING_DELAYS = (0.2, 0.4, 0.8, 1.6, 3.0)
+
+
+def project_of(wheel_name: str) -> str:
+    """The canonical project a wheel's file name names: the page an index lists it on."""
+    try:
+        return str(parse_wheel_filename(wheel_name)[0])
+    except InvalidWheelFilename as exc:
+        raise InputError(f"{wheel_name}: not a wheel file name ({exc})") from None
 
 
 def upload_fields(wheel: Path, sha256: str) -> dict[str, str]:
@@ -304,7 +336,7 @@ def push_to_folder(keyed: Path, key: CacheKey, folder: Path) -> str:
     replaced (:class:`~gpuenv.errors.OutputError`, nothing written).
     """
     _make_folder(folder)  # nodes pushing at once make it at once: one of them wins, all go on
-    project = path_inside(folder, canonicalize_name(key.name), folder=True)
+    project = path_inside(folder, project_of(keyed.name), folder=True)
     _make_folder(project)
     final = path_inside(folder, project / keyed.name)
     for page in (folder / INDEX, project / INDEX):

@@ -33,6 +33,7 @@ from gpuenv.errors import BuildError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.setupscan import scan_setup
 from gpuenv.plan.treecheck import check_tree
+from gpuenv.plan.treemeta import tree_name
 from gpuenv.runner import SubprocessRunner, unknown, unknowns_in
 from gpuenv.setup.builder import build_wheel, install_build_requirements
 from gpuenv.setup.dryrun import torch_expected
@@ -252,7 +253,9 @@ def _cached(
     if looked.refused:
         ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
     if looked.entry is None:
-        return _from_elsewhere(ctx, ext, key, installed, cache, fetch_shared(ctx, key))
+        # A local tree's wheel is filed on a server under the name its files declare, not its folder's.
+        also = [name for name in (tree_name(Path(ext.path)),) if name] if ext.path is not None else []
+        return _from_elsewhere(ctx, ext, key, installed, cache, fetch_shared(ctx, key, also=also))
     assert ctx.torch is not None
     waited = " after waiting for another process that built it" if wait else ""
     ctx.cached.append(ext.name)

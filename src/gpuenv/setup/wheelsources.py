@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +57,9 @@ def shared_cache(ctx: Context) -> SharedCache | None:
     return ctx.shared
 
 
-def fetch_shared(ctx: Context, key: CacheKey) -> Found | None:
-    """The wheel of exactly ``key`` from the first shared cache that holds a sound one."""
+def fetch_shared(ctx: Context, key: CacheKey, *, also: Sequence[str] = ()) -> Found | None:
+    """The wheel of exactly ``key`` from the first shared cache that holds a sound one; ``also``: the
+    distribution names the wheel may be filed under besides the key's (a local tree's own name)."""
     shared = shared_cache(ctx)
     if shared is None:
         return None
@@ -65,7 +67,7 @@ def fetch_shared(ctx: Context, key: CacheKey) -> Found | None:
     fetched: Fetched | None = ctx.runner.perform(
         f"ask the shared caches ({', '.join(s.text for s in shared.sources)}) for the wheel of "
         f"{key.name} with key {key.digest[:12]} (a dry run asks none; on a miss:)",
-        lambda: shared.fetch(key), lambda: None)
+        lambda: shared.fetch(key, also=also), lambda: None)
     if fetched is None:
         return None
     return Found(fetched.wheel, f"from the shared cache {fetched.source}: key {key.digest[:12]} matched "
