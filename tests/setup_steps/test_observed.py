@@ -23,12 +23,12 @@ from gpuenv.plan.planner import PlanOptions, make_plan
 from gpuenv.probe.binaries import count_cuda_code
 from gpuenv.probe.toolkits import find_toolkits
 from gpuenv.setup.installer import PipInstaller
+from gpuenv.setup.landed import observe_landed
 from gpuenv.setup.observed import (
     FROM_ARCH_LIST,
     TORCH_ALL_HEADER,
     build_arch_names,
     cxx_standard,
-    observe_landed,
     torch_facts,
     wheel_archs,
 )

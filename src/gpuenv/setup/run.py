@@ -39,8 +39,8 @@ from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.adoptsteps import adopt_step, done, given_torch_step, roll_back, runtime_note_step
 from gpuenv.setup.dryrun import RecordingInstaller, RecordingReporter, torch_expected
 from gpuenv.setup.installer import InstallOptions, choose_installer, preflight
+from gpuenv.setup.landed import arch_list_note, observe_landed
 from gpuenv.setup.lockstep import already_done, lock_entry, lock_step
-from gpuenv.setup.observed import arch_list_note, observe_landed
 from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.setup.targetenv import BrokenTorchError, TargetEnv, TorchInfo
