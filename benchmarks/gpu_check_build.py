@@ -350,11 +350,11 @@ class ExtensionSteps:
 
 def build_main(request: Mapping[str, Any]) -> int:
     """Build the wheel with gpuenv's builder; print {"wheel"}, {"missing"} or {"error"} after MARK."""
+    from gpuenv.env.targetenv import TargetEnv
     from gpuenv.errors import BuildError, GpuenvError, StepError
     from gpuenv.runner import SubprocessRunner
     from gpuenv.setup.builder import build_wheel
     from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions
-    from gpuenv.setup.targetenv import TargetEnv
 
     class NotOffline(StepError):
         def __init__(self, requirements: Sequence[str]) -> None:

@@ -535,9 +535,9 @@ def uv_install(venv: Path, requirements: Sequence[str], *, no_build_isolation: b
     index, extra indexes, find-links, constraint files, and the index strategy
     that makes uv pick the best version across them, as pip does).
     """
+    from gpuenv.env.targetenv import TargetEnv
     from gpuenv.runner import SubprocessRunner
     from gpuenv.setup.installer import InstallOptions, UvInstaller
-    from gpuenv.setup.targetenv import TargetEnv
 
     installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
     options = InstallOptions(no_build_isolation=no_build_isolation)
@@ -546,9 +546,9 @@ def uv_install(venv: Path, requirements: Sequence[str], *, no_build_isolation: b
 
 
 def uv_environ(bench: Bench, uv_cache: Path) -> dict[str, str]:
+    from gpuenv.env.targetenv import TargetEnv
     from gpuenv.runner import SubprocessRunner
     from gpuenv.setup.installer import UvInstaller
-    from gpuenv.setup.targetenv import TargetEnv
 
     installer = UvInstaller(SubprocessRunner(), uv=uv_bin())
     installer.sources(TargetEnv(bench.path("nowhere")))  # pip's cert, as SSL_CERT_FILE

@@ -20,12 +20,12 @@ import pytest
 from packaging.requirements import Requirement
 
 from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.probe.binaries import read_cuda_code
 from gpuenv.probe.toolkits import is_toolkit_root
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import make_installer
-from gpuenv.setup.targetenv import TargetEnv
 from gpuenv.setup.toolkit import wheel_installer
 
 KERNEL = """
@@ -41,7 +41,7 @@ USE_SCRIPT = """
 import json, os, signal, sys
 from gpuenv.setup.installer import make_installer
 from gpuenv.runner import SubprocessRunner
-from gpuenv.setup.targetenv import TargetEnv
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.setup.toolkit import wheel_installer
 from gpuenv.cache.toolkits import ToolkitCache
 

@@ -23,8 +23,8 @@ from gpuenv.catalogcheck.sdists import (
     index_urls,
     read_project,
 )
+from gpuenv.env.pipconfig import PipSources
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
-from gpuenv.setup.pipconfig import PipSources
 
 SETUP = """\
 import os

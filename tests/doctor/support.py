@@ -1,6 +1,6 @@
 """Hand-made stand-ins for the doctor's fast tests: machines, torch builds, site-packages, an env.
 
-:class:`FakeEnvRunner` answers the questions :class:`gpuenv.setup.targetenv.TargetEnv`
+:class:`FakeEnvRunner` answers the questions :class:`gpuenv.env.targetenv.TargetEnv`
 and the doctor ask an environment's interpreter (it implements the Runner
 interface, as the real :class:`~gpuenv.runner.SubprocessRunner` does), so a
 whole diagnosis runs against a directory that only looks like a venv.
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
+from gpuenv.env.targetenv import IMPORTING_MARK, TorchInfo
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.runner import ANSWER_MARK
-from gpuenv.setup.targetenv import IMPORTING_MARK, TorchInfo
 
 #: The arch list torch 2.14.1+cu130 from PyPI reports (facts §3).
 CU130_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")

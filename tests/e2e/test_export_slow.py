@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import find_uv
-from gpuenv.setup.targetenv import TargetEnv
 from tests.e2e.support import TINY_EXT, clean_env, gpuenv, run_in, write_recipe
 
 pytestmark = pytest.mark.slow

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from gpuenv.env.pipconfig import PipSources
 from gpuenv.errors import InputError
 from gpuenv.export.uv import Table, export_uv, merge, uv_tables
 from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import load_recipe
-from gpuenv.setup.pipconfig import PipSources
 
 if sys.version_info >= (3, 11):
     import tomllib

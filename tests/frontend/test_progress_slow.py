@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.progress import OutputDigest
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import InstallOptions, PipInstaller, pip_prints_raw_progress
-from gpuenv.setup.targetenv import TargetEnv
 from tests.e2e.support import clean_env, write_recipe
 
 pytestmark = pytest.mark.slow

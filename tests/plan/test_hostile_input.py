@@ -131,8 +131,8 @@ def test_a_damaged_state_file_reads_as_no_work_done(tmp_path: Path, state: str) 
 def test_the_query_marker_never_reaches_the_live_progress_line(tmp_path: Path) -> None:
     import sys
 
+    from gpuenv.env.targetenv import TargetEnv
     from gpuenv.runner import ANSWER_MARK, SubprocessRunner
-    from gpuenv.setup.targetenv import TargetEnv
 
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").symlink_to(sys.executable)

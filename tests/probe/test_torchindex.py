@@ -321,8 +321,8 @@ def test_offline_asks_no_index(fake: FakeIndex, tmp_path: Path, how: str) -> Non
 
 def test_the_constraints_come_from_pips_constraint_files(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpuenv.env.pipconfig import PipSources
     from gpuenv.setup.indexquery import installer_constraints
-    from gpuenv.setup.pipconfig import PipSources
 
     caps = tmp_path / "constraints.txt"
     caps.write_text("# the machine's caps\ntorch<=2.14.1  # on disk\nnumpy<2\n-r other.txt\n"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import PipInstaller
-from gpuenv.setup.targetenv import TargetEnv
 
 TORCH = "torch==2.13.0"
 TORCH_VERSION = "2.13.0+cpu"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.pipconfig import PipSources
+from gpuenv.env.targetenv import Interpreter, TargetEnv
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.adopt import (
@@ -35,9 +37,7 @@ from gpuenv.setup.installer import (
     PipInstaller,
     UvInstaller,
 )
-from gpuenv.setup.pipconfig import PipSources
 from gpuenv.setup.rollback import JOURNAL, finished, record, restore, unfinished
-from gpuenv.setup.targetenv import Interpreter, TargetEnv
 from tests.setup_steps.conftest import FakeRunner
 
 RUN = SubprocessRunner()

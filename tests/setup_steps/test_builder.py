@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import BuildError, StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
 from gpuenv.setup.builder import (
@@ -26,7 +27,6 @@ from gpuenv.setup.builder import (
     requirements_to_install,
 )
 from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions, PipInstaller
-from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner
 

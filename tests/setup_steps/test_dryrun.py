@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import load_recipe
@@ -26,7 +27,6 @@ from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.sources import copy_tree, fetch_source, tree_sha256
 from gpuenv.setup.steps import STATE_FILE, SetupOptions
-from gpuenv.setup.targetenv import TargetEnv
 from tests.plan.test_plan import D580, H100, machine
 
 #: A backend in the tree itself (``backend-path``): the printed build line runs without setuptools.

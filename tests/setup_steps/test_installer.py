@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.pipconfig import PipSources, parse_config_list, pip_config, pip_sources
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
 from gpuenv.setup.installer import (
     InstallOptions,
@@ -26,8 +28,6 @@ from gpuenv.setup.installer import (
     make_installer,
     preflight,
 )
-from gpuenv.setup.pipconfig import PipSources, parse_config_list, pip_config, pip_sources
-from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner, TorchEnv
 

@@ -1,4 +1,4 @@
-"""What an installed torch really is (gpuenv.setup.observed), and setup planning again for it.
+"""What an installed torch really is (gpuenv.env.observed), and setup planning again for it.
 
 The reader is tested on real files: a shared object nvcc compiles here from
 several objects (one with an extra arch of its own, as a few torch kernels
@@ -15,6 +15,15 @@ from pathlib import Path
 import pytest
 
 from gpuenv.cache.key import CacheKey
+from gpuenv.env.observed import (
+    FROM_ARCH_LIST,
+    TORCH_ALL_HEADER,
+    build_arch_names,
+    cxx_standard,
+    torch_facts,
+    wheel_archs,
+)
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import VerifyError
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
@@ -24,16 +33,7 @@ from gpuenv.probe.binaries import count_cuda_code
 from gpuenv.probe.toolkits import find_toolkits
 from gpuenv.setup.installer import PipInstaller
 from gpuenv.setup.landed import observe_landed
-from gpuenv.setup.observed import (
-    FROM_ARCH_LIST,
-    TORCH_ALL_HEADER,
-    build_arch_names,
-    cxx_standard,
-    torch_facts,
-    wheel_archs,
-)
 from gpuenv.setup.steps import Context, SetupOptions
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 from tests.doctor.support import FakeEnvRunner, fake_venv
 from tests.plan.test_plan import SCATTER, recipe
 

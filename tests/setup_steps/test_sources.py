@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import InputError, StepError
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.sources import (
@@ -23,7 +24,6 @@ from gpuenv.setup.sources import (
     tree_sha256,
     unpack,
 )
-from gpuenv.setup.targetenv import TargetEnv
 
 from .conftest import FakeRunner
 

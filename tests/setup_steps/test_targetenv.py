@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.env import targetenv
+from gpuenv.env.distinfo import installed_on_disk
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
-from gpuenv.setup import targetenv
-from gpuenv.setup.distinfo import installed_on_disk
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
 

@@ -21,8 +21,8 @@ from gpuenv.catalogcheck.catalogview import load_catalog
 from gpuenv.catalogcheck.check import CheckOptions, parse_assignments, run_check
 from gpuenv.catalogcheck.report import render_markdown
 from gpuenv.catalogcheck.sdists import index_urls
+from gpuenv.env.pipconfig import pip_config, pip_sources
 from gpuenv.errors import EXIT_OK, EXIT_STEP_FAILED, GpuenvError, InputError
-from gpuenv.setup.pipconfig import pip_config, pip_sources
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
 metadata under build isolation even to download, and their setup.py imports
 torch (facts §8). So the versions and the sdist URLs come from the index's
 simple API (PEP 691 JSON, or PEP 503 HTML where an index only has that), on the
-indexes pip's configuration names (:mod:`gpuenv.setup.pipconfig`); the sdist is
+indexes pip's configuration names (:mod:`gpuenv.env.pipconfig`); the sdist is
 checked against the index's sha256 and kept in a cache, and only the build files
 are read out of it: setup.py, pyproject.toml, setup.cfg, CMakeLists.txt and the
 helper modules setup.py imports. Every network read has a timeout.
@@ -32,11 +32,11 @@ from urllib.request import url2pathname
 
 from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 
+from gpuenv.env.pipconfig import PipSources
 from gpuenv.errors import IndexUnreachableError, InputError, StepError
 from gpuenv.inputs import MAX_INPUT_BYTES, UnreadableInput, read_input
 from gpuenv.plan.buildfiles.derive import IMPORT_DEPTH, TOP_FILES, imported_files
 from gpuenv.probe.indexhttp import PageError, parse_links
-from gpuenv.setup.pipconfig import PipSources
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"

@@ -38,6 +38,7 @@ from gpuenv.doctor.report import Check, Report
 from gpuenv.doctor.toolkit import built_with_check, runtime_check, toolkit_check
 from gpuenv.doctor.torchwheel import torch_checks, torch_of
 from gpuenv.doctor.wording import last_error
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
@@ -45,7 +46,6 @@ from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
 from gpuenv.probe.binaries import find_cuobjdump
 from gpuenv.runner import Runner, SubprocessRunner
 from gpuenv.setup.runtime import read_runtime_env
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 # -- finding the recipe and the lock (for the front ends) ------------------------------------
 

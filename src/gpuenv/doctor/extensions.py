@@ -16,6 +16,7 @@ from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.doctor.lock import torch_differs
 from gpuenv.doctor.report import Check, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
@@ -24,7 +25,6 @@ from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.recipe import Recipe
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, list_elf, read_cuda_code
 from gpuenv.runner import Runner
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 #: What importing an extension built against another torch (or C++ ABI) fails with.
 UNDEFINED_SYMBOL = "undefined symbol"

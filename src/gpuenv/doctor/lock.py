@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpuenv.cache.lockfile import LockedEnv
 from gpuenv.doctor.report import Check
-from gpuenv.setup.targetenv import TorchInfo
+from gpuenv.env.targetenv import TorchInfo
 
 
 def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions: bool) -> Check:

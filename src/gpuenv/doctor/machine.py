@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gpuenv.doctor.report import Check
+from gpuenv.env.targetenv import TorchInfo
 from gpuenv.plan.hardware import Gpu, Hardware
-from gpuenv.setup.targetenv import TorchInfo
 
 
 def machine_checks(hardware: Hardware, torch: TorchInfo | None) -> list[Check]:

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gpuenv.doctor.report import Check
+from gpuenv.env.targetenv import TorchInfo
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.setup.runtime import RUNTIME_PTH
-from gpuenv.setup.targetenv import TorchInfo
 
 
 def toolkit_check(torch: TorchInfo, hardware: Hardware, *, exact_for: Sequence[str] = ()) -> Check | None:

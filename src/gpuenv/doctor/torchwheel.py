@@ -10,6 +10,8 @@ from typing import Any
 
 from gpuenv.doctor.report import Check
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
+from gpuenv.env.observed import torch_facts, wheel_archs
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError
 from gpuenv.plan import knowledge
 from gpuenv.plan.giventorch import TorchFacts, data_disagreements, nearest_release
@@ -17,8 +19,6 @@ from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.variants import driver_runs
 from gpuenv.probe.binaries import CudaCode
 from gpuenv.runner import ANSWER_MARK, Runner
-from gpuenv.setup.observed import torch_facts, wheel_archs
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 _CUDA_SCRIPT = f"""
 import json, torch
@@ -131,7 +131,7 @@ def _driver_fix(torch: TorchInfo, hardware: Hardware) -> str:
 
 def torch_code(torch: TorchInfo, site: Path) -> tuple[CudaCode | None, str]:
     """The GPU code torch carries, and where that was read: its arch list, else libtorch_cuda.so
-    (the reader setup plans with: :func:`gpuenv.setup.observed.wheel_archs`)."""
+    (the reader setup plans with: :func:`gpuenv.env.observed.wheel_archs`)."""
     archs = wheel_archs(torch, site=site)
     if archs.problem:
         return None, archs.problem if archs.source else ""

@@ -45,6 +45,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from gpuenv.env.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.outputs import output_file, write_atomic
@@ -54,7 +55,6 @@ from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import Recipe
-from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):

@@ -12,7 +12,7 @@ extension drafts get its C++ standard.
 
 :func:`data_disagreements` says where the installed torch contradicts
 ``torch.toml``, naming the entry, so setup and ``gpuenv doctor`` say it the
-same way. Pure: no I/O (the facts are read by :mod:`gpuenv.setup.observed`).
+same way. Pure: no I/O (the facts are read by :mod:`gpuenv.env.observed`).
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.env.observed import observe
+from gpuenv.env.targetenv import Interpreter, TargetEnv
 from gpuenv.errors import CommandError, GpuenvError, InputError
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.runner import Runner
-from gpuenv.setup.observed import observe
 from gpuenv.setup.steps import STATE_FILE
-from gpuenv.setup.targetenv import Interpreter, TargetEnv
 
 #: What an env gpuenv made holds: its state file, its work folder.
 GPUENV_MARKS = (STATE_FILE, ".gpuenv")

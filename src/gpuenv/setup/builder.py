@@ -31,6 +31,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import BuildError, CommandError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
@@ -45,7 +46,6 @@ from gpuenv.runner import (
     unknown,
 )
 from gpuenv.setup.installer import Installer, InstallOptions
-from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
     import tomllib

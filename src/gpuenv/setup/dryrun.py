@@ -29,10 +29,10 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from gpuenv.env.targetenv import Interpreter, TargetEnv, TorchInfo
 from gpuenv.plan.envplan import Plan
 from gpuenv.runner import RecordingRunner, Runner, unknown
 from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions, constraints_file
-from gpuenv.setup.targetenv import Interpreter, TargetEnv, TorchInfo
 
 
 def expected_torch(plan: Plan) -> TorchInfo | None:

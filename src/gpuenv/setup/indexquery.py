@@ -2,7 +2,7 @@
 
 The indexes are pip's (its index-url, else pip's own default, and its
 extra-index-urls, read from its configuration files by
-:mod:`gpuenv.setup.pipconfig`) and the variant indexes of the recipe's (or
+:mod:`gpuenv.env.pipconfig`) and the variant indexes of the recipe's (or
 ``--torch-index``'s) template, for the variants the recipe's torch range may
 use. ``offline`` asks no index and reads no cache: the plan is made from the
 data this gpuenv shipped with, exactly as released. :func:`installer_constraints`
@@ -20,12 +20,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from gpuenv.env.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.candidates import Constraint
 from gpuenv.plan.knowledge import normalize_variant
 from gpuenv.plan.recipe import Recipe
 from gpuenv.plan.releases import KnowledgeSource, TorchReleases, shipped_releases
-from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
 
 
 def plan_releases(

@@ -3,7 +3,7 @@
 :class:`PipInstaller` runs the target env's own pip, so the user's pip
 configuration (indexes, find-links, constraints, certificates) applies as it
 would by hand. uv does not read pip's configuration, so :class:`UvInstaller`
-reads it (:mod:`gpuenv.setup.pipconfig`: pip's files plus the ``PIP_*`` variables) and
+reads it (:mod:`gpuenv.env.pipconfig`: pip's files plus the ``PIP_*`` variables) and
 passes the same sources explicitly: with ``--installer uv`` packages come from where pip would
 take them. Each installer also makes the target env (``python -m venv``, or
 ``uv venv``: seconds faster, as it seeds no pip), and :func:`choose_installer`
@@ -30,11 +30,11 @@ from urllib.parse import urlparse
 
 from packaging.utils import canonicalize_name
 
+from gpuenv.env.pipconfig import PipSources, pip_config, pip_sources
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, IndexUnreachableError, InputError, StepError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.runner import Runner
-from gpuenv.setup.pipconfig import PipSources, pip_config, pip_sources
-from gpuenv.setup.targetenv import TargetEnv
 
 #: The public PyTorch index; ``{variant}`` is "cpu", "cu121", ….
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{variant}"

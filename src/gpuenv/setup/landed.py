@@ -1,6 +1,6 @@
 """Setup once torch has landed: read what it really is, and plan the rest of the steps for it.
 
-The facts come from :mod:`gpuenv.setup.observed` (the reader ``gpuenv doctor`` uses too); when they
+The facts come from :mod:`gpuenv.env.observed` (the reader ``gpuenv doctor`` uses too); when they
 contradict the shipped data, the plan is made again for the installed torch (observed beats shipped).
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from gpuenv.env.observed import observe
+from gpuenv.env.targetenv import TorchInfo
 from gpuenv.errors import VerifyError
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts, arch_list_from_names, data_disagreements
-from gpuenv.setup.observed import observe
 from gpuenv.setup.steps import Context
-from gpuenv.setup.targetenv import TorchInfo
 
 
 def observe_landed(ctx: Context, info: TorchInfo) -> str:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import GpuenvError, StepError
 from gpuenv.inputs import UnreadableInput, parse_json, read_input
 from gpuenv.outputs import make_folders, write_atomic
 from gpuenv.runner import Runner
 from gpuenv.setup.installer import Installer, InstallOptions
-from gpuenv.setup.targetenv import TargetEnv
 
 #: The journal of a setup of an adopted env, in its work folder.
 JOURNAL = "adopted-env-journal.json"

@@ -29,6 +29,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
+from gpuenv.env.targetenv import BrokenTorchError, TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan
@@ -43,7 +44,6 @@ from gpuenv.setup.landed import arch_list_note, observe_landed
 from gpuenv.setup.lockstep import already_done, lock_entry, lock_step
 from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
 from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
-from gpuenv.setup.targetenv import BrokenTorchError, TargetEnv, TorchInfo
 from gpuenv.setup.toolkit import needs_toolkit_step, toolkit_step
 
 

@@ -36,13 +36,13 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidSdistFilename, parse_sdist_filename
 
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.buildplan import pinned_version
 from gpuenv.plan.treemeta import tree_name, tree_version
 from gpuenv.runner import Runner, bounded, import_timeout, is_unknown, perform, query_timeout, unknown
-from gpuenv.setup.targetenv import TargetEnv
 
 if sys.version_info >= (3, 11):
     pass

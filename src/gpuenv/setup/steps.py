@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.shared import CacheSource, SharedCache
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
@@ -26,7 +27,6 @@ from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.dryrun import PlannedEnv, RecordingInstaller, expected_torch
 from gpuenv.setup.installer import Installer
 from gpuenv.setup.rollback import Snapshot
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 STATE_FILE = "gpuenv-state.json"
 

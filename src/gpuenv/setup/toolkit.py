@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
+from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.plan.envplan import Plan
@@ -21,7 +22,6 @@ from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import unknown
 from gpuenv.setup.installer import Installer, InstallOptions
 from gpuenv.setup.steps import Context, Step
-from gpuenv.setup.targetenv import TargetEnv
 
 
 def needs_toolkit_step(plan: Plan) -> bool:

@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan import knowledge
 from gpuenv.plan.giventorch import TorchFacts, arch_list_from_names
 from gpuenv.probe.binaries import BinaryFormatError, count_cuda_code
 from gpuenv.runner import Runner
-from gpuenv.setup.targetenv import TargetEnv, TorchInfo
 
 #: The torch library whose fat binary holds its kernels.
 TORCH_CUDA_LIB = "libtorch_cuda.so"

@@ -21,17 +21,17 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from gpuenv.errors import CommandError, StepError
-from gpuenv.inputs import UnreadableInput, parse_json
-from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
-from gpuenv.setup.distinfo import installed_on_disk
-from gpuenv.setup.envanswers import (
+from gpuenv.env.distinfo import installed_on_disk
+from gpuenv.env.envanswers import (
     DISTRIBUTION_READER,
     AnswerError,
     answer_field,
     answer_text,
     check_startup_files,
 )
+from gpuenv.errors import CommandError, StepError
+from gpuenv.inputs import UnreadableInput, parse_json
+from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
 
 _TORCH_FACTS = """
 import importlib.metadata, importlib.util, json
