@@ -803,7 +803,7 @@ def noop_env(bench: Bench) -> Path:
 
 
 def compare_noop(bench: Bench) -> Result:
-    from gpuenv.cache.lockfile import lock_path_for, read_lock
+    from gpuenv.lock.lockfile import lock_path_for, read_lock
 
     venv = noop_env(bench)
     recipe = scatter_recipe(bench)

@@ -7,6 +7,7 @@ The layers, lowest first (each package's ``__init__`` says the same):
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
 - ``probe``: what this machine has;
 - ``env``: readers of a Python environment (its interpreter, distributions, torch, pip configuration);
+- ``lock``: gpuenv.lock, and the plan that rebuilds what it records;
 - ``cache``: what outlives a setup;
 - ``setup``: making the env;
 - the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``render``, ``integrations``,
@@ -30,7 +31,7 @@ PACKAGE = Path(gpuenv.__file__).parent
 GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "__init__"}
 FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "doctor", "init",
               "export", "catalogcheck", "__main__"}
-LAYERS = ["ground", "plan", "probe", "env", "cache", "setup", "front end"]
+LAYERS = ["ground", "plan", "probe", "env", "lock", "cache", "setup", "front end"]
 
 
 def modules() -> dict[str, Path]:

@@ -209,9 +209,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_setup(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from gpuenv.cache.lockfile import lock_path_for, read_lock
-    from gpuenv.cache.lockplan import plan_locked
     from gpuenv.cache.shared import cache_source
+    from gpuenv.lock.lockfile import lock_path_for, read_lock
+    from gpuenv.lock.lockplan import plan_locked
     from gpuenv.plan.planner import make_plan, plan
     from gpuenv.progress import TerminalReporter, log_files
     from gpuenv.render import plan_summary

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from gpuenv.cache.lockfile import LockedEnv, LockedExtension, LockedSource
+from gpuenv.lock.lockfile import LockedEnv, LockedExtension, LockedSource
 
 SDIST = "sha256:" + "ab" * 32
 

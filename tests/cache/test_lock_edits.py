@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lockfile import LockEditedError, read_lock, write_lock
-from gpuenv.cache.lockplan import plan_locked
 from gpuenv.errors import InputError
+from gpuenv.lock.lockfile import LockEditedError, read_lock, write_lock
+from gpuenv.lock.lockplan import plan_locked
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import load_recipe

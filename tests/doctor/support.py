@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.env.targetenv import IMPORTING_MARK, TorchInfo
+from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.runner import ANSWER_MARK
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lockfile import LockedEnv, lock_path_for, write_lock
 from gpuenv.doctor import diagnosis
 from gpuenv.doctor.diagnosis import (
     diagnose,
@@ -45,6 +44,7 @@ from gpuenv.doctor.torchwheel import (
     torch_driver_check,
     torch_kernels_check,
 )
+from gpuenv.lock.lockfile import LockedEnv, lock_path_for, write_lock
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import load_recipe

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.lockfile import read_lock
 from gpuenv.cache.wheels import WheelCache
+from gpuenv.lock.lockfile import read_lock
 from gpuenv.setup.sources import file_sha256
 from tests.e2e.support import (
     TINY_EXT,

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from gpuenv.cache.lockfile import read_lock, write_lock
+from gpuenv.lock.lockfile import read_lock, write_lock
 from tests.e2e.support import CUDA_EXT, clean_env, gpuenv, write_recipe
 
 

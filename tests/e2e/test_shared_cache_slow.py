@@ -28,11 +28,11 @@ import pytest
 
 from gpuenv.cache.files import sha256_file
 from gpuenv.cache.key import CacheKey
-from gpuenv.cache.lockfile import read_lock
 from gpuenv.cache.remotekey import KEY_FILE, digest_in_name
 from gpuenv.cache.shared import SharedCache, cache_source
 from gpuenv.cache.wheelfile import record_hash
 from gpuenv.cache.wheels import WheelCache
+from gpuenv.lock.lockfile import read_lock
 from tests.e2e.pypiserver import Server, free_port, pypiserver
 from tests.e2e.support import TINY_EXT, clean_env, gpuenv, run_in, write_recipe
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gpuenv.cache.entry import CacheEntry
-from gpuenv.cache.lockfile import lock_path_for, read_lock
 from gpuenv.cache.wheels import WheelCache
+from gpuenv.lock.lockfile import lock_path_for, read_lock
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.recipe import load_recipe

@@ -79,8 +79,8 @@ def test_export_pylock_o_refuses_a_place_it_cannot_write_before_asking_the_env( 
 
 
 def test_a_lock_that_links_out_of_the_recipes_folder_is_not_written(work: Path) -> None:
-    from gpuenv.cache.lockfile import write_lock
     from gpuenv.errors import OutputError
+    from gpuenv.lock.lockfile import write_lock
     from tests.cache.test_lock_edits import ENV
 
     (work / "elsewhere").mkdir()

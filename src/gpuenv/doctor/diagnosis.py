@@ -24,7 +24,6 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from gpuenv.cache.lockfile import LockedEnv, lock_path_for, read_lock
 from gpuenv.doctor.extensions import (
     ExtensionTarget,
     extension_checks,
@@ -40,6 +39,7 @@ from gpuenv.doctor.torchwheel import torch_checks, torch_of
 from gpuenv.doctor.wording import last_error
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError, RecipeError
+from gpuenv.lock.lockfile import LockedEnv, lock_path_for, read_lock
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.doctor.lock import torch_differs
 from gpuenv.doctor.report import Check, Verdict
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
@@ -20,6 +19,7 @@ from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.recipe import Recipe

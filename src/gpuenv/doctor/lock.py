@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gpuenv.cache.lockfile import LockedEnv
 from gpuenv.doctor.report import Check
 from gpuenv.env.targetenv import TorchInfo
+from gpuenv.lock.lockfile import LockedEnv
 
 
 def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions: bool) -> Check:

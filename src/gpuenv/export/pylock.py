@@ -36,11 +36,11 @@ from urllib.request import url2pathname
 from packaging.utils import canonicalize_name
 
 from gpuenv import __version__
-from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.env.envanswers import DISTRIBUTION_READER, AnswerError
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, InputError
+from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.outputs import output_file, write_atomic
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, import_timeout
 from gpuenv.tomlwrite import toml_key, toml_value

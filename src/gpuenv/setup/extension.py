@@ -27,9 +27,9 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache.entry import LookupResult
 from gpuenv.cache.key import CacheKey, binary_knobs
-from gpuenv.cache.lockfile import LockedExtension
 from gpuenv.cache.wheels import CacheError, LockInfo, WheelCache
 from gpuenv.errors import BuildError
+from gpuenv.lock.lockfile import LockedExtension
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.setupscan import scan_setup
 from gpuenv.plan.treecheck import check_tree

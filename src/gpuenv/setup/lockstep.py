@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv.cache.key import binary_knobs
-from gpuenv.cache.lockfile import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
+from gpuenv.lock.lockfile import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.plan.envplan import Plan
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.steps import Context, Reporter, SetupOptions, Step

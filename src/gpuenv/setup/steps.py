@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpuenv.cache.lockfile import LockedEnv, LockedExtension
 from gpuenv.cache.shared import CacheSource, SharedCache
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit

@@ -14,8 +14,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from gpuenv.cache.lockfile import LockedEnv, LockEditedError
 from gpuenv.errors import UnsatisfiableError
+from gpuenv.lock.lockfile import LockedEnv, LockEditedError
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware
