@@ -31,7 +31,7 @@ from gpuenv.errors import (
 )
 from gpuenv.inputs import index_template
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.printable import printable
 from gpuenv.progress import QUIET, Style, use_color
 

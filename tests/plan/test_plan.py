@@ -39,7 +39,7 @@ from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import CatalogOverrides, ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan, plan
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 # -- building blocks ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from gpuenv.errors import InputError, UnsatisfiableError
 from gpuenv.plan.candidates import Constraint
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import Companion, TorchReleases, shipped_releases
 from gpuenv.plan.torchspec import TorchSpec
 

@@ -22,7 +22,7 @@ import pytest
 
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import TorchReleases, shipped_releases
 from gpuenv.plan.torchspec import TorchSpec
 from gpuenv.probe.remotezip import TAIL_BYTES, RangeSource, RemoteZipError, read_members

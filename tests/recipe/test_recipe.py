@@ -10,7 +10,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import RecipeError
 from gpuenv.plan.extensionspec import ExtensionSpec
-from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe, parse_recipe
+from gpuenv.plan.recipe import find_recipe, load_recipe, parse_recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 ENVS = Path(__file__).resolve().parents[2] / "envs"

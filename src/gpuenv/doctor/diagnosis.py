@@ -42,7 +42,8 @@ from gpuenv.errors import GpuenvError, RecipeError
 from gpuenv.lock.lockfile import LockedEnv, lock_path_for, read_lock
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.recipe import Recipe, find_recipe, load_recipe
+from gpuenv.plan.recipe import find_recipe, load_recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.probe.binaries import find_cuobjdump
 from gpuenv.runner import Runner, SubprocessRunner
 from gpuenv.setup.runtime import read_runtime_env

@@ -22,7 +22,7 @@ from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Gpu, Hardware
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, list_elf, read_cuda_code
 from gpuenv.runner import Runner
 

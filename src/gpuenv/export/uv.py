@@ -54,7 +54,7 @@ from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):

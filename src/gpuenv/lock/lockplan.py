@@ -20,7 +20,7 @@ from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 
 
 def check_machine(locked: LockedEnv, hardware: Hardware) -> None:

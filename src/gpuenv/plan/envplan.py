@@ -21,7 +21,7 @@ from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.cachespec import redact, wheel_origins
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.plan.recipe import PackageSources, RepoSpec
+from gpuenv.plan.recipespec import PackageSources, RepoSpec
 from gpuenv.plan.releases import PlanKnowledge
 from gpuenv.plan.repobuild import RepoBuild
 

@@ -49,7 +49,7 @@ from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
 from gpuenv.plan.repobuild import capped, repo_build, repo_draft, repo_problem
 from gpuenv.plan.treefacts import TreeFacts

@@ -23,7 +23,7 @@ from gpuenv.plan.buildplan import Draft
 from gpuenv.plan.catalog import shipped
 from gpuenv.plan.extensionspec import ExtensionSpec
 from gpuenv.plan.hardware import Hardware, Toolkit
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.setupscan import SetupFacts
 from gpuenv.plan.sourcecheck import blocking
 from gpuenv.plan.treecheck import check_tree

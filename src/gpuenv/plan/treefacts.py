@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gpuenv.errors import SourceTreeError, UnsatisfiableError
 from gpuenv.plan.gitindex import repo_key, submodules
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.setupscan import SetupFacts, scan_setup
 from gpuenv.plan.sourcecheck import Hit, scan_tree
 from gpuenv.plan.treemeta import declaring_gitmodules, uninitialised

@@ -27,7 +27,7 @@ from packaging.version import InvalidVersion, Version
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.extensionspec import ProjectFacts
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,7 +24,7 @@ from gpuenv.env.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan.candidates import Constraint
 from gpuenv.plan.knowledge import normalize_variant
-from gpuenv.plan.recipe import Recipe
+from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import KnowledgeSource, TorchReleases, shipped_releases
 
 

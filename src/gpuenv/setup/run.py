@@ -34,7 +34,7 @@ from gpuenv.errors import GpuenvError, StepError, UnsatisfiableError, VerifyErro
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
-from gpuenv.plan.recipe import RepoSpec
+from gpuenv.plan.recipespec import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.adoptsteps import adopt_step, done, given_torch_step, roll_back, runtime_note_step
