@@ -27,7 +27,7 @@ from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, make_plan
 from gpuenv.plan.recipe import load_recipe
 from gpuenv.plan.recipespec import Recipe
-from gpuenv.plan.setupscan import BUILD_ENV
+from gpuenv.plan.sourcetrees import BUILD_ENV
 from gpuenv.plan.treefacts import recipe_tree
 from gpuenv.plan.treemeta import recipe_sources
 from tests.corpus import CorpusRepo, load_corpus

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import RecipeError
 from gpuenv.init.placing import Finding
-from gpuenv.plan.setupscan import SetupFacts
+from gpuenv.plan.sourcetrees import SetupFacts
 from gpuenv.plan.treemeta import read_tree, small_text
 
 _SKIPPED_DIRS = frozenset(

@@ -54,7 +54,7 @@ from gpuenv.init.requirements_files import (
 from gpuenv.plan.gitindex import Submodule, submodules
 from gpuenv.plan.pipline import parse_requirement
 from gpuenv.plan.requirements import RequirementsFile
-from gpuenv.plan.setupscan import SetupFacts
+from gpuenv.plan.sourcetrees import SetupFacts
 
 __all__ = ["Finding", "RepoScan", "scan_repo"]
 

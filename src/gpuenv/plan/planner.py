@@ -52,7 +52,7 @@ from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
 from gpuenv.plan.repobuild import capped, repo_build, repo_draft, repo_problem
-from gpuenv.plan.treefacts import TreeFacts
+from gpuenv.plan.sourcetrees import TreeFacts
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,

@@ -24,10 +24,8 @@ from gpuenv.plan.catalog import shipped
 from gpuenv.plan.extensionspec import ExtensionSpec
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.recipespec import Recipe
-from gpuenv.plan.setupscan import SetupFacts
-from gpuenv.plan.sourcecheck import blocking
+from gpuenv.plan.sourcetrees import SetupFacts, TreeFacts, blocking
 from gpuenv.plan.treecheck import check_tree
-from gpuenv.plan.treefacts import TreeFacts
 
 REPO_NAME = "the repository"
 

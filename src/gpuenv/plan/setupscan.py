@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from gpuenv.inputs import UnreadableInput, read_input
@@ -29,6 +28,7 @@ from gpuenv.plan.buildfiles.conditions import Context
 from gpuenv.plan.buildfiles.derive import derive, imported_files
 from gpuenv.plan.buildfiles.facts import BuildFacts
 from gpuenv.plan.buildfiles.pysource import PyFile, call_name, dotted
+from gpuenv.plan.sourcetrees import BUILD_ENV, SetupFacts
 
 #: A build file larger than this is not one people write.
 MAX_BYTES = 1 << 20
@@ -36,53 +36,7 @@ MAX_BYTES = 1 << 20
 MAX_HELPERS = 200
 _GPU_QUERIES = ("get_device_capability", "get_device_properties", "get_device_name", "device_count")
 _REQUIREMENT_FILE = re.compile(r"\.(txt|in)$")
-#: What gpuenv sets for every CUDA build of a tree (the values only need to be present).
-BUILD_ENV = {"CUDA_HOME": "/usr/local/cuda", "TORCH_CUDA_ARCH_LIST": "8.0"}
 _SWITCH_VALUES = ("1", "TRUE", "true", "ON", "yes")
-
-
-@dataclass(frozen=True)
-class SetupFacts:
-    path: Path
-    problem: str | None = None
-    build: BuildFacts | None = None
-    #: The switches gpuenv sets so the CUDA build happens without a visible GPU (("FORCE_CUDA", "1"),).
-    switches: tuple[tuple[str, str], ...] = ()
-    #: Why a build without a visible GPU compiles no CUDA, or None.
-    needs_visible_gpu: str | None = None
-    #: (line, what): it asks the GPU it runs on.
-    gpu_queries: tuple[tuple[int, str], ...] = ()
-    #: Lines of a try/except around the CUDA extension (a failed CUDA build goes unnoticed).
-    swallowed: tuple[int, ...] = ()
-    #: (file, line, where: "install_requires", "extras_require:KEY" or "").
-    requirement_files: tuple[tuple[str, int, str], ...] = ()
-    #: Static ``install_requires`` strings, with their lines.
-    install_requires: tuple[tuple[str, int], ...] = ()
-    python_requires: tuple[str, int] | None = None
-    #: The relative paths its string constants name ("thirdparty/lietorch/eigen").
-    paths: tuple[str, ...] = ()
-    #: (path, line) of the relative folders its extensions include (``include_dirs``).
-    include_dirs: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def cuda_lines(self) -> tuple[int, ...]:
-        if self.build is None:
-            return ()
-        return tuple(
-            e.where.line
-            for e in self.build.cuda_extensions
-            if e.where.file == "setup.py"
-            and e.condition.value(Context(gpu=True, env=dict(BUILD_ENV))) is not False
-        )
-
-    @property
-    def builds_cuda(self) -> bool:
-        return bool(self.cuda_lines)
-
-    @property
-    def only_when_visible(self) -> bool:
-        """Its CUDA build depends on what torch sees (a GPU test, or a query of the GPU)."""
-        return bool(self.build is not None and self.build.gpu_gates) or bool(self.gpu_queries)
 
 
 def scan_setup(path: Path) -> SetupFacts:
@@ -267,4 +221,4 @@ def _strings(node: ast.AST) -> list[tuple[int, str]]:
     ]
 
 
-__all__ = ["BUILD_ENV", "SetupFacts", "call_name", "scan_setup"]
+__all__ = ["scan_setup"]

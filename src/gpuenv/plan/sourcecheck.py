@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.plan import knowledge
+from gpuenv.plan.sourcetrees import Hit
 
 MAX_FILES = 3000
 MAX_FILE_BYTES = 2 << 20
@@ -48,25 +49,6 @@ _SKIPPED = frozenset(
         "tests",
     }
 )
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One use of a removed API: what, where, from which torch release it fails, and why we know."""
-
-    api: str
-    #: The file, relative to the tree searched.
-    path: str
-    line: int
-    removed_in: str
-    fix: str
-    source: str
-
-    def reason(self, torch: str) -> str:
-        return (
-            f"{self.path}:{self.line} uses {self.api}, which torch {self.removed_in} removed "
-            f"(torch {torch} cannot compile it; {self.fix}) [{self.source}]"
-        )
 
 
 @dataclass(frozen=True)
@@ -133,14 +115,3 @@ def _scan_file(tree: Path, path: Path) -> list[Hit]:
                 Hit(api.name, path.relative_to(tree).as_posix(), line, api.removed_in, api.fix, api.source)
             )
     return found
-
-
-def blocking(hits: tuple[Hit, ...], torch_version: str | None) -> Hit | None:
-    """The first use that torch ``torch_version`` ("2.14.1") cannot compile, or None."""
-    if torch_version is None:
-        return None
-    version = knowledge.version_tuple(torch_version)[:2]
-    for hit in hits:
-        if version >= knowledge.version_tuple(hit.removed_in)[:2]:
-            return hit
-    return None

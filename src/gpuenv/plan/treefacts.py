@@ -18,41 +18,15 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuenv.errors import SourceTreeError, UnsatisfiableError
 from gpuenv.plan.gitindex import repo_key, submodules
 from gpuenv.plan.recipespec import Recipe
-from gpuenv.plan.setupscan import SetupFacts, scan_setup
-from gpuenv.plan.sourcecheck import Hit, scan_tree
+from gpuenv.plan.setupscan import scan_setup
+from gpuenv.plan.sourcecheck import scan_tree
+from gpuenv.plan.sourcetrees import RepoTree, SetupFacts, TreeFacts
 from gpuenv.plan.treemeta import declaring_gitmodules, uninitialised
-
-
-@dataclass(frozen=True)
-class RepoTree:
-    """The repository itself, as its setup.py builds it."""
-
-    path: Path
-    setup: SetupFacts
-    #: Uses of removed APIs in its own sources (not in extension folders or submodules).
-    hits: tuple[Hit, ...] = ()
-
-    @property
-    def compiles_cuda(self) -> bool:
-        return self.setup.problem is None and self.setup.builds_cuda
-
-
-@dataclass(frozen=True)
-class TreeFacts:
-    blockers: tuple[UnsatisfiableError, ...] = ()
-    #: Worth saying in the plan (a stale .gitmodules entry).
-    notes: tuple[str, ...] = ()
-    repo: RepoTree | None = None
-    #: Extension name → uses of removed APIs in its local tree.
-    hits: Mapping[str, tuple[Hit, ...]] = field(default_factory=dict)
-    #: Extension name → what its local tree's setup.py says (its build facts, its GPU tests).
-    setups: Mapping[str, SetupFacts] = field(default_factory=dict)
 
 
 def recipe_tree(recipe: Recipe) -> TreeFacts:
