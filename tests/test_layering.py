@@ -5,6 +5,7 @@ The layers, lowest first (each package's ``__init__`` says the same):
 - the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
   ``tomlwrite``;
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
+- ``load``: what gpuenv reads before planning (the recipe, its requirements files, local trees);
 - ``probe``: what this machine has;
 - ``env``: readers of a Python environment (its interpreter, distributions, torch, pip configuration);
 - ``lock``: gpuenv.lock, and the plan that rebuilds what it records;
@@ -31,11 +32,11 @@ PACKAGE = Path(gpuenv.__file__).parent
 GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "__init__"}
 FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "doctor", "init",
               "export", "catalogcheck", "__main__"}
-LAYERS = ["ground", "plan", "probe", "env", "lock", "cache", "setup", "front end"]
+LAYERS = ["ground", "plan", "load", "probe", "env", "lock", "cache", "setup", "front end"]
 
 
 def modules() -> dict[str, Path]:
-    """Every module of the package by dotted name ("gpuenv.plan.recipe")."""
+    """Every module of the package by dotted name ("gpuenv.load.recipe")."""
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts

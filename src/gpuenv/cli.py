@@ -108,15 +108,15 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _load_recipe(args: argparse.Namespace) -> Recipe:
-    from gpuenv.plan.recipe import find_recipe, load_recipe
+    from gpuenv.load.recipe import find_recipe, load_recipe
 
     return load_recipe(args.recipe if args.recipe is not None else find_recipe(Path.cwd()))
 
 
 def _plan_options(args: argparse.Namespace, recipe: Recipe) -> PlanOptions:
+    from gpuenv.load.treefacts import recipe_tree
+    from gpuenv.load.treemeta import recipe_sources
     from gpuenv.plan.planner import PlanOptions
-    from gpuenv.plan.treefacts import recipe_tree
-    from gpuenv.plan.treemeta import recipe_sources
     from gpuenv.setup.indexquery import env_python, host_platform, installer_constraints, plan_releases
 
     releases = plan_releases(recipe, cache_dir=_cache_dir(args), torch_index=_torch_index(args),

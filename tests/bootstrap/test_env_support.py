@@ -13,8 +13,8 @@ import pytest
 from gpuenv.cli_parser import build_parser
 from gpuenv.errors import RecipeError
 from gpuenv.integrations import _params, _subparsers, gpuenv_origin, invoke_collection, setup_args
+from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.planner import plan
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.interpreters import NoPythonError, find_python
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.run import run_setup

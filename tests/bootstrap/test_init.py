@@ -14,7 +14,7 @@ from gpuenv.errors import InputError, RecipeError
 from gpuenv.init.existing import ExistingTorch
 from gpuenv.init.templates import README_HEADING, noxfile_text, tasks_text
 from gpuenv.init.writer import init_repo, init_text
-from gpuenv.plan.recipe import find_recipe, load_recipe
+from gpuenv.load.recipe import find_recipe, load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = ("envs/default.toml", "noxfile.py", "tasks.py", "README.md", ".gitignore")

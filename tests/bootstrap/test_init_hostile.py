@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.cli import main
-from gpuenv.plan.recipe import load_recipe
+from gpuenv.load.recipe import load_recipe
 from tests.test_fuzz import Hang, run_cli
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.init.reposcan import scan_repo
-from gpuenv.plan.recipe import load_recipe
+from gpuenv.load.recipe import load_recipe
 from tests.test_fuzz import Hang, run_cli
 
 

@@ -15,13 +15,13 @@ from gpuenv.errors import SourceTreeError, ToolkitError, TorchCapError, VisibleG
 from gpuenv.init.report import scan_lines
 from gpuenv.init.reposcan import scan_repo
 from gpuenv.init.writer import init_repo
+from gpuenv.load.recipe import load_recipe
+from gpuenv.load.treefacts import recipe_tree
+from gpuenv.load.treemeta import recipe_sources
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, make_plan
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.plan.recipespec import Recipe
-from gpuenv.plan.treefacts import recipe_tree
-from gpuenv.plan.treemeta import recipe_sources
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -401,7 +401,7 @@ def test_a_removed_torch_api_in_the_repositorys_own_code_is_a_blocker_when_the_r
 def test_a_git_index_of_format_4_with_gitlinks_is_read_without_git(tmp_path: Path) -> None:
     if shutil.which("git") is None:
         pytest.skip("git writes the index")
-    from gpuenv.plan.gitindex import gitlinks
+    from gpuenv.load.gitindex import gitlinks
 
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=60)
     (tmp_path / "a.txt").write_text("a")

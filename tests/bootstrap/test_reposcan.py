@@ -12,11 +12,11 @@ import pytest
 from gpuenv.errors import InputError, SourceTreeError
 from gpuenv.init.reposcan import scan_repo
 from gpuenv.init.writer import init_repo, init_text
+from gpuenv.load.recipe import load_recipe
+from gpuenv.load.treefacts import recipe_tree
+from gpuenv.load.treemeta import check_submodules, recipe_sources
 from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, make_plan
-from gpuenv.plan.recipe import load_recipe
-from gpuenv.plan.treefacts import recipe_tree
-from gpuenv.plan.treemeta import check_submodules, recipe_sources
 
 CUDA_SETUP = textwrap.dedent("""\
     from setuptools import setup

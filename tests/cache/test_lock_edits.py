@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import InputError
+from gpuenv.load.recipe import load_recipe
 from gpuenv.lock.lockfile import LockEditedError, read_lock, write_lock
 from gpuenv.lock.lockplan import plan_locked
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.setup.lockstep import lock_entry
 from gpuenv.setup.steps import SetupOptions
 from tests.cache.test_lock import SCATTER, locked

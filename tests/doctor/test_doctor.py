@@ -44,10 +44,10 @@ from gpuenv.doctor.torchwheel import (
     torch_driver_check,
     torch_kernels_check,
 )
+from gpuenv.load.recipe import load_recipe
 from gpuenv.lock.lockfile import LockedEnv, lock_path_for, write_lock
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.probe.binaries import CudaCode, find_cuobjdump
 from gpuenv.probe.host import probe
 from gpuenv.setup.runtime import write_runtime_env

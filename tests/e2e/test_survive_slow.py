@@ -15,10 +15,10 @@ import pytest
 
 from gpuenv.cache.entry import CacheEntry
 from gpuenv.cache.wheels import WheelCache
+from gpuenv.load.recipe import load_recipe
 from gpuenv.lock.lockfile import lock_path_for, read_lock
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import find_uv
 from gpuenv.setup.run import run_setup

@@ -19,9 +19,9 @@ import pytest
 from gpuenv.env.pipconfig import PipSources
 from gpuenv.errors import InputError
 from gpuenv.export.uv import Table, export_uv, merge, uv_tables
+from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import load_recipe
 
 if sys.version_info >= (3, 11):
     import tomllib

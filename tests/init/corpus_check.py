@@ -20,16 +20,16 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.init.reposcan import RepoScan
 from gpuenv.init.writer import init_repo
+from gpuenv.load.recipe import load_recipe
+from gpuenv.load.treefacts import recipe_tree
+from gpuenv.load.treemeta import recipe_sources
 from gpuenv.plan import knowledge
 from gpuenv.plan.buildfiles.conditions import Context
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, make_plan
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.sourcetrees import BUILD_ENV
-from gpuenv.plan.treefacts import recipe_tree
-from gpuenv.plan.treemeta import recipe_sources
 from tests.corpus import CorpusRepo, load_corpus
 
 #: One A100 node whose driver runs every CUDA 12 and 13 build, with the toolkits research repos ask for.

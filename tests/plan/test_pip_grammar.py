@@ -2,7 +2,7 @@
 
 The differential test runs pip's own parser (tests/plan/pipreader.py, with this venv's pip) on
 hostile synthetic files and on every requirements file of the corpus (tests/data/repos), and
-compares what gpuenv's reader (gpuenv.plan.requirements) makes of each line.
+compares what gpuenv's reader (gpuenv.load.requirements) makes of each line.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from gpuenv.errors import InputError
-from gpuenv.plan.pipline import VCS_SCHEMES
-from gpuenv.plan.pipoptions import LONG_OPTIONS, SHORT_OPTIONS
-from gpuenv.plan.requirements import RequirementsFile, index_variant, read_requirements
+from gpuenv.load.pipline import VCS_SCHEMES
+from gpuenv.load.pipoptions import LONG_OPTIONS, SHORT_OPTIONS
+from gpuenv.load.requirements import RequirementsFile, index_variant, read_requirements
 
 PIP_READER = Path(__file__).with_name("pipreader.py")
 REPOS = Path(__file__).parents[1] / "data" / "repos"
@@ -310,7 +310,7 @@ def test_the_option_table_is_pips() -> None:
 
 def test_reading_is_linear_in_the_number_of_lines(tmp_path: Path) -> None:
     """80,000 lines read in one pass: counted in work done per line, not in seconds."""
-    import gpuenv.plan.requirements as module
+    import gpuenv.load.requirements as module
 
     calls = {"n": 0}
     real = module.split_line

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from gpuenv.errors import InputError, RecipeError, ToolkitError
+from gpuenv.load.recipe import parse_recipe
 from gpuenv.plan.buildplan import ToolkitPolicy, toolkit_home
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan, plan
-from gpuenv.plan.recipe import parse_recipe
 from gpuenv.probe.toolkits import toolkit_policy
 from gpuenv.render import plan_text
 from tests.plan.test_plan import A100, APEX, D550, D580, H100, SCATTER, V100, machine, recipe

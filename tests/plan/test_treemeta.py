@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuenv.plan.recipe import load_recipe
-from gpuenv.plan.treemeta import read_tree, recipe_sources
+from gpuenv.load.recipe import load_recipe
+from gpuenv.load.treemeta import read_tree, recipe_sources
 
 
 def test_pyproject_project_table(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gpuenv.errors import RecipeError
-from gpuenv.plan.recipe import load_recipe
+from gpuenv.load.recipe import load_recipe
 from tests.plan.test_cli_plan import node
 
 FLASH = '[[extensions]]\nrequirement = "flash-attn==2.8.3.post2"\n'

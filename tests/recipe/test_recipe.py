@@ -9,8 +9,8 @@ import pytest
 from packaging.requirements import InvalidRequirement, Requirement
 
 from gpuenv.errors import RecipeError
+from gpuenv.load.recipe import find_recipe, load_recipe, parse_recipe
 from gpuenv.plan.extensionspec import ExtensionSpec
-from gpuenv.plan.recipe import find_recipe, load_recipe, parse_recipe
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from gpuenv.env.targetenv import TargetEnv
+from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipe import load_recipe
 from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.sources import copy_tree, fetch_source, tree_sha256

@@ -39,10 +39,10 @@ from gpuenv.doctor.torchwheel import torch_checks, torch_of
 from gpuenv.doctor.wording import last_error
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError, RecipeError
+from gpuenv.load.recipe import find_recipe, load_recipe
 from gpuenv.lock.lockfile import LockedEnv, lock_path_for, read_lock
 from gpuenv.plan import catalog
 from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.recipe import find_recipe, load_recipe
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.probe.binaries import find_cuobjdump
 from gpuenv.runner import Runner, SubprocessRunner

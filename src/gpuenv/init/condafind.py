@@ -19,9 +19,9 @@ from gpuenv.errors import InputError
 from gpuenv.init.conda import CondaEnv, MatchSpec, conda_name, read_environment
 from gpuenv.init.placing import CONDA, Candidate, Finding, TorchClaim
 from gpuenv.init.requirements_files import FileAccount, relative
+from gpuenv.load.pipline import ParsedRequirement
+from gpuenv.load.requirements import index_variant
 from gpuenv.plan import catalog
-from gpuenv.plan.pipline import ParsedRequirement
-from gpuenv.plan.requirements import index_variant
 
 _SHOWN = 6
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.plan.setupscan import scan_setup
+from gpuenv.load.setupscan import scan_setup
 from gpuenv.plan.sourcetrees import SetupFacts
 
 if sys.version_info >= (3, 11):

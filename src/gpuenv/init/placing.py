@@ -18,10 +18,10 @@ from typing import Literal
 
 from packaging.utils import canonicalize_name
 
+from gpuenv.load.gitindex import repo_key
+from gpuenv.load.pipline import ParsedRequirement
 from gpuenv.plan import catalog, knowledge
-from gpuenv.plan.gitindex import repo_key
 from gpuenv.plan.pins import conflict
-from gpuenv.plan.pipline import ParsedRequirement
 
 Place = Literal[
     "torch", "paired", "extension", "local-extension", "repo", "package", "python", "unplaced", "left"

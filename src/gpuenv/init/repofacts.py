@@ -19,8 +19,8 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import RecipeError
 from gpuenv.init.placing import Finding
+from gpuenv.load.treemeta import read_tree, small_text
 from gpuenv.plan.sourcetrees import SetupFacts
-from gpuenv.plan.treemeta import read_tree, small_text
 
 _SKIPPED_DIRS = frozenset(
     {
@@ -120,7 +120,7 @@ def _from_envs(form: str) -> str:
 
 def loader_refusal(root: Path, table: dict[str, object]) -> str | None:
     """Why the recipe loader would refuse ``table`` in envs/default.toml of ``root``, or None."""
-    from gpuenv.plan.recipe import parse_recipe
+    from gpuenv.load.recipe import parse_recipe
 
     data = {"torch": {"version": ">=2"}, **table}
     try:

@@ -5,9 +5,9 @@
 requirements files it reads; every other requirements file of the repository,
 each classified (:mod:`gpuenv.init.requirements_files`); conda environment
 files (:mod:`gpuenv.init.conda`); ``.gitmodules`` with the git index
-(:mod:`gpuenv.plan.gitindex`); the folders whose ``setup.py`` builds a C++/CUDA
+(:mod:`gpuenv.load.gitindex`); the folders whose ``setup.py`` builds a C++/CUDA
 extension; and whether the repository's own ``setup.py`` compiles CUDA
-(:mod:`gpuenv.plan.setupscan`). Every finding keeps its file and line and is
+(:mod:`gpuenv.load.setupscan`). Every finding keeps its file and line and is
 sorted into: torch (its pin and the CUDA build the files ask for), the
 packages paired with torch, the extensions to build without isolation, the
 repository itself, ordinary packages, and what could not be placed or was
@@ -51,9 +51,9 @@ from gpuenv.init.requirements_files import (
     read_file,
     relative,
 )
-from gpuenv.plan.gitindex import Submodule, submodules
-from gpuenv.plan.pipline import parse_requirement
-from gpuenv.plan.requirements import RequirementsFile
+from gpuenv.load.gitindex import Submodule, submodules
+from gpuenv.load.pipline import parse_requirement
+from gpuenv.load.requirements import RequirementsFile
 from gpuenv.plan.sourcetrees import SetupFacts
 
 __all__ = ["Finding", "RepoScan", "scan_repo"]
@@ -246,7 +246,7 @@ def _rank(account: FileAccount) -> int:
 
 
 def _variant(url: str) -> str | None:
-    from gpuenv.plan.requirements import index_variant
+    from gpuenv.load.requirements import index_variant
 
     return index_variant(url)
 
@@ -267,7 +267,7 @@ def _metadata_candidates(placer: Placer, meta: Metadata) -> None:
 
 def _folder_torch(placer: Placer, folders: list[Path]) -> None:
     """The torch a local extension folder's setup.py requires constrains the env's torch too."""
-    from gpuenv.plan.setupscan import scan_setup
+    from gpuenv.load.setupscan import scan_setup
 
     for folder in folders:
         if not (folder / "setup.py").is_file():

@@ -35,8 +35,8 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import InputError
 from gpuenv.init.metadata import Metadata
+from gpuenv.load.requirements import RequirementsFile, read_requirements
 from gpuenv.plan.pins import conflict
-from gpuenv.plan.requirements import RequirementsFile, read_requirements
 
 #: Folders never searched.
 SKIPPED_DIRS = frozenset(

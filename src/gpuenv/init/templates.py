@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE
-from gpuenv.plan.recipe import PYPROJECT_TABLE
+from gpuenv.load.recipe import PYPROJECT_TABLE
 
 README_HEADING = "## GPU environment"
 

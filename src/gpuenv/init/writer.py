@@ -54,8 +54,8 @@ from gpuenv.init.templates import (
 )
 from gpuenv.inputs import UnreadableInput, read_input, read_input_bytes
 from gpuenv.integrations import gpuenv_origin
+from gpuenv.load.recipe import PYPROJECT_TABLE, parse_recipe
 from gpuenv.outputs import PlannedWrite, path_inside, write_all
-from gpuenv.plan.recipe import PYPROJECT_TABLE, parse_recipe
 from gpuenv.printable import printable
 
 if sys.version_info >= (3, 11):

@@ -86,7 +86,7 @@ class PlanOptions:
     platform: str | None = None
     #: The installer's constraints (pip's constraint files) on torch and the packages paired with it.
     constraints: tuple[Constraint, ...] = ()
-    #: What the recipe's local trees say (read before planning: :func:`gpuenv.plan.treefacts.recipe_tree`).
+    #: What the recipe's local trees say (read before planning: :func:`gpuenv.load.treefacts.recipe_tree`).
     tree: TreeFacts | None = None
     #: Plan for exactly this torch, observed in the env (setup once torch landed; an adopted env):
     #: no release is chosen, see :mod:`gpuenv.plan.giventorch`.

@@ -1,6 +1,6 @@
 """The plan's part for local build trees: the repository's own CUDA build, and removed-API caps.
 
-Pure (the facts were read before planning, :mod:`gpuenv.plan.treefacts`). A
+Pure (the facts were read before planning, :mod:`gpuenv.load.treefacts`). A
 repository whose ``setup.py`` builds a ``CUDAExtension`` is a no-isolation CUDA
 build: it takes part in the toolkit choice like an extension (no matching nvcc
 is a blocker), and its build gets ``CUDA_HOME``, the arch list and the switches

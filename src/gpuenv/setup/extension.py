@@ -29,9 +29,9 @@ from gpuenv.cache.entry import LookupResult
 from gpuenv.cache.key import CacheKey, binary_knobs
 from gpuenv.cache.wheels import CacheError, LockInfo, WheelCache
 from gpuenv.errors import BuildError
+from gpuenv.load.setupscan import scan_setup
 from gpuenv.lock.lockfile import LockedExtension
 from gpuenv.plan.buildplan import ExtensionPlan
-from gpuenv.plan.setupscan import scan_setup
 from gpuenv.plan.treecheck import check_tree
 from gpuenv.plan.treemeta import tree_name
 from gpuenv.runner import SubprocessRunner, unknown, unknowns_in

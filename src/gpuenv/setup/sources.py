@@ -40,8 +40,8 @@ from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, InputError, StepError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.load.treemeta import tree_name, tree_version
 from gpuenv.plan.buildplan import pinned_version
-from gpuenv.plan.treemeta import tree_name, tree_version
 from gpuenv.runner import Runner, bounded, import_timeout, is_unknown, perform, query_timeout, unknown
 
 if sys.version_info >= (3, 11):

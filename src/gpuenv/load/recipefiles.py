@@ -1,7 +1,7 @@
 """The lines of a recipe's ``[packages] requirements-files`` the recipe does not install itself.
 
 The repository's files stay the source of truth: they are read again every time
-the recipe is loaded, with pip's grammar (:mod:`gpuenv.plan.requirements`).
+the recipe is loaded, with pip's grammar (:mod:`gpuenv.load.requirements`).
 torch and its paired packages come from ``[torch]``, an extension from its
 ``[[extensions]]`` table, the repository itself from ``[repo]``: their lines
 are left out, each with why. Two pins of one distribution that cannot hold
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpuenv.errors import InputError
-from gpuenv.plan.gitindex import repo_key
+from gpuenv.load.gitindex import repo_key
+from gpuenv.load.requirements import read_requirements
 from gpuenv.plan.pins import conflict
-from gpuenv.plan.requirements import read_requirements
 
 
 @dataclass
@@ -43,7 +43,7 @@ def read_files(
 ) -> FilesPackages:
     """Read ``files`` in order; ``handled`` maps a distribution the recipe installs itself to why, ``local``
     a local tree (resolved) to why, ``repositories`` a git repository the recipe builds from
-    (:func:`gpuenv.plan.gitindex.repo_key`) to why. Raises InputError for a file that cannot be read."""
+    (:func:`gpuenv.load.gitindex.repo_key`) to why. Raises InputError for a file that cannot be read."""
     repositories = repositories or {}
     out = FilesPackages()
     pins: dict[str, tuple[str, str, str]] = {}

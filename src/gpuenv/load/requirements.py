@@ -32,8 +32,8 @@ from pathlib import Path
 
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input_bytes
-from gpuenv.plan.pipline import NotARequirement, ParsedRequirement, parse_requirement
-from gpuenv.plan.pipoptions import OptionError, Options, parse_options
+from gpuenv.load.pipline import NotARequirement, ParsedRequirement, parse_requirement
+from gpuenv.load.pipoptions import OptionError, Options, parse_options
 
 #: A requirements file larger than this is not a requirements file.
 MAX_BYTES = 4 << 20

@@ -43,7 +43,7 @@ def recipe_sources(recipe: Recipe) -> dict[str, ProjectFacts]:
     """Facts of every local extension of ``recipe`` that is a project directory: extension name → facts.
 
     A tree that is not there yet (an uninitialised git submodule) has no facts: it is a
-    blocker of the plan (:func:`gpuenv.plan.treefacts.recipe_tree`), with the command to run.
+    blocker of the plan (:func:`gpuenv.load.treefacts.recipe_tree`), with the command to run.
     """
     facts = {}
     for ext in recipe.extensions:

@@ -323,8 +323,8 @@ def _requirement_files(
     read again every time the recipe is loaded.
     """
     from gpuenv.errors import InputError
+    from gpuenv.load.recipefiles import read_files
     from gpuenv.plan.knowledge import paired_packages
-    from gpuenv.plan.recipefiles import read_files
 
     handled = {"torch": f"torch comes from {where.header('torch')}"}
     handled.update({name: f"{name} comes from {where.header('torch')}: paired with the chosen torch"
@@ -337,7 +337,7 @@ def _requirement_files(
         local[repo.path] = f"the repository itself: installed by {where.header('repo')}"
     try:
         # pip resolves a line's relative paths against where it runs: the project's root.
-        from gpuenv.plan.gitindex import repo_key
+        from gpuenv.load.gitindex import repo_key
 
         repositories = {repo_key(e.requirement): f"{e.name} is built by {built_by}" for e in extensions
                         if "://" in e.requirement and repo_key(e.requirement)}

@@ -4,14 +4,14 @@ Read at every plan (the planner stays pure), from the recipe's ``[repo]`` and
 its local ``[[extensions]]``:
 
 - git submodules of the repository (``.gitmodules`` and the git index,
-  :mod:`gpuenv.plan.gitindex`) that are not checked out: each is a blocker whose
+  :mod:`gpuenv.load.gitindex`) that are not checked out: each is a blocker whose
   hint is the ``git submodule update`` line to run, unless the recipe installs
   the same repository by URL; a ``.gitmodules`` entry without a gitlink is
   stale and only noted;
 - lines of the recipe's requirements files pip refuses: blockers naming file and line;
-- the repository's own ``setup.py`` (:mod:`gpuenv.plan.setupscan`): whether it
+- the repository's own ``setup.py`` (:mod:`gpuenv.load.setupscan`): whether it
   builds CUDA and what it needs to do so without a visible GPU;
-- uses of APIs a torch release removed in those trees (:mod:`gpuenv.plan.sourcecheck`).
+- uses of APIs a torch release removed in those trees (:mod:`gpuenv.load.sourcecheck`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gpuenv.errors import SourceTreeError, UnsatisfiableError
-from gpuenv.plan.gitindex import repo_key, submodules
+from gpuenv.load.gitindex import repo_key, submodules
+from gpuenv.load.setupscan import scan_setup
+from gpuenv.load.sourcecheck import scan_tree
+from gpuenv.load.treemeta import declaring_gitmodules, uninitialised
 from gpuenv.plan.recipespec import Recipe
-from gpuenv.plan.setupscan import scan_setup
-from gpuenv.plan.sourcecheck import scan_tree
 from gpuenv.plan.sourcetrees import RepoTree, SetupFacts, TreeFacts
-from gpuenv.plan.treemeta import declaring_gitmodules, uninitialised
 
 
 def recipe_tree(recipe: Recipe) -> TreeFacts:
