@@ -9,14 +9,8 @@ from typing import Any
 import pytest
 
 from gpuenv.errors import HardwareFileError, InputError
-from gpuenv.plan.hardware import (
-    Gpu,
-    Hardware,
-    Toolkit,
-    hardware_from_json,
-    load_hardware_file,
-    with_arch_override,
-)
+from gpuenv.load.hardware import load_hardware_file
+from gpuenv.plan.hardware import Gpu, Hardware, Toolkit, hardware_from_json, with_arch_override
 from gpuenv.probe.machine import describe_machine, with_gpu_override
 
 HOST = Hardware(

@@ -1,22 +1,19 @@
 """What a machine has: the :class:`Hardware` record, its JSON form, and overrides.
 
 The JSON form is a contract (DESIGN.md): ``gpuenv probe --json`` writes it and
-``--hardware FILE`` reads it back. ``--gpu`` and ``--arch`` replace the GPUs of
-a probe so a GPU-less node can plan and build for the compute nodes.
+``--hardware FILE`` reads it back (:mod:`gpuenv.load.hardware` reads the file). ``--gpu`` and
+``--arch`` replace the GPUs of a probe so a GPU-less node can plan and build for the compute nodes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from gpuenv.errors import HardwareFileError, InputError
-from gpuenv.inputs import UnreadableInput, read_input
 
 #: "9.0", "12.1"; and nvcc's "90", "121" (sm_90): ASCII digits only (re.ASCII: \d takes "٩" too).
 _CC_DOTTED = re.compile(r"([1-9][0-9]?)\.([0-9])", re.ASCII)
@@ -268,21 +265,6 @@ def hardware_from_json(data: Any, *, origin: str = "<json>") -> Hardware:
         toolkits=tuple(toolkits),
         source=f"file {origin}",
     )
-
-
-def load_hardware_file(path: Path | str) -> Hardware:
-    path = Path(path)
-    try:
-        text = read_input(path)
-    except UnreadableInput as exc:
-        raise HardwareFileError(path, "cannot read: no such file" if exc.missing else exc.problem) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HardwareFileError(path, f"not valid JSON: {exc}") from None
-    except (ValueError, RecursionError) as exc:  # an integer too long to convert
-        raise HardwareFileError(path, f"not a probe's JSON: {exc}") from None
-    return hardware_from_json(data, origin=str(path))
 
 
 def with_arch_override(hardware: Hardware, archs: str) -> Hardware:

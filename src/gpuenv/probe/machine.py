@@ -14,8 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from gpuenv.errors import InputError
+from gpuenv.load.hardware import load_hardware_file
 from gpuenv.plan import knowledge
-from gpuenv.plan.hardware import Gpu, Hardware, load_hardware_file, with_arch_override
+from gpuenv.plan.hardware import Gpu, Hardware, with_arch_override
 
 Prober = Callable[[], Hardware]
 
