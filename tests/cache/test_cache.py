@@ -8,6 +8,7 @@ SIGKILLed mid-store or while holding a lock, and two of them race for one key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -188,10 +189,26 @@ def test_digest_changes_with_each_field(field: str) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", changed.digest)
 
 
-def test_digest_is_stable_and_covers_the_schema() -> None:
-    assert KEY.digest == key_with().digest
+#: KEY's digest as gpuenv has always computed it: the wheels caches hold stay hits only while it holds.
+KEY_DIGEST = "1e595ddaf292092fa86afac471e2e114a37807c9fa3eb27b40a1288a31d66c75"
+
+
+def test_the_digest_is_pinned_and_is_the_sha256_of_the_schema_and_the_fields() -> None:
+    assert KEY.digest == KEY_DIGEST
+    canonical = json.dumps(
+        {"schema": 1, "name": "flash-attn", "version": "2.8.3.post2", "source_sha256": "ab" * 32,
+         "python_tag": "cp311", "platform": "linux_x86_64", "torch_version": "2.13.0+cu130",
+         "torch_cuda": "13.0", "cxx11_abi": True, "arch_list": ["9.0"], "nvcc_version": "13.0",
+         "knobs": [["FLASH_ATTN_CUDA_ARCHS", "90"]]},
+        sort_keys=True, separators=(",", ":"))
+    assert hashlib.sha256(canonical.encode()).hexdigest() == KEY_DIGEST
     assert CACHE_SCHEMA == 1
     assert CacheKey.from_json(json.loads(json.dumps(KEY.to_json()))) == KEY
+
+
+def test_the_schema_is_hashed_into_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gpuenv.cache.key.CACHE_SCHEMA", CACHE_SCHEMA + 1)
+    assert KEY.digest != KEY_DIGEST
 
 
 def test_parallelism_and_paths_do_not_change_the_key() -> None:

@@ -47,6 +47,66 @@ def test_an_entry_reads_back_as_written_with_its_digest(tmp_path: Path) -> None:
     assert f'digest = "{ENV.digest}"' in lock.read_text()
 
 
+#: A full entry as gpuenv writes it: the file's text, and the digest beside it, are a format.
+FULL = replace(ENV, cuda="13.0", variant="cu130", index_url="https://download.pytorch.org/whl/cu130",
+               toolkit="13.0.88", torch_version="2.14.1+cu130", torch_cuda="13.0", arch_list=("9.0",),
+               torch_arch_list=("9.0", "12.0+PTX"), torch_cxx_standard=20, torch_given=True)
+FULL_TEXT = """\
+# gpuenv.lock: written by `gpuenv setup`. `gpuenv setup --locked` rebuilds exactly this;
+# `gpuenv doctor` checks an environment against it. Edit the recipe, not this file.
+lock-version = 1
+
+[envs.default]
+recipe = "default.toml"
+recipe-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+fingerprint = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+# sha256 of this entry's content: an entry edited by hand is reported, not trusted
+digest = "sha256:93446db025e2ac771062629b53598865e848dca07cf15a3ebfb9af674da3bd74"
+# the plan's decisions
+variant = "cu130"
+cuda = "13.0"
+index-url = "https://download.pytorch.org/whl/cu130"  # empty: the ordinary index
+torch-requirement = "torch==2.13.0"
+arch-list = ["9.0"]
+toolkit = "13.0.88"  # nvcc version the extensions were built with
+python = "cp311"
+platform = "linux_x86_64"
+
+[envs.default.torch]
+version = "2.14.1+cu130"
+cuda = "13.0"
+cxx11-abi = true
+arch-list = ["9.0", "12.0+PTX"]  # what its wheel carries, as observed
+cxx-standard = 20  # what its headers require, as observed
+given = true  # the env's own torch: recorded, never installed nor replaced
+
+[[envs.default.extensions]]
+name = "torch-scatter"
+version = "2.1.2"
+requirement = "torch-scatter==2.1.2"
+cache-key = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+wheel = "torch_scatter-2.1.2-cp311-cp311-linux_x86_64.whl"
+wheel-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+source = "sha256:abababababababababababababababababababababababababababababababab"
+arch-list = ["9.0"]
+knobs = { FORCE_CUDA = "1" }
+
+[envs.default.distributions]
+six = "1.17.0"
+torch = "2.13.0+cpu"
+"""
+
+
+def test_the_file_and_the_digests_are_pinned(tmp_path: Path) -> None:
+    """Locks written before read back as untouched: the text, and the digest of an entry written before
+    the observed facts existed (``ENV``), are what gpuenv has always written."""
+    lock = tmp_path / "gpuenv.lock"
+    write_lock(lock, FULL)
+    assert lock.read_text(encoding="utf-8") == FULL_TEXT
+    assert read_lock(lock) == {"default": FULL}
+    assert ENV.digest == "sha256:471776fe51acd0587b8f443685a018037c495b480570d715245150d69622555c"
+
+
 @pytest.mark.parametrize(("before", "after"), [
     ('version = "2.13.0+cpu"', 'version = "2.99.0+cpu"'),   # the torch build
     ('six = "1.17.0"', 'six = "1.16.0"'),                     # a distribution
