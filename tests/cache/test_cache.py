@@ -33,17 +33,15 @@ from gpuenv.cache.wheels import (
     default_cache_dir,
 )
 from gpuenv.cache.words import human_age, human_size
+from gpuenv.env.abi import ABI_FIELDS, EnvAbi
 from gpuenv.errors import GpuenvError
 
 KEY = CacheKey(
     name="flash-attn",
     version="2.8.3.post2",
     source_sha256="ab" * 32,
-    python_tag="cp311",
-    platform="linux_x86_64",
-    torch_version="2.13.0+cu130",
-    torch_cuda="13.0",
-    cxx11_abi=True,
+    abi=EnvAbi(python_tag="cp311", platform="linux_x86_64", torch_version="2.13.0+cu130", torch_cuda="13.0",
+               cxx11_abi=True),
     arch_list=("9.0",),
     nvcc_version="13.0",
     knobs=(("FLASH_ATTN_CUDA_ARCHS", "90"),),
@@ -127,7 +125,9 @@ def make_wheel(directory: Path, content: bytes, name: str = WHEEL_NAME) -> Path:
 
 
 def key_with(**changes: object) -> CacheKey:
-    return dataclasses.replace(KEY, **changes)  # type: ignore[arg-type]
+    """KEY with these fields changed, the ABI's among them."""
+    abi = {name: changes.pop(name) for name in ABI_FIELDS if name in changes}
+    return dataclasses.replace(KEY, abi=dataclasses.replace(KEY.abi, **abi), **changes)  # type: ignore[arg-type]
 
 
 def spawn(cache: WheelCache, key: CacheKey, action: str, *args: object) -> subprocess.Popen[str]:
@@ -179,7 +179,7 @@ def children() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def test_every_field_of_the_key_is_exercised() -> None:
-    assert set(CHANGED) == {f.name for f in dataclasses.fields(CacheKey)}
+    assert set(CHANGED) == set(KEY.to_json())
 
 
 @pytest.mark.parametrize("field", sorted(CHANGED))

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from gpuenv.env.abi import EnvAbi
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension, LockedSource
 
 SDIST = "sha256:" + "ab" * 32
@@ -15,8 +16,9 @@ def locked(*records: LockedExtension) -> LockedEnv:
     return LockedEnv(
         name="default", recipe="default.toml", recipe_sha256="0" * 64, fingerprint="f" * 64,
         variant="cpu", cuda=None, index_url=None, torch_requirement="torch==2.13.0", arch_list=(),
-        toolkit=None, python_tag="cp311", platform="linux_x86_64", torch_version="2.13.0+cpu",
-        torch_cuda=None, cxx11_abi=True, extensions=records, distributions={},
+        toolkit=None, extensions=records, distributions={},
+        abi=EnvAbi(python_tag="cp311", platform="linux_x86_64", torch_version="2.13.0+cpu", torch_cuda=None,
+                   cxx11_abi=True),
     )
 
 

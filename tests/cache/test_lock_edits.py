@@ -49,7 +49,8 @@ def test_an_entry_reads_back_as_written_with_its_digest(tmp_path: Path) -> None:
 
 #: A full entry as gpuenv writes it: the file's text, and the digest beside it, are a format.
 FULL = replace(ENV, cuda="13.0", variant="cu130", index_url="https://download.pytorch.org/whl/cu130",
-               toolkit="13.0.88", torch_version="2.14.1+cu130", torch_cuda="13.0", arch_list=("9.0",),
+               toolkit="13.0.88", abi=replace(ENV.abi, torch_version="2.14.1+cu130", torch_cuda="13.0"),
+               arch_list=("9.0",),
                torch_arch_list=("9.0", "12.0+PTX"), torch_cxx_standard=20, torch_given=True)
 FULL_TEXT = """\
 # gpuenv.lock: written by `gpuenv setup`. `gpuenv setup --locked` rebuilds exactly this;
@@ -214,7 +215,7 @@ def test_locked_on_another_node_needs_the_very_torch_the_lock_was_given(tmp_path
     recipe.write_text('[torch]\nuse = "existing"\n')
     ngc = TorchFacts("2.5.0a0+872d972e41.nv24.08", "12.6", ("8.0", "9.0+PTX"), True, 17, where="in /usr")
     given = replace(ENV, variant="cu126", cuda="12.6", torch_requirement=ngc.requirement, arch_list=("9.0",),
-                    torch_version=ngc.version, torch_cuda="12.6", torch_given=True)
+                    abi=replace(ENV.abi, torch_version=ngc.version, torch_cuda="12.6"), torch_given=True)
     same = plan_locked(load_recipe(recipe), NO_GPU, given, PlanOptions(given_torch=ngc))
     assert same.torch == ngc.requirement and same.index_url is None and same.arch_list == ("9.0",)
     assert same.packages == (), "an adopted env's other distributions are its own, not the lock's to pin"

@@ -22,14 +22,22 @@ from gpuenv.cache.remotekey import (
     with_key,
 )
 from gpuenv.cache.wheelfile import WheelFileError, check_wheel
+from gpuenv.env.abi import ABI_FIELDS, EnvAbi
 from tests.cache.wheelmaker import make_wheel
 
 KEY = CacheKey(
-    name="torch-scatter", version="2.1.2", source_sha256="ab" * 32, python_tag="cp311",
-    platform="linux_x86_64", torch_version="2.14.1+cu130", torch_cuda="13.0", cxx11_abi=True,
+    name="torch-scatter", version="2.1.2", source_sha256="ab" * 32,
+    abi=EnvAbi(python_tag="cp311", platform="linux_x86_64", torch_version="2.14.1+cu130", torch_cuda="13.0",
+               cxx11_abi=True),
     arch_list=("9.0",), nvcc_version="13.0.88", knobs=(("TORCH_CUDA_ARCH_LIST", "9.0"),),
 )
 FILE = "torch_scatter-2.1.2-cp311-cp311-linux_x86_64.whl"
+
+
+def changed(key: CacheKey, **change: object) -> CacheKey:
+    """``key`` with these fields changed, the ABI's among them."""
+    abi = {name: change.pop(name) for name in ABI_FIELDS if name in change}
+    return dataclasses.replace(key, abi=dataclasses.replace(key.abi, **abi), **change)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -54,7 +62,7 @@ def test_the_name_holds_the_whole_key_digest_as_a_build_tag_installers_accept() 
     {"torch_cuda": "12.8"}, {"nvcc_version": "13.0.48"}, {"knobs": ()},
 ])
 def test_two_abis_never_share_a_name_on_the_server(change: dict[str, object]) -> None:
-    other = dataclasses.replace(KEY, **change)  # type: ignore[arg-type]
+    other = changed(KEY, **change)
     assert remote_name(FILE, other) != remote_name(FILE, KEY)
 
 
@@ -80,7 +88,7 @@ def test_the_pushed_wheel_packs_the_key_in_its_record_and_the_same_input_gives_t
 
 
 def test_a_wheel_renamed_to_another_keys_name_is_refused(built: Path, tmp_path: Path) -> None:
-    other = dataclasses.replace(KEY, torch_version="2.13.0+cu130")
+    other = changed(KEY, torch_version="2.13.0+cu130")
     keyed = with_key(built, other, tmp_path / "out")
     renamed = keyed.with_name(remote_name(FILE, KEY))
     keyed.rename(renamed)

@@ -17,14 +17,17 @@ import pytest
 from gpuenv.cache.key import CacheKey
 from gpuenv.cache.wheelhouse import export_wheelhouse
 from gpuenv.cache.wheels import WheelCache
+from gpuenv.env.abi import EnvAbi
 from gpuenv.errors import InputError
 from gpuenv.plan.envplan import group_name
 
 SCATTER = CacheKey(
-    name="torch-scatter", version="2.1.2", source_sha256="ab" * 32, python_tag="cp311",
-    platform="linux_x86_64", torch_version="2.14.1+cu130", torch_cuda="13.0", cxx11_abi=True,
+    name="torch-scatter", version="2.1.2", source_sha256="ab" * 32,
+    abi=EnvAbi(python_tag="cp311", platform="linux_x86_64", torch_version="2.14.1+cu130", torch_cuda="13.0",
+               cxx11_abi=True),
     arch_list=("9.0",), nvcc_version="13.0", knobs=(("TORCH_CUDA_ARCH_LIST", "9.0"),),
 )
+CPU = dataclasses.replace(SCATTER.abi, torch_version="2.13.0+cpu", torch_cuda=None)
 
 
 def store(cache: WheelCache, tmp_path: Path, key: CacheKey, file_name: str) -> None:
@@ -44,7 +47,7 @@ def cache(tmp_path: Path) -> WheelCache:
     store(cache, tmp_path, dataclasses.replace(SCATTER, name="flash-attn", version="2.8.3", arch_list=(),
                                                nvcc_version=None, knobs=()),
           "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl")
-    store(cache, tmp_path, dataclasses.replace(SCATTER, torch_version="2.13.0+cpu", torch_cuda=None,
+    store(cache, tmp_path, dataclasses.replace(SCATTER, abi=CPU,
                                                arch_list=(), nvcc_version=None, knobs=()), scatter_wheel)
     return cache
 
@@ -99,7 +102,7 @@ def test_a_second_export_replaces_its_groups_but_never_a_foreign_directory(
     other = WheelCache(tmp_path / "other-cache")
     flash = "flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl"
     store(other, tmp_path / "b2", dataclasses.replace(
-        SCATTER, name="flash-attn", version="2.8.3", torch_version="2.13.0+cpu", torch_cuda=None,
+        SCATTER, name="flash-attn", version="2.8.3", abi=CPU,
         arch_list=(), nvcc_version=None, knobs=()), flash)
     export_wheelhouse(other, house)
     assert sorted(p.name for p in (house / "torch-2.13.0-cpu").glob("*.whl")) == [flash]

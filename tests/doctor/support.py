@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gpuenv.env.abi import EnvAbi
 from gpuenv.env.targetenv import IMPORTING_MARK, TorchInfo
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
@@ -67,8 +68,9 @@ def locked_env(torch: TorchInfo, extensions: Sequence[tuple[str, str]] = (),
     return LockedEnv(
         name="default", recipe="default.toml", recipe_sha256="0" * 64, fingerprint="f" * 64,
         variant=torch.variant, cuda=torch.cuda, index_url=None, torch_requirement=f"torch=={torch.version}",
-        arch_list=(), toolkit=None, python_tag="cp311", platform="linux_x86_64",
-        torch_version=torch.version, torch_cuda=torch.cuda, cxx11_abi=torch.cxx11_abi,
+        arch_list=(), toolkit=None,
+        abi=EnvAbi(python_tag="cp311", platform="linux_x86_64", torch_version=torch.version,
+                   torch_cuda=torch.cuda, cxx11_abi=torch.cxx11_abi),
         extensions=tuple(
             LockedExtension(name=n, version=v, requirement=n, cache_key="k" * 64, wheel=f"{n}.whl",
                             wheel_sha256="0" * 64, source="s", arch_list=("9.0",), knobs=dict(knobs or {}))

@@ -450,7 +450,7 @@ def test_recipe_and_lock_are_found_from_the_project(tmp_path: Path) -> None:
     assert recipe is not None and recipe.path == recipe_path and lock is None
     write_lock(lock_path_for(recipe_path), locked_env(cpu_torch()))
     _, lock = recipe_and_lock(recipe_path, start=Path("/"))
-    assert lock is not None and lock.torch_version == "2.13.0+cpu"
+    assert lock is not None and lock.abi.torch_version == "2.13.0+cpu"
 
 
 def test_setup_command_names_the_recipe_and_venv(tmp_path: Path) -> None:

@@ -177,7 +177,7 @@ def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Pa
     first = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=clean_env())
     assert first.returncode == 0, first.stderr
     lock = read_lock(tmp_path / "gpuenv.lock")["tiny"]
-    assert lock.torch_version == "2.13.0+cpu" and lock.variant == "cpu"
+    assert lock.abi.torch_version == "2.13.0+cpu" and lock.variant == "cpu"
     assert lock.distributions["six"] and lock.distributions["gpuenv-tiny-ext"] == "1.0"
     (ext,) = lock.extensions
     assert ext.name == "gpuenv-tiny-ext" and ext.cache_key == WheelCache(cache).entries()[0].digest

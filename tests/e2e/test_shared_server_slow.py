@@ -4,7 +4,6 @@ tests/e2e/test_shared_cache_slow.py.)"""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 from gpuenv.cache.remote import IndexClient
 from gpuenv.cache.remotekey import remote_name, with_key
 from gpuenv.cache.shared import SharedCache, cache_source, upload_fields
-from tests.cache.test_remotekey import FILE, KEY
+from tests.cache.test_remotekey import FILE, KEY, changed
 from tests.cache.wheelmaker import make_wheel
 from tests.e2e.pypiserver import Server, pypiserver
 
@@ -43,7 +42,7 @@ def test_a_pushed_wheel_is_found_by_its_key_and_is_the_file_pushed(server: Serve
     assert found is not None and found.wheel.read_bytes() == stored.read_bytes()
     again = SharedCache([source], tmp_path / "a").push(KEY, build(tmp_path, 1), source)
     assert again.endswith("(the same file)")
-    other = dataclasses.replace(KEY, torch_version="2.13.0+cu130")
+    other = changed(KEY, torch_version="2.13.0+cu130")
     assert SharedCache([source], tmp_path / "c").fetch(other) is None, "another ABI is a miss"
 
 
@@ -107,7 +106,7 @@ def test_an_upload_cut_off_midway_leaves_nothing_a_reader_takes_and_the_next_pus
 def test_a_wheel_on_the_server_that_is_not_its_names_key_is_refused_by_name(
     server: Server, tmp_path: Path
 ) -> None:
-    other = dataclasses.replace(KEY, cxx11_abi=False)
+    other = changed(KEY, cxx11_abi=False)
     impostor = with_key(build(tmp_path, 1), other, tmp_path / "stage")
     named = impostor.rename(impostor.with_name(remote_name(FILE, KEY)))
     client = IndexClient()

@@ -134,7 +134,7 @@ def test_locked_rebuilds_a_cuda_env_whose_torch_distribution_has_no_local_tag(tm
         first = subprocess.run(setup, env=clean_env(), capture_output=True, text=True, check=False)
         assert first.returncode == 0, first.stderr
         locked = read_lock(tmp_path / "gpuenv.lock")["cuda"]
-        build = (locked.torch_version, locked.torch_cuda)
+        build = (locked.abi.torch_version, locked.abi.torch_cuda)
         assert build == ("2.14.1+cu130", "13.0"), "the build, by its own fields"
         assert locked.distributions["torch"] == "2.14.1", "the distribution, by its own version"
 

@@ -23,12 +23,14 @@ import pytest
 from gpuenv.cache.key import CacheKey
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.cli_help import HELP
+from gpuenv.env.abi import EnvAbi
 from gpuenv.plan.hardware import Hardware
 from gpuenv.probe.machine import with_gpu_override
 
 KEY = CacheKey(
-    name="torch-scatter", version="2.1.2", source_sha256="ab" * 32, python_tag="cp311",
-    platform="linux_x86_64", torch_version="2.13.0+cpu", torch_cuda=None, cxx11_abi=True,
+    name="torch-scatter", version="2.1.2", source_sha256="ab" * 32,
+    abi=EnvAbi(python_tag="cp311", platform="linux_x86_64", torch_version="2.13.0+cpu", torch_cuda=None,
+               cxx11_abi=True),
     arch_list=(), nvcc_version=None, knobs=(),
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

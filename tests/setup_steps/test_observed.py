@@ -181,7 +181,7 @@ def test_a_torch_that_contradicts_the_data_is_built_for_as_it_is(tmp_path: Path)
     from gpuenv.setup.extension import cache_key
 
     key: CacheKey = cache_key(ctx, ctx.plan.extensions[0], version="2.1.2", source_digest="0" * 64)
-    assert key.arch_list == ("8.0", "9.0") and key.torch_version == "2.14.1+cu130"
+    assert key.arch_list == ("8.0", "9.0") and key.abi.torch_version == "2.14.1+cu130"
 
 
 def test_a_torch_that_agrees_with_the_data_changes_nothing(tmp_path: Path) -> None:

@@ -43,8 +43,8 @@ class CacheEntry:
         version = key.version or _wheel_version(self.wheel.name)
         parts = [
             f"{key.name} {version}".rstrip(),
-            f"torch {key.torch_version}",
-            f"cu {key.torch_cuda}" if key.torch_cuda else "cpu",
+            f"torch {key.abi.torch_version}",
+            f"cu {key.abi.torch_cuda}" if key.abi.torch_cuda else "cpu",
             f"archs {archs(key.arch_list)}",
             human_size(self.size),
             human_age(now - self.created),

@@ -31,7 +31,7 @@ def predicted_hits(plan: Plan, cache: WheelCache) -> dict[str, str]:
             archs = f"archs {';'.join(key.arch_list)}" if key.arch_list else "no CUDA code"
             hits[ext.name] = (
                 f"the cache has {ext.name} {key.version or match.wheel.name} built for torch "
-                f"{key.torch_version} ({archs}), key {match.digest[:12]}; setup confirms the source hash"
+                f"{key.abi.torch_version} ({archs}), key {match.digest[:12]}; setup confirms the source hash"
             )
     return hits
 
@@ -42,15 +42,15 @@ def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
         return False
     if tuple(key.arch_list) != (ext.arch_list if ext.compiles_cuda else ()):
         return False
-    if plan.cuda is not None and key.torch_cuda != plan.cuda:
+    if plan.cuda is not None and key.abi.torch_cuda != plan.cuda:
         return False
     if ext.compiles_cuda and (plan.toolkit is None or not _same_nvcc(key.nvcc_version, plan.toolkit)):
         return False
-    if ext.stable_abi and key.torch_version != ext.stable_abi:  # keyed by the stable ABI's floor
+    if ext.stable_abi and key.abi.torch_version != ext.stable_abi:  # keyed by the stable ABI's floor
         return False
     try:
         if not ext.stable_abi and not SpecifierSet(plan.torch.removeprefix("torch")).contains(
-                Version(key.torch_version)):
+                Version(key.abi.torch_version)):
             return False
     except InvalidVersion:
         return False

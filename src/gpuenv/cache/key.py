@@ -13,10 +13,10 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from gpuenv.env.abi import ABI_FIELDS, EnvAbi
 
 #: Version of the key's definition; part of every digest and of the layout (``v1``).
 CACHE_SCHEMA = 1
@@ -24,7 +24,6 @@ CACHE_SCHEMA = 1
 #: What the key's text fields may hold (see :meth:`CacheKey.check`): ASCII only, so no "/" or "..".
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", re.ASCII)
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*", re.ASCII)
-_CUDA = re.compile(r"[0-9]{1,2}\.[0-9]{1,2}", re.ASCII)
 _ARCH = re.compile(r"[0-9]{1,2}\.[0-9](\+PTX)?", re.ASCII)
 _MAX_FIELD = 4096
 
@@ -49,7 +48,7 @@ def binary_knobs(env: Mapping[str, str], build_options: tuple[str, ...] = ()) ->
 
 @dataclass(frozen=True)
 class CacheKey:
-    """Everything a built wheel's binary depends on.
+    """Everything a built wheel's binary depends on: the env's ABI, and what was built how.
 
     ``version`` may be ``""`` when it is unknown before building (a local
     tree): ``source_sha256`` covers it.
@@ -58,20 +57,20 @@ class CacheKey:
     name: str
     version: str
     source_sha256: str
-    python_tag: str
-    platform: str
-    torch_version: str
-    torch_cuda: str | None
-    cxx11_abi: bool
+    abi: EnvAbi
     arch_list: tuple[str, ...]
     nvcc_version: str | None
     knobs: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The fields as JSON-ready values (tuples become lists)."""
+        """The fields as JSON-ready values, the ABI's among them (tuples become lists)."""
         return {
-            **asdict(self),
+            "name": self.name,
+            "version": self.version,
+            "source_sha256": self.source_sha256,
+            **self.abi.to_json(),
             "arch_list": list(self.arch_list),
+            "nvcc_version": self.nvcc_version,
             "knobs": [list(knob) for knob in self.knobs],
         }
 
@@ -88,11 +87,7 @@ class CacheKey:
             "name": self.name,
             "version": self.version or "(from source)",
             "source sha256": self.source_sha256,
-            "python": self.python_tag,
-            "platform": self.platform,
-            "torch": self.torch_version,
-            "torch cuda": self.torch_cuda or "none (CPU build)",
-            "C++11 ABI": "on" if self.cxx11_abi else "off",
+            **self.abi.describe(),
             "archs": archs(self.arch_list),
             "nvcc": self.nvcc_version or "none",
             "knobs": " ".join(f"{k}={v}" for k, v in self.knobs) or "none",
@@ -101,29 +96,27 @@ class CacheKey:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CacheKey:
         """The key :meth:`to_json` wrote; raises KeyError/TypeError/ValueError on anything else."""
-        names = {f.name for f in fields(cls)}
-        if not isinstance(data, Mapping) or set(data) != names:
+        if not isinstance(data, Mapping) or set(data) != _JSON_FIELDS:
             raise ValueError(f"key fields {sorted(data) if isinstance(data, Mapping) else data!r} "
-                             f"are not {sorted(names)}")
-        for name in ("name", "version", "source_sha256", "python_tag", "platform", "torch_version"):
+                             f"are not {sorted(_JSON_FIELDS)}")
+        for name in ("name", "version", "source_sha256"):
             if not isinstance(data[name], str):
                 raise TypeError(f"key field {name} is not a string")
-        for name in ("torch_cuda", "nvcc_version"):
-            if data[name] is not None and not isinstance(data[name], str):
-                raise TypeError(f"key field {name} is not a string or null")
-        if not isinstance(data["cxx11_abi"], bool):
-            raise TypeError("key field cxx11_abi is not a boolean")
+        if data["nvcc_version"] is not None and not isinstance(data["nvcc_version"], str):
+            raise TypeError("key field nvcc_version is not a string or null")
         if not isinstance(data["arch_list"], list) or not isinstance(data["knobs"], list):
             raise TypeError("key fields arch_list and knobs are not lists")
         if not all(isinstance(k, list) and len(k) == 2 and all(isinstance(p, str) for p in k)
                    for k in data["knobs"]):
             raise TypeError("key field knobs is not a list of [name, value] strings")
         key = cls(
-            **{
-                **data,
-                "arch_list": tuple(str(a) for a in data["arch_list"]),
-                "knobs": tuple((k, v) for k, v in data["knobs"]),
-            }
+            name=data["name"],
+            version=data["version"],
+            source_sha256=data["source_sha256"],
+            abi=EnvAbi.from_json(data),
+            arch_list=tuple(str(a) for a in data["arch_list"]),
+            nvcc_version=data["nvcc_version"],
+            knobs=tuple((k, v) for k, v in data["knobs"]),
         )
         key.check()
         return key
@@ -136,29 +129,24 @@ class CacheKey:
         archs) and is printed: a value that could climb out of a folder, hold control characters
         or not parse is refused, and the entry is unreadable like any other damaged one.
         """
-        texts = [self.name, self.version, self.source_sha256, self.python_tag, self.platform,
-                 self.torch_version, self.torch_cuda or "", self.nvcc_version or "",
+        texts = [self.name, self.version, self.source_sha256, *self.abi.texts(), self.nvcc_version or "",
                  *self.arch_list, *(part for knob in self.knobs for part in knob)]
         for text in texts:
             if len(text) > _MAX_FIELD or not text.isprintable():
                 raise ValueError(f"key field value {text[:40]!r}… is not one gpuenv writes")
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"key field name {self.name!r} is not a distribution name")
-        for name, value in (("version", self.version), ("python_tag", self.python_tag),
-                            ("platform", self.platform), ("nvcc_version", self.nvcc_version or "")):
+        for name, value in (("version", self.version), ("nvcc_version", self.nvcc_version or "")):
             if value and not _TOKEN.fullmatch(value):
                 raise ValueError(f"key field {name} {value!r} holds characters no {name} has")
-        try:
-            Version(self.torch_version)
-        except InvalidVersion:
-            raise ValueError(f"key field torch_version {self.torch_version!r} is not a version") from None
-        if not _TOKEN.fullmatch(self.torch_version):
-            raise ValueError(f"key field torch_version {self.torch_version!r} is not a version")
-        if self.torch_cuda is not None and not _CUDA.fullmatch(self.torch_cuda):
-            raise ValueError(f"key field torch_cuda {self.torch_cuda!r} is not a CUDA release (\"13.0\")")
+        self.abi.check()
         for arch in self.arch_list:
             if not _ARCH.fullmatch(arch):
                 raise ValueError(f"key field arch_list holds {arch!r}, not a compute capability (\"9.0\")")
+
+
+#: The names :meth:`CacheKey.to_json` writes.
+_JSON_FIELDS = {"name", "version", "source_sha256", *ABI_FIELDS, "arch_list", "nvcc_version", "knobs"}
 
 
 def archs(arch_list: tuple[str, ...]) -> str:
@@ -192,4 +180,6 @@ def _knob_differences(cached: dict[str, str], wanted: dict[str, str]) -> list[st
 
 
 def differing_fields(a: CacheKey, b: CacheKey) -> int:
-    return sum(getattr(a, f.name) != getattr(b, f.name) for f in fields(CacheKey))
+    """How many of the fields :meth:`CacheKey.to_json` writes differ (each of the ABI's counts)."""
+    mine, theirs = a.to_json(), b.to_json()
+    return sum(mine[name] != theirs[name] for name in mine)

@@ -49,9 +49,9 @@ MARKER = "<!-- gpuenv wheelhouse -->"
 
 def key_variant(key: CacheKey) -> str:
     """"cpu" or "cu130" from the torch a wheel was built against."""
-    if key.torch_cuda is None:
+    if key.abi.torch_cuda is None:
         return "cpu"
-    major, _, minor = key.torch_cuda.partition(".")
+    major, _, minor = key.abi.torch_cuda.partition(".")
     return f"cu{major}{minor.split('.')[0]}"
 
 
@@ -174,19 +174,19 @@ def _groups(members: list[_Member], left_out: list[str]) -> dict[str, list[_Memb
     makes no plain group name is left out, with the reason."""
     sound = []
     for m in members:
-        name = group_name(_public(m.key.torch_version), key_variant(m.key), m.key.arch_list)
+        name = group_name(_public(m.key.abi.torch_version), key_variant(m.key), m.key.arch_list)
         if _GROUP_NAME.fullmatch(name) and ".." not in name:
             sound.append(m)
         else:
             left_out.append(f"{m.entry.wheel.name} ({m.entry.digest[:12]}): its key makes the group name "
                             f"{name[:80]!r}, not a plain folder name")
     members = sound
-    shapes = {(_public(m.key.torch_version), key_variant(m.key), m.key.arch_list) for m in members}
+    shapes = {(_public(m.key.abi.torch_version), key_variant(m.key), m.key.arch_list) for m in members}
     groups: dict[str, list[_Member]] = {}
     for torch, variant, archs in shapes:
         groups[group_name(torch, variant, archs)] = [
             m for m in members
-            if (_public(m.key.torch_version), key_variant(m.key)) == (torch, variant)
+            if (_public(m.key.abi.torch_version), key_variant(m.key)) == (torch, variant)
             and _belongs(m.key, archs)
         ]
     return groups
@@ -224,7 +224,7 @@ def _write_group(directory: Path, name: str, members: list[_Member]) -> Exported
             files.append((m.entry.wheel.name, m.entry.sha256, m.key))
         links = "\n".join(
             f'<a href="{quote(file)}#sha256={sha}">{html.escape(file)}</a><br>'
-            f"<!-- built for torch {html.escape(key.torch_version)}, "
+            f"<!-- built for torch {html.escape(key.abi.torch_version)}, "
             f"archs {html.escape(';'.join(key.arch_list) or 'none')}, cache key {key.digest[:12]} -->"
             for file, sha, key in files
         )

@@ -269,14 +269,14 @@ def built_against_check(
         return Check(name, "warn", f"an unknown torch: the lock records {record.version} but {installed} "
                      "is installed", fix="'gpuenv setup' rebuilds the locked one")
     if torch is None:
-        return Check(name, "fail", f"torch {locked.torch_version}, which is no longer installed",
+        return Check(name, "fail", f"torch {locked.abi.torch_version}, which is no longer installed",
                      fix="'gpuenv setup' reinstalls torch")
     change = torch_differs(locked, torch)
     if change is None:
         return Check(name, "ok", f"torch {torch.version}, the one installed")
     return Check(
         name, "fail",
-        f"torch {locked.torch_version}, but torch changed since this extension was built ({change}): "
+        f"torch {locked.abi.torch_version}, but torch changed since this extension was built ({change}): "
         f"expect '{UNDEFINED_SYMBOL}' on import",
         fix=f"run 'gpuenv setup' to rebuild it against torch {torch.version}",
     )

@@ -18,24 +18,24 @@ def lock_check(locked: LockedEnv | None, torch: TorchInfo | None, has_extensions
                      f"({locked.edited}); its records are not trusted",
                      fix="'gpuenv setup' writes a new entry")
     if torch is None or torch_differs(locked, torch) is None:
-        return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.torch_version}")
+        return Check("lock", "ok", f"env '{locked.name}' ({locked.recipe}): torch {locked.abi.torch_version}")
     return Check(
         "lock", "warn",
-        f"env '{locked.name}' locked torch {locked.torch_version}, the env has {torch.version}: "
+        f"env '{locked.name}' locked torch {locked.abi.torch_version}, the env has {torch.version}: "
         "something replaced it",
-        fix=f"'gpuenv setup --locked' restores torch {locked.torch_version} and what was built for it; "
+        fix=f"'gpuenv setup --locked' restores torch {locked.abi.torch_version} and what was built for it; "
         f"'gpuenv setup' rebuilds the extensions for torch {torch.version}",
     )
 
 
 def torch_differs(locked: LockedEnv, torch: TorchInfo) -> str | None:
     """"2.13.0+cpu → 2.14.1+cu130" when the env's torch is not the one the lock built against."""
-    before = (locked.torch_version, locked.torch_cuda, locked.cxx11_abi)
+    before = (locked.abi.torch_version, locked.abi.torch_cuda, locked.abi.cxx11_abi)
     now = (torch.version, torch.cuda, torch.cxx11_abi)
     if before == now:
         return None
-    if locked.torch_version != torch.version:
-        return f"{locked.torch_version} → {torch.version}"
+    if locked.abi.torch_version != torch.version:
+        return f"{locked.abi.torch_version} → {torch.version}"
     return f"{_build_of(*before)} → {_build_of(*now)}"
 
 

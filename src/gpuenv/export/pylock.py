@@ -295,9 +295,10 @@ def _env_tool(locked: LockedEnv | None, cache: WheelCache | None) -> dict[str, A
     if locked is not None:
         tool.update({
             "env": locked.name, "recipe": locked.recipe, "variant": locked.variant, "cuda": locked.cuda,
-            "index-url": locked.index_url, "torch": locked.torch_version, "torch-cuda": locked.torch_cuda,
-            "cxx11-abi": locked.cxx11_abi, "arch-list": list(locked.arch_list), "toolkit": locked.toolkit,
-            "python": locked.python_tag, "platform": locked.platform,
+            "index-url": locked.index_url, "torch": locked.abi.torch_version,
+            "torch-cuda": locked.abi.torch_cuda, "cxx11-abi": locked.abi.cxx11_abi,
+            "arch-list": list(locked.arch_list), "toolkit": locked.toolkit,
+            "python": locked.abi.python_tag, "platform": locked.abi.platform,
         })
     if cache is not None:
         tool["cache-dir"] = str(cache.path)

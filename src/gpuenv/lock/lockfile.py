@@ -23,6 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.env.abi import EnvAbi
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.outputs import check_replaceable, make_folders, path_inside, write_atomic
@@ -51,6 +52,12 @@ class LockedExtension:
     #: The build knobs that change the binary (the cache key's knobs).
     knobs: Mapping[str, str] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The record by field name, lists and tables as JSON has them: what the entry's digest hashes
+        and the lock file writes (with ``-`` for ``_`` in the names)."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "arch_list": list(self.arch_list), "knobs": dict(self.knobs)}
+
 
 @dataclass(frozen=True)
 class LockedEnv:
@@ -65,11 +72,8 @@ class LockedEnv:
     torch_requirement: str
     arch_list: tuple[str, ...]
     toolkit: str | None
-    python_tag: str
-    platform: str
-    torch_version: str
-    torch_cuda: str | None
-    cxx11_abi: bool
+    #: The env's ABI the extensions were built for: the interpreter's, and the installed torch's.
+    abi: EnvAbi
     extensions: tuple[LockedExtension, ...]
     distributions: Mapping[str, str]
     #: The archs the installed torch's wheel carries, as setup observed them ("9.0", "12.0+PTX").
@@ -145,15 +149,12 @@ _LATER_FIELDS = {"torch_arch_list": (), "torch_cxx_standard": None, "torch_given
 def content_digest(env: LockedEnv) -> str:
     """"sha256:<hex>" of an entry's recorded content (not its name, nor how it was read)."""
     content = {f.name: getattr(env, f.name) for f in fields(env)
-               if f.name not in ("name", "edited", "stored_digest")
+               if f.name not in ("name", "edited", "stored_digest", "abi")
                and not (f.name in _LATER_FIELDS and getattr(env, f.name) == _LATER_FIELDS[f.name])}
+    content.update(env.abi.to_json())
     if "torch_arch_list" in content:
         content["torch_arch_list"] = list(env.torch_arch_list)
-    content["extensions"] = [
-        {**{f.name: getattr(e, f.name) for f in fields(e)},
-         "arch_list": list(e.arch_list), "knobs": dict(e.knobs)}
-        for e in env.extensions
-    ]
+    content["extensions"] = [e.to_json() for e in env.extensions]
     content["arch_list"] = list(env.arch_list)
     content["distributions"] = dict(sorted(env.distributions.items()))
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
@@ -281,11 +282,9 @@ def _env_from(name: str, raw: Mapping[str, Any]) -> LockedEnv:
         torch_requirement=_str(raw["torch-requirement"]),
         arch_list=_strs(raw.get("arch-list", [])),
         toolkit=_opt_str(raw.get("toolkit")),
-        python_tag=_str(raw["python"]),
-        platform=_str(raw["platform"]),
-        torch_version=_str(torch["version"]),
-        torch_cuda=_opt_str(torch.get("cuda")),
-        cxx11_abi=torch["cxx11-abi"],
+        abi=EnvAbi(python_tag=_str(raw["python"]), platform=_str(raw["platform"]),
+                   torch_version=_str(torch["version"]), torch_cuda=_opt_str(torch.get("cuda")),
+                   cxx11_abi=torch["cxx11-abi"]),
         torch_arch_list=_strs(torch.get("arch-list", [])),
         torch_cxx_standard=_opt_int(torch.get("cxx-standard")),
         torch_given=torch.get("given", False),
@@ -361,13 +360,13 @@ def _render_env(env: LockedEnv) -> list[str]:
         f"torch-requirement = {toml_value(env.torch_requirement)}",
         f"arch-list = {toml_value(env.arch_list)}",
         f"toolkit = {toml_value(env.toolkit)}  # nvcc version the extensions were built with",
-        f"python = {toml_value(env.python_tag)}",
-        f"platform = {toml_value(env.platform)}",
+        f"python = {toml_value(env.abi.python_tag)}",
+        f"platform = {toml_value(env.abi.platform)}",
         "",
         f"[{prefix}.torch]",
-        f"version = {toml_value(env.torch_version)}",
-        f"cuda = {toml_value(env.torch_cuda)}",
-        f"cxx11-abi = {toml_value(env.cxx11_abi)}",
+        f"version = {toml_value(env.abi.torch_version)}",
+        f"cuda = {toml_value(env.abi.torch_cuda)}",
+        f"cxx11-abi = {toml_value(env.abi.cxx11_abi)}",
     ]
     if env.torch_arch_list:
         lines.append(f"arch-list = {toml_value(env.torch_arch_list)}  # what its wheel carries, as observed")
@@ -376,19 +375,8 @@ def _render_env(env: LockedEnv) -> list[str]:
     if env.torch_given:
         lines.append("given = true  # the env's own torch: recorded, never installed nor replaced")
     for ext in env.extensions:
-        lines += [
-            "",
-            f"[[{prefix}.extensions]]",
-            f"name = {toml_value(ext.name)}",
-            f"version = {toml_value(ext.version)}",
-            f"requirement = {toml_value(ext.requirement)}",
-            f"cache-key = {toml_value(ext.cache_key)}",
-            f"wheel = {toml_value(ext.wheel)}",
-            f"wheel-sha256 = {toml_value(ext.wheel_sha256)}",
-            f"source = {toml_value(ext.source)}",
-            f"arch-list = {toml_value(ext.arch_list)}",
-            f"knobs = {toml_value(dict(ext.knobs))}",
-        ]
+        lines += ["", f"[[{prefix}.extensions]]"]
+        lines += [f"{name.replace('_', '-')} = {toml_value(value)}" for name, value in ext.to_json().items()]
     lines += ["", f"[{prefix}.distributions]"]
     lines += [f"{toml_key(name)} = {toml_value(version)}"
               for name, version in sorted(env.distributions.items())]

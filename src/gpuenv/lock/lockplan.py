@@ -64,7 +64,7 @@ def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: 
         target = replace(hardware, gpus=())
     # The locked torch exactly: the resolver must not pick another release of the recipe's range.
     base = plan(recipe, target, replace(options, cuda=locked.variant,
-                                        torch_version=Version(locked.torch_version).public))
+                                        torch_version=Version(locked.abi.torch_version).public))
     pins = dict(locked.distributions)
     # Extensions come from their own step; the lock names them by distribution.
     extension_names = {e.name for e in base.extensions} | {e.name for e in locked.extensions}
@@ -76,7 +76,7 @@ def plan_locked(recipe: Recipe, hardware: Hardware, locked: LockedEnv, options: 
         base,
         # By the distribution's version: the cu130 wheel of PyPI is "2.14.1", its
         # torch.__version__ (the lock's [torch] version) "2.14.1+cu130".
-        torch=f"torch=={pins.get('torch') or locked.torch_version}",
+        torch=f"torch=={pins.get('torch') or locked.abi.torch_version}",
         index_url=locked.index_url,
         torch_packages=exact_torch_packages,
         extensions=tuple(_pin_extension(e, locked) for e in base.extensions),
@@ -93,12 +93,13 @@ def _plan_locked_given(recipe: Recipe, hardware: Hardware, locked: LockedEnv, op
 
     given = options.given_torch
     have = None if given is None else (given.version, given.cuda, given.cxx11_abi)
-    if have != (locked.torch_version, locked.torch_cuda, locked.cxx11_abi):
+    if have != (locked.abi.torch_version, locked.abi.torch_cuda, locked.abi.cxx11_abi):
         found = "no torch" if given is None else (
             f"torch {given.version} (CUDA {given.cuda or 'none'}, C++11 ABI {int(bool(given.cxx11_abi))})")
         raise UnsatisfiableError(
-            f"the locked environment {locked.name} was built against torch {locked.torch_version} "
-            f"(CUDA {locked.torch_cuda or 'none'}, C++11 ABI {int(locked.cxx11_abi)}); this env has {found}",
+            f"the locked environment {locked.name} was built against torch {locked.abi.torch_version} "
+            f"(CUDA {locked.abi.torch_cuda or 'none'}, C++11 ABI {int(locked.abi.cxx11_abi)}); "
+            f"this env has {found}",
             hint="run --locked in an env that holds that torch (the same container image or conda env), or "
             "run 'gpuenv setup' without --locked to build for this one")
     if locked.cuda is not None and locked.arch_list:

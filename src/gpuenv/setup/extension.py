@@ -45,7 +45,7 @@ from gpuenv.setup.wheelsources import (
     Found,
     fetch_shared,
     find_audited,
-    key_torch,
+    key_abi,
     prebuilt_key,
     push_built,
     shared_cache,
@@ -61,19 +61,12 @@ def extension_step(ext: ExtensionPlan) -> Step:
 
 def cache_key(ctx: Context, ext: ExtensionPlan, *, version: str | None, source_digest: str) -> CacheKey:
     """Everything that changes the binary of ``ext`` built from its source in this env."""
-    torch = ctx.torch
-    assert torch is not None
-    interpreter = ctx.target.interpreter(ctx.runner)
     toolkit = ctx.build_toolkit  # a toolkit from PyPI: its nvcc's full version, known once provisioned
     return CacheKey(
         name=ext.name,
         version=version or "",
         source_sha256=source_digest,
-        python_tag=interpreter.abi_tag,
-        platform=interpreter.platform_tag,
-        torch_version=key_torch(ext, torch.version),
-        torch_cuda=torch.cuda,
-        cxx11_abi=torch.cxx11_abi,
+        abi=key_abi(ctx, ext),
         arch_list=ext.arch_list if ext.compiles_cuda else (),
         nvcc_version=toolkit.nvcc_version if ext.compiles_cuda and toolkit is not None else None,
         knobs=binary_knobs(ext.env, ext.build_options),

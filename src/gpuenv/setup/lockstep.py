@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv.cache.key import binary_knobs
+from gpuenv.env.abi import env_abi
 from gpuenv.lock.lockfile import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.plan.envplan import Plan
 from gpuenv.runner import SubprocessRunner
@@ -72,11 +73,7 @@ def _write_entry(ctx: Context, lock_file: Path) -> str:
         torch_requirement=plan.torch,
         arch_list=plan.arch_list,
         toolkit=ctx.build_toolkit.nvcc_version if ctx.build_toolkit is not None and compiled else None,
-        python_tag=interpreter.abi_tag,
-        platform=interpreter.platform_tag,
-        torch_version=torch.version,
-        torch_cuda=torch.cuda,
-        cxx11_abi=torch.cxx11_abi,
+        abi=env_abi(interpreter, torch),
         torch_given=ctx.options.adopted and plan.given_torch is not None,
         torch_arch_list=ctx.facts.arch_list if ctx.facts is not None else (),
         torch_cxx_standard=ctx.facts.cxx_standard if ctx.facts is not None else None,

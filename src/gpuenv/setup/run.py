@@ -378,7 +378,7 @@ def run_setup(
     matched = already_done(plan, options, runner, ctx.prior)
     if matched is not None:
         nothing = (f"nothing to do: {options.venv} already matches {options.lock_file} "
-                   f"(torch {matched.torch_version}, fingerprint {matched.fingerprint[:12]})")
+                   f"(torch {matched.abi.torch_version}, fingerprint {matched.fingerprint[:12]})")
         if recorder is not None:
             return SetupResult(options.venv, None, (), (), _skipped(plan), (f"# {nothing}",), noop=True)
         reporter.done(nothing)

@@ -23,7 +23,7 @@ import hashlib
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpuenv.cache.audit import Target, torch_libraries
@@ -31,6 +31,7 @@ from gpuenv.cache.key import CacheKey
 from gpuenv.cache.prebuilt import PrebuiltResult, find_prebuilt, source_url
 from gpuenv.cache.remote import IndexClient, RemoteError
 from gpuenv.cache.shared import CacheSource, Fetched, SharedCache
+from gpuenv.env.abi import EnvAbi, env_abi
 from gpuenv.errors import CommandError
 from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
 from gpuenv.setup.steps import Context
@@ -118,17 +119,17 @@ def prebuilt_key(ctx: Context, ext: ExtensionPlan) -> CacheKey | None:
         return None
     origin = hashlib.sha256("\n".join(["prebuilt", ext.requirement, *urls]).encode()).hexdigest()
     return CacheKey(
-        name=ext.name, version=version or "", source_sha256=origin, python_tag=target.abi_tag,
-        platform=ctx.target.interpreter(ctx.runner).platform_tag,
-        torch_version=key_torch(ext, target.torch_version),
-        torch_cuda=target.torch_cuda, cxx11_abi=target.cxx11_abi, arch_list=target.arch_list,
-        nvcc_version=None, knobs=(("prebuilt-from", urls[0]),),
+        name=ext.name, version=version or "", source_sha256=origin, abi=key_abi(ctx, ext),
+        arch_list=target.arch_list, nvcc_version=None, knobs=(("prebuilt-from", urls[0]),),
     )
 
 
-def key_torch(ext: ExtensionPlan, torch_version: str) -> str:
-    """The torch a key holds: the stable-ABI floor for an extension built against it, else torch's version."""
-    return ext.stable_abi if ext.stable_abi else torch_version
+def key_abi(ctx: Context, ext: ExtensionPlan) -> EnvAbi:
+    """The ABI a key of ``ext`` holds: the env's, with the stable-ABI floor as torch's version for an
+    extension built against it (one wheel serves every torch from that release on)."""
+    assert ctx.torch is not None
+    abi = env_abi(ctx.target.interpreter(ctx.runner), ctx.torch)
+    return replace(abi, torch_version=ext.stable_abi) if ext.stable_abi else abi
 
 
 def find_audited(ctx: Context, ext: ExtensionPlan) -> Found | None:
