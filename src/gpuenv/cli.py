@@ -148,7 +148,7 @@ def _cache_from(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
-    from gpuenv.probe.toolkits import toolkit_policy
+    from gpuenv.cache.toolkits import toolkit_policy
 
     if args.toolkit:
         choice, by = args.toolkit, f"--toolkit {args.toolkit}"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.toolkits import toolkit_home
 from gpuenv.cache.wheels import WheelCache
-from gpuenv.plan.buildplan import toolkit_home
 from tests.cache.test_cache import KEY, make_wheel
 from tests.hostile import ENTRY_DAMAGES, SOUND_DAMAGES, TOOLKIT_DAMAGES, Damage
 from tests.probe.test_toolkits import make_toolkit

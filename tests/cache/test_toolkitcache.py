@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
+from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home
 from gpuenv.env.targetenv import TargetEnv
-from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.probe.binaries import read_cuda_code
 from gpuenv.probe.toolkits import is_toolkit_root
 from gpuenv.runner import SubprocessRunner

@@ -8,17 +8,18 @@ test of a path reads the real toolkit's nvcc version (the probe does the same).
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.toolkits import toolkit_home, toolkit_policy
 from gpuenv.errors import InputError, RecipeError, ToolkitError
 from gpuenv.load.recipe import parse_recipe
-from gpuenv.plan.buildplan import ToolkitPolicy, toolkit_home
+from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan, plan
-from gpuenv.probe.toolkits import toolkit_policy
 from gpuenv.render import plan_text
 from tests.plan.test_plan import A100, APEX, D550, D580, H100, SCATTER, V100, machine, recipe
 
@@ -27,7 +28,7 @@ REAL_ROOT = "/usr/local/cuda-13.0"
 
 
 def policy(mode: str, given: Toolkit | None = None) -> PlanOptions:
-    return PlanOptions(toolkit=ToolkitPolicy(mode=mode, given=given, cache_dir=CACHE,
+    return PlanOptions(toolkit=ToolkitPolicy(mode=mode, given=given, pypi_home=partial(toolkit_home, CACHE),
                                              chosen_by=f"--toolkit {mode}"))
 
 

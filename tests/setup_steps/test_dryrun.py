@@ -15,10 +15,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from gpuenv.cache.toolkits import toolkit_home
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.buildplan import ToolkitPolicy
@@ -96,7 +98,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def dry_run(root: Path, *, adopted: bool = False) -> list[str]:
     recipe = load_recipe(root / "envs" / "r.toml")
-    toolkits = PlanOptions(toolkit=ToolkitPolicy("pypi", cache_dir=str(root / "cache" / "toolkits")))
+    home = partial(toolkit_home, root / "cache" / "toolkits")
+    toolkits = PlanOptions(toolkit=ToolkitPolicy("pypi", pypi_home=home))
     planned = plan(recipe, machine(H100, driver=D580), toolkits)
     options = SetupOptions(venv=root / "venv", installer="pip", cache_dir=root / "cache",
                            work_dir=root / "work", lock_file=root / "envs" / "gpuenv.lock", recipe_sha256="0",

@@ -16,25 +16,26 @@ On disk (``root`` is ``<wheel cache>/toolkits``, see :func:`default_toolkit_dir`
     root/v1/.locks/cuda-13.0.lock           flock(2): shared while used, exclusive to provision or prune
     root/v1/.tmp/<...>                      toolkits being provisioned or removed
 
-The guarantees of the wheel cache (:mod:`gpuenv.cache.wheels`, whose locks and
-file operations, :mod:`gpuenv.cache.locking` and :mod:`gpuenv.cache.files`,
-this module uses too): a toolkit is published by one ``rename(2)`` of a
+The guarantees of the store both caches keep their entries in
+(:mod:`gpuenv.cache.store`): a toolkit is published by one ``rename(2)`` of a
 complete directory, so a provisioning killed at any point leaves at most a
 stale temporary directory (removed an hour later) and never a usable
 half-toolkit; concurrent setups that need one release download it once (the
 second waits on the exclusive lock, then finds it); a toolkit is removed by
 prune only while nobody holds its shared lock, which every setup building
-with it does.
+with it does. The layout above is this module's (:func:`toolkit_home`): the
+planner names a toolkit still to be provisioned by asking it
+(:attr:`~gpuenv.plan.buildplan.ToolkitPolicy.pypi_home`, filled by :func:`toolkit_policy`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import platform
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -42,26 +43,21 @@ from pathlib import Path
 from typing import Any
 
 from gpuenv import __version__
-from gpuenv.cache.files import (
-    fsync_dir,
-    own_folder,
-    read_meta,
-    remove_older,
-    remove_tree,
-    touch,
-    write_synced,
-)
-from gpuenv.cache.locking import open_lock_file, read_holder, try_flock, wait_flock, write_holder
-from gpuenv.cache.wheels import LAST_USED_FILE, STALE_TEMP_AGE, CacheError
+from gpuenv.cache.files import fsync_dir, read_meta, remove_tree, touch, write_synced
+from gpuenv.cache.locking import LockHolder
+from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, OnWait, Store
 from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
-from gpuenv.plan.buildplan import TOOLKIT_SCHEMA, toolkit_home
+from gpuenv.plan.buildplan import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.probe.toolkits import _toolkit_at, is_toolkit_root
+from gpuenv.probe.toolkits import _toolkit_at, is_toolkit_root, toolkit_at
 from gpuenv.runner import Runner, SubprocessRunner
 
 META_FILE = "gpuenv-toolkit.json"
+
+#: The version of the layout below the cache's root (``v1``).
+TOOLKIT_SCHEMA = 1
 
 #: CUDA's name of this machine's target directory (nvcc.profile reads targets/<it>/include).
 _TARGETS = {"x86_64": "x86_64-linux", "aarch64": "sbsa-linux", "ppc64le": "ppc64le-linux"}
@@ -75,6 +71,22 @@ WheelInstaller = Callable[[Sequence[str], Path], None]
 def default_toolkit_dir(cache_dir: Path | str) -> Path:
     """The toolkit cache of the wheel cache at ``cache_dir``: ``cache_dir/toolkits``."""
     return Path(cache_dir) / "toolkits"
+
+
+def toolkit_home(root: Path | str, version: str) -> str:
+    """Where CUDA ``version`` ("13.0") is, or will be, provisioned under the toolkit cache ``root``."""
+    return os.path.join(str(root), f"v{TOOLKIT_SCHEMA}", f"cuda-{version}")
+
+
+def toolkit_policy(choice: str, *, chosen_by: str = "", cache_dir: str = "",
+                   runner: Runner | None = None) -> ToolkitPolicy:
+    """``--toolkit``'s value (auto, system, pypi or a path) as the plan's :class:`ToolkitPolicy`, with
+    where the toolkit cache at ``cache_dir`` provisions a release from PyPI."""
+    mode = choice.strip().lower()
+    home = functools.partial(toolkit_home, cache_dir)
+    if mode in TOOLKIT_MODES:
+        return ToolkitPolicy(mode=mode, pypi_home=home, chosen_by=chosen_by)
+    return ToolkitPolicy(mode="path", given=toolkit_at(choice, runner), pypi_home=home, chosen_by=chosen_by)
 
 
 @dataclass(frozen=True)
@@ -113,9 +125,9 @@ class ToolkitCache:
     def __init__(self, root: Path | str, runner: Runner | None = None) -> None:
         self.path = Path(root)
         self._base = self.path / f"v{TOOLKIT_SCHEMA}"
-        #: The wheel cache it is part of (toolkits/ is gpuenv's folder there): no folder below it is
-        #: a link (see gpuenv.cache.files.own_folder).
-        self._within = self.path.parent
+        # Within the wheel cache it is part of (toolkits/ is gpuenv's folder there): no folder below
+        # that may be a link (see gpuenv.cache.files.own_folder).
+        self._store = Store(self._base, self.path.parent)
         self._run = runner or SubprocessRunner()
 
     def __repr__(self) -> str:
@@ -123,13 +135,6 @@ class ToolkitCache:
 
     def home(self, version: str) -> Path:
         return Path(toolkit_home(self.path, version))
-
-    def _lock_path(self, version: str) -> Path:
-        return self._base / ".locks" / f"cuda-{version}.lock"
-
-    @property
-    def _tmp(self) -> Path:
-        return self._base / ".tmp"
 
     # -- lookup -------------------------------------------------------------------
 
@@ -191,43 +196,46 @@ class ToolkitCache:
         looked up again, provisioned with ``install`` if still missing, and
         the lock goes back to shared for the block.
         """
-        fd = self._open_lock(version)
+        told = self._told(version, on_wait)
+        fd, waited = self._lock(version, fcntl.LOCK_SH, told)
         try:
-            waited = self._lock(fd, version, fcntl.LOCK_SH, on_wait)
             entry = self.find(version)
             downloaded = False
             while entry is None:
-                waited = self._lock(fd, version, fcntl.LOCK_EX, on_wait) or waited
-                write_holder(fd)  # who provisions, for whoever waits
+                waited = self._store.relock(fd, _lock_name(version), fcntl.LOCK_EX, told) or waited
+                Store.say_holder(fd)  # who provisions, for whoever waits
                 entry = self.find(version)
                 if entry is None:
                     entry = self.provision(version, install, checkpoint=checkpoint)
                     downloaded = True
-                self._lock(fd, version, fcntl.LOCK_SH, None)
+                self._store.relock(fd, _lock_name(version), fcntl.LOCK_SH)
                 entry = self.find(version)  # a prune may slip in while the lock changes mode
             touch(entry.path / LAST_USED_FILE)
             yield Provided(entry.toolkit, downloaded, waited)
         finally:
             os.close(fd)
 
-    def _open_lock(self, version: str) -> int:
+    def _lock(self, version: str, mode: int, told: OnWait | None = None
+              ) -> tuple[int, bool]:
+        """CUDA ``version``'s lock, taken in ``mode``: its descriptor and whether it waited."""
         try:
-            return open_lock_file(self._lock_path(version), self._within)
+            locked = self._store.lock(_lock_name(version), mode, on_wait=told)
         except OSError as exc:
             raise CacheError(
                 f"cannot lock CUDA {version} in the toolkit cache {self.path}: {exc.strerror or exc}",
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
             ) from exc
+        assert locked is not None  # no timeout: it waits
+        return locked
 
-    def _lock(self, fd: int, version: str, mode: int, on_wait: Callable[[str], None] | None) -> bool:
-        if try_flock(fd, mode):
-            return False
-        if on_wait is not None:
-            holder = read_holder(self._lock_path(version))
+    def _told(self, version: str, on_wait: Callable[[str], None] | None) -> OnWait | None:
+        if on_wait is None:
+            return None
+
+        def told(holder: LockHolder | None) -> None:
             by = f" ({holder})" if holder else ""
             on_wait(f"waiting for another process provisioning CUDA {version} into {self.path}{by}")
-        wait_flock(fd, None, 0.2, mode)
-        return True
+        return told
 
     def provision(self, version: str, install: WheelInstaller, *, checkpoint: Checkpoint | None = None
                   ) -> ProvisionedToolkit:
@@ -238,7 +246,7 @@ class ToolkitCache:
         """
         hook = checkpoint or (lambda stage: None)
         self.remove_stale_temps()
-        temp = self._new_temp(f"cuda-{version}")
+        temp = self._store.new_temp(f"cuda-{version}")
         try:
             hook("temp-created")
             install(pinned_wheels(version), temp / "wheels")
@@ -257,11 +265,9 @@ class ToolkitCache:
             fsync_dir(home)
             hook("before-publish")
             final = self.home(version)
-            own_folder(final.parent, self._within)
             if final.exists():
-                remove_tree(self._set_aside(final))
-            os.rename(home, final)
-            fsync_dir(final.parent)
+                self._store.remove(final, final.name)
+            self._store.publish(home, final)
         except OSError as exc:
             raise CacheError(
                 f"cannot provision CUDA {version} into the toolkit cache {self.path}: {exc.strerror or exc}",
@@ -273,17 +279,6 @@ class ToolkitCache:
         if entry is None:
             raise CacheError(f"CUDA {version} was provisioned into {self.path} but does not answer")
         return entry
-
-    def _new_temp(self, prefix: str) -> Path:
-        own_folder(self._tmp, self._within)
-        temp = self._tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
-        temp.mkdir()
-        return temp
-
-    def _set_aside(self, path: Path) -> Path:
-        trash = self._new_temp(f"{path.name}-removing")
-        os.rename(path, trash / "entry")  # vanishes at once for lookups
-        return trash
 
     # -- prune --------------------------------------------------------------------
 
@@ -306,22 +301,30 @@ class ToolkitCache:
         return removed
 
     def _remove(self, entry: ProvisionedToolkit) -> bool:
-        fd = self._open_lock(entry.toolkit.version)
+        """Remove ``entry`` unless a setup holds its lock (using it, or provisioning it anew)."""
         try:
-            if not try_flock(fd):
-                return False
-            try:
-                trash = self._set_aside(entry.path)
-            except FileNotFoundError:
-                return False
-            remove_tree(trash)
-            return True
+            fd = self._store.try_lock(_lock_name(entry.toolkit.version))
+        except OSError as exc:
+            raise CacheError(
+                f"cannot lock CUDA {entry.toolkit.version} in the toolkit cache {self.path}: "
+                f"{exc.strerror or exc}",
+                hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
+            ) from exc
+        if fd is None:
+            return False
+        try:
+            return self._store.remove(entry.path, entry.path.name)
         finally:
             os.close(fd)
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return remove_older(self._tmp, older_than, self._within)
+        return self._store.remove_stale_temps(older_than)
+
+
+def _lock_name(version: str) -> str:
+    """The name of CUDA ``version``'s lock in the store (``.locks/cuda-13.0.lock``)."""
+    return f"cuda-{version}"
 
 
 # -- the wheels and their layout ---------------------------------------------------------

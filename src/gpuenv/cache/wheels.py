@@ -30,9 +30,9 @@ Guarantees, also on a shared (cluster) file system:
   shared between clients; Lustre needs the ``flock`` mount option.)
 - :meth:`WheelCache.prune` removes an entry only while holding its key lock.
 
-The key is defined in :mod:`gpuenv.cache.key`; the locks and the crash-safe
-file operations these guarantees rest on are in :mod:`gpuenv.cache.locking`
-and :mod:`gpuenv.cache.files`, shared with the toolkit cache.
+The key is defined in :mod:`gpuenv.cache.key`; publishing, removing and locking
+are the store's (:mod:`gpuenv.cache.store`), shared with the toolkit cache: this
+module owns the layout above and what an entry holds.
 
 The intended flow of a caller::
 
@@ -74,31 +74,15 @@ from gpuenv.cache.files import (
     write_synced,
 )
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, differing_fields, key_differences, short_sha
-from gpuenv.cache.locking import (
-    READ_ONLY_ERRNOS,
-    LockHolder,
-    is_current,
-    open_lock_file,
-    read_holder,
-    try_flock,
-    wait_flock,
-    write_holder,
-)
+from gpuenv.cache.locking import READ_ONLY_ERRNOS, LockHolder
+from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, Store
 from gpuenv.cache.words import aware
-from gpuenv.errors import InputError, StepError
+from gpuenv.errors import InputError
 
 META_FILE = "meta.json"
-LAST_USED_FILE = "last_used"
-
-#: A temporary directory older than this belongs to a dead process.
-STALE_TEMP_AGE = timedelta(hours=1)
 
 
 # -- errors ---------------------------------------------------------------------------
-
-
-class CacheError(StepError):
-    """The cache cannot be used: a wheel to store is missing, the directory is not writable..."""
 
 
 class CacheLockTimeout(CacheError):
@@ -176,6 +160,7 @@ class WheelCache:
     def __init__(self, root: Path | str) -> None:
         self.path = Path(root)
         self._base = self.path / f"v{CACHE_SCHEMA}"
+        self._store = Store(self._base, self.path)
 
     def __repr__(self) -> str:
         return f"WheelCache({str(self.path)!r})"
@@ -187,13 +172,6 @@ class WheelCache:
 
     def _entry_dir(self, digest: str) -> Path:
         return self._base / digest[:2] / digest
-
-    def _lock_path(self, digest: str) -> Path:
-        return self._base / ".locks" / f"{digest}.lock"
-
-    @property
-    def _tmp(self) -> Path:
-        return self._base / ".tmp"
 
     @property
     def _corrupt(self) -> Path:
@@ -289,7 +267,7 @@ class WheelCache:
         hook = _checkpoint or _no_checkpoint
         try:
             self.remove_stale_temps()
-            temp = self._new_temp(key.digest[:16])
+            temp = self._store.new_temp(key.digest[:16])
             try:
                 hook("temp-created")
                 self._fill_temp(temp, key, wheel_path, hook)
@@ -322,18 +300,11 @@ class WheelCache:
         fsync_dir(temp)
         hook("meta-written")
 
-    def _new_temp(self, prefix: str) -> Path:
-        own_folder(self._tmp, self.path)
-        temp = self._tmp / f"{prefix}-{os.getpid()}-{secrets.token_hex(6)}"
-        temp.mkdir()  # not mkdtemp: the umask decides who else may read a shared cache
-        return temp
-
     def _publish(self, key: CacheKey, temp: Path) -> CacheEntry:
         final = self.entry_dir(key)
-        own_folder(final.parent, self.path)
         for _ in range(3):
             try:
-                os.rename(temp, final)
+                self._store.publish(temp, final)
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
@@ -341,7 +312,6 @@ class WheelCache:
                 if existing is not None:  # another process won; the caller discards our copy
                     return existing
                 continue  # the existing one was refused and moved aside: take its place
-            fsync_dir(final.parent)
             return self._load(final)
         raise CacheError(f"cannot publish {key.name} in the wheel cache {self.path}: keeps being replaced")
 
@@ -364,10 +334,11 @@ class WheelCache:
         is per open file, so a second ``lock`` of the same key in the same
         process waits too.
         """
-        path = self._lock_path(key.digest)
+        path = self._store.lock_path(key.digest)
         started = time.monotonic()
+        told = (lambda holder: on_wait(LockWait(key, path, holder))) if on_wait is not None else None
         try:
-            fd, waited = self._acquire(key, path, timeout, on_wait, poll_interval)
+            locked = self._store.lock(key.digest, timeout=timeout, on_wait=told, poll_interval=poll_interval)
         except OSError as exc:
             if exc.errno in READ_ONLY_ERRNOS and self._base.is_dir():
                 yield LockInfo(key, False, 0.0, read_only=True)
@@ -376,43 +347,15 @@ class WheelCache:
                 f"cannot lock {key.name} in the wheel cache {self.path}: {exc.strerror or exc}",
                 hint="choose a writable cache directory with GPUENV_CACHE_DIR or --cache-dir",
             ) from exc
+        if locked is None:
+            raise CacheLockTimeout(key.name, timeout or 0.0, self._store.holder(key.digest))
+        fd, waited = locked
         try:
-            write_holder(fd)
+            Store.say_holder(fd)
             read_only = not os.access(self._base, os.W_OK)  # locked through another's file: store fails
             yield LockInfo(key, waited, time.monotonic() - started, read_only=read_only)
         finally:
             os.close(fd)
-
-    def _acquire(
-        self,
-        key: CacheKey,
-        path: Path,
-        timeout: float | None,
-        on_wait: WaitCallback | None,
-        poll_interval: float,
-    ) -> tuple[int, bool]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        waited = False
-        while True:
-            fd = open_lock_file(path, self.path)
-            if not try_flock(fd):
-                if not waited and on_wait is not None:
-                    on_wait(LockWait(key, path, read_holder(path)))
-                waited = True
-                if not wait_flock(fd, deadline, poll_interval):
-                    os.close(fd)
-                    raise CacheLockTimeout(key.name, timeout or 0.0, read_holder(path))
-            if is_current(fd, path):
-                return fd, waited
-            os.close(fd)  # prune unlinked this lock file while we waited: lock the new one
-
-    def _try_lock_digest(self, digest: str) -> int | None:
-        """The fd of the digest's lock if it is free now, else None."""
-        fd = open_lock_file(self._lock_path(digest), self.path)
-        if try_flock(fd) and is_current(fd, self._lock_path(digest)):
-            return fd
-        os.close(fd)
-        return None
 
     # -- listing and nearest --------------------------------------------------
 
@@ -540,22 +483,17 @@ class WheelCache:
 
     def _remove_entry(self, entry: CacheEntry) -> bool:
         """Remove ``entry`` under its key lock; False if the lock is busy or the entry is gone."""
-        fd = self._try_lock_digest(entry.digest)
+        fd = self._store.try_lock(entry.digest)
         if fd is None:
             return False
         try:
             if not self._unchanged(entry):
                 return False
-            trash = self._new_temp(f"{entry.digest[:16]}-removing")
             try:
-                os.rename(entry.path, trash / "entry")  # vanishes at once for lookups
-            except FileNotFoundError:
-                return False
+                return self._store.remove(entry.path, entry.digest[:16])
             finally:
                 with contextlib.suppress(OSError):
-                    self._lock_path(entry.digest).unlink()  # waiters notice and re-open
-            remove_tree(trash)
-            return True
+                    self._store.unlink_lock(entry.digest)  # waiters notice and re-open
         finally:
             os.close(fd)
 
@@ -577,19 +515,17 @@ class WheelCache:
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             with contextlib.suppress(OSError):
-                fd = self._try_lock_digest(directory.name)
+                fd = self._store.try_lock(directory.name)
                 if fd is None:
                     continue
                 try:
-                    trash = self._new_temp(f"{directory.name[:16]}-removing")
-                    os.rename(directory, trash / "entry")
-                    remove_tree(trash)
+                    self._store.remove(directory, directory.name[:16])
                 finally:
                     os.close(fd)
 
     def _remove_orphan_locks(self) -> None:
         """Unlink lock files of keys without an entry (failed builds), if nobody holds them."""
-        locks = self._base / ".locks"
+        locks = self._store.locks
         if locks.is_symlink() or not locks.is_dir():
             return
         for lock_file in locks.glob("*.lock"):
@@ -597,7 +533,7 @@ class WheelCache:
             if self._entry_dir(digest).exists():
                 continue
             with contextlib.suppress(OSError):
-                fd = self._try_lock_digest(digest)
+                fd = self._store.try_lock(digest)
                 if fd is not None:
                     with contextlib.suppress(OSError):
                         lock_file.unlink()
@@ -605,7 +541,7 @@ class WheelCache:
 
     def remove_stale_temps(self, older_than: timedelta = STALE_TEMP_AGE) -> list[Path]:
         """Remove temporary directories of dead processes (older than an hour); return them."""
-        return remove_older(self._tmp, older_than, self.path)
+        return self._store.remove_stale_temps(older_than)
 
     def _remove_quarantined(self) -> list[Path]:
         return remove_older(self._corrupt, timedelta(0), self.path)

@@ -9,11 +9,9 @@ the resolver can try an older torch where a newer one rules an extension out.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -331,13 +329,8 @@ def _cxx_clash(
 #: What ``--toolkit`` (and the recipe's ``toolkit``, and GPUENV_TOOLKIT) may say besides a path.
 TOOLKIT_MODES = ("auto", "system", "pypi")
 
-#: The layout of the toolkit cache (:mod:`gpuenv.cache.toolkits`), in the paths the plan names.
-TOOLKIT_SCHEMA = 1
-
-
-def toolkit_home(root: Path | str, version: str) -> str:
-    """Where CUDA ``version`` ("13.0") is, or will be, provisioned under the toolkit cache ``root``."""
-    return os.path.join(str(root), f"v{TOOLKIT_SCHEMA}", f"cuda-{version}")
+#: Where the toolkit cache puts CUDA "13.0" from PyPI (its layout is the cache's: gpuenv.cache.toolkits).
+ToolkitHome = Callable[[str], str]
 
 
 @dataclass(frozen=True)
@@ -349,8 +342,10 @@ class ToolkitPolicy:
     mode: str = "auto"
     #: The toolkit given by path, its nvcc version already read.
     given: Toolkit | None = None
-    #: The toolkit cache: where a toolkit from PyPI is (or will be) provisioned.
-    cache_dir: str = ""
+    #: Where the toolkit cache provisions a release from PyPI (the cache's answer, by CUDA release:
+    #: :func:`gpuenv.cache.toolkits.toolkit_policy` fills it); None: no toolkit cache named, and a
+    #: toolkit from PyPI is planned without a path.
+    pypi_home: ToolkitHome | None = None
     #: Who chose the mode, for messages ("--toolkit pypi", "GPUENV_TOOLKIT=system").
     chosen_by: str = ""
 
@@ -383,8 +378,9 @@ def choose_toolkit(
     if chosen is not None:
         return chosen
     if policy.mode != "system" and cuda in knowledge.pypi_toolkit_versions():
-        home = toolkit_home(policy.cache_dir, cuda)
-        return Toolkit(nvcc=f"{home}/bin/nvcc", version=cuda, home=home, source="pypi")
+        # Where it goes is the toolkit cache's to say; with none named, the plan cannot say where.
+        home = policy.pypi_home(cuda) if policy.pypi_home is not None else ""
+        return Toolkit(nvcc=f"{home}/bin/nvcc" if home else "", version=cuda, home=home, source="pypi")
     raise _no_toolkit(variant, cuda, builders, exact, hardware, release, policy)
 
 

@@ -501,7 +501,7 @@ def _toolkit_policy(recipe: Recipe, options: PlanOptions) -> ToolkitPolicy:
     raise InputError(
         f"toolkit = {recipe.torch.toolkit!r} in {recipe.path.name}: a toolkit given by path is checked "
         "before planning",
-        hint="pass PlanOptions(toolkit=gpuenv.probe.toolkits.toolkit_policy(...)) as the gpuenv command does",
+        hint="pass PlanOptions(toolkit=gpuenv.cache.toolkits.toolkit_policy(...)) as the gpuenv command does",
     )
 
 

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from gpuenv.errors import GpuenvError, InputError
-from gpuenv.plan.buildplan import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import CommandTimeout, Runner, SubprocessRunner, bounded, query_timeout
 
@@ -188,13 +187,3 @@ def toolkit_at(path: str, runner: Runner | None = None) -> Toolkit:
         raise InputError(f"--toolkit {path}: {root}/bin/nvcc does not say which CUDA release it is",
                          hint="check that it runs: " + os.path.join(root, "bin", "nvcc") + " --version")
     return replace(toolkit, source="path")
-
-
-def toolkit_policy(choice: str, *, chosen_by: str = "", cache_dir: str = "",
-                   runner: Runner | None = None) -> ToolkitPolicy:
-    """``--toolkit``'s value (auto, system, pypi or a path) as the plan's :class:`ToolkitPolicy`."""
-    mode = choice.strip().lower()
-    if mode in TOOLKIT_MODES:
-        return ToolkitPolicy(mode=mode, cache_dir=cache_dir, chosen_by=chosen_by)
-    return ToolkitPolicy(mode="path", given=toolkit_at(choice, runner), cache_dir=cache_dir,
-                         chosen_by=chosen_by)

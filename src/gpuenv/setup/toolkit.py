@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels
+from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, ToolkitError
-from gpuenv.plan.buildplan import toolkit_home
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import unknown
