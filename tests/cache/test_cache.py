@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, binary_knobs
+from gpuenv.cache.keylock import CacheLockTimeout, LockWait
 from gpuenv.cache.store import CacheError
-from gpuenv.cache.wheels import CacheEntry, CacheLockTimeout, LockWait, WheelCache, default_cache_dir
+from gpuenv.cache.wheels import CacheEntry, WheelCache, default_cache_dir
 from gpuenv.cache.words import human_age, human_size
 from gpuenv.env.abi import ABI_FIELDS, EnvAbi
 from gpuenv.errors import GpuenvError

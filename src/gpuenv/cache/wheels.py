@@ -14,25 +14,16 @@ On disk (``root`` is :func:`default_cache_dir` or ``GPUENV_CACHE_DIR``)::
     root/v1/.tmp/<...>                                entries being written or deleted
     root/v1/.corrupt/<digest>-<time>                  entries refused by :meth:`WheelCache.lookup`
 
-Guarantees, also on a shared (cluster) file system:
+Entries are published whole, removed whole and locked as the store both caches
+use does it (:mod:`gpuenv.cache.store`, whose guarantees hold on a shared file
+system too); this module owns the layout above and what an entry holds. Besides:
 
-- An entry appears complete or not at all: :meth:`WheelCache.store` writes into
-  a temporary directory inside ``root`` and publishes it with one
-  ``rename(2)``. A process killed at any point leaves at most a stale
-  temporary directory, which :meth:`WheelCache.prune` and later stores remove
-  once it is an hour old.
 - :meth:`WheelCache.lookup` hashes the wheel every time and never hands out one
   whose sha256 differs from the one recorded when it was stored; such an entry
   is moved aside to ``.corrupt`` and the result says why.
-- :meth:`WheelCache.lock` is an exclusive ``flock`` per key, so concurrent
-  setups build a key once; the kernel releases it when its holder dies, even
-  by SIGKILL. (On NFS, Linux emulates flock with byte-range locks, which are
-  shared between clients; Lustre needs the ``flock`` mount option.)
-- :meth:`WheelCache.prune` removes an entry only while holding its key lock.
-
-The key is defined in :mod:`gpuenv.cache.key`; publishing, removing and locking
-are the store's (:mod:`gpuenv.cache.store`), shared with the toolkit cache: this
-module owns the layout above and what an entry holds.
+- :meth:`WheelCache.lock` is an exclusive lock per key, so concurrent setups
+  build a key once; :meth:`WheelCache.prune` removes an entry only while
+  holding it.
 
 The intended flow of a caller::
 
@@ -55,7 +46,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Optional
@@ -74,65 +65,15 @@ from gpuenv.cache.files import (
     write_synced,
 )
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, differing_fields, key_differences, short_sha
-from gpuenv.cache.locking import READ_ONLY_ERRNOS, LockHolder
+from gpuenv.cache.keylock import CacheLockTimeout, LockInfo, LockWait, WaitCallback
+from gpuenv.cache.locking import READ_ONLY_ERRNOS
 from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, Store
 from gpuenv.cache.words import aware
 from gpuenv.errors import InputError
 
 META_FILE = "meta.json"
 
-
-# -- errors ---------------------------------------------------------------------------
-
-
-class CacheLockTimeout(CacheError):
-    """Another process held a key's lock for longer than the caller would wait."""
-
-    def __init__(self, name: str, timeout: float, holder: LockHolder | None) -> None:
-        self.name = name
-        self.timeout = timeout
-        self.holder = holder
-        by = f" by {holder}" if holder else ""
-        super().__init__(
-            f"gave up after {timeout:g} s waiting for the cache lock of {name}, held{by}",
-            hint="another gpuenv setup is building the same wheel; wait for it or raise the timeout",
-        )
-
-
-# -- waiting for a key's lock --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LockWait:
-    """Passed to the ``on_wait`` callback of :meth:`WheelCache.lock` before it waits."""
-
-    key: CacheKey
-    lock_path: Path
-    holder: LockHolder | None
-
-    def describe(self) -> str:
-        """``"waiting for another process building flash-attn (pid 12 on node07 since ...)"``."""
-        by = f" ({self.holder})" if self.holder else ""
-        return f"waiting for another process building {self.key.name}{by}"
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """Yielded by :meth:`WheelCache.lock`: whether the caller had to wait, and how long.
-
-    ``read_only`` is True when the cache cannot be written here (a read-only
-    mount, another user's directory): no lock was taken, since nobody who
-    shares that view can store or prune; lookups work, stores do not.
-    """
-
-    key: CacheKey
-    waited: bool
-    seconds: float
-    read_only: bool = False
-
-
-# Runtime aliases: typing.Optional/Callable, not ``X | None``, so Python 3.9 can evaluate them.
-WaitCallback = Callable[[LockWait], None]
+# Runtime alias: typing.Optional/Callable, not ``X | None``, so Python 3.9 can evaluate it.
 Checkpoint = Optional[Callable[[str], None]]
 
 
@@ -195,7 +136,7 @@ class WheelCache:
             moved = self._quarantine(directory, before)
             return LookupResult(None, refused=problem, quarantined=moved)
         touch(directory / LAST_USED_FILE)
-        return LookupResult(_replace_last_used(entry, datetime.now(timezone.utc)))
+        return LookupResult(replace(entry, last_used=datetime.now(timezone.utc)))
 
     def entry_of(self, digest: str) -> CacheEntry | None:
         """The published entry of the key digest ``digest`` (as gpuenv.lock records it), not verified."""
@@ -264,7 +205,7 @@ class WheelCache:
         wheel_path = Path(wheel_path)
         if not wheel_path.is_file():
             raise CacheError(f"cannot store {wheel_path} in the wheel cache: no such file")
-        hook = _checkpoint or _no_checkpoint
+        hook = _checkpoint or (lambda stage: None)
         try:
             self.remove_stale_temps()
             temp = self._store.new_temp(key.digest[:16])
@@ -553,12 +494,3 @@ class WheelCache:
 _WHEEL_NAME = re.compile(r"[A-Za-z0-9_.+!-]{1,255}", re.ASCII)
 #: A key's digest, as entries are named (it names lock files too: nothing else may be in it).
 _DIGEST = re.compile(r"[0-9a-f]{64}", re.ASCII)
-
-
-def _no_checkpoint(stage: str) -> None:
-    pass
-
-
-def _replace_last_used(entry: CacheEntry, when: datetime) -> CacheEntry:
-    return CacheEntry(entry.digest, entry.path, entry.wheel, entry.meta, entry.size, entry.created, when)
-

@@ -27,8 +27,9 @@ from packaging.version import InvalidVersion, Version
 
 from gpuenv.cache.entry import LookupResult
 from gpuenv.cache.key import CacheKey, binary_knobs
+from gpuenv.cache.keylock import LockInfo
 from gpuenv.cache.store import CacheError
-from gpuenv.cache.wheels import LockInfo, WheelCache
+from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import BuildError
 from gpuenv.load.setupscan import scan_setup
 from gpuenv.lock.lockfile import LockedExtension
