@@ -311,8 +311,8 @@ class CudaSteps:
 
     def toolkit(self, env: TorchEnv) -> Any:
         """The probed toolkit gpuenv would build for this torch's CUDA with (as the planner picks it)."""
-        from gpuenv.plan.buildplan import toolkit_on_disk
         from gpuenv.plan.hardware import hardware_from_json
+        from gpuenv.plan.toolkitchoice import toolkit_on_disk
 
         if self.ctx.probe is None or not env.cuda:
             return None

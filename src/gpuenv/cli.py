@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from gpuenv.cache.toolkits import ProvisionedToolkit
-    from gpuenv.plan.buildplan import ToolkitPolicy
     from gpuenv.plan.giventorch import TorchFacts
     from gpuenv.plan.planner import PlanOptions
+    from gpuenv.plan.toolkitchoice import ToolkitPolicy
     from gpuenv.setup.adopt import Target
 
 

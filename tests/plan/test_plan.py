@@ -34,12 +34,12 @@ from gpuenv.errors import (
     UnknownTorchError,
 )
 from gpuenv.plan import catalog, knowledge
-from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import CatalogOverrides, ExtensionSpec, ProjectFacts
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan, plan
 from gpuenv.plan.recipespec import Recipe
+from gpuenv.plan.toolkitchoice import ToolkitPolicy
 from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 # -- building blocks ------------------------------------------------------------------

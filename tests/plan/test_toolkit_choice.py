@@ -16,10 +16,10 @@ import pytest
 from gpuenv.cache.toolkits import toolkit_home, toolkit_policy
 from gpuenv.errors import InputError, RecipeError, ToolkitError
 from gpuenv.load.recipe import parse_recipe
-from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan, plan
+from gpuenv.plan.toolkitchoice import ToolkitPolicy
 from gpuenv.render import plan_text
 from tests.plan.test_plan import A100, APEX, D550, D580, H100, SCATTER, V100, machine, recipe
 

@@ -23,8 +23,8 @@ import pytest
 from gpuenv.cache.toolkits import toolkit_home
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.load.recipe import load_recipe
-from gpuenv.plan.buildplan import ToolkitPolicy
 from gpuenv.plan.planner import PlanOptions, plan
+from gpuenv.plan.toolkitchoice import ToolkitPolicy
 from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.sources import copy_tree, fetch_source, tree_sha256

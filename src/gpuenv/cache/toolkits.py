@@ -25,7 +25,7 @@ second waits on the exclusive lock, then finds it); a toolkit is removed by
 prune only while nobody holds its shared lock, which every setup building
 with it does. The layout above is this module's (:func:`toolkit_home`): the
 planner names a toolkit still to be provisioned by asking it
-(:attr:`~gpuenv.plan.buildplan.ToolkitPolicy.pypi_home`, filled by :func:`toolkit_policy`).
+(:attr:`~gpuenv.plan.toolkitchoice.ToolkitPolicy.pypi_home`, filled by :func:`toolkit_policy`).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, OnWai
 from gpuenv.cache.words import aware, human_age, human_size
 from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
-from gpuenv.plan.buildplan import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.plan.hardware import Toolkit
+from gpuenv.plan.toolkitchoice import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.probe.toolkits import _toolkit_at, is_toolkit_root, toolkit_at
 from gpuenv.runner import Runner, SubprocessRunner
 

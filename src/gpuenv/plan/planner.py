@@ -32,18 +32,7 @@ from gpuenv.errors import (
     UnsatisfiableError,
 )
 from gpuenv.plan import giventorch, knowledge
-from gpuenv.plan.buildplan import (
-    TOOLKIT_MODES,
-    Draft,
-    ToolkitPolicy,
-    choose_toolkit,
-    draft,
-    entry_for,
-    finish,
-    for_toolkit,
-    pinned_version,
-    toolkit_on_disk,
-)
+from gpuenv.plan.buildplan import Draft, draft, entry_for, finish, for_toolkit, pinned_version
 from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
@@ -53,6 +42,7 @@ from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
 from gpuenv.plan.repobuild import capped, repo_build, repo_draft, repo_problem
 from gpuenv.plan.sourcetrees import TreeFacts
+from gpuenv.plan.toolkitchoice import TOOLKIT_MODES, ToolkitPolicy, choose_toolkit, toolkit_on_disk
 from gpuenv.plan.variants import (
     VariantChoice,
     choose_variant,
