@@ -23,7 +23,6 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from gpuenv.errors import (
-    ArchError,
     GpuenvError,
     InputError,
     NoVariantError,
@@ -32,12 +31,13 @@ from gpuenv.errors import (
     UnsatisfiableError,
 )
 from gpuenv.plan import giventorch, knowledge
+from gpuenv.plan.archlist import arch_list_for, arch_not_accepted, check_toolkit_archs, substitutions
 from gpuenv.plan.buildplan import Draft, draft, entry_for, finish, for_toolkit, pinned_version
 from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
 from gpuenv.plan.envplan import Blocker, Plan
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.giventorch import TorchFacts
-from gpuenv.plan.hardware import ComputeCapability, Hardware, Toolkit
+from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.plan.releases import PlanKnowledge, TorchRelease, TorchReleases, shipped_releases
 from gpuenv.plan.repobuild import capped, repo_build, repo_draft, repo_problem
@@ -229,11 +229,11 @@ def _trial(
 ) -> _Trial:
     choice = choice or choose_variant(release, forced, forced_by, hardware, _releases(options).releases)
     # Also for a variant that cannot run here: the plan shown with the blocker builds for these GPUs.
-    arch_list = _arch_list(release, choice.variant, hardware)
+    arch_list = arch_list_for(release, choice.variant, hardware)
     drafts = _drafts(recipe, hardware, options, choice.variant, arch_list, version, release.cxx_standard)
     problem = choice.problem or repo_problem(options.tree, version)
     if problem is None and any(d.compiles_cuda for d in drafts):
-        problem = _arch_not_accepted(arch_list, release, _releases(options))
+        problem = arch_not_accepted(arch_list, release, _releases(options))
     return _Trial(release, version, allowed, choice, arch_list, tuple(drafts), problem,
                   str(SpecifierSet(recipe.torch.version)))
 
@@ -283,69 +283,6 @@ def _drafts(recipe: Recipe, hardware: Hardware, options: PlanOptions, variant: s
     return drafts
 
 
-def _arch_list(release: TorchRelease, variant: str, hardware: Hardware) -> tuple[str, ...]:
-    if variant == "cpu":
-        return ()
-    if hardware.gpus:
-        return tuple(dict.fromkeys(_buildable(str(cc), release.release)
-                                   for cc in sorted({g.cc for g in hardware.gpus})))
-    wheel = release.archs(variant, from_pypi=variant == release.pypi_default)
-    return tuple(a.removesuffix("+PTX") for a in wheel)
-
-
-def _buildable(arch: str, release: str) -> str:
-    """The arch extensions are built for so that a GPU of ``arch`` runs them, on torch ``release``.
-
-    ``arch`` itself when torch's TORCH_CUDA_ARCH_LIST accepts it; else the newest arch
-    it accepts of the same major and not newer (a cubin for X.Y runs on X.Z, Z ≥ Y:
-    torch 1.13 builds 8.6 for an 8.9 GPU); else ``arch``, which the plan then refuses.
-    """
-    support = knowledge.arch_support(arch)
-    if support is None or support.torch_accepts(release):
-        return arch
-    cc = ComputeCapability.parse(arch)
-    same_major = [a for a in knowledge.torch_archs(release)
-                  if ComputeCapability.parse(a).major == cc.major and ComputeCapability.parse(a) <= cc]
-    return same_major[-1] if same_major else arch
-
-
-def _substitutions(arch_list: tuple[str, ...], hardware: Hardware, release: TorchRelease | None) -> list[str]:
-    """A warning for each GPU whose own arch the plan replaces by an older one of the same major."""
-    if release is None:
-        return []
-    notes = []
-    for cc in sorted({str(g.cc) for g in hardware.gpus}):
-        built = _buildable(cc, release.release)
-        if built != cc and built in arch_list:
-            names = ", ".join(sorted({g.name for g in hardware.gpus if str(g.cc) == cc}))
-            notes.append(f"torch {release.release}'s TORCH_CUDA_ARCH_LIST does not accept {cc} ({names}): "
-                         f"extensions are built for {built}, whose code runs on {cc}")
-    return notes
-
-
-def _arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease,
-                       releases: TorchReleases) -> ArchError | None:
-    """An arch torch's TORCH_CUDA_ARCH_LIST of ``release`` rejects, when extensions compile for it."""
-    for arch in arch_list:
-        support = knowledge.arch_support(arch)
-        if support is None:
-            return ArchError(
-                f"compute capability {arch} is not in gpuenv's data "
-                f"(it knows {', '.join(knowledge.known_archs())})",
-                hint="add it to gpuenv/plan/data/cuda.toml",
-            )
-        if not support.torch_accepts(release.release):
-            accepting = [r for r in releases.releases if support.torch_accepts(r)]
-            return ArchError(
-                f"torch {release.release} cannot build extensions for compute capability {arch}: "
-                f"its TORCH_CUDA_ARCH_LIST accepts {arch} from torch {support.torch_first}"
-                + (f" to {support.torch_last}" if support.torch_last else ""),
-                hint=f"allow a torch release that supports this GPU in the recipe "
-                f"({', '.join(accepting[-3:]) or 'none known'})",
-            )
-    return None
-
-
 def _with_newest_runnable(problem: GpuenvError, hardware: Hardware, forced: str | None,
                           releases: TorchReleases) -> UnsatisfiableError:
     """The problem of the newest candidate, as a blocker whose hint names the newest torch that runs here."""
@@ -377,7 +314,7 @@ def _assemble(
     releases = _releases(options)
     warnings = [*releases.warnings, *trial.choice.warnings]
     if variant != "cpu":
-        warnings += _substitutions(trial.arch_list, hardware, release)
+        warnings += substitutions(trial.arch_list, hardware, release)
     reasons = list(trial.choice.reasons)
     found: list[UnsatisfiableError] = list(blockers)
     cuda = knowledge.variant_cuda(variant)
@@ -404,7 +341,7 @@ def _assemble(
         found.append(exc)
     if toolkit is not None:
         try:
-            arch_list = _check_toolkit_archs(arch_list, toolkit, hardware, warnings)
+            arch_list = check_toolkit_archs(arch_list, toolkit, hardware, warnings)
         except UnsatisfiableError as exc:
             found.append(exc)
         drafts = [for_toolkit(d, arch_list, toolkit, hardware) for d in drafts]
@@ -522,32 +459,6 @@ def _index(release: TorchRelease | None, variant: str, template: str) -> tuple[s
             "torch comes from the ordinary index, no extra index needed"
         )
     return template.replace("{variant}", variant), f"{variant} builds come from the PyTorch index"
-
-
-def _check_toolkit_archs(
-    arch_list: tuple[str, ...], toolkit: Toolkit, hardware: Hardware, warnings: list[str]
-) -> tuple[str, ...]:
-    support = {a: knowledge.arch_support(a) for a in arch_list}
-    cannot = [a for a, s in support.items() if s is not None and not s.nvcc_can_compile(toolkit.version)]
-    if not cannot:
-        return arch_list
-    if not hardware.gpus:
-        # The list came from the wheel, not from GPUs: drop what this nvcc cannot compile.
-        warnings.append(f"nvcc {toolkit.version} cannot compile for {', '.join(cannot)}: left out")
-        return tuple(a for a in arch_list if a not in cannot)
-    details = "; ".join(_nvcc_range(a) for a in cannot)
-    raise ArchError(
-        f"nvcc {toolkit.version} ({toolkit.nvcc}) cannot compile for compute capability "
-        f"{', '.join(cannot)}: {details}",
-        hint="install a CUDA toolkit that supports these GPUs and set CUDA_HOME, "
-        "or force a matching variant with --cuda",
-    )
-
-
-def _nvcc_range(arch: str) -> str:
-    support = knowledge.arch_support(arch)
-    assert support is not None
-    return f"{arch} needs nvcc {support.nvcc_first or 'any'} to {support.nvcc_last or 'newest'}"
 
 
 def describe_gpus(hardware: Hardware) -> str:
