@@ -3,13 +3,13 @@ command line (:class:`RecipeParts`), and its TOML text, for envs/default.toml or
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from gpuenv.init.recipepaths import from_root
 from gpuenv.init.reposcan import RepoScan
 from gpuenv.tomlwrite import toml_value
 
@@ -109,7 +109,7 @@ def recipe_toml(parts: RecipeParts, *, table: str = "", to_root: str = ".") -> s
     if parts.torch_packages:
         lines.append(f"packages = {toml_value(list(parts.torch_packages))}  # unpinned: paired with torch")
     for requirement in parts.extensions:
-        text = _from_root(requirement, to_root)
+        text = from_root(requirement, to_root)
         lines += ["", f"[[{prefix}extensions]]  # built without isolation, against this torch, for your GPUs",
                   f"requirement = {toml_value(text)}"]
     if parts.repo:
@@ -120,29 +120,15 @@ def recipe_toml(parts: RecipeParts, *, table: str = "", to_root: str = ".") -> s
     if parts.requirement_files or parts.packages:
         lines += ["", f"[{prefix}packages]"]
         if parts.requirement_files:
-            files = [_from_root("./" + f, to_root) for f in parts.requirement_files]
+            files = [from_root("./" + f, to_root) for f in parts.requirement_files]
             lines.append(f"requirements-files = {toml_value(files)}  # read at every plan, minus torch and "
                          "what the recipe builds itself")
         if parts.packages:
             lines.append(f"requirements = {toml_value(list(parts.packages))}")
         if parts.optional_files:
             lines.append("# optional parts: add a file to requirements-files to install it")
-            lines += [f"#   {toml_value(_from_root('./' + path, to_root))}  # {extra}: {why}"
+            lines += [f"#   {toml_value(from_root('./' + path, to_root))}  # {extra}: {why}"
                       for path, extra, why in parts.optional_files]
     else:
         lines += ["", f"# [{prefix}packages]", '# requirements = ["transformers>=4.40"]']
     return "\n".join(lines) + "\n"
-
-
-def _from_root(requirement: str, to_root: str) -> str:
-    """A path relative to the repository root, made relative to the recipe (paths in a recipe are); also
-    the path of "NAME @ ./path" and "NAME @ file:path" (a folder whose name is no distribution name)."""
-    name, at, target = requirement.partition(" @ ")
-    if at and target.startswith("file:") and not target.startswith("file:/"):
-        return f"{name} @ file:{_from_root('./' + target.removeprefix('file:'), to_root)}"
-    if at and target.startswith(("./", "../")):
-        return f"{name} @ {_from_root(target, to_root)}"
-    if not requirement.startswith(("./", "../")) and requirement not in (".", ".."):
-        return requirement
-    joined = os.path.normpath(os.path.join(to_root, requirement))
-    return joined if joined.startswith("..") or joined == "." else "./" + joined

@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import RecipeError
 from gpuenv.init.placing import Finding
+from gpuenv.init.recipepaths import from_root
 from gpuenv.load.treemeta import read_tree, small_text
 from gpuenv.plan.sourcetrees import SetupFacts
 
@@ -113,9 +114,7 @@ def _recipe_form(root: Path, folder: Path, rel: str) -> tuple[str | None, str]:
 
 def _from_envs(form: str) -> str:
     """A root-relative form as the recipe in envs/ writes it (the writer's own rewriting)."""
-    from gpuenv.init.recipetoml import _from_root
-
-    return _from_root(form, "..")
+    return from_root(form, "..")
 
 
 def loader_refusal(root: Path, table: dict[str, object]) -> str | None:
