@@ -31,7 +31,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, read_input
 from gpuenv.load.requirements import RequirementsFile, read_requirement_lines
-from gpuenv.plan.knowledge import data_file
+from gpuenv.plan.packagedata import data_file
 
 #: An environment file larger than this is not one.
 MAX_BYTES = 2 << 20

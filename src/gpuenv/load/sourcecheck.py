@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuenv.inputs import UnreadableInput, read_input
-from gpuenv.plan import knowledge
+from gpuenv.plan.packagedata import data_file
 from gpuenv.plan.sourcetrees import Hit
 
 MAX_FILES = 3000
@@ -62,7 +62,7 @@ class _Api:
 
 @functools.cache
 def _apis() -> tuple[_Api, ...]:
-    raw = knowledge.data_file("removed_apis.toml").get("api", [])
+    raw = data_file("removed_apis.toml").get("api", [])
     return tuple(
         _Api(
             str(a["name"]),

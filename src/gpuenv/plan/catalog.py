@@ -18,7 +18,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from gpuenv.plan.knowledge import data_file, version_tuple
+from gpuenv.plan.knowledge import version_tuple
+from gpuenv.plan.packagedata import data_file
 
 
 @dataclass(frozen=True)

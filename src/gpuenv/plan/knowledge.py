@@ -11,32 +11,17 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
 
 from gpuenv.plan.hardware import ComputeCapability
+from gpuenv.plan.packagedata import data_file
 from gpuenv.plan.releases import TorchRelease, release_of_spec, shipped_releases
 
 __all__ = ["TorchRelease", "release_of_spec"]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-
-@functools.cache
-def data_file(name: str) -> dict[str, Any]:
-    """The parsed data file ``name`` ("cuda.toml") of ``gpuenv/plan/data``, read once."""
-    text = resources.files("gpuenv.plan").joinpath("data").joinpath(name).read_text(encoding="utf-8")
-    data: dict[str, Any] = tomllib.loads(text)
-    return data
-
 
 # -- variants ------------------------------------------------------------------
 

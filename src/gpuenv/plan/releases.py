@@ -24,6 +24,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gpuenv.plan.packagedata import data_file
+
 #: The platform the shipped arch sets and Python lists describe.
 LINUX_X86_64 = "linux_x86_64"
 
@@ -225,9 +227,6 @@ DATA_FILE = "torch.toml"
 
 def shipped_data() -> dict[str, Any]:
     """``data/torch.toml``, parsed once."""
-    # Here, not at the top: knowledge re-exports this module's names.
-    from gpuenv.plan.knowledge import data_file
-
     return data_file(DATA_FILE)
 
 
