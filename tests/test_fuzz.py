@@ -365,7 +365,7 @@ def _cache_case(rng: random.Random, root: Path) -> Case:
 
 
 def _toolkit_case(rng: random.Random, root: Path) -> Case:
-    from gpuenv.cache.toolkits import toolkit_home
+    from gpuenv.cache.toolkitcache import toolkit_home
     from tests.probe.test_toolkits import make_toolkit
 
     outside = make_outside(root)

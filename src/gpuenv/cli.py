@@ -38,7 +38,7 @@ from gpuenv.progress import QUIET, Style, use_color
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from gpuenv.cache.toolkits import ProvisionedToolkit
+    from gpuenv.cache.toolkitcache import ProvisionedToolkit
     from gpuenv.plan.giventorch import TorchFacts
     from gpuenv.plan.planner import PlanOptions
     from gpuenv.plan.toolkitchoice import ToolkitPolicy
@@ -53,14 +53,14 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 def _toolkit_dir(args: argparse.Namespace) -> Path:
-    from gpuenv.cache.toolkits import default_toolkit_dir
+    from gpuenv.cache.toolkitcache import default_toolkit_dir
 
     return default_toolkit_dir(_cache_dir(args))
 
 
 def _probe(args: argparse.Namespace) -> Hardware:
     """This machine, its toolkits including those in gpuenv's toolkit cache."""
-    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.cache.toolkitcache import ToolkitCache
     from gpuenv.probe.host import probe
 
     return probe(provisioned=[p.toolkit for p in ToolkitCache(_toolkit_dir(args)).toolkits()])
@@ -148,7 +148,7 @@ def _cache_from(args: argparse.Namespace) -> tuple[str, ...] | None:
 
 
 def _toolkit_policy(args: argparse.Namespace, recipe: Recipe) -> ToolkitPolicy:
-    from gpuenv.cache.toolkits import toolkit_policy
+    from gpuenv.cache.toolkitcache import toolkit_policy
 
     if args.toolkit:
         choice, by = args.toolkit, f"--toolkit {args.toolkit}"
@@ -340,7 +340,7 @@ def _cmd_cache_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_list(args: argparse.Namespace) -> int:
-    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.cache.toolkitcache import ToolkitCache
     from gpuenv.cache.wheels import WheelCache
 
     cache = WheelCache(_cache_dir(args))
@@ -367,7 +367,7 @@ def _cmd_cache_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    from gpuenv.cache.prune import prune_limits
+    from gpuenv.cache.prunelimits import prune_limits
     from gpuenv.cache.wheels import WheelCache
 
     limits = prune_limits(older_than_days=args.older_than, unused_since=args.unused_since,
@@ -428,7 +428,7 @@ def _cmd_cache_push(args: argparse.Namespace) -> int:
 def _prune_toolkits(
     args: argparse.Namespace, older_than: timedelta | None, unused_since: datetime | None
 ) -> list[ProvisionedToolkit]:
-    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.cache.toolkitcache import ToolkitCache
 
     if older_than is None and unused_since is None:
         return []

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from gpuenv.probe.toolkits import find_toolkits
+from gpuenv.probe.toolkitroots import find_toolkits
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"

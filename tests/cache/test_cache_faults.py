@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.prune import parse_size, prune_limits
+from gpuenv.cache.prunelimits import parse_size, prune_limits
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.cli import main
 from gpuenv.errors import InputError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.toolkits import toolkit_home
+from gpuenv.cache.toolkitcache import toolkit_home
 from gpuenv.cache.wheels import WheelCache
 from tests.cache.test_cache import KEY, make_wheel
 from tests.hostile import ENTRY_DAMAGES, SOUND_DAMAGES, TOOLKIT_DAMAGES, Damage
@@ -127,7 +127,7 @@ def test_a_link_where_the_cache_keeps_a_folder_of_its_own_leads_nothing_outside(
     yours: prune removes old children of .tmp and .corrupt, stores create there, locks truncate.
     None of it may happen through the link."""
     from gpuenv.cache.key import CacheKey
-    from gpuenv.cache.toolkits import ToolkitCache
+    from gpuenv.cache.toolkitcache import ToolkitCache
     from gpuenv.errors import GpuenvError
 
     root = work.parent / "cache"

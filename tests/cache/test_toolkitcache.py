@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home
+from gpuenv.cache.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.probe.binaries import read_cuda_code
-from gpuenv.probe.toolkits import is_toolkit_root
+from gpuenv.probe.toolkitroots import is_toolkit_root
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import make_installer
 from gpuenv.setup.toolkit import wheel_installer
@@ -42,7 +42,7 @@ from gpuenv.setup.installer import make_installer
 from gpuenv.runner import SubprocessRunner
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.setup.toolkit import wheel_installer
-from gpuenv.cache.toolkits import ToolkitCache
+from gpuenv.cache.toolkitcache import ToolkitCache
 
 def checkpoint(stage):
     if len(sys.argv) > 2 and stage == sys.argv[2]:

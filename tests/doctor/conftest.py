@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.probe.toolkits import find_toolkits
+from gpuenv.probe.toolkitroots import find_toolkits
 
 KERNEL = """
 __global__ void add_one(float* x, int n) {

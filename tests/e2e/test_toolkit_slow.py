@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.toolkits import ToolkitCache
+from gpuenv.cache.toolkitcache import ToolkitCache
 from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
 from tests.e2e.support import CUDA_EXT, REPO, clean_env, run_in, write_recipe
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.toolkits import toolkit_home, toolkit_policy
+from gpuenv.cache.toolkitcache import toolkit_home, toolkit_policy
 from gpuenv.errors import InputError, RecipeError, ToolkitError
 from gpuenv.load.recipe import parse_recipe
 from gpuenv.plan.envplan import Plan

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.probe.toolkits import STANDARD_LOCATIONS, find_toolkits, is_toolkit_root
+from gpuenv.probe.toolkitroots import STANDARD_LOCATIONS, find_toolkits, is_toolkit_root
 from gpuenv.runner import SubprocessRunner
 
 REAL_ROOT = "/usr/local/cuda-13.0"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cache.toolkits import toolkit_home
+from gpuenv.cache.toolkitcache import toolkit_home
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.planner import PlanOptions, plan

@@ -30,7 +30,7 @@ from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan
 from gpuenv.probe.binaries import count_cuda_code
-from gpuenv.probe.toolkits import find_toolkits
+from gpuenv.probe.toolkitroots import find_toolkits
 from gpuenv.setup.installer import PipInstaller
 from gpuenv.setup.landed import observe_landed
 from gpuenv.setup.steps import Context, SetupOptions

@@ -65,7 +65,7 @@ class PlanOptions:
     #: Plan exactly this torch version ("2.5.1"), as ``setup --locked`` does.
     torch_version: str | None = None
     #: Where nvcc may come from (--toolkit, GPUENV_TOOLKIT, the recipe's torch.toolkit, resolved by
-    #: :func:`gpuenv.probe.toolkits.toolkit_policy`); None: the recipe's mode, else auto.
+    #: :func:`gpuenv.probe.toolkitroots.toolkit_policy`); None: the recipe's mode, else auto.
     toolkit: ToolkitPolicy | None = None
     #: The torch releases and pairs to plan from: the shipped data with what the index says
     #: (:func:`gpuenv.probe.torchindex.torch_releases`); None: the shipped data alone.
@@ -428,7 +428,8 @@ def _toolkit_policy(recipe: Recipe, options: PlanOptions) -> ToolkitPolicy:
     raise InputError(
         f"toolkit = {recipe.torch.toolkit!r} in {recipe.path.name}: a toolkit given by path is checked "
         "before planning",
-        hint="pass PlanOptions(toolkit=gpuenv.cache.toolkits.toolkit_policy(...)) as the gpuenv command does",
+        hint="pass PlanOptions(toolkit=gpuenv.cache.toolkitcache.toolkit_policy(...)) as the gpuenv "
+        "command does",
     )
 
 

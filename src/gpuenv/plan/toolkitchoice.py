@@ -20,7 +20,7 @@ from gpuenv.plan.variants import covers, driver_runs
 #: What ``--toolkit`` (and the recipe's ``toolkit``, and GPUENV_TOOLKIT) may say besides a path.
 TOOLKIT_MODES = ("auto", "system", "pypi")
 
-#: Where the toolkit cache puts CUDA "13.0" from PyPI (its layout is the cache's: gpuenv.cache.toolkits).
+#: Where the toolkit cache puts CUDA "13.0" from PyPI (its layout is the cache's: gpuenv.cache.toolkitcache).
 ToolkitHome = Callable[[str], str]
 
 
@@ -34,7 +34,7 @@ class ToolkitPolicy:
     #: The toolkit given by path, its nvcc version already read.
     given: Toolkit | None = None
     #: Where the toolkit cache provisions a release from PyPI (the cache's answer, by CUDA release:
-    #: :func:`gpuenv.cache.toolkits.toolkit_policy` fills it); None: no toolkit cache named, and a
+    #: :func:`gpuenv.cache.toolkitcache.toolkit_policy` fills it); None: no toolkit cache named, and a
     #: toolkit from PyPI is planned without a path.
     pypi_home: ToolkitHome | None = None
     #: Who chose the mode, for messages ("--toolkit pypi", "GPUENV_TOOLKIT=system").

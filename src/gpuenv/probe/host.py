@@ -22,7 +22,7 @@ from typing import Any
 
 from gpuenv.errors import ProbeError
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
-from gpuenv.probe.toolkits import find_toolkits
+from gpuenv.probe.toolkitroots import find_toolkits
 from gpuenv.runner import Runner
 
 MIB = 1024 * 1024
@@ -88,7 +88,7 @@ def probe(environ: Mapping[str, str] | None = None, runner: Runner | None = None
 
     The toolkits are those on disk and ``provisioned``: those gpuenv put into
     its toolkit cache, which the caller reads (the cache is a layer above the
-    probe: :meth:`gpuenv.cache.toolkits.ToolkitCache.toolkits`).
+    probe: :meth:`gpuenv.cache.toolkitcache.ToolkitCache.toolkits`).
     """
     driver, cuda, gpus = probe_gpus()
     cpu_count, memory_total, memory_available = probe_host()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpuenv.cache.toolkits import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home
+from gpuenv.cache.toolkitcache import ToolkitCache, WheelInstaller, pinned_wheels, toolkit_home
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.plan.envplan import Plan

@@ -51,7 +51,7 @@ from gpuenv.errors import ToolkitError
 from gpuenv.plan import knowledge
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.toolkitchoice import TOOLKIT_MODES, ToolkitPolicy
-from gpuenv.probe.toolkits import _toolkit_at, is_toolkit_root, toolkit_at
+from gpuenv.probe.toolkitroots import _toolkit_at, is_toolkit_root, toolkit_at
 from gpuenv.runner import Runner, SubprocessRunner
 
 META_FILE = "gpuenv-toolkit.json"
