@@ -19,7 +19,7 @@ from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
 from gpuenv.runner import ANSWER_MARK
 
-#: The arch list torch 2.14.1+cu130 from PyPI reports (facts §3).
+#: The arch list torch 2.14.1+cu130 from PyPI reports.
 CU130_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")
 
 GPUS = {

@@ -57,7 +57,7 @@ def test_variant_cuda(variant: str, cuda: str | None) -> None:
         ("~=2.9.0", "2.9", "2.9.1"),
         ("==3.0", None, None),
         ("==3.0.*", None, None),
-        ("<2.0", "1.13", "1.13.1"),  # facts §9: 1.13 and 2.0 are in the data
+        ("<2.0", "1.13", "1.13.1"),  # 1.13 and 2.0 are in the data
         ("==2.0.*", "2.0", "2.0.1"),
         ("<1.13", None, None),
     ],
@@ -71,7 +71,7 @@ def test_resolve_release(spec: str, release: str | None, version: str | None) ->
         assert (resolved[0].release, resolved[1]) == (release, version)
 
 
-# facts §3 and §9: torch minor → (cuXYZ indexes, PyPI default).
+# torch minor → (cuXYZ indexes, PyPI default).
 FACTS_VARIANTS = {
     "1.13": ({"cu116", "cu117"}, "cu117"),
     "2.0": ({"cu117", "cu118"}, "cu117"),

@@ -2,8 +2,8 @@
 
 Every row builds its Recipe and Hardware directly (no files, no probe) and
 states what the plan must decide, or which error it must raise. Expected
-values come from the rules of the planner issue and gpu-facts.md §2-§6, not
-from running the planner.
+values come from the rules of the planner issue and the published compatibility
+tables, not from running the planner.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from gpuenv.plan.torchspec import DEFAULT_INDEX, TorchSpec
 
 GiB = 1024  # in MiB
 
-# GPUs as NVML names them, with their compute capability (facts §4).
+# GPUs as NVML names them, with their compute capability.
 V100 = ("Tesla V100-SXM2-32GB", "7.0")
 T4 = ("Tesla T4", "7.5")
 A100 = ("NVIDIA A100-SXM4-80GB", "8.0")
@@ -56,7 +56,7 @@ B200 = ("NVIDIA B200", "10.0")
 RTX5090 = ("NVIDIA GeForce RTX 5090", "12.0")
 GB10 = ("NVIDIA GB10", "12.1")
 
-# Drivers: (driver version, the CUDA version NVML says it supports) (facts §2).
+# Drivers: (driver version, the CUDA version NVML says it supports).
 D470 = ("470.82.01", "11.4")
 D520 = ("520.61.05", "11.8")
 D535 = ("535.104.05", "12.2")

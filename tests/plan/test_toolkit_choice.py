@@ -192,7 +192,7 @@ def test_cuda_12_hint_offers_a_cuda_13_plan_when_the_gpus_and_driver_allow() -> 
 
 
 def test_cuda_12_hint_offers_no_cuda_13_plan_the_driver_cannot_run() -> None:
-    # Driver 550 supports CUDA 12.4 and is older than 580, the minimum of CUDA 13 (facts §2).
+    # Driver 550 supports CUDA 12.4 and is older than 580, the minimum of CUDA 13.
     result = make_plan(recipe("==2.14.*", SCATTER, cuda="cu126"), machine(A100, driver=D550), policy("auto"))
     (toolkit_blocker,) = [b for b in result.blockers if isinstance(b.error, ToolkitError)]
     assert "--cuda 13.0" not in (toolkit_blocker.error.hint or "")

@@ -1,4 +1,4 @@
-"""The known failure messages (facts §7, §8) and the hint each one gets."""
+"""The known failure messages and the hint each one gets."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Its setup.py imports torch (and packaging) and it has no pyproject.toml. Under
 build isolation the backend runs in a fresh env without torch and fails; built
 by gpuenv, in the target env's interpreter, it builds and installs. With the CUDA
 build skipped (no GPU needed) the wheel holds no compiled module, so the check is
-the installed distribution, not ``import flash_attn`` (facts §8).
+the installed distribution, not ``import flash_attn``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 // Shared by the benchmark extension's kernel files. No torch header anywhere
 // in the .cu files: torch's headers cost ~50 s per file whatever the arch list
-// (gpu-facts.md §8), and the benchmark is about the per-arch device code.
+// (measured on a 2-core machine), and the benchmark is about the per-arch device code.
 #pragma once
 
 #include <cuda_bf16.h>

@@ -1,6 +1,6 @@
 // The Python module of the benchmark extension, written against the CPython
 // API alone: including <torch/extension.h> costs ~50 s of compile whatever
-// the arch list (gpu-facts.md §8), a fixed cost that would only dilute what
+// the arch list (measured on a 2-core machine), a fixed cost that would only dilute what
 // the benchmark measures. It reports what the build holds; the launchers are
 // plain C functions (they take raw device pointers).
 #define PY_SSIZE_T_CLEAN

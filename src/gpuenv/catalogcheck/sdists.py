@@ -2,7 +2,7 @@
 
 ``pip download --no-binary :all:`` cannot fetch these sdists: pip prepares their
 metadata under build isolation even to download, and their setup.py imports
-torch (facts §8). So the versions and the sdist URLs come from the index's
+torch (``No module named 'torch'``). So the versions and the sdist URLs come from the index's
 simple API (PEP 691 JSON, or PEP 503 HTML where an index only has that), on the
 indexes pip's configuration names (:mod:`gpuenv.env.pipconfig`); the sdist is
 checked against the index's sha256 and kept in a cache, and only the build files

@@ -1,6 +1,6 @@
 """What a machine has: the :class:`Hardware` record, its JSON form, and overrides.
 
-The JSON form is a contract (DESIGN.md): ``gpuenv probe --json`` writes it and
+The JSON form is a contract (README.md, "What does this machine have?"): ``gpuenv probe --json`` writes it and
 ``--hardware FILE`` reads it back (:mod:`gpuenv.load.hardware` reads the file). ``--gpu`` and
 ``--arch`` replace the GPUs of a probe so a GPU-less node can plan and build for the compute nodes.
 """

@@ -5,7 +5,7 @@ the usual install locations. A root is a directory with ``bin/nvcc`` and the
 runtime headers. Two levels above an ``nvcc`` on ``PATH`` is not always a root:
 a wrapper script such as ``/usr/local/bin/nvcc`` (``exec
 /usr/local/cuda-13.0/bin/nvcc "$@"``) would give ``/usr/local``, and a
-``CUDA_HOME`` made that way fails at link time (facts §8). For such an nvcc the
+``CUDA_HOME`` made that way fails at link time (``ld: cannot find -lcudart``). For such an nvcc the
 real root is read from the script (the ``.../bin/nvcc`` it executes) or, failing
 that, asked of nvcc itself: ``nvcc --dryrun`` prints ``#$ TOP=<root>/bin/..``.
 

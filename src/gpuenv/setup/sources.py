@@ -1,9 +1,9 @@
 """Get an extension's source tree: from the index, a direct URL, a local path or git.
 
 pip prepares a package's metadata even to download it, under build isolation
-by default, which fails for exactly the packages gpuenv builds (facts §8). So
-sdists are downloaded by the TARGET env's pip with ``--no-build-isolation``,
-after torch is installed there, and with the extension's build environment
+by default, which fails for exactly the packages gpuenv builds (``No module
+named 'torch'``). So sdists are downloaded by the TARGET env's pip with
+``--no-build-isolation``, after torch is installed there, and with the extension's build environment
 (flash-attn's setup.py needs CUDA_HOME, or its skip flag, even for metadata).
 
 Everything lands under ``workdir``, which belongs to gpuenv: its ``download``,
