@@ -4,18 +4,21 @@ The layers, lowest first (each package's ``__init__`` says the same):
 
 - the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
   ``tomlwrite``;
-- ``plan``: recipe + hardware -> plan, pure: it starts no subprocess;
-- ``load``: what gpuenv reads before planning (the recipe, its requirements files, local trees);
+- ``plan``: recipe + hardware -> plan, pure: it starts no subprocess and opens no file but its own
+  data (``plan/packagedata.py``);
+- ``load``: what gpuenv reads before planning (the recipe, its requirements files, local trees), read,
+  never run;
 - ``probe``: what this machine has;
-- ``env``: readers of a Python environment (its interpreter, distributions, torch, pip configuration);
+- ``env``: readers of a Python environment (its interpreter, distributions, torch, pip configuration,
+  the ABI it gives compiled extensions);
 - ``lock``: gpuenv.lock, and the plan that rebuilds what it records;
-- ``cache``: what outlives a setup;
+- ``cache``: what outlives a setup (the wheel cache, the toolkit cache, one store under both);
 - ``setup``: making the env;
 - the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``render``, ``integrations``,
   ``doctor``, ``init``, ``export``, ``catalogcheck`` (the knowledge checker: nothing imports it).
 
 Every import counts, those inside functions too: a deferred import still
-ties the layers together.
+ties the layers together, and closes a circle as surely as any other.
 """
 
 from __future__ import annotations
@@ -100,23 +103,66 @@ def test_nothing_imports_the_knowledge_checker() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-def test_the_planner_starts_no_subprocess() -> None:
-    wrong = []
-    for module, path in MODULES.items():
-        if layer(module) != "plan":
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            wrong += [f"{module} line {node.lineno}: {name}" for name in names
-                      if name.split(".")[0] in ("subprocess", "multiprocessing") or name == "gpuenv.runner"]
+def _runs_anything(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of each import of a way to run a program: subprocess, multiprocessing, the runner."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        found += [(node.lineno, name) for name in names
+                  if name.split(".")[0] in ("subprocess", "multiprocessing") or name == "gpuenv.runner"]
+    return found
+
+
+@pytest.mark.parametrize("package", ["plan", "load"])
+def test_the_planner_and_what_it_reads_start_no_subprocess(package: str) -> None:
+    """The planner is pure; what it is given is read from files, never by running anything (a setup.py,
+    git): both hold on any machine, in any sandbox."""
+    wrong = [f"{module} line {line}: {name}" for module, path in MODULES.items() if layer(module) == package
+             for line, name in _runs_anything(path)]
     assert not wrong, "\n".join(wrong)
 
 
-def test_no_module_level_import_circles() -> None:
-    graph = {m: {t for _, t in imports(p, top_level_only=True) if t in MODULES and t != m}
-             for m, p in MODULES.items()}
+#: The readers of gpuenv.inputs that open a file.
+FILE_READERS = {"read_input", "read_input_bytes", "read_json", "open_input"}
+#: Path's methods that open a file or list a folder, and os' functions that do.
+PATH_READS = {"read_text", "read_bytes", "open", "iterdir", "glob", "rglob"}
+OS_READS = {"open", "walk", "scandir", "listdir", "fdopen"}
+#: The planner's one reader: of the data files gpuenv ships.
+PACKAGE_DATA = "gpuenv.plan.packagedata"
+
+
+def _opens(path: Path) -> list[tuple[int, str]]:
+    """(line, what) of each way ``path``'s code opens a file or lists a folder."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module in ("gpuenv.inputs", "importlib"):
+            found += [(node.lineno, f"imports {a.name}") for a in node.names
+                      if a.name in FILE_READERS or a.name == "resources"]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, f"imports {a.name}") for a in node.names
+                      if a.name == "importlib.resources"]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+            found.append((node.lineno, "open()"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            on_os = isinstance(node.func.value, ast.Name) and node.func.value.id == "os"
+            if node.func.attr in (OS_READS if on_os else PATH_READS):
+                found.append((node.lineno, f".{node.func.attr}()"))
+    return found
+
+
+def test_the_planner_opens_no_file_but_its_own_data() -> None:
+    """What the planner is given was read before (gpuenv.load, gpuenv.probe, gpuenv.env); it may ask
+    whether a recipe's path exists (a stat, in recipevalues), never what a file or folder holds."""
+    wrong = [f"{module} line {line}: {what}" for module, path in MODULES.items()
+             if layer(module) == "plan" and module != PACKAGE_DATA for line, what in _opens(path)]
+    assert not wrong, "\n".join(wrong)
+    assert _opens(MODULES[PACKAGE_DATA]), "the package-data loader is where the planner's reading is"
+
+
+def test_no_import_circles() -> None:
+    """Deferred imports included: an import inside a function that closes a circle is a circle."""
+    graph = {m: {t for _, t in imports(p) if t in MODULES and t != m} for m, p in MODULES.items()}
     done: set[str] = set()
 
     def visit(node: str, path: list[str]) -> None:

@@ -1,3 +1,5 @@
-"""What outlives a setup: the ABI-keyed wheel cache, its hits, the lock file, the wheelhouse, toolkits.
+"""What outlives a setup: the ABI-keyed wheel cache, its hits, the wheelhouse, the toolkit cache, over
+one store.
 
-May import the ground, gpuenv.plan and gpuenv.probe, never setup or a front end."""
+May import the ground, gpuenv.plan, gpuenv.load, gpuenv.probe, gpuenv.env and gpuenv.lock, never setup or
+a front end."""

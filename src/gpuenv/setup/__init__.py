@@ -1,3 +1,3 @@
-"""Making the env: the steps, the installers (pip, uv), sources, builds and the target env.
+"""Making the env: the steps, the installers (pip, uv), sources, builds, adopting an env, rolling back.
 
-May import the ground, gpuenv.plan, gpuenv.probe and gpuenv.cache, never a front end."""
+May import every layer below it (plan, load, probe, env, lock, cache), never a front end."""
