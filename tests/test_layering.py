@@ -3,7 +3,7 @@
 The layers, lowest first (each package's ``__init__`` says the same):
 
 - the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
-  ``tomlwrite``;
+  ``tomlwrite``, ``options`` (every option, declared once);
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess and opens no file but its own
   data (``plan/packagedata.py``);
 - ``load``: what gpuenv reads before planning (the recipe, its requirements files, local trees), read,
@@ -14,8 +14,12 @@ The layers, lowest first (each package's ``__init__`` says the same):
 - ``lock``: gpuenv.lock, and the plan that rebuilds what it records;
 - ``cache``: what outlives a setup (the wheel cache, the toolkit cache, one store under both);
 - ``setup``: making the env;
-- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``render``, ``integrations``,
-  ``doctor``, ``init``, ``export``, ``catalogcheck`` (the knowledge checker: nothing imports it).
+- the commands: ``doctor``, ``init``, ``export``, ``catalogcheck`` (the knowledge checker: nothing imports
+  it);
+- ``api``: the library's API, composing the layers below for the front ends and scripts;
+- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``integrations``, and
+  ``render`` (the text of the records they print). They import only the API, the errors, the option
+  table and what they render.
 
 Every import counts, those inside functions too: a deferred import still
 ties the layers together, and closes a circle as surely as any other.
@@ -32,10 +36,15 @@ import pytest
 import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
-GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "__init__"}
-FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "doctor", "init",
-              "export", "catalogcheck", "__main__"}
-LAYERS = ["ground", "plan", "load", "probe", "env", "lock", "cache", "setup", "front end"]
+GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "options",
+          "__init__"}
+COMMANDS = {"doctor", "init", "export", "catalogcheck"}
+FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "__main__"}
+LAYERS = ["ground", "plan", "load", "probe", "env", "lock", "cache", "setup", "commands", "api", "front end"]
+#: What a front end may import besides the other front ends: the API, the errors, the option table, and
+#: what it renders (render.py, the terminal's progress and colour, escaped text, OS errors in words).
+FRONT_END_IMPORTS = {"gpuenv", "gpuenv.api", "gpuenv.errors", "gpuenv.options", "gpuenv.render",
+                     "gpuenv.progress", "gpuenv.printable", "gpuenv.outputs"}
 
 
 def modules() -> dict[str, Path]:
@@ -57,6 +66,8 @@ def layer(module: str) -> str:
         return "ground"
     if first in FRONT_ENDS:
         return "front end"
+    if first in COMMANDS:
+        return "commands"
     assert first in LAYERS, f"{module} is in no layer: add it to one (and to this test's list)"
     return first
 
@@ -94,6 +105,16 @@ def test_nothing_but_the_front_ends_imports_the_cli_or_the_renderer() -> None:
     wrong = [f"{module} imports {target}" for module, path in MODULES.items() if layer(module) != "front end"
              for _, target in imports(path) if target in ("gpuenv.cli", "gpuenv.render")]
     assert not wrong
+
+
+def test_front_ends_import_only_the_api_the_errors_and_what_they_render() -> None:
+    wrong = [f"{module} line {line} imports {target}" for module, path in MODULES.items()
+             if layer(module) == "front end" and module != "gpuenv.render"
+             for line, target in imports(path)
+             if layer(target) != "front end" and not any(target == allowed or target.startswith(f"{allowed}.")
+                                                         for allowed in FRONT_END_IMPORTS - {"gpuenv"})
+             and target != "gpuenv"]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_nothing_imports_the_knowledge_checker() -> None:

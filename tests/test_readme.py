@@ -84,6 +84,9 @@ def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.Comp
         work.mkdir(exist_ok=True)
         if "--pyproject" in args:
             (work / "pyproject.toml").write_text('[project]\nname = "my-research"\nversion = "0"\n')
+    if args[:2] == ["export", "pylock"] and not (work / ".venv").exists():
+        # A set-up env stands in as an empty one: the lock of what it holds (nothing) is written.
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work / ".venv")], check=True)
     if args[:2] == ["export", "uv"] and "--write" in args:
         (work / "pyproject.toml").write_text('[project]\nname = "my-research"\nversion = "0"\n')
     done = subprocess.run([sys.executable, "-m", "gpuenv", *args], cwd=work, env=env,

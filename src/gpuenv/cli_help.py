@@ -173,6 +173,17 @@ HELP: dict[str, _Help] = {
         _RECIPE_FILES, "stdout, or pyproject.toml with --write",
         ("gpuenv export uv --gpu H100", "gpuenv export uv -r envs/graph.toml --arch 8.0,9.0"),
     ),
+    "export pylock": _Help(
+        "a pylock.toml (PEP 751) of a set-up env",
+        "Writes a PEP 751 lock of the env: every distribution at its installed version with its file and "
+        "hash, each built extension as its cached wheel (from gpuenv.lock and the wheel cache). A "
+        "distribution whose file is not known is left out and named. 'uv pip install -r pylock.toml' "
+        "into a fresh env installs the same distributions without resolving or building.",
+        f"the env (--venv, default .venv); gpuenv.lock next to {_RECIPE_FILES}; {_CACHE_FILES}; pip's "
+        "indexes for distributions installed without a record of their file",
+        "stdout, or the file -o names",
+        ("gpuenv export pylock --venv .venv -o pylock.toml", "gpuenv export pylock  # print it"),
+    ),
     "cache export": _Help(
         "the cached wheels as find-links directories, one per ABI group, for nodes without the cache",
         "Lays the cache's wheels out as DIR/GROUP directories (torch build and archs, e.g. "

@@ -1,10 +1,10 @@
 """gpuenv's nox sessions and invoke tasks, as collections a repository takes in one line.
 
-Both run the same code path as the command: ``python -m gpuenv COMMAND ARGS``
-in an interpreter that has gpuenv installed. The invoke tasks are made from
-gpuenv's own argument parser, so every option of a command is an option of its
-task, and a new option reaches every repository without editing its files;
-the nox sessions pass their arguments after ``--`` through unchanged.
+The invoke tasks run gpuenv in invoke's own process, exactly as the command does (same parser, same
+error boundary, same output): each has every option of its command, made from the commands' records and
+the option table, so a new option reaches every repository without editing its files. The nox sessions
+install gpuenv into their own env and run ``python -m gpuenv COMMAND`` there with the arguments after
+``--``, unchanged.
 
 tasks.py::
 
@@ -20,75 +20,94 @@ nox alone)::
 
     register_nox_sessions()                  # nox -s gpu-env / gpu-plan / gpu-doctor
 
-This module imports only the standard library at import time.
+This module imports only the standard library and gpuenv's option table at import time.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
-import shlex
-import sys
-from collections.abc import Callable, Sequence
-from importlib import metadata
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-#: What a nox session installs to get gpuenv when nothing says otherwise.
-DEFAULT_REQUIREMENT = "gpuenv"
-#: The variable that overrides it: a version pin, a git URL or the path of a checkout.
-REQUIREMENT_VARIABLE = "GPUENV_REQUIREMENT"
-#: nox session → the gpuenv command it runs.
-NOX_SESSIONS = {"gpu-env": "setup", "gpu-plan": "plan", "gpu-doctor": "doctor"}
-#: The gpuenv commands the invoke collection has a task for.
+from gpuenv.options import OPTIONS, Option
+
+#: The gpuenv commands the invoke collection has a task for ("cache": one task, its action first).
 INVOKE_COMMANDS = ("setup", "plan", "probe", "doctor", "cache")
 
 
 def gpuenv_command(python: str, command: str, args: Sequence[str]) -> list[str]:
-    """The one command every front end runs."""
+    """The command a nox session runs in its env."""
     return [python, "-m", "gpuenv", command, *args]
 
 
-def setup_command(python: str, args: Sequence[str]) -> list[str]:
-    return gpuenv_command(python, "setup", args)
+# -- the options of a command, as a task's ---------------------------------------------------------
 
 
-# -- where this gpuenv came from ---------------------------------------------------------
+def task_options(command: str) -> list[Option]:
+    """The options ``gpuenv COMMAND`` takes (for a group such as ``cache``: those of each of its actions),
+    the ones passed on to nox and invoke, once each."""
+    from gpuenv.cli import COMMANDS
+
+    found: dict[str, Option] = {}
+    for record in COMMANDS:
+        if record.name == command or record.name.startswith(f"{command} "):
+            for name in record.all_options:
+                option = OPTIONS[name]
+                if option.forwarded:
+                    found.setdefault(_parameter(option), option)
+    return list(found.values())
 
 
-def gpuenv_origin() -> str:
-    """A requirement that installs the gpuenv running now: its checkout, its git URL, or its version.
+def _is_group(command: str) -> bool:
+    from gpuenv.cli import COMMANDS
 
-    Read from the install's own record (PEP 610 ``direct_url.json``); a gpuenv
-    run from a source tree without being installed is that tree.
-    """
-    try:
-        dist = metadata.distribution("gpuenv")
-    except metadata.PackageNotFoundError:
-        return _source_tree() or DEFAULT_REQUIREMENT
-    text = dist.read_text("direct_url.json")
-    if text:
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = {}
-        url = str(record.get("url", ""))
-        vcs = record.get("vcs_info")
-        if isinstance(vcs, dict) and url:
-            commit = vcs.get("commit_id") or vcs.get("requested_revision")
-            return f"gpuenv @ {vcs.get('vcs', 'git')}+{url}" + (f"@{commit}" if commit else "")
-        if url.startswith("file://"):
-            path = url[len("file://"):]
-            return path if Path(path).is_dir() else f"gpuenv @ {url}"
-        if url:
-            return f"gpuenv @ {url}"
-    return f"gpuenv=={dist.version}"
+    return any(c.name.startswith(f"{command} ") for c in COMMANDS)
 
 
-def _source_tree() -> str | None:
-    root = Path(__file__).resolve().parents[2]
-    return str(root) if (root / "pyproject.toml").is_file() else None
+def _parameter(option: Option) -> str:
+    """The task's parameter: the option's name; for a flag that stores into a shared or negated name
+    (-v/-q into verbosity, --no-prebuilt), the flag's words (verbose, no_prebuilt)."""
+    if option.kind in ("level", "off") and option.flag:
+        return option.flag.lstrip("-").replace("-", "_")
+    return option.name
+
+
+def command_line(command: str, values: Mapping[str, Any]) -> list[str]:
+    """``gpuenv COMMAND`` arguments for options by their task names (``cuda="12.1"``, ``dry_run=True``;
+    for a group, ``action="prune"`` first)."""
+    argv = [command]
+    if _is_group(command):
+        action = values.get("action")
+        if not action:
+            raise TypeError(f"gpuenv {command} needs an action")
+        argv.append(str(action))
+    for option in task_options(command):
+        value = values.get(_parameter(option))
+        if value in (None, False, (), [], ""):
+            continue
+        if option.flag is None:
+            argv.append(str(value))
+        elif option.kind in ("flag", "off", "level"):
+            argv.append(option.flag)
+        elif option.kind == "list":
+            for item in [value] if isinstance(value, str) else value:
+                argv += [option.flag, str(item)]
+        else:
+            argv += [option.flag, str(value)]
+    return argv
+
+
+def setup_args(**options: Any) -> list[str]:
+    """``gpuenv setup`` arguments for options by their names (``setup_args(cuda="12.1")``)."""
+    return command_line("setup", options)[1:]
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """``gpuenv ARGV`` in this process, through the command's own parser and error boundary: its exit
+    code. A Python that lacks one of gpuenv's dependencies is told so before anything runs."""
+    from gpuenv.cli import main
+
+    return main(list(argv), check_dependencies=True)
 
 
 # -- nox -------------------------------------------------------------------------------------
@@ -99,6 +118,8 @@ def nox_session_body(command: str, requirement: str | None = None) -> Callable[[
 
     def session(session: Any) -> None:
         import os
+
+        from gpuenv.api import REQUIREMENT_VARIABLE, gpuenv_origin
 
         # uv comes along (gpuenv's uv extra): --installer auto, the default, finds it in the session.
         session.install(requirement or os.environ.get(REQUIREMENT_VARIABLE) or gpuenv_origin(), "uv")
@@ -112,146 +133,79 @@ def register_nox_sessions(requirement: str | None = None) -> None:
     """Register gpu-env, gpu-plan and gpu-doctor in the noxfile that calls this."""
     import nox
 
+    from gpuenv.api import NOX_SESSIONS
+
     for name, command in NOX_SESSIONS.items():
         nox.session(name=name, default=False)(nox_session_body(command, requirement))
 
 
-def nox_gpu_env(session: Any, *, requirement: str = DEFAULT_REQUIREMENT) -> None:
+def nox_gpu_env(session: Any, *, requirement: str | None = None) -> None:
     """Install gpuenv into the session and run ``gpuenv setup`` with the session's posargs."""
-    nox_session_body("setup", requirement)(session)
+    from gpuenv.api import DEFAULT_REQUIREMENT
+
+    nox_session_body("setup", requirement or DEFAULT_REQUIREMENT)(session)
 
 
 # -- invoke ----------------------------------------------------------------------------------
 
 
-def invoke_collection(python: str | None = None) -> Any:
+def invoke_collection() -> Any:
     """An invoke Collection with a task per gpuenv command, each with every option of the command."""
     from invoke.collection import Collection
 
-    from gpuenv.cli_parser import build_parser
-
-    parser = build_parser()
-    commands, helps = _subparsers(parser), _subcommand_help(parser)
     collection = Collection()
     for name in INVOKE_COMMANDS:
-        if name in commands:
-            collection.add_task(_invoke_task(name, commands[name], helps.get(name, ""), python))
+        collection.add_task(_invoke_task(name))
     return collection
 
 
-def invoke_setup(c: Any, *, gpuenv_python: str | None = None, **options: Any) -> Any:
-    """Run ``gpuenv setup`` from an invoke task (options by their names: cuda="12.1", dry_run=True,
-    python="/opt/conda/bin/python" for an env gpuenv did not create); ``gpuenv_python`` runs gpuenv."""
-    from gpuenv.cli_parser import build_parser
-
-    parser = _subparsers(build_parser())["setup"]
-    return c.run(shlex.join(setup_command(gpuenv_python or sys.executable, _argv(_params(parser), options))),
-                 pty=False)
+def invoke_setup(c: Any = None, **options: Any) -> int:
+    """Run ``gpuenv setup`` from an invoke task or a script, in this process (options by their names:
+    cuda="12.1", dry_run=True, python="/opt/conda/bin/python"); raise invoke's Exit if it fails."""
+    return _exit_on_failure(run_command(command_line("setup", options)))
 
 
-def setup_args(**options: Any) -> list[str]:
-    """``gpuenv setup`` arguments for options by their names (``setup_args(cuda="12.1")``)."""
-    from gpuenv.cli_parser import build_parser
+def _exit_on_failure(code: int) -> int:
+    if code != 0:
+        from invoke.exceptions import Exit
 
-    return _argv(_params(_subparsers(build_parser())["setup"]), options)
-
-
-class _Param:
-    def __init__(self, name: str, flag: str | None, kind: str, help: str | None) -> None:
-        self.name, self.flag, self.kind, self.help = name, flag, kind, help
+        raise Exit(code=code)
+    return code
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
-def _subcommand_help(parser: argparse.ArgumentParser) -> dict[str, str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return {choice.dest: choice.help or "" for choice in action._choices_actions}
-    return {}
-
-
-def _params(parser: argparse.ArgumentParser) -> list[_Param]:
-    """The options (and positionals) of a gpuenv command, as invoke parameters."""
-    params: list[_Param] = []
-    seen: set[str] = set()
-    parsers = [parser]
-    nested = _subparsers(parser)
-    if nested:
-        params.append(_Param("action", None, "positional", f"one of: {', '.join(nested)}"))
-        parsers += list(nested.values())
-    for sub in parsers:
-        for action in sub._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction,
-                                   argparse._VersionAction)):
-                continue
-            flag = max(action.option_strings, key=len) if action.option_strings else None
-            # Options sharing a dest (-v/-q both set verbosity) are a flag each, named by the option.
-            name = flag.lstrip("-").replace("-", "_") if flag and isinstance(
-                action, argparse._StoreConstAction) else action.dest
-            if name in seen:
-                continue
-            seen.add(name)
-            if flag is None:
-                params.append(_Param(action.dest, None, "optional-positional", action.help))
-                continue
-            if isinstance(action, (argparse._StoreTrueAction, argparse._StoreConstAction)):
-                kind = "flag"
-            elif isinstance(action, argparse._AppendAction):
-                kind = "list"
-            elif isinstance(action, argparse._CountAction):
-                kind = "count"
-            else:
-                kind = "value"
-            params.append(_Param(name, flag, kind, action.help))
-    return params
-
-
-def _argv(params: list[_Param], values: dict[str, Any]) -> list[str]:
-    argv: list[str] = []
-    for param in params:
-        value = values.get(param.name)
-        if value in (None, False, [], 0, ""):
-            continue
-        if param.flag is None:
-            argv.append(str(value))
-        elif param.kind == "flag":
-            argv.append(param.flag)
-        elif param.kind == "count":
-            argv += [param.flag] * int(value)
-        elif param.kind == "list":
-            for item in value:
-                argv += [param.flag, str(item)]
-        else:
-            argv += [param.flag, str(value)]
-    return argv
-
-
-def _invoke_task(command: str, parser: argparse.ArgumentParser, summary: str, python: str | None) -> Any:
+def _invoke_task(command: str) -> Any:
     from invoke.tasks import Task
 
-    params = _params(parser)
+    from gpuenv.cli_help import HELP
 
-    def body(c: Any, *args: Any, **kwargs: Any) -> Any:
-        values = dict(zip((p.name for p in params if p.kind == "positional"), args))
+    options = task_options(command)
+    group = _is_group(command)
+
+    def body(c: Any, *args: Any, **kwargs: Any) -> None:
+        values = dict(zip(["action"] if group else [], args))
         values.update(kwargs)
-        return c.run(shlex.join(gpuenv_command(python or sys.executable, command, _argv(params, values))),
-                     pty=False)
+        _exit_on_failure(run_command(command_line(command, values)))
 
     signature = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    for p in sorted(params, key=lambda p: p.kind != "positional"):
-        default: Any = inspect.Parameter.empty if p.kind == "positional" else (
-            False if p.kind == "flag" else 0 if p.kind == "count" else None)
-        signature.append(inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default))
+    if group:
+        signature.append(inspect.Parameter("action", inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    for option in options:
+        default: Any = False if option.kind in ("flag", "off", "level") else None
+        signature.append(inspect.Parameter(_parameter(option), inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           default=default))
     body.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     body.__name__ = command
-    body.__doc__ = f"gpuenv {command}: {summary or parser.description or ''}".rstrip(": ")
-    return Task(body, name=command,
-                help={p.name: p.help or "" for p in params if p.help},
-                iterable=[p.name for p in params if p.kind == "list"],
-                incrementable=[p.name for p in params if p.kind == "count"],
-                positional=[p.name for p in params if p.kind == "positional"])
+    body.__doc__ = f"gpuenv {command}: {HELP[command].summary}"
+    actions = [c.split()[1] for c in _actions(command)]
+    helps = {_parameter(o): o.help for o in options}
+    if group:
+        helps["action"] = f"one of: {', '.join(actions)}"
+    return Task(body, name=command, help=helps,
+                iterable=[_parameter(o) for o in options if o.kind == "list"],
+                positional=["action"] if group else [])
+
+
+def _actions(command: str) -> list[str]:
+    from gpuenv.cli import COMMANDS
+
+    return [c.name for c in COMMANDS if c.name.startswith(f"{command} ")]

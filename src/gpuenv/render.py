@@ -1,9 +1,19 @@
-"""Plain-text views of the library's records, for the front ends."""
+"""Plain-text views of the library's records, for the front ends: the one place they take text from.
+
+The hardware and the plan are drawn here; the doctor's report, init's summary and a wheelhouse export are
+drawn by their own packages and named here, so a front end imports only the API and this.
+"""
 
 from __future__ import annotations
 
+from gpuenv.cache.wheelhouse import export_text as wheelhouse_text
+from gpuenv.doctor.report import report_text
+from gpuenv.init.writer import init_text
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Hardware, Toolkit
+
+__all__ = ["hardware_text", "init_text", "plan_summary", "plan_text", "report_text", "toolkit_text",
+           "wheelhouse_text"]
 
 
 def hardware_text(hw: Hardware) -> str:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.cli_parser import build_parser
+from gpuenv.api import gpuenv_origin
 from gpuenv.errors import RecipeError
-from gpuenv.integrations import _params, _subparsers, gpuenv_origin, invoke_collection, setup_args
 from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.planner import plan
 from gpuenv.probe.interpreters import NoPythonError, find_python
@@ -127,26 +126,6 @@ def test_dry_run_shows_the_python_the_repo_install_and_the_runtime_file(tmp_path
     assert "--no-build-isolation" in text and f"-e '{tmp_path.resolve()}[train]'" in text
     assert "CUDA_HOME=/usr/local/cuda-13.0 TORCH_CUDA_ARCH_LIST=8.0" in text
     assert RUNTIME_PTH in text and "TORCH_CUDA_ARCH_LIST=8.0" in text
-
-
-def test_invoke_tasks_have_every_option_of_their_command() -> None:
-    commands = _subparsers(build_parser())
-    collection = invoke_collection()
-    for name in ("setup", "plan", "probe", "doctor", "cache"):
-        task = collection.tasks[name]
-        flags = {n for arg in task.get_arguments() for n in arg.names}
-        options = {max(a.option_strings, key=len).lstrip("-") for a in commands[name]._actions
-                   if a.option_strings and a.dest != "help"}
-        assert options <= flags, (name, options - flags)
-
-
-def test_task_arguments_become_the_command_line() -> None:
-    assert setup_args(cuda="12.1", dry_run=True, gpu=None) == ["--cuda", "12.1", "--dry-run"]
-    # invoke setup --python /opt/conda/bin/python: an env gpuenv did not create, as on the command line.
-    assert setup_args(python="/opt/conda/bin/python", break_system_packages=True) == [
-        "--python", "/opt/conda/bin/python", "--break-system-packages"]
-    params = _params(_subparsers(build_parser())["cache"])
-    assert params[0].name == "action"
 
 
 def test_gpuenv_origin_is_where_this_gpuenv_is_installed_from() -> None:

@@ -155,9 +155,9 @@ def test_write_into_a_file_that_cannot_be_read_is_an_input_error(tmp_path: Path)
     (tmp_path / "pyproject.toml").mkdir()
     recipe, hardware = load_recipe(tmp_path / "graph.toml"), hardware_from_json(node("13.0"))
     with pytest.raises(InputError, match=r"cannot read .*pyproject\.toml: not a regular file"):
-        export_uv(recipe, hardware, PlanOptions(), write=tmp_path / "pyproject.toml")
+        export_uv(plan(recipe, hardware), PlanOptions(), write=tmp_path / "pyproject.toml")
     with pytest.raises(InputError, match="does not exist"):
-        export_uv(recipe, hardware, PlanOptions(), write=tmp_path / "absent.toml")
+        export_uv(plan(recipe, hardware), PlanOptions(), write=tmp_path / "absent.toml")
 
 
 def test_merge_keeps_crlf_line_ends_byte_for_byte_and_gives_its_own_lines_the_same() -> None:
@@ -177,7 +177,7 @@ def test_write_keeps_the_files_bytes_and_refuses_a_place_outside_or_read_only(tm
     project.mkdir()
     crlf = b"[project]\r\nname = \"x\"\r\nversion = \"0\"\r\n"
     (project / "pyproject.toml").write_bytes(crlf)
-    export_uv(recipe, hardware, PlanOptions(), write=project / "pyproject.toml")
+    export_uv(plan(recipe, hardware), PlanOptions(), write=project / "pyproject.toml")
     data = (project / "pyproject.toml").read_bytes()
     assert data.startswith(crlf) and b"\n" not in data.replace(b"\r\n", b"")
     outside = tmp_path / "shared.toml"
@@ -186,9 +186,9 @@ def test_write_keeps_the_files_bytes_and_refuses_a_place_outside_or_read_only(tm
     linked.mkdir()
     (linked / "pyproject.toml").symlink_to(outside)
     with pytest.raises(InputError, match="leads out of"):
-        export_uv(recipe, hardware, PlanOptions(), write=linked / "pyproject.toml")
+        export_uv(plan(recipe, hardware), PlanOptions(), write=linked / "pyproject.toml")
     assert outside.read_bytes() == crlf
     outside.chmod(0o444)
     with pytest.raises(InputError, match="read-only"):
-        export_uv(recipe, hardware, PlanOptions(), write=outside)
+        export_uv(plan(recipe, hardware), PlanOptions(), write=outside)
     assert outside.read_bytes() == crlf

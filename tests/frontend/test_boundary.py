@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,7 +100,7 @@ def test_an_os_refusal_anywhere_is_an_error_with_the_path_and_a_hint(
     def refuse(args: object) -> int:
         raise PermissionError(13, "Permission denied", "/srv/shared/cache")
 
-    monkeypatch.setitem(cli.HANDLERS, "cache path", refuse)
+    _handled_by(monkeypatch, "cache path", refuse)
     _refused(["cache", "path"], "error: /srv/shared/cache: Permission denied", "hint: ")
 
 
@@ -105,9 +108,13 @@ def test_a_real_bug_keeps_its_traceback(work: Path, monkeypatch: pytest.MonkeyPa
     def bug(args: object) -> int:
         raise KeyError("a bug")
 
-    monkeypatch.setitem(cli.HANDLERS, "cache path", bug)
+    _handled_by(monkeypatch, "cache path", bug)
     with pytest.raises(KeyError):
         cli.main(["cache", "path"])
+
+
+def _handled_by(monkeypatch: pytest.MonkeyPatch, command: str, handler: Callable[[Any], int]) -> None:
+    monkeypatch.setitem(cli.COMMAND_BY_KEY, command, replace(cli.COMMAND_BY_KEY[command], handler=handler))
 
 
 def _gpuenv(*args: str, stdout: int | None = subprocess.PIPE,

@@ -46,13 +46,13 @@ from gpuenv.cache.wheelfile import WheelFileError, read_member
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import InputError, OutputError
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.options import chosen_value
 from gpuenv.outputs import hint_of, path_inside, problem_of, write_atomic
 from gpuenv.probe.indexhttp import Link, PageError, parse_links
 
 #: Marks the index pages gpuenv writes into a folder: those it may rewrite.
 MARKER = "<!-- gpuenv shared cache -->"
 INDEX = "index.html"
-ENV_VAR = "GPUENV_CACHE_FROM"
 
 Warn = Callable[[str], None]
 
@@ -103,7 +103,7 @@ def cache_source(text: str) -> CacheSource:
 
 def sources_from(values: Iterable[str], environ: Mapping[str, str] = os.environ) -> tuple[CacheSource, ...]:
     """The sources of the command line, else ``GPUENV_CACHE_FROM`` (space-separated), in order, once each."""
-    given = list(values) or environ.get(ENV_VAR, "").split()
+    given = chosen_value("cache_from", tuple(values), environ=environ) or ()
     seen: dict[str, CacheSource] = {}
     for text in given:
         source = cache_source(text)

@@ -69,7 +69,7 @@ from gpuenv.cache.keylock import CacheLockTimeout, LockInfo, LockWait, WaitCallb
 from gpuenv.cache.locking import READ_ONLY_ERRNOS
 from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, Store
 from gpuenv.cache.words import aware
-from gpuenv.errors import InputError
+from gpuenv.options import chosen_value
 
 META_FILE = "meta.json"
 
@@ -82,12 +82,9 @@ Checkpoint = Optional[Callable[[str], None]]
 
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """``GPUENV_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpuenv/wheels``, else ``~/.cache/gpuenv/wheels``."""
-    if environ.get("GPUENV_CACHE_DIR"):
-        try:
-            return Path(environ["GPUENV_CACHE_DIR"]).expanduser()
-        except RuntimeError:  # ~someone for a user this machine does not have
-            raise InputError(f"GPUENV_CACHE_DIR={environ['GPUENV_CACHE_DIR']}: no such user's home here",
-                             hint="set it to a path that exists on this machine") from None
+    given = chosen_value("cache_dir", environ=environ)  # the option's variable, read as the option's
+    if given is not None:
+        return Path(given)
     xdg = environ.get("XDG_CACHE_HOME", "")
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "gpuenv" / "wheels"

@@ -5,5 +5,5 @@
 against the catalog; ``report`` prints the table. ``python -m gpuenv.catalogcheck``, or
 ``nox -s check-knowledge``.
 
-A front end: may import the ground, gpuenv.plan, gpuenv.probe, gpuenv.cache and gpuenv.setup;
+A command package: may import the ground, gpuenv.plan, gpuenv.probe, gpuenv.cache and gpuenv.setup;
 nothing imports it."""

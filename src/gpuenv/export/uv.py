@@ -52,9 +52,7 @@ from gpuenv.outputs import output_file, write_atomic
 from gpuenv.plan.buildplan import pinned_version
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.extensionspec import ProjectFacts
-from gpuenv.plan.hardware import Hardware
-from gpuenv.plan.planner import PlanOptions, plan
-from gpuenv.plan.recipespec import Recipe
+from gpuenv.plan.planner import PlanOptions
 from gpuenv.tomlwrite import toml_key, toml_value
 
 if sys.version_info >= (3, 11):
@@ -406,10 +404,8 @@ def _pruned(data: Any) -> Any:
 # -- the command ---------------------------------------------------------------------------
 
 
-def export_uv(recipe: Recipe, hardware: Hardware, options: PlanOptions, *,
-              write: Path | None = None) -> UvExport:
-    """Plan ``recipe`` and turn the plan into uv settings; with ``write``, merge them into that file."""
-    result = plan(recipe, hardware, options)
+def export_uv(result: Plan, options: PlanOptions, *, write: Path | None = None) -> UvExport:
+    """The plan (made with ``options``) as uv settings; with ``write``, merged into that file."""
     config = result.index_url is None and options.torch_index == "config"
     export = uv_tables(result, sources=configured_sources() if config else None, trees=options.sources,
                        machine=platform.machine())

@@ -7,7 +7,7 @@ import json
 import shlex
 from pathlib import Path
 
-from gpuenv.integrations import NOX_SESSIONS, REQUIREMENT_VARIABLE
+from gpuenv.init.origin import NOX_SESSIONS, REQUIREMENT_VARIABLE
 from gpuenv.load.recipe import PYPROJECT_TABLE
 
 README_HEADING = "## GPU environment"

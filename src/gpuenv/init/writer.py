@@ -41,6 +41,7 @@ from typing import Any
 
 from gpuenv.errors import InputError, RecipeError
 from gpuenv.init.existing import ExistingTorch, fits
+from gpuenv.init.origin import gpuenv_origin
 from gpuenv.init.recipetoml import RECIPE_HEADER, RecipeParts, recipe_parts, recipe_toml
 from gpuenv.init.report import scan_lines
 from gpuenv.init.reposcan import RepoScan, scan_repo
@@ -53,7 +54,6 @@ from gpuenv.init.templates import (
     tasks_text,
 )
 from gpuenv.inputs import UnreadableInput, read_input, read_input_bytes
-from gpuenv.integrations import gpuenv_origin
 from gpuenv.load.recipe import PYPROJECT_TABLE, parse_recipe
 from gpuenv.outputs import PlannedWrite, path_inside, write_all
 from gpuenv.printable import printable

@@ -30,6 +30,7 @@ from gpuenv.errors import (
     UnknownTorchError,
     UnsatisfiableError,
 )
+from gpuenv.options import choose, chosen_value
 from gpuenv.plan import giventorch, knowledge
 from gpuenv.plan.archlist import arch_list_for, arch_not_accepted, check_toolkit_archs, substitutions
 from gpuenv.plan.buildplan import Draft, draft, entry_for, finish, for_toolkit, pinned_version
@@ -54,9 +55,11 @@ from gpuenv.plan.variants import (
 
 @dataclass(frozen=True)
 class PlanOptions:
-    #: A forced variant from the command line ("12.1", "cu121", "cpu", "auto"); wins over the recipe.
+    # The options that override a recipe key: what the user gave (the command line or the environment,
+    # as gpuenv.api.Project passes them); None: the recipe's. gpuenv.options.choose decides which wins.
+    #: A forced variant ("12.1", "cu121", "cpu", "auto"); the recipe's torch.cuda.
     cuda: str | None = None
-    #: An index template from --torch-index / GPUENV_TORCH_INDEX; wins over the recipe.
+    #: An index template (--torch-index, GPUENV_TORCH_INDEX); the recipe's torch.index.
     torch_index: str | None = None
     #: Extensions whose wheel the cache already holds: name → why it matched.
     cached: Mapping[str, str] = field(default_factory=dict)
@@ -81,9 +84,9 @@ class PlanOptions:
     #: Plan for exactly this torch, observed in the env (setup once torch landed; an adopted env):
     #: no release is chosen, see :mod:`gpuenv.plan.giventorch`.
     given_torch: TorchFacts | None = None
-    #: Shared caches (--cache-from, GPUENV_CACHE_FROM); None: the recipe's [cache] from.
+    #: Shared caches (--cache-from, GPUENV_CACHE_FROM); None or (): the recipe's [cache] from.
     cache_from: tuple[str, ...] | None = None
-    #: --push; False leaves the recipe's [cache] push.
+    #: --push; False: the recipe's [cache] push.
     push: bool = False
     #: --no-prebuilt gives False; None: the recipe's [cache] prebuilt.
     prebuilt: bool | None = None
@@ -158,20 +161,17 @@ def _unknown_torch(version: str, releases: TorchReleases) -> UnknownTorchError:
 
 
 def _forced_variant(recipe: Recipe, options: PlanOptions) -> tuple[str | None, str]:
-    if options.cuda is not None:
-        if options.cuda.strip().lower() == "auto":
-            return None, ""
-        variant = knowledge.normalize_variant(options.cuda)
-        if variant is None:
-            raise InputError(
-                f"--cuda {options.cuda}: not a CUDA variant",
-                hint="give a CUDA version or variant such as 12.1, cu121 or cpu, "
-                "or auto to let gpuenv choose",
-            )
-        return variant, f"--cuda {options.cuda}"
-    if recipe.torch.cuda != "auto":
-        return recipe.torch.cuda, f"cuda = \"{recipe.torch.cuda}\" in {recipe.path.name}"
-    return None, ""
+    chosen = choose("cuda", options.cuda, recipe=recipe)
+    if chosen is None or chosen.value.strip().lower() == "auto":
+        return None, ""
+    variant = knowledge.normalize_variant(chosen.value)
+    if variant is None:
+        raise InputError(
+            f"{chosen.by}: not a CUDA variant",
+            hint="give a CUDA version or variant such as 12.1, cu121 or cpu, "
+            "or auto to let gpuenv choose",
+        )
+    return variant, chosen.by
 
 
 def _no_forced_variant(trials: list[_Trial], forced: str, forced_by: str,
@@ -318,7 +318,7 @@ def _assemble(
     reasons = list(trial.choice.reasons)
     found: list[UnsatisfiableError] = list(blockers)
     cuda = knowledge.variant_cuda(variant)
-    template = options.torch_index or recipe.torch.index
+    template = chosen_value("torch_index", options.torch_index, recipe=recipe)
     index_url, index_note = _index(release, variant, template)
     arch_list = trial.arch_list
     if release is not None and not hardware.gpus and arch_list:
@@ -392,9 +392,9 @@ def _assemble(
         runtime_env=_runtime_env(cuda, arch_list, toolkit, hardware),
         knowledge=PlanKnowledge(releases.sources, release.assumed if release is not None else ()),
         repo_build=own_build,
-        cache_from=options.cache_from if options.cache_from is not None else recipe.cache.sources,
-        push=options.push or recipe.cache.push,
-        prebuilt=options.prebuilt if options.prebuilt is not None else recipe.cache.prebuilt,
+        cache_from=tuple(chosen_value("cache_from", options.cache_from, recipe=recipe)),
+        push=bool(chosen_value("push", options.push, recipe=recipe)),
+        prebuilt=bool(chosen_value("prebuilt", options.prebuilt, recipe=recipe)),
     )
 
 
@@ -423,13 +423,13 @@ def _runtime_env(
 def _toolkit_policy(recipe: Recipe, options: PlanOptions) -> ToolkitPolicy:
     if options.toolkit is not None:
         return options.toolkit
-    if recipe.torch.toolkit in TOOLKIT_MODES:
-        return ToolkitPolicy(mode=recipe.torch.toolkit, chosen_by=f"toolkit in {recipe.path.name}")
+    chosen = choose("toolkit", recipe=recipe)
+    if chosen is not None and chosen.value in TOOLKIT_MODES:
+        return ToolkitPolicy(mode=chosen.value, chosen_by=chosen.by)
     raise InputError(
-        f"toolkit = {recipe.torch.toolkit!r} in {recipe.path.name}: a toolkit given by path is checked "
-        "before planning",
-        hint="pass PlanOptions(toolkit=gpuenv.cache.toolkitcache.toolkit_policy(...)) as the gpuenv "
-        "command does",
+        f"{chosen.by if chosen else 'toolkit'}: a toolkit given by path is checked before planning",
+        hint="plan through gpuenv.Project, which checks it (or pass "
+        "PlanOptions(toolkit=gpuenv.cache.toolkitcache.toolkit_policy(...)))",
     )
 
 

@@ -32,10 +32,10 @@ from gpuenv.cache.store import CacheError
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import BuildError
 from gpuenv.load.setupscan import scan_setup
+from gpuenv.load.treemeta import tree_name
 from gpuenv.lock.lockfile import LockedExtension
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.treecheck import check_tree
-from gpuenv.plan.treemeta import tree_name
 from gpuenv.runner import SubprocessRunner, unknown, unknowns_in
 from gpuenv.setup.builder import build_wheel, install_build_requirements
 from gpuenv.setup.dryrun import torch_expected

@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.env.pipconfig import PipSources, pip_config, pip_sources
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.options import chosen_value
 from gpuenv.plan.candidates import Constraint
 from gpuenv.plan.knowledge import normalize_variant
 from gpuenv.plan.recipespec import Recipe
@@ -46,8 +47,9 @@ def plan_releases(
     if not sources.no_index:
         default = sources.index_url or _pip_default_index()
         ordinary = [u for u in (default, *sources.extra_index_urls) if u]
-    template = torch_index or recipe.torch.index
-    forced = normalize_variant(cuda) if cuda else (recipe.torch.cuda if recipe.torch.cuda != "auto" else None)
+    template = chosen_value("torch_index", torch_index, recipe=recipe)
+    wanted = chosen_value("cuda", cuda, recipe=recipe)
+    forced = None if wanted is None or wanted.strip().lower() == "auto" else normalize_variant(wanted)
     query = IndexQuery(
         ordinary=tuple(dict.fromkeys(ordinary)),
         variant_template=None if template == "config" else template,
