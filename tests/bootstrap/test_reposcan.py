@@ -136,6 +136,9 @@ def test_an_uninitialised_submodule_extension_blocks_the_plan_with_the_command_t
     [blocker] = [b.error for b in plan.blockers if isinstance(b.error, SourceTreeError)]
     assert "git submodule" in str(blocker) and "not checked out" in str(blocker)
     assert "submodule update --init --recursive" in (blocker.hint or "") and blocker.exit_code == 3
+    shown = blocker.to_json()  # what plan --json says of it: a stable code, and the path
+    assert shown["code"] == "submodule-not-checked-out"
+    assert shown["path"] == str(repo / "third_party" / "raster")
     done = subprocess.run([sys.executable, "-m", "gpuenv", "plan", "-r", str(recipe_path), "--gpu", "A100",
                            "--no-cache"], cwd=repo, capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and "submodule update --init --recursive" in done.stderr, done.stderr

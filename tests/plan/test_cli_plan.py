@@ -135,7 +135,11 @@ def test_every_blocker_is_listed_with_its_hint_and_json_carries_them(run: Any) -
     proc = run(recipe, "--json", hardware=node("7.0", nvcc=("13.0",)))
     assert proc.returncode == 3, proc.stderr
     data = json.loads(proc.stdout)
-    assert sorted(b["kind"] for b in data["blockers"]) == ["RequiredSkipError", "ToolkitError"]
+    blockers = {b["code"]: b for b in data["blockers"]}
+    assert sorted(blockers) == ["required-skipped", "toolkit-missing"]
+    assert blockers["required-skipped"]["name"] == "flash-attn" and blockers["required-skipped"]["reason"]
+    assert blockers["toolkit-missing"]["needed"] == "12.x"
+    assert blockers["toolkit-missing"]["found"] == ["nvcc 13.0 at /opt/cuda-13.0/bin/nvcc"]
     assert [line for line in proc.stderr.splitlines() if line.startswith("error: ")][1:]
     assert proc.stderr.count("hint: ") == 2
 

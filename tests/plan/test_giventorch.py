@@ -118,6 +118,9 @@ def test_a_torch_without_kernels_for_the_gpus_is_a_blocker_naming_them() -> None
     assert "A100" not in message  # 8.0 is covered
     assert "7.5, 8.0, 8.6, 9.0, 10.0, 12.0" in message and "torch.cuda.get_arch_list()" in message
     assert "never replaces" in (result.blockers[0].error.hint or "")
+    shown = result.blockers[0].to_json()
+    assert shown["code"] == "given-torch-no-kernels"
+    assert (shown["torch"], shown["gpus"]) == ("2.14.1+cu130", ["7.0"])
 
 
 def test_a_driver_that_cannot_run_the_given_torch_is_a_blocker() -> None:

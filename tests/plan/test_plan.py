@@ -858,7 +858,9 @@ def test_plan_json_carries_the_resolution() -> None:
     assert data["torch_version"] == "2.7.1"
     assert len(data["passed_over"]) == 8 and all(isinstance(line, str) for line in data["passed_over"])
     (blocker,) = data["blockers"]
-    assert blocker["kind"] == "ToolkitError" and blocker["message"] and blocker["hint"]
+    # A stable code and the data the message is made from, not the Python class name.
+    assert blocker["code"] == "toolkit-missing" and blocker["message"] and blocker["hint"]
+    assert blocker["needed"] == "11.x" and blocker["found"] == [] and "kind" not in blocker
 
 
 def test_a_blocked_plan_still_plans_the_extensions_for_the_gpus_it_was_asked_for() -> None:

@@ -35,7 +35,7 @@ PROBE_SCRIPT = textwrap.dedent(
     except GpuenvError as exc:
         print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc),
                                     "hint": exc.hint, "call": getattr(exc, "call", None),
-                                    "code": getattr(exc, "code", None)}}))
+                                    "code": getattr(exc, "nvml_code", None)}}))
     else:
         print(json.dumps({"hardware": hardware.to_json()}))
     """

@@ -50,7 +50,7 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
                         f"{root / sub.path} is a git submodule "
                         f"({root / '.gitmodules'}, {sub.origin.split(':')[-1]}) "
                         f"that is not checked out: {sub.why}",
-                        hint=f"run: {command}",
+                        hint=f"run: {command}", code="submodule-not-checked-out", path=str(root / sub.path),
                     )
                 )
     for ext_name, path in locals_.items():
@@ -61,13 +61,15 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
         owner = declaring_gitmodules(path.resolve())
         if owner is not None:
             problem = uninitialised(path, owner)
-            blockers.append(SourceTreeError(str(problem), hint=problem.hint))
+            blockers.append(SourceTreeError(str(problem), hint=problem.hint, code="submodule-not-checked-out",
+                                            path=str(path)))
         else:
             blockers.append(
                 SourceTreeError(
                     f"{path} (extension {ext_name}) holds no setup.py, pyproject.toml or "
                     "setup.cfg: nothing to build",
-                    hint="check the path in the recipe",
+                    hint="check the path in the recipe", code="nothing-to-build", path=str(path),
+                    name=ext_name,
                 )
             )
     for line in recipe.refused:
@@ -76,6 +78,7 @@ def recipe_tree(recipe: Recipe) -> TreeFacts:
                 f"{line}",
                 hint="pip refuses this line too: correct it (a path into a "
                 "submodule needs the submodule checked out first)",
+                code="requirement-refused", line=str(line),
             )
         )
     for tree_root, facts in _setups(recipe, locals_):
@@ -110,6 +113,7 @@ def _missing_includes(tree: Path, facts: SetupFacts, submodule_paths: set[Path])
                 "which is not in "
                 f"{tree}",
                 hint=f"put {rel} in place first (the repository's README says where it comes from)",
+                code="headers-missing", path=str(tree / rel), line=f"{tree / 'setup.py'}:{line}",
             )
         )
     return found

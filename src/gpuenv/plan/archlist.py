@@ -64,7 +64,7 @@ def arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease,
             return ArchError(
                 f"compute capability {arch} is not in gpuenv's data "
                 f"(it knows {', '.join(knowledge.known_archs())})",
-                hint="add it to gpuenv/plan/data/cuda.toml",
+                hint="add it to gpuenv/plan/data/cuda.toml", code="arch-unknown", arch=arch,
             )
         if not support.torch_accepts(release.release):
             accepting = [r for r in releases.releases if support.torch_accepts(r)]
@@ -74,6 +74,7 @@ def arch_not_accepted(arch_list: tuple[str, ...], release: TorchRelease,
                 + (f" to {support.torch_last}" if support.torch_last else ""),
                 hint=f"allow a torch release that supports this GPU in the recipe "
                 f"({', '.join(accepting[-3:]) or 'none known'})",
+                code="arch-not-accepted", arch=arch, torch=release.release,
             )
     return None
 
@@ -97,6 +98,7 @@ def check_toolkit_archs(
         f"{', '.join(cannot)}: {details}",
         hint="install a CUDA toolkit that supports these GPUs and set CUDA_HOME, "
         "or force a matching variant with --cuda",
+        code="arch-not-compiled", archs=cannot, nvcc=toolkit.version,
     )
 
 

@@ -33,7 +33,8 @@ class Blocker:
     error: UnsatisfiableError = field(compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": type(self.error).__name__, "message": str(self.error), "hint": self.error.hint}
+        """Its stable ``code`` ("toolkit-missing"), ``message``, ``hint`` and the data it is about."""
+        return self.error.to_json()
 
 
 @dataclass(frozen=True)

@@ -252,7 +252,8 @@ def given_choice(facts: TorchFacts, given: GivenRelease, hardware: Hardware) -> 
         return VariantChoice(variant, reasons, tuple(warnings), problem=GivenTorchError(
             f"the given torch {facts.version} ({where}) carries no kernels for {gpu_names(missing)}: its "
             f"wheel holds {', '.join(archs)}{source}; expect 'no kernel image is available for execution "
-            "on the device'", hint=NEVER_REPLACED))
+            "on the device'", hint=NEVER_REPLACED, code="given-torch-no-kernels", torch=facts.version,
+            gpus=sorted({str(g.cc) for g in missing}), archs=list(archs)))
     if hardware.gpus and not archs:
         warnings.append(f"which GPUs the given torch {facts.version} has kernels for is unknown: "
                         "not checked against the GPUs")
@@ -264,7 +265,9 @@ def given_choice(facts: TorchFacts, given: GivenRelease, hardware: Hardware) -> 
         return VariantChoice(variant, reasons, tuple(warnings), problem=GivenTorchError(
             f"driver {hardware.driver_version} (CUDA {driver_cuda_of(hardware)}) cannot run the given torch "
             f"{facts.version} ({where}), built with CUDA {cuda}",
-            hint=f"upgrade the NVIDIA driver (CUDA {major}.x needs ≥ {minimum}); " + NEVER_REPLACED))
+            hint=f"upgrade the NVIDIA driver (CUDA {major}.x needs ≥ {minimum}); " + NEVER_REPLACED,
+            code="given-torch-driver-too-old", torch=facts.version, driver=hardware.driver_version,
+            driver_cuda=driver_cuda_of(hardware), needed=cuda))
     driver_cuda = driver_cuda_of(hardware)
     if runs is None and hardware.gpus:
         warnings.append(f"the driver is unknown (GPUs from {hardware.source}): the given torch needs one "
@@ -303,7 +306,8 @@ def version_problem(facts: TorchFacts, spec: SpecifierSet, recipe_name: str) -> 
     return GivenTorchError(
         f"the given torch {facts.version} ({facts.where or 'the env'}) does not satisfy torch{spec} of "
         f"{recipe_name}", hint="allow it in the recipe's torch.version (or leave version out with "
-        "use = \"existing\"); " + NEVER_REPLACED)
+        "use = \"existing\"); " + NEVER_REPLACED, code="given-torch-not-allowed", torch=facts.version,
+        needed=f"torch{spec}")
 
 
 # -- the plan's torch fields for a given torch ---------------------------------------------------------
@@ -334,7 +338,8 @@ def torch_packages(
                     f"torch.packages asks for {text}; the env beside the given torch {facts.version} holds "
                     f"{req.name} {present[name]}",
                     hint=f"allow {req.name} {present[name]} in torch.packages; gpuenv does not replace what "
-                    "was released with a given torch"))
+                    "was released with a given torch", code="given-torch-pair-conflict", name=req.name,
+                    needed=text, found=present[name]))
             continue
         pair = (known.paired_version(facts.public, name) if known is not None
                 else knowledge.paired_version(facts.public, name))

@@ -295,7 +295,8 @@ def _with_newest_runnable(problem: GpuenvError, hardware: Hardware, forced: str 
     version, variant = newest
     hint = f"{problem.hint}; the newest torch that runs here is {version} ({variant}): " \
         f"allow it in the recipe, e.g. version = \"<={version}\""
-    return NoVariantError(str(problem), hint=hint)
+    return NoVariantError(str(problem), hint=hint, code=problem.code,
+                          **{**problem.details, "runs_here": f"{version} ({variant})"})
 
 
 # -- the plan of the chosen release ---------------------------------------------------------------

@@ -76,6 +76,7 @@ def repo_problem(tree: TreeFacts | None, torch_version: str | None) -> Unsatisfi
         f"the repository's own CUDA code: {hit.reason(str(torch_version))}",
         hint=f"allow a torch older than {hit.removed_in} in the recipe (version = "
         f'"<{hit.removed_in}"), or update the code: {hit.fix}',
+        torch=torch_version, removed_in=str(hit.removed_in),
     )
 
 
@@ -174,5 +175,6 @@ def _visible_gpu(
             "here, it would compile no CUDA code (the import then fails at run time)",
             hint="run 'gpuenv setup' on a machine with the GPUs, or change the setup.py test (e.g. accept "
             "FORCE_CUDA=1 or TORCH_CUDA_ARCH_LIST)",
+            name=what, hardware=hardware.source,
         )
     )

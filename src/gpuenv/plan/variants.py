@@ -122,7 +122,7 @@ def no_variant_for_gpus(release: TorchRelease, gpus: tuple[Gpu, ...],
     )
     return NoVariantError(
         f"no CUDA build of torch {release.release} runs on {gpu_names(gpus)}; its builds carry: {carried}",
-        hint=hint,
+        hint=hint, torch=release.release, gpus=sorted({str(g.cc) for g in gpus}),
     )
 
 
@@ -167,6 +167,7 @@ def _pick_for_driver(
             f"driver {hardware.driver_version} is older than any CUDA release gpuenv knows "
             f"(CUDA 11.0 needs {knowledge.toolkit_driver('11.0')})",
             hint="upgrade the NVIDIA driver, or plan the CPU build with --cuda cpu",
+            code="driver-too-old", driver=hardware.driver_version, driver_cuda=None, needed=["11.0"],
         ))
     if driver_cuda is None:
         # Nothing to fit: take the build most machines run, PyPI's, if it covers the GPUs.
@@ -198,6 +199,8 @@ def _pick_for_driver(
         f"{release.release} that run on these GPUs need {needs}",
         hint=f"upgrade the NVIDIA driver (CUDA {major}.x needs ≥ {knowledge.driver_minimum(major)}), "
         "allow an older torch in the recipe, or plan the CPU build with --cuda cpu",
+        code="driver-too-old", driver=hardware.driver_version, driver_cuda=driver_cuda, torch=release.release,
+        needed=[knowledge.variant_cuda(v) or v for v in newest_first],
     ))
 
 
