@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,21 @@ def test_the_caches_of_a_project_are_where_its_options_say(tmp_path: Path) -> No
     assert listing.path == tmp_path / "wheels" and listing.entries == () and listing.total_bytes == 0
     shared = gpuenv.Project(environ={"GPUENV_CACHE_DIR": str(tmp_path / "shared")})
     assert shared.cache_dir == tmp_path / "shared"
+
+
+def test_the_readmes_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Its setup() lists the commands instead of running them, as tests/test_readme.py adds --dry-run."""
+    from gpuenv.api.project import PreparedSetup
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = readme.split("\n## Use it as a library\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    shutil.copytree(Path(__file__).resolve().parents[1] / "envs", tmp_path / "envs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUENV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GPUENV_OFFLINE", "1")
+    monkeypatch.setattr(PreparedSetup, "run", lambda self, reporter=None: self.dry_run())
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("torch==") and printed[0].endswith("('9.0',)")
+    assert printed[-1] == f"{tmp_path / '.venv'} ()" and not (tmp_path / ".venv").exists()
