@@ -17,9 +17,9 @@ The layers, lowest first (each package's ``__init__`` says the same):
 - the commands: ``doctor``, ``init``, ``export``, ``catalogcheck`` (the knowledge checker: nothing imports
   it);
 - ``api``: the library's API, composing the layers below for the front ends and scripts;
-- the front ends: ``cli`` (with ``cli_parser``, ``cli_help``, ``cli_output``), ``integrations``, and
-  ``render`` (the text of the records they print). They import only the API, the errors, the option
-  table and what they render.
+- the front ends: ``cli`` (with ``cli_handlers``, ``cli_parser``, ``cli_help``, ``cli_output``),
+  ``integrations``, and ``render`` (the text of the records they print). They import only the API, the
+  errors, the option table and what they render.
 
 Every import counts, those inside functions too: a deferred import still
 ties the layers together, and closes a circle as surely as any other.
@@ -39,7 +39,8 @@ PACKAGE = Path(gpuenv.__file__).parent
 GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "options",
           "__init__"}
 COMMANDS = {"doctor", "init", "export", "catalogcheck"}
-FRONT_ENDS = {"cli", "cli_help", "cli_output", "cli_parser", "render", "integrations", "__main__"}
+FRONT_ENDS = {"cli", "cli_handlers", "cli_help", "cli_output", "cli_parser", "render", "integrations",
+              "__main__"}
 LAYERS = ["ground", "plan", "load", "probe", "env", "lock", "cache", "setup", "commands", "api", "front end"]
 #: What a front end may import besides the other front ends: the API, the errors, the option table, and
 #: what it renders (render.py, the terminal's progress and colour, escaped text, OS errors in words).

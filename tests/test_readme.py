@@ -98,8 +98,7 @@ def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.Comp
 
 def help_examples() -> list[str]:
     """The examples every command's --help shows (the lines under "examples:"), comments dropped."""
-    from gpuenv.cli import main
-    from gpuenv.cli_help import HELP
+    from gpuenv.cli import HELP, main
 
     examples = []
     for command in sorted(HELP):

@@ -98,3 +98,17 @@ def show_warnings() -> None:
     logger = logging.getLogger("gpuenv")
     if _WARNINGS not in logger.handlers:
         logger.addHandler(_WARNINGS)
+
+
+def print_error(exc: GpuenvError, color: str | None = None) -> None:
+    """The error boundary's two lines: ``error:`` and, where there is a fix, ``hint:`` (both escaped:
+    they quote values from files and commands); ``color`` is --color's choice (None: no colour)."""
+    from gpuenv.progress import Style, use_color
+
+    style = Style(color is not None and use_color(color, sys.stderr))
+    try:
+        print(f"{style('error:', 'red', 'bold')} {printable(str(exc), lines=True)}", file=sys.stderr)
+        if exc.hint:
+            print(f"{style('hint:', 'yellow')} {printable(exc.hint, lines=True)}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr itself is gone: the exit code says it
+        pass

@@ -1,5 +1,6 @@
-"""The ``gpuenv`` command's arguments: one argparse parser made from the commands' records and the option
-table (:data:`gpuenv.options.OPTIONS`), so an option reads the same on every command that takes it.
+"""The ``gpuenv`` command's arguments: one argparse parser made from the commands' records
+(:data:`gpuenv.cli.COMMANDS`) and the option table (:data:`gpuenv.options.OPTIONS`), so an option reads
+the same on every command that takes it.
 
 Each command's parser sets ``command_key`` ("cache prune"); main() runs that command's handler.
 """
@@ -12,23 +13,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpuenv import __version__
-from gpuenv.cli_help import HELP, wrap
+from gpuenv.cli_help import CommandHelp, wrap
 from gpuenv.options import OPTIONS, OUTPUT_OPTIONS, Option
 from gpuenv.progress import NORMAL
 
 
 @dataclass(frozen=True)
 class Command:
-    """One command: its name ("cache prune"), its handler, and the options it takes (by name, in the
-    order --help lists them; the output options come with every command). Its help is ``HELP[name]``."""
+    """One command: its name ("cache prune"), its help, its handler and the options it takes (by name, in
+    the order --help lists them; the output options come with every command). A group ("cache") has no
+    handler: its actions ("cache prune") are the commands, listed after it."""
 
     name: str
-    handler: Callable[[argparse.Namespace], int]
-    options: tuple[str, ...] = ()
+    handler: Callable[[argparse.Namespace], int] | None
+    options: tuple[str, ...]
+    help: CommandHelp
 
     @property
     def all_options(self) -> tuple[str, ...]:
-        return (*self.options, *OUTPUT_OPTIONS)
+        return () if self.handler is None else (*self.options, *OUTPUT_OPTIONS)
 
 
 def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
@@ -42,25 +45,19 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, Any] = {}
     for command in commands:
-        words = command.name.split()
-        into = top
-        if len(words) == 2:  # "cache prune": the group's parser, then the action's
-            if words[0] not in groups:
-                group = _subcommand(top, words[0], words[0])
-                groups[words[0]] = group.add_subparsers(
-                    dest=f"{words[0]}_command", metavar="FORMAT" if words[0] == "export" else "ACTION",
-                    required=True)
-            into = groups[words[0]]
-        sub = _subcommand(into, words[-1], command.name)
-        _add_options(sub, command.options)
-        _add_options(sub, OUTPUT_OPTIONS)
+        *group, name = command.name.split()
+        sub = _subcommand(groups[group[0]] if group else top, name, command.help)
+        if command.handler is None:  # "cache": its actions go under it (gpuenv cache -q list works too)
+            _add_options(sub, OUTPUT_OPTIONS)
+            groups[name] = sub.add_subparsers(dest=f"{name}_command", required=True,
+                                              metavar="FORMAT" if name == "export" else "ACTION")
+            continue
+        _add_options(sub, command.all_options)
         sub.set_defaults(command_key=command.name)
     return parser
 
 
-def _subcommand(commands: Any, name: str, key: str) -> argparse.ArgumentParser:
-    """A subcommand with its help from :data:`HELP`."""
-    entry = HELP[key]
+def _subcommand(commands: Any, name: str, entry: CommandHelp) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name, help=entry.summary, description=wrap(entry.description), epilog=entry.epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -176,7 +176,7 @@ def _exit_on_failure(code: int) -> int:
 def _invoke_task(command: str) -> Any:
     from invoke.tasks import Task
 
-    from gpuenv.cli_help import HELP
+    from gpuenv.cli import HELP
 
     options = task_options(command)
     group = _is_group(command)

@@ -22,7 +22,7 @@ import pytest
 
 from gpuenv.cache.key import CacheKey
 from gpuenv.cache.wheels import WheelCache
-from gpuenv.cli_help import HELP
+from gpuenv.cli import HELP
 from gpuenv.env.abi import EnvAbi
 from gpuenv.plan.hardware import Hardware
 from gpuenv.probe.machine import with_gpu_override
