@@ -72,6 +72,9 @@ class Project:
                       recipe=self.recipe if with_recipe else None)
 
     def value(self, name: str) -> Any:
+        """Option ``name``: given, else its environment variable, else its default. An option that
+        overrides a recipe key (cuda, toolkit…) is None here when the user left it to the recipe: the
+        planner adds the recipe's by the same rule (``chosen(name, with_recipe=True)`` shows the result)."""
         found = self.chosen(name)
         return None if found is None else found.value
 
@@ -325,7 +328,7 @@ class PreparedSetup:
         """The commands setup would run, in order (``SetupResult.commands``); changes nothing."""
         from gpuenv.setup.run import run_setup
 
-        return run_setup(self.plan, self.options, dry_run=True)
+        return run_setup(self.plan, self.options, dry_run=True, replan=self.replan)
 
     def run(self, reporter: Reporter | None = None) -> SetupResult:
         from gpuenv.setup.run import run_setup
