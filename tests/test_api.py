@@ -12,8 +12,8 @@ import pytest
 
 import gpuenv
 from gpuenv.cli import main
+from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.hardware import hardware_from_json
-from gpuenv.plan.recipe import load_recipe
 from tests.plan.test_cli_plan import GRAPH_RECIPE, node
 
 

@@ -13,8 +13,8 @@ import gpuenv
 from gpuenv.cli import COMMANDS
 from gpuenv.cli_parser import build_parser
 from gpuenv.errors import InputError
+from gpuenv.load.recipe import load_recipe
 from gpuenv.options import OPTIONS, choose
-from gpuenv.plan.recipe import load_recipe
 
 PACKAGE = Path(gpuenv.__file__).parent
 

@@ -27,7 +27,7 @@ _WHERE = {
     "OPTIONS": "gpuenv.options", "Option": "gpuenv.options", "Chosen": "gpuenv.options",
     "GpuenvError": "gpuenv.errors", "InputError": "gpuenv.errors", "RecipeError": "gpuenv.errors",
     "UnsatisfiableError": "gpuenv.errors", "StepError": "gpuenv.errors",
-    "Plan": "gpuenv.plan.envplan", "Hardware": "gpuenv.plan.hardware", "Recipe": "gpuenv.plan.recipe",
+    "Plan": "gpuenv.plan.envplan", "Hardware": "gpuenv.plan.hardware", "Recipe": "gpuenv.plan.recipespec",
 }
 
 __all__ = [
@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # for type checkers only; at run time each is imported when f
     from gpuenv.options import OPTIONS, Chosen, Option
     from gpuenv.plan.envplan import Plan
     from gpuenv.plan.hardware import Hardware
-    from gpuenv.plan.recipe import Recipe
+    from gpuenv.plan.recipespec import Recipe
 
 
 def __getattr__(name: str) -> Any:
