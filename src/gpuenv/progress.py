@@ -1,6 +1,6 @@
 """What setup shows while it runs: a line per step, live progress inside it, colour on a terminal.
 
-:class:`TerminalReporter` is the front end's :class:`~gpuenv.setup.steps.Reporter`.
+:class:`TerminalReporter` is the front end's :class:`~gpuenv.setup.context.Reporter`.
 Every line an installer or a builder prints reaches :meth:`TerminalReporter.status`
 (through the runner's ``on_line``), and :class:`OutputDigest` condenses it into
 what is being fetched and how far: pip's ``--progress-bar raw`` byte counts,

@@ -16,9 +16,9 @@ from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.planner import plan
 from gpuenv.probe.interpreters import NoPythonError, find_python
 from gpuenv.runner import SubprocessRunner
+from gpuenv.setup.context import SetupOptions
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.runtime import RUNTIME_PTH, read_runtime_env, write_runtime_env
-from gpuenv.setup.steps import SetupOptions
 from tests.plan.test_plan import A100, D580, machine
 
 

@@ -15,8 +15,8 @@ from gpuenv.lock.lockfile import LockEditedError, read_lock, write_lock
 from gpuenv.lock.lockplan import plan_locked
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
+from gpuenv.setup.context import SetupOptions
 from gpuenv.setup.lockstep import lock_entry
-from gpuenv.setup.steps import SetupOptions
 from tests.cache.test_lock import SCATTER, locked
 
 NO_GPU = Hardware(driver_version=None, cuda_driver_version=None, gpus=(), cpu_count=2,

@@ -20,10 +20,10 @@ from gpuenv.lock.lockfile import lock_path_for, read_lock
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.runner import SubprocessRunner
+from gpuenv.setup.context import SetupOptions
 from gpuenv.setup.installer import find_uv
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.sources import file_sha256
-from gpuenv.setup.steps import SetupOptions
 from tests.e2e.support import (
     TINY_EXT,
     clean_env,

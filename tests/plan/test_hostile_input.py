@@ -12,7 +12,7 @@ import pytest
 
 from gpuenv.cli import main
 from gpuenv.plan.hardware import hardware_from_json
-from gpuenv.setup.steps import STATE_FILE, load_state
+from gpuenv.setup.context import STATE_FILE, load_state
 
 RECIPE = '[torch]\nversion = "2.13.0"\n'
 PROBE: dict[str, Any] = {

@@ -26,9 +26,9 @@ from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.planner import PlanOptions, plan
 from gpuenv.plan.toolkitchoice import ToolkitPolicy
 from gpuenv.runner import RecordingRunner, SubprocessRunner
+from gpuenv.setup.context import STATE_FILE, SetupOptions
 from gpuenv.setup.run import run_setup
 from gpuenv.setup.sources import copy_tree, fetch_source, tree_sha256
-from gpuenv.setup.steps import STATE_FILE, SetupOptions
 from tests.plan.test_plan import D580, H100, machine
 
 #: A backend in the tree itself (``backend-path``): the printed build line runs without setuptools.

@@ -31,9 +31,9 @@ from gpuenv.plan.hardware import Hardware, Toolkit
 from gpuenv.plan.planner import PlanOptions, make_plan
 from gpuenv.probe.binaries import count_cuda_code
 from gpuenv.probe.toolkitroots import find_toolkits
+from gpuenv.setup.context import Context, SetupOptions
 from gpuenv.setup.installer import PipInstaller
 from gpuenv.setup.landed import observe_landed
-from gpuenv.setup.steps import Context, SetupOptions
 from tests.doctor.support import FakeEnvRunner, fake_venv
 from tests.plan.test_plan import SCATTER, recipe
 

@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from gpuenv.plan.recipespec import Recipe
     from gpuenv.plan.toolkitchoice import ToolkitPolicy
     from gpuenv.setup.adopt import Target
+    from gpuenv.setup.context import Reporter, SetupOptions
     from gpuenv.setup.run import SetupResult
-    from gpuenv.setup.steps import Reporter, SetupOptions
 
 Progress = Callable[[str], None]
 
@@ -245,8 +245,8 @@ class Project:
                        ) -> SetupOptions:
         from gpuenv.cache.shared import cache_source
         from gpuenv.setup.adopt import adopted_work_dir
+        from gpuenv.setup.context import SetupOptions
         from gpuenv.setup.sources import file_sha256
-        from gpuenv.setup.steps import SetupOptions
 
         work_dir = self.value("work_dir")
         return SetupOptions(

@@ -53,7 +53,7 @@ def _nvcc(toolkit: Toolkit) -> str:
 
 def built_with_check(venv: Path) -> Check | None:
     """The toolkit setup built this env's CUDA extensions with, as its state file records it."""
-    from gpuenv.setup.steps import load_state
+    from gpuenv.setup.context import load_state
 
     record = load_state(venv).get("toolkit")
     if not isinstance(record, dict) or not record.get("home"):

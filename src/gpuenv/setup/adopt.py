@@ -31,7 +31,7 @@ from gpuenv.env.targetenv import Interpreter, TargetEnv
 from gpuenv.errors import CommandError, GpuenvError, InputError
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.runner import Runner
-from gpuenv.setup.steps import STATE_FILE
+from gpuenv.setup.context import STATE_FILE
 
 #: What an env gpuenv made holds: its state file, its work folder.
 GPUENV_MARKS = (STATE_FILE, ".gpuenv")

@@ -23,9 +23,9 @@ from gpuenv.errors import GpuenvError, UnsatisfiableError, VerifyError
 from gpuenv.plan.envplan import Plan
 from gpuenv.probe.interpreters import python_satisfies
 from gpuenv.setup.adopt import Target, check_externally_managed, describe, pins
+from gpuenv.setup.context import Context, Reporter, Step, load_state
 from gpuenv.setup.installer import InstallOptions
 from gpuenv.setup.rollback import Snapshot, finished, record, restore, unfinished
-from gpuenv.setup.steps import Context, Reporter, Step, load_state
 
 
 def adopt_step() -> Step:

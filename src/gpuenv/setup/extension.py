@@ -38,10 +38,10 @@ from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.treecheck import check_tree
 from gpuenv.runner import SubprocessRunner, unknown, unknowns_in
 from gpuenv.setup.builder import build_wheel, install_build_requirements
+from gpuenv.setup.context import Context, Step
 from gpuenv.setup.dryrun import torch_expected
 from gpuenv.setup.installer import InstallOptions
 from gpuenv.setup.sources import Source, fetch_source, fetched_by_pip, file_sha256
-from gpuenv.setup.steps import Context, Step
 from gpuenv.setup.toolkit import needs_toolkit_step, toolkit_record
 from gpuenv.setup.wheelsources import (
     Found,

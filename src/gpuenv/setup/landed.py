@@ -13,7 +13,7 @@ from gpuenv.env.targetenv import TorchInfo
 from gpuenv.errors import VerifyError
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts, arch_list_from_names, data_disagreements
-from gpuenv.setup.steps import Context
+from gpuenv.setup.context import Context
 
 
 def observe_landed(ctx: Context, info: TorchInfo) -> str:

@@ -17,7 +17,7 @@ from gpuenv.env.abi import env_abi
 from gpuenv.lock.lockfile import LockedEnv, LockEditedError, env_fingerprint, read_lock, write_lock
 from gpuenv.plan.envplan import Plan
 from gpuenv.runner import SubprocessRunner
-from gpuenv.setup.steps import Context, Reporter, SetupOptions, Step
+from gpuenv.setup.context import Context, Reporter, SetupOptions, Step
 
 
 def plan_signature(plan: Plan) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Carry out a Plan: target env, index preflight, base, extensions, packages, verify, lock.
 
-:func:`setup_steps` turns a Plan into an ordered list of :class:`~gpuenv.setup.steps.Step`
+:func:`setup_steps` turns a Plan into an ordered list of :class:`~gpuenv.setup.context.Step`
 objects; :func:`run_setup` runs them. Each step reports progress through a
-:class:`~gpuenv.setup.steps.Reporter` the front end chooses; the library never prints.
+:class:`~gpuenv.setup.context.Reporter` the front end chooses; the library never prints.
 ``--dry-run`` runs the very same steps with a recording runner and installer
 (:mod:`gpuenv.setup.dryrun`): the commands they would run come back in order,
 and nothing is changed.
@@ -38,12 +38,12 @@ from gpuenv.plan.recipespec import RepoSpec
 from gpuenv.probe.interpreters import Interpreter, find_python, python_satisfies
 from gpuenv.runner import RecordingRunner, SubprocessRunner
 from gpuenv.setup.adoptsteps import adopt_step, done, given_torch_step, roll_back, runtime_note_step
+from gpuenv.setup.context import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.setup.dryrun import RecordingInstaller, RecordingReporter, torch_expected
 from gpuenv.setup.installer import InstallOptions, choose_installer, preflight
 from gpuenv.setup.landed import arch_list_note, observe_landed
 from gpuenv.setup.lockstep import already_done, lock_entry, lock_step
 from gpuenv.setup.runtime import RUNTIME_PTH, write_runtime_env
-from gpuenv.setup.steps import Context, Reporter, SetupOptions, SilentReporter, Step, load_state
 from gpuenv.setup.toolkit import needs_toolkit_step, toolkit_step
 
 

@@ -19,8 +19,8 @@ from gpuenv.errors import CommandError, ToolkitError
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.hardware import Toolkit
 from gpuenv.runner import unknown
+from gpuenv.setup.context import Context, Step
 from gpuenv.setup.installer import Installer, InstallOptions
-from gpuenv.setup.steps import Context, Step
 
 
 def needs_toolkit_step(plan: Plan) -> bool:

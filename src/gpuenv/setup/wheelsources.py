@@ -34,7 +34,7 @@ from gpuenv.cache.shared import CacheSource, Fetched, SharedCache
 from gpuenv.env.abi import EnvAbi, env_abi
 from gpuenv.errors import CommandError
 from gpuenv.plan.buildplan import ExtensionPlan, pinned_version
-from gpuenv.setup.steps import Context
+from gpuenv.setup.context import Context
 
 #: Seconds a shared cache or a publisher has to answer (each connection and each read).
 REMOTE_TIMEOUT = 10.0
