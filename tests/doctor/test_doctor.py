@@ -437,6 +437,29 @@ def test_an_extension_built_with_its_skip_cuda_knob_is_not_imported(tmp_path: Pa
     assert report.exit_code == 0
 
 
+def test_a_local_tree_is_looked_for_under_the_distribution_it_declares(tmp_path: Path) -> None:
+    """The recipe names a local tree by its folder ("ops"); it installs what its pyproject declares
+    ("mmcv-ops"): the doctor finds that, with or without a lock, and checks it once."""
+    ops = tmp_path / "envs" / "ops"  # beside the recipe, which write_recipe puts in envs/
+    ops.mkdir(parents=True)
+    (ops / "pyproject.toml").write_text('[project]\nname = "mmcv_ops"\nversion = "1.0"\n')
+    venv, site = fake_venv(tmp_path)
+    add_distribution(site, "mmcv-ops", "1.0", {"mmcv_ops/__init__.py": b""})
+    recipe = load_recipe(write_recipe(tmp_path, '[torch]\nversion = "2.13.*"\n[[extensions]]\n'
+                                      'requirement = "./ops"\n'))
+    torch = cpu_torch()
+    lock = locked_env(torch, [("mmcv-ops", "1.0")])
+    lock = replace(lock, extensions=(replace(lock.extensions[0], requirement="./ops"),))
+    for locked in (None, lock):
+        runner = FakeEnvRunner(site, torch=torch, installed={"mmcv-ops": "1.0"})
+        report = diagnose(venv, hardware=machine(), recipe=recipe, locked=locked, runner=runner,
+                          cuobjdump=False)
+        assert check_named(report, "ops").verdict == "ok", report_text(report)
+        assert check_named(report, "ops import").verdict == "ok" and runner.imported() == ["mmcv_ops"]
+        assert not any(c.name.startswith("mmcv-ops") for c in report.checks), "checked once, by its name"
+        assert report.exit_code == 0, report_text(report)
+
+
 def test_a_directory_that_is_not_a_venv_fails_at_once(tmp_path: Path) -> None:
     report = diagnose(tmp_path / "nowhere", hardware=machine(), runner=FakeEnvRunner(tmp_path, torch=None))
     assert [c.name for c in report.checks] == ["gpus", "env"]

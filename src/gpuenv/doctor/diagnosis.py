@@ -116,7 +116,7 @@ def _env_checks(
     installed = env.installed(run)
     modules = {t.name: module_of(site, t) for t in targets}
     importable = [modules[t.name] for t in targets
-                  if t.skip_cuda_knob is None and canonicalize_name(t.name) in installed]
+                  if t.skip_cuda_knob is None and canonicalize_name(t.installs) in installed]
     errors = import_errors(env, run, importable)
     tool = _cuobjdump(site, hardware) if cuobjdump else None
     for target in targets:

@@ -19,8 +19,10 @@ from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError
 from gpuenv.hints import hint_for
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.load.treemeta import tree_name
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan import catalog
+from gpuenv.plan.extensionspec import ExtensionSpec
 from gpuenv.plan.hardware import Gpu, Hardware
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.probe.binaries import BinaryFormatError, CudaCode, list_elf, read_cuda_code
@@ -40,6 +42,14 @@ class ExtensionTarget:
     #: The build environment it was (to be) built with: the recipe's env, else the lock's knobs.
     env: Mapping[str, str] = field(default_factory=dict)
     locked: LockedExtension | None = None
+    #: The distribution it installs when that is not ``name``: a local tree's ``name`` is its folder's,
+    #: its distribution the one its files declare ("ops" installs "mmcv-ops").
+    distribution: str | None = None
+
+    @property
+    def installs(self) -> str:
+        """The distribution to look for in the env."""
+        return self.distribution or self.name
 
     @property
     def skip_cuda_knob(self) -> str | None:
@@ -53,19 +63,41 @@ class ExtensionTarget:
 def extension_targets(recipe: Recipe | None, locked: LockedEnv | None) -> list[ExtensionTarget]:
     """The recipe's extensions in its order, then those only the lock names."""
     targets: dict[str, ExtensionTarget] = {}
+    claimed: set[str] = set()
     for spec in recipe.extensions if recipe is not None else ():
-        record = locked.extension(spec.name) if locked is not None else None
-        targets[spec.name] = ExtensionTarget(spec.name, spec.import_name, spec.env_dict, record)
+        record = _record_of(spec, locked)
+        if record is not None:
+            claimed.add(canonicalize_name(record.name))
+        installs = canonicalize_name(record.name) if record is not None else _declared_name(spec)
+        targets[spec.name] = ExtensionTarget(spec.name, spec.import_name, spec.env_dict, record,
+                                             distribution=installs if installs != spec.name else None)
     for record in locked.extensions if locked is not None else ():
         name = canonicalize_name(record.name)
-        if name not in targets:
+        if name not in targets and name not in claimed:
             targets[name] = ExtensionTarget(name, None, dict(record.knobs), record)
     return list(targets.values())
 
 
+def _record_of(spec: ExtensionSpec, locked: LockedEnv | None) -> LockedExtension | None:
+    """The lock's record of ``spec``: by name, else by the requirement it was built from (a local
+    tree's record is named by the distribution it installed, not by its folder)."""
+    if locked is None:
+        return None
+    return locked.extension(spec.name) or next(
+        (e for e in locked.extensions if e.requirement == spec.requirement), None)
+
+
+def _declared_name(spec: ExtensionSpec) -> str:
+    """The distribution a local tree declares (static metadata), else the recipe's name for it."""
+    if spec.path is None or not spec.path.is_dir():
+        return spec.name
+    declared = tree_name(spec.path)
+    return canonicalize_name(declared) if declared else spec.name
+
+
 def module_of(site: Path, target: ExtensionTarget) -> str:
     """The module to import: the recipe's, the catalog's, the top-level module it installed, else its name."""
-    _, top_level = distribution_files(site, target.name)
+    _, top_level = distribution_files(site, target.installs)
     return (target.module or catalog.catalog_entry(target.name).import_name or top_level
             or target.name.replace("-", "_"))
 
@@ -164,11 +196,11 @@ def extension_checks(
     module: str, import_error: str | None,
 ) -> list[Check]:
     """One extension: installed, then its import, its archs and the torch it was built against."""
-    installed = distributions.get(canonicalize_name(target.name))
+    installed = distributions.get(canonicalize_name(target.installs))
     if installed is None:
         return [Check(target.name, "fail", f"is not installed in {env.path}",
                       fix="'gpuenv setup' builds and installs it")]
-    files, _ = distribution_files(site, target.name)
+    files, _ = distribution_files(site, target.installs)
     checks = [Check(target.name, "ok", f"{installed} is installed")]
     checks.append(import_check(target, module, import_error))
     checks.append(archs_check(target, read_binaries(files, cuobjdump, run), hardware))
