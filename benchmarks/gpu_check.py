@@ -324,6 +324,7 @@ def run_checks(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(started)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     checks = Checks(Deadline(args.time_limit), out / "logs")
+    from gpu_check_build import ExtensionSteps
     from gpu_check_cuda import Context, CudaSteps, TorchEnv
 
     machine = Machine()
@@ -335,7 +336,7 @@ def run_checks(args: argparse.Namespace) -> int:
             context = Context(checks, Path(scratch), machine.probe, archs=args.arch or machine.archs,
                               gpu_count=machine.gpu_count, archs_given=bool(args.arch),
                               runtime_plan=dict((default_plan or {}).get("runtime_env", {})))
-            torch_env = CudaSteps(context).run(args.python)
+            torch_env = CudaSteps(context, ExtensionSteps).run(args.python)
     except OutOfTime as exc:
         checks.add(exc.name, "-", "-", FAIL, f"not run: the time limit ({args.time_limit} s) was spent")
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_check_cuda import CUDA_EXT, EXT_NAME, NAMES, Context, TorchEnv
+from gpu_check_cuda import CUDA_EXT, EXT_NAME, NAMES, Built, Context, TorchEnv
 from gpu_check_tools import FAIL, MARK, PASS, SKIP, Done, capability_key, short, sm_names
 
 #: Added to the scratch copy of cuda_ext: the legacy backend with setuptools alone. Without a
@@ -89,14 +89,6 @@ print("@@gpu-check@@" + json.dumps(out))
 
 
 SITE_SCRIPT = 'import json, sysconfig; print("@@gpu-check@@" + json.dumps(sysconfig.get_path("platlib")))'
-
-
-@dataclass
-class Built:
-    """The scratch venv holding the built extension, and the source it was built from."""
-
-    path: Path
-    source: Path
 
 
 @dataclass

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gpu_check_tools import FAIL, PASS, SKIP, Checks, call, gpuenv_command, short
 
@@ -210,12 +210,31 @@ class Context:
     runtime_plan: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class Built:
+    """The scratch venv holding the built extension, and the source it was built from."""
+
+    path: Path
+    source: Path
+
+
+class BuildRun(Protocol):
+    def run(self) -> Built | None: ...
+
+
+#: Makes the build's rows for (context, torch env, toolkit).
+BuildSteps = Callable[["Context", "TorchEnv", Any], BuildRun]
+
+
 class CudaSteps:
     """The torch steps of one run, each a check (skipped with its reason when it cannot run)."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, build: BuildSteps) -> None:
         self.ctx = context
         self.checks = context.checks
+        #: The extension's build and runtime rows (gpu_check_build.ExtensionSteps), given by the
+        #: caller: this module stays below the one that builds.
+        self.build = build
 
     def skip(self, keys: Sequence[str], reason: str) -> None:
         for key in keys:
@@ -235,9 +254,7 @@ class CudaSteps:
         if reason is not None:
             self.skip(BUILD_KEYS, reason)
         else:
-            from gpu_check_build import ExtensionSteps
-
-            built = ExtensionSteps(self.ctx, env, self.toolkit(env)).run()
+            built = self.build(self.ctx, env, self.toolkit(env)).run()
         self.doctor_env(env)
         if built is None:
             self.skip(["doctor scratch"], "no scratch env with the built extension (see 'cuda_ext: build')")
