@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -128,11 +129,61 @@ def test_dry_run_shows_the_python_the_repo_install_and_the_runtime_file(tmp_path
     assert RUNTIME_PTH in text and "TORCH_CUDA_ARCH_LIST=8.0" in text
 
 
-def test_gpuenv_origin_is_where_this_gpuenv_is_installed_from() -> None:
-    origin = gpuenv_origin()
+def installed_gpuenv(site: Path, monkeypatch: pytest.MonkeyPatch,
+                     direct_url: dict[str, object] | None) -> None:
+    """A real install record of gpuenv 9.9 in ``site``, found first by importlib.metadata (PEP 610)."""
+    info = site / "gpuenv-9.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gpuenv\nVersion: 9.9\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_gpuenv_origin_of_an_editable_install_is_its_checkout(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    installed_gpuenv(tmp_path / "site", monkeypatch,
+                     {"url": checkout.as_uri(), "dir_info": {"editable": True}})
+    assert gpuenv_origin() == str(checkout)
+
+
+def test_gpuenv_origin_of_a_local_wheel_install_is_that_wheel(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = tmp_path / "gpuenv-9.9-py3-none-any.whl"
+    installed_gpuenv(tmp_path / "site", monkeypatch, {"url": wheel.as_uri(), "archive_info": {}})
+    assert gpuenv_origin() == f"gpuenv @ {wheel.as_uri()}"
+
+
+def test_gpuenv_origin_of_a_git_install_is_its_url_at_the_commit(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    installed_gpuenv(tmp_path / "site", monkeypatch,
+                     {"url": "https://example.org/gpuenv.git",
+                      "vcs_info": {"vcs": "git", "commit_id": "0123abc", "requested_revision": "main"}})
+    assert gpuenv_origin() == "gpuenv @ git+https://example.org/gpuenv.git@0123abc"
+
+
+def test_gpuenv_origin_of_an_index_install_is_its_version(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    installed_gpuenv(tmp_path / "site", monkeypatch, None)
+    assert gpuenv_origin() == "gpuenv==9.9"
+
+
+def test_gpuenv_origin_of_an_archive_url_install_is_that_url(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://example.org/gpuenv-9.9.tar.gz"
+    installed_gpuenv(tmp_path / "site", monkeypatch, {"url": url, "archive_info": {}})
+    assert gpuenv_origin() == f"gpuenv @ {url}"
+
+
+def test_gpuenv_origin_when_not_installed_is_the_source_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed(name: str) -> metadata.Distribution:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", not_installed)
     repo = Path(__file__).resolve().parents[2]
-    # Installed editable from a checkout (CI, nox -s tests) or run from it: the checkout.
-    assert origin == str(repo) or origin.startswith(("gpuenv", "/")), origin
+    assert gpuenv_origin() == str(repo)
 
 
 def test_gpuenvs_own_builds_in_the_env_are_not_overridden_by_its_runtime_file(tmp_path: Path) -> None:
