@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import http.server
+import json
 import locale
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import venv
@@ -288,11 +290,22 @@ def test_a_pip_configuration_file_in_another_encoding_is_an_error_with_a_hint(
     assert info.value.hint is not None and "pip config list" in info.value.hint
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
-def test_a_pip_configuration_file_pip_cannot_open_is_skipped_as_pip_skips_it(tmp_path: Path) -> None:
-    prefix, environ = _config_world(tmp_path)
-    (prefix / "pip.conf").chmod(0)
-    assert pip_sources(pip_config(prefix, environ)).index_url == "https://user.invalid/simple"
+@pytest.mark.skipif(sys.platform != "linux", reason="pip's file locations per platform: these are Linux's")
+def test_a_pip_configuration_file_pip_cannot_open_is_skipped_as_pip_skips_it() -> None:
+    """Read as a user the file's mode shuts out: as root (CI), the reader runs as nobody (setpriv)."""
+    with tempfile.TemporaryDirectory() as world:
+        Path(world).chmod(0o755)  # the unprivileged reader may enter, but not open pip.conf
+        prefix, environ = _config_world(Path(world))
+        (prefix / "pip.conf").chmod(0)
+        code = ("import json, pathlib, sys; from gpuenv.env.pipconfig import pip_config; "
+                "print(json.dumps(pip_config(pathlib.Path(sys.argv[1]), json.loads(sys.argv[2]))))")
+        as_user = (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                   if os.geteuid() == 0 else [])
+        out = subprocess.run([*as_user, sys.executable, "-c", code, str(prefix), json.dumps(environ)],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    read = json.loads(out)
+    assert read.get("global.cert") != "/prefix/ca.pem", "the prefix's pip.conf was read"
+    assert pip_sources(read).index_url == "https://user.invalid/simple"
 
 
 def test_uv_gets_pips_sources_explicitly() -> None:
