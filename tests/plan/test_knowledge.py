@@ -9,6 +9,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.plan import catalog, knowledge
 from gpuenv.plan.hardware import ComputeCapability
+from gpuenv.plan.planner import plan
 
 # -- variants ------------------------------------------------------------------------------
 
@@ -278,16 +279,16 @@ def test_catalog_knows_the_issue_extensions(name: str) -> None:
     assert not any(canonicalize_name(Requirement(r).name) == "torch" for r in entry.build_requires)
 
 
-def test_generic_fallback() -> None:
-    entry = catalog.catalog_entry("my-kernels")
-    assert not entry.known
-    assert entry.import_name is None
-    assert entry.cuda == "optional"
-    assert entry.arch_knob == "TORCH_CUDA_ARCH_LIST"
-    assert entry.arch_format == "torch"
-    assert entry.cuda_env == {"FORCE_CUDA": "1"}
-    assert entry.cpu_env == {}
-    assert entry.jobs_knobs == ("MAX_JOBS",)
-    assert entry.toolkit_match == "major"
-    assert entry.min_cc is None
-    assert {"setuptools", "wheel", "ninja"} <= set(entry.build_requires)
+def test_an_extension_the_catalog_does_not_know_is_planned_as_a_generic_torch_extension() -> None:
+    """The generic entry's knobs on a CUDA plan are the row "unknown extension -> generic knobs" of
+    test_plan.py; its facts' sources are the knowledge checker's (gpuenv.catalogcheck). Here: what the
+    planner does with it on a CPU plan, and what it installs and imports."""
+    from tests.plan.test_plan import D580, H100, MINE, machine, recipe
+
+    (cuda,) = plan(recipe("==2.13.*", MINE), machine(H100, driver=D580, nvcc=("13.0",))).extensions
+    (cpu,) = plan(recipe("==2.13.*", MINE, cuda="cpu"), machine()).extensions
+    assert cuda.compiles_cuda and cuda.import_name is None, "nothing to import it by: verify does not guess"
+    assert not cpu.compiles_cuda and cpu.action == "build"
+    assert not {"FORCE_CUDA", "TORCH_CUDA_ARCH_LIST", "CUDA_HOME"} & set(cpu.env), cpu.env
+    assert "MAX_JOBS" in cpu.env
+    assert {"setuptools", "wheel", "ninja"} <= set(cpu.build_requires) == set(cuda.build_requires)
