@@ -10,6 +10,7 @@ from typing import Any
 
 from gpuenv.doctor.report import Check
 from gpuenv.doctor.wording import NO_KERNEL_IMAGE, describe_code, gpu_list, last_error
+from gpuenv.env.envqueries import env_query
 from gpuenv.env.observed import torch_facts, wheel_archs
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError
@@ -20,7 +21,7 @@ from gpuenv.plan.variants import driver_runs
 from gpuenv.probe.binaries import CudaCode
 from gpuenv.runner import ANSWER_MARK, Runner
 
-_CUDA_SCRIPT = f"""
+_CUDA_SCRIPT = env_query("cuda", f"""
 import json, torch
 available = torch.cuda.is_available()
 reason = None
@@ -35,7 +36,7 @@ print({ANSWER_MARK!r} + json.dumps({{
     "count": torch.cuda.device_count() if available else 0,
     "reason": reason,
 }}))
-"""
+""")
 
 
 def torch_of(env: TargetEnv, run: Runner, checks: list[Check]) -> TorchInfo | None:

@@ -23,136 +23,22 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.env.distinfo import installed_on_disk
 from gpuenv.env.envanswers import (
-    DISTRIBUTION_READER,
     AnswerError,
     answer_field,
     answer_text,
     check_startup_files,
 )
+from gpuenv.env.envqueries import (
+    FACTS_SCRIPT,
+    IMPORTING_MARK,
+    INSTALLED_SCRIPT,
+    INTERPRETER_SCRIPT,
+    TORCH_SCRIPT,
+    VERIFY_SCRIPT,
+)
 from gpuenv.errors import CommandError, StepError
 from gpuenv.inputs import UnreadableInput, parse_json
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, env_query_timeout, import_timeout
-
-_TORCH_FACTS = """
-import importlib.metadata, importlib.util, json
-def torch_facts():
-    if importlib.util.find_spec("torch") is None:
-        return None
-    import torch
-    try:
-        archs = list(torch.cuda.get_arch_list())
-    except Exception:
-        archs = []
-    try:
-        distribution = importlib.metadata.version("torch")
-    except Exception:  # not installed as a distribution, or its METADATA is unreadable
-        distribution = ""
-    return {
-        "distribution": distribution,
-        "version": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
-        "arch_list": archs,
-        "path": list(getattr(torch, "__path__", []) or [""])[0],
-    }
-"""
-
-_INSTALLED_FACTS = DISTRIBUTION_READER + """
-def installed():
-    found = {}
-    for dist in importlib.metadata.distributions():
-        name, version = name_and_version(dist)
-        if name:
-            found.setdefault(name, version)
-    return found
-"""
-
-_TORCH_SCRIPT = _TORCH_FACTS + f"print({ANSWER_MARK!r} + json.dumps(torch_facts()))\n"
-
-_INSTALLED_SCRIPT = _INSTALLED_FACTS + f"print({ANSWER_MARK!r} + json.dumps(installed()))\n"
-
-#: Printed before each import of the verify script, so a crash names its module.
-IMPORTING_MARK = "@@gpuenv-importing@@"
-
-# All of verify in one interpreter: torch's facts, each module imported in turn
-# (a failure is reported, not raised), then the installed distributions.
-_VERIFY_SCRIPT = _TORCH_FACTS + _INSTALLED_FACTS + f"""
-import importlib, sys, traceback
-facts = torch_facts()
-failures = {{}}
-for module in sys.argv[1:]:
-    print({IMPORTING_MARK!r} + module, flush=True)
-    try:
-        importlib.import_module(module)
-    except BaseException:
-        failures[module] = traceback.format_exc(limit=-8)
-print({ANSWER_MARK!r} + json.dumps({{"torch": facts, "failures": failures, "installed": installed()}}))
-"""
-
-# The marker environment is packaging.markers.default_environment(), computed
-# without packaging, which the env may not hold.
-_INTERPRETER_FACTS = """
-import importlib.util, json, os, platform, sys, sysconfig
-def full(info):
-    text = "%d.%d.%d" % (info.major, info.minor, info.micro)
-    return text if info.releaselevel == "final" else text + info.releaselevel[0] + str(info.serial)
-def interpreter():
-    impl = sys.implementation.name
-    tag = {"cpython": "cp", "pypy": "pp"}.get(impl, impl[:2]) + "%d%d" % sys.version_info[:2]
-    abi = tag + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else "")
-    return {
-        "version": platform.python_version(),
-        "python_tag": tag,
-        "abi_tag": abi,
-        "platform_tag": sysconfig.get_platform().replace("-", "_").replace(".", "_"),
-        "purelib": sysconfig.get_paths()["purelib"],
-        "prefix": sys.prefix,
-        "in_venv": sys.prefix != getattr(sys, "base_prefix", sys.prefix),
-        "externally_managed": os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"),
-        "has_pip": importlib.util.find_spec("pip") is not None,
-        "markers": {
-            "implementation_name": impl,
-            "implementation_version": full(sys.implementation.version),
-            "os_name": os.name,
-            "platform_machine": platform.machine(),
-            "platform_release": platform.release(),
-            "platform_system": platform.system(),
-            "platform_version": platform.version(),
-            "python_full_version": platform.python_version(),
-            "platform_python_implementation": platform.python_implementation(),
-            "python_version": ".".join(platform.python_version_tuple()[:2]),
-            "sys_platform": sys.platform,
-        },
-    }
-"""
-
-_INTERPRETER_SCRIPT = _INTERPRETER_FACTS + f"print({ANSWER_MARK!r} + json.dumps(interpreter()))\n"
-
-# torch's facts without importing it (an import costs seconds, and verify does it
-# once, at the end): torch/version.py holds the version and the CUDA release, and
-# a C++11-ABI build's libc10 names std::__cxx11 types in its symbols. Where the
-# files do not say, "unknown": the caller imports torch instead.
-_TORCH_FILE_FACTS = """
-import importlib.util, os, runpy
-def torch_files():
-    spec = importlib.util.find_spec("torch")
-    if spec is None:
-        return None
-    roots = list(spec.submodule_search_locations or [])
-    libc10 = os.path.join(roots[0], "lib", "libc10.so") if roots else ""
-    try:
-        version = runpy.run_path(os.path.join(roots[0], "version.py"))
-        with open(libc10, "rb") as handle:
-            symbols = handle.read()
-    except Exception:
-        return "unknown"
-    return {"version": str(version["__version__"]), "cuda": version.get("cuda"),
-            "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": [], "path": roots[0]}
-"""
-
-_FACTS_SCRIPT = _TORCH_FILE_FACTS + _INSTALLED_FACTS + _INTERPRETER_FACTS + (
-    f"print({ANSWER_MARK!r} + json.dumps({{'torch': torch_files(), 'installed': installed(), "
-    "'interpreter': interpreter()}))\n")
 
 
 @dataclass(frozen=True)
@@ -414,7 +300,7 @@ class TargetEnv:
     def torch_info(self, runner: Runner) -> TorchInfo | None:
         """The torch the env imports, or None when torch is not installed there."""
         try:
-            data = self.query(runner, _TORCH_SCRIPT)
+            data = self.query(runner, TORCH_SCRIPT)
         except CommandError as exc:
             raise BrokenTorchError(self.path, exc.tail) from exc
         return _torch_info(data)
@@ -427,7 +313,7 @@ class TargetEnv:
         naming that module.
         """
         try:
-            data = self.query(runner, _VERIFY_SCRIPT, modules)
+            data = self.query(runner, VERIFY_SCRIPT, modules)
         except CommandError as exc:
             importing = [line[len(IMPORTING_MARK):] for line in exc.tail.splitlines()
                          if line.startswith(IMPORTING_MARK)]
@@ -452,7 +338,7 @@ class TargetEnv:
         if self._installed is None:
             on_disk = installed_on_disk(self.path)
             if on_disk is None:
-                on_disk = _canonical(self.query(runner, _INSTALLED_SCRIPT))
+                on_disk = _canonical(self.query(runner, INSTALLED_SCRIPT))
             self._installed = on_disk
         return dict(self._installed)
 
@@ -468,7 +354,7 @@ class TargetEnv:
         Where the files do not say (a torch without ``version.py`` or
         ``lib/libc10.so``), torch is imported after all. None: no torch.
         """
-        data = self.query(runner, _FACTS_SCRIPT)
+        data = self.query(runner, FACTS_SCRIPT)
         self._installed = _canonical(answer_field(data, "installed"))
         if self._interpreter is None:
             self._interpreter = _interpreter(answer_field(data, "interpreter"))
@@ -481,7 +367,7 @@ class TargetEnv:
     def interpreter(self, runner: Runner) -> Interpreter:
         """The env's Python version, wheel tags, site-packages and marker environment (asked once)."""
         if self._interpreter is None:
-            self._interpreter = _interpreter(self.query(runner, _INTERPRETER_SCRIPT))
+            self._interpreter = _interpreter(self.query(runner, INTERPRETER_SCRIPT))
         return self._interpreter
 
     def python_tag(self, runner: Runner) -> str:

@@ -38,6 +38,7 @@ from packaging.utils import canonicalize_name
 from gpuenv import __version__
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.env.envanswers import DISTRIBUTION_READER, AnswerError
+from gpuenv.env.envqueries import env_query
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.errors import CommandError, InputError
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension
@@ -49,7 +50,7 @@ PYLOCK_NAME = "pylock.toml"
 
 # A direct_url.json that is not JSON is no record at all; a float in it comes back as null (gpuenv
 # reads none: 1e999 must not make the whole answer unreadable); its types are checked on this side.
-_DISTRIBUTIONS_SCRIPT = DISTRIBUTION_READER + f"""
+_DISTRIBUTIONS_SCRIPT = env_query("distributions", DISTRIBUTION_READER + f"""
 def direct_url(dist):
     base = getattr(dist, "_path", None)
     path = os.path.join(str(base), "direct_url.json") if base is not None else ""
@@ -69,7 +70,7 @@ for dist in importlib.metadata.distributions():
     found[name] = {{"version": version, "direct_url": direct_url(dist),
                    "requires_python": meta_header(dist, "Requires-Python")}}
 print({ANSWER_MARK!r} + json.dumps(found))
-"""
+""")
 
 
 @dataclass(frozen=True)
