@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import io
 import json
 import os
 import random
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from gpuenv.cli import main
+from tests.fakes import gpuenv_main
 from tests.hostile import (
     ANSWERS,
     ENTRY_DAMAGES,
@@ -196,14 +195,10 @@ def memory_bound(limit: int = 4 << 30) -> Iterator[None]:
 
 
 def run_cli(argv: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    quiet = contextlib.redirect_stdout(io.StringIO())
-    with quiet, contextlib.redirect_stderr(err), deadline(SECONDS_PER_CASE):
-        try:
-            code = main(argv)
-        except SystemExit as exc:  # argparse's own refusals: exit 2 with "error:"
-            code = int(exc.code or 0)
-    return code, err.getvalue()
+    """``gpuenv ARGV`` in this process within the case's deadline: its exit code and stderr."""
+    with deadline(SECONDS_PER_CASE):
+        done = gpuenv_main(*argv)
+    return done.returncode, done.stderr
 
 
 def snapshot(root: Path) -> dict[str, float]:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import gpuenv
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
@@ -89,8 +91,7 @@ def run_gpuenv(command: str, work: Path, env: dict[str, str]) -> subprocess.Comp
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work / ".venv")], check=True)
     if args[:2] == ["export", "uv"] and "--write" in args:
         (work / "pyproject.toml").write_text('[project]\nname = "my-research"\nversion = "0"\n')
-    done = subprocess.run([sys.executable, "-m", "gpuenv", *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = gpuenv(*args, cwd=work, env=env, timeout=300)
     if out_file is not None:
         out_file.write_text(done.stdout)
     return done

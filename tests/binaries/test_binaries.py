@@ -31,6 +31,7 @@ from gpuenv.probe.binaries import (
     list_ptx,
     read_cuda_code,
 )
+from tests.fakes import FakeRunner
 
 KERNEL = """
 #include <cuda_runtime.h>
@@ -293,27 +294,10 @@ ELF file    3: torch_like.3.sm_90a.cubin
 """
 
 
-class FakeRunner:
-    """Stands in for SubprocessRunner: answers one command with canned output or an error."""
-
-    def __init__(self, output: str = "", error: CommandError | None = None) -> None:
-        self.output = output
-        self.error = error
-        self.calls: list[list[str]] = []
-
-    def __call__(
-        self, cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
-    ) -> str:
-        self.calls.append(list(cmd))
-        if self.error is not None:
-            raise self.error
-        return self.output
-
-
 def test_list_elf_and_list_ptx_parse_cuobjdump_listings() -> None:
     runner = FakeRunner(LISTING)
     assert list_elf("x.so", "/opt/cuobjdump", runner) == {"sm_80", "sm_90", "sm_90a"}
-    assert runner.calls == [["/opt/cuobjdump", "--list-elf", "x.so"]]
+    assert runner.commands == [["/opt/cuobjdump", "--list-elf", "x.so"]]
     assert list_ptx("x.so", "/opt/cuobjdump", FakeRunner(LISTING)) == {"compute_90"}
 
 

@@ -1,23 +1,18 @@
 """Hand-made stand-ins for the doctor's fast tests: machines, torch builds, site-packages, an env.
 
-:class:`FakeEnvRunner` answers the questions :class:`gpuenv.env.targetenv.TargetEnv`
-and the doctor ask an environment's interpreter (it implements the Runner
-interface, as the real :class:`~gpuenv.runner.SubprocessRunner` does), so a
+The env's interpreter is :class:`tests.fakes.FakeEnvRunner` (facts per question), so a
 whole diagnosis runs against a directory that only looks like a venv.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from gpuenv.env.abi import EnvAbi
-from gpuenv.env.targetenv import IMPORTING_MARK, TorchInfo
+from gpuenv.env.targetenv import TorchInfo
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
-from gpuenv.runner import ANSWER_MARK
 
 #: The arch list torch 2.14.1+cu130 from PyPI reports.
 CU130_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")
@@ -105,50 +100,3 @@ def fake_venv(root: Path) -> tuple[Path, Path]:
     site = venv / "lib" / "python3.11" / "site-packages"
     site.mkdir(parents=True)
     return venv, site
-
-
-class FakeEnvRunner:
-    """Answers the env queries of TargetEnv and the doctor from the facts it is given."""
-
-    def __init__(self, site: Path, *, torch: TorchInfo | None, installed: Mapping[str, str] | None = None,
-                 failing_imports: Mapping[str, str] | None = None,
-                 cuda: Mapping[str, Any] | None = None) -> None:
-        self.site = site
-        self.torch = torch
-        self.installed = dict(installed or {})
-        self.failing_imports = dict(failing_imports or {})
-        self.cuda = cuda or {"available": True, "count": 1, "reason": None}
-        self.calls: list[list[str]] = []
-        self.checked: list[list[str]] = []
-
-    def __call__(self, cmd: Sequence[str], cwd: str | None = None,
-                 extra_environ: Mapping[str, str] | None = None) -> str:
-        self.calls.append(list(cmd))
-        at = list(cmd).index("-c")
-        script, args = cmd[at + 1], list(cmd[at + 2:])
-        if IMPORTING_MARK in script:
-            return ANSWER_MARK + json.dumps(self._check(args)) + "\n"
-        return ANSWER_MARK + json.dumps(self._answer(script)) + "\n"
-
-    def _check(self, modules: list[str]) -> Any:
-        self.checked.append(modules)
-        return {"torch": self._answer("get_arch_list"), "installed": self._answer("distributions()"),
-                "failures": {m: self.failing_imports[m] for m in modules if m in self.failing_imports}}
-
-    def _answer(self, script: str) -> Any:
-        if "is_available" in script:
-            return self.cuda
-        if "get_arch_list" in script:
-            t = self.torch
-            return None if t is None else {"version": t.version, "cuda": t.cuda, "cxx11_abi": t.cxx11_abi,
-                                           "arch_list": list(t.arch_list)}
-        if "distributions()" in script:
-            return {**({"torch": self.torch.version} if self.torch else {}), **self.installed}
-        if "sysconfig" in script:
-            return {"version": "3.11.7", "python_tag": "cp311", "abi_tag": "cp311",
-                    "platform_tag": "linux_x86_64", "purelib": str(self.site), "markers": {}}
-        raise AssertionError(f"unexpected query: {script[:80]}")
-
-    def imported(self) -> list[str]:
-        """The modules the doctor imported, through setup's one check (one interpreter, torch first)."""
-        return [m for modules in self.checked for m in modules]

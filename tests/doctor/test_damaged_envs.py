@@ -124,7 +124,8 @@ def test_doctor_prints_what_the_lock_and_the_runtime_pth_hold_escaped(tmp_path: 
     from gpuenv.doctor.diagnosis import diagnose
     from gpuenv.doctor.report import report_text
     from gpuenv.setup.runtime import write_runtime_env
-    from tests.doctor.support import FakeEnvRunner, cuda_torch, fake_venv, locked_env, machine
+    from tests.doctor.support import cuda_torch, fake_venv, locked_env, machine
+    from tests.fakes import FakeEnvRunner
 
     venv, site = fake_venv(tmp_path)
     write_runtime_env(site, {"CUDA_HOME": "/opt/cuda\x1b]0;pwned\x07",

@@ -53,7 +53,6 @@ from gpuenv.probe.host import probe
 from gpuenv.setup.runtime import write_runtime_env
 from tests.doctor.conftest import PROBE_DIST, PROBE_MODULE, PROBE_VERSION
 from tests.doctor.support import (
-    FakeEnvRunner,
     add_distribution,
     cpu_torch,
     cuda_torch,
@@ -61,6 +60,7 @@ from tests.doctor.support import (
     locked_env,
     machine,
 )
+from tests.fakes import FakeEnvRunner
 
 NO_KERNEL = "no kernel image is available for execution on the device"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import CUDA_EXT, clean_env, gpuenv, write_recipe
+from tests.e2e.support import CUDA_EXT, clean_env, write_recipe
+from tests.fakes import gpuenv
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +43,7 @@ def cpu_setup(
     """)
     venv = root / "venv"
     # No route to the PyTorch index here: use the installer's own sources (README, "Mirrors").
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
                    "--cache-dir", str(session_cache)], env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     return venv, done

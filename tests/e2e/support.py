@@ -1,4 +1,4 @@
-"""Helpers of the end-to-end tests: run the real gpuenv command, write recipes, look into envs."""
+"""Helpers of the end-to-end tests: write recipes, look into envs (the command itself: tests.fakes.gpuenv)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CUDA_EXT = REPO / "tests" / "data" / "cuda_ext"
 TINY_EXT = REPO / "tests" / "data" / "tiny_ext"
-
-
-def gpuenv(args: Sequence[str], *, cwd: Path | None = None, timeout: float = 1800,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real `gpuenv` command (python -m gpuenv) and capture what it prints."""
-    return subprocess.run(
-        [sys.executable, "-m", "gpuenv", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
 
 
 def write_recipe(directory: Path, name: str, body: str) -> Path:

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from gpuenv.probe.binaries import read_cuda_code
-from tests.e2e.support import CUDA_EXT, TINY_EXT, clean_env, gpuenv, write_recipe
+from tests.e2e.support import CUDA_EXT, TINY_EXT, clean_env, write_recipe
+from tests.fakes import gpuenv
 
 pytestmark = pytest.mark.slow
 
@@ -112,11 +113,11 @@ def test_setup_builds_into_an_adopted_python_and_a_rerun_is_a_noop(layer: Path, 
     recipe = recipe_of(tmp_path, "tiny", str(TINY_EXT))
     python = layer / "bin" / "python"
     torch_before = torch_files(image)
-    plan = gpuenv(["plan", "-r", str(recipe), "--python", str(python)], env=clean_env())
+    plan = gpuenv(*["plan", "-r", str(recipe), "--python", str(python)], env=clean_env())
     assert plan.returncode == 0, plan.stderr
     assert "torch       2.13.0+cpu given (in " in plan.stdout and "never replaced" in plan.stdout
     args = setup_args(recipe, python, tmp_path / "work")
-    done = gpuenv(args, env=clean_env())
+    done = gpuenv(*args, env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"adopting {layer} (Python" in done.stderr and "a venv gpuenv did not create" in done.stderr
     assert "torch 2.13.0+cpu is given" in done.stderr and "pinned for every install: torch" in done.stderr
@@ -130,7 +131,7 @@ def test_setup_builds_into_an_adopted_python_and_a_rerun_is_a_noop(layer: Path, 
     assert not (layer / ".gpuenv").exists() and not (layer / "gpuenv-state.json").exists()
     lock = (tmp_path / "gpuenv.lock").read_text()
     assert "given = true" in lock and 'version = "2.13.0+cpu"' in lock
-    again = gpuenv(args, env=clean_env())
+    again = gpuenv(*args, env=clean_env())
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
 
 
@@ -140,7 +141,7 @@ def test_setup_builds_into_an_adopted_python_and_a_rerun_is_a_noop(layer: Path, 
 def test_a_failed_build_puts_the_image_back_as_it_was(image: Path, tmp_path: Path) -> None:
     recipe = recipe_of(tmp_path, "failing", str(failing_tree(tmp_path)))
     before, torch_before = freeze(image), torch_files(image)
-    done = gpuenv(setup_args(recipe, image / "bin" / "python", tmp_path / "work"), env=clean_env())
+    done = gpuenv(*setup_args(recipe, image / "bin" / "python", tmp_path / "work"), env=clean_env())
     assert done.returncode == 1, done.stderr
     assert "this build fails on purpose" in done.stderr
     assert "setup failed: restoring" in done.stderr and "restored: removed " in done.stderr
@@ -195,7 +196,7 @@ def test_a_setup_killed_outright_is_put_back_by_the_next_one(layer: Path, tmp_pa
     assert freeze(layer) != before and (work / "adopted-env-journal.json").is_file()
     # The next setup (whose own build fails) first restores what the killed one left, then its own changes.
     failing = recipe_of(tmp_path, "failing", str(failing_tree(tmp_path)))
-    done = gpuenv(setup_args(failing, python, work), env=clean_env())
+    done = gpuenv(*setup_args(failing, python, work), env=clean_env())
     assert done.returncode == 1, done.stderr
     assert "was stopped before it finished: restoring what it changed" in done.stderr
     assert "restored after an unfinished setup: removed " in done.stderr
@@ -216,7 +217,7 @@ def test_a_cuda_extension_is_built_into_an_adopted_env_for_the_given_arch(cuda_i
                                                                           tmp_path: Path) -> None:
     recipe = recipe_of(tmp_path, "cudaext", str(CUDA_EXT))
     torch_before = torch_files(cuda_image)
-    done = gpuenv([*setup_args(recipe, cuda_image / "bin" / "python", tmp_path / "work"), "--arch", "9.0"],
+    done = gpuenv(*[*setup_args(recipe, cuda_image / "bin" / "python", tmp_path / "work"), "--arch", "9.0"],
                   env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "torch 2.14.1+cu130 is given (CUDA 13.0)" in done.stderr

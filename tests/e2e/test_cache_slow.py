@@ -18,13 +18,13 @@ from gpuenv.setup.sources import file_sha256
 from tests.e2e.support import (
     TINY_EXT,
     clean_env,
-    gpuenv,
     make_sdist,
     run_in,
     uninstall,
     with_find_links,
     write_recipe,
 )
+from tests.fakes import gpuenv
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ def test_a_build_killed_midway_leaves_no_entry_and_the_next_setup_builds(tmp_pat
     proc.wait()
     assert WheelCache(cache).entries() == [], "a killed build leaves no cache entry"
 
-    done = gpuenv(setup_args(recipe, venv, cache), env=clean_env())
+    done = gpuenv(*setup_args(recipe, venv, cache), env=clean_env())
     assert done.returncode == 0, done.stderr
     assert "built and cached" in done.stderr
     assert len(WheelCache(cache).entries()) == 1
@@ -100,14 +100,14 @@ def test_a_build_killed_midway_leaves_no_entry_and_the_next_setup_builds(tmp_pat
 def test_an_altered_cache_entry_is_refused_rebuilt_and_reported(tmp_path: Path) -> None:
     recipe = tiny_recipe(tmp_path)
     cache = tmp_path / "cache"
-    first = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=clean_env())
+    first = gpuenv(*setup_args(recipe, tmp_path / "one", cache), env=clean_env())
     assert first.returncode == 0, first.stderr
     (entry,) = WheelCache(cache).entries()
     data = bytearray(entry.wheel.read_bytes())
     data[len(data) // 2] ^= 0xFF
     entry.wheel.write_bytes(bytes(data))
 
-    second = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=clean_env())
+    second = gpuenv(*setup_args(recipe, tmp_path / "two", cache), env=clean_env())
     assert second.returncode == 0, second.stderr
     assert "refused the cached wheel of gpuenv-tiny-ext" in second.stderr
     assert "built and cached" in second.stderr
@@ -130,13 +130,13 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
         import = "gpuenv_tiny_ext"
     """)
     cache = tmp_path / "cache"
-    first = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=env)
+    first = gpuenv(*setup_args(recipe, tmp_path / "one", cache), env=env)
     assert first.returncode == 0, first.stderr
     assert builds_in(tmp_path / "one") == 1
     (record,) = read_lock(tmp_path / "gpuenv.lock")["pinned"].extensions
     assert record.source == "sha256:" + file_sha256(sdist), "the lock names the sdist it built"
 
-    second = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
+    second = gpuenv(*setup_args(recipe, tmp_path / "two", cache), env=env)
     assert second.returncode == 0, second.stderr
     assert "source sha256 from the lock, not fetched" in second.stderr
     logs = tmp_path / "two" / ".gpuenv" / "logs"
@@ -154,7 +154,7 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
     uninstall(tmp_path / "two", "gpuenv-tiny-ext")
     (entry,) = WheelCache(cache).entries()
     entry.wheel.write_bytes(entry.wheel.read_bytes() + b"altered")
-    third = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
+    third = gpuenv(*setup_args(recipe, tmp_path / "two", cache), env=env)
     assert third.returncode == 0, third.stderr
     assert "refused the cached wheel of gpuenv-tiny-ext" in third.stderr
     assert "built and cached" in third.stderr and builds_in(tmp_path / "two") == 1
@@ -163,7 +163,7 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
     # Without the lock the same pin is fetched and hashed, and finds the same entry.
     (tmp_path / "gpuenv.lock").unlink()
     uninstall(tmp_path / "two", "gpuenv-tiny-ext")
-    fourth = gpuenv(setup_args(recipe, tmp_path / "two", cache), env=env)
+    fourth = gpuenv(*setup_args(recipe, tmp_path / "two", cache), env=env)
     assert fourth.returncode == 0, fourth.stderr
     assert f"key {record.cache_key[:12]} matched" in fourth.stderr
     assert "not fetched" not in fourth.stderr
@@ -174,7 +174,7 @@ def test_an_exact_pin_the_lock_records_comes_from_the_cache_without_fetching_it(
 def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Path) -> None:
     recipe = tiny_recipe(tmp_path, packages='[packages]\nrequirements = ["six"]')
     cache = tmp_path / "cache"
-    first = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=clean_env())
+    first = gpuenv(*setup_args(recipe, tmp_path / "one", cache), env=clean_env())
     assert first.returncode == 0, first.stderr
     lock = read_lock(tmp_path / "gpuenv.lock")["tiny"]
     assert lock.abi.torch_version == "2.13.0+cpu" and lock.variant == "cpu"
@@ -182,18 +182,18 @@ def test_lock_is_written_locked_reproduces_it_and_a_rerun_is_a_noop(tmp_path: Pa
     (ext,) = lock.extensions
     assert ext.name == "gpuenv-tiny-ext" and ext.cache_key == WheelCache(cache).entries()[0].digest
 
-    planned = gpuenv(["plan", "-r", str(recipe), "--torch-index", "config", "--cache-dir", str(cache),
+    planned = gpuenv(*["plan", "-r", str(recipe), "--torch-index", "config", "--cache-dir", str(cache),
                       "--json"], env=clean_env())
     assert planned.returncode == 0, planned.stderr
     (ext_plan,) = json.loads(planned.stdout)["extensions"]
     assert ext_plan["action"] == "cached", ext_plan
     assert "built for torch 2.13.0+cpu" in ext_plan["reason"] and ext.cache_key[:12] in ext_plan["reason"]
 
-    again = gpuenv(setup_args(recipe, tmp_path / "one", cache), env=clean_env())
+    again = gpuenv(*setup_args(recipe, tmp_path / "one", cache), env=clean_env())
     assert again.returncode == 0, again.stderr
     assert "nothing to do" in again.stderr and "[1/" not in again.stderr
 
-    locked = gpuenv(setup_args(recipe, tmp_path / "two", cache, "--locked"), env=clean_env())
+    locked = gpuenv(*setup_args(recipe, tmp_path / "two", cache, "--locked"), env=clean_env())
     assert locked.returncode == 0, locked.stderr
     assert "cached: key" in locked.stderr, "the locked wheel comes from the cache"
     installed = run_in(tmp_path / "two", (
@@ -217,7 +217,7 @@ def test_a_failed_build_shows_its_log_and_hint_and_keeps_what_was_done(tmp_path:
     )
     recipe = tiny_recipe(tmp_path, packages=f'[[extensions]]\nrequirement = "broken-ext @ {broken.as_uri()}"')
     cache, venv = tmp_path / "cache", tmp_path / "venv"
-    failed = gpuenv(setup_args(recipe, venv, cache), env=clean_env())
+    failed = gpuenv(*setup_args(recipe, venv, cache), env=clean_env())
     assert failed.returncode == 1, failed.stderr
     assert "building broken-ext failed" in failed.stderr
     assert "Unsupported gpu architecture 'compute_99'" in failed.stderr, "the log's last lines are shown"
@@ -230,7 +230,7 @@ def test_a_failed_build_shows_its_log_and_hint_and_keeps_what_was_done(tmp_path:
     # Fixed, the next run resumes: what was done is not done again.
     fixed = "from setuptools import setup\nsetup(name='broken-ext', version='0.1')\n"
     (broken / "setup.py").write_text(fixed)
-    resumed = gpuenv(setup_args(recipe, venv, cache), env=clean_env())
+    resumed = gpuenv(*setup_args(recipe, venv, cache), env=clean_env())
     assert resumed.returncode == 0, resumed.stderr
     assert "torch 2.13.0+cpu already installed" in resumed.stderr
     assert "gpuenv-tiny-ext 1.0 already installed" in resumed.stderr

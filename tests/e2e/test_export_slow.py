@@ -20,7 +20,8 @@ import pytest
 from gpuenv.env.targetenv import TargetEnv
 from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import find_uv
-from tests.e2e.support import TINY_EXT, clean_env, gpuenv, run_in, write_recipe
+from tests.e2e.support import TINY_EXT, clean_env, run_in, write_recipe
+from tests.fakes import gpuenv
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
         import = "gpuenv_tiny_ext"
     """)
     venv, cache = root / "venv", root / "cache"
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
                    "--cache-dir", str(cache)], env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     yield recipe, venv, cache
@@ -69,7 +70,7 @@ def test_the_pylock_installs_the_same_distributions_with_uv_and_no_build(
 ) -> None:
     recipe, venv, cache = tiny_env
     lock = tmp_path / "pylock.toml"
-    done = gpuenv(["export", "pylock", "--venv", str(venv), "-r", str(recipe), "--cache-dir", str(cache),
+    done = gpuenv(*["export", "pylock", "--venv", str(venv), "-r", str(recipe), "--cache-dir", str(cache),
                    "-o", str(lock)], env=clean_env())
     assert done.returncode == 0, done.stderr
     assert "not locked" not in done.stdout
@@ -90,12 +91,12 @@ def test_a_cache_export_installs_with_pip_from_the_wheelhouse_alone(
     tiny_env: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     recipe, _, cache = tiny_env
-    plan = gpuenv(["plan", "-r", str(recipe), "--torch-index", "config", "--cache-dir", str(cache)],
+    plan = gpuenv(*["plan", "-r", str(recipe), "--torch-index", "config", "--cache-dir", str(cache)],
                   env=clean_env())
     group = next(line.split()[1] for line in plan.stdout.splitlines() if line.startswith("wheelhouse"))
     assert group == "torch-2.13.0-cpu"
     house = tmp_path / "house"
-    done = gpuenv(["cache", "export", str(house), "--cache-dir", str(cache)], env=clean_env())
+    done = gpuenv(*["cache", "export", str(house), "--cache-dir", str(cache)], env=clean_env())
     assert done.returncode == 0, done.stderr
     node = tmp_path / "node"
     subprocess.run([sys.executable, "-m", "venv", str(node)], check=True)
@@ -125,7 +126,7 @@ def test_an_exported_uv_project_syncs_into_an_env_where_the_extension_computes(
     original = ('[project]\nname = "research"\nversion = "0.1"\nrequires-python = "==3.11.*"\n'
                 "dependencies = []\n\n[tool.uv]\npackage = false   # the user's own setting\n")
     (project / "pyproject.toml").write_text(original)
-    done = gpuenv(["export", "uv", "-r", str(recipe), "--torch-index", "config", "--write"], cwd=project,
+    done = gpuenv(*["export", "uv", "-r", str(recipe), "--torch-index", "config", "--write"], cwd=project,
                   env=clean_env())
     assert done.returncode == 0, done.stderr
     written = (project / "pyproject.toml").read_text()

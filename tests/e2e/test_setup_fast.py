@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from gpuenv.lock.lockfile import read_lock, write_lock
-from tests.e2e.support import CUDA_EXT, clean_env, gpuenv, write_recipe
+from tests.e2e.support import CUDA_EXT, clean_env, write_recipe
+from tests.fakes import gpuenv
 
 
 def test_mismatched_toolkit_stops_before_any_build_with_exit_3(tmp_path: Path) -> None:
@@ -21,7 +22,7 @@ def test_mismatched_toolkit_stops_before_any_build_with_exit_3(tmp_path: Path) -
     """)
     venv = tmp_path / "venv"
     # This machine has only nvcc 13.0; a cu126 plan needs nvcc 12.x.
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--gpu", "H100", "--cuda", "12.6"],
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--gpu", "H100", "--cuda", "12.6"],
                   env=clean_env())
     assert done.returncode == 3, done.stderr
     assert "needs nvcc 12.x" in done.stderr
@@ -39,7 +40,7 @@ def test_unreachable_index_fails_fast_with_the_mirror_hint(tmp_path: Path) -> No
     venv = tmp_path / "venv"
     template = "http://gpuenv-unreachable.invalid/whl/{variant}"
     started = time.monotonic()
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", template],
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", template],
                   env=clean_env())
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr
@@ -55,7 +56,7 @@ def test_the_index_variable_is_the_same_as_the_option(tmp_path: Path) -> None:
         [torch]
         version = "2.13.0"
     """)
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(tmp_path / "venv")],
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(tmp_path / "venv")],
                   env=clean_env(GPUENV_TORCH_INDEX="http://gpuenv-unreachable.invalid/{variant}"))
     assert done.returncode == 1
     assert "http://gpuenv-unreachable.invalid/cpu" in done.stderr
@@ -74,7 +75,7 @@ def test_dry_run_lists_the_commands_in_order_and_changes_nothing(tmp_path: Path)
         requirements = ["einops"]
     """)
     venv = tmp_path / "venv"
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--dry-run"], env=clean_env())
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--dry-run"], env=clean_env())
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     text = done.stdout
@@ -121,7 +122,7 @@ torch = "2.14.1"
     # Written as gpuenv writes it (with its digest): a hand-made lock would be refused as edited.
     write_lock(tmp_path / "gpuenv.lock", read_lock(tmp_path / "gpuenv.lock")["llm"])
     venv = tmp_path / "venv"
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--locked", "--gpu", "A100"],
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--locked", "--gpu", "A100"],
                   env=clean_env())
     assert done.returncode == 3, done.stderr
     assert "built for 9.0" in done.stderr and "A100 (8.0)" in done.stderr
@@ -135,9 +136,9 @@ def test_the_installer_makes_the_env_and_uv_gets_pips_sources(tmp_path: Path) ->
     """)
     venv = tmp_path / "venv"
     args = ["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config", "--dry-run"]
-    by_pip = gpuenv([*args, "--installer", "pip"], env=clean_env())
-    by_uv = gpuenv([*args, "--installer", "uv"], env=clean_env())
-    by_default = gpuenv(args, env=clean_env())
+    by_pip = gpuenv(*[*args, "--installer", "pip"], env=clean_env())
+    by_uv = gpuenv(*[*args, "--installer", "uv"], env=clean_env())
+    by_default = gpuenv(*args, env=clean_env())
     assert by_pip.returncode == by_uv.returncode == by_default.returncode == 0, by_uv.stderr
     assert f"-m venv {venv}" in by_pip.stdout and " venv " not in by_pip.stdout.replace("-m venv", "")
     assert f"{venv}/bin/python -m pip install torch==2.13.0" in by_pip.stdout

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
-from tests.e2e.support import REPO, TINY_EXT, clean_env, env_python, gpuenv, made_by_uv, run_in, write_recipe
+from tests.e2e.support import REPO, TINY_EXT, clean_env, env_python, made_by_uv, run_in, write_recipe
+from tests.fakes import gpuenv
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +57,7 @@ def test_the_pip_installer_still_sets_up_an_env(
     for name in ("graph.toml", "gpuenv.lock"):
         shutil.copy(venv.parent / name, tmp_path / name)
     fresh = tmp_path / "by-pip"
-    done = gpuenv(["setup", "-r", str(tmp_path / "graph.toml"), "--venv", str(fresh), "--torch-index",
+    done = gpuenv(*["setup", "-r", str(tmp_path / "graph.toml"), "--venv", str(fresh), "--torch-index",
                    "config", "--cache-dir", str(session_cache), "--installer", "pip"], env=clean_env())
     assert done.returncode == 0, done.stderr
     assert f"created {fresh} with pip" in done.stderr and not made_by_uv(fresh)
@@ -93,7 +94,7 @@ def test_setup_again_on_a_matching_env_does_nothing(
 ) -> None:
     venv, _ = cpu_setup
     recipe = next(venv.parent.glob("*.toml"))
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
                    "--cache-dir", str(session_cache)], env=clean_env())
     assert done.returncode == 0, done.stderr
     assert "nothing to do" in done.stderr
@@ -106,7 +107,7 @@ def test_setup_into_a_fresh_env_takes_the_cached_wheels(
     venv, _ = cpu_setup
     recipe = next(venv.parent.glob("*.toml"))
     fresh = tmp_path / "fresh"
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(fresh), "--torch-index", "config",
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(fresh), "--torch-index", "config",
                    "--cache-dir", str(session_cache)], env=clean_env())
     assert done.returncode == 0, done.stderr
     assert "torch_scatter-2.1.2" in done.stderr and "cached: key" in done.stderr
@@ -128,7 +129,7 @@ def test_setup_reads_what_torch_really_is_and_records_it(session_cache: Path, tm
     venv = tmp_path / "venv"
     args = ["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
             "--cache-dir", str(session_cache), "--work-dir", str(tmp_path / "work")]
-    done = gpuenv(args, env=clean_env())
+    done = gpuenv(*args, env=clean_env())
     assert done.returncode == 0, done.stderr
     # Its logs elsewhere, the env it made still carries gpuenv's mark: a rerun does not adopt it.
     assert not (venv / ".gpuenv").exists() and (venv / "gpuenv-state.json").is_file()
@@ -140,7 +141,7 @@ def test_setup_reads_what_torch_really_is_and_records_it(session_cache: Path, tm
     assert "cxx-standard = 17" in lock and "given = true" not in lock
     # The plan made again for what landed does not change what a rerun compares, and the env is not
     # taken for one gpuenv did not create (its torch would then be given, and the plan another).
-    again = gpuenv(args, env=clean_env())
+    again = gpuenv(*args, env=clean_env())
     assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
 
 
@@ -153,7 +154,7 @@ def test_cuda_extension_is_built_for_exactly_the_requested_archs(
     cuda_recipe: Path, cuda_venv: Path, session_cache: Path
 ) -> None:
     cache = ["--cache-dir", str(session_cache)]
-    done = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--gpu", "H100", *cache],
+    done = gpuenv(*["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--gpu", "H100", *cache],
                   env=clean_env())
     assert done.returncode == 0, done.stdout + done.stderr
     assert run_in(cuda_venv, "import torch; print(torch.version.cuda)").strip() == "13.0"
@@ -169,7 +170,7 @@ def test_cuda_extension_is_built_for_exactly_the_requested_archs(
     assert {str(s) for so in sos for s in list_elf(so, cuobjdump)} == {"sm_90"}
     assert read_cuda_code(sos[0]).sass == frozenset({"sm_90"})
 
-    again = gpuenv(["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--arch", "8.0,9.0", *cache],
+    again = gpuenv(*["setup", "-r", str(cuda_recipe), "--venv", str(cuda_venv), "--arch", "8.0,9.0", *cache],
                    env=clean_env())
     assert again.returncode == 0, again.stdout + again.stderr
     assert "built and cached" in again.stderr, "new archs, new key: a rebuild"
@@ -187,7 +188,7 @@ def test_nox_session_and_invoke_task_run_the_same_code_path(tmp_path: Path) -> N
     """)
     venv = tmp_path / "venv"
     args = ["-r", str(recipe), "--venv", str(venv), "--dry-run"]
-    direct = gpuenv(["setup", *args], env=clean_env())
+    direct = gpuenv(*["setup", *args], env=clean_env())
     assert direct.returncode == 0, direct.stderr
     expected = [portable(line, venv) for line in direct.stdout.splitlines() if line.strip()]
 

@@ -34,7 +34,8 @@ from gpuenv.cache.wheelfile import record_hash
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.lock.lockfile import read_lock
 from tests.e2e.pypiserver import Server, free_port, pypiserver
-from tests.e2e.support import TINY_EXT, clean_env, gpuenv, run_in, write_recipe
+from tests.e2e.support import TINY_EXT, clean_env, run_in, write_recipe
+from tests.fakes import gpuenv
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def setup(recipe: Path, venv: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return gpuenv(["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
+    return gpuenv(*["setup", "-r", str(recipe), "--venv", str(venv), "--torch-index", "config",
                    "--cache-dir", str(cache), *extra], env=clean_env())
 
 
@@ -55,7 +56,7 @@ def test_a_second_machine_installs_the_pushed_wheels_without_building(
     tmp_path: Path,
 ) -> None:
     venv, _ = cpu_setup
-    pushed = gpuenv(["cache", "push", server.simple, "--cache-dir", str(session_cache)], env=clean_env())
+    pushed = gpuenv(*["cache", "push", server.simple, "--cache-dir", str(session_cache)], env=clean_env())
     assert pushed.returncode == 0, pushed.stderr
     # The session's cache holds what every slow test before this one built (local trees among them,
     # whose wheels name another project than their key): each is pushed, and listed where it is filed.

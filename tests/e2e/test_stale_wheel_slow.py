@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import clean_env, env_python, gpuenv, run_in, write_recipe
+from tests.e2e.support import clean_env, env_python, run_in, write_recipe
+from tests.fakes import gpuenv
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,7 @@ def _stale_wheel_trap(cpu_setup: tuple[Path, object], session_cache: Path, tmp_p
         requirement = "torch-scatter==2.1.2"
     """)
     gpuenv_venv = tmp_path / "gpuenv-214"
-    done = gpuenv(["setup", "-r", str(recipe), "--venv", str(gpuenv_venv), "--torch-index", "config",
+    done = gpuenv(*["setup", "-r", str(recipe), "--venv", str(gpuenv_venv), "--torch-index", "config",
                    "--cache-dir", str(session_cache)], env=clean_env())
     pip_out, _ = pip_build.communicate(timeout=1800)
     assert pip_build.returncode == 0, pip_out

@@ -1,8 +1,8 @@
 """The command line as users and scripts meet it: -v/-q, colour, gpus, cache --json, prune --dry-run,
 completion, and help that teaches.
 
-Every test runs the real command (python -m gpuenv) in a subprocess; colour is
-checked on a real pseudo-terminal.
+Each test runs the real command in this process (tests.fakes.gpuenv_main, streams captured); colour
+is checked on a real pseudo-terminal, the completion one-liners in a real shell.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from gpuenv.cli import HELP
 from gpuenv.env.abi import EnvAbi
 from gpuenv.plan.hardware import Hardware
 from gpuenv.probe.machine import with_gpu_override
+from tests.fakes import gpuenv_main
 
 KEY = CacheKey(
     name="torch-scatter", version="2.1.2", source_sha256="ab" * 32,
@@ -35,12 +36,6 @@ KEY = CacheKey(
 )
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def gpuenv(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gpuenv", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def on_a_terminal(*args: str, env: dict[str, str]) -> str:
@@ -88,7 +83,7 @@ def cache(tmp_path: Path) -> WheelCache:
 
 
 def test_cache_list_json_describes_every_entry(cache: WheelCache) -> None:
-    done = gpuenv("cache", "list", "--json", "--cache-dir", str(cache.path))
+    done = gpuenv_main("cache", "list", "--json", "--cache-dir", str(cache.path))
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     (entry,) = cache.entries()
@@ -101,16 +96,16 @@ def test_cache_list_json_describes_every_entry(cache: WheelCache) -> None:
 
 
 def test_prune_dry_run_lists_what_would_go_and_removes_nothing(cache: WheelCache) -> None:
-    dry = gpuenv("cache", "prune", "--max-size", "1K", "--dry-run", "--cache-dir", str(cache.path))
+    dry = gpuenv_main("cache", "prune", "--max-size", "1K", "--dry-run", "--cache-dir", str(cache.path))
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[0].startswith(f"would remove {KEY.digest[:12]}  torch-scatter 2.1.2")
     assert dry.stdout.splitlines()[-1] == "would remove 1 wheel(s), 0.0 MB (dry run: nothing removed)"
     assert len(cache.entries()) == 1
-    as_json = json.loads(gpuenv("cache", "prune", "--max-size", "1K", "--dry-run", "--json",
+    as_json = json.loads(gpuenv_main("cache", "prune", "--max-size", "1K", "--dry-run", "--json",
                                 "--cache-dir", str(cache.path)).stdout)
     assert as_json["dry_run"] is True and [e["digest"] for e in as_json["entries"]] == [KEY.digest]
     assert len(cache.entries()) == 1
-    real = gpuenv("cache", "prune", "--max-size", "1K", "--cache-dir", str(cache.path))
+    real = gpuenv_main("cache", "prune", "--max-size", "1K", "--cache-dir", str(cache.path))
     assert real.stdout.splitlines()[-1] == "removed 1 wheel(s), 0.0 MB" and cache.entries() == []
 
 
@@ -121,14 +116,14 @@ def test_prune_dry_run_lists_what_would_go_and_removes_nothing(cache: WheelCache
 def test_quiet_prints_only_the_final_line_wherever_it_is_given(cache: WheelCache, where: str) -> None:
     args = ["cache", "list", "--cache-dir", str(cache.path)]
     args = ["-q", *args] if where == "before" else [*args, "-q"]
-    done = gpuenv(*args)
+    done = gpuenv_main(*args)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.splitlines() == [f"1 wheel(s), 0.0 MB in {cache.path}"]
-    assert len(gpuenv("cache", "list", "--cache-dir", str(cache.path)).stdout.splitlines()) == 2
+    assert len(gpuenv_main("cache", "list", "--cache-dir", str(cache.path)).stdout.splitlines()) == 2
 
 
 def test_verbose_and_quiet_exclude_each_other() -> None:
-    done = gpuenv("gpus", "-v", "-q")
+    done = gpuenv_main("gpus", "-v", "-q")
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
 
 
@@ -136,13 +131,13 @@ def test_verbose_and_quiet_exclude_each_other() -> None:
 
 
 def test_gpus_lists_the_names_gpu_accepts_with_their_compute_capability() -> None:
-    done = gpuenv("gpus", "h")
+    done = gpuenv_main("gpus", "h")
     assert done.returncode == 0, done.stderr
     for name in ("H100", "H200", "GH200"):
         assert re.search(rf"^{name} +compute capability 9\.0 ", done.stdout, re.MULTILINE), name
     assert "A100" not in done.stdout
-    assert gpuenv("gpus", "NVIDIA h-100").stdout.startswith("H100 ")  # matched as --gpu matches
-    every = json.loads(gpuenv("gpus", "--json").stdout)
+    assert gpuenv_main("gpus", "NVIDIA h-100").stdout.startswith("H100 ")  # matched as --gpu matches
+    every = json.loads(gpuenv_main("gpus", "--json").stdout)
     assert {"name": "GTX 1080 Ti", "compute_capability": "6.1", "memory_mib": 11264} in every
     # Each listed name is one --gpu accepts, for a GPU of that compute capability.
     for model in every:
@@ -151,11 +146,11 @@ def test_gpus_lists_the_names_gpu_accepts_with_their_compute_capability() -> Non
 
 
 def test_an_unknown_gpu_points_at_gpuenv_gpus() -> None:
-    done = gpuenv("plan", "--gpu", "GTX 1080", "-r", str(REPO / "envs" / "default.toml"))
+    done = gpuenv_main("plan", "--gpu", "GTX 1080", "-r", str(REPO / "envs" / "default.toml"))
     assert done.returncode == 2
     assert "hint: 'gpuenv gpus GTX' lists the GPU names" in done.stderr
     assert "site-packages" not in done.stderr and "gpus.toml" not in done.stderr
-    none = gpuenv("gpus", "zzz")
+    none = gpuenv_main("gpus", "zzz")
     assert none.returncode == 2 and "hint:" in none.stderr
 
 
@@ -171,15 +166,15 @@ def test_a_terminal_gets_colour_unless_no_color_or_never() -> None:
 
 
 def test_a_pipe_gets_no_colour_unless_always() -> None:
-    assert not ANSI.search(gpuenv("gpus", "h100").stdout)
-    forced = gpuenv("--color", "always", "gpus", "h100", env=terminal_env(NO_COLOR="1"))
+    assert not ANSI.search(gpuenv_main("gpus", "h100").stdout)
+    forced = gpuenv_main("--color", "always", "gpus", "h100", env=terminal_env(NO_COLOR="1"))
     assert ANSI.search(forced.stdout)
 
 
 def test_errors_are_coloured_on_a_terminal_only() -> None:
     on_tty = on_a_terminal("gpus", "zzz", env=terminal_env())
     assert "\x1b[31;1merror:\x1b[0m" in on_tty
-    piped = gpuenv("gpus", "zzz")
+    piped = gpuenv_main("gpus", "zzz")
     assert piped.stderr.startswith("error: no GPU name contains 'zzz'\nhint: ")
 
 
@@ -246,7 +241,7 @@ def test_the_fish_one_liner_completes_gpuenv(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("shell", ["zsh", "fish"])
 def test_zsh_and_fish_scripts_call_back_into_gpuenv(shell: str) -> None:
-    done = gpuenv("completion", shell)
+    done = gpuenv_main("completion", shell)
     assert done.returncode == 0 and "gpuenv" in done.stdout and "_ARGCOMPLETE" in done.stdout
     found = shutil.which(shell)
     if found is not None:  # check its syntax where the shell is installed
@@ -259,7 +254,7 @@ def test_zsh_and_fish_scripts_call_back_into_gpuenv(shell: str) -> None:
 
 @pytest.mark.parametrize("command", sorted(HELP))
 def test_each_command_says_what_it_does_its_files_and_examples(command: str) -> None:
-    done = gpuenv(*command.split(), "--help")
+    done = gpuenv_main(*command.split(), "--help")
     assert done.returncode == 0
     text = done.stdout
     assert HELP[command].description.split()[0] in text
@@ -281,7 +276,7 @@ def test_each_command_says_what_it_does_its_files_and_examples(command: str) -> 
 def test_every_recipe_error_comes_with_a_hint(tmp_path: Path, body: str, hint: str) -> None:
     recipe = tmp_path / "bad.toml"
     recipe.write_text(body, encoding="utf-8")
-    done = gpuenv("plan", "-r", str(recipe))
+    done = gpuenv_main("plan", "-r", str(recipe))
     assert done.returncode == 2
     error, hint_line = done.stderr.splitlines()
     assert error.startswith(f"error: {recipe}: ") and hint_line.startswith("hint: ")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fakes import gpuenv_main
 
 FLASH_RECIPE = '[torch]\nversion = "2.13.*"\n[[extensions]]\nrequirement = "flash-attn==2.8.3.post2"\n'
 GRAPH_RECIPE = (
@@ -40,13 +41,13 @@ def run(tmp_path: Path) -> Any:
     def run(recipe: str, *args: str, hardware: dict[str, Any] | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         (tmp_path / "recipe.toml").write_text(recipe)
-        cmd = [sys.executable, "-m", "gpuenv", "plan", "-r", str(tmp_path / "recipe.toml"), *args]
+        argv = ["plan", "-r", str(tmp_path / "recipe.toml"), *args]
         if hardware is not None:
             (tmp_path / "node.json").write_text(json.dumps(hardware))
-            cmd += ["--hardware", str(tmp_path / "node.json")]
+            argv += ["--hardware", str(tmp_path / "node.json")]
         environ = {k: v for k, v in os.environ.items() if k != "GPUENV_TORCH_INDEX"}
         environ.update(env or {})
-        return subprocess.run(cmd, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60)
+        return gpuenv_main(*argv, cwd=tmp_path, env=environ)
 
     return run
 

@@ -1,15 +1,12 @@
-"""Shared fixtures of the setup-step tests: a hand-written fake runner and a real torch venv.
+"""Shared fixtures of the setup-step tests: a real torch venv (the fake runner is tests.fakes').
 
-The fake runner subclasses nothing and runs nothing: it records each command and
-answers from a table, for the tests of command lines and of output parsing. The
-slow tier shares ONE real venv with the CPU torch (installed through
+The slow tier shares ONE real venv with the CPU torch (installed through
 PipInstaller into a venv TargetEnv.ensure made) for the whole session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,27 +17,6 @@ from gpuenv.setup.installer import PipInstaller
 
 TORCH = "torch==2.13.0"
 TORCH_VERSION = "2.13.0+cpu"
-
-
-@dataclass
-class Call:
-    cmd: list[str]
-    cwd: str | None
-    extra_environ: dict[str, str]
-
-
-@dataclass
-class FakeRunner:
-    """Records commands; ``answer`` maps a command to its output (default: "")."""
-
-    answer: Callable[[list[str]], str] = lambda cmd: ""
-    calls: list[Call] = field(default_factory=list)
-
-    def __call__(
-        self, cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
-    ) -> str:
-        self.calls.append(Call([str(c) for c in cmd], cwd, dict(extra_environ or {})))
-        return self.answer([str(c) for c in cmd])
 
 
 @dataclass(frozen=True)

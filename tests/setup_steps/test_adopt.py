@@ -38,7 +38,7 @@ from gpuenv.setup.installer import (
     UvInstaller,
 )
 from gpuenv.setup.rollback import JOURNAL, finished, record, restore, unfinished
-from tests.setup_steps.conftest import FakeRunner
+from tests.fakes import FakeRunner
 
 RUN = SubprocessRunner()
 

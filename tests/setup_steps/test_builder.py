@@ -27,8 +27,7 @@ from gpuenv.setup.builder import (
     requirements_to_install,
 )
 from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions, PipInstaller
-
-from .conftest import FakeRunner
+from tests.fakes import FakeRunner
 
 MARKERS_311 = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux"}
 

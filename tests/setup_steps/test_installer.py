@@ -30,8 +30,9 @@ from gpuenv.setup.installer import (
     make_installer,
     preflight,
 )
+from tests.fakes import FakeRunner
 
-from .conftest import FakeRunner, TorchEnv
+from .conftest import TorchEnv
 
 ENV = TargetEnv("/work/env")
 PY = "/work/env/bin/python"

@@ -34,7 +34,8 @@ from gpuenv.probe.toolkitroots import find_toolkits
 from gpuenv.setup.context import Context, SetupOptions
 from gpuenv.setup.installer import PipInstaller
 from gpuenv.setup.landed import observe_landed
-from tests.doctor.support import FakeEnvRunner, fake_venv
+from tests.doctor.support import fake_venv
+from tests.fakes import FakeEnvRunner
 from tests.plan.test_plan import SCATTER, recipe
 
 KERNEL = "__global__ void k{n}(float* x) {{ x[threadIdx.x] += {n}; }}\n"

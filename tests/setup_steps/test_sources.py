@@ -24,8 +24,7 @@ from gpuenv.setup.sources import (
     tree_sha256,
     unpack,
 )
-
-from .conftest import FakeRunner
+from tests.fakes import FakeRunner
 
 ENV = TargetEnv("/work/env")
 

@@ -12,11 +12,13 @@ import pytest
 
 from gpuenv.env import targetenv
 from gpuenv.env.distinfo import installed_on_disk
+from gpuenv.env.envqueries import INSTALLED_SCRIPT
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
+from tests.fakes import FakeRunner
 
-from .conftest import TORCH_VERSION, FakeRunner, TorchEnv
+from .conftest import TORCH_VERSION, TorchEnv
 
 
 def test_a_directory_that_is_not_a_venv_is_refused_and_left_alone(tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ def test_installed_names_are_canonical() -> None:
 
 def _asked(env: TargetEnv) -> dict[str, str]:
     """What the env's own interpreter says is installed (importlib.metadata)."""
-    return targetenv._canonical(env.query(SubprocessRunner(), targetenv._INSTALLED_SCRIPT))
+    return targetenv._canonical(env.query(SubprocessRunner(), INSTALLED_SCRIPT))
 
 
 def _distribution(directory: Path, name: str, version: str, kind: str = "dist-info") -> None:
