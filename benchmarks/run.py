@@ -499,7 +499,7 @@ def compare_warm_and_pip(bench: Bench) -> list[Result]:
             *warm_notes(runs[0]),
             "pip's warm path is wrong after a torch change: its wheel cache key ignores torch, so it hands "
             "back the torch-scatter built for the old torch (undefined symbol at import); gpuenv's key holds "
-            "torch's version and rebuilds (tests/e2e/test_stale_wheel_slow.py shows both)"]))
+            "torch's version and rebuilds (tests/integration/test_stale_wheel_slow.py shows both)"]))
     return results
 
 

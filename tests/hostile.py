@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.binaries.test_binaries import crafted_elf
+from tests.unit.probe.test_binaries import crafted_elf
 
 Damage = Callable[[Path, dict[str, Any]], "dict[str, Any] | None"]
 

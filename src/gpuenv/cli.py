@@ -32,7 +32,7 @@ PLANNING = ("recipe", "hardware", "gpu", "arch", "cuda", "torch_index", "toolkit
 ENV = ("venv", "python")
 
 #: Every command, in the order 'gpuenv --help' lists them: its help (the line in the list, a paragraph,
-#: its files, examples that tests/test_readme.py runs), its handler and its options (--help lists them
+#: its files, examples that tests/unit/test_readme.py runs), its handler and its options (--help lists them
 #: in this order; -v, -q and --color come with every command).
 COMMANDS = (
     Command("probe", run.probe, ("json", "cache_dir"), CommandHelp(

@@ -15,7 +15,7 @@ class CommandHelp:
     description: str
     reads: str
     writes: str
-    #: "command  # what it shows": tests/test_readme.py runs every one of them.
+    #: "command  # what it shows": tests/unit/test_readme.py runs every one of them.
     examples: tuple[str, ...]
 
     def epilog(self) -> str:

@@ -12,7 +12,7 @@ Relative paths are resolved against ``base``: pip resolves them against the
 directory it runs in, which for a repository's files is its root.
 
 :func:`parse_requirement` mirrors those rules without pip; the differential
-test (tests/plan/test_pip_grammar.py) holds it to pip's own parser.
+test (tests/unit/plan/test_pip_grammar.py) holds it to pip's own parser.
 """
 
 from __future__ import annotations

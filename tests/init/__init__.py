@@ -1,1 +1,0 @@
-"""gpuenv init against real research repositories: the corpus under tests/data/repos."""
