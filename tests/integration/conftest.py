@@ -1,8 +1,10 @@
-"""Session-scoped envs shared by the slow end-to-end tests.
+"""Session-scoped envs shared by every slow test (all of tests/integration, one conftest: one of each).
 
 One CPU-torch env (torch 2.13.0 + a real torch-scatter sdist build + flash-attn)
 and one CUDA-torch env (torch 2.14.1 cu130 + the tests' own CUDA extension),
-each made once by `gpuenv setup`.
+each made once by `gpuenv setup`; and the fixtures of the unit folders whose
+slow tests live here (a CPU-torch venv made by the installer, the doctor's
+probe envs and its sm_90 library), made once per session too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 
 from tests.fakes import gpuenv
 from tests.integration.support import CUDA_EXT, clean_env, write_recipe
+from tests.unit.doctor.conftest import bare_venv, nvcc, sm90_so, torch_venv  # noqa: F401 (fixtures)
+from tests.unit.setup.conftest import torch_env  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="session")

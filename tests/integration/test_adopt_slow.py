@@ -27,8 +27,6 @@ from gpuenv.probe.binaries import read_cuda_code
 from tests.fakes import gpuenv
 from tests.integration.support import CUDA_EXT, TINY_EXT, clean_env, write_recipe
 
-pytestmark = pytest.mark.slow
-
 #: A tree whose build fails after its build requirements went into the env.
 FAILING_SETUP = """\
 from setuptools import setup

@@ -16,12 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
 from tests.integration.support import CUDA_EXT, clean_env, env_python
-
-pytestmark = pytest.mark.slow
 
 JIT_KERNEL = """\
 #include <cuda_runtime.h>

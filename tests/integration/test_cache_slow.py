@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.lock.lockfile import read_lock
 from gpuenv.setup.sources import file_sha256
@@ -25,8 +23,6 @@ from tests.integration.support import (
     with_find_links,
     write_recipe,
 )
-
-pytestmark = pytest.mark.slow
 
 
 def tiny_recipe(root: Path, seconds: str = "0", packages: str = "") -> Path:

@@ -23,8 +23,6 @@ from gpuenv.setup.installer import find_uv
 from tests.fakes import gpuenv
 from tests.integration.support import TINY_EXT, clean_env, run_in, write_recipe
 
-pytestmark = pytest.mark.slow
-
 ANSWER = "import gpuenv_tiny_ext; print(gpuenv_tiny_ext.answer())"
 
 

@@ -21,7 +21,6 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.mark.slow
 def test_invoke_setup_cuda_12_1_plans_torch_2_5_1_with_torchvision_0_20_1(clone: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "invoke", "setup", "--cuda", "12.1", "--dry-run"],
                           cwd=clone, env=clean_env(), capture_output=True, text=True, timeout=300)
@@ -30,7 +29,6 @@ def test_invoke_setup_cuda_12_1_plans_torch_2_5_1_with_torchvision_0_20_1(clone:
         assert phrase in done.stdout, done.stdout
 
 
-@pytest.mark.slow
 def test_nox_gpu_env_cuda_12_1_plans_torch_2_5_1_with_torchvision_0_20_1(clone: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "nox", "--envdir", str(tmp_path / "nox"), "-s", "gpu-env", "--",
@@ -61,7 +59,6 @@ def _dependencies() -> list[str]:
         return list(tomllib.load(file)["project"]["dependencies"])
 
 
-@pytest.mark.slow
 def test_invoke_in_a_python_without_gpuenv_runs_the_checkouts_gpuenv_in_process(
     clone: Path, tmp_path: Path
 ) -> None:
@@ -75,7 +72,6 @@ def test_invoke_in_a_python_without_gpuenv_runs_the_checkouts_gpuenv_in_process(
         assert phrase in done.stdout, done.stdout
 
 
-@pytest.mark.slow
 def test_invoke_alone_says_what_to_install(clone: Path, tmp_path: Path) -> None:
     python = _venv(tmp_path / "invoke-only", "invoke")
     done = subprocess.run([str(python), "-m", "invoke", "setup", "--cuda", "12.1", "--dry-run"],

@@ -26,8 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 TORCH_CUDA = "2.14.1"  # the cu130 build PyPI serves; the toolkit on this machine is 13.0
 
-pytestmark = pytest.mark.slow
-
 
 def offline_environ() -> dict[str, str]:
     """No configured package source at all: pip sees only what a command line gives it."""

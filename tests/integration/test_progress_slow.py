@@ -29,8 +29,6 @@ from gpuenv.runner import SubprocessRunner
 from gpuenv.setup.installer import InstallOptions, PipInstaller, pip_prints_raw_progress
 from tests.integration.support import clean_env, write_recipe
 
-pytestmark = pytest.mark.slow
-
 #: The longest a log may stay silent while setup runs (the reporter's heartbeat is 8 s).
 MAX_SILENCE = 10.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

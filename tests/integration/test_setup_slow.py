@@ -8,13 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
 from tests.fakes import gpuenv
 from tests.integration.support import REPO, TINY_EXT, clean_env, env_python, made_by_uv, run_in, write_recipe
-
-pytestmark = pytest.mark.slow
 
 
 def test_torch_scatter_from_its_sdist_gives_the_right_numbers(cpu_setup: tuple[Path, object]) -> None:

@@ -37,8 +37,6 @@ from tests.fakes import gpuenv
 from tests.integration.pypiserver import Server, free_port, pypiserver
 from tests.integration.support import TINY_EXT, clean_env, run_in, write_recipe
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:

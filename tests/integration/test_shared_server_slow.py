@@ -19,8 +19,6 @@ from tests.integration.pypiserver import Server, pypiserver
 from tests.unit.cache.test_remotekey import FILE, KEY, changed
 from tests.unit.cache.wheelmaker import make_wheel
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:

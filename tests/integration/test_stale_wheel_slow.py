@@ -13,12 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.fakes import gpuenv
 from tests.integration.support import clean_env, env_python, run_in, write_recipe
-
-pytestmark = pytest.mark.slow
 
 SCATTER_SUM = (
     "import torch, torch_scatter\n"

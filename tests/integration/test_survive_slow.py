@@ -35,8 +35,6 @@ from tests.integration.support import (
 )
 from tests.unit.setup.test_dryrun import state_of
 
-pytestmark = pytest.mark.slow
-
 NO_GPU = Hardware(driver_version=None, cuda_driver_version=None, gpus=(), cpu_count=2,
                   memory_total_mib=8192, memory_available_mib=4096, source="test")
 

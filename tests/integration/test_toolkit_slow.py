@@ -27,8 +27,6 @@ from gpuenv.cache.toolkitcache import ToolkitCache
 from gpuenv.probe.binaries import find_cuobjdump, list_elf, read_cuda_code
 from tests.integration.support import CUDA_EXT, REPO, clean_env, run_in, write_recipe
 
-pytestmark = pytest.mark.slow
-
 HIDDEN = sorted({*glob.glob("/usr/local/cuda-*"), *glob.glob("/opt/cuda*")})
 
 

@@ -15,10 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from packaging.version import Version
-
-pytestmark = pytest.mark.slow
 
 NODE = {"driver_version": "580.65.06", "cuda_driver_version": "13.0", "gpus": [], "cpu_count": 16,
         "memory_total_mib": 65536, "memory_available_mib": 60000, "toolkits": []}

@@ -1,8 +1,8 @@
 """Every command the README shows in its code blocks is run here, and every example of `gpuenv CMD --help`.
 
 `gpuenv setup`, `nox -s gpu-env` and `invoke setup` run with --dry-run added:
-their real runs (real venvs, real builds) are the end-to-end tests in
-tests/e2e. `pip install …` and the test commands themselves are what .ci/run
+their real runs (real venvs, real builds) are the integration tests in
+tests/integration. `pip install …` and the test commands themselves are what .ci/run
 does. A README command this file does not know how to run fails the test.
 """
 
@@ -146,42 +146,6 @@ def check_runs(command: str, work: Path, env: dict[str, str]) -> None:
     if command.startswith("gpuenv doctor"):
         verdicts = r"^(ok|warn|fail|skip) |: \d+ failed, \d+ warnings?"
         assert re.search(verdicts, done.stdout, re.MULTILINE) or '"checks"' in done.stdout, command
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("command", SLOW)
-def test_every_nox_and_invoke_command_of_the_readme_runs(command: str, tmp_path: Path) -> None:
-    work, env = sandbox(tmp_path)
-    words = shlex.split(command)
-    while "=" in words[0]:
-        name, _, value = words.pop(0).partition("=")
-        env[name] = value
-    if words[0] == "nox":
-        session = words[words.index("-s") + 1]
-        extra = words[words.index("--") + 1:] if "--" in words else []
-        args = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"),
-                "--envdir", str(tmp_path / "nox"), "-s", session]
-        if session == "gpu-env":
-            args += ["--", *with_dry_run(extra)]
-        elif session.startswith("gpu-"):
-            args += ["--", *extra]
-    else:
-        assert words[0] == "invoke", command
-        args = [sys.executable, "-m", "invoke", "--search-root", str(REPO), *with_dry_run(words[1:])]
-    done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-
-
-@pytest.mark.slow
-def test_the_main_command_for_real_on_a_machine_without_the_pytorch_index(tmp_path: Path) -> None:
-    """The README's first line, as its mirrors section says to run it here: the env imports torch."""
-    work, env = sandbox(tmp_path)
-    env["GPUENV_TORCH_INDEX"] = "config"
-    venv = tmp_path / "venv"
-    try:
-        _main_command(work, env, venv, tmp_path)
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)  # 5.5 GB
 
 
 def _main_command(work: Path, env: dict[str, str], venv: Path, tmp_path: Path) -> None:

@@ -32,8 +32,6 @@ from gpuenv.setup.installer import (
 )
 from tests.fakes import FakeRunner
 
-from .conftest import TorchEnv
-
 ENV = TargetEnv("/work/env")
 PY = "/work/env/bin/python"
 
@@ -438,24 +436,6 @@ def test_a_missing_local_index_fails(tmp_path: Path) -> None:
 
 
 # -- slow: the real uv ------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_uv_installs_with_the_sources_pip_is_configured_with(torch_env: TorchEnv, tmp_path: Path) -> None:
-    runner = torch_env.runner
-    try:
-        uv_bin = find_uv()
-    except StepError:
-        PipInstaller(runner).install(torch_env.env, ["uv"])
-        uv_bin = torch_env.env.bin_dir / "uv"
-    env, _ = TargetEnv.ensure(tmp_path / "venv", runner)
-    uv = UvInstaller(runner, uv=uv_bin)
-    [cmd] = uv.commands(env, ["six"])
-    configured = pip_sources(parse_config_list(runner([str(env.python), "-m", "pip", "config", "list"])))
-    for url in configured.extra_index_urls:
-        assert url in cmd
-    uv.install(env, ["six"], InstallOptions(constraints=["six>=1.16"]))
-    assert "six" in env.installed(runner)
 
 
 def test_force_reinstall_is_spelled_as_each_installer_spells_it() -> None:

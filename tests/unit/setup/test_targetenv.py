@@ -18,8 +18,6 @@ from gpuenv.errors import StepError
 from gpuenv.runner import ANSWER_MARK, SubprocessRunner
 from tests.fakes import FakeRunner
 
-from .conftest import TORCH_VERSION, TorchEnv
-
 
 def test_a_directory_that_is_not_a_venv_is_refused_and_left_alone(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
@@ -192,37 +190,3 @@ def test_a_module_that_kills_the_interpreter_is_named(tmp_path: Path) -> None:
     env = _venv_with_modules(tmp_path / "venv", {"fine": "", "crashing_ext": "import os\nos.abort()\n"})
     with pytest.raises(StepError, match="died importing crashing_ext"):
         env.check(SubprocessRunner(), ["fine", "crashing_ext"])
-
-
-@pytest.mark.slow
-def test_the_real_env_reports_its_torch_and_tags(torch_env: TorchEnv) -> None:
-    env, runner = torch_env.env, torch_env.runner
-    info = env.torch_info(runner)
-    assert info is not None
-    assert (info.version, info.cuda, info.variant) == (TORCH_VERSION, None, "cpu")
-    assert isinstance(info.cxx11_abi, bool)
-    assert env.installed(runner)["torch"] == TORCH_VERSION
-    interpreter = env.interpreter(runner)
-    assert interpreter.python_tag == f"cp{sys.version_info[0]}{sys.version_info[1]}"
-    assert interpreter.platform_tag.startswith(("linux_", "macosx_", "win"))
-    assert (env.site_packages(runner) / "torch").is_dir()
-    checked = env.check(runner, ["torch.nn"])
-    assert checked.torch == info and checked.failures == {} and checked.installed["torch"] == TORCH_VERSION
-    again, created = TargetEnv.ensure(env.path, runner)
-    assert not created and again.path == env.path
-
-
-@pytest.mark.slow
-def test_torchs_files_say_what_importing_it_says(torch_env: TorchEnv) -> None:
-    env, runner = torch_env.env, torch_env.runner
-    imported = env.torch_info(runner)
-    assert imported is not None
-    env.changed()
-    from_files = env.facts(runner)
-    assert from_files == TorchInfo(imported.version, imported.cuda, imported.cxx11_abi, (),
-                                   distribution=imported.distribution, path=imported.path)
-    assert from_files.path == str(env.site_packages(runner) / "torch"), "both find torch where it is"
-    assert from_files.distribution == TORCH_VERSION  # what installers compare, from the install record
-    assert from_files.cxx11_abi, "torch 2.13's Linux wheels are built with the C++11 ABI"
-    assert env.installed(runner)["torch"] == TORCH_VERSION
-    assert installed_on_disk(env.path) == _asked(env), "the metadata files say what the interpreter says"

@@ -18,15 +18,13 @@ from gpuenv.hints import hint_for
 from gpuenv.setup.builder import build_wheel, read_build_system
 from gpuenv.setup.installer import InstallOptions, PipInstaller
 from gpuenv.setup.sources import fetch_source
-
-from .conftest import TORCH_VERSION, TorchEnv
+from tests.unit.setup.conftest import TORCH_VERSION, TorchEnv
 
 FLASH_ATTN = "flash-attn==2.8.3.post2"
 #: Skip the CUDA kernels (no GPU, CPU torch) and never download a prebuilt wheel.
 BUILD_ENV = {"FLASH_ATTENTION_SKIP_CUDA_BUILD": "TRUE", "FLASH_ATTENTION_FORCE_BUILD": "TRUE"}
 
 
-@pytest.mark.slow
 def test_flash_attn_fails_under_isolation_and_builds_without_it(torch_env: TorchEnv, tmp_path: Path) -> None:
     env, runner = torch_env.env, torch_env.runner.with_log(tmp_path / "seed.log")
 
