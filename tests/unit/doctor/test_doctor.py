@@ -1,9 +1,10 @@
-"""gpuenv doctor: the verdict rules on synthetic machines and builds, then real venvs (slow).
+"""gpuenv doctor: the verdict rules on synthetic machines and builds.
 
 The fast tests feed the checks hand-made hardware, torch builds, lock entries
 and a fake site-packages holding a real sm_90 shared object compiled by nvcc;
-whole diagnoses run through :class:`FakeEnvRunner`. The slow tests diagnose
-real venvs made with ``python -m venv`` and pip on this GPU-less machine.
+whole diagnoses run through :class:`FakeEnvRunner`. The slow tests, in
+tests/integration/test_doctor_slow.py, diagnose real venvs made with
+``python -m venv`` and pip on this GPU-less machine.
 """
 
 from __future__ import annotations
