@@ -32,7 +32,6 @@ from gpuenv.cache.store import CacheError
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.errors import BuildError
 from gpuenv.load.setupscan import scan_setup
-from gpuenv.load.treemeta import tree_name
 from gpuenv.lock.lockfile import LockedExtension
 from gpuenv.plan.buildplan import ExtensionPlan
 from gpuenv.plan.treecheck import check_tree
@@ -144,7 +143,7 @@ def _build_extension(ctx: Context, ext: ExtensionPlan) -> str:
                               f"needs {', '.join(unknowns)}: not known before the real run gets here; "
                               "on a miss:")
         else:
-            outcome = _cached(ctx, ext, key, installed, wait=held.waited)
+            outcome = _cached(ctx, ext, key, installed, wait=held.waited, source_name=source.name)
             if outcome is not None:
                 return outcome
             ctx.reporter.done(_miss_text(cache, key))
@@ -233,13 +232,16 @@ def _already_there(ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: d
 
 
 def _cached(
-    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], *, wait: bool
+    ctx: Context, ext: ExtensionPlan, key: CacheKey, installed: dict[str, str], *, wait: bool,
+    source_name: str | None = None,
 ) -> str | None:
     """Install the cached wheel of ``key``, if the cache holds a sound one.
 
     The caller holds the key's lock (prune cannot remove the wheel before it is
     installed); ``wait`` says whether it waited for it. A refused entry is moved
-    aside by the lookup, so it is reported here, on either path.
+    aside by the lookup, so it is reported here, on either path. ``source_name``:
+    the name the fetched source declares, which a shared cache files its wheel
+    under when it is not the key's (a local tree's key is named by its folder).
     """
     if ctx.options.cache_dir is None:
         return None
@@ -248,8 +250,7 @@ def _cached(
     if looked.refused:
         ctx.reporter.done(f"refused the cached wheel of {ext.name}: {looked.refused}; rebuilding it")
     if looked.entry is None:
-        # A local tree's wheel is filed on a server under the name its files declare, not its folder's.
-        also = [name for name in (tree_name(Path(ext.path)),) if name] if ext.path is not None else []
+        also = [source_name] if source_name else []
         return _from_elsewhere(ctx, ext, key, installed, cache, fetch_shared(ctx, key, also=also))
     assert ctx.torch is not None
     waited = " after waiting for another process that built it" if wait else ""
