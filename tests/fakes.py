@@ -9,6 +9,9 @@
   question gpuenv asks an env by the name the question is declared under
   (:mod:`gpuenv.env.envqueries`), never by reading the script's text, and
   refuses any question not declared there.
+- :class:`FakeInstaller` is an installer that installs nothing and records what
+  it was asked (requirements and constraints); :func:`clean_gpuenv_environ`
+  leaves the command no GPUENV_ setting of the user's but its cache in the test's folder.
 - :func:`gpuenv` runs the real command (``python -m gpuenv``) in a subprocess,
   for what only a process shows (exit on a signal, a terminal, the
   environment read at start-up, the slow tier's real setups);
@@ -28,12 +31,18 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuenv.env.envqueries import query_name
 from gpuenv.env.targetenv import TorchInfo
 from gpuenv.errors import CommandError
 from gpuenv.runner import ANSWER_MARK
+from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions
+
+if TYPE_CHECKING:
+    import pytest
+
+    from gpuenv.env.targetenv import TargetEnv
 
 # -- a runner that runs nothing ---------------------------------------------------------------------
 
@@ -176,3 +185,39 @@ def gpuenv_main(*args: str, cwd: Path | None = None,
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return subprocess.CompletedProcess(["gpuenv", *args], code, out.getvalue(), err.getvalue())
+
+
+# -- an installer that installs nothing ---------------------------------------------------------------
+
+
+class FakeInstaller(Installer):
+    """Records what it is asked to install (requirements, constraints); installs nothing."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        super().__init__(FakeRunner())
+        self.installs: list[tuple[list[str], list[str]]] = []
+
+    def commands(self, env: TargetEnv, requirements: Sequence[str],
+                 options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
+        return []
+
+    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
+        return []
+
+    def install(self, env: TargetEnv, requirements: Sequence[str],
+                options: InstallOptions = NO_OPTIONS) -> None:
+        self.installs.append((list(requirements), list(options.constraints)))
+
+
+# -- the environment a command runs in --------------------------------------------------------------
+
+
+def clean_gpuenv_environ(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """No GPUENV_ variable of the user's reaches the command (GPUENV_OFFLINE, the tests' own, stays),
+    its wheel cache is ``cache``, and it prints no colour."""
+    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GPUENV_CACHE_DIR", str(cache))
+    monkeypatch.setenv("NO_COLOR", "1")

@@ -14,6 +14,7 @@ import pytest
 
 from gpuenv.cache.toolkitcache import toolkit_home
 from gpuenv.cache.wheels import WheelCache
+from tests.fakes import clean_gpuenv_environ
 from tests.hostile import ENTRY_DAMAGES, SOUND_DAMAGES, TOOLKIT_DAMAGES, Damage
 from tests.unit.cache.test_cache import KEY, make_wheel
 from tests.unit.probe.test_toolkits import make_toolkit
@@ -33,11 +34,8 @@ COMMANDS = [
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("GPUENV_CACHE_DIR", str(tmp_path / "cache"))
+    clean_gpuenv_environ(monkeypatch, tmp_path / "cache")
     monkeypatch.setenv("GPUENV_QUERY_TIMEOUT", "1")
-    monkeypatch.setenv("NO_COLOR", "1")
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "ESCAPED").mkdir()
     (tmp_path / "outside" / "ESCAPED" / "keep.txt").write_text("an earlier group's place")

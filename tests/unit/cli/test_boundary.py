@@ -16,15 +16,13 @@ from typing import Any
 import pytest
 
 from gpuenv import cli
+from tests.fakes import clean_gpuenv_environ
 from tests.unit.test_fuzz import run_cli
 
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("GPUENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NO_COLOR", "1")
+    clean_gpuenv_environ(monkeypatch, tmp_path / "cache")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

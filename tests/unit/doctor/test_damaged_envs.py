@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import clean_gpuenv_environ
 from tests.hostile import ANSWERS, fake_env
 from tests.hostile import damaged_venv as make_damaged_venv
 from tests.unit.test_fuzz import Hang, run_cli
@@ -31,10 +32,7 @@ COMMANDS = {
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("GPUENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NO_COLOR", "1")
+    clean_gpuenv_environ(monkeypatch, tmp_path / "cache")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "recipe.toml").write_text(RECIPE)
     return tmp_path

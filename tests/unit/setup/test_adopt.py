@@ -31,14 +31,13 @@ from gpuenv.setup.adopt import (
 )
 from gpuenv.setup.installer import (
     NO_OPTIONS,
-    Installer,
     InstallOptions,
     PinConflictError,
     PipInstaller,
     UvInstaller,
 )
 from gpuenv.setup.rollback import JOURNAL, finished, record, restore, unfinished
-from tests.fakes import FakeRunner
+from tests.fakes import FakeInstaller, FakeRunner
 
 RUN = SubprocessRunner()
 
@@ -201,22 +200,13 @@ def test_the_systems_own_python_is_seen_as_externally_managed(tmp_path: Path) ->
 # -- the rollback -------------------------------------------------------------------------------------
 
 
-class DistInfoInstaller(Installer):
+class DistInfoInstaller(FakeInstaller):
     """Installs and uninstalls by writing and removing ``*.dist-info`` folders in the env's site-packages."""
 
-    name = "fake"
-
     def __init__(self, site: Path) -> None:
-        super().__init__(FakeRunner())
+        super().__init__()
         self.site = site
         self.done: list[str] = []
-
-    def commands(self, env: TargetEnv, requirements: Sequence[str],
-                 options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
-        return []
-
-    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
-        return []
 
     def install(self, env: TargetEnv, requirements: Sequence[str],
                 options: InstallOptions = NO_OPTIONS) -> None:

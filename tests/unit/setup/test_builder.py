@@ -6,7 +6,6 @@ import json
 import os
 import textwrap
 import venv
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -25,31 +24,9 @@ from gpuenv.setup.builder import (
     read_build_system,
     requirements_to_install,
 )
-from gpuenv.setup.installer import NO_OPTIONS, Installer, InstallOptions
-from tests.fakes import FakeRunner
+from tests.fakes import FakeInstaller, FakeRunner
 
 MARKERS_311 = {"python_version": "3.11", "python_full_version": "3.11.7", "sys_platform": "linux"}
-
-
-class FakeInstaller(Installer):
-    """Records what it is asked to install; installs nothing."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        super().__init__(FakeRunner())
-        self.installs: list[tuple[list[str], list[str]]] = []
-
-    def commands(self, env: TargetEnv, requirements: Sequence[str],
-                 options: InstallOptions = NO_OPTIONS) -> list[list[str]]:
-        return []
-
-    def uninstall_commands(self, env: TargetEnv, names: Sequence[str]) -> list[list[str]]:
-        return []
-
-    def install(self, env: TargetEnv, requirements: Sequence[str],
-                options: InstallOptions = NO_OPTIONS) -> None:
-        self.installs.append((list(requirements), list(options.constraints)))
 
 
 # -- [build-system] --------------------------------------------------------------------
