@@ -10,8 +10,9 @@
   (:mod:`gpuenv.env.envqueries`), never by reading the script's text, and
   refuses any question not declared there.
 - :class:`FakeInstaller` is an installer that installs nothing and records what
-  it was asked (requirements and constraints); :func:`clean_gpuenv_environ`
-  leaves the command no GPUENV_ setting of the user's but its cache in the test's folder.
+  it was asked (requirements and constraints); :func:`clean_env` (a subprocess's
+  environment) and :func:`clean_gpuenv_environ` (this process's) leave a command no
+  GPUENV_ setting of the user's.
 - :func:`gpuenv` runs the real command (``python -m gpuenv``) in a subprocess,
   for what only a process shows (exit on a signal, a terminal, the
   environment read at start-up, the slow tier's real setups);
@@ -214,10 +215,25 @@ class FakeInstaller(Installer):
 # -- the environment a command runs in --------------------------------------------------------------
 
 
+def _users_setting(name: str, *, keep_offline: bool) -> bool:
+    """A GPUENV_ variable of the user's; GPUENV_OFFLINE (the tests' own: tests/conftest.py) if not kept."""
+    return name.startswith("GPUENV_") and not (keep_offline and name == "GPUENV_OFFLINE")
+
+
+def clean_env(*, keep_offline: bool = True, **extra: str) -> dict[str, str]:
+    """This process's environment for a subprocess, without the user's GPUENV_ settings, with ``extra``.
+
+    ``keep_offline=False`` drops GPUENV_OFFLINE too, for a command that must ask an index.
+    """
+    env = {k: v for k, v in os.environ.items() if not _users_setting(k, keep_offline=keep_offline)}
+    env.update(extra)
+    return env
+
+
 def clean_gpuenv_environ(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     """No GPUENV_ variable of the user's reaches the command (GPUENV_OFFLINE, the tests' own, stays),
     its wheel cache is ``cache``, and it prints no colour."""
-    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
+    for name in [n for n in os.environ if _users_setting(n, keep_offline=True)]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GPUENV_CACHE_DIR", str(cache))
     monkeypatch.setenv("NO_COLOR", "1")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from tests.fakes import clean_env
+
+__all__ = ["clean_env"]
 
 REPO = Path(__file__).resolve().parents[2]
 CUDA_EXT = REPO / "tests" / "data" / "cuda_ext"
@@ -28,13 +31,6 @@ def run_in(venv: Path, code: str) -> str:
     done = subprocess.run([str(env_python(venv)), "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any GPUENV_ setting (the tests say what they want)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
-    env.update(extra)
-    return env
 
 
 def with_find_links(env: dict[str, str], directory: Path) -> dict[str, str]:

@@ -5,13 +5,13 @@ Real venvs, installs and compiles: tests/integration is the slow tier, by folder
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from gpuenv.init.writer import init_repo
+from tests.fakes import clean_env
 from tests.unit.init.test_init import FILES, REPO, written
 
 
@@ -23,8 +23,7 @@ def test_a_fresh_repository_is_bootstrapped_and_its_env_set_up_through_nox(tmp_p
     result = init_repo(repo, torch_version="2.13.0")
     assert written(result.written, repo) == list(FILES)
     venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
-    env["GPUENV_REQUIREMENT"] = str(REPO)
+    env = clean_env(GPUENV_REQUIREMENT=str(REPO))
     # No route to the PyTorch index here: pip's own configured sources give the CPU wheel.
     done = subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(repo / "noxfile.py"), "-s", "gpu-env", "--",

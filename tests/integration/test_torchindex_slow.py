@@ -10,12 +10,13 @@ test lifts it with PIP_CONSTRAINT="", as a user would.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from packaging.version import Version
+
+from tests.fakes import clean_env
 
 NODE = {"driver_version": "580.65.06", "cuda_driver_version": "13.0", "gpus": [], "cpu_count": 16,
         "memory_total_mib": 65536, "memory_available_mib": 60000, "toolkits": []}
@@ -24,9 +25,7 @@ NODE = {"driver_version": "580.65.06", "cuda_driver_version": "13.0", "gpus": []
 def test_the_configured_index_plans_the_newest_torch_with_its_torchvision(tmp_path: Path) -> None:
     (tmp_path / "recipe.toml").write_text('[torch]\nversion = ">=2.1"\npackages = ["torchvision"]\n')
     (tmp_path / "node.json").write_text(json.dumps(NODE))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
-    env["GPUENV_CACHE_DIR"] = str(tmp_path / "cache")
-    env["PIP_CONSTRAINT"] = ""
+    env = clean_env(keep_offline=False, GPUENV_CACHE_DIR=str(tmp_path / "cache"), PIP_CONSTRAINT="")
     done = subprocess.run([sys.executable, "-m", "gpuenv", "plan", "-r", str(tmp_path / "recipe.toml"),
                            "--hardware", str(tmp_path / "node.json"), "--gpu", "H100", "--json"],
                           env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)

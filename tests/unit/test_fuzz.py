@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import gpuenv_main
+from tests.fakes import clean_env, clean_gpuenv_environ, gpuenv_main
 from tests.hostile import (
     ANSWERS,
     ENTRY_DAMAGES,
@@ -208,11 +208,9 @@ def snapshot(root: Path) -> dict[str, float]:
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home, a cache and a working directory of their own: every write lands where we can see it."""
-    for name in [n for n in os.environ if n.startswith("GPUENV_") and n != "GPUENV_OFFLINE"]:
-        monkeypatch.delenv(name)
+    clean_gpuenv_environ(monkeypatch, tmp_path / "cache")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
-    monkeypatch.setenv("GPUENV_CACHE_DIR", str(tmp_path / "cache"))
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -288,11 +286,10 @@ class Case:
 
 
 def _case_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
-    env.update(HOME=str(root / "home"), XDG_CACHE_HOME=str(root / "home" / ".cache"),
-               GPUENV_CACHE_DIR=str(root / "cache"), GPUENV_QUERY_TIMEOUT="1", NO_COLOR="1",
-               GPUENV_REQUIREMENT="gpuenv", GPUENV_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
-    return env
+    return clean_env(keep_offline=False, HOME=str(root / "home"),
+                     XDG_CACHE_HOME=str(root / "home" / ".cache"), GPUENV_CACHE_DIR=str(root / "cache"),
+                     GPUENV_QUERY_TIMEOUT="1", NO_COLOR="1",
+                     GPUENV_REQUIREMENT="gpuenv", GPUENV_OFFLINE="1", PYTHONPATH=os.pathsep.join(sys.path))
 
 
 def _init_case(rng: random.Random, root: Path) -> Case:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import shlex
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import gpuenv
+from tests.fakes import clean_env, gpuenv
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -58,8 +57,7 @@ def sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A working directory with the shipped recipes, and an environment that touches nothing of the user's."""
     work = tmp_path / "work"
     shutil.copytree(REPO / "envs", work / "envs")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
-    env["GPUENV_CACHE_DIR"] = str(tmp_path / "cache")
+    env = clean_env(GPUENV_CACHE_DIR=str(tmp_path / "cache"))
     return work, env
 
 

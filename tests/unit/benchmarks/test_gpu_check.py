@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes import clean_env
+
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
@@ -56,10 +58,10 @@ pytestmark = pytest.mark.skipif(gpu_here(), reason="for machines without a GPU: 
 
 
 def environ(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_LIBRARY_PATH", "FAKE_NVML_CONFIG", "VIRTUAL_ENV", "CONDA_PREFIX")
-           and not k.startswith("GPUENV_")}
-    env.update(extra)
+    env = clean_env(keep_offline=False, **extra)
+    for name in ("LD_LIBRARY_PATH", "FAKE_NVML_CONFIG", "VIRTUAL_ENV", "CONDA_PREFIX"):
+        if name not in extra:
+            env.pop(name, None)
     return env
 
 

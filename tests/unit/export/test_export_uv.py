@@ -7,7 +7,6 @@ reads them (TOML). `uv sync` of an exported project is tests/integration/test_ex
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from gpuenv.export.uv import Table, export_uv, merge, uv_tables
 from gpuenv.load.recipe import load_recipe
 from gpuenv.plan.hardware import Hardware, hardware_from_json
 from gpuenv.plan.planner import PlanOptions, plan
+from tests.fakes import clean_env
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +43,7 @@ def node(nvcc: str) -> dict[str, Any]:
 def export(tmp_path: Path, *args: str, recipe: str = GRAPH, nvcc: str = "13.0") -> tuple[dict[str, Any], str]:
     (tmp_path / "graph.toml").write_text(recipe)
     (tmp_path / "node.json").write_text(json.dumps(node(nvcc)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_") or k == "GPUENV_OFFLINE"}
+    env = clean_env()
     done = subprocess.run([sys.executable, "-m", "gpuenv", "export", "uv", "-r", str(tmp_path / "graph.toml"),
                            "--hardware", str(tmp_path / "node.json"), *args],
                           capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)

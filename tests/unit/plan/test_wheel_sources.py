@@ -14,6 +14,7 @@ import pytest
 
 from gpuenv.errors import RecipeError
 from gpuenv.load.recipe import load_recipe
+from tests.fakes import clean_env
 from tests.unit.plan.test_cli_plan import node
 
 FLASH = '[[extensions]]\nrequirement = "flash-attn==2.8.3.post2"\n'
@@ -23,8 +24,7 @@ TORCH = '[torch]\nversion = "2.13.*"\n'
 def plan_json(tmp_path: Path, recipe: str, *args: str, env: dict[str, str] | None = None) -> Any:
     (tmp_path / "recipe.toml").write_text(recipe)
     (tmp_path / "node.json").write_text(json.dumps(node("9.0")))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
-    environ.update({"GPUENV_OFFLINE": "1", **(env or {})})
+    environ = clean_env(keep_offline=False, GPUENV_OFFLINE="1", **(env or {}))
     done = subprocess.run([sys.executable, "-m", "gpuenv", "plan", "--json",
                            "-r", str(tmp_path / "recipe.toml"), "--hardware", str(tmp_path / "node.json"),
                            "--no-cache", *args],

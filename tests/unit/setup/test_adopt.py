@@ -37,7 +37,7 @@ from gpuenv.setup.installer import (
     UvInstaller,
 )
 from gpuenv.setup.rollback import JOURNAL, finished, record, restore, unfinished
-from tests.fakes import FakeInstaller, FakeRunner
+from tests.fakes import FakeInstaller, FakeRunner, clean_env
 
 RUN = SubprocessRunner()
 
@@ -187,8 +187,7 @@ def test_the_systems_own_python_is_seen_as_externally_managed(tmp_path: Path) ->
     recipe = tmp_path / "r.toml"
     recipe.write_text('[torch]\nversion = "2.13.0"\n')
     args = ["setup", "-r", str(recipe), "--python", str(MANAGED), "--torch-index", "config"]
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("GPUENV_")}
-    environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    environ = clean_env(keep_offline=False, XDG_CACHE_HOME=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, "-m", "gpuenv", *args], capture_output=True, text=True,
                           env=environ, check=False)
     assert done.returncode == 2, done.stderr
