@@ -17,8 +17,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 #: Each public name and the module that holds it.
 _WHERE = {
     "Project": "gpuenv.api", "PreparedSetup": "gpuenv.api", "Caches": "gpuenv.api",
@@ -28,6 +26,7 @@ _WHERE = {
     "GpuenvError": "gpuenv.errors", "InputError": "gpuenv.errors", "RecipeError": "gpuenv.errors",
     "UnsatisfiableError": "gpuenv.errors", "StepError": "gpuenv.errors",
     "Plan": "gpuenv.plan.envplan", "Hardware": "gpuenv.plan.hardware", "Recipe": "gpuenv.plan.recipespec",
+    "__version__": "gpuenv.version",
 }
 
 __all__ = [
@@ -52,6 +51,7 @@ if TYPE_CHECKING:  # for type checkers only; at run time each is imported when f
     from gpuenv.plan.envplan import Plan
     from gpuenv.plan.hardware import Hardware
     from gpuenv.plan.recipespec import Recipe
+    from gpuenv.version import __version__
 
 
 def __getattr__(name: str) -> Any:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpuenv import __version__
 from gpuenv.cli_help import CommandHelp, wrap
 from gpuenv.options import OPTIONS, OUTPUT_OPTIONS, Option
 from gpuenv.progress import NORMAL
+from gpuenv.version import __version__
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The layers, lowest first (each package's ``__init__`` says the same):
 
 - the ground: ``errors``, ``runner``, ``inputs``, ``outputs``, ``printable``, ``hints``, ``progress``,
-  ``tomlwrite``, ``options`` (every option, declared once);
+  ``tomlwrite``, ``options`` (every option, declared once), ``version``;
 - ``plan``: recipe + hardware -> plan, pure: it starts no subprocess and opens no file but its own
   data (``plan/packagedata.py``);
 - ``load``: what gpuenv reads before planning (the recipe, its requirements files, local trees), read,
@@ -37,15 +37,16 @@ import gpuenv
 
 PACKAGE = Path(gpuenv.__file__).parent
 GROUND = {"errors", "runner", "inputs", "outputs", "printable", "hints", "progress", "tomlwrite", "options",
-          "__init__"}
+          "version", "__init__"}
 COMMANDS = {"doctor", "init", "export", "catalogcheck"}
 FRONT_ENDS = {"cli", "cli_handlers", "cli_help", "cli_output", "cli_parser", "render", "integrations",
               "__main__"}
 LAYERS = ["ground", "plan", "load", "probe", "env", "lock", "cache", "setup", "commands", "api", "front end"]
-#: What a front end may import besides the other front ends: the API, the errors, the option table, and
-#: what it renders (render.py, the terminal's progress and colour, escaped text, OS errors in words).
-FRONT_END_IMPORTS = {"gpuenv", "gpuenv.api", "gpuenv.errors", "gpuenv.options", "gpuenv.render",
-                     "gpuenv.progress", "gpuenv.printable", "gpuenv.outputs"}
+#: What a front end may import besides the other front ends: the API, the errors, the option table, the
+#: version, and what it renders (render.py, the terminal's progress and colour, escaped text, OS errors
+#: in words).
+FRONT_END_IMPORTS = {"gpuenv", "gpuenv.api", "gpuenv.errors", "gpuenv.options", "gpuenv.version",
+                     "gpuenv.render", "gpuenv.progress", "gpuenv.printable", "gpuenv.outputs"}
 
 
 def modules() -> dict[str, Path]:

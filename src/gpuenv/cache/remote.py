@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-from gpuenv import __version__
 from gpuenv.errors import GpuenvError
 from gpuenv.probe.indexhttp import (
     HASH_NAMES,
@@ -52,6 +51,7 @@ from gpuenv.probe.indexhttp import (
     parse_links,
     ssl_context,
 )
+from gpuenv.version import __version__
 
 #: Seconds to connect and for each read, unless the caller says otherwise.
 DEFAULT_TIMEOUT = 10.0

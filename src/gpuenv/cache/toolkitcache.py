@@ -42,7 +42,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from gpuenv import __version__
 from gpuenv.cache.files import fsync_dir, read_meta, remove_tree, touch, write_synced
 from gpuenv.cache.locking import LockHolder
 from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, OnWait, Store
@@ -53,6 +52,7 @@ from gpuenv.plan.hardware import Toolkit
 from gpuenv.plan.toolkitchoice import TOOLKIT_MODES, ToolkitPolicy
 from gpuenv.probe.toolkitroots import _toolkit_at, is_toolkit_root, toolkit_at
 from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.version import __version__
 
 META_FILE = "gpuenv-toolkit.json"
 

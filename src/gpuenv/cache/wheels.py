@@ -51,7 +51,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from gpuenv import __version__
 from gpuenv.cache.entry import CacheEntry, LookupResult
 from gpuenv.cache.files import (
     copy_synced,
@@ -70,6 +69,7 @@ from gpuenv.cache.locking import READ_ONLY_ERRNOS
 from gpuenv.cache.store import LAST_USED_FILE, STALE_TEMP_AGE, CacheError, Store
 from gpuenv.cache.words import aware
 from gpuenv.options import chosen_value
+from gpuenv.version import __version__
 
 META_FILE = "meta.json"
 

@@ -35,7 +35,6 @@ from urllib.request import url2pathname
 
 from packaging.utils import canonicalize_name
 
-from gpuenv import __version__
 from gpuenv.cache.wheels import WheelCache
 from gpuenv.env.envanswers import DISTRIBUTION_READER, AnswerError
 from gpuenv.env.envqueries import env_query
@@ -45,6 +44,7 @@ from gpuenv.lock.lockfile import LockedEnv, LockedExtension
 from gpuenv.outputs import output_file, write_atomic
 from gpuenv.runner import ANSWER_MARK, Runner, bounded, import_timeout
 from gpuenv.tomlwrite import toml_key, toml_value
+from gpuenv.version import __version__
 
 PYLOCK_NAME = "pylock.toml"
 
