@@ -356,6 +356,6 @@ class GivenTorchError(UnsatisfiableError):
     """A torch that is already in the env (observed, never replaced) cannot serve the plan: no kernels
     for the GPUs ("given-torch-no-kernels"), a driver too old for it ("given-torch-driver-too-old"),
     outside the recipe's version ("given-torch-not-allowed"), a paired package the recipe pins otherwise
-    ("given-torch-pair-conflict")."""
+    ("given-torch-pair-conflict"), a ROCm build, for AMD GPUs ("given-torch-rocm")."""
 
     code = "given-torch-unusable"

@@ -22,7 +22,7 @@ def _no_gpu_check(hardware: Hardware, torch: TorchInfo | None) -> Check:
         if hardware.driver_version else "no NVIDIA driver is loaded"
     )
     if torch is not None and torch.cuda is None:
-        return Check("gpus", "skip", f"none ({why}); torch is a CPU build: the GPU checks are skipped")
+        return Check("gpus", "skip", f"none ({why}); torch is {torch.build}: the GPU checks are skipped")
     return Check(
         "gpus", "warn", f"none ({why}): the GPU checks are skipped",
         fix="run 'gpuenv doctor' on a machine with the GPUs to check them; 'nvidia-smi' shows what it sees",

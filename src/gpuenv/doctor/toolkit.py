@@ -16,7 +16,8 @@ from gpuenv.setup.runtime import RUNTIME_PTH
 def toolkit_check(torch: TorchInfo, hardware: Hardware, *, exact_for: Sequence[str] = ()) -> Check | None:
     """The nvcc that would build extensions for this torch (``exact_for``: those needing major.minor)."""
     if torch.cuda is None:
-        return Check("toolkit", "ok", "not needed: torch is a CPU build, its extensions build without CUDA")
+        return Check("toolkit", "ok", f"not needed: torch is {torch.build}, its extensions build without"
+                     " CUDA")
     want = knowledge.version_tuple(torch.cuda)[:2]
     exact = [t for t in hardware.toolkits if t.version_tuple == want]
     if exact:

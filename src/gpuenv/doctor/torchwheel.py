@@ -15,7 +15,7 @@ from gpuenv.env.observed import torch_facts, wheel_archs
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
 from gpuenv.errors import GpuenvError
 from gpuenv.plan import knowledge
-from gpuenv.plan.giventorch import TorchFacts, data_disagreements, nearest_release
+from gpuenv.plan.giventorch import TorchFacts, data_disagreements, nearest_release, not_in_data
 from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.variants import driver_runs
 from gpuenv.probe.binaries import CudaCode
@@ -77,7 +77,7 @@ def _cuda_answer(env: TargetEnv, run: Runner) -> Mapping[str, Any]:
 
 def _torch_build(torch: TorchInfo) -> str:
     abi = "C++11 ABI" if torch.cxx11_abi else "pre-C++11 ABI"
-    kind = "a CPU build" if torch.cuda is None else f"built with CUDA {torch.cuda}"
+    kind = f"built with CUDA {torch.cuda}" if torch.cuda else torch.build
     return f"{kind}, {abi}"
 
 
@@ -88,10 +88,11 @@ def torch_check(torch: TorchInfo) -> Check:
 def torch_data_check(facts: TorchFacts) -> Check:
     """The installed torch against what gpuenv's data (torch.toml) says of it: the comparison setup makes."""
     name = "torch vs gpuenv's data"
-    nearest, known = nearest_release(facts.version)
-    if not known or facts.public not in nearest.versions:
-        return Check(name, "skip", f"torch.toml does not list {facts.public}: gpuenv plans for what is "
-                     f"installed (torch {nearest.release}'s data stands in for what its files do not say)")
+    nearest, _ = nearest_release(facts.version)
+    undescribed = not_in_data(facts)
+    if undescribed is not None:
+        return Check(name, "skip", f"{undescribed}: gpuenv plans for what is installed (torch "
+                     f"{nearest.release}'s data stands in for what its files do not say)")
     found = data_disagreements(facts)
     if found:
         return Check(name, "warn", "; ".join(found),
@@ -155,9 +156,12 @@ def torch_kernels_check(torch: TorchInfo, code: CudaCode | None, source: str, ha
     name = "torch kernels"
     if torch.cuda is None:
         if hardware.gpus:
-            return Check(name, "warn", f"none: torch is a CPU build and the {_gpu_count(hardware)} go unused",
+            # A ROCm build cannot use them at all; a CPU build is a choice.
+            return Check(name, "fail" if torch.hip else "warn",
+                         f"none: torch is {torch.build} and the {_gpu_count(hardware)} "
+                         f"{'goes' if len(hardware.gpus) == 1 else 'go'} unused",
                          fix="install a CUDA build of torch for these GPUs: 'gpuenv setup' plans one")
-        return Check(name, "ok", "not needed: torch is a CPU build")
+        return Check(name, "ok", f"not needed: torch is {torch.build}")
     if code is None or code.empty:
         why = source or "torch reports no arch list and has no libtorch_cuda.so"
         return Check(name, "warn", f"cannot be read: {why}")

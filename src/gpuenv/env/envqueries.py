@@ -41,10 +41,16 @@ def torch_facts():
         distribution = importlib.metadata.version("torch")
     except Exception:  # not installed as a distribution, or its METADATA is unreadable
         distribution = ""
+    try:
+        installer = (importlib.metadata.distribution("torch").read_text("INSTALLER") or "").strip()
+    except Exception:
+        installer = ""
     return {
         "distribution": distribution,
+        "installer": installer,
         "version": torch.__version__,
         "cuda": torch.version.cuda,
+        "hip": getattr(torch.version, "hip", None),
         "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
         "arch_list": archs,
         "path": list(getattr(torch, "__path__", []) or [""])[0],
@@ -142,7 +148,7 @@ def torch_files():
             symbols = handle.read()
     except Exception:
         return "unknown"
-    return {"version": str(version["__version__"]), "cuda": version.get("cuda"),
+    return {"version": str(version["__version__"]), "cuda": version.get("cuda"), "hip": version.get("hip"),
             "cxx11_abi": b"St7__cxx11" in symbols, "arch_list": [], "path": roots[0]}
 """
 

@@ -124,6 +124,8 @@ def torch_facts(info: TorchInfo, *, where: str = "", installed: Mapping[str, str
         where=where,
         arch_source=archs.source,
         paired=paired,
+        hip=info.hip,
+        installer=info.installer,
     )
 
 

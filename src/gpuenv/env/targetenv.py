@@ -58,6 +58,10 @@ class TorchInfo:
     distribution: str = ""
     #: The directory of the torch package ("…/site-packages/torch"); "" if unknown.
     path: str = ""
+    #: ``torch.version.hip`` ("6.0.32830"): a ROCm build, for AMD GPUs; None for CUDA and CPU builds.
+    hip: str | None = None
+    #: Who installed it, from its dist-info's INSTALLER ("pip", "uv", "conda"); "" if unknown.
+    installer: str = ""
 
     @property
     def variant(self) -> str:
@@ -66,6 +70,13 @@ class TorchInfo:
             return "cpu"
         major, _, minor = self.cuda.partition(".")
         return f"cu{major}{minor.split('.')[0]}"
+
+    @property
+    def build(self) -> str:
+        """"a CUDA 13.0 build", "a CPU build", "a ROCm build (HIP 6.0.32830)" (no CUDA, for AMD GPUs)."""
+        if self.hip:
+            return f"a ROCm build (HIP {self.hip})"
+        return "a CPU build" if self.cuda is None else f"a CUDA {self.cuda} build"
 
     @property
     def requirement(self) -> str:
@@ -136,6 +147,8 @@ def _torch_info(data: Any) -> TorchInfo | None:
         arch_list=tuple(archs),
         distribution=distribution if isinstance(distribution, str) else "",
         path=_text_or_empty(data.get("path")),
+        hip=_text_or_empty(data.get("hip"))[:100] or None,
+        installer=_text_or_empty(data.get("installer"))[:100],
     )
 
 

@@ -61,6 +61,10 @@ class TorchFacts:
     arch_source: str = ""
     #: The packages released with torch that the env holds (torchvision, torchaudio): name → version.
     paired: Mapping[str, str] = field(default_factory=dict)
+    #: ``torch.version.hip`` of a ROCm build (for AMD GPUs); None for CUDA and CPU builds.
+    hip: str | None = None
+    #: Who installed it ("pip", "uv", "conda"); "" if unknown.
+    installer: str = ""
 
     @property
     def variant(self) -> str:
@@ -199,16 +203,34 @@ def given_release(facts: TorchFacts, known: TorchReleases | None = None) -> Give
 # -- what the data says against what was observed -------------------------------------------------
 
 
-def data_disagreements(facts: TorchFacts) -> tuple[str, ...]:
-    """Where ``torch.toml`` says otherwise than the installed torch, one line each, naming the entry.
+def not_in_data(facts: TorchFacts) -> str | None:
+    """Why ``torch.toml`` does not describe the installed torch, or None when it does.
 
-    The shipped data, whatever an index added to the plan's. Only a version the data lists is compared
-    (another build of it, such as
-    NVIDIA's ``2.5.0a0+…nv24.08``, is not what the data describes).
+    The data describes the wheels of PyPI and the PyTorch index, of the versions it lists. Another build
+    of such a version (NVIDIA's ``2.5.0a0+…nv24.08``, a ROCm build, a conda package, whose variants are
+    its channel's) is not what it describes.
     """
     nearest, same_minor = nearest_release(facts.version)
     if not same_minor or facts.public not in nearest.versions:
+        return f"torch.toml does not list {facts.public}"
+    if facts.hip:
+        return (f"torch {facts.version} is a ROCm build (HIP {facts.hip}); torch.toml describes CUDA and "
+                "CPU builds")
+    if facts.installer == "conda":
+        return (f"torch {facts.version} is a conda package: its builds are its channel's, torch.toml "
+                "describes the wheels of PyPI and the PyTorch index")
+    return None
+
+
+def data_disagreements(facts: TorchFacts) -> tuple[str, ...]:
+    """Where ``torch.toml`` says otherwise than the installed torch, one line each, naming the entry.
+
+    The shipped data, whatever an index added to the plan's; only a torch it describes
+    (:func:`not_in_data`).
+    """
+    if not_in_data(facts) is not None:
         return ()
+    nearest, _ = nearest_release(facts.version)
     variant = facts.variant
     entry = f'torch.toml releases."{nearest.release}"'
     found: list[str] = []
@@ -239,8 +261,13 @@ def given_choice(facts: TorchFacts, given: GivenRelease, hardware: Hardware) -> 
     variant = facts.variant
     where = facts.where or "the env"
     said = f"torch {facts.version} is given ({where}): the plan is for it, not chosen"
+    if facts.hip:
+        return VariantChoice("cpu", (said,), (), problem=GivenTorchError(
+            f"the given torch {facts.version} ({where}) is a ROCm build (HIP {facts.hip}), for AMD GPUs: "
+            "gpuenv builds extensions against CUDA builds of torch, for NVIDIA GPUs",
+            hint=NEVER_REPLACED, code="given-torch-rocm", torch=facts.version, hip=facts.hip))
     if variant == "cpu":
-        unused = (f"the given torch {facts.version} is a CPU build: the {_gpus(hardware)} go unused and "
+        unused = (f"the given torch {facts.version} is a CPU build: {_gpus_go_unused(hardware)} and "
                   "extensions are built without CUDA",) if hardware.gpus else ()
         return VariantChoice("cpu", (said,), unused)
     reasons = (said, f"its CUDA {facts.cuda} is the {variant} variant")
@@ -280,9 +307,10 @@ def given_choice(facts: TorchFacts, given: GivenRelease, hardware: Hardware) -> 
     return VariantChoice(variant, reasons, tuple(warnings))
 
 
-def _gpus(hardware: Hardware) -> str:
+def _gpus_go_unused(hardware: Hardware) -> str:
+    """"the GPU goes unused", "the 2 GPUs go unused"."""
     n = len(hardware.gpus)
-    return f"{n} GPU{'s' if n != 1 else ''}"
+    return "the GPU goes unused" if n == 1 else f"the {n} GPUs go unused"
 
 
 def check_forced(facts: TorchFacts, forced: str | None, forced_by: str) -> None:

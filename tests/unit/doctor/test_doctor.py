@@ -179,6 +179,9 @@ def test_the_installed_torch_is_compared_with_gpuenvs_data_as_setup_compares_it(
     assert differs.fix and "builds for the installed torch" in differs.fix
     ngc = torch_data_check(TorchFacts("2.5.0a0+872d972e41.nv24.08", "12.6", ("9.0",)))
     assert ngc.verdict == "skip" and "torch.toml does not list 2.5.0a0" in ngc.detail
+    conda = torch_data_check(replace(pypi, version="2.14.1", cuda="12.9", arch_list=("9.0",),
+                                     installer="conda"))
+    assert conda.verdict == "skip" and "is a conda package" in conda.detail
 
 
 def test_a_cuda_torch_on_a_gpu_less_machine_reports_its_archs_and_skips() -> None:
@@ -190,7 +193,15 @@ def test_a_cuda_torch_on_a_gpu_less_machine_reports_its_archs_and_skips() -> Non
 
 def test_a_cpu_torch_on_a_gpu_machine_warns_that_the_gpus_go_unused() -> None:
     check = torch_kernels_check(cpu_torch(), None, "", machine("H100"))
-    assert check.verdict == "warn" and "CPU build" in check.detail
+    assert check.verdict == "warn" and "torch is a CPU build and the 1 GPU goes unused" in check.detail
+
+
+def test_a_rocm_torch_on_an_nvidia_machine_fails_the_kernel_check_by_its_name() -> None:
+    rocm = replace(cpu_torch(), version="2.4.1+rocm6.0", hip="6.0.32830")
+    check = torch_kernels_check(rocm, None, "", machine("H100"))
+    assert check.verdict == "fail" and "torch is a ROCm build (HIP 6.0.32830)" in check.detail
+    assert torch_kernels_check(rocm, None, "", machine()).detail == (
+        "not needed: torch is a ROCm build (HIP 6.0.32830)")
 
 
 def test_a_driver_older_than_torchs_cuda_major_fails() -> None:

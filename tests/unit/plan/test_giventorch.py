@@ -18,6 +18,7 @@ from gpuenv.plan.giventorch import (
     data_disagreements,
     given_release,
     nearest_release,
+    not_in_data,
     variant_of,
 )
 from gpuenv.plan.knowledge import torch_releases
@@ -169,6 +170,20 @@ def test_what_the_env_does_not_say_comes_from_the_nearest_release_marked_assumed
     assert any("arch list of the torch in the env could not be read" in w for w in result.warnings)
 
 
+def test_a_torch_the_data_does_not_describe_is_not_compared_with_it() -> None:
+    # conda-forge's torch 2.14.1 carries no local label and may be built for another CUDA and other
+    # archs than either wheel: a conda package's builds are its channel's, not what torch.toml lists.
+    conda = replace(PYPI_2141, version="2.14.1", distribution="2.14.1", cuda="12.9", arch_list=("9.0",),
+                    installer="conda")
+    assert data_disagreements(replace(conda, installer="pip")) != ()
+    assert data_disagreements(conda) == ()
+    assert "is a conda package" in (not_in_data(conda) or "")
+    rocm = replace(PYPI_2141, version="2.14.1+rocm6.4", cuda=None, hip="6.4.1", arch_list=())
+    assert data_disagreements(rocm) == () and "is a ROCm build" in (not_in_data(rocm) or "")
+    assert not_in_data(PYPI_2141) is None
+    assert not_in_data(NGC_2408) == "torch.toml does not list 2.5.0a0"
+
+
 def test_a_data_entry_the_installed_wheel_agrees_with_says_nothing() -> None:
     assert data_disagreements(PYPI_2141) == ()
     index_build = replace(PYPI_2141, distribution="2.14.1+cu130",
@@ -182,7 +197,21 @@ def test_a_cpu_torch_given_on_a_gpu_machine_is_planned_cpu_with_a_warning() -> N
     torch = TorchFacts(version="2.13.0+cpu", cuda=None, cxx11_abi=True, cxx_standard=17)
     result = make_plan(recipe(""), machine(H100, driver=D580), given(torch))
     assert result.variant == "cpu" and not result.blockers
-    assert any("is a CPU build: the 1 GPU go unused" in w for w in result.warnings)
+    assert any("is a CPU build: the GPU goes unused" in w for w in result.warnings)
+    two = make_plan(recipe(""), machine(H100, H100, driver=D580), given(torch))
+    assert any("is a CPU build: the 2 GPUs go unused" in w for w in two.warnings)
+
+
+def test_a_rocm_torch_given_on_an_nvidia_machine_is_a_blocker_not_a_cpu_build() -> None:
+    # torch.version.cuda is None in a ROCm build, as in a CPU one: torch.version.hip tells them apart.
+    rocm = TorchFacts(version="2.4.1+rocm6.0", cuda=None, hip="6.0.32830-d62f6a171", cxx11_abi=True,
+                      where="in /opt/rocm-env, Python 3.10")
+    result = make_plan(recipe(""), machine(H100, driver=D580), given(rocm))
+    assert kinds(result) == ["GivenTorchError"]
+    error = result.blockers[0].error
+    assert error.code == "given-torch-rocm" and error.to_json()["hip"] == "6.0.32830-d62f6a171"
+    assert "is a ROCm build (HIP 6.0.32830-d62f6a171), for AMD GPUs" in str(error)
+    assert not any("CPU build" in w for w in result.warnings)
 
 
 # -- what the recipe asks of a given torch ------------------------------------------------------------

@@ -190,3 +190,36 @@ def test_a_module_that_kills_the_interpreter_is_named(tmp_path: Path) -> None:
     env = _venv_with_modules(tmp_path / "venv", {"fine": "", "crashing_ext": "import os\nos.abort()\n"})
     with pytest.raises(StepError, match="died importing crashing_ext"):
         env.check(SubprocessRunner(), ["fine", "crashing_ext"])
+
+
+def _torch_on_disk(root: Path, *, version: str, cuda: str | None, hip: str | None,
+                   installer: str) -> TargetEnv:
+    """A venv whose torch is the few files gpuenv's questions read: version.py, the module, its dist-info."""
+    venv.create(root, with_pip=False)
+    env = TargetEnv(root)
+    site = env.site_packages(SubprocessRunner())
+    (site / "torch").mkdir()
+    (site / "torch" / "version.py").write_text(f"__version__ = {version!r}\ncuda = {cuda!r}\nhip = {hip!r}\n")
+    (site / "torch" / "__init__.py").write_text(
+        "import types\nfrom torch import version\n__version__ = version.__version__\n"
+        "cuda = types.SimpleNamespace(get_arch_list=lambda: [])\n"
+        "_C = types.SimpleNamespace(_GLIBCXX_USE_CXX11_ABI=True)\n")
+    dist = site / f"torch-{version}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+    (dist / "INSTALLER").write_text(f"{installer}\n")
+    return env
+
+
+def test_a_rocm_torch_and_a_conda_torch_are_told_from_a_cpu_build_and_a_wheel(tmp_path: Path) -> None:
+    runner = SubprocessRunner()
+    rocm = _torch_on_disk(tmp_path / "rocm", version="2.4.1+rocm6.0", cuda=None, hip="6.0.32830",
+                          installer="pip").torch_info(runner)
+    assert rocm is not None and rocm.hip == "6.0.32830" and rocm.cuda is None
+    assert rocm.build == "a ROCm build (HIP 6.0.32830)" and rocm.installer == "pip"
+    conda = _torch_on_disk(tmp_path / "conda", version="2.5.1", cuda="12.6", hip=None,
+                           installer="conda").torch_info(runner)
+    assert conda is not None and conda.hip is None and conda.installer == "conda"
+    assert conda.build == "a CUDA 12.6 build"
+    files = TargetEnv(tmp_path / "rocm").facts(runner)  # read from the files, without importing torch
+    assert files is not None and files.hip == "6.0.32830"
