@@ -22,6 +22,7 @@ from typing import Any
 
 from gpuenv.errors import ProbeError
 from gpuenv.plan.hardware import Gpu, Hardware, Toolkit
+from gpuenv.probe.cgroups import cgroup_limits
 from gpuenv.probe.toolkitroots import find_toolkits
 from gpuenv.runner import Runner
 
@@ -237,14 +238,21 @@ def _gpu(index: int, handle: Any, cc: str, where: str) -> Gpu:
 def probe_host() -> tuple[int, int, int]:
     """(CPUs this process may use, memory total MiB, memory available MiB).
 
-    Memory comes from /proc/meminfo, capped by the container's cgroup limit
-    (builds are sized from it, and the limit is what the OOM killer enforces).
+    Memory comes from /proc/meminfo and CPUs from the affinity mask, each capped
+    by the cgroups this process runs in (a container's, a batch job's): builds
+    are sized from them, and the limits are what the OOM killer and the CPU
+    throttle enforce (:mod:`gpuenv.probe.cgroups`).
     """
     total, available = _meminfo_mib(Path("/proc/meminfo")) or _sysconf_memory_mib()
-    limit = _cgroup_limit_mib()
-    if limit is not None:
-        total, available = min(total, limit), min(available, limit)
-    return _cpu_count(), total, available
+    limits = cgroup_limits()
+    if limits.memory_max_mib is not None:
+        total, available = min(total, limits.memory_max_mib), min(available, limits.memory_max_mib)
+    if limits.memory_available_mib is not None:
+        available = min(available, limits.memory_available_mib)
+    cpus = _cpu_count()
+    if limits.cpus is not None:
+        cpus = min(cpus, limits.cpus)
+    return cpus, total, available
 
 
 def _cpu_count() -> int:
@@ -291,16 +299,3 @@ def _sysconf_memory_mib() -> tuple[int, int]:
     total = pages("SC_PHYS_PAGES") * page // MIB
     available = pages("SC_AVPHYS_PAGES") * page // MIB
     return total, (available or total)
-
-
-def _cgroup_limit_mib() -> int | None:
-    # A cgroup's limit bounds all its children's, so the limit seen at the
-    # mount point is never wrong, only sometimes looser than ours.
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text(encoding="ascii").strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 1 << 60:  # "max" or v1's huge "unlimited"
-            return int(text) // MIB
-    return None
