@@ -183,7 +183,7 @@ class Project:
                            python_version=env_python(recipe), platform=host_platform(),
                            constraints=installer_constraints(), tree=recipe_tree(recipe),
                            cache_from=self.cache_from(), push=bool(self.value("push")),
-                           prebuilt=self.value("prebuilt"))
+                           prebuilt=self.value("prebuilt"), environ=dict(self.environ))
 
     def plan(self) -> Plan:
         """What ``gpuenv plan`` shows: every decision, what would stop setup as blockers, cache hits."""

@@ -10,7 +10,7 @@ the cache, the lock and the front ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,3 +172,32 @@ def group_name(torch_version: str, variant: str, arch_list: tuple[str, ...]) -> 
     except InvalidVersion:
         public = torch_version.partition("+")[0]
     return f"torch-{public}-{variant}" + "".join(f"-sm{a.replace('.', '')}" for a in arch_list)
+
+
+def overridden_variables(environ: Mapping[str, str], build_envs: Iterable[Mapping[str, str]]) -> list[str]:
+    """One warning per variable of ``environ`` that gpuenv's builds get with another value.
+
+    The plan's build variables replace the user's for gpuenv's own builds; a value exported for
+    another machine or an earlier build (TORCH_CUDA_ARCH_LIST, MAX_JOBS, CUDA_HOME) would otherwise
+    be dropped without a word.
+    """
+    planned: dict[str, list[str]] = {}
+    for env in build_envs:
+        for name, value in env.items():
+            if name in environ and environ[name] != value and value not in planned.setdefault(name, []):
+                planned[name].append(value)
+    found = []
+    for name, values in planned.items():
+        if not values:
+            continue
+        if name == "CUDA_HOME":
+            how = "pass --toolkit PATH to build with another toolkit"
+        elif "ARCH" in name:
+            how = "pass --arch X.Y (or --gpu NAME) to build for other GPUs"
+        else:
+            how = f'set it in the recipe (env = {{ {name} = "..." }} of the extension) to change it'
+        shown = " or ".join(values)
+        user = environ[name] if len(environ[name]) <= 80 else environ[name][:77] + "..."
+        found.append(f"{name}={user} is set in this environment; gpuenv's builds get {name}={shown} "
+                     f"(the plan's): {how}")
+    return found

@@ -35,7 +35,7 @@ from gpuenv.plan import giventorch, knowledge
 from gpuenv.plan.archlist import arch_list_for, arch_not_accepted, check_toolkit_archs, substitutions
 from gpuenv.plan.buildplan import Draft, draft, entry_for, finish, for_toolkit, pinned_version
 from gpuenv.plan.candidates import Constraint, WheelTarget, pin_pairs, torch_candidates
-from gpuenv.plan.envplan import Blocker, Plan
+from gpuenv.plan.envplan import Blocker, Plan, overridden_variables
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Hardware, Toolkit
@@ -90,6 +90,10 @@ class PlanOptions:
     push: bool = False
     #: --no-prebuilt gives False; None: the recipe's [cache] prebuilt.
     prebuilt: bool | None = None
+    #: The environment gpuenv runs in (``os.environ``, as Project passes it): read only to say which
+    #: of its variables the builds get otherwise (a TORCH_CUDA_ARCH_LIST exported for another machine).
+    environ: Mapping[str, str] = field(default_factory=dict)
+
 
 
 # -- the planner ----------------------------------------------------------------
@@ -365,6 +369,8 @@ def _assemble(
         if d.torch_bound and d.skip and not d.spec.required and passed_over:
             reasons.append(f"{d.spec.name} is skipped on every torch the recipe allows that runs here")
             break
+    warnings += overridden_variables(options.environ, [build_env, *(e.env for e in extensions
+                                                                    if e.action != "skip")])
     return Plan(
         recipe=str(recipe.path),
         env_name=recipe.name,

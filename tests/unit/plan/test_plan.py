@@ -903,3 +903,20 @@ def test_the_toolkit_hint_names_only_variants_that_run_here() -> None:
                    PlanOptions(cuda="12.6", toolkit=ToolkitPolicy(mode="system", chosen_by="test")))
     (blocker,) = ok.blockers
     assert "plan for the toolkit you have with --cuda 13.0" in (blocker.error.hint or "")
+
+
+def test_a_build_variable_the_user_exported_that_the_builds_replace_is_said() -> None:
+    environ = {"TORCH_CUDA_ARCH_LIST": "5.2 6.0 7.0 8.0 9.0+PTX", "CUDA_HOME": "/opt/cuda-12.4",
+               "FORCE_CUDA": "1", "HOME": "/home/me"}
+    result = make_plan(recipe("==2.14.*", SCATTER), machine(H100, driver=D580, nvcc=("13.0",)),
+                       PlanOptions(environ=environ))
+    said = {w.split("=", 1)[0]: w for w in result.warnings if "is set in this environment" in w}
+    assert set(said) == {"TORCH_CUDA_ARCH_LIST", "CUDA_HOME"}, "FORCE_CUDA=1 is what the build gets too"
+    assert said["TORCH_CUDA_ARCH_LIST"] == (
+        "TORCH_CUDA_ARCH_LIST=5.2 6.0 7.0 8.0 9.0+PTX is set in this environment; gpuenv's builds get "
+        "TORCH_CUDA_ARCH_LIST=9.0 (the plan's): pass --arch X.Y (or --gpu NAME) to build for other GPUs")
+    assert "--toolkit PATH" in said["CUDA_HOME"] and result.toolkit is not None
+    assert f"CUDA_HOME={result.toolkit.root} (the plan's)" in said["CUDA_HOME"]
+    quiet = make_plan(recipe("==2.14.*", SCATTER), machine(H100, driver=D580, nvcc=("13.0",)),
+                      PlanOptions(environ=dict(result.build_env)))
+    assert not [w for w in quiet.warnings if "is set in this environment" in w]
