@@ -53,10 +53,11 @@ def test_every_arch_set_is_used_and_every_release_names_known_sets() -> None:
     assert used == set(data["arch_sets"])
 
 
-#: The CUDA versions each release was built for, as pytorch/test-infra states them on the release's own
-#: branch: tools/scripts/generate_binary_build_matrix.py, CUDA_ARCHES_DICT["test"] (the channel a
-#: release's candidates and final wheels are built from). Transcribed 2026-12-04 from the repository's
-#: snapshot: release branch -> (commit, line, CUDA versions). torch.toml's variants must be these.
+#: The CUDA builds of each release that PyTorch validates and advertises, as pytorch/test-infra states
+#: them on the release's own branch: tools/scripts/generate_binary_build_matrix.py, CUDA_ARCHES_DICT["test"]
+#: (the channel of the release's candidates). Transcribed 2026-12-04 from the repository's snapshot:
+#: release branch -> (commit, line, CUDA versions). torch.toml's variants must be these; builds PyTorch
+#: made without advertising them (cu129 of 2.12-2.14) are named in the release's `unverified`.
 TEST_INFRA_RELEASE_CUDA = {
     "2.1": ("5c9a8cd2", 30, ("11.8", "12.1")),
     "2.2": ("594c42b7", 30, ("11.8", "12.1")),
@@ -76,7 +77,7 @@ TEST_INFRA_RELEASE_CUDA = {
 
 
 @pytest.mark.parametrize("release", sorted(TEST_INFRA_RELEASE_CUDA))
-def test_the_variants_of_a_release_are_those_its_build_matrix_built(release: str) -> None:
+def test_the_variants_of_a_release_are_those_its_release_matrix_advertises(release: str) -> None:
     commit, line, cuda = TEST_INFRA_RELEASE_CUDA[release]
     table = shipped_data()["releases"][release]
     assert set(table["variants"]) == {"cu" + v.replace(".", "") for v in cuda}
