@@ -57,7 +57,7 @@ def test_every_arch_set_is_used_and_every_release_names_known_sets() -> None:
 #: them on the release's own branch: tools/scripts/generate_binary_build_matrix.py, CUDA_ARCHES_DICT["test"]
 #: (the channel of the release's candidates). Transcribed 2026-12-04 from the repository's snapshot:
 #: release branch -> (commit, line, CUDA versions). torch.toml's variants must be these; builds PyTorch
-#: made without advertising them (cu129 of 2.12-2.14) are named in the release's `unverified`.
+#: made without advertising them (cu129 of 2.9-2.14) are named in the release's `unverified`.
 TEST_INFRA_RELEASE_CUDA = {
     "2.1": ("5c9a8cd2", 30, ("11.8", "12.1")),
     "2.2": ("594c42b7", 30, ("11.8", "12.1")),
