@@ -164,6 +164,18 @@ def test_a_driver_595_read_from_a_hand_written_file_runs_cuda_13_2() -> None:
     assert result.variant == "cu132"
 
 
+# 10. torch 2.7's cu128 build carries PTX for 12.0 (get_arch_list() of 2.7.1+cu128 ends in compute_120;
+#     pytorch/pytorch PR 157516 removed the +PTX from CUDA 12.8 builds only for 2.8), unlike 2.11's.
+
+
+def test_a_plan_that_finds_no_torch_2_7_build_for_a_gpu_names_the_ptx_its_cu128_build_carries() -> None:
+    thor = ("NVIDIA Jetson AGX Thor", "11.0")  # no x86_64 build of torch carries 11.0
+    old = make_plan(recipe("==2.7.*"), machine(thor, driver=D580))
+    new = make_plan(recipe("==2.11.*"), machine(thor, driver=D580))
+    assert any("cu128 7.5 8.0 8.6 9.0 10.0 12.0+PTX;" in str(b.error) for b in old.blockers)
+    assert any("cu128 7.5 8.0 8.6 9.0 10.0 12.0;" in str(b.error) for b in new.blockers)
+
+
 # 9. An arch no NVIDIA GPU has is an error naming those that exist.
 
 

@@ -96,7 +96,6 @@ def test_each_release_loads_as_the_planner_needs_it(release: str) -> None:
         ("2.13", "cu130", False, {"12.0+PTX"}, {"7.0"}),  # index build: PTX for 12.0
         ("2.13", "cu126", False, {"5.0", "7.0", "9.0"}, {"10.0", "12.0"}),
         ("2.9", "cu128", True, {"7.0", "10.0", "12.0"}, set()),
-        ("2.7", "cu128", False, {"7.5", "12.0"}, {"7.0"}),
         ("2.11", "cu128", False, {"7.5"}, {"7.0"}),
         ("2.8", "cu129", False, {"7.0", "12.0+PTX"}, set()),
     ],

@@ -51,3 +51,44 @@ def test_every_arch_set_is_used_and_every_release_names_known_sets() -> None:
     used = {s for r in data["releases"].values()
             for s in [*r["variants"].values(), r.get("pypi_arch_set")] if s}
     assert used == set(data["arch_sets"])
+
+
+#: The CUDA builds of each release that PyTorch validates and advertises, as pytorch/test-infra states
+#: them on the release's own branch: tools/scripts/generate_binary_build_matrix.py, CUDA_ARCHES_DICT["test"]
+#: (the channel of the release's candidates). Transcribed 2026-12-04 from the repository's snapshot:
+#: release branch -> (commit, line, CUDA versions). torch.toml's variants must be these; builds PyTorch
+#: made without advertising them (cu129 of 2.9-2.14) are named in the release's `unverified`.
+TEST_INFRA_RELEASE_CUDA = {
+    "2.1": ("5c9a8cd2", 30, ("11.8", "12.1")),
+    "2.2": ("594c42b7", 30, ("11.8", "12.1")),
+    "2.3": ("8eb9c9e5", 30, ("11.8", "12.1")),
+    "2.4": ("c6b59bac", 28, ("11.8", "12.1", "12.4")),
+    "2.5": ("b6da80aa", 28, ("11.8", "12.1", "12.4")),
+    "2.6": ("89df92f1", 32, ("11.8", "12.4", "12.6")),
+    "2.7": ("b4870dd2", 31, ("11.8", "12.6", "12.8")),
+    "2.8": ("e521879f", 31, ("12.6", "12.8", "12.9")),
+    "2.9": ("f3ee5ce0", 31, ("12.6", "12.8", "13.0")),
+    "2.10": ("f8efba23", 31, ("12.6", "12.8", "13.0")),
+    "2.11": ("2121ac63", 39, ("12.6", "12.8", "13.0")),
+    "2.12": ("a0027c56", 39, ("12.6", "13.0", "13.2")),
+    "2.13": ("d499353b", 54, ("12.6", "13.0", "13.2")),
+    "2.14": ("c840391a", 48, ("12.6", "13.0", "13.2")),
+}
+
+
+@pytest.mark.parametrize("release", sorted(TEST_INFRA_RELEASE_CUDA))
+def test_the_variants_of_a_release_are_those_its_release_matrix_advertises(release: str) -> None:
+    commit, line, cuda = TEST_INFRA_RELEASE_CUDA[release]
+    table = shipped_data()["releases"][release]
+    assert set(table["variants"]) == {"cu" + v.replace(".", "") for v in cuda}
+    # The table cites the branch, commit and line it was checked against.
+    assert any(f"pytorch/test-infra@release/{release} ({commit})" in s and f".py:{line}," in s
+               for s in table["sources"]), release
+
+
+def test_every_release_with_a_build_matrix_branch_is_checked_against_it() -> None:
+    # 1.13 and 2.0 predate test-infra's release branches (their variants: RELEASE.md's matrix); 2.15 has
+    # none in the snapshot read, and its variants are marked unverified.
+    unchecked = set(shipped_data()["releases"]) - set(TEST_INFRA_RELEASE_CUDA)
+    assert unchecked == {"1.13", "2.0", "2.15"}
+    assert any(u.startswith("variants") for u in shipped_data()["releases"]["2.15"]["unverified"])
