@@ -24,8 +24,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from gpuenv.init.metadata import Metadata, read_metadata
+from gpuenv.init.pathwords import words
 from gpuenv.init.placing import Finding
-from gpuenv.init.requirements_files import FileAccount, ReadFile, relative, words
+from gpuenv.init.requirements_files import FileAccount, ReadFile, relative
 from gpuenv.plan.pins import conflict
 
 if sys.version_info >= (3, 11):
