@@ -121,3 +121,24 @@ def test_a_list_that_includes_the_test_list_is_for_development(tmp_path: Path) -
     assert got["requirements-benchmark.txt"] == "dev"
     assert got["requirements-viz.txt"] == "extra"  # it builds on the install, not on the tests
     assert got["requirements-test.txt"] == "test"
+
+
+def test_the_conflict_named_is_the_one_with_the_install_before_one_between_two_optional_lists(
+    tmp_path: Path,
+) -> None:
+    repo = write(
+        tmp_path,
+        {
+            "pyproject.toml": """\
+                [project]
+                name = "tuner"
+                version = "1"
+                dependencies = ["transformers>=4.55.0,!=4.57.0"]
+            """,
+            "requirements/moss.txt": "transformers==4.57.1\n",
+            "requirements/sglang.txt": "transformers==4.51.1\n",
+        },
+    )
+    (said,) = scan_repo(repo).conflicts
+    assert "pyproject.toml" in said and "requirements/sglang.txt:1" in said
+    assert "moss" not in said  # 4.57.1 and the install agree; the two optional lists clash, but later
