@@ -1,6 +1,7 @@
 """What a repository's conda environment files add to the recipe.
 
-A conda file is one route to the environment (``conda env create -f``). Its
+A conda file is one route to the environment (``conda env create -f``; a
+``pixi.toml`` is read as one, :mod:`gpuenv.init.pixi`). Its
 torch pin, CUDA build (``pytorch-cuda=11.8``, ``cudatoolkit=11.3``, a build
 string ``py3.9_cuda11.8_cudnn8_0``), Python and extensions (``pytorch-scatter``
 is torch-scatter) are read always. Its other packages, and its ``pip:`` list,
@@ -20,6 +21,7 @@ from pathlib import Path
 from gpuenv.errors import InputError
 from gpuenv.init.conda import CondaEnv, MatchSpec, conda_name, read_environment
 from gpuenv.init.pathwords import role_by_words
+from gpuenv.init.pixi import is_pixi, read_pixi
 from gpuenv.init.placing import CONDA, Candidate, Finding, TorchClaim
 from gpuenv.init.requirements_files import FileAccount, relative
 from gpuenv.load.pipline import ParsedRequirement
@@ -49,7 +51,7 @@ def read_all(root: Path, paths: list[Path], *, pip_route: bool) -> CondaFindings
     for path in paths:
         rel = relative(root, path)
         try:
-            env = read_environment(path)
+            env = read_pixi(path) if is_pixi(path) else read_environment(path)
         except InputError as exc:
             if "not a conda environment file" not in str(exc):
                 found.accounts.append(FileAccount(rel, "unreadable", str(exc)))
@@ -200,6 +202,7 @@ def _why(
     pip_placed: int,
 ) -> str:
     kind = "a 'conda env export'" if env.exported else "a conda environment"
+    kind = "a pixi manifest (conda packages)" if is_pixi(env.path) else kind
     if env.platform and env.exported:
         kind += f" made on {env.platform}"
     parts = []

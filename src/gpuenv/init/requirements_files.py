@@ -160,7 +160,8 @@ class ReadFile:
 
 
 def discover(root: Path, skipped: set[Path]) -> tuple[list[Path], list[Path]]:
-    """(requirements files, conda environment files) below ``root``, never inside ``skipped`` folders."""
+    """(requirements files, conda environment files and pixi manifests) below ``root``, never inside
+    ``skipped`` folders."""
     requirements: list[Path] = []
     environments: list[Path] = []
     seen = 0
@@ -184,8 +185,8 @@ def discover(root: Path, skipped: set[Path]) -> tuple[list[Path], list[Path]]:
                 _NAME.search(lower.rsplit(".", 1)[0]) or (in_requirements_dir and lower.endswith(".txt"))
             ):
                 requirements.append(here / name)
-            elif lower.endswith((".yml", ".yaml")) and re.search(
-                r"(?i)(^|[-_.])(environment|env|conda)", lower
+            elif lower == "pixi.toml" or (
+                lower.endswith((".yml", ".yaml")) and re.search(r"(?i)(^|[-_.])(environment|env|conda)", name)
             ):
                 environments.append(here / name)
         if seen > MAX_ENTRIES or len(requirements) > MAX_FILES:
