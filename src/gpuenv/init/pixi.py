@@ -1,4 +1,5 @@
-"""A pixi manifest (``pixi.toml``) read as the conda environment it describes.
+"""A pixi manifest (``pixi.toml``, or the ``[tool.pixi]`` tables of a pyproject.toml) read as the conda
+environment it describes.
 
 pixi resolves ``[dependencies]`` from conda channels, with conda's match-spec
 versions (``pytorch = ">=2.2.0,<2.3"``, or a table ``{ version = "11.8.*",
@@ -32,7 +33,16 @@ _TABLES = ((), ("target", "linux-64"))
 
 
 def is_pixi(path: Path) -> bool:
-    return path.name.lower() == "pixi.toml"
+    return path.name.lower() == "pixi.toml" or (path.name == "pyproject.toml" and has_pixi_tables(path))
+
+
+def has_pixi_tables(pyproject: Path) -> bool:
+    """Whether a pyproject.toml holds pixi's tables (``[tool.pixi.dependencies]``…)."""
+    try:
+        data = tomllib.loads(read_input(pyproject, limit=MAX_BYTES))
+    except (UnreadableInput, tomllib.TOMLDecodeError):
+        return False
+    return bool(_table(data, ("tool", "pixi")))
 
 
 def read_pixi(path: Path) -> CondaEnv:
@@ -46,13 +56,15 @@ def read_pixi(path: Path) -> CondaEnv:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})", hint="pixi itself would refuse it") from None
     lines = text.splitlines()
+    prefix: tuple[str, ...] = ("tool", "pixi") if path.name == "pyproject.toml" else ()
+    data = _table(data, prefix) if prefix else data
     specs: list[MatchSpec] = []
     pip_lines: list[tuple[int, str]] = []
     skipped: list[tuple[int, str, str]] = []
     for keys in _TABLES:
         table = _table(data, keys)
         for name, value in _table(table, ("dependencies",)).items():
-            lineno = _line_of(lines, (*keys, "dependencies"), name)
+            lineno = _line_of(lines, (*prefix, *keys, "dependencies"), name)
             spec = _conda_spec(str(name), value)
             if spec is None:
                 skipped.append((lineno, str(name), "not a conda dependency pixi reads"))
@@ -62,7 +74,7 @@ def read_pixi(path: Path) -> CondaEnv:
             except ValueError as exc:
                 skipped.append((lineno, spec, str(exc)))
         for name, value in _table(table, ("pypi-dependencies",)).items():
-            lineno = _line_of(lines, (*keys, "pypi-dependencies"), name)
+            lineno = _line_of(lines, (*prefix, *keys, "pypi-dependencies"), name)
             line = _pip_line(str(name), value)
             if line is None:
                 skipped.append((lineno, str(name), "not a PyPI dependency pixi reads"))

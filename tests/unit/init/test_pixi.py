@@ -81,3 +81,27 @@ def test_a_manifest_that_is_not_toml_is_refused_with_why(tmp_path: Path) -> None
     path.write_text("[dependencies\npython = 3\n")
     with pytest.raises(InputError, match="not valid TOML"):
         read_pixi(path)
+
+
+def test_pixi_tables_in_pyproject_toml_are_read_beside_the_package_metadata(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent("""\
+            [project]
+            name = "splats"
+            version = "0.1"
+            dependencies = ["torch>=2.1", "lpips"]
+
+            [tool.pixi.workspace]
+            channels = ["conda-forge", "pytorch", "nvidia"]
+            platforms = ["linux-64"]
+
+            [tool.pixi.dependencies]
+            pytorch = { version = "2.4.*", channel = "pytorch" }
+            pytorch-cuda = "12.1.*"
+        """)
+    )
+    env = read_pixi(tmp_path / "pyproject.toml")
+    assert {s.name: s.lineno for s in env.specs} == {"pytorch": 11, "pytorch-cuda": 12}
+    scan = scan_repo(tmp_path)
+    assert scan.cuda == "cu121"  # the only CUDA the files state
+    assert [(a.path, a.role) for a in scan.files] == [("pyproject.toml", "install")]  # one line for the file
