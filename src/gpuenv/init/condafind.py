@@ -1,13 +1,16 @@
 """What a repository's conda environment files add to the recipe.
 
-A conda file is one route to the environment (``conda env create -f``). Its
+A conda file is one route to the environment (``conda env create -f``; a
+``pixi.toml`` is read as one, :mod:`gpuenv.init.pixi`). Its
 torch pin, CUDA build (``pytorch-cuda=11.8``, ``cudatoolkit=11.3``, a build
 string ``py3.9_cuda11.8_cudnn8_0``), Python and extensions (``pytorch-scatter``
 is torch-scatter) are read always. Its other packages, and its ``pip:`` list,
 are placed only when the repository has no pip route of its own (no install
 requirements file, no package metadata listing dependencies); otherwise they
 are checked against the pip route (a conflict is reported) and left to conda.
-Conda packages gpuenv cannot map to PyPI are named in one line per file.
+Conda packages gpuenv cannot map to PyPI are named in one line per file. A file
+whose path says it serves the docs, a demo or the tests (``docs/environment.yml``)
+is accounted for with that role and not read.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 from gpuenv.errors import InputError
 from gpuenv.init.conda import CondaEnv, MatchSpec, conda_name, read_environment
+from gpuenv.init.pathwords import role_by_words
+from gpuenv.init.pixi import is_pixi, read_pixi
 from gpuenv.init.placing import CONDA, Candidate, Finding, TorchClaim
 from gpuenv.init.requirements_files import FileAccount, relative
 from gpuenv.load.pipline import ParsedRequirement
@@ -24,6 +29,10 @@ from gpuenv.load.requirements import index_variant
 from gpuenv.plan import catalog
 
 _SHOWN = 6
+#: What a conda file's path may say it is for, besides the env: such a file is another job's env (the docs
+#: build, a notebook's, the tests'), accounted for and not read. "dev" and "cpu" are not among them: an
+#: environment-dev.yml is often the only env, and a CPU env file is a route of its own.
+_SIDE_ROLES = ("docs", "demo", "test")
 
 
 @dataclass
@@ -42,12 +51,20 @@ def read_all(root: Path, paths: list[Path], *, pip_route: bool) -> CondaFindings
     for path in paths:
         rel = relative(root, path)
         try:
-            env = read_environment(path)
+            env = read_pixi(path) if is_pixi(path) else read_environment(path)
         except InputError as exc:
             if "not a conda environment file" not in str(exc):
                 found.accounts.append(FileAccount(rel, "unreadable", str(exc)))
             continue
         if not env.specs and not env.pip.requirements:
+            continue
+        side = role_by_words(rel, _SIDE_ROLES)
+        if side is not None:
+            found.accounts.append(
+                FileAccount(
+                    rel, side[0], f"a conda environment whose {side[1]} says {side[0]}: not read for the env"
+                )
+            )
             continue
         _read(root, rel, env, found, pip_route)
     return found
@@ -185,6 +202,7 @@ def _why(
     pip_placed: int,
 ) -> str:
     kind = "a 'conda env export'" if env.exported else "a conda environment"
+    kind = "a pixi manifest (conda packages)" if is_pixi(env.path) else kind
     if env.platform and env.exported:
         kind += f" made on {env.platform}"
     parts = []

@@ -24,8 +24,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from gpuenv.init.metadata import Metadata, read_metadata
+from gpuenv.init.pathwords import words
 from gpuenv.init.placing import Finding
-from gpuenv.init.requirements_files import FileAccount, ReadFile, relative, words
+from gpuenv.init.requirements_files import FileAccount, ReadFile, relative
 from gpuenv.plan.pins import conflict
 
 if sys.version_info >= (3, 11):
@@ -68,25 +69,27 @@ def conflicts(
 ) -> list[str]:
     """Conflicts among what is installed together, besides ``known`` (those placing already reported)."""
     roles = {a.path: a for a in accounts}
-    pins: dict[str, list[tuple[str, str, str, str]]] = {}
-    for name, spec, text, origin, source in _pins(root, files, roles, meta, subprojects):
-        pins.setdefault(name, []).append((spec, text, origin, source))
+    pins: dict[str, list[tuple[str, str, str, str, int]]] = {}
+    for name, spec, text, origin, source, optional in _pins(root, files, roles, meta, subprojects):
+        pins.setdefault(name, []).append((spec, text, origin, source, optional))
     reported = {str(canonicalize_name(k.split(":", 1)[0])) for k in known}
     found = []
     for name, entries in pins.items():
         if name in reported:
             continue
-        clash = next(
+        # The clash that names the install itself first: it holds whatever else is chosen.
+        clash = min(
             (
                 (a, b)
                 for i, a in enumerate(entries)
                 for b in entries[i + 1 :]
                 if a[3] != b[3] and conflict(a[0], b[0])
             ),
-            None,
+            key=lambda pair: pair[0][4] + pair[1][4],
+            default=None,
         )
         if clash is not None:
-            (_, text_a, where_a, _), (_, text_b, where_b, _) = clash
+            (_, text_a, where_a, _, _), (_, text_b, where_b, _, _) = clash
             found.append(
                 f"{name}: {text_a} ({where_a}) against {text_b} ({where_b}): they cannot be installed "
                 "together"
@@ -96,8 +99,9 @@ def conflicts(
 
 def _pins(
     root: Path, files: list[ReadFile], roles: dict[str, FileAccount], meta: Metadata, subprojects: set[str]
-) -> Iterator[tuple[str, str, str, str, str]]:
-    """(name, specifier, text, origin, source file) of every pin installed together with the repository."""
+) -> Iterator[tuple[str, str, str, str, str, int]]:
+    """(name, specifier, text, origin, source file, 1 where optional else 0) of every pin installed together
+    with the repository."""
     for f in files:
         account = roles.get(f.rel)
         if f.parsed is None or account is None or account.role not in _TOGETHER:
@@ -105,25 +109,27 @@ def _pins(
         for line in f.parsed.requirements:
             if line.name and line.parsed is not None and line.parsed.specifier:
                 origin = f"{relative(root, line.path)}:{line.lineno}"
-                yield line.name, line.parsed.specifier, line.text, origin, origin.split(":")[0]
+                optional = int(account.role not in ("install", "per-cuda"))
+                yield line.name, line.parsed.specifier, line.text, origin, origin.split(":")[0], optional
     for declared in meta.requirements:
-        yield from _declared(declared.text, declared.origin)
+        yield from _declared(declared.text, declared.origin, int(declared.extra is not None))
     for text in meta.build_requires:
-        yield from _declared(text, "pyproject.toml [build-system] requires (shares the env: no isolation)")
+        yield from _declared(text, "pyproject.toml [build-system] requires (shares the env: no isolation)", 0)
     for sub in sorted(subprojects)[:_MAX_SUBPROJECTS]:
         other = read_metadata(root / sub)
         for declared in other.requirements:
             if declared.extra is None:
-                yield from _declared(declared.text, f"{sub}/{declared.origin}")
+                yield from _declared(declared.text, f"{sub}/{declared.origin}", 1)
 
 
-def _declared(text: str, origin: str) -> Iterator[tuple[str, str, str, str, str]]:
+def _declared(text: str, origin: str, optional: int) -> Iterator[tuple[str, str, str, str, str, int]]:
     try:
         req = Requirement(text)
     except InvalidRequirement:
         return
     if req.specifier and not req.url:
-        yield str(canonicalize_name(req.name)), str(req.specifier), text, origin, origin.split(":")[0]
+        name = str(canonicalize_name(req.name))
+        yield name, str(req.specifier), text, origin, origin.split(":")[0], optional
 
 
 def project_accounts(root: Path, subprojects: set[str], local_folders: set[str]) -> list[FileAccount]:

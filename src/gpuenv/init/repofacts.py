@@ -77,13 +77,31 @@ def extension_folders(root: Path, skipped: set[Path]) -> list[Path]:
 
 
 def local_extension_findings(root: Path, folders: list[Path]) -> tuple[list[Finding], dict[Path, str]]:
-    """A finding per folder, and folder → what the recipe names it by (only forms the loader accepts)."""
+    """A finding per folder, and folder → what the recipe names it by (only forms the loader accepts).
+
+    The recipe lists each distribution once: a folder whose setup.py names a distribution an earlier
+    folder already builds (the same op copied into several sub-projects) is a copy, named and left out;
+    a folder whose own name another folder's entry already takes is written as ``NAME @ ./folder``."""
     findings: list[Finding] = []
     named: dict[Path, str] = {}
+    declared: dict[str, str] = {}  # distribution → the folder that builds it
+    taken: set[str] = set()  # the names the recipe's entries so far go by
     for folder in folders:
         rel = folder.relative_to(root).as_posix()
         origin = f"{rel}/{'setup.py' if (folder / 'setup.py').is_file() else 'pyproject.toml'}"
-        text, refusal = _recipe_form(root, folder, rel)
+        name = read_tree(folder).name
+        if name is not None and name in declared:
+            findings.append(
+                Finding(
+                    "unplaced",
+                    f"./{rel}",
+                    origin,
+                    f"a copy of ./{declared[name]}: the same distribution ({name}), which one env holds "
+                    "once; the recipe builds that one",
+                )
+            )
+            continue
+        text, refusal = _recipe_form(root, folder, rel, name, taken)
         if text is None:
             findings.append(
                 Finding(
@@ -94,22 +112,36 @@ def local_extension_findings(root: Path, folders: list[Path]) -> tuple[list[Find
                 )
             )
             continue
+        if name is not None:
+            declared[name] = rel
+        taken.add(_entry_name(text, folder))
         named[folder.resolve()] = text
         findings.append(Finding("local-extension", text, origin, "a C++/CUDA extension of this repo"))
     return findings, named
 
 
-def _recipe_form(root: Path, folder: Path, rel: str) -> tuple[str | None, str]:
-    name = read_tree(folder).name or str(
+def _recipe_form(
+    root: Path, folder: Path, rel: str, declared: str | None, taken: set[str]
+) -> tuple[str | None, str]:
+    name = declared or str(
         canonicalize_name(re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-._") or "extension")
     )
     forms = [f"./{rel}", f"{name} @ ./{rel}", f"{name} @ file:{quote(rel)}"]
     refusal = ""
     for form in forms:
+        if _entry_name(form, folder) in taken:
+            refusal = f"{_entry_name(form, folder)} is the name of another extension folder's entry"
+            continue
         refusal = loader_refusal(root, {"extensions": [{"requirement": _from_envs(form)}]}) or ""
         if not refusal:
             return form, ""
     return None, refusal
+
+
+def _entry_name(form: str, folder: Path) -> str:
+    """The name the recipe loader gives an entry: NAME of ``NAME @ …``, else the folder's own name."""
+    name, at, _ = form.partition(" @ ")
+    return str(canonicalize_name(name if at else folder.name))
 
 
 def _from_envs(form: str) -> str:

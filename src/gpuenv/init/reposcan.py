@@ -26,6 +26,7 @@ from gpuenv.errors import InputError
 from gpuenv.init import condafind, crosscheck
 from gpuenv.init.decide import checked_values, decide_python, decide_torch, loader_checked
 from gpuenv.init.metadata import Metadata, read_metadata
+from gpuenv.init.pixi import has_pixi_tables
 from gpuenv.init.placing import (
     INSTALL,
     LOCK,
@@ -129,6 +130,8 @@ def scan_repo(root: Path) -> RepoScan:
     )
     accounts += crosscheck.project_accounts(root, subprojects, folder_names)
     pip_route = bool(used) or any(d.extra is None for d in meta.requirements)
+    if has_pixi_tables(root / "pyproject.toml"):  # [tool.pixi]: the package metadata and a pixi manifest
+        environment_paths.append(root / "pyproject.toml")
     conda = condafind.read_all(root, environment_paths, pip_route=pip_route)
     for candidate in conda.candidates:
         placer.add(candidate)
@@ -148,7 +151,7 @@ def scan_repo(root: Path) -> RepoScan:
         tuple(meta.extras),
         meta.installable,
         tuple(dict.fromkeys(placer.selected)),
-        (*accounts, *conda.accounts),
+        (*accounts, *(a for a in conda.accounts if a.path not in {b.path for b in accounts})),
         tuple(placer.conflicts),
         torch_version,
         cuda,

@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 
 from gpuenv.errors import InputError
 from gpuenv.init.metadata import Metadata
+from gpuenv.init.pathwords import CUDA_WORD, ROLE_WORDS, role_by_words, words
 from gpuenv.load.requirements import RequirementsFile, read_requirements
 from gpuenv.plan.pins import conflict
 
@@ -108,18 +109,6 @@ _STANDARD_WORDS = {
     "std",
     "standard",
 }
-_ROLE_WORDS = (
-    ("dev", r"dev|develop|development|lint|linting|style|format|precommit|pre-commit|typing|mypy|ci"),
-    ("test", r"tests?|testing|pytest|unittest"),
-    ("docs", r"docs?|documentation|sphinx|mkdocs|readthedocs|rtd"),
-    ("demo", r"demos?|gradio|streamlit|app|apps|examples?|notebooks?|colab|webui|ui|playground"),
-    ("lock", r"lock|locked|frozen|freeze|pinned|pins|snapshot"),
-    (
-        "other-platform",
-        r"win|windows|win32|win64|mac|macos|osx|darwin|mps|rocm\d*|amd|ipex|xpu|intel|arm64|"
-        r"aarch64|cpu|apple|m1|m2|npu|ascend|tpu|jetson",
-    ),
-)
 _INSTALL_NAMES = {
     "requirements",
     "requirement",
@@ -142,8 +131,9 @@ _INSTALL_NAMES = {
 }
 _TOOL_FOLDERS = {"tools", "tool", "scripts", "script", "utils", "benchmarks", "eval", "evaluation", ".runpod",
                  "docker", "deploy", "serving"}
+#: The roles of lists made for developing the repository, not for using it.
+_DEVELOPMENT = ("dev", "test", "docs")
 _PLATFORM_WORDS = {"win", "windows", "win32", "win64", "mac", "macos", "osx", "darwin", "rocm", "ipex", "xpu"}
-_CUDA_WORD = re.compile(r"(?i)(^|[-_.])(cu\d{2,3}|cuda\d*)([-_.]|$)")
 
 
 @dataclass(frozen=True)
@@ -170,7 +160,8 @@ class ReadFile:
 
 
 def discover(root: Path, skipped: set[Path]) -> tuple[list[Path], list[Path]]:
-    """(requirements files, conda environment files) below ``root``, never inside ``skipped`` folders."""
+    """(requirements files, conda environment files and pixi manifests) below ``root``, never inside
+    ``skipped`` folders."""
     requirements: list[Path] = []
     environments: list[Path] = []
     seen = 0
@@ -194,8 +185,8 @@ def discover(root: Path, skipped: set[Path]) -> tuple[list[Path], list[Path]]:
                 _NAME.search(lower.rsplit(".", 1)[0]) or (in_requirements_dir and lower.endswith(".txt"))
             ):
                 requirements.append(here / name)
-            elif lower.endswith((".yml", ".yaml")) and re.search(
-                r"(?i)(^|[-_.])(environment|env|conda)", lower
+            elif lower == "pixi.toml" or (
+                lower.endswith((".yml", ".yaml")) and re.search(r"(?i)(^|[-_.])(environment|env|conda)", name)
             ):
                 environments.append(here / name)
         if seen > MAX_ENTRIES or len(requirements) > MAX_FILES:
@@ -219,12 +210,6 @@ def relative(root: Path, path: Path) -> str:
         return str(path)
 
 
-def words(rel: str) -> list[str]:
-    """The words of a path: requirements/requirements-pllava.txt → requirements, requirements, pllava."""
-    stem = rel.rsplit(".", 1)[0]
-    return [w for w in re.split(r"[-_./\\ ]+", stem.lower()) if w]
-
-
 def classify(
     root: Path, files: list[ReadFile], meta: Metadata, project_words: set[str], subprojects: set[str]
 ) -> list[FileAccount]:
@@ -233,12 +218,14 @@ def classify(
     roles: dict[str, FileAccount] = {}
     for rel, (origin, extra) in meta.files.items():
         if rel in by_rel:
+            # An extra named for the tests, the docs or development ("tests", "docs", "dev") is that list.
+            side = role_by_words(extra, _DEVELOPMENT) if extra else None
             roles[rel] = FileAccount(
                 rel,
-                "extra" if extra else "install",
+                side[0] if side else ("extra" if extra else "install"),
                 f"the package metadata reads it ({origin})" + (f" for extra {extra}" if extra else ""),
                 used=extra is None,
-                extra=extra,
+                extra=extra if side is None else None,
             )
     for f in files:
         if f.rel not in roles:
@@ -249,6 +236,7 @@ def classify(
                 has_metadata_files=bool([r for r, (_, e) in meta.files.items() if e is None]),
             )
     _follow_includes(root, files, roles)
+    _build_on_development(root, files, roles)
     _freezes(files, roles, project_words)
     _per_cuda(files, roles)
     if not any(a.role == "install" for a in roles.values()):
@@ -270,13 +258,9 @@ def _by_name(
         return FileAccount(
             rel, "per-cuda", "pins torch for one CUDA build", variant=f.parsed.variants()[0][0]
         )
-    all_words = words(rel)
-    for role, pattern in _ROLE_WORDS:
-        if any(re.fullmatch(pattern, w) for w in all_words):
-            if role == "other-platform" and _CUDA_WORD.search(rel):
-                continue
-            by = "name" if any(re.fullmatch(pattern, w) for w in name_words) else "folder"
-            return FileAccount(rel, role, f"its {by} says {role}")
+    said = role_by_words(rel)
+    if said is not None:
+        return FileAccount(rel, said[0], f"its {said[1]} says {said[0]}")
     for sub in subprojects:
         if rel.startswith(sub + "/"):
             return FileAccount(rel, "subproject", f"the requirements of {sub}/, a project of its own")
@@ -312,7 +296,7 @@ def _pins_cuda_stack(parsed: RequirementsFile, name_words: list[str]) -> bool:
     if not any(line.name == "torch" for line in parsed.requirements):
         return False
     extra = [w for w in name_words if w not in _STANDARD_WORDS or w == "linux"]
-    return bool(_CUDA_WORD.search("_".join(name_words)) or parsed.includes or extra)
+    return bool(CUDA_WORD.search("_".join(name_words)) or parsed.includes or extra)
 
 
 def _follow_includes(root: Path, files: list[ReadFile], roles: dict[str, FileAccount]) -> None:
@@ -342,6 +326,24 @@ def _follow_includes(root: Path, files: list[ReadFile], roles: dict[str, FileAcc
                     used=current.used or account.used,
                     extra=current.extra,
                 )
+
+
+def _build_on_development(root: Path, files: list[ReadFile], roles: dict[str, FileAccount]) -> None:
+    """A list that includes (-r) a test or dev list is for development too: requirements-benchmark.txt
+    starting with -r requirements-test.txt is a developer's env, not an optional part of the install."""
+    for f in files:
+        account = roles.get(f.rel)
+        if account is None or account.role != "extra" or f.parsed is None:
+            continue
+        if account.why.startswith("the package metadata"):  # an extra of the package stays one
+            continue
+        for target, _, lineno in f.parsed.includes:
+            included = roles.get(relative(root, target))
+            if included is not None and included.role in ("test", "dev"):
+                roles[f.rel] = FileAccount(
+                    f.rel, "dev", f"it includes {included.path} ({f.rel}:{lineno}), a {included.role} list"
+                )
+                break
 
 
 def frozen(parsed: RequirementsFile) -> bool:
@@ -385,7 +387,7 @@ def _freezes(files: list[ReadFile], roles: dict[str, FileAccount], project_words
         foreign = [
             w
             for w in words(f.rel.split("/")[-1])
-            if w not in _STANDARD_WORDS and w not in project_words and not re.fullmatch(_ROLE_WORDS[4][1], w)
+            if w not in _STANDARD_WORDS and w not in project_words and not re.fullmatch(ROLE_WORDS[4][1], w)
         ]
         if account.role == "lock" or (not clashes and not foreign):
             if account.role == "install" and not account.why.startswith("included"):
@@ -420,7 +422,7 @@ def _per_cuda(files: list[ReadFile], roles: dict[str, FileAccount]) -> None:
         f
         for f in candidates
         if roles[f.rel].role == "per-cuda"
-        or (roles[f.rel].role == "extra" and _CUDA_WORD.search(f.rel))
+        or (roles[f.rel].role == "extra" and CUDA_WORD.search(f.rel))
         or (roles[f.rel].role == "extra" and "linux" in words(f.rel))
     ]
     for f in per_cuda:

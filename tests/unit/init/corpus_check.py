@@ -178,10 +178,14 @@ def facts(repo: CorpusRepo, out: Outcome) -> list[Fact]:
     for c in expected.get("conflicts", []):
         name = str(canonicalize_name(c["package"]))
         said = [x for x in scan.conflicts if str(canonicalize_name(x.split(":", 1)[0])) == name]
-        fact(f"conflict {name}", "reported", said[0] if said else "not reported", bool(said))
+        files = {ref.split(":")[0] for ref in c["between"]}
+        named = [x for x in said if all(f in x for f in files)]  # between the files the reader names
+        fact(f"conflict {name}", "reported", (named or said or ["not reported"])[0], bool(named))
     for b in expected.get("blockers", []):
         paths = _paths(b["what"])
-        hit = [x for x in blockers if paths and all(p in x for p in paths[:1])]
+        # Each path the reader names must be a blocker ("submodules a and b are not checked out").
+        every = all(any(p in x for x in blockers) for p in paths[1:])
+        hit = [x for x in blockers if paths and paths[0] in x and every]
         fact(
             f"blocker {paths[0] if paths else b['what'][:40]}",
             "a blocker",

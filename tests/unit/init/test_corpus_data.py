@@ -39,7 +39,7 @@ MAX_BYTES = 200 * 1024
 BOOKKEEPING = {"SOURCE.toml", "expected.toml"}
 #: What an install file may be called: requirements-like files, package metadata, conda files, .gitmodules.
 INSTALL_FILE = re.compile(
-    r"(^|/)(setup\.py|setup\.cfg|pyproject[^/]*\.toml|\.gitmodules|[^/]*\.(txt|in|ya?ml))$")
+    r"(^|/)(setup\.py|setup\.cfg|pyproject[^/]*\.toml|pixi\.toml|\.gitmodules|[^/]*\.(txt|in|ya?ml))$")
 
 
 def norm(text: str) -> str:

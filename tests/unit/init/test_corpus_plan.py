@@ -68,6 +68,11 @@ GAPS: dict[str, dict[str, str]] = {
         "blocker seg/seg-requirements.txt": "the file:// lines are in the seg/ sub-project's frozen env, "
         "which is not the repository's install",
     },
+    "nerfstudio-project__nerfstudio": {
+        "file nerfstudio/viewer_legacy/app/requirements.txt": "a folder named app reads as a demo; this one "
+        "is the legacy web viewer's deploy helper (run_deploy.py beside a JavaScript app), which only the "
+        "folder's other files say"
+    },
     "spla-tam__SplaTAM": {"extension diff-gaussian-rasterization": _NOT_CATALOGUED},
     "yuxumin__PoinTr": {"extension extensions/emd": _BY_HAND},
 }
