@@ -21,25 +21,9 @@ from gpuenv.errors import RecipeError
 from gpuenv.init.placing import Finding
 from gpuenv.init.recipepaths import from_root
 from gpuenv.load.treemeta import read_tree, small_text
+from gpuenv.load.treewalk import subfolders
 from gpuenv.plan.sourcetrees import SetupFacts
 
-_SKIPPED_DIRS = frozenset(
-    {
-        ".git",
-        ".venv",
-        "venv",
-        ".nox",
-        ".tox",
-        "node_modules",
-        "build",
-        "dist",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        "site-packages",
-        ".eggs",
-    }
-)
 _EXTENSION_MARKERS = re.compile(r"CUDAExtension|CppExtension|torch\.utils\.cpp_extension|BuildExtension")
 _MAX_DEPTH = 4
 _MAX_ENTRIES = 50_000
@@ -53,15 +37,7 @@ def extension_folders(root: Path, skipped: set[Path]) -> list[Path]:
         here = Path(directory)
         depth = len(here.relative_to(root).parts)
         seen += len(dirs) + len(files)
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in _SKIPPED_DIRS
-            and not d.startswith(".")
-            and depth < _MAX_DEPTH
-            and (here / d) not in skipped
-            and not (here / d).is_symlink()
-        )
+        dirs[:] = subfolders(here, dirs, depth, max_depth=_MAX_DEPTH, skipped=skipped, hidden=False)
         if here != root:
             if "setup.py" in files and _EXTENSION_MARKERS.search(small_text(here / "setup.py") or ""):
                 dirs[:] = []  # an extension's own subfolders are its sources

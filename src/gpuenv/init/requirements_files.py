@@ -37,36 +37,11 @@ from gpuenv.errors import InputError
 from gpuenv.init.metadata import Metadata
 from gpuenv.init.pathwords import CUDA_WORD, ROLE_WORDS, role_by_words, words
 from gpuenv.load.requirements import RequirementsFile, read_requirements
+from gpuenv.load.treewalk import subfolders
 from gpuenv.plan.pins import conflict
 
-#: Folders never searched.
-SKIPPED_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        ".venv",
-        "venv",
-        ".nox",
-        ".tox",
-        "node_modules",
-        "build",
-        "dist",
-        "__pycache__",
-        ".mypy_cache",
-        ".pytest_cache",
-        ".ruff_cache",
-        "site-packages",
-        ".eggs",
-        ".idea",
-        ".vscode",
-        "wandb",
-        "outputs",
-        "checkpoints",
-        "data",
-        "datasets",
-    }
-)
+#: Besides what no reader walks: editor settings, run outputs and data, which hold no install files.
+NOT_SEARCHED = frozenset({".idea", ".vscode", "wandb", "outputs", "checkpoints", "data", "datasets"})
 MAX_DEPTH = 4
 #: Directory entries looked at, at most: a repository with more holds data, not install files.
 MAX_ENTRIES = 50_000
@@ -169,15 +144,7 @@ def discover(root: Path, skipped: set[Path]) -> tuple[list[Path], list[Path]]:
         here = Path(directory)
         depth = len(here.relative_to(root).parts)
         seen += len(dirs) + len(files)
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in SKIPPED_DIRS
-            and not d.endswith(".egg-info")
-            and depth < MAX_DEPTH
-            and (here / d) not in skipped
-            and not (here / d).is_symlink()
-        )
+        dirs[:] = subfolders(here, dirs, depth, max_depth=MAX_DEPTH, skipped=skipped, also=NOT_SEARCHED)
         in_requirements_dir = here.name.lower() in ("requirements", "requirement", "reqs")
         for name in sorted(files):
             lower = name.lower()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.load.treewalk import subfolders
 from gpuenv.plan.packagedata import data_file
 from gpuenv.plan.sourcetrees import Hit
 
@@ -26,28 +27,9 @@ MAX_FILES = 3000
 MAX_FILE_BYTES = 2 << 20
 MAX_DEPTH = 8
 _SUFFIXES = (".cu", ".cuh", ".cpp", ".cc", ".cxx", ".c", ".h", ".hpp", ".hh", ".inl")
-_SKIPPED = frozenset(
-    {
-        ".git",
-        ".venv",
-        "venv",
-        ".nox",
-        ".tox",
-        "node_modules",
-        "build",
-        "dist",
-        "__pycache__",
-        "site-packages",
-        ".eggs",
-        "third_party",
-        "thirdparty",
-        "3rdparty",
-        "external",
-        "extern",
-        "docs",
-        "test",
-        "tests",
-    }
+#: Besides what no reader walks: vendored code, docs and tests, whose CUDA is not what the tree builds.
+_NOT_WALKED = frozenset(
+    {"third_party", "thirdparty", "3rdparty", "external", "extern", "docs", "test", "tests"}
 )
 
 
@@ -82,15 +64,8 @@ def scan_tree(tree: Path, *, skip: frozenset[Path] = frozenset()) -> tuple[Hit, 
     for directory, dirs, files in os.walk(tree):
         here = Path(directory)
         depth = len(here.relative_to(tree).parts)
-        dirs[:] = sorted(
-            d
-            for d in dirs
-            if d not in _SKIPPED
-            and not d.startswith(".")
-            and depth < MAX_DEPTH
-            and (here / d) not in skip
-            and not (here / d).is_symlink()
-        )
+        dirs[:] = subfolders(here, dirs, depth, max_depth=MAX_DEPTH, skipped=skip, also=_NOT_WALKED,
+                             hidden=False)
         for name in sorted(files):
             if not name.lower().endswith(_SUFFIXES):
                 continue
