@@ -64,7 +64,7 @@ def test_every_bad_input_error_raised_comes_with_a_hint() -> None:
     without = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "InputError" \
-                    and not any(k.arg in ("hint", None) for k in node.keywords):
+            called = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
+            if called == "InputError" and not any(k.arg in ("hint", None) for k in node.keywords):
                 without.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert without == []
