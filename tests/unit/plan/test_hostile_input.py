@@ -119,13 +119,14 @@ def test_a_non_utf8_or_huge_number_hardware_file_is_an_input_error(
 
 @pytest.mark.parametrize("state", [
     '{"extensions": []}', '{"extensions": {"x": 5}}', "[1, 2]", "\xff", '{"extensions": {"x": {"name": 5}}}',
+    '{"extensions": {"x": {"size": 1e999}}}', '{"extensions": {"x": {"size": NaN}}}',  # campaign 3
 ])
 def test_a_damaged_state_file_reads_as_no_work_done(tmp_path: Path, state: str) -> None:
     (tmp_path / STATE_FILE).write_bytes(state.encode("utf-8", errors="surrogateescape"))
     loaded = load_state(tmp_path)
     assert isinstance(loaded.get("extensions", {}), dict)
     assert all(isinstance(done, dict) for done in loaded.get("extensions", {}).values())
-    json.dumps(loaded)
+    json.dumps(loaded, allow_nan=False)  # what is saved again is JSON: no Infinity, no NaN
 
 
 def test_the_query_marker_never_reaches_the_live_progress_line(tmp_path: Path) -> None:
