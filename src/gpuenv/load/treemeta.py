@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import InputError
 from gpuenv.inputs import UnreadableInput, parse_python, read_input
@@ -153,7 +153,7 @@ def small_text(path: Path) -> str | None:
 def _is_version(text: str) -> bool:
     try:
         Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number of more digits than Python converts ('9' * 5000)
         return False
     return True
 

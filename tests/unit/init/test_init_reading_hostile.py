@@ -126,6 +126,12 @@ CASES: dict[str, Callable[[Path], None]] = {
         + "'b', version='1'" + "+'1'" * 900 + ", ext_modules=[CUDAExtension('x', ['a.cu'])])\n",
     ),
     # packaging reads torch==<10000 digits> as a specifier, then raises ValueError comparing it.
+    # ... and as an extension folder's version, read by the tree's metadata reader.
+    "a version of 5000 digits in an extension's setup.py": lambda r: _write(
+        r / "csrc" / "setup.py",
+        "from torch.utils.cpp_extension import CUDAExtension\nsetup(name='x', version='" + "9" * 5000
+        + "', ext_modules=[CUDAExtension('x', ['a.cu'])])\n",
+    ),
     "a torch pin of 10000 digits": lambda r: _write(r / "requirements.txt", "torch==" + "9" * 10_000 + "\n"),
 }
 
