@@ -91,7 +91,7 @@ def test_open_input_gives_a_regular_file_and_refuses_a_fifo_or_dev_zero_at_once(
     ("x = " + "'a'+" * 3000 + "'b'\n", "nested"),  # the C parser's RecursionError
     ("f(" + "'a'+" * 600 + "'b')\n", "nested more than"),  # parses, deeper than a reader survives
     ("x = 1\x00\n", "null bytes"),  # a ValueError on some Pythons, a SyntaxError on others
-    ("def (:\n", ""),
+    ("def (:\n", "invalid syntax"),
 ])
 def test_python_source_the_parser_cannot_read_or_a_reader_would_not_survive_is_a_syntax_error(
     source: str, problem: str
