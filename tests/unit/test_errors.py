@@ -68,3 +68,14 @@ def test_every_bad_input_error_raised_comes_with_a_hint() -> None:
             if called == "InputError" and not any(k.arg in ("hint", None) for k in node.keywords):
                 without.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert without == []
+
+
+def test_a_failed_command_names_a_multi_line_script_instead_of_printing_it() -> None:
+    """Campaign 3: an env whose Python dies at startup (a .pth that is not UTF-8) printed gpuenv's
+    100-line query script between ``error:`` and the interpreter's own lines that say why."""
+    script = "import json\nimport os\nprint(1)\n"
+    error = errors.CommandError(["/env/bin/python", "-c", script, "torch"], 1,
+                                tail="UnicodeDecodeError: 'utf-8' codec can't decode byte 0xbb")
+    assert str(error) == ("command failed with exit code 1: /env/bin/python -c <a 4-line script> torch\n"
+                          "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xbb")
+    assert error.data()["cmd"][2] == script  # the JSON keeps the command as it ran
