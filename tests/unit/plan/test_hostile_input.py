@@ -213,3 +213,14 @@ def test_an_index_template_with_an_unknown_placeholder_is_refused(
 ) -> None:
     err = refused(["plan", "-r", str(recipe), "--gpu=H100", f"--torch-index={template}"], capsys)
     assert template in err and "only {variant} is replaced" in err
+
+
+@pytest.mark.parametrize("table", ['[[extensions]]\nrequirement = "./loop"\n', '[repo]\npath = "loop"\n'])
+def test_a_local_path_that_is_a_link_loop_is_said_to_be_one(
+    recipe: Path, capsys: pytest.CaptureFixture[str], table: str
+) -> None:
+    """Campaign 3: Path.resolve raised RuntimeError on a link loop (Python < 3.13): a traceback."""
+    (recipe.parent / "loop").symlink_to("loop")
+    recipe.write_text('[torch]\nversion = "2.13.*"\n' + table)
+    err = refused(["plan", "-r", str(recipe), "--gpu", "H100", "--offline", "--no-cache"], capsys)
+    assert "'loop' is a link that loops or leads nowhere" in err or "'./loop' is a link" in err, err
