@@ -61,10 +61,12 @@ COMMANDS = (
         "torch comes from, the arch list, the toolkit, the environment each extension is built with, "
         "which extensions the wheel cache already holds, every skip with its reason, and where its torch "
         "facts came from. It first reads which torch releases exist from pip's indexes and the PyTorch "
-        "index (cached for a day; --offline: none, gpuenv's shipped data only); it runs no subprocess and "
-        "needs no GPU; --gpu, --arch or --hardware plan for other machines. With --python or --venv (or "
-        "use = \"existing\" in the recipe's [torch]) it plans for the torch installed there, read from its "
-        "files, as setup would build into that env.",
+        "index (cached for a day; --offline: none, gpuenv's shipped data only); it needs no GPU, runs "
+        "nothing of a recipe's or a repository's, and asks the toolkits on disk only their version; "
+        "--gpu, --arch or --hardware plan for other machines. With --python or --venv (or use = "
+        "\"existing\" in the recipe's [torch]) it plans for the torch installed there, as setup would "
+        "build into that env: it runs that env's interpreter (and so its .pth files), which reads torch "
+        "from its files and imports it only where they do not say.",
         f"{_RECIPE_FILES}; NVML or --hardware FILE; the toolkits on disk; the wheel cache; pip's "
         "configuration; the package indexes (or CACHE_DIR/index/torch-index.json); the torch of "
         "--python/--venv",

@@ -13,7 +13,7 @@ from typing import Any
 
 from gpuenv.errors import GpuenvError, InputError
 from gpuenv.outputs import hint_of, problem_of
-from gpuenv.printable import printable
+from gpuenv.printable import clipped, printable
 
 
 class Output:
@@ -87,7 +87,7 @@ class _WarningLine(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(OSError, ValueError):
-            print(f"warning: {printable(record.getMessage())}", file=sys.stderr)
+            print(f"warning: {printable(clipped(record.getMessage()))}", file=sys.stderr)
 
 
 _WARNINGS = _WarningLine(logging.WARNING)
@@ -107,8 +107,8 @@ def print_error(exc: GpuenvError, color: str | None = None) -> None:
 
     style = Style(color is not None and use_color(color, sys.stderr))
     try:
-        print(f"{style('error:', 'red', 'bold')} {printable(str(exc), lines=True)}", file=sys.stderr)
+        print(f"{style('error:', 'red', 'bold')} {printable(clipped(str(exc)), lines=True)}", file=sys.stderr)
         if exc.hint:
-            print(f"{style('hint:', 'yellow')} {printable(exc.hint, lines=True)}", file=sys.stderr)
+            print(f"{style('hint:', 'yellow')} {printable(clipped(exc.hint), lines=True)}", file=sys.stderr)
     except (OSError, ValueError):  # stderr itself is gone: the exit code says it
         pass

@@ -281,7 +281,10 @@ class CommandError(StepError):
         self.returncode = returncode
         self.log_path = log_path
         self.tail = tail
-        text = message or f"command failed with exit code {returncode}: {' '.join(cmd)}"
+        # A script passed with -c is gpuenv's own (an env query, 100 lines): named, not printed
+        # whole above the lines that say what went wrong.
+        shown = [arg if "\n" not in arg else f"<a {arg.count(chr(10)) + 1}-line script>" for arg in cmd]
+        text = message or f"command failed with exit code {returncode}: {' '.join(shown)}"
         if tail:
             text += "\n" + tail
         if log_path is not None:

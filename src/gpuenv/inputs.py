@@ -12,6 +12,7 @@ recipe, a HardwareFileError the probe file), so every file fails the same way.
 
 from __future__ import annotations
 
+import ast
 import codecs
 import json
 import math
@@ -112,6 +113,35 @@ def parse_json(text: str) -> Any:
         raise UnreadableInput(f"not valid JSON: {exc}") from None
     except (ValueError, RecursionError, OverflowError) as exc:  # a 5000-digit integer, a too-large float
         raise UnreadableInput(f"not JSON gpuenv reads: {exc}") from None
+
+
+#: Deeper than any build file's syntax tree nests (setup.py files stay under 30); deeper source is
+#: refused before a recursive reader of the tree (gpuenv's, or ``ast``'s own) runs out of stack.
+MAX_SOURCE_DEPTH = 200
+
+
+def parse_python(text: str, name: str = "<unknown>") -> ast.Module:
+    """The syntax tree of the Python source ``text`` (a setup.py, a version.py), read, never run.
+
+    Anything Python's parser cannot read is a :class:`SyntaxError`: also a NUL byte (a ValueError
+    on Python < 3.12), source too deep for the parser (RecursionError, MemoryError: ``'a'+'a'+...``
+    3000 times), and a tree nested more than :data:`MAX_SOURCE_DEPTH` levels, which the recursive
+    readers of a tree would not survive. So a caller handles one exception, whatever the file holds.
+    """
+    try:
+        tree = ast.parse(text, filename=name)
+    except (RecursionError, MemoryError):
+        raise SyntaxError("nested too deeply for Python's parser", (name, None, None, None)) from None
+    except ValueError as exc:  # a NUL byte (Python < 3.12)
+        raise SyntaxError(f"not Python source: {exc}", (name, None, None, None)) from None
+    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_SOURCE_DEPTH:
+            raise SyntaxError(f"nested more than {MAX_SOURCE_DEPTH} levels deep",
+                              (name, getattr(node, "lineno", None), None, None))
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return tree
 
 
 def _finite(text: str) -> float:

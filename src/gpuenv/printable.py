@@ -26,6 +26,23 @@ def printable(text: str, *, lines: bool = False) -> str:
     return "".join(char if char.isprintable() or char in keep else _escape(char) for char in text)
 
 
+#: Longer than any line of a message gpuenv writes itself; a longer one quotes a file's line or value.
+MAX_QUOTED_LINE = 4000
+
+
+def clipped(text: str, *, limit: int = MAX_QUOTED_LINE) -> str:
+    """``text`` with each line longer than ``limit`` cut in the middle, saying how much went: an error
+    that quotes a 1 MB requirement line (twice: the line, then the parser's message about it) names
+    the file and line, and shows the start and end of it, not megabytes of it."""
+    if len(text) <= limit:
+        return text
+    return "\n".join(
+        line if len(line) <= limit
+        else f"{line[:limit - 500]} [... {len(line) - limit + 300} characters left out ...] {line[-200:]}"
+        for line in text.split("\n")
+    )
+
+
 def _escape(char: str) -> str:
     if char in _NAMED:
         return _NAMED[char]

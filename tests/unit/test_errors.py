@@ -54,3 +54,28 @@ def test_every_code_gpuenv_can_report_is_documented_in_the_readme() -> None:
     section = text.split("\n## JSON output\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`([a-z][a-z0-9-]*)`", section))
     assert codes_in_the_source() <= documented, codes_in_the_source() - documented
+
+
+def test_every_bad_input_error_raised_comes_with_a_hint() -> None:
+    """Exit 2 means the user can fix it: the CLI prints ``error:`` then ``hint:`` saying how. The
+    subclasses (RecipeError, OutputError, HardwareFileError) make their own hint; a plain InputError
+    has only the one its raise site gives (campaign 3: ``export uv --write`` onto a FIFO, or a
+    pyproject.toml that is not TOML, printed no hint)."""
+    without = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            called = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
+            if called == "InputError" and not any(k.arg in ("hint", None) for k in node.keywords):
+                without.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert without == []
+
+
+def test_a_failed_command_names_a_multi_line_script_instead_of_printing_it() -> None:
+    """Campaign 3: an env whose Python dies at startup (a .pth that is not UTF-8) printed gpuenv's
+    100-line query script between ``error:`` and the interpreter's own lines that say why."""
+    script = "import json\nimport os\nprint(1)\n"
+    error = errors.CommandError(["/env/bin/python", "-c", script, "torch"], 1,
+                                tail="UnicodeDecodeError: 'utf-8' codec can't decode byte 0xbb")
+    assert str(error) == ("command failed with exit code 1: /env/bin/python -c <a 4-line script> torch\n"
+                          "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xbb")
+    assert error.data()["cmd"][2] == script  # the JSON keeps the command as it ran

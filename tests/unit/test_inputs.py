@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuenv.inputs import UnreadableInput, open_input, parse_json, read_input, read_json
+from gpuenv.inputs import UnreadableInput, open_input, parse_json, parse_python, read_input, read_json
 
 
 def test_a_missing_file_is_said_to_be_missing(tmp_path: Path) -> None:
@@ -85,3 +85,21 @@ def test_open_input_gives_a_regular_file_and_refuses_a_fifo_or_dev_zero_at_once(
         assert file.read() == b"\x7fELF"
     with pytest.raises(UnreadableInput, match="cannot read it"):
         open_input(str(tmp_path / "a\0b"))
+
+
+@pytest.mark.parametrize(("source", "problem"), [
+    ("x = " + "'a'+" * 3000 + "'b'\n", "nested"),  # the C parser's RecursionError
+    ("f(" + "'a'+" * 600 + "'b')\n", "nested more than"),  # parses, deeper than a reader survives
+    ("x = 1\x00\n", "null bytes"),  # a ValueError on some Pythons, a SyntaxError on others
+    ("def (:\n", "invalid syntax"),
+])
+def test_python_source_the_parser_cannot_read_or_a_reader_would_not_survive_is_a_syntax_error(
+    source: str, problem: str
+) -> None:
+    with pytest.raises(SyntaxError, match=problem):
+        parse_python(source, "setup.py")
+
+
+def test_python_source_as_written_is_parsed() -> None:
+    tree = parse_python("from setuptools import setup\nsetup(name='x' + 'y', version='1.0')\n", "setup.py")
+    assert [type(node).__name__ for node in tree.body] == ["ImportFrom", "Expr"]

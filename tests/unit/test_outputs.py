@@ -20,7 +20,7 @@ from gpuenv.outputs import (
     write_all,
     write_atomic,
 )
-from gpuenv.printable import printable
+from gpuenv.printable import clipped, printable
 
 
 @pytest.fixture
@@ -177,3 +177,14 @@ def test_two_names_for_one_file_are_refused_before_anything_is_written(repo: Pat
     with pytest.raises(OutputError, match="written twice"):
         write_all(writes)
     assert (repo / "README.md").read_text() == "# a\n"
+
+
+def test_clipped_cuts_only_the_lines_too_long_to_be_gpuenvs_own_and_says_how_much() -> None:
+    short = "error: req.txt:3: 'numpy=1': pip refuses it\n    numpy=1\n         ^"
+    assert clipped(short) == short
+    long = "a" * 10_000 + "END"
+    text = clipped(f"first line\n{long}\nlast line", limit=1000)
+    first, middle, last = text.split("\n")
+    assert (first, last) == ("first line", "last line")
+    assert middle.startswith("a" * 500) and middle.endswith("aEND") and len(middle) < 1100
+    assert f"[... {len(long) - 700} characters left out ...]" in middle

@@ -31,6 +31,7 @@ from pathlib import Path
 from gpuenv.cache.key import CACHE_SCHEMA, CacheKey, key_differences
 from gpuenv.cache.wheelfile import WheelFileError, add_dist_info_file, check_wheel, read_member
 from gpuenv.errors import GpuenvError
+from gpuenv.inputs import UnreadableInput, parse_json
 
 KEY_FILE = "gpuenv-cache-key.json"
 _TAG = re.compile(r"^(?P<schema>\d+)gpuenv(?P<digest>[0-9a-f]{64})$")
@@ -110,9 +111,9 @@ def read_key(wheel: Path) -> CacheKey:
     if data is None:
         raise RemoteKeyError(wheel.name, f"holds no {KEY_FILE}: it was not pushed by gpuenv")
     try:
-        document = json.loads(data.decode("utf-8"))
+        document = parse_json(data.decode("utf-8"))
         key = CacheKey.from_json(document["key"])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (UnreadableInput, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise RemoteKeyError(wheel.name, f"its {KEY_FILE} does not read as a cache key: {exc}") from None
     if document.get("digest") != key.digest:
         raise RemoteKeyError(wheel.name, f"its {KEY_FILE} gives a digest that is not its key's")

@@ -260,7 +260,8 @@ def project_of(wheel_name: str) -> str:
     try:
         return str(parse_wheel_filename(wheel_name)[0])
     except InvalidWheelFilename as exc:
-        raise InputError(f"{wheel_name}: not a wheel file name ({exc})") from None
+        raise InputError(f"{wheel_name}: not a wheel file name ({exc})",
+                         hint="a wheel is named NAME-VERSION-PYTHON-ABI-PLATFORM.whl (PEP 427)") from None
 
 
 def upload_fields(wheel: Path, sha256: str) -> dict[str, str]:

@@ -67,12 +67,14 @@ def _options(args: argparse.Namespace) -> CheckOptions:
         resolved = tuple(Path(p).expanduser().absolute() for p in paths)
         for path in resolved:
             if not path.exists():
-                raise InputError(f"--source {name}={path}: no such file or directory")
+                raise InputError(f"--source {name}={path}: no such file or directory",
+                                 hint="name an sdist, a wheel or a source folder that exists")
         sources[check_name(name, "--source")] = resolved
     also = {check_name(n, "--also"): tuple(v) for n, v in
             parse_assignments(args.also, option="--also", separator="==").items()}
     if args.timeout <= 0:
-        raise InputError(f"--timeout {args.timeout:g}: give a number of seconds above 0")
+        raise InputError(f"--timeout {args.timeout:g}: give a number of seconds above 0",
+                         hint="e.g. --timeout 60")
     pip = pip_sources(pip_config())
     needs_index = any(n not in sources for n in (only or tuple(known)))
     return CheckOptions(

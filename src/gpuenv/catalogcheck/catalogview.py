@@ -68,6 +68,9 @@ class CatalogView:
     sources: tuple[str, ...]
 
 
+_CATALOG_HINT = "name an extensions.toml shaped like gpuenv's own (src/gpuenv/plan/data/extensions.toml)"
+
+
 def load_catalog(path: Path | None = None) -> Catalog:
     """The shipped catalog, or the extensions.toml at ``path``."""
     if path is None:
@@ -75,9 +78,9 @@ def load_catalog(path: Path | None = None) -> Catalog:
     try:
         data: dict[str, Any] = tomllib.loads(read_input(path))
     except UnreadableInput as exc:
-        raise InputError(f"--catalog {path}: {exc.problem}") from None
+        raise InputError(f"--catalog {path}: {exc.problem}", hint=_CATALOG_HINT) from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"--catalog {path}: not TOML: {exc}") from None
+        raise InputError(f"--catalog {path}: not TOML: {exc}", hint=_CATALOG_HINT) from None
     return Catalog(data)
 
 

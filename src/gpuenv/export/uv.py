@@ -257,7 +257,8 @@ def merge(text: str, tables: Sequence[Table]) -> str:
     try:
         before = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"cannot merge into a pyproject.toml that is not valid TOML: {exc}") from None
+        raise InputError(f"cannot merge into a pyproject.toml that is not valid TOML: {exc}",
+                         hint="fix the TOML (or run without --write and paste what it prints)") from None
     lines = text.splitlines(keepends=True)
     newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
     if lines and not lines[-1].endswith("\n"):
@@ -415,7 +416,8 @@ def export_uv(result: Plan, options: PlanOptions, *, write: Path | None = None) 
         text = read_input(write)  # as it is: its line ends are kept, byte for byte
     except UnreadableInput as exc:
         if not exc.missing:
-            raise InputError(f"cannot read {write}: {exc.problem}") from None
+            raise InputError(f"cannot read {write}: {exc.problem}",
+                             hint="name a pyproject.toml to merge into, or run without --write") from None
         raise InputError(f"{write} does not exist",
                          hint="run it in your project's directory, or name the file: --write PATH") from None
     target = output_file(write)

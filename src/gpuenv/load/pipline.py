@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 #: The URL schemes pip's ``is_url`` accepts: its own and every VCS scheme (pip/_internal/vcs).
 VCS_SCHEMES = (
@@ -168,6 +169,7 @@ def _pep508(text: str, marker: str | None) -> ParsedRequirement:
         elif "/" in text:
             hint = " (it looks like a path, and there is no such file or project)"
         raise NotARequirement(f"not a requirement pip reads: {exc}{hint}") from None
+    _check_versions(req)
     if req.marker is not None and marker is not None:
         # pip keeps the first marker split off; "a; b" with a marker in ``a`` cannot happen.
         marker = f"({req.marker}) and ({marker})"
@@ -205,6 +207,20 @@ def _link(
         url,
         local,
     )
+
+
+def _check_versions(req: Requirement) -> None:
+    """Refuse a version no one can compare: packaging accepts ``torch==`` followed by 10000 digits
+    in a specifier, and only raises (a ValueError, not InvalidVersion) when the version is read."""
+    for spec in req.specifier:
+        try:
+            Version(spec.version.removesuffix(".*"))
+        except InvalidVersion:
+            continue  # "===" takes any text, and packaging has already checked the others
+        except ValueError:
+            raise NotARequirement(
+                f"{req.name}{spec.operator}{spec.version[:40]}...: a version with a number too long to read"
+            ) from None
 
 
 def _editable(text: str, base: Path) -> ParsedRequirement:

@@ -48,12 +48,9 @@ def scan_setup(path: Path) -> SetupFacts:
     try:
         source = PyFile("setup.py", text)
         build = derive({"setup.py": text, **_helpers(path.parent, text)})
-    except SyntaxError as exc:
-        return SetupFacts(path, problem=f"not valid Python (line {exc.lineno}): {exc.msg}")
-    except (RecursionError, MemoryError):
-        return SetupFacts(path, problem="nested too deeply for Python's parser")
-    except ValueError as exc:  # a NUL byte
-        return SetupFacts(path, problem=f"not Python source: {exc}")
+    except SyntaxError as exc:  # parse_python's: also a NUL byte, source nested too deep
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        return SetupFacts(path, problem=f"not valid Python{where}: {exc.msg}")
     switches, needs = _switches(build)
     files, requires, python = _requirements(source)
     paths = tuple(

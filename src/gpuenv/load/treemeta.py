@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import InputError
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, parse_python, read_input
 from gpuenv.plan.extensionspec import ProjectFacts
 from gpuenv.plan.recipespec import Recipe
 
@@ -153,7 +153,7 @@ def small_text(path: Path) -> str | None:
 def _is_version(text: str) -> bool:
     try:
         Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number of more digits than Python converts ('9' * 5000)
         return False
     return True
 
@@ -203,8 +203,8 @@ def _setup_py(tree: Path) -> tuple[str | None, str | None]:
     if text is None:
         return None, None
     try:
-        module = ast.parse(text)
-    except (SyntaxError, ValueError):
+        module = parse_python(text, "setup.py")
+    except SyntaxError:
         return None, None
     constants = _string_constants(module)
     name = version = None

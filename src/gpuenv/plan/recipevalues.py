@@ -10,6 +10,7 @@ what to write instead.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -149,9 +150,13 @@ def as_requirements(where: Where, key: str, value: object, why_not_torch: str) -
 
 def local_path(where: Where, key: str, text: str, path: Path, *, directory_only: bool) -> Path:
     # Relative paths belong to the recipe, not to wherever gpuenv happens to run.
-    resolved = (where.path.parent / path).resolve()
+    # realpath, not Path.resolve: on a link loop it gives the path back (that does not exist, and
+    # is said so) where resolve raises RuntimeError before Python 3.13.
+    resolved = Path(os.path.realpath(where.path.parent / path))
     if not resolved.exists():
-        raise where.error(key, f"{text!r} does not exist (looked for {resolved})")
+        what = ("is a link that loops or leads nowhere" if os.path.islink(where.path.parent / path)
+                else "does not exist")
+        raise where.error(key, f"{text!r} {what} (looked for {resolved})")
     if directory_only and not resolved.is_dir():
         raise where.error(
             key,

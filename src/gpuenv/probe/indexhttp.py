@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import html.parser
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, parse_json, read_input
 
 if TYPE_CHECKING:
     import ssl
@@ -170,8 +169,8 @@ class _Anchors(html.parser.HTMLParser):
 
 def _json_links(body: bytes, page_url: str) -> list[Link | None]:
     try:
-        data = json.loads(body)
-    except ValueError as exc:
+        data = parse_json(body.decode("utf-8"))
+    except (UnreadableInput, UnicodeDecodeError) as exc:
         raise PageError(f"{page_url}: not a PEP 691 page ({exc})") from None
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, list):

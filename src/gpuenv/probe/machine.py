@@ -44,7 +44,8 @@ def describe_machine(
     GPUs come from a file (``setup`` builds here, whatever it builds for).
     """
     if gpu is not None and arch is not None:
-        raise InputError("--gpu and --arch both describe the GPUs: give one of them")
+        raise InputError("--gpu and --arch both describe the GPUs: give one of them",
+                         hint="e.g. --gpu 8xH100, or --arch 9.0")
     if hardware_file is not None:
         hardware = load_hardware_file(hardware_file)
         if local_host:

@@ -34,7 +34,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from gpuenv.errors import OutputError
-from gpuenv.inputs import UnreadableInput, parse_json, read_input
+from gpuenv.inputs import UnreadableInput, parse_json, parse_python, read_input
 from gpuenv.outputs import path_inside, write_atomic
 from gpuenv.plan.indexfacts import PROJECTS, FileFacts, IndexFacts, Listing, platform_of, python_of
 from gpuenv.plan.releases import LINUX_X86_64, NEVER, KnowledgeSource, TorchReleases
@@ -326,7 +326,7 @@ def version_py_values(text: str) -> dict[str, str]:
     import ast
 
     try:
-        tree = ast.parse(text)
+        tree = parse_python(text, "version.py")
     except SyntaxError:
         return {}
     values = {}

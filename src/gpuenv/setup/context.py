@@ -18,12 +18,13 @@ from typing import Any, Protocol
 
 from gpuenv.cache.shared import CacheSource, SharedCache
 from gpuenv.env.targetenv import TargetEnv, TorchInfo
-from gpuenv.inputs import UnreadableInput, read_input
+from gpuenv.inputs import UnreadableInput, read_json
 from gpuenv.lock.lockfile import LockedEnv, LockedExtension
+from gpuenv.outputs import write_atomic
 from gpuenv.plan.envplan import Plan
 from gpuenv.plan.giventorch import TorchFacts
 from gpuenv.plan.hardware import Toolkit
-from gpuenv.runner import RecordingRunner, SubprocessRunner
+from gpuenv.runner import RecordingRunner, SubprocessRunner, perform
 from gpuenv.setup.dryrun import PlannedEnv, RecordingInstaller, expected_torch
 from gpuenv.setup.installer import Installer
 from gpuenv.setup.rollback import Snapshot
@@ -163,13 +164,10 @@ class Context:
 
     def save_state(self) -> None:
         path = self.options.state_dir / STATE_FILE
-
-        def write() -> None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True), encoding="utf-8")
-            tmp.replace(path)
-
-        self.runner.perform("", write, lambda: None)  # gpuenv's own record: a dry run keeps it to itself
+        data = json.dumps(self.state, indent=2, sort_keys=True).encode("utf-8")
+        # write_atomic: a fresh temporary name, never a fixed one a link may already stand at.
+        # gpuenv's own record: a dry run keeps it to itself.
+        perform(self.runner, "", lambda: write_atomic(path, data), lambda: None)
 
 
 @dataclass(frozen=True)
@@ -183,8 +181,8 @@ class Step:
 
 def load_state(venv: Path) -> dict[str, Any]:
     try:
-        data = json.loads(read_input(venv / STATE_FILE))
-    except (UnreadableInput, ValueError, RecursionError):
+        data = read_json(venv / STATE_FILE)
+    except UnreadableInput:
         return {}  # a damaged state file only costs the next run the work it would have skipped
     if not isinstance(data, dict):
         return {}

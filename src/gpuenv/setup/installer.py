@@ -420,7 +420,7 @@ def make_installer(name: str, runner: Runner) -> Installer:
         return UvInstaller(runner)
     if name == "auto":
         return choose_installer(name, runner)[0]
-    raise InputError(f"unknown installer {name!r}: choose auto, pip or uv")
+    raise InputError(f"unknown installer {name!r}: choose auto, pip or uv", hint="e.g. --installer uv")
 
 
 # -- preflight -------------------------------------------------------------------------

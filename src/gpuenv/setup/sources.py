@@ -136,7 +136,8 @@ def fetch_source(
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise InputError(f"invalid requirement {text!r}: {exc}") from None
+        raise InputError(f"invalid requirement {text!r}: {exc}",
+                         hint="write a PEP 508 requirement, a URL, a git URL or a local path") from None
     if req.url and req.url.startswith("git+"):
         return _from_git(req.url, req.name, runner, workdir)
     if req.url and req.url.startswith("file:"):
@@ -253,7 +254,8 @@ def _from_path(path: Path, name: str | None, workdir: Path, runner: Runner) -> S
             name=name or path.name, version=None, directory=unpacked, archive=path,
             digest="sha256:" + file_sha256(path), kind="path", fetched=False))
     if not path.is_dir():
-        raise InputError(f"source path {path} is neither a directory nor a source archive")
+        raise InputError(f"source path {path} is neither a directory nor a source archive",
+                         hint="name a source folder (with setup.py or pyproject.toml), an sdist or a wheel")
     target = workdir / "src" / path.name
 
     called = name or tree_name(path) or path.name
@@ -356,7 +358,8 @@ def _from_git(text: str, name: str | None, runner: Runner, workdir: Path) -> Sou
         return Source(name=name or repo, version=None, directory=directory, archive=None,
                       digest=f"git:{commit}{within}", kind="git", commit=commit, fetched=False)
     if not directory.is_dir():
-        raise InputError(f"{text}: the checkout has no subdirectory {git.subdirectory}")
+        raise InputError(f"{text}: the checkout has no subdirectory {git.subdirectory}",
+                         hint="check #subdirectory= against the repository at that ref")
     return Source(
         name=name or tree_name(directory) or repo,
         version=tree_version(directory),

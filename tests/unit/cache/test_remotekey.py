@@ -21,7 +21,7 @@ from gpuenv.cache.remotekey import (
     verify,
     with_key,
 )
-from gpuenv.cache.wheelfile import WheelFileError, check_wheel
+from gpuenv.cache.wheelfile import WheelFileError, add_dist_info_file, check_wheel
 from gpuenv.env.abi import ABI_FIELDS, EnvAbi
 from tests.unit.cache.wheelmaker import make_wheel
 
@@ -129,3 +129,16 @@ def test_a_file_not_in_record_is_refused(built: Path, tmp_path: Path) -> None:
         archive.writestr("torch_scatter/extra.py", b"import os\n")
     with pytest.raises(WheelFileError, match=re.escape("extra.py is in the wheel but not in its RECORD")):
         check_wheel(keyed)
+
+
+@pytest.mark.parametrize("document", [b"[" * 100_000 + b"]" * 100_000, b'{"key": {"size": 1e999}}'],
+                         ids=["nested-100000-deep", "infinite-number"])
+def test_a_key_file_too_deep_or_infinite_is_refused_in_words(
+    built: Path, tmp_path: Path, document: bytes
+) -> None:
+    """Campaign 3: the key file of a wheel on a shared cache was read with json.loads; 100000 brackets
+    raised RecursionError, a traceback. It goes through parse_json, as every JSON gpuenv reads."""
+    wheel = tmp_path / remote_name(FILE, KEY)
+    add_dist_info_file(built, wheel, KEY_FILE, document)
+    with pytest.raises(RemoteKeyError, match="does not read as a cache key"):
+        read_key(wheel)

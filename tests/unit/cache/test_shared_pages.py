@@ -69,6 +69,15 @@ def test_a_pep_691_page_reads_its_hashes_and_yanked_flags() -> None:
         parse_links(b"{}", "application/vnd.pypi.simple.v1+json", "http://devpi/x/")
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"files": [{"size": 1e999}]}',
+                                  b"\xff{}"], ids=["nested-100000-deep", "infinite-number", "not-utf8"])
+def test_a_hostile_pep_691_page_is_a_page_error_not_a_traceback(body: bytes) -> None:
+    """Campaign 3: a shared cache's JSON page was read with json.loads, whose RecursionError on
+    100000 brackets is not the ValueError it caught."""
+    with pytest.raises(PageError, match="not a PEP 691 page"):
+        parse_links(body, "application/vnd.pypi.simple.v1+json", "http://devpi/x/")
+
+
 def test_a_remote_page_cannot_send_a_reader_to_files_on_disk() -> None:
     page = b'<a href="file:///etc/passwd">x.whl</a><a href="ftp://h/y.whl">y.whl</a><a href="/z.whl">z</a>'
     assert [link.file_name for link in parse_links(page, "text/html", "http://cache/simple/a/")] == ["z.whl"]

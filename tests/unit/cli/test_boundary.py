@@ -150,3 +150,13 @@ def test_a_reader_that_leaves_early_is_not_an_error() -> None:
     head.stdin.close()
     head.wait(timeout=60)
     assert done.returncode == 0 and done.stderr == ""
+
+
+def test_an_error_quoting_a_1_mb_requirement_line_shows_its_start_and_end_not_megabytes(work: Path) -> None:
+    """Campaign 3: a continued line of 200000 'numpy \\' lines is one 1.2 MB line pip refuses; the
+    error quoted it twice (the line, then the parser's message), 2.4 MB on stderr."""
+    (work / "req.txt").write_text("numpy \\\n" * 200_000 + "last\n")
+    (work / "r.toml").write_text('[torch]\nversion = ">=2.1"\n[packages]\nrequirements-files = ["req.txt"]\n')
+    code, err = run_cli(["plan", "-r", "r.toml", "--offline", "--gpu", "H100", "--no-cache"])
+    assert code == 3 and "req.txt:1:" in err and "characters left out" in err, err[-2000:]
+    assert "numpy last" in err and len(err) < 30_000

@@ -135,8 +135,9 @@ def test_merge_refuses_what_it_cannot_edit_safely() -> None:
     with pytest.raises(InputError, match="merging would") as raised:
         merge('[tool]\nuv = { package = false }\n', TABLES)
     assert raised.value.hint is not None and "by hand" in raised.value.hint
-    with pytest.raises(InputError, match="not valid TOML"):
+    with pytest.raises(InputError, match="not valid TOML") as raised:
         merge("[tool.uv\n", TABLES)
+    assert raised.value.hint is not None and "without --write" in raised.value.hint
 
 
 def test_a_local_tree_is_a_named_path_requirement_with_its_own_version(tmp_path: Path) -> None:
@@ -154,8 +155,9 @@ def test_write_into_a_file_that_cannot_be_read_is_an_input_error(tmp_path: Path)
     (tmp_path / "graph.toml").write_text(GRAPH)
     (tmp_path / "pyproject.toml").mkdir()
     recipe, hardware = load_recipe(tmp_path / "graph.toml"), hardware_from_json(node("13.0"))
-    with pytest.raises(InputError, match=r"cannot read .*pyproject\.toml: not a regular file"):
+    with pytest.raises(InputError, match=r"cannot read .*pyproject\.toml: not a regular file") as raised:
         export_uv(plan(recipe, hardware), PlanOptions(), write=tmp_path / "pyproject.toml")
+    assert raised.value.hint is not None and "without --write" in raised.value.hint
     with pytest.raises(InputError, match="does not exist"):
         export_uv(plan(recipe, hardware), PlanOptions(), write=tmp_path / "absent.toml")
 

@@ -53,6 +53,11 @@ def _deep_setup(root: Path) -> None:
     (root / "setup.py").write_text("x = " + "(" * 200_000 + "1" + ")" * 200_000 + "\n")
 
 
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 def _hash_lines(root: Path) -> None:
     (root / "requirements.txt").write_text(
         "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + " \\\n    --hash=sha256:" + "b" * 64 + "\n"
@@ -107,6 +112,27 @@ CASES: dict[str, Callable[[Path], None]] = {
         (r / ".gitmodules").write_text('[submodule "s"]\n\tpath = s\n'),
     ),
     ".gitmodules that is a folder": lambda r: (r / ".gitmodules").mkdir(),
+    # Campaign 3: a sum of 3000 strings parses into a tree too deep for ast's C parser (RecursionError),
+    # in an extension folder's setup.py (read by the tree's metadata reader, not setupscan).
+    "a 3000-term sum in an extension's setup.py": lambda r: _write(
+        r / "csrc" / "setup.py",
+        "from torch.utils.cpp_extension import CUDAExtension\nsetup(name=" + "'a'+" * 3000
+        + "'b', ext_modules=[CUDAExtension('x', ['a.cu'])])\n",
+    ),
+    # ... and one of 900, which parses: read or refused, never a traceback.
+    "a 900-term sum in an extension's setup.py": lambda r: _write(
+        r / "csrc" / "setup.py",
+        "from torch.utils.cpp_extension import CUDAExtension\nsetup(name=" + "'a'+" * 900
+        + "'b', version='1'" + "+'1'" * 900 + ", ext_modules=[CUDAExtension('x', ['a.cu'])])\n",
+    ),
+    # packaging reads torch==<10000 digits> as a specifier, then raises ValueError comparing it.
+    # ... and as an extension folder's version, read by the tree's metadata reader.
+    "a version of 5000 digits in an extension's setup.py": lambda r: _write(
+        r / "csrc" / "setup.py",
+        "from torch.utils.cpp_extension import CUDAExtension\nsetup(name='x', version='" + "9" * 5000
+        + "', ext_modules=[CUDAExtension('x', ['a.cu'])])\n",
+    ),
+    "a torch pin of 10000 digits": lambda r: _write(r / "requirements.txt", "torch==" + "9" * 10_000 + "\n"),
 }
 
 

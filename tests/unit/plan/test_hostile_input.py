@@ -119,13 +119,14 @@ def test_a_non_utf8_or_huge_number_hardware_file_is_an_input_error(
 
 @pytest.mark.parametrize("state", [
     '{"extensions": []}', '{"extensions": {"x": 5}}', "[1, 2]", "\xff", '{"extensions": {"x": {"name": 5}}}',
+    '{"extensions": {"x": {"size": 1e999}}}', '{"extensions": {"x": {"size": NaN}}}',  # campaign 3
 ])
 def test_a_damaged_state_file_reads_as_no_work_done(tmp_path: Path, state: str) -> None:
     (tmp_path / STATE_FILE).write_bytes(state.encode("utf-8", errors="surrogateescape"))
     loaded = load_state(tmp_path)
     assert isinstance(loaded.get("extensions", {}), dict)
     assert all(isinstance(done, dict) for done in loaded.get("extensions", {}).values())
-    json.dumps(loaded)
+    json.dumps(loaded, allow_nan=False)  # what is saved again is JSON: no Infinity, no NaN
 
 
 def test_the_query_marker_never_reaches_the_live_progress_line(tmp_path: Path) -> None:
@@ -212,3 +213,14 @@ def test_an_index_template_with_an_unknown_placeholder_is_refused(
 ) -> None:
     err = refused(["plan", "-r", str(recipe), "--gpu=H100", f"--torch-index={template}"], capsys)
     assert template in err and "only {variant} is replaced" in err
+
+
+@pytest.mark.parametrize("table", ['[[extensions]]\nrequirement = "./loop"\n', '[repo]\npath = "loop"\n'])
+def test_a_local_path_that_is_a_link_loop_is_said_to_be_one(
+    recipe: Path, capsys: pytest.CaptureFixture[str], table: str
+) -> None:
+    """Campaign 3: Path.resolve raised RuntimeError on a link loop (Python < 3.13): a traceback."""
+    (recipe.parent / "loop").symlink_to("loop")
+    recipe.write_text('[torch]\nversion = "2.13.*"\n' + table)
+    err = refused(["plan", "-r", str(recipe), "--gpu", "H100", "--offline", "--no-cache"], capsys)
+    assert "'loop' is a link that loops or leads nowhere" in err or "'./loop' is a link" in err, err

@@ -68,3 +68,15 @@ def test_a_damaged_record_is_not_trusted(tmp_path: Path, damage: dict[str, Any])
 def test_a_record_of_another_key_is_not_this_build(tmp_path: Path) -> None:
     ctx, outcome = resumed(tmp_path, {"cache-key": "f" * 64})
     assert outcome is None and ctx.reused == []
+
+
+def test_saving_the_state_never_writes_through_a_link_left_at_a_temporary_name(tmp_path: Path) -> None:
+    """Campaign 3: the state was written to the fixed name ``gpuenv-state.tmp`` first, following
+    a link someone left there (out of the env); now it goes through write_atomic, like every file."""
+    ctx, _ = resumed(tmp_path, None)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    (ctx.options.state_dir / "gpuenv-state.tmp").symlink_to(outside)
+    ctx.save_state()
+    assert outside.read_text() == "keep\n"
+    assert load_state(ctx.options.state_dir)["extensions"].keys() == {"torch-scatter"}

@@ -16,6 +16,7 @@ import posixpath
 import re
 from collections.abc import Collection, Mapping
 
+from gpuenv.inputs import parse_python
 from gpuenv.plan.buildfiles.conditions import (
     Const,
     Context,
@@ -52,7 +53,7 @@ def imported_files(name: str, text: str, available: Collection[str]) -> list[str
     """The files of ``available`` that the module ``name`` (a path) imports: ``from build_tools.utils
     import x`` → build_tools/utils.py, ``from .builder import B`` → its sibling builder.py."""
     try:
-        tree = ast.parse(text, filename=name)
+        tree = parse_python(text, name)
     except SyntaxError:
         return []
     here = posixpath.dirname(name)
@@ -86,7 +87,8 @@ def derive(files: Mapping[str, str]) -> BuildFacts:
             try:
                 scans.append(FileScan(PyFile(name, text)))
             except SyntaxError as exc:
-                notes.append(f"{name}: unrecognised: it does not parse ({exc.msg}, line {exc.lineno})")
+                where = f", line {exc.lineno}" if exc.lineno else ""
+                notes.append(f"{name}: unrecognised: it does not parse ({exc.msg}{where})")
         elif posixpath.basename(name) == "CMakeLists.txt" and _uses_cmake(files):
             std_flags += _cmake_std(name, text)
     for scan in scans:

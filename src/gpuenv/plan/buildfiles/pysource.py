@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Union
 
+from gpuenv.inputs import parse_python
+
 #: A function definition (``def`` or ``async def``).
 Function = Union[ast.FunctionDef, ast.AsyncFunctionDef]
 
@@ -33,7 +35,7 @@ class PyFile:
     def __init__(self, name: str, text: str) -> None:
         self.name = name
         self.text = text
-        self.tree = ast.parse(text, filename=name)
+        self.tree = parse_python(text, name)
         #: The lines as UTF-8 (``ast`` counts columns in bytes).
         self._lines = [line.encode("utf-8") for line in text.splitlines(keepends=True)]
         self.parents: dict[ast.AST, ast.AST] = {}
