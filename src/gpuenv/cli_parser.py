@@ -8,9 +8,10 @@ Each command's parser sets ``command_key`` ("cache prune"); main() runs that com
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from gpuenv.cli_help import CommandHelp, wrap
 from gpuenv.options import OPTIONS, OUTPUT_OPTIONS, Option
@@ -34,8 +35,20 @@ class Command:
         return () if self.handler is None else (*self.options, *OUTPUT_OPTIONS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors end with a ``hint:`` line like every other error of gpuenv's
+    (exit 2). Its subcommands' parsers are of this class too (argparse makes them of the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        hint = f"'{self.prog} --help' lists its options"
+        if "expected one argument" in message:
+            hint += "; a value that starts with '-' is written with '=': --option=-VALUE"
+        self.exit(2, f"{self.prog}: error: {message}\nhint: {hint}\n")
+
+
 def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gpuenv",
         description="PyTorch GPU environments that work: probe, plan, set up.",
         epilog="'gpuenv COMMAND --help' describes a command, the files it reads and writes, with examples.",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gpuenv import cli
-from tests.fakes import clean_gpuenv_environ
+from tests.fakes import clean_gpuenv_environ, gpuenv_main
 from tests.unit.test_fuzz import run_cli
 
 
@@ -160,3 +160,15 @@ def test_an_error_quoting_a_1_mb_requirement_line_shows_its_start_and_end_not_me
     code, err = run_cli(["plan", "-r", "r.toml", "--offline", "--gpu", "H100", "--no-cache"])
     assert code == 3 and "req.txt:1:" in err and "characters left out" in err, err[-2000:]
     assert "numpy last" in err and len(err) < 30_000
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["plan", "--gpu", "-1xH100"], "--option=-VALUE"),  # argparse reads -1xH100 as an option
+    (["plan", "--no-such-option"], "'gpuenv --help' lists its options"),
+    (["cache"], "'gpuenv cache --help' lists its options"),
+])
+def test_a_usage_error_of_argparse_ends_with_a_hint_like_every_error(args: list[str], said: str) -> None:
+    done = gpuenv_main(*args)
+    assert done.returncode == 2
+    error, hint = done.stderr.strip().splitlines()[-2:]
+    assert ": error: " in error and hint.startswith("hint: ") and said in hint
