@@ -8,7 +8,7 @@ version pin, torch release and CUDA, archs, nvcc, knobs) and says so.
 from __future__ import annotations
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.cache.entry import CacheEntry
 from gpuenv.cache.key import binary_knobs
@@ -52,7 +52,7 @@ def _fits(entry: CacheEntry, ext: ExtensionPlan, plan: Plan) -> bool:
         if not ext.stable_abi and not SpecifierSet(plan.torch.removeprefix("torch")).contains(
                 Version(key.abi.torch_version)):
             return False
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return False
     pinned = pinned_version(ext.requirement)
     return pinned is None or not key.version or key.version == pinned

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.cache.entry import CacheEntry
 from gpuenv.cache.key import CacheKey
@@ -58,7 +58,7 @@ def key_variant(key: CacheKey) -> str:
 def _public(version: str) -> str:
     try:
         return Version(version).public
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return version.partition("+")[0]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.catalogcheck.catalogview import catalog_view
 from gpuenv.catalogcheck.rows import VERDICTS, FactRows, Row, Verdict
@@ -47,7 +47,7 @@ def versions_to_check(ranges: Sequence[str], available: Iterable[str]) -> list[t
 def _release(text: str) -> bool:
     try:
         return not Version(text).is_prerelease
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return False
 
 

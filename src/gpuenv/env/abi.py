@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.env.targetenv import Interpreter, TorchInfo
 
@@ -66,7 +66,7 @@ class EnvAbi:
                 raise ValueError(f"key field {name} {value!r} holds characters no {name} has")
         try:
             Version(self.torch_version)
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or more digits than int() converts
             raise ValueError(f"key field torch_version {self.torch_version!r} is not a version") from None
         if not _TOKEN.fullmatch(self.torch_version):
             raise ValueError(f"key field torch_version {self.torch_version!r} is not a version")

@@ -21,7 +21,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.env.abi import EnvAbi
 from gpuenv.errors import InputError
@@ -129,7 +129,7 @@ def _index_project(requirement: str) -> str | None:
 def _version(text: str) -> Version | None:
     try:
         return Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return None
 
 

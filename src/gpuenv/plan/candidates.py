@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import InputError, UnsatisfiableError
 from gpuenv.plan.releases import Companion, TorchRelease, TorchReleases
@@ -129,7 +129,7 @@ def wheel_problem(release: TorchRelease, version: str, target: WheelTarget) -> s
     """Why ``version`` cannot be installed into ``target`` (no wheel for its Python or platform), or None."""
     try:
         key = str(Version(version).public)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return None
     platforms = release.wheels.get(key)
     if not platforms or (target.python is None and target.python_spec is None and target.platform is None):

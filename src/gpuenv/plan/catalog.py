@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.plan.knowledge import version_tuple
 from gpuenv.plan.packagedata import data_file
@@ -282,7 +282,7 @@ class Catalog:
         if version is not None:
             try:
                 parsed = Version(version)
-            except InvalidVersion:
+            except ValueError:  # InvalidVersion, or more digits than int() converts
                 return _entry(name, tables[0], self._generic, True)
             for table in tables:
                 if SpecifierSet(str(table.get("versions", ""))).contains(parsed, prereleases=True):

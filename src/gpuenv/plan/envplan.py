@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import PlanBlockedError, UnsatisfiableError
 from gpuenv.plan.buildplan import ExtensionPlan
@@ -169,7 +169,7 @@ def group_name(torch_version: str, variant: str, arch_list: tuple[str, ...]) -> 
     """A wheelhouse group: ``torch-2.14.1-cu130-sm80-sm90``; ``torch-2.13.0-cpu`` without CUDA code."""
     try:
         public = Version(torch_version).public
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         public = torch_version.partition("+")[0]
     return f"torch-{public}-{variant}" + "".join(f"-sm{a.replace('.', '')}" for a in arch_list)
 

@@ -25,7 +25,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import GivenTorchError, InputError
 from gpuenv.plan import knowledge
@@ -91,7 +91,7 @@ class TorchFacts:
 def _public(version: str) -> str:
     try:
         return Version(version).public
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return version.partition("+")[0]
 
 
@@ -146,7 +146,7 @@ def nearest_release(version: str, known: TorchReleases | None = None) -> tuple[T
     releases = known.releases if known is not None else knowledge.torch_releases()
     try:
         parsed = Version(version)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         parsed = Version("0")
     minor = f"{parsed.major}.{parsed.minor}"
     if minor in releases:
@@ -327,7 +327,7 @@ def version_problem(facts: TorchFacts, spec: SpecifierSet, recipe_name: str) -> 
     try:
         allowed = not str(spec) or spec.contains(Version(facts.version), prereleases=True) \
             or spec.contains(Version(facts.public), prereleases=True)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         allowed = False
     if allowed:
         return None

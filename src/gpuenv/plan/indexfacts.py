@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.plan.releases import (
     LINUX_X86_64,
@@ -254,7 +254,7 @@ def _variant_of(cuda: str) -> str | None:
 def _with_companions(known: tuple[Companion, ...], name: str, ordinary: list[Listing],
                      files: Mapping[str, FileFacts]) -> tuple[Companion, ...]:
     """The shipped releases of ``name`` and the newer ones the indexes list whose Requires-Dist was read."""
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.specifiers import SpecifierSet
 
     newest = max((Version(c.version) for c in known), default=None)
     found = {c.version: c for c in known}
@@ -269,7 +269,7 @@ def _with_companions(known: tuple[Companion, ...], name: str, ordinary: list[Lis
                 if newest is not None and Version(version) <= newest:
                     continue
                 found[version] = Companion(name, version, SpecifierSet(facts.requires_torch))
-            except (InvalidVersion, InvalidSpecifier):
+            except ValueError:  # InvalidVersion, InvalidSpecifier, or more digits than int() converts
                 continue
     return newest_first(found.values())
 

@@ -10,7 +10,7 @@ ranges between two adjacent releases.
 from __future__ import annotations
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 
 def conflict(first: str, second: str) -> bool:
@@ -26,7 +26,7 @@ def conflict(first: str, second: str) -> bool:
         text = spec.version.removesuffix(".*")
         try:
             version = Version(text)
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or more digits than int() converts
             return False  # "===anything": cannot reason about it
         candidates += [version, _next(version)]
         if version.post is None and version.dev is None and version.local is None:

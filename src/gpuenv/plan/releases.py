@@ -22,7 +22,7 @@ from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.plan.packagedata import data_file
 
@@ -63,7 +63,7 @@ class TorchRelease:
         """The Pythons ``version`` has a wheel for on ``platform``; None when unknown."""
         try:
             key = str(Version(version).public)
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or more digits than int() converts
             return None
         return self.wheels.get(key, {}).get(platform)
 
@@ -167,7 +167,7 @@ class TorchReleases:
         among those ``within`` allows."""
         try:
             torch = Version(Version(torch_version).public)
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or more digits than int() converts
             return None
         releases = [c for c in self.companions.get(canonicalize_name(package), ())
                     if within is None or within.contains(c.version, prereleases=True)]
@@ -197,7 +197,7 @@ def release_of(version_text: str) -> str | None:
     """"2.5.1" → "2.5"; None for what is not a version."""
     try:
         version = Version(version_text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return None
     return f"{version.major}.{version.minor}"
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, Specifier
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.inputs import placeholder_problem
 from gpuenv.plan.recipevalues import Where, as_requirements, as_string, as_table, check_keys, home_path
@@ -134,7 +134,7 @@ def _bare_version(where: Where, text: str) -> str:
     release = text[:-2] if text.endswith(".*") else text
     try:
         version = Version(release)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         raise where.error(
             "torch.version", f"{text!r} is not a PEP 440 version; write e.g. {_VERSION_EXAMPLES}"
         ) from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.plan import knowledge
 from gpuenv.plan.buildfiles.conditions import Context
@@ -34,7 +34,7 @@ def _version(text: str | None) -> Version | None:
         return None
     try:
         return Version(".".join(str(p) for p in knowledge.version_tuple(text)[:2]))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return None
 
 

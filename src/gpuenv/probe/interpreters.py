@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.errors import GpuenvError, UnsatisfiableError
 from gpuenv.runner import Runner, bounded, query_timeout
@@ -73,7 +73,7 @@ def python_satisfies(version: str, spec: str | None) -> bool:
         return True
     try:
         return SpecifierSet(spec).contains(Version(version), prereleases=True)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return False
 
 
@@ -86,7 +86,7 @@ def _version_of(python: str, runner: Runner) -> str | None:
         return None
     try:
         return str(Version(output[-1].strip()))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return None
 
 
@@ -118,7 +118,7 @@ def _version_key(path: str) -> Version:
     """The version a pyenv directory is named after (…/versions/3.10.13/bin/python), newest first."""
     try:
         return Version(Path(path).parents[1].name)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return Version("0")
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.env.observed import observe
 from gpuenv.env.targetenv import Interpreter, TargetEnv
@@ -176,7 +176,7 @@ def pins(installed: Mapping[str, str]) -> tuple[str, ...]:
             continue
         try:
             Version(version)
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or more digits than int() converts
             continue  # an installer cannot read such a pin; the env's own record keeps it as it is
         lines.append(f"{canonical}=={version}")
     return tuple(lines)

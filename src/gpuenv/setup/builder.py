@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion
 from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller, HookMissing
 
 from gpuenv.env.targetenv import TargetEnv
@@ -129,7 +128,7 @@ def _contains(req: Requirement, version: str) -> bool:
         return True
     try:
         return req.specifier.contains(version, prereleases=True)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return False
 
 

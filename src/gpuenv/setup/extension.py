@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.cache.entry import LookupResult
 from gpuenv.cache.key import CacheKey, binary_knobs
@@ -400,7 +400,7 @@ def _same_version(installed: str | None, version: str) -> bool:
         return False
     try:
         return Version(installed) == Version(version)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() converts
         return installed == version
 
 

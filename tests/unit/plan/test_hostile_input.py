@@ -224,3 +224,20 @@ def test_a_local_path_that_is_a_link_loop_is_said_to_be_one(
     recipe.write_text('[torch]\nversion = "2.13.*"\n' + table)
     err = refused(["plan", "-r", str(recipe), "--gpu", "H100", "--offline", "--no-cache"], capsys)
     assert "'loop' is a link that loops or leads nowhere" in err or "'./loop' is a link" in err, err
+
+
+#: A version whose number has more digits than Python's int() converts (4300): packaging raises a
+#: ValueError that is not InvalidVersion, from an env's answer, a lock file or an index's listing.
+HUGE = "9" * 5000 + ".0"
+
+
+def test_a_version_of_more_digits_than_int_reads_is_no_version_wherever_one_is_read() -> None:
+    from gpuenv.plan.envplan import group_name
+    from gpuenv.plan.giventorch import TorchFacts, data_disagreements, nearest_release
+    from gpuenv.plan.releases import release_of
+
+    assert release_of(HUGE) is None
+    release, same = nearest_release(HUGE)
+    assert not same and release.release
+    assert group_name(HUGE, "cpu", ()).startswith("torch-")
+    assert data_disagreements(TorchFacts(version=HUGE, cuda=None)) == ()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Optional
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from gpuenv.plan.buildfiles.envreads import EnvCheck, EnvReads
 from gpuenv.plan.buildfiles.pysource import PyFile, call_name, dotted
@@ -392,7 +392,7 @@ class Reader:
                 return Version(f"{node.value // 100}.{node.value % 100}")  # 1205: CUDA 12.5
             if isinstance(node, ast.Tuple) and all(isinstance(e, ast.Constant) for e in node.elts):
                 return Version(".".join(str(e.value) for e in node.elts))  # type: ignore[attr-defined]
-        except InvalidVersion:
+        except ValueError:  # InvalidVersion, or more digits than int() converts
             return None
         return None
 
