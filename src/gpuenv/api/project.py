@@ -183,7 +183,7 @@ class Project:
                            python_version=env_python(recipe), platform=host_platform(),
                            constraints=installer_constraints(), tree=recipe_tree(recipe),
                            cache_from=self.cache_from(), push=bool(self.value("push")),
-                           prebuilt=self.value("prebuilt"), environ=dict(self.environ))
+                           prebuilt=self.value("prebuilt"), environ=_build_variables(self.environ))
 
     def plan(self) -> Plan:
         """What ``gpuenv plan`` shows: every decision, what would stop setup as blockers, cache hits."""
@@ -334,3 +334,12 @@ class PreparedSetup:
         from gpuenv.setup.run import run_setup
 
         return run_setup(self.plan, self.options, reporter=reporter, replan=self.replan)
+
+
+def _build_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` as the planner compares it with the builds' variables: CUDA_HOME by the folder it
+    names, as toolkits are found (``/usr/local/cuda`` is the ``/usr/local/cuda-13.0`` it links to)."""
+    found = dict(environ)
+    if found.get("CUDA_HOME"):
+        found["CUDA_HOME"] = os.path.realpath(found["CUDA_HOME"])
+    return found

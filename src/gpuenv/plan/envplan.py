@@ -193,7 +193,8 @@ def overridden_variables(environ: Mapping[str, str], build_envs: Iterable[Mappin
         if name == "CUDA_HOME":
             how = "pass --toolkit PATH to build with another toolkit"
         elif "ARCH" in name:
-            how = "pass --arch X.Y (or --gpu NAME) to build for other GPUs"
+            how = (f"pass --arch X.Y (or --gpu NAME) to build for other GPUs, or keep yours with env = "
+                   f'{{ {name} = "..." }} in the extension\'s recipe table')
         else:
             how = f'set it in the recipe (env = {{ {name} = "..." }} of the extension) to change it'
         shown = " or ".join(values)

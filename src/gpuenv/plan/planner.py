@@ -369,8 +369,11 @@ def _assemble(
         if d.torch_bound and d.skip and not d.spec.required and passed_over:
             reasons.append(f"{d.spec.name} is skipped on every torch the recipe allows that runs here")
             break
-    warnings += overridden_variables(options.environ, [build_env, *(e.env for e in extensions
-                                                                    if e.action != "skip")])
+    # What the builds get: each extension built here, and the repository's own build.
+    built = [e.env for e in extensions if e.action == "build"]
+    if own_build is not None:
+        built.append({**build_env, **own_build.env})
+    warnings += overridden_variables(options.environ, built)
     return Plan(
         recipe=str(recipe.path),
         env_name=recipe.name,

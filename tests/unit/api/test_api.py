@@ -102,3 +102,25 @@ def test_the_readmes_library_example_runs(tmp_path: Path, monkeypatch: pytest.Mo
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("torch==") and printed[0].endswith("('9.0',)")
     assert printed[-1] == f"{tmp_path / '.venv'} ()" and not (tmp_path / ".venv").exists()
+
+
+def test_a_cuda_home_that_links_to_the_planned_toolkit_is_that_toolkit(recipe: Path, tmp_path: Path,
+                                                                       environ: dict[str, str]) -> None:
+    # GPU images export CUDA_HOME=/usr/local/cuda, a link to /usr/local/cuda-13.0 that the probe names.
+    toolkit = tmp_path / "cuda-13.0"
+    (toolkit / "bin").mkdir(parents=True)
+    (tmp_path / "cuda").symlink_to(toolkit)
+    probed = node("9.0")
+    probed["toolkits"] = [{"nvcc": str(toolkit / "bin" / "nvcc"), "version": "13.0", "home": str(toolkit)}]
+    hardware = tmp_path / "node.json"
+    hardware.write_text(json.dumps(probed), encoding="utf-8")
+
+    def said(cuda_home: Path) -> list[str]:
+        project = gpuenv.Project(recipe=recipe, hardware=hardware, offline=True,
+                                 environ={**environ, "CUDA_HOME": str(cuda_home)})
+        return [w for w in project.plan().warnings if w.startswith("CUDA_HOME=")]
+
+    assert said(tmp_path / "cuda") == []
+    other = tmp_path / "cuda-12.4"
+    other.mkdir()
+    assert said(other) and "--toolkit PATH" in said(other)[0]

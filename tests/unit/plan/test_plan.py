@@ -914,9 +914,20 @@ def test_a_build_variable_the_user_exported_that_the_builds_replace_is_said() ->
     assert set(said) == {"TORCH_CUDA_ARCH_LIST", "CUDA_HOME"}, "FORCE_CUDA=1 is what the build gets too"
     assert said["TORCH_CUDA_ARCH_LIST"] == (
         "TORCH_CUDA_ARCH_LIST=5.2 6.0 7.0 8.0 9.0+PTX is set in this environment; gpuenv's builds get "
-        "TORCH_CUDA_ARCH_LIST=9.0 (the plan's): pass --arch X.Y (or --gpu NAME) to build for other GPUs")
+        "TORCH_CUDA_ARCH_LIST=9.0 (the plan's): pass --arch X.Y (or --gpu NAME) to build for other GPUs, "
+        'or keep yours with env = { TORCH_CUDA_ARCH_LIST = "..." } in the extension\'s recipe table')
     assert "--toolkit PATH" in said["CUDA_HOME"] and result.toolkit is not None
     assert f"CUDA_HOME={result.toolkit.root} (the plan's)" in said["CUDA_HOME"]
     quiet = make_plan(recipe("==2.14.*", SCATTER), machine(H100, driver=D580, nvcc=("13.0",)),
                       PlanOptions(environ=dict(result.build_env)))
     assert not [w for w in quiet.warnings if "is set in this environment" in w]
+    # Kept for the one build by the recipe (as NGC and HPC images export 9.0a for Hopper's own
+    # instructions): nothing gpuenv builds gets another value, so nothing is said.
+    kept = ext("torch-scatter==2.1.2", TORCH_CUDA_ARCH_LIST="9.0a")
+    mine = make_plan(recipe("==2.14.*", kept), machine(H100, driver=D580, nvcc=("13.0",)),
+                     PlanOptions(environ={"TORCH_CUDA_ARCH_LIST": "9.0a"}))
+    assert mine.extensions[0].env["TORCH_CUDA_ARCH_LIST"] == "9.0a"
+    assert not [w for w in mine.warnings if "is set in this environment" in w]
+    nothing_built = make_plan(recipe("==2.14.*"), machine(H100, driver=D580, nvcc=("13.0",)),
+                              PlanOptions(environ=environ))
+    assert not [w for w in nothing_built.warnings if "is set in this environment" in w]
