@@ -46,6 +46,7 @@ from gpuenv.plan.hardware import Hardware
 from gpuenv.plan.recipespec import Recipe
 from gpuenv.probe.binaries import find_cuobjdump
 from gpuenv.runner import Runner, SubprocessRunner
+from gpuenv.setup.adopt import made_by_gpuenv
 from gpuenv.setup.runtime import read_runtime_env
 
 # -- finding the recipe and the lock (for the front ends) ------------------------------------
@@ -107,7 +108,7 @@ def _env_checks(
         checks += torch_checks(env, run, site, torch, hardware)
         toolkit = toolkit_check(torch, hardware, exact_for=_exact_toolkit_names(targets))
         checks += [toolkit] if toolkit is not None else []
-        checks.append(runtime_check(read_runtime_env(site), torch))
+        checks.append(runtime_check(read_runtime_env(site), torch, ours=made_by_gpuenv(env.path)))
     checks.append(lock_check(locked, torch, bool(targets)))
     built_with = built_with_check(env.path)
     checks += [built_with] if built_with is not None else []

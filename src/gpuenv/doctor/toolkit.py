@@ -69,15 +69,21 @@ def built_with_check(venv: Path) -> Check | None:
                  f"{detail}; it is gone since (pruned?): a rebuild takes the plan's toolkit")
 
 
-def runtime_check(runtime: Mapping[str, str] | None, torch: TorchInfo) -> Check:
-    """What kernels compiled while the env runs (cpp_extension.load, DeepSpeed ops) will build with."""
+def runtime_check(runtime: Mapping[str, str] | None, torch: TorchInfo, *, ours: bool = True) -> Check:
+    """What kernels compiled while the env runs (cpp_extension.load, DeepSpeed ops) will build with.
+
+    ``ours``: gpuenv made the env; into one it did not, setup writes no ``.pth`` but prints the exports.
+    """
     name = "runtime builds"
     if runtime is None:
         if torch.cuda is None:
             return Check(name, "ok", "a CPU torch: kernels compiled at run time build for the CPU")
+        fix = ("run 'gpuenv setup' to write it" if ours else
+               "gpuenv writes no .pth into an env it did not create: export the CUDA_HOME, "
+               "TORCH_CUDA_ARCH_LIST and MAX_JOBS that 'gpuenv setup' prints at its 'runtime builds' step "
+               "where the env runs, or let gpuenv make an env of its own")
         return Check(name, "warn", f"no {RUNTIME_PTH} in the env: code that compiles CUDA kernels when it "
-                     "runs guesses CUDA_HOME (often /usr/local) and the archs",
-                     fix="run 'gpuenv setup' to write it")
+                     "runs guesses CUDA_HOME (often /usr/local) and the archs", fix=fix)
     values = " ".join(f"{k}={v}" for k, v in sorted(runtime.items()))
     home = runtime.get("CUDA_HOME")
     if home is not None and not Path(home, "bin", "nvcc").exists():
