@@ -88,6 +88,8 @@ class CondaEnv:
     prefix: str | None = None
     #: Items that are not match specs gpuenv reads, with why (line, text, why).
     skipped: tuple[tuple[int, str, str], ...] = ()
+    #: Read from a pixi manifest (:mod:`gpuenv.init.pixi`), not a conda environment file.
+    pixi: bool = False
 
 
 def read_environment(path: Path) -> CondaEnv:

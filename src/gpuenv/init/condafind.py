@@ -202,7 +202,7 @@ def _why(
     pip_placed: int,
 ) -> str:
     kind = "a 'conda env export'" if env.exported else "a conda environment"
-    kind = "a pixi manifest (conda packages)" if is_pixi(env.path) else kind
+    kind = "a pixi manifest (conda packages)" if env.pixi else kind
     if env.platform and env.exported:
         kind += f" made on {env.platform}"
     parts = []

@@ -33,7 +33,9 @@ _TABLES = ((), ("target", "linux-64"))
 
 
 def is_pixi(path: Path) -> bool:
-    return path.name.lower() == "pixi.toml" or (path.name == "pyproject.toml" and has_pixi_tables(path))
+    """Whether one of the environment files init found is a pixi manifest: a pixi.toml, or the
+    pyproject.toml that is among them only because it holds pixi's tables (:func:`has_pixi_tables`)."""
+    return path.name.lower() == "pixi.toml" or path.name == "pyproject.toml"
 
 
 def has_pixi_tables(pyproject: Path) -> bool:
@@ -87,6 +89,7 @@ def read_pixi(path: Path) -> CondaEnv:
         read_requirement_lines(pip_lines, path, path.parent),
         channels,
         skipped=tuple(skipped),
+        pixi=True,
     )
 
 
