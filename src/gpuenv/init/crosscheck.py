@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -59,6 +60,23 @@ _SIDE_FOLDERS = {
 }
 
 
+class _Pin(NamedTuple):
+    """A version pin installed together with the repository, and where it is written."""
+
+    name: str
+    spec: str
+    text: str
+    #: "requirements.txt:3", "pyproject.toml [project] dependencies"...
+    origin: str
+    #: Installed only with an extra, an optional list or a sub-project: not by the install itself.
+    optional: bool
+
+    @property
+    def source(self) -> str:
+        """The file the pin is in."""
+        return self.origin.split(":")[0]
+
+
 def conflicts(
     root: Path,
     files: list[ReadFile],
@@ -69,9 +87,9 @@ def conflicts(
 ) -> list[str]:
     """Conflicts among what is installed together, besides ``known`` (those placing already reported)."""
     roles = {a.path: a for a in accounts}
-    pins: dict[str, list[tuple[str, str, str, str, int]]] = {}
-    for name, spec, text, origin, source, optional in _pins(root, files, roles, meta, subprojects):
-        pins.setdefault(name, []).append((spec, text, origin, source, optional))
+    pins: dict[str, list[_Pin]] = {}
+    for pin in _pins(root, files, roles, meta, subprojects):
+        pins.setdefault(pin.name, []).append(pin)
     reported = {str(canonicalize_name(k.split(":", 1)[0])) for k in known}
     found = []
     for name, entries in pins.items():
@@ -83,15 +101,15 @@ def conflicts(
                 (a, b)
                 for i, a in enumerate(entries)
                 for b in entries[i + 1 :]
-                if a[3] != b[3] and conflict(a[0], b[0])
+                if a.source != b.source and conflict(a.spec, b.spec)
             ),
-            key=lambda pair: pair[0][4] + pair[1][4],
+            key=lambda pair: pair[0].optional + pair[1].optional,
             default=None,
         )
         if clash is not None:
-            (_, text_a, where_a, _, _), (_, text_b, where_b, _, _) = clash
+            a, b = clash
             found.append(
-                f"{name}: {text_a} ({where_a}) against {text_b} ({where_b}): they cannot be installed "
+                f"{name}: {a.text} ({a.origin}) against {b.text} ({b.origin}): they cannot be installed "
                 "together"
             )
     return found
@@ -99,9 +117,8 @@ def conflicts(
 
 def _pins(
     root: Path, files: list[ReadFile], roles: dict[str, FileAccount], meta: Metadata, subprojects: set[str]
-) -> Iterator[tuple[str, str, str, str, str, int]]:
-    """(name, specifier, text, origin, source file, 1 where optional else 0) of every pin installed together
-    with the repository."""
+) -> Iterator[_Pin]:
+    """Every pin installed together with the repository."""
     for f in files:
         account = roles.get(f.rel)
         if f.parsed is None or account is None or account.role not in _TOGETHER:
@@ -109,27 +126,27 @@ def _pins(
         for line in f.parsed.requirements:
             if line.name and line.parsed is not None and line.parsed.specifier:
                 origin = f"{relative(root, line.path)}:{line.lineno}"
-                optional = int(account.role not in ("install", "per-cuda"))
-                yield line.name, line.parsed.specifier, line.text, origin, origin.split(":")[0], optional
+                optional = account.role not in ("install", "per-cuda")
+                yield _Pin(line.name, line.parsed.specifier, line.text, origin, optional)
     for declared in meta.requirements:
-        yield from _declared(declared.text, declared.origin, int(declared.extra is not None))
+        yield from _declared(declared.text, declared.origin, declared.extra is not None)
     for text in meta.build_requires:
-        yield from _declared(text, "pyproject.toml [build-system] requires (shares the env: no isolation)", 0)
+        origin = "pyproject.toml [build-system] requires (shares the env: no isolation)"
+        yield from _declared(text, origin, False)
     for sub in sorted(subprojects)[:_MAX_SUBPROJECTS]:
         other = read_metadata(root / sub)
         for declared in other.requirements:
             if declared.extra is None:
-                yield from _declared(declared.text, f"{sub}/{declared.origin}", 1)
+                yield from _declared(declared.text, f"{sub}/{declared.origin}", True)
 
 
-def _declared(text: str, origin: str, optional: int) -> Iterator[tuple[str, str, str, str, str, int]]:
+def _declared(text: str, origin: str, optional: bool) -> Iterator[_Pin]:
     try:
         req = Requirement(text)
     except InvalidRequirement:
         return
     if req.specifier and not req.url:
-        name = str(canonicalize_name(req.name))
-        yield name, str(req.specifier), text, origin, origin.split(":")[0], optional
+        yield _Pin(str(canonicalize_name(req.name)), str(req.specifier), text, origin, optional)
 
 
 def project_accounts(root: Path, subprojects: set[str], local_folders: set[str]) -> list[FileAccount]:
