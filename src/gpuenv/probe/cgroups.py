@@ -46,29 +46,22 @@ class CgroupLimits:
 
 def cgroup_limits(proc_cgroup: Path = PROC_SELF_CGROUP, root: Path = CGROUP_ROOT) -> CgroupLimits:
     """The limits of the cgroups ``proc_cgroup`` names, read under ``root``."""
-    try:
-        text = read_input(proc_cgroup, limit=64 * 1024, errors="replace")
-    except UnreadableInput:
-        text = ""
+    text = _text(proc_cgroup, 64 * 1024) or ""
+    # No /proc/self/cgroup to follow: the mount's own files (a container's view) still bound it.
+    folders = cgroup_folders(text, root) if text else [(root, "2"), (root / "memory", "1"),
+                                                       (root / "cpu", "1")]
     memory: list[tuple[int, int | None]] = []
     cpus: list[int] = []
-    for folder, version in cgroup_folders(text, root):
+    for folder, version in folders:
         limit = _memory_limit(folder, version)
         if limit is not None:
             memory.append((limit, _memory_available(folder, version, limit)))
         quota = _cpu_quota(folder, version)
         if quota is not None:
             cpus.append(quota)
-    if not memory and not text:
-        # No /proc/self/cgroup to follow: the mount's own files (a container's view) still bound it.
-        for folder, version in ((root, "2"), (root / "memory", "1")):
-            limit = _memory_limit(folder, version)
-            if limit is not None:
-                memory.append((limit, _memory_available(folder, version, limit)))
-    tightest = min(memory, key=lambda m: m[0]) if memory else None
     availables = [a for _, a in memory if a is not None]
     return CgroupLimits(
-        memory_max_mib=tightest[0] // MIB if tightest else None,
+        memory_max_mib=min(m for m, _ in memory) // MIB if memory else None,
         memory_available_mib=min(availables) // MIB if availables else None,
         cpus=min(cpus) if cpus else None,
     )
@@ -103,22 +96,29 @@ def _ancestors(base: Path, path: str) -> list[Path]:
     return [base.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
 
 
-def _number(path: Path) -> int | None:
+def _text(path: Path, limit: int = 4096) -> str | None:
     try:
-        text = read_input(path, limit=4096, errors="replace").strip()
+        return read_input(path, limit=limit, errors="replace")
     except UnreadableInput:
         return None
-    return int(text) if text.isdigit() else None
+
+
+def _integer(path: Path) -> int | None:
+    """The integer a cgroup file holds (``-1`` is v1's "no quota"); None for "max" or anything else."""
+    try:
+        return int((_text(path) or "").strip())
+    except ValueError:
+        return None
 
 
 def _memory_limit(folder: Path, version: str) -> int | None:
-    limit = _number(folder / ("memory.max" if version == "2" else "memory.limit_in_bytes"))
+    limit = _integer(folder / ("memory.max" if version == "2" else "memory.limit_in_bytes"))
     return limit if limit is not None and 0 < limit < _UNLIMITED else None
 
 
 def _memory_available(folder: Path, version: str, limit: int) -> int | None:
-    used = _number(folder / ("memory.current" if version == "2" else "memory.usage_in_bytes"))
-    if used is None:
+    used = _integer(folder / ("memory.current" if version == "2" else "memory.usage_in_bytes"))
+    if used is None or used < 0:
         return None
     stat = _stat(folder / "memory.stat")
     inactive = stat.get("inactive_file" if version == "2" else "total_inactive_file", 0)
@@ -126,12 +126,8 @@ def _memory_available(folder: Path, version: str, limit: int) -> int | None:
 
 
 def _stat(path: Path) -> dict[str, int]:
-    try:
-        text = read_input(path, limit=256 * 1024, errors="replace")
-    except UnreadableInput:
-        return {}
     values: dict[str, int] = {}
-    for line in text.splitlines():
+    for line in (_text(path, 256 * 1024) or "").splitlines():
         key, _, value = line.partition(" ")
         if value.strip().isdigit():
             values[key] = int(value.strip())
@@ -140,30 +136,15 @@ def _stat(path: Path) -> dict[str, int]:
 
 def _cpu_quota(folder: Path, version: str) -> int | None:
     if version == "2":
-        try:
-            fields = read_input(folder / "cpu.max", limit=4096, errors="replace").split()
-        except UnreadableInput:
-            return None
+        fields = (_text(folder / "cpu.max") or "").split()
         if len(fields) != 2 or not fields[0].isdigit() or not fields[1].isdigit():
             return None  # "max 100000": no quota
         quota, period = int(fields[0]), int(fields[1])
     else:
-        quota_text = _signed(folder / "cpu.cfs_quota_us")
-        period_text = _number(folder / "cpu.cfs_period_us")
-        if quota_text is None or period_text is None:
+        quota_us, period_us = _integer(folder / "cpu.cfs_quota_us"), _integer(folder / "cpu.cfs_period_us")
+        if quota_us is None or period_us is None:
             return None
-        quota, period = quota_text, period_text
+        quota, period = quota_us, period_us
     if quota <= 0 or period <= 0:
         return None
     return max(math.ceil(quota / period), 1)
-
-
-def _signed(path: Path) -> int | None:
-    try:
-        text = read_input(path, limit=4096, errors="replace").strip()
-    except UnreadableInput:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
